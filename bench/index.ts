@@ -1,0 +1,19 @@
+import { benchTrain } from './train.js';
+
+/** `npm run bench -- NAME ...` and `chimed bench NAME ...` share this table. */
+export const benches: Record<string, { summary: string; run: (argv: string[]) => Promise<unknown> }> = {
+  train: { summary: 'training step throughput and memory of a LLaMA configuration', run: benchTrain },
+};
+
+export async function benchCommand(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const b = name ? benches[name] : undefined;
+  if (!b) {
+    process.stdout.write(`chimed bench NAME [options] --json\n\n${Object.entries(benches).map(([n, x]) => `  ${n.padEnd(10)} ${x.summary}`).join('\n')}\n`);
+    return name ? 1 : 0;
+  }
+  await b.run(rest);
+  return 0;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) process.exitCode = await benchCommand(process.argv.slice(2));

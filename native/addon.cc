@@ -1,0 +1,493 @@
+// N-API bindings of the kernels in kernels.h: argument checking and conversion only. Every
+// argument is validated here (types, sizes, lengths, index ranges) so that the kernels can
+// trust their inputs; errors name the kernel and the argument, as TypeError for a wrong type
+// and RangeError for a wrong value or length.
+#include <napi.h>
+#include <omp.h>
+
+#include <cmath>
+#include <initializer_list>
+#include <limits>
+#include <new>
+#include <string>
+
+#include "kernels.h"
+
+namespace chimed {
+namespace {
+
+constexpr double MAX_SAFE_INTEGER = 9007199254740991.0;
+
+template <typename T>
+struct View {
+  T* data;
+  i64 length;
+  const char* name;
+};
+
+// Product of sizes, or -1 on overflow (which then fails any length comparison).
+i64 product(std::initializer_list<i64> factors) {
+  i64 p = 1;
+  for (i64 f : factors)
+    if (__builtin_mul_overflow(p, f, &p)) return -1;
+  return p;
+}
+
+const char* typedArrayName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "typed array";
+  }
+}
+
+std::string describe(const Napi::Value& v) {
+  if (v.IsTypedArray()) return typedArrayName(v.As<Napi::TypedArray>().TypedArrayType());
+  if (v.IsNull()) return "null";
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNumber()) return "number " + v.ToString().Utf8Value();
+  if (v.IsArray()) return "Array";
+  return v.Type() == napi_string ? "string" : v.Type() == napi_boolean ? "boolean" : "object";
+}
+
+// The arguments of one kernel call, read with validation.
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* kernel, size_t count) : info_(info), kernel_(kernel) {
+    if (info.Length() < count)
+      fail(false, "expected " + std::to_string(count) + " arguments, got " + std::to_string(info.Length()));
+  }
+  Napi::Env env() const { return info_.Env(); }
+
+  [[noreturn]] void fail(bool range, const std::string& message) const {
+    const std::string text = std::string(kernel_) + ": " + message;
+    if (range) throw Napi::RangeError::New(info_.Env(), text);
+    throw Napi::TypeError::New(info_.Env(), text);
+  }
+
+  View<float> floats(size_t i, const char* name) const { return typed<float, napi_float32_array>(info_[i], name, "Float32Array"); }
+  View<std::int32_t> ints(size_t i, const char* name) const {
+    return typed<std::int32_t, napi_int32_array>(info_[i], name, "Int32Array");
+  }
+  // An Int32Array, or null/undefined (returned with data == nullptr).
+  View<std::int32_t> intsOrNull(size_t i, const char* name) const {
+    if (i >= info_.Length() || info_[i].IsNull() || info_[i].IsUndefined()) return {nullptr, 0, name};
+    return ints(i, name);
+  }
+
+  i64 size(size_t i, const char* name, i64 min = 0) const { return sizeOf(info_[i], name, min); }
+  i64 sizeOf(const Napi::Value& v, const std::string& name, i64 min) const {
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+    if (!v.IsNumber()) fail(false, name + " must be an integer, got " + describe(v));
+    if (!(d == std::floor(d)) || d < static_cast<double>(min) || d > MAX_SAFE_INTEGER)
+      fail(true, name + " must be an integer >= " + std::to_string(min) + ", got " + v.ToString().Utf8Value());
+    return static_cast<i64>(d);
+  }
+
+  double number(size_t i, const char* name) const { return numberOf(info_[i], name); }
+  double numberOf(const Napi::Value& v, const std::string& name) const {
+    if (!v.IsNumber()) fail(false, name + " must be a number, got " + describe(v));
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d)) fail(true, name + " must be finite, got " + v.ToString().Utf8Value());
+    return d;
+  }
+
+  bool flag(size_t i, const char* name) const {
+    if (!info_[i].IsBoolean()) fail(false, std::string(name) + " must be a boolean, got " + describe(info_[i]));
+    return info_[i].As<Napi::Boolean>().Value();
+  }
+
+  Napi::Object object(size_t i, const char* name) const {
+    if (!info_[i].IsObject() || info_[i].IsTypedArray() || info_[i].IsArray())
+      fail(false, std::string(name) + " must be an object, got " + describe(info_[i]));
+    return info_[i].As<Napi::Object>();
+  }
+
+  template <typename T>
+  void length(const View<T>& a, i64 expected, const char* formula) const {
+    if (a.length != expected)
+      fail(true, std::string(a.name) + " has length " + std::to_string(a.length) + ", expected " + formula + " = " +
+                     (expected < 0 ? std::string("(overflow)") : std::to_string(expected)));
+  }
+  template <typename T, typename U>
+  void sameLength(const View<T>& a, const View<U>& b) const {
+    if (a.length != b.length)
+      fail(true, std::string(a.name) + " has length " + std::to_string(a.length) + " but " + b.name + " has length " + std::to_string(b.length));
+  }
+  // Every value of a must lie in [lo, hi).
+  void indices(const View<std::int32_t>& a, i64 lo, i64 hi) const {
+    for (i64 i = 0; i < a.length; ++i)
+      if (a.data[i] < lo || a.data[i] >= hi)
+        fail(true, std::string(a.name) + "[" + std::to_string(i) + "] = " + std::to_string(a.data[i]) + " is out of range [" + std::to_string(lo) +
+                       ", " + std::to_string(hi) + ")");
+  }
+
+ private:
+  template <typename T, napi_typedarray_type TYPE>
+  View<T> typed(const Napi::Value& v, const char* name, const char* typeName) const {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != TYPE)
+      fail(false, std::string(name) + " must be a " + typeName + ", got " + describe(v));
+    // Data() is the view's own start (byteOffset applied), so subarray views work.
+    auto arr = v.As<Napi::TypedArrayOf<T>>();
+    return {arr.Data(), static_cast<i64>(arr.ElementLength()), name};
+  }
+
+  const Napi::CallbackInfo& info_;
+  const char* kernel_;
+};
+
+// ---------------------------------------------------------------- bindings
+
+template <bool BUILTIN>
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  const Args a(info, BUILTIN ? "gemmBuiltin" : "gemm", 10);
+  const bool tA = a.flag(0, "transA"), tB = a.flag(1, "transB");
+  const i64 M = a.size(2, "M"), N = a.size(3, "N"), K = a.size(4, "K");
+  const double alpha = a.number(5, "alpha"), beta = a.number(8, "beta");
+  const auto A = a.floats(6, "A"), B = a.floats(7, "B"), C = a.floats(9, "C");
+  a.length(A, product({M, K}), "M*K");
+  a.length(B, product({K, N}), "K*N");
+  a.length(C, product({M, N}), "M*N");
+  (BUILTIN ? gemmBuiltin : gemm)(tA, tB, M, N, K, static_cast<float>(alpha), A.data, B.data, static_cast<float>(beta), C.data);
+  return info.Env().Undefined();
+}
+
+// Shared checks of embeddingForward/Backward; returns the vocabulary size.
+i64 checkEmbedding(const Args& a, const View<float>& rows, const View<float>& table, const View<std::int32_t>& ids, i64 dim) {
+  if (table.length % dim != 0)
+    a.fail(true, std::string(table.name) + " has length " + std::to_string(table.length) + ", not a multiple of dim = " + std::to_string(dim));
+  a.length(rows, product({ids.length, dim}), "ids.length*dim");
+  const i64 vocab = table.length / dim;
+  a.indices(ids, 0, vocab);
+  return vocab;
+}
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "embeddingForward", 4);
+  const auto out = a.floats(0, "out"), table = a.floats(1, "table");
+  const auto ids = a.ints(2, "ids");
+  const i64 dim = a.size(3, "dim", 1);
+  checkEmbedding(a, out, table, ids, dim);
+  embeddingForward(out.data, table.data, ids.data, ids.length, dim);
+  return info.Env().Undefined();
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "embeddingBackward", 4);
+  const auto dtable = a.floats(0, "dtable"), dout = a.floats(1, "dout");
+  const auto ids = a.ints(2, "ids");
+  const i64 dim = a.size(3, "dim", 1);
+  checkEmbedding(a, dout, dtable, ids, dim);
+  embeddingBackward(dtable.data, dout.data, ids.data, ids.length, dim);
+  return info.Env().Undefined();
+}
+
+Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "rmsnormForward", 7);
+  const auto out = a.floats(0, "out"), rstd = a.floats(1, "rstd"), x = a.floats(2, "x"), w = a.floats(3, "w");
+  const i64 rows = a.size(4, "rows"), dim = a.size(5, "dim", 1);
+  const double eps = a.number(6, "eps");
+  if (eps < 0) a.fail(true, "eps must be >= 0");
+  a.length(x, product({rows, dim}), "rows*dim");
+  a.length(out, product({rows, dim}), "rows*dim");
+  a.length(rstd, rows, "rows");
+  a.length(w, dim, "dim");
+  rmsnormForward(out.data, rstd.data, x.data, w.data, rows, dim, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "rmsnormBackward", 8);
+  const auto dx = a.floats(0, "dx"), dw = a.floats(1, "dw"), dout = a.floats(2, "dout"), x = a.floats(3, "x"), w = a.floats(4, "w"),
+             rstd = a.floats(5, "rstd");
+  const i64 rows = a.size(6, "rows"), dim = a.size(7, "dim", 1);
+  for (const auto* t : {&dx, &dout, &x}) a.length(*t, product({rows, dim}), "rows*dim");
+  a.length(dw, dim, "dim");
+  a.length(w, dim, "dim");
+  a.length(rstd, rows, "rows");
+  rmsnormBackward(dx.data, dw.data, dout.data, x.data, w.data, rstd.data, rows, dim);
+  return info.Env().Undefined();
+}
+
+template <bool BACKWARD>
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  const Args a(info, BACKWARD ? "ropeBackward" : "ropeForward", 6);
+  const auto dst = a.floats(0, BACKWARD ? "dx" : "out"), src = a.floats(1, BACKWARD ? "dout" : "x");
+  const auto pos = a.ints(2, "pos");
+  const i64 heads = a.size(3, "heads", 1), hd = a.size(4, "headDim", 2);
+  const double theta = a.number(5, "theta");
+  if (hd % 2 != 0) a.fail(true, "headDim must be even, got " + std::to_string(hd));
+  if (theta <= 0) a.fail(true, "theta must be > 0");
+  a.length(src, product({pos.length, heads, hd}), "pos.length*heads*headDim");
+  a.length(dst, product({pos.length, heads, hd}), "pos.length*heads*headDim");
+  (BACKWARD ? ropeBackward : ropeForward)(dst.data, src.data, pos.data, pos.length, heads, hd, theta);
+  return info.Env().Undefined();
+}
+
+AttentionDims readDims(const Args& a, size_t i) {
+  const Napi::Object o = a.object(i, "dims");
+  AttentionDims d{};
+  d.B = a.sizeOf(o.Get("B"), "dims.B", 1);
+  d.Tq = a.sizeOf(o.Get("Tq"), "dims.Tq", 1);
+  d.Tk = a.sizeOf(o.Get("Tk"), "dims.Tk", 1);
+  d.kvCap = a.sizeOf(o.Get("kvCap"), "dims.kvCap", 1);
+  d.H = a.sizeOf(o.Get("H"), "dims.H", 1);
+  d.KVH = a.sizeOf(o.Get("KVH"), "dims.KVH", 1);
+  d.hd = a.sizeOf(o.Get("headDim"), "dims.headDim", 1);
+  d.scale = static_cast<float>(a.numberOf(o.Get("scale"), "dims.scale"));
+  if (d.Tq > d.Tk) a.fail(true, "dims.Tq (" + std::to_string(d.Tq) + ") must be <= dims.Tk (" + std::to_string(d.Tk) + ")");
+  if (d.Tk > d.kvCap) a.fail(true, "dims.Tk (" + std::to_string(d.Tk) + ") must be <= dims.kvCap (" + std::to_string(d.kvCap) + ")");
+  if (d.H % d.KVH != 0) a.fail(true, "dims.H (" + std::to_string(d.H) + ") must be a multiple of dims.KVH (" + std::to_string(d.KVH) + ")");
+  return d;
+}
+
+const std::int32_t* readKeyStart(const Args& a, size_t i, const AttentionDims& d) {
+  const auto ks = a.intsOrNull(i, "keyStart");
+  if (!ks.data) return nullptr;
+  a.length(ks, d.B, "dims.B");
+  a.indices(ks, 0, d.Tk + 1);
+  return ks.data;
+}
+
+struct AttentionLengths {
+  i64 q, kv, lse;
+  explicit AttentionLengths(const AttentionDims& d)
+      : q(product({d.B, d.Tq, d.H, d.hd})), kv(product({d.B, d.kvCap, d.KVH, d.hd})), lse(product({d.B, d.H, d.Tq})) {}
+};
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "attentionForward", 6);
+  const auto out = a.floats(0, "out"), lse = a.floats(1, "lse"), q = a.floats(2, "q"), k = a.floats(3, "k"), v = a.floats(4, "v");
+  const AttentionDims d = readDims(a, 5);
+  const std::int32_t* keyStart = readKeyStart(a, 6, d);
+  const AttentionLengths n(d);
+  a.length(q, n.q, "B*Tq*H*headDim");
+  a.length(out, n.q, "B*Tq*H*headDim");
+  a.length(k, n.kv, "B*kvCap*KVH*headDim");
+  a.length(v, n.kv, "B*kvCap*KVH*headDim");
+  a.length(lse, n.lse, "B*H*Tq");
+  attentionForward(out.data, lse.data, q.data, k.data, v.data, d, keyStart);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "attentionBackward", 10);
+  const auto dq = a.floats(0, "dq"), dk = a.floats(1, "dk"), dv = a.floats(2, "dv"), dout = a.floats(3, "dout"), q = a.floats(4, "q"),
+             k = a.floats(5, "k"), v = a.floats(6, "v"), out = a.floats(7, "out"), lse = a.floats(8, "lse");
+  const AttentionDims d = readDims(a, 9);
+  const std::int32_t* keyStart = readKeyStart(a, 10, d);
+  const AttentionLengths n(d);
+  for (const auto* t : {&dq, &dout, &q, &out}) a.length(*t, n.q, "B*Tq*H*headDim");
+  for (const auto* t : {&dk, &dv, &k, &v}) a.length(*t, n.kv, "B*kvCap*KVH*headDim");
+  a.length(lse, n.lse, "B*H*Tq");
+  attentionBackward(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data, lse.data, d, keyStart);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "swigluForward", 3);
+  const auto out = a.floats(0, "out"), gate = a.floats(1, "gate"), up = a.floats(2, "up");
+  a.sameLength(gate, out);
+  a.sameLength(up, out);
+  swigluForward(out.data, gate.data, up.data, out.length);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "swigluBackward", 5);
+  const auto dgate = a.floats(0, "dgate"), dup = a.floats(1, "dup"), dout = a.floats(2, "dout"), gate = a.floats(3, "gate"),
+             up = a.floats(4, "up");
+  for (const auto* t : {&dgate, &dup, &gate, &up}) a.sameLength(*t, dout);
+  swigluBackward(dgate.data, dup.data, dout.data, gate.data, up.data, dout.length);
+  return info.Env().Undefined();
+}
+
+// Shared checks of the cross-entropy kernels: rows = targets.length, targets < V.
+void checkCrossEntropy(const Args& a, const View<float>& logits, const View<std::int32_t>& targets, i64 V) {
+  a.length(logits, product({targets.length, V}), "targets.length*V");
+  a.indices(targets, std::numeric_limits<std::int32_t>::min(), V);  // negative = ignored row
+}
+
+Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "crossEntropyForward", 5);
+  const auto logp = a.floats(0, "logp"), lse = a.floats(1, "lse"), logits = a.floats(2, "logits");
+  const auto targets = a.ints(3, "targets");
+  const i64 V = a.size(4, "V", 1);
+  checkCrossEntropy(a, logits, targets, V);
+  a.length(logp, targets.length, "targets.length");
+  a.length(lse, targets.length, "targets.length");
+  crossEntropyForward(logp.data, lse.data, logits.data, targets.data, targets.length, V);
+  return info.Env().Undefined();
+}
+
+Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "crossEntropyBackward", 6);
+  const auto dlogits = a.floats(0, "dlogits"), logits = a.floats(1, "logits"), lse = a.floats(2, "lse");
+  const auto targets = a.ints(3, "targets");
+  const auto dlogp = a.floats(4, "dlogp");
+  const i64 V = a.size(5, "V", 1);
+  checkCrossEntropy(a, logits, targets, V);
+  a.length(dlogits, product({targets.length, V}), "targets.length*V");
+  a.length(lse, targets.length, "targets.length");
+  a.length(dlogp, targets.length, "targets.length");
+  crossEntropyBackward(dlogits.data, logits.data, lse.data, targets.data, dlogp.data, targets.length, V);
+  return info.Env().Undefined();
+}
+
+Napi::Value Adamw(const Napi::CallbackInfo& info) {
+  const Args a(info, "adamw", 10);
+  const auto p = a.floats(0, "p"), g = a.floats(1, "g"), m = a.floats(2, "m"), v = a.floats(3, "v");
+  const double lr = a.number(4, "lr"), beta1 = a.number(5, "beta1"), beta2 = a.number(6, "beta2"), eps = a.number(7, "eps"),
+               wd = a.number(8, "weightDecay");
+  const i64 step = a.size(9, "step", 1);
+  if (beta1 < 0 || beta1 >= 1) a.fail(true, "beta1 must be in [0, 1)");
+  if (beta2 < 0 || beta2 >= 1) a.fail(true, "beta2 must be in [0, 1)");
+  if (eps < 0) a.fail(true, "eps must be >= 0");
+  for (const auto* t : {&g, &m, &v}) a.sameLength(*t, p);
+  adamw(p.data, g.data, m.data, v.data, p.length, lr, beta1, beta2, eps, wd, static_cast<double>(step));
+  return info.Env().Undefined();
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  const Args a(info, "sumSquares", 1);
+  const auto x = a.floats(0, "x");
+  return Napi::Number::New(info.Env(), sumSquares(x.data, x.length));
+}
+
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  const Args a(info, "scale", 2);
+  const auto x = a.floats(0, "x");
+  scale(x.data, x.length, static_cast<float>(a.number(1, "s")));
+  return info.Env().Undefined();
+}
+
+Napi::Value Axpy(const Napi::CallbackInfo& info) {
+  const Args a(info, "axpy", 3);
+  const auto y = a.floats(0, "y"), x = a.floats(1, "x");
+  a.sameLength(x, y);
+  axpy(y.data, x.data, y.length, static_cast<float>(a.number(2, "alpha")));
+  return info.Env().Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  const Args a(info, "add", 3);
+  const auto out = a.floats(0, "out"), x = a.floats(1, "a"), y = a.floats(2, "b");
+  a.sameLength(x, out);
+  a.sameLength(y, out);
+  add(out.data, x.data, y.data, out.length);
+  return info.Env().Undefined();
+}
+
+// setThreads(n): the OpenMP team size for the kernels (and OpenBLAS's thread count).
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  const Args a(info, "setThreads", 1);
+  const i64 n = a.size(0, "n", 1);
+  if (n > 4096) a.fail(true, "n must be <= 4096");
+  omp_set_num_threads(static_cast<int>(n));
+  setBlasThreads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), omp_get_max_threads()); }
+
+// The instruction sets the compiler was allowed to use (-march=native at build time).
+std::string simdFeatures() {
+  std::string s;
+  auto add = [&s](const char* f) { s += s.empty() ? f : std::string(" ") + f; };
+#ifdef __AVX512F__
+  add("avx512f");
+#endif
+#ifdef __AVX512BW__
+  add("avx512bw");
+#endif
+#ifdef __AVX512VL__
+  add("avx512vl");
+#endif
+#ifdef __AVX512BF16__
+  add("avx512bf16");
+#endif
+#ifdef __AVX2__
+  add("avx2");
+#endif
+#ifdef __FMA__
+  add("fma");
+#endif
+#ifdef __AVX__
+  add("avx");
+#endif
+#ifdef __SSE4_2__
+  add("sse4.2");
+#endif
+#ifdef __ARM_NEON
+  add("neon");
+#endif
+#ifdef __ARM_FEATURE_SVE
+  add("sve");
+#endif
+  return s.empty() ? "scalar" : s;
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("blas", hasBlas() ? "openblas" : "builtin");
+  o.Set("threads", omp_get_max_threads());
+  o.Set("simd", simdFeatures());
+  return o;
+}
+
+// Turns allocation failures inside a kernel into a JS error instead of terminating the process.
+using Binding = Napi::Value (*)(const Napi::CallbackInfo&);
+template <Binding F>
+Napi::Value guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(info.Env(), "chimed native: out of memory");
+  }
+}
+
+template <Binding F>
+void expose(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New<guarded<F>>(env, name));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  expose<Gemm<false>>(env, exports, "gemm");
+  expose<Gemm<true>>(env, exports, "gemmBuiltin");
+  expose<EmbeddingForward>(env, exports, "embeddingForward");
+  expose<EmbeddingBackward>(env, exports, "embeddingBackward");
+  expose<RmsnormForward>(env, exports, "rmsnormForward");
+  expose<RmsnormBackward>(env, exports, "rmsnormBackward");
+  expose<Rope<false>>(env, exports, "ropeForward");
+  expose<Rope<true>>(env, exports, "ropeBackward");
+  expose<AttentionForward>(env, exports, "attentionForward");
+  expose<AttentionBackward>(env, exports, "attentionBackward");
+  expose<SwigluForward>(env, exports, "swigluForward");
+  expose<SwigluBackward>(env, exports, "swigluBackward");
+  expose<CrossEntropyForward>(env, exports, "crossEntropyForward");
+  expose<CrossEntropyBackward>(env, exports, "crossEntropyBackward");
+  expose<Adamw>(env, exports, "adamw");
+  expose<SumSquares>(env, exports, "sumSquares");
+  expose<Scale>(env, exports, "scale");
+  expose<Axpy>(env, exports, "axpy");
+  expose<Add>(env, exports, "add");
+  expose<SetThreads>(env, exports, "setThreads");
+  expose<GetThreads>(env, exports, "getThreads");
+  expose<Info>(env, exports, "info");
+  return exports;
+}
+
+}  // namespace
+}  // namespace chimed
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return chimed::Init(env, exports); }
+NODE_API_MODULE(chimed_native, InitModule)

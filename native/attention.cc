@@ -1,0 +1,421 @@
+// Causal grouped-query attention in the FlashAttention-2 style: scores are computed block by
+// block (a block of query rows against a block of BK keys) with an online softmax, so memory
+// is O(block) and never O(Tq x Tk). Each block product goes through the micro-kernel of
+// simd.h; the operands are laid out so that no product needs a transpose on the fly:
+//   forward   ST[key][row] = Kt^T QT,  online softmax down the key axis (vectorised over rows),
+//             O[row][d]   += PT^T V
+//   backward  S, dP [row][key] = QT^T Kt, dOT^T Vt;  dV += P^T dO,  dK += dS^T Q,
+//             dQ += dS K  (one explicit transpose of dS per block)
+// A block of rows holds the G = H/KVH query heads that share one kv head, for nq consecutive
+// queries, so K and V are read once per group. The backward recomputes probabilities from the
+// saved lse and uses D_i = dot(dout_i, out_i); each task owns one (batch, kv head), so dK/dV
+// (and dQ of the group's heads) are accumulated by exactly one thread in a fixed order:
+// race-free and deterministic for any thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "kernels.h"
+#include "simd.h"
+
+namespace chimed {
+namespace {
+
+// Block dimensions must be multiples of both MR and NR: keys are A rows and B columns of
+// different products, and so are query rows.
+constexpr i64 LANE = std::lcm(MR, NR);
+constexpr i64 BK = LANE * ((64 + LANE - 1) / LANE);
+// Target number of (head, query) rows per block: enough to amortise the K/V sliver loads.
+constexpr i64 ROWS_TARGET = 64;
+// Below this many rows per kv head (decoding), padding a block to LANE rows would waste most of
+// the work, so the forward uses a per-row kernel straight from K and V instead.
+constexpr i64 ROW_PATH_MAX_ROWS = 16;
+
+constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
+
+struct Geometry {
+  const AttentionDims& d;
+  i64 G, hdp, Tkp, nkb;
+  const std::int32_t* keyStart;
+  explicit Geometry(const AttentionDims& dims, const std::int32_t* ks)
+      : d(dims), G(dims.H / dims.KVH), hdp(roundUp(dims.hd, NR)), Tkp(roundUp(dims.Tk, BK)), nkb(ceilDiv(dims.Tk, BK)), keyStart(ks) {}
+  i64 qOff(i64 b, i64 i, i64 h) const { return ((b * d.Tq + i) * d.H + h) * d.hd; }
+  i64 kOff(i64 b, i64 j, i64 kvh) const { return ((b * d.kvCap + j) * d.KVH + kvh) * d.hd; }
+  i64 lseOff(i64 b, i64 h, i64 i) const { return (b * d.H + h) * d.Tq + i; }
+  i64 firstKey(i64 b) const { return keyStart ? keyStart[b] : 0; }
+  // Absolute position of query i: queries are the last Tq of the Tk positions.
+  i64 position(i64 i) const { return d.Tk - d.Tq + i; }
+  // Size of a packed [Tkp][hdp] K or V copy.
+  i64 packedSize() const { return Tkp * hdp; }
+};
+
+// Transposed copy of key block kb: dst[d*BK + jj] = src[key kb*BK + jj][d], zero padded.
+void packTransposed(float* __restrict dst, const float* __restrict src, const Geometry& g, i64 b, i64 kvh, i64 kb) {
+  const i64 j0 = kb * BK, jn = std::min(BK, g.d.Tk - j0);
+  std::fill(dst, dst + g.hdp * BK, 0.0f);
+  for (i64 jj = 0; jj < jn; ++jj) {
+    const float* row = src + g.kOff(b, j0 + jj, kvh);
+    for (i64 c = 0; c < g.d.hd; ++c) dst[c * BK + jj] = row[c];
+  }
+}
+
+// Row copy of key block kb: dst[jj*hdp + d] = src[key kb*BK + jj][d], zero padded.
+void packRows(float* __restrict dst, const float* __restrict src, const Geometry& g, i64 b, i64 kvh, i64 kb) {
+  const i64 j0 = kb * BK, jn = std::min(BK, g.d.Tk - j0);
+  std::fill(dst, dst + BK * g.hdp, 0.0f);
+  for (i64 jj = 0; jj < jn; ++jj) std::copy_n(src + g.kOff(b, j0 + jj, kvh), g.d.hd, dst + jj * g.hdp);
+}
+
+// The rows of one block: row r = gi * nq + ii is head kvh*G + gi at query i0 + ii.
+struct RowBlock {
+  i64 b, kvh, i0, nq, rows, R;
+  i64 head(const Geometry& g, i64 r) const { return kvh * g.G + r / nq; }
+  i64 query(i64 r) const { return i0 + r % nq; }
+};
+
+// Copies per-row data of a block: transposed (dst[d*R + r]) and/or row-major (dst[r*hdp + d]),
+// scaled, zero padded. Either destination may be null.
+void packBlockRows(float* __restrict transposed, float* __restrict rowMajor, const float* __restrict src, float scale, const Geometry& g,
+                   const RowBlock& rb) {
+  if (transposed) std::fill(transposed, transposed + g.hdp * rb.R, 0.0f);
+  if (rowMajor) std::fill(rowMajor, rowMajor + rb.R * g.hdp, 0.0f);
+  for (i64 r = 0; r < rb.rows; ++r) {
+    const float* row = src + g.qOff(rb.b, rb.query(r), rb.head(g, r));
+    if (transposed)
+      for (i64 c = 0; c < g.d.hd; ++c) transposed[c * rb.R + r] = scale * row[c];
+    if (rowMajor)
+      for (i64 c = 0; c < g.d.hd; ++c) rowMajor[r * g.hdp + c] = scale * row[c];
+  }
+}
+
+// Positions of a block's rows as floats (exact below 2^24), -1 for padding rows so that every
+// key is masked for them.
+void rowPositions(float* pos, const Geometry& g, const RowBlock& rb) {
+  for (i64 r = 0; r < rb.R; ++r) pos[r] = r < rb.rows ? static_cast<float>(g.position(rb.query(r))) : -1.0f;
+}
+
+// Key blocks a row block can see: [kbFirst, kbLast], empty when kbFirst > kbLast.
+void visibleKeyBlocks(const Geometry& g, const RowBlock& rb, i64& kbFirst, i64& kbLast) {
+  kbFirst = g.firstKey(rb.b) / BK;
+  kbLast = g.position(rb.i0 + rb.nq - 1) / BK;
+  if (g.firstKey(rb.b) > g.position(rb.i0 + rb.nq - 1)) kbLast = kbFirst - 1;
+}
+
+// True when some (row, key) pair of the block pair is masked (causal or left padding). Padding
+// rows need no mask: their Q and dout are zero, so they only produce values that are dropped.
+bool needsMask(const Geometry& g, const RowBlock& rb, i64 j0, i64 jn) {
+  return j0 < g.firstKey(rb.b) || j0 + jn - 1 > g.position(rb.i0);
+}
+
+// ---------------------------------------------------------------- forward, blocked
+
+struct ForwardBuffers {
+  float *QT, *ST, *O, *m, *l, *alpha, *pos;
+  static i64 size(const Geometry& g, i64 R) { return 2 * g.hdp * R + BK * R + 4 * R; }
+  ForwardBuffers(float* p, const Geometry& g, i64 R) {
+    QT = p;
+    ST = QT + g.hdp * R;
+    O = ST + BK * R;
+    m = O + R * g.hdp;
+    l = m + R;
+    alpha = l + R;
+    pos = alpha + R;
+  }
+};
+
+void forwardBlock(float* out, float* lse, const float* q, const float* Kt, const float* Vr, const Geometry& g, const RowBlock& rb,
+                  ForwardBuffers& w) {
+  const i64 R = rb.R, hdp = g.hdp;
+  const float ks = static_cast<float>(g.firstKey(rb.b));
+  packBlockRows(w.QT, nullptr, q, g.d.scale, g, rb);
+  rowPositions(w.pos, g, rb);
+  std::fill(w.O, w.O + R * hdp, 0.0f);
+  std::fill(w.m, w.m + R, NEG_INF);
+  std::fill(w.l, w.l + R, 0.0f);
+
+  i64 kbFirst, kbLast;
+  visibleKeyBlocks(g, rb, kbFirst, kbLast);
+  for (i64 kb = kbFirst; kb <= kbLast; ++kb) {
+    const i64 j0 = kb * BK, jn = std::min(BK, g.d.Tk - j0);
+    const float* KtBlock = Kt + kb * hdp * BK;
+    float* __restrict ST = w.ST;
+    for (i64 sa = 0; sa * MR < jn; ++sa)
+      for (i64 sb = 0; sb < R / NR; ++sb) tile<false>(hdp, KtBlock + sa * MR, BK, w.QT + sb * NR, R, ST + sa * MR * R + sb * NR, R, MR, NR);
+
+    if (needsMask(g, rb, j0, jn)) {
+      for (i64 jj = 0; jj < jn; ++jj) {
+        const float key = static_cast<float>(j0 + jj);
+        float* srow = ST + jj * R;
+        for (i64 r = 0; r < R; ++r) srow[r] = (key > w.pos[r] || key < ks) ? NEG_INF : srow[r];
+      }
+    }
+    // Online softmax down the key axis, vectorised across rows. A row with nothing visible yet
+    // keeps m = -inf; using 0 as its reference avoids (-inf) - (-inf).
+    float* __restrict m = w.m;
+    float* __restrict l = w.l;
+    float* __restrict alpha = w.alpha;  // holds the new max, then the rescale of the old sum
+    std::copy_n(m, R, alpha);
+    for (i64 jj = 0; jj < jn; ++jj) {
+      const float* srow = ST + jj * R;
+      for (i64 r = 0; r < R; ++r) alpha[r] = srow[r] > alpha[r] ? srow[r] : alpha[r];
+    }
+    for (i64 r = 0; r < R; ++r) {
+      const float mNew = alpha[r];
+      alpha[r] = expf_vec(m[r] - (mNew == NEG_INF ? 0.0f : mNew));
+      l[r] *= alpha[r];
+      m[r] = mNew;
+    }
+    for (i64 jj = 0; jj < jn; ++jj) {
+      float* __restrict srow = ST + jj * R;
+      for (i64 r = 0; r < R; ++r) {
+        const float p = expf_vec(srow[r] - (m[r] == NEG_INF ? 0.0f : m[r]));
+        srow[r] = p;
+        l[r] += p;
+      }
+    }
+    for (i64 r = 0; r < R; ++r) {
+      float* __restrict orow = w.O + r * hdp;
+      for (i64 c = 0; c < hdp; ++c) orow[c] *= alpha[r];
+    }
+    const float* VrBlock = Vr + j0 * hdp;
+    for (i64 sa = 0; sa < R / MR; ++sa)
+      for (i64 sb = 0; sb < hdp / NR; ++sb)
+        tile<true>(jn, ST + sa * MR, R, VrBlock + sb * NR, hdp, w.O + sa * MR * hdp + sb * NR, hdp, MR, NR);
+  }
+
+  for (i64 r = 0; r < rb.rows; ++r) {
+    const i64 h = rb.head(g, r), i = rb.query(r);
+    float* dst = out + g.qOff(rb.b, i, h);
+    const float l = w.l[r];
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const float* orow = w.O + r * hdp;
+    for (i64 c = 0; c < g.d.hd; ++c) dst[c] = orow[c] * inv;
+    lse[g.lseOff(rb.b, h, i)] = l > 0.0f ? w.m[r] + std::log(l) : NEG_INF;
+  }
+}
+
+i64 queriesPerBlock(const Geometry& g) { return std::max<i64>(1, std::min(g.d.Tq, ROWS_TARGET / g.G)); }
+
+void forwardBlocked(float* out, float* lse, const float* q, const float* k, const float* v, const Geometry& g) {
+  const AttentionDims& d = g.d;
+  const i64 nq = queriesPerBlock(g), nqb = ceilDiv(d.Tq, nq), R = roundUp(g.G * nq, LANE);
+  const int nt = omp_get_max_threads();
+  const i64 perThread = ForwardBuffers::size(g, R);
+  const i64 packed = 2 * d.B * d.KVH * g.packedSize();  // Kt and V rows of every (b, kv head)
+  static thread_local Scratch scratch;
+  float* const base = scratch.get(packed + nt * perThread);
+  auto KtOf = [&](i64 b, i64 kvh) { return base + (b * d.KVH + kvh) * 2 * g.packedSize(); };
+  auto VrOf = [&](i64 b, i64 kvh) { return KtOf(b, kvh) + g.packedSize(); };
+
+#pragma omp parallel num_threads(nt)
+  {
+#pragma omp for schedule(static)
+    for (i64 t = 0; t < d.B * d.KVH * g.nkb; ++t) {
+      const i64 kb = t % g.nkb, bk = t / g.nkb, b = bk / d.KVH, kvh = bk % d.KVH;
+      packTransposed(KtOf(b, kvh) + kb * g.hdp * BK, k, g, b, kvh, kb);
+      packRows(VrOf(b, kvh) + kb * BK * g.hdp, v, g, b, kvh, kb);
+    }
+    ForwardBuffers w(base + packed + omp_get_thread_num() * perThread, g, R);
+    // Later query blocks see more keys: hand them out first so the tail of the schedule is short.
+#pragma omp for schedule(dynamic, 1)
+    for (i64 t = 0; t < d.B * d.KVH * nqb; ++t) {
+      const i64 qb = nqb - 1 - t / (d.B * d.KVH), bk = t % (d.B * d.KVH), b = bk / d.KVH, kvh = bk % d.KVH;
+      const i64 i0 = qb * nq, n = std::min(nq, d.Tq - i0);
+      const RowBlock rb{b, kvh, i0, n, g.G * n, R};
+      forwardBlock(out, lse, q, KtOf(b, kvh), VrOf(b, kvh), g, rb, w);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- forward, per row (decoding)
+
+void forwardRows(float* out, float* lse, const float* q, const float* k, const float* v, const Geometry& g) {
+  const AttentionDims& d = g.d;
+  const int nt = omp_get_max_threads();
+  const i64 perThread = d.Tk + roundUp(d.hd, 16);
+  static thread_local Scratch scratch;
+  float* const base = scratch.get(nt * perThread);
+#pragma omp parallel num_threads(nt)
+  {
+    float* const p = base + omp_get_thread_num() * perThread;
+    float* const acc = p + d.Tk;
+#pragma omp for schedule(static)
+    for (i64 t = 0; t < d.B * d.H * d.Tq; ++t) {
+      const i64 i = t % d.Tq, bh = t / d.Tq, b = bh / d.H, h = bh % d.H, kvh = h / g.G;
+      const i64 lo = g.firstKey(b), hi = g.position(i);
+      const float* qrow = q + g.qOff(b, i, h);
+      float* dst = out + g.qOff(b, i, h);
+      if (lo > hi) {
+        std::fill(dst, dst + d.hd, 0.0f);
+        lse[g.lseOff(b, h, i)] = NEG_INF;
+        continue;
+      }
+      float mx = NEG_INF;
+      for (i64 j = lo; j <= hi; ++j) {
+        const float* krow = k + g.kOff(b, j, kvh);
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (i64 c = 0; c < d.hd; ++c) s += qrow[c] * krow[c];
+        p[j - lo] = s * d.scale;
+        mx = std::max(mx, p[j - lo]);
+      }
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (i64 j = 0; j <= hi - lo; ++j) {
+        p[j] = expf_vec(p[j] - mx);
+        sum += p[j];
+      }
+      std::fill(acc, acc + d.hd, 0.0f);
+      for (i64 j = lo; j <= hi; ++j) {
+        const float* vrow = v + g.kOff(b, j, kvh);
+        const float pj = p[j - lo];
+        for (i64 c = 0; c < d.hd; ++c) acc[c] += pj * vrow[c];
+      }
+      const float inv = 1.0f / sum;
+      for (i64 c = 0; c < d.hd; ++c) dst[c] = acc[c] * inv;
+      lse[g.lseOff(b, h, i)] = mx + std::log(sum);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- backward
+
+struct BackwardBuffers {
+  float *Kt, *Vt, *Kr;        // this task's K and V: transposed key blocks, K rows
+  float *QT, *dOT, *Qr, *dOr;  // this row block's Q (scaled, transposed), dout, Q and dout rows
+  float *S, *dP, *dST, *dQ;    // S/P and dP/dS are [R][BK], dST [BK][R], dQ accumulator [R][hdp]
+  float *lse, *D, *pos;
+  static i64 size(const Geometry& g, i64 R) { return 3 * g.packedSize() + 5 * g.hdp * R + 3 * BK * R + 3 * R; }
+  BackwardBuffers(float* p, const Geometry& g, i64 R) {
+    Kt = p;
+    Vt = Kt + g.packedSize();
+    Kr = Vt + g.packedSize();
+    QT = Kr + g.packedSize();
+    dOT = QT + g.hdp * R;
+    Qr = dOT + g.hdp * R;
+    dOr = Qr + g.hdp * R;
+    S = dOr + g.hdp * R;
+    dP = S + BK * R;
+    dST = dP + BK * R;
+    dQ = dST + BK * R;
+    lse = dQ + g.hdp * R;
+    D = lse + R;
+    pos = D + R;
+  }
+};
+
+// dq, dk, dv += gradients through one row block against every key block it sees. dk/dv rows of
+// (b, kvh) and the dq rows of the block belong to the calling task alone.
+void backwardBlock(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* out, const float* lse,
+                   const Geometry& g, const RowBlock& rb, BackwardBuffers& w) {
+  const i64 R = rb.R, hdp = g.hdp, hd = g.d.hd, ldkv = g.d.KVH * hd;
+  const float ks = static_cast<float>(g.firstKey(rb.b)), scale = g.d.scale;
+  packBlockRows(w.QT, nullptr, q, scale, g, rb);
+  packBlockRows(nullptr, w.Qr, q, 1.0f, g, rb);
+  packBlockRows(w.dOT, w.dOr, dout, 1.0f, g, rb);
+  rowPositions(w.pos, g, rb);
+  for (i64 r = 0; r < R; ++r) {
+    w.lse[r] = 0.0f;
+    w.D[r] = 0.0f;
+    if (r >= rb.rows) continue;
+    const i64 h = rb.head(g, r), i = rb.query(r);
+    w.lse[r] = lse[g.lseOff(rb.b, h, i)];
+    const float* orow = out + g.qOff(rb.b, i, h);
+    const float* drow = w.dOr + r * hdp;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (i64 c = 0; c < hd; ++c) s += drow[c] * orow[c];
+    w.D[r] = s;
+  }
+  std::fill(w.dQ, w.dQ + R * hdp, 0.0f);
+
+  i64 kbFirst, kbLast;
+  visibleKeyBlocks(g, rb, kbFirst, kbLast);
+  for (i64 kb = kbFirst; kb <= kbLast; ++kb) {
+    const i64 j0 = kb * BK, jn = std::min(BK, g.d.Tk - j0);
+    const float* KtBlock = w.Kt + kb * hdp * BK;
+    const float* VtBlock = w.Vt + kb * hdp * BK;
+    for (i64 sa = 0; sa < R / MR; ++sa)
+      for (i64 sb = 0; sb < BK / NR; ++sb) {
+        tile<false>(hdp, w.QT + sa * MR, R, KtBlock + sb * NR, BK, w.S + sa * MR * BK + sb * NR, BK, MR, NR);
+        tile<false>(hdp, w.dOT + sa * MR, R, VtBlock + sb * NR, BK, w.dP + sa * MR * BK + sb * NR, BK, MR, NR);
+      }
+    // P = exp(S - lse) where visible, else 0; dS = scale * P * (dP - D), in place over S and dP.
+    const bool masked = needsMask(g, rb, j0, jn) || jn < BK;
+    for (i64 r = 0; r < R; ++r) {
+      float* __restrict prow = w.S + r * BK;
+      float* __restrict dsrow = w.dP + r * BK;
+      const float lr = w.lse[r], Dr = w.D[r], pr = w.pos[r];
+      for (i64 jj = 0; jj < BK; ++jj) {
+        const float key = static_cast<float>(j0 + jj);
+        float p = expf_vec(prow[jj] - lr);
+        if (masked) p = (key > pr || key < ks || jj >= jn) ? 0.0f : p;
+        prow[jj] = p;
+        dsrow[jj] = scale * p * (dsrow[jj] - Dr);
+      }
+    }
+    for (i64 sa = 0; sa * MR < jn; ++sa) {
+      const int mr = static_cast<int>(std::min<i64>(MR, jn - sa * MR));
+      const i64 kOff = g.kOff(rb.b, j0 + sa * MR, rb.kvh);
+      for (i64 sb = 0; sb < hdp / NR; ++sb) {
+        const int nr = static_cast<int>(std::min<i64>(NR, hd - sb * NR));
+        tile<true>(rb.rows, w.S + sa * MR, BK, w.dOr + sb * NR, hdp, dv + kOff + sb * NR, ldkv, mr, nr);
+        tile<true>(rb.rows, w.dP + sa * MR, BK, w.Qr + sb * NR, hdp, dk + kOff + sb * NR, ldkv, mr, nr);
+      }
+    }
+    for (i64 r = 0; r < R; ++r)
+      for (i64 jj = 0; jj < BK; ++jj) w.dST[jj * R + r] = w.dP[r * BK + jj];
+    const float* KrBlock = w.Kr + j0 * hdp;
+    for (i64 sa = 0; sa < R / MR; ++sa)
+      for (i64 sb = 0; sb < hdp / NR; ++sb)
+        tile<true>(jn, w.dST + sa * MR, R, KrBlock + sb * NR, hdp, w.dQ + sa * MR * hdp + sb * NR, hdp, MR, NR);
+  }
+
+  for (i64 r = 0; r < rb.rows; ++r) {
+    float* dst = dq + g.qOff(rb.b, rb.query(r), rb.head(g, r));
+    const float* src = w.dQ + r * hdp;
+    for (i64 c = 0; c < hd; ++c) dst[c] += src[c];
+  }
+}
+
+}  // namespace
+
+void attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, const AttentionDims& d,
+                      const std::int32_t* keyStart) {
+  const Geometry g(d, keyStart);
+  if (g.G * d.Tq <= ROW_PATH_MAX_ROWS) forwardRows(out, lse, q, k, v, g);
+  else forwardBlocked(out, lse, q, k, v, g);
+}
+
+void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                       const float* out, const float* lse, const AttentionDims& d, const std::int32_t* keyStart) {
+  const Geometry g(d, keyStart);
+  const i64 nq = queriesPerBlock(g), nqb = ceilDiv(d.Tq, nq), R = roundUp(g.G * nq, LANE);
+  const int nt = omp_get_max_threads();
+  const i64 perThread = BackwardBuffers::size(g, R);
+  static thread_local Scratch scratch;
+  float* const base = scratch.get(nt * perThread);
+#pragma omp parallel num_threads(nt)
+  {
+    BackwardBuffers w(base + omp_get_thread_num() * perThread, g, R);
+#pragma omp for schedule(dynamic, 1)
+    for (i64 t = 0; t < d.B * d.KVH; ++t) {
+      const i64 b = t / d.KVH, kvh = t % d.KVH;
+      for (i64 kb = 0; kb < g.nkb; ++kb) {
+        packTransposed(w.Kt + kb * g.hdp * BK, k, g, b, kvh, kb);
+        packTransposed(w.Vt + kb * g.hdp * BK, v, g, b, kvh, kb);
+        packRows(w.Kr + kb * BK * g.hdp, k, g, b, kvh, kb);
+      }
+      for (i64 qb = 0; qb < nqb; ++qb) {
+        const i64 i0 = qb * nq, n = std::min(nq, d.Tq - i0);
+        const RowBlock rb{b, kvh, i0, n, g.G * n, R};
+        backwardBlock(dq, dk, dv, dout, q, out, lse, g, rb, w);
+      }
+    }
+  }
+}
+
+}  // namespace chimed

@@ -1,0 +1,46 @@
+// The native kernels behind src/engine/kernels.ts, on raw pointers. Arguments are already
+// validated by addon.cc (lengths, ranges); nothing here throws or allocates per element.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace chimed {
+
+using i64 = std::int64_t;
+
+// ---- GEMM (gemm.cc) ----
+// C[M,N] = alpha * op(A) op(B) + beta * C, row-major, A is [M,K] ([K,M] if transA),
+// B is [K,N] ([N,K] if transB). beta == 0 means C is not read (BLAS convention).
+void gemm(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
+void gemmBuiltin(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
+bool hasBlas();
+void setBlasThreads(int n);
+
+// ---- attention (attention.cc) ----
+struct AttentionDims {
+  i64 B, Tq, Tk, kvCap, H, KVH, hd;
+  float scale;
+};
+// keyStart may be null (no left padding).
+void attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, const AttentionDims& d, const std::int32_t* keyStart);
+void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                       const float* out, const float* lse, const AttentionDims& d, const std::int32_t* keyStart);
+
+// ---- elementwise and row kernels (ops.cc) ----
+void embeddingForward(float* out, const float* table, const std::int32_t* ids, i64 n, i64 dim);
+void embeddingBackward(float* dtable, const float* dout, const std::int32_t* ids, i64 n, i64 dim);
+void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps);
+void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, i64 rows, i64 dim);
+void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta);
+void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta);
+void swigluForward(float* out, const float* gate, const float* up, i64 n);
+void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
+void crossEntropyForward(float* logp, float* lse, const float* logits, const std::int32_t* targets, i64 rows, i64 V);
+void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows, i64 V);
+void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay, double step);
+double sumSquares(const float* x, i64 n);
+void scale(float* x, i64 n, float s);
+void axpy(float* y, const float* x, i64 n, float alpha);
+void add(float* out, const float* a, const float* b, i64 n);
+
+}  // namespace chimed

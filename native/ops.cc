@@ -1,0 +1,306 @@
+// Row-wise and elementwise kernels: embedding, RMSNorm, RoPE, SwiGLU, softmax cross-entropy,
+// AdamW and the small vector ops. All are memory bound, so the aim is one vectorised pass with
+// OpenMP over rows (or over columns where rows would have to be reduced, which keeps those
+// reductions in a fixed order for any thread count).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+#include "simd.h"
+
+namespace chimed {
+namespace {
+
+// Below this many elements a parallel region costs more than it saves.
+constexpr i64 PARALLEL_MIN = 1 << 15;
+
+// Splits [0, n) into one contiguous range per thread, 16-aligned so that threads do not share
+// cache lines. Used by reductions over rows: each column is owned by one thread, which adds
+// the rows in order, so the result does not depend on the thread count.
+void columnRange(i64 n, i64& begin, i64& end) {
+  const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
+  const i64 chunk = roundUp(ceilDiv(n, nt), 16);
+  begin = std::min(n, t * chunk);
+  end = std::min(n, begin + chunk);
+}
+
+// cos/sin of pos * theta^(-2i/hd), computed in double and rounded once, cached per thread for
+// positions [0, size) because the same positions recur in every layer and every step.
+class RopeTable {
+ public:
+  // Returns false for positions the table does not cover (negative or huge); callers then use
+  // angles() directly.
+  bool ensure(const std::int32_t* pos, i64 rows, i64 hd, double theta) {
+    i64 lo = 0, hi = -1;
+    for (i64 r = 0; r < rows; ++r) {
+      lo = std::min<i64>(lo, pos[r]);
+      hi = std::max<i64>(hi, pos[r]);
+    }
+    if (lo < 0 || hi >= MAX_POSITIONS) return false;
+    if (hd != hd_ || theta != theta_) {
+      hd_ = hd;
+      theta_ = theta;
+      size_ = 0;
+    }
+    if (hi >= size_) {
+      const i64 half = hd / 2, size = std::max<i64>(hi + 1, 2 * size_);
+      cos_.resize(size * half);
+      sin_.resize(size * half);
+      for (i64 p = size_; p < size; ++p) angles(p, hd, theta, &cos_[p * half], &sin_[p * half]);
+      size_ = size;
+    }
+    return true;
+  }
+  const float* cos(std::int32_t p) const { return &cos_[p * (hd_ / 2)]; }
+  const float* sin(std::int32_t p) const { return &sin_[p * (hd_ / 2)]; }
+
+  static void angles(i64 p, i64 hd, double theta, float* c, float* s) {
+    for (i64 i = 0; i < hd / 2; ++i) {
+      const double a = static_cast<double>(p) * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
+      c[i] = static_cast<float>(std::cos(a));
+      s[i] = static_cast<float>(std::sin(a));
+    }
+  }
+
+ private:
+  static constexpr i64 MAX_POSITIONS = 1 << 20;
+  i64 hd_ = 0, size_ = 0;
+  double theta_ = 0;
+  std::vector<float> cos_, sin_;
+};
+
+// The calling thread's table, or null when it cannot cover these positions.
+const RopeTable* ropeTable(const std::int32_t* pos, i64 rows, i64 hd, double theta) {
+  static thread_local RopeTable table;
+  return table.ensure(pos, rows, hd, theta) ? &table : nullptr;
+}
+
+// Applies fn(row, cos, sin) to every row, cos/sin of length hd/2 for that row's position.
+template <typename Fn>
+void forEachRopeRow(const std::int32_t* pos, i64 rows, i64 hd, double theta, Fn fn) {
+  const RopeTable* table = ropeTable(pos, rows, hd, theta);
+  const bool cached = table != nullptr;
+  std::vector<float> scratch(cached ? 0 : omp_get_max_threads() * hd);
+#pragma omp parallel for schedule(static) if (rows * hd > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    if (cached) {
+      fn(r, table->cos(pos[r]), table->sin(pos[r]));
+    } else {
+      float* c = &scratch[omp_get_thread_num() * hd];
+      RopeTable::angles(pos[r], hd, theta, c, c + hd / 2);
+      fn(r, c, c + hd / 2);
+    }
+  }
+}
+
+}  // namespace
+
+void embeddingForward(float* out, const float* table, const std::int32_t* ids, i64 n, i64 dim) {
+#pragma omp parallel for schedule(static) if (n * dim > PARALLEL_MIN)
+  for (i64 i = 0; i < n; ++i) std::copy_n(table + static_cast<i64>(ids[i]) * dim, dim, out + i * dim);
+}
+
+void embeddingBackward(float* dtable, const float* dout, const std::int32_t* ids, i64 n, i64 dim) {
+#pragma omp parallel if (n * dim > PARALLEL_MIN)
+  {
+    i64 c0, c1;
+    columnRange(dim, c0, c1);
+    for (i64 i = 0; i < n; ++i) {
+      float* __restrict dst = dtable + static_cast<i64>(ids[i]) * dim;
+      const float* __restrict src = dout + i * dim;
+      for (i64 c = c0; c < c1; ++c) dst[c] += src[c];
+    }
+  }
+}
+
+void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps) {
+#pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (i64 c = 0; c < dim; ++c) ss += xr[c] * xr[c];
+    const float s = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    rstd[r] = s;
+    float* o = out + r * dim;
+#pragma omp simd
+    for (i64 c = 0; c < dim; ++c) o[c] = xr[c] * s * w[c];
+  }
+}
+
+void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, i64 rows, i64 dim) {
+  std::vector<double> dwAcc(dim, 0.0);
+#pragma omp parallel if (rows * dim > PARALLEL_MIN)
+  {
+    // dx_c += rstd * w_c * dout_c - x_c * rstd^3 * sum_j(dout_j w_j x_j) / dim
+#pragma omp for schedule(static) nowait
+    for (i64 r = 0; r < rows; ++r) {
+      const float* __restrict xr = x + r * dim;
+      const float* __restrict gr = dout + r * dim;
+      float* __restrict dxr = dx + r * dim;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (i64 c = 0; c < dim; ++c) dot += gr[c] * w[c] * xr[c];
+      const float s = rstd[r], k = s * s * s * dot / static_cast<float>(dim);
+      for (i64 c = 0; c < dim; ++c) dxr[c] += s * w[c] * gr[c] - xr[c] * k;
+    }
+    // dw_c += sum_r dout_rc x_rc rstd_r, each thread owning a column range (deterministic).
+    i64 c0, c1;
+    columnRange(dim, c0, c1);
+    double* __restrict acc = dwAcc.data();
+    for (i64 r = 0; r < rows; ++r) {
+      const float* __restrict xr = x + r * dim;
+      const float* __restrict gr = dout + r * dim;
+      const double s = rstd[r];
+      for (i64 c = c0; c < c1; ++c) acc[c] += static_cast<double>(gr[c] * xr[c]) * s;
+    }
+    for (i64 c = c0; c < c1; ++c) dw[c] += static_cast<float>(acc[c]);
+  }
+}
+
+void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta) {
+  const i64 half = hd / 2;
+  forEachRopeRow(pos, rows, hd, theta, [&](i64 r, const float* c, const float* s) {
+    for (i64 h = 0; h < heads; ++h) {
+      const i64 off = (r * heads + h) * hd;
+      const float* xa = x + off;
+      const float* xb = xa + half;
+      float* oa = out + off;
+      float* ob = oa + half;
+      // Each lane reads its pair before writing it, so out == x is safe.
+#pragma omp simd
+      for (i64 i = 0; i < half; ++i) {
+        const float a = xa[i], b = xb[i];
+        oa[i] = a * c[i] - b * s[i];
+        ob[i] = b * c[i] + a * s[i];
+      }
+    }
+  });
+}
+
+void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta) {
+  const i64 half = hd / 2;
+  forEachRopeRow(pos, rows, hd, theta, [&](i64 r, const float* c, const float* s) {
+    for (i64 h = 0; h < heads; ++h) {
+      const i64 off = (r * heads + h) * hd;
+      const float* __restrict ga = dout + off;
+      const float* __restrict gb = ga + half;
+      float* __restrict da = dx + off;
+      float* __restrict db = da + half;
+      for (i64 i = 0; i < half; ++i) {
+        da[i] += ga[i] * c[i] + gb[i] * s[i];
+        db[i] += gb[i] * c[i] - ga[i] * s[i];
+      }
+    }
+  });
+}
+
+void swigluForward(float* out, const float* gate, const float* up, i64 n) {
+#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + expf_vec(-g)) * up[i];
+  }
+}
+
+void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n) {
+#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; ++i) {
+    const float g = gate[i], sig = 1.0f / (1.0f + expf_vec(-g));
+    dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+    dup[i] += dout[i] * g * sig;
+  }
+}
+
+void crossEntropyForward(float* logp, float* lse, const float* logits, const std::int32_t* targets, i64 rows, i64 V) {
+#pragma omp parallel for schedule(static) if (rows * V > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    const float* x = logits + r * V;
+    float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+    for (i64 j = 0; j < V; ++j) mx = std::max(mx, x[j]);
+    double sum = 0.0;  // up to ~10^5 terms: double keeps the normaliser accurate to float precision
+#pragma omp simd reduction(+ : sum)
+    for (i64 j = 0; j < V; ++j) sum += static_cast<double>(expf_vec(x[j] - mx));
+    const float l = mx + static_cast<float>(std::log(sum));
+    lse[r] = l;
+    const std::int32_t t = targets[r];
+    logp[r] = t < 0 ? 0.0f : x[t] - l;
+  }
+}
+
+void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows,
+                          i64 V) {
+#pragma omp parallel for schedule(static) if (rows * V > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    const std::int32_t t = targets[r];
+    float* d = dlogits + r * V;
+    if (t < 0) {
+      std::fill(d, d + V, 0.0f);
+      continue;
+    }
+    const float* x = logits + r * V;  // may be d itself: each element is read before it is written
+    const float g = dlogp[r], l = lse[r];
+#pragma omp simd
+    for (i64 j = 0; j < V; ++j) d[j] = -g * expf_vec(x[j] - l);
+    d[t] += g;
+  }
+}
+
+void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay,
+           double step) {
+  const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);
+  const float stepSize = static_cast<float>(lr / (1.0 - std::pow(beta1, step)));
+  const float invSqrtBc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)));
+  const float decay = static_cast<float>(1.0 - lr * weightDecay), e = static_cast<float>(eps);
+#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - stepSize * mi / (std::sqrt(vi) * invSqrtBc2 + e);
+  }
+}
+
+double sumSquares(const float* x, i64 n) {
+  // Fixed-size chunks, each summed in a fixed lane order and then added in chunk order: the
+  // result is identical for any thread count.
+  constexpr i64 CHUNK = 1 << 14;
+  const i64 chunks = ceilDiv(n, CHUNK);
+  std::vector<double> partial(chunks);
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+  for (i64 c = 0; c < chunks; ++c) {
+    const float* xc = x + c * CHUNK;
+    const i64 len = std::min(CHUNK, n - c * CHUNK);
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (i64 i = 0; i < len; ++i) s += static_cast<double>(xc[i]) * xc[i];
+    partial[c] = s;
+  }
+  double total = 0.0;
+  for (double s : partial) total += s;
+  return total;
+}
+
+void scale(float* x, i64 n, float s) {
+#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; ++i) x[i] *= s;
+}
+
+void axpy(float* y, const float* x, i64 n, float alpha) {
+#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void add(float* out, const float* a, const float* b, i64 n) {
+#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+}  // namespace chimed

@@ -1,0 +1,34 @@
+import { benchCommand } from '../../bench/index.js';
+import { UsageError } from './args.js';
+import { initCommand } from './init.js';
+import { scoreCommand } from './score.js';
+import { trainCommand } from './train.js';
+
+const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
+  init: { summary: 'write a random-initialised model in HF layout', run: initCommand },
+  train: { summary: 'train one stage: pt', run: trainCommand },
+  score: { summary: 'per-token log-probabilities of a text under a model', run: scoreCommand },
+  bench: { summary: 'benchmarks printing figures (train)', run: benchCommand },
+};
+
+function help(): string {
+  return `chimed — train a Chinese medical LLM end to end on CPU\n\nUsage: chimed COMMAND [options]   (chimed COMMAND --help for its options)\n\n` +
+    Object.entries(commands).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`).join('\n') + '\n';
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h') { process.stdout.write(help()); return name ? 0 : 1; }
+  const cmd = commands[name];
+  if (!cmd) throw new UsageError(`unknown command "${name}"\n\n${help()}`);
+  return cmd.run(rest);
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (e) {
+  // every error we raise names its file / field; the stack is for debugging (CHIMED_DEBUG=1)
+  const err = e as Error;
+  process.stderr.write(`chimed: ${process.env.CHIMED_DEBUG ? err.stack ?? err.message : err.message}\n`);
+  process.exitCode = err instanceof UsageError ? 2 : 1;
+}

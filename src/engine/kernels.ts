@@ -1,0 +1,85 @@
+/**
+ * The kernel contract. Two implementations exist: the native addon (Float32Array, OpenMP,
+ * OpenBLAS) used for real work, and a float64 pure-TS reference used by tests to check
+ * agreement and finite-difference gradients. The model is written once against this
+ * interface, so the same model code runs on either.
+ *
+ * Conventions, shared by every kernel:
+ * - Row-major, dense, no strides: a tensor is a flat array plus the sizes passed here.
+ * - Activations are [rows, features]; attention tensors are [B, T, heads, headDim], the
+ *   natural output of a linear projection, so no transposes are ever materialised.
+ * - Backward kernels ACCUMULATE into their gradient outputs (+=), so residual branches and
+ *   shared weights need no special handling. The one exception is crossEntropyBackward,
+ *   which writes, so that its output may alias the logits it reads (saves a [rows, V] buffer).
+ * - Kernels validate array lengths against the sizes they are given and throw on mismatch.
+ */
+export type FloatArray = Float32Array | Float64Array;
+
+export interface Kernels<F extends FloatArray = FloatArray> {
+  readonly name: string;
+  alloc(n: number): F;
+
+  /** C[M,N] = alpha * op(A) op(B) + beta * C. A is [M,K] ([K,M] if transA); B is [K,N] ([N,K] if transB). */
+  gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F, B: F, beta: number, C: F): void;
+
+  /** out[i, :] = table[ids[i], :]; out is [ids.length, dim]. Ids out of range throw. */
+  embeddingForward(out: F, table: F, ids: Int32Array, dim: number): void;
+  /** dtable[ids[i], :] += dout[i, :]. Deterministic for any thread count. */
+  embeddingBackward(dtable: F, dout: F, ids: Int32Array, dim: number): void;
+
+  /** out = x * rstd * w per row, rstd[r] = 1 / sqrt(mean(x[r]^2) + eps). */
+  rmsnormForward(out: F, rstd: F, x: F, w: F, rows: number, dim: number, eps: number): void;
+  rmsnormBackward(dx: F, dw: F, dout: F, x: F, w: F, rstd: F, rows: number, dim: number): void;
+
+  /**
+   * HF rotate-half RoPE over x = [rows, heads, headDim], rows = B*T, pos[r] = position of row r.
+   * inv_freq[i] = theta^(-2i/headDim), i < headDim/2; angles computed in double precision.
+   * For i < headDim/2: out[i] = x[i]cos - x[i+h/2]sin, out[i+h/2] = x[i+h/2]cos + x[i]sin.
+   * out may alias x.
+   */
+  ropeForward(out: F, x: F, pos: Int32Array, heads: number, headDim: number, theta: number): void;
+  /** dx += R(pos)^T dout. */
+  ropeBackward(dx: F, dout: F, pos: Int32Array, heads: number, headDim: number, theta: number): void;
+
+  /**
+   * Causal grouped-query attention, never materialising the [Tq, Tk] score matrix.
+   * q, out: [B, Tq, H, hd]; k, v: [B, kvCap, KVH, hd] of which the first Tk rows are valid
+   * (a KV cache has kvCap >= Tk; training has Tq = Tk = kvCap). Query i sits at absolute
+   * position Tk - Tq + i and sees keys j <= that position, and j >= keyStart[b] when keyStart
+   * is given (left padding). Head h reads kv head floor(h / (H / KVH)).
+   * lse: [B, H, Tq], the log-sum-exp of each query's scaled scores, kept for backward.
+   */
+  attentionForward(out: F, lse: F, q: F, k: F, v: F, dims: AttentionDims, keyStart: Int32Array | null): void;
+  attentionBackward(dq: F, dk: F, dv: F, dout: F, q: F, k: F, v: F, out: F, lse: F, dims: AttentionDims, keyStart: Int32Array | null): void;
+
+  /** out = silu(gate) * up, elementwise. */
+  swigluForward(out: F, gate: F, up: F): void;
+  swigluBackward(dgate: F, dup: F, dout: F, gate: F, up: F): void;
+
+  /**
+   * Per-row log-probability of the target: logp[r] = logits[r, t] - lse[r] with t = targets[r].
+   * Rows with t < 0 are ignored: logp[r] = 0 (lse still computed). logits is [rows, V].
+   */
+  crossEntropyForward(logp: F, lse: F, logits: F, targets: Int32Array, V: number): void;
+  /** WRITES dlogits[r, :] = dlogp[r] * (onehot(t) - softmax(logits[r])); ignored rows get 0. May alias logits. */
+  crossEntropyBackward(dlogits: F, logits: F, lse: F, targets: Int32Array, dlogp: F, V: number): void;
+
+  /** One AdamW step with bias correction (step counts from 1); decoupled weight decay p -= lr*wd*p. */
+  adamw(p: F, g: F, m: F, v: F, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+
+  /** Sum of squares accumulated in double; deterministic for a given thread count. */
+  sumSquares(x: F): number;
+  /** x *= s */
+  scale(x: F, s: number): void;
+  /** y += alpha * x */
+  axpy(y: F, x: F, alpha: number): void;
+  /** out = a + b (out may alias a or b) */
+  add(out: F, a: F, b: F): void;
+}
+
+export interface AttentionDims {
+  B: number; Tq: number; Tk: number; kvCap: number;
+  H: number; KVH: number; headDim: number;
+  /** Score scale, normally 1/sqrt(headDim). */
+  scale: number;
+}

@@ -1,0 +1,103 @@
+/**
+ * The native kernels (build/Release/chimed_native.node: C++17, OpenMP, OpenBLAS when present)
+ * behind the kernel contract of kernels.ts. The addon is loaded on first use, so importing this
+ * module never fails; a missing build fails the first kernel call with instructions.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AttentionDims, Kernels } from './kernels.js';
+
+type F = Float32Array;
+
+export interface NativeInfo {
+  /** Which GEMM `gemm` uses: OpenBLAS's cblas_sgemm, or the built-in blocked GEMM. */
+  blas: 'openblas' | 'builtin';
+  /** Threads the kernels run on (OpenMP team size). */
+  threads: number;
+  /** Instruction sets the addon was compiled for, e.g. "avx512f avx512bw avx512vl avx2 fma avx". */
+  simd: string;
+}
+
+type GemmFn = Kernels<F>['gemm'];
+
+/** The addon's exports: the kernel contract (same argument order) plus thread control. */
+interface Addon extends Omit<Kernels<F>, 'name' | 'alloc'> {
+  gemmBuiltin: GemmFn;
+  setThreads(n: number): void;
+  getThreads(): number;
+  info(): NativeInfo;
+}
+
+/** The folder holding package.json, found by walking up from this file (src/ or dist/src/). */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`chimed: cannot find package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+let loaded: Addon | undefined;
+
+function addon(): Addon {
+  if (loaded) return loaded;
+  const root = packageRoot();
+  const file = path.join(root, 'build', 'Release', 'chimed_native.node');
+  if (!existsSync(file)) {
+    throw new Error(`chimed: the native addon ${file} is missing. Build it with \`npm ci\` (or \`npx node-gyp rebuild\`) in ${root}.`);
+  }
+  try {
+    loaded = createRequire(import.meta.url)(file) as Addon;
+  } catch (e) {
+    throw new Error(`chimed: cannot load the native addon ${file}: ${(e as Error).message}. Rebuild it with \`npx node-gyp rebuild\` in ${root}.`);
+  }
+  return loaded;
+}
+
+export const nativeKernels: Kernels<F> = {
+  name: 'native',
+  alloc: (n) => new Float32Array(n),
+  gemm: (transA, transB, M, N, K, alpha, A, B, beta, C) => addon().gemm(transA, transB, M, N, K, alpha, A, B, beta, C),
+  embeddingForward: (out, table, ids, dim) => addon().embeddingForward(out, table, ids, dim),
+  embeddingBackward: (dtable, dout, ids, dim) => addon().embeddingBackward(dtable, dout, ids, dim),
+  rmsnormForward: (out, rstd, x, w, rows, dim, eps) => addon().rmsnormForward(out, rstd, x, w, rows, dim, eps),
+  rmsnormBackward: (dx, dw, dout, x, w, rstd, rows, dim) => addon().rmsnormBackward(dx, dw, dout, x, w, rstd, rows, dim),
+  ropeForward: (out, x, pos, heads, headDim, theta) => addon().ropeForward(out, x, pos, heads, headDim, theta),
+  ropeBackward: (dx, dout, pos, heads, headDim, theta) => addon().ropeBackward(dx, dout, pos, heads, headDim, theta),
+  attentionForward: (out, lse, q, k, v, dims: AttentionDims, keyStart) => addon().attentionForward(out, lse, q, k, v, dims, keyStart),
+  attentionBackward: (dq, dk, dv, dout, q, k, v, out, lse, dims: AttentionDims, keyStart) =>
+    addon().attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, dims, keyStart),
+  swigluForward: (out, gate, up) => addon().swigluForward(out, gate, up),
+  swigluBackward: (dgate, dup, dout, gate, up) => addon().swigluBackward(dgate, dup, dout, gate, up),
+  crossEntropyForward: (logp, lse, logits, targets, V) => addon().crossEntropyForward(logp, lse, logits, targets, V),
+  crossEntropyBackward: (dlogits, logits, lse, targets, dlogp, V) => addon().crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V),
+  adamw: (p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) => addon().adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step),
+  sumSquares: (x) => addon().sumSquares(x),
+  scale: (x, s) => addon().scale(x, s),
+  axpy: (y, x, alpha) => addon().axpy(y, x, alpha),
+  add: (out, a, b) => addon().add(out, a, b),
+};
+
+/**
+ * The built-in blocked GEMM, whatever `gemm` uses. Same contract as Kernels.gemm; exposed so
+ * tests and benchmarks can compare it with OpenBLAS in one build.
+ */
+export const gemmBuiltin: GemmFn = (transA, transB, M, N, K, alpha, A, B, beta, C) =>
+  addon().gemmBuiltin(transA, transB, M, N, K, alpha, A, B, beta, C);
+
+/** Sets the number of threads of every native kernel (OpenMP, and OpenBLAS when linked). */
+export function setThreads(n: number): void {
+  addon().setThreads(n);
+}
+
+export function getThreads(): number {
+  return addon().getThreads();
+}
+
+export function nativeInfo(): NativeInfo {
+  return addon().info();
+}

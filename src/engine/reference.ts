@@ -1,0 +1,347 @@
+/**
+ * The float64 reference implementation of the kernel contract: plain loops written for
+ * clarity, not speed. It is the specification the native kernels are tested against, and a
+ * whole model can run on it for finite-difference gradient checks, so it follows the contract
+ * to the letter: backward kernels accumulate (crossEntropyBackward writes), ignored rows,
+ * keyStart, kvCap and GQA behave exactly as in src/engine/kernels.ts.
+ *
+ * One convention the contract leaves open: an attention query that sees no key at all (its
+ * position is before keyStart) gets a zero output and lse = -Infinity, and no gradient.
+ */
+import type { AttentionDims, Kernels } from './kernels.js';
+
+type F = Float64Array;
+
+function fail(kernel: string, message: string): never {
+  throw new RangeError(`${kernel}: ${message}`);
+}
+
+function expectType(kernel: string, name: string, a: unknown, type: typeof Float64Array | typeof Int32Array): void {
+  if (!(a instanceof type)) throw new TypeError(`${kernel}: ${name} must be a ${type.name}`);
+}
+
+function expectLength(kernel: string, name: string, a: F | Int32Array, n: number, formula: string): void {
+  if (a.length !== n) fail(kernel, `${name} has length ${a.length}, expected ${formula} = ${n}`);
+}
+
+function expectSize(kernel: string, name: string, n: number, min = 0): void {
+  if (!Number.isSafeInteger(n) || n < min) fail(kernel, `${name} must be an integer >= ${min}, got ${n}`);
+}
+
+function checkEmbedding(kernel: string, rowsName: string, rowsArr: F, table: F, ids: Int32Array, dim: number): void {
+  expectSize(kernel, 'dim', dim, 1);
+  if (table.length % dim !== 0) fail(kernel, `table has length ${table.length}, not a multiple of dim = ${dim}`);
+  expectLength(kernel, rowsName, rowsArr, ids.length * dim, 'ids.length*dim');
+  expectIndices(kernel, 'ids', ids, 0, table.length / dim);
+}
+
+function expectIndices(kernel: string, name: string, ids: Int32Array, lo: number, hi: number): void {
+  ids.forEach((id, i) => {
+    if (id < lo || id >= hi) fail(kernel, `${name}[${i}] = ${id} is out of range [${lo}, ${hi})`);
+  });
+}
+
+function checkDims(kernel: string, d: AttentionDims, keyStart: Int32Array | null): void {
+  for (const key of ['B', 'Tq', 'Tk', 'kvCap', 'H', 'KVH', 'headDim'] as const) expectSize(kernel, `dims.${key}`, d[key], 1);
+  if (!Number.isFinite(d.scale)) fail(kernel, `dims.scale must be finite, got ${d.scale}`);
+  if (d.Tq > d.Tk) fail(kernel, `dims.Tq (${d.Tq}) must be <= dims.Tk (${d.Tk})`);
+  if (d.Tk > d.kvCap) fail(kernel, `dims.Tk (${d.Tk}) must be <= dims.kvCap (${d.kvCap})`);
+  if (d.H % d.KVH !== 0) fail(kernel, `dims.H (${d.H}) must be a multiple of dims.KVH (${d.KVH})`);
+  if (keyStart) {
+    expectType(kernel, 'keyStart', keyStart, Int32Array);
+    expectLength(kernel, 'keyStart', keyStart, d.B, 'dims.B');
+    expectIndices(kernel, 'keyStart', keyStart, 0, d.Tk + 1);
+  }
+}
+
+/** Index helpers for the attention layouts: q/out [B,Tq,H,hd], k/v [B,kvCap,KVH,hd], lse [B,H,Tq]. */
+function attentionLayout(d: AttentionDims) {
+  const hd = d.headDim;
+  return {
+    q: (b: number, i: number, h: number) => ((b * d.Tq + i) * d.H + h) * hd,
+    kv: (b: number, j: number, kvh: number) => ((b * d.kvCap + j) * d.KVH + kvh) * hd,
+    lse: (b: number, h: number, i: number) => (b * d.H + h) * d.Tq + i,
+    kvHead: (h: number) => Math.floor(h / (d.H / d.KVH)),
+    /** Visible keys of query i in batch b: [first, last], empty when first > last. */
+    keys: (b: number, i: number, keyStart: Int32Array | null) => ({ first: keyStart ? keyStart[b] : 0, last: d.Tk - d.Tq + i }),
+  };
+}
+
+function dot(a: F, aOff: number, b: F, bOff: number, n: number): number {
+  let s = 0;
+  for (let c = 0; c < n; c++) s += a[aOff + c] * b[bOff + c];
+  return s;
+}
+
+/** cos/sin of the RoPE angles of one position: pos * theta^(-2i/headDim), i < headDim/2. */
+function ropeAngles(pos: number, headDim: number, theta: number): { cos: number[]; sin: number[] } {
+  const cos: number[] = [];
+  const sin: number[] = [];
+  for (let i = 0; i < headDim / 2; i++) {
+    const a = pos * Math.pow(theta, (-2 * i) / headDim);
+    cos.push(Math.cos(a));
+    sin.push(Math.sin(a));
+  }
+  return { cos, sin };
+}
+
+function checkRope(kernel: string, dst: F, src: F, pos: Int32Array, heads: number, headDim: number, theta: number): void {
+  expectType(kernel, 'pos', pos, Int32Array);
+  expectSize(kernel, 'heads', heads, 1);
+  expectSize(kernel, 'headDim', headDim, 2);
+  if (headDim % 2 !== 0) fail(kernel, `headDim must be even, got ${headDim}`);
+  if (!(theta > 0)) fail(kernel, `theta must be > 0`);
+  expectLength(kernel, 'x', src, pos.length * heads * headDim, 'pos.length*heads*headDim');
+  expectLength(kernel, 'out', dst, pos.length * heads * headDim, 'pos.length*heads*headDim');
+}
+
+/** Row r's max and log-sum-exp of logits[r, :]. */
+function logSumExp(x: F, off: number, V: number): number {
+  let m = -Infinity;
+  for (let j = 0; j < V; j++) m = Math.max(m, x[off + j]);
+  let s = 0;
+  for (let j = 0; j < V; j++) s += Math.exp(x[off + j] - m);
+  return m + Math.log(s);
+}
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+export const referenceKernels: Kernels<Float64Array> = {
+  name: 'reference',
+  alloc: (n) => new Float64Array(n),
+
+  gemm(transA, transB, M, N, K, alpha, A, B, beta, C) {
+    for (const [name, n] of [['M', M], ['N', N], ['K', K]] as const) expectSize('gemm', name, n);
+    expectLength('gemm', 'A', A, M * K, 'M*K');
+    expectLength('gemm', 'B', B, K * N, 'K*N');
+    expectLength('gemm', 'C', C, M * N, 'M*N');
+    const a = (i: number, p: number) => (transA ? A[p * M + i] : A[i * K + p]);
+    const b = (p: number, j: number) => (transB ? B[j * K + p] : B[p * N + j]);
+    for (let i = 0; i < M; i++)
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let p = 0; p < K; p++) s += a(i, p) * b(p, j);
+        // beta = 0 overwrites without reading C (BLAS convention)
+        C[i * N + j] = alpha * s + (beta === 0 ? 0 : beta * C[i * N + j]);
+      }
+  },
+
+  embeddingForward(out, table, ids, dim) {
+    checkEmbedding('embeddingForward', 'out', out, table, ids, dim);
+    ids.forEach((id, i) => out.set(table.subarray(id * dim, (id + 1) * dim), i * dim));
+  },
+
+  embeddingBackward(dtable, dout, ids, dim) {
+    checkEmbedding('embeddingBackward', 'dout', dout, dtable, ids, dim);
+    ids.forEach((id, i) => {
+      for (let c = 0; c < dim; c++) dtable[id * dim + c] += dout[i * dim + c];
+    });
+  },
+
+  rmsnormForward(out, rstd, x, w, rows, dim, eps) {
+    expectLength('rmsnormForward', 'x', x, rows * dim, 'rows*dim');
+    expectLength('rmsnormForward', 'out', out, rows * dim, 'rows*dim');
+    expectLength('rmsnormForward', 'rstd', rstd, rows, 'rows');
+    expectLength('rmsnormForward', 'w', w, dim, 'dim');
+    for (let r = 0; r < rows; r++) {
+      const s = 1 / Math.sqrt(dot(x, r * dim, x, r * dim, dim) / dim + eps);
+      rstd[r] = s;
+      for (let c = 0; c < dim; c++) out[r * dim + c] = x[r * dim + c] * s * w[c];
+    }
+  },
+
+  rmsnormBackward(dx, dw, dout, x, w, rstd, rows, dim) {
+    for (const [name, a] of [['dx', dx], ['dout', dout], ['x', x]] as const) expectLength('rmsnormBackward', name, a, rows * dim, 'rows*dim');
+    expectLength('rmsnormBackward', 'dw', dw, dim, 'dim');
+    expectLength('rmsnormBackward', 'w', w, dim, 'dim');
+    expectLength('rmsnormBackward', 'rstd', rstd, rows, 'rows');
+    for (let r = 0; r < rows; r++) {
+      const o = r * dim;
+      const s = rstd[r];
+      let gwx = 0; // sum_c dout_c w_c x_c
+      for (let c = 0; c < dim; c++) gwx += dout[o + c] * w[c] * x[o + c];
+      for (let c = 0; c < dim; c++) {
+        dx[o + c] += s * w[c] * dout[o + c] - (x[o + c] * s * s * s * gwx) / dim;
+        dw[c] += dout[o + c] * x[o + c] * s;
+      }
+    }
+  },
+
+  ropeForward(out, x, pos, heads, headDim, theta) {
+    checkRope('ropeForward', out, x, pos, heads, headDim, theta);
+    const half = headDim / 2;
+    pos.forEach((p, r) => {
+      const { cos, sin } = ropeAngles(p, headDim, theta);
+      for (let h = 0; h < heads; h++) {
+        const o = (r * heads + h) * headDim;
+        for (let i = 0; i < half; i++) {
+          const a = x[o + i];
+          const b = x[o + i + half];
+          out[o + i] = a * cos[i] - b * sin[i];
+          out[o + i + half] = b * cos[i] + a * sin[i];
+        }
+      }
+    });
+  },
+
+  ropeBackward(dx, dout, pos, heads, headDim, theta) {
+    checkRope('ropeBackward', dx, dout, pos, heads, headDim, theta);
+    const half = headDim / 2;
+    pos.forEach((p, r) => {
+      const { cos, sin } = ropeAngles(p, headDim, theta);
+      for (let h = 0; h < heads; h++) {
+        const o = (r * heads + h) * headDim;
+        for (let i = 0; i < half; i++) {
+          const ga = dout[o + i];
+          const gb = dout[o + i + half];
+          dx[o + i] += ga * cos[i] + gb * sin[i];
+          dx[o + i + half] += gb * cos[i] - ga * sin[i];
+        }
+      }
+    });
+  },
+
+  attentionForward(out, lse, q, k, v, d, keyStart) {
+    const kernel = 'attentionForward';
+    checkDims(kernel, d, keyStart);
+    const hd = d.headDim;
+    expectLength(kernel, 'q', q, d.B * d.Tq * d.H * hd, 'B*Tq*H*headDim');
+    expectLength(kernel, 'out', out, d.B * d.Tq * d.H * hd, 'B*Tq*H*headDim');
+    expectLength(kernel, 'k', k, d.B * d.kvCap * d.KVH * hd, 'B*kvCap*KVH*headDim');
+    expectLength(kernel, 'v', v, d.B * d.kvCap * d.KVH * hd, 'B*kvCap*KVH*headDim');
+    expectLength(kernel, 'lse', lse, d.B * d.H * d.Tq, 'B*H*Tq');
+    const L = attentionLayout(d);
+    for (let b = 0; b < d.B; b++)
+      for (let h = 0; h < d.H; h++)
+        for (let i = 0; i < d.Tq; i++) {
+          const qo = L.q(b, i, h);
+          const kvh = L.kvHead(h);
+          const { first, last } = L.keys(b, i, keyStart);
+          out.fill(0, qo, qo + hd);
+          if (first > last) {
+            lse[L.lse(b, h, i)] = -Infinity;
+            continue;
+          }
+          const scores: number[] = [];
+          for (let j = first; j <= last; j++) scores.push(d.scale * dot(q, qo, k, L.kv(b, j, kvh), hd));
+          const m = scores.reduce((a, x) => Math.max(a, x), -Infinity);
+          const l = m + Math.log(scores.reduce((s, x) => s + Math.exp(x - m), 0));
+          lse[L.lse(b, h, i)] = l;
+          scores.forEach((s, n) => {
+            const p = Math.exp(s - l);
+            const vo = L.kv(b, first + n, kvh);
+            for (let c = 0; c < hd; c++) out[qo + c] += p * v[vo + c];
+          });
+        }
+  },
+
+  attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d, keyStart) {
+    const kernel = 'attentionBackward';
+    checkDims(kernel, d, keyStart);
+    const hd = d.headDim;
+    for (const [name, a] of [['dq', dq], ['dout', dout], ['q', q], ['out', out]] as const)
+      expectLength(kernel, name, a, d.B * d.Tq * d.H * hd, 'B*Tq*H*headDim');
+    for (const [name, a] of [['dk', dk], ['dv', dv], ['k', k], ['v', v]] as const)
+      expectLength(kernel, name, a, d.B * d.kvCap * d.KVH * hd, 'B*kvCap*KVH*headDim');
+    expectLength(kernel, 'lse', lse, d.B * d.H * d.Tq, 'B*H*Tq');
+    const L = attentionLayout(d);
+    for (let b = 0; b < d.B; b++)
+      for (let h = 0; h < d.H; h++)
+        for (let i = 0; i < d.Tq; i++) {
+          const qo = L.q(b, i, h);
+          const kvh = L.kvHead(h);
+          const l = lse[L.lse(b, h, i)];
+          // FlashAttention-2: probabilities recomputed from lse, D = dout . out
+          const D = dot(dout, qo, out, qo, hd);
+          const { first, last } = L.keys(b, i, keyStart);
+          for (let j = first; j <= last; j++) {
+            const ko = L.kv(b, j, kvh);
+            const p = Math.exp(d.scale * dot(q, qo, k, ko, hd) - l);
+            const ds = p * (dot(dout, qo, v, ko, hd) - D);
+            for (let c = 0; c < hd; c++) {
+              dq[qo + c] += d.scale * ds * k[ko + c];
+              dk[ko + c] += d.scale * ds * q[qo + c];
+              dv[ko + c] += p * dout[qo + c];
+            }
+          }
+        }
+  },
+
+  swigluForward(out, gate, up) {
+    expectLength('swigluForward', 'gate', gate, out.length, 'out.length');
+    expectLength('swigluForward', 'up', up, out.length, 'out.length');
+    for (let i = 0; i < out.length; i++) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+  },
+
+  swigluBackward(dgate, dup, dout, gate, up) {
+    for (const [name, a] of [['dgate', dgate], ['dup', dup], ['gate', gate], ['up', up]] as const)
+      expectLength('swigluBackward', name, a, dout.length, 'dout.length');
+    for (let i = 0; i < dout.length; i++) {
+      const g = gate[i];
+      const s = sigmoid(g);
+      dgate[i] += dout[i] * up[i] * s * (1 + g * (1 - s));
+      dup[i] += dout[i] * g * s;
+    }
+  },
+
+  crossEntropyForward(logp, lse, logits, targets, V) {
+    expectSize('crossEntropyForward', 'V', V, 1);
+    expectLength('crossEntropyForward', 'logits', logits, targets.length * V, 'targets.length*V');
+    expectLength('crossEntropyForward', 'logp', logp, targets.length, 'targets.length');
+    expectLength('crossEntropyForward', 'lse', lse, targets.length, 'targets.length');
+    expectIndices('crossEntropyForward', 'targets', targets, -(2 ** 31), V);
+    targets.forEach((t, r) => {
+      lse[r] = logSumExp(logits, r * V, V);
+      logp[r] = t < 0 ? 0 : logits[r * V + t] - lse[r];
+    });
+  },
+
+  crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V) {
+    expectSize('crossEntropyBackward', 'V', V, 1);
+    expectLength('crossEntropyBackward', 'logits', logits, targets.length * V, 'targets.length*V');
+    expectLength('crossEntropyBackward', 'dlogits', dlogits, targets.length * V, 'targets.length*V');
+    expectLength('crossEntropyBackward', 'lse', lse, targets.length, 'targets.length');
+    expectLength('crossEntropyBackward', 'dlogp', dlogp, targets.length, 'targets.length');
+    expectIndices('crossEntropyBackward', 'targets', targets, -(2 ** 31), V);
+    targets.forEach((t, r) => {
+      const o = r * V;
+      for (let j = 0; j < V; j++) {
+        // dlogits may alias logits: logits[o + j] is read before it is overwritten
+        dlogits[o + j] = t < 0 ? 0 : dlogp[r] * ((j === t ? 1 : 0) - Math.exp(logits[o + j] - lse[r]));
+      }
+    });
+  },
+
+  adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) {
+    for (const [name, a] of [['g', g], ['m', m], ['v', v]] as const) expectLength('adamw', name, a, p.length, 'p.length');
+    expectSize('adamw', 'step', step, 1);
+    const bc1 = 1 - Math.pow(beta1, step);
+    const bc2 = 1 - Math.pow(beta2, step);
+    for (let i = 0; i < p.length; i++) {
+      m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+      v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+      p[i] -= lr * weightDecay * p[i] + (lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + eps);
+    }
+  },
+
+  sumSquares(x) {
+    let s = 0;
+    for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+    return s;
+  },
+
+  scale(x, s) {
+    for (let i = 0; i < x.length; i++) x[i] *= s;
+  },
+
+  axpy(y, x, alpha) {
+    expectLength('axpy', 'x', x, y.length, 'y.length');
+    for (let i = 0; i < y.length; i++) y[i] += alpha * x[i];
+  },
+
+  add(out, a, b) {
+    expectLength('add', 'a', a, out.length, 'out.length');
+    expectLength('add', 'b', b, out.length, 'out.length');
+    for (let i = 0; i < out.length; i++) out[i] = a[i] + b[i];
+  },
+};

@@ -1,0 +1,1 @@
+export type { Kernels, FloatArray, AttentionDims } from './engine/kernels.js';

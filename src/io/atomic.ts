@@ -1,0 +1,160 @@
+// Crash-safe writes: a reader (or a resumed run) sees either the old content or the complete
+// new content, never a partial file or checkpoint. The npm `write-file-atomic` package covers
+// single files only and takes no chunk streams; checkpoints also need whole directories
+// swapped in, so both live here on top of node:fs.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, unlink, lstat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * What writeFileAtomic accepts. Chunks are written in order, each one completely before the
+ * next is requested, so a generator may reuse one scratch buffer for every chunk it yields.
+ */
+export type AtomicData = string | Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+// fs write calls are capped near 2 GiB; larger chunks are written in slices of this size.
+const MAX_WRITE_BYTES = 1 << 30;
+
+function tempSibling(target: string, kind: string): string {
+  return `${target}.${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < chunk.length) {
+    const len = Math.min(chunk.length - done, MAX_WRITE_BYTES);
+    const { bytesWritten } = await fh.write(chunk, done, len);
+    done += bytesWritten;
+  }
+}
+
+async function writeData(fh: FileHandle, data: AtomicData): Promise<void> {
+  if (typeof data === 'string') return writeAll(fh, Buffer.from(data, 'utf8'));
+  if (data instanceof Uint8Array) return writeAll(fh, data);
+  for await (const chunk of data) {
+    if (!(chunk instanceof Uint8Array)) throw new Error('data chunks must be Uint8Array');
+    await writeAll(fh, chunk);
+  }
+}
+
+/**
+ * Makes a directory entry (a rename, a new file) durable. Some platforms (Windows) cannot
+ * open or fsync a directory; there the rename is as durable as the OS makes it anyway.
+ */
+async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
+  } finally {
+    await fh?.close();
+  }
+}
+
+function wrapError(what: string, target: string, err: unknown): Error {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new Error(`${what} ${target}: ${msg}`, { cause: err });
+}
+
+/**
+ * Writes `data` to `file` atomically: writes `file.tmp-<pid>-<rand>` in the same directory,
+ * fsyncs it, renames it over `file` and fsyncs the directory. On any failure the temp file
+ * is removed and `file` is left as it was.
+ */
+export async function writeFileAtomic(file: string, data: AtomicData): Promise<void> {
+  const tmp = tempSibling(file, 'tmp');
+  try {
+    const fh = await open(tmp, 'wx');
+    try {
+      await writeData(fh, data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined); // may not exist if open() failed
+    throw wrapError('cannot write', file, err);
+  }
+  await syncDir(path.dirname(file));
+}
+
+/** writeFileAtomic of pretty-printed JSON with a trailing newline. */
+export async function writeJsonAtomic(file: string, obj: unknown): Promise<void> {
+  const text = JSON.stringify(obj, null, 2);
+  if (text === undefined) throw new Error(`cannot write ${file}: value is not JSON-serialisable`);
+  await writeFileAtomic(file, text + '\n');
+}
+
+/** fsyncs every regular file under dir, and the directories themselves, bottom-up. */
+async function syncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      await syncTree(p);
+    } else if (entry.isFile()) {
+      const fh = await open(p, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+  await syncDir(dir);
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await lstat(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/**
+ * Builds a directory with `build(tmpDir)` in a sibling temp directory, makes its files
+ * durable, then renames it to `finalDir`. A previous `finalDir` is moved aside only once the
+ * new one is complete, and deleted after the new one is in place. If anything fails the temp
+ * directory is removed and a previous `finalDir` is restored.
+ *
+ * Node has no atomic directory exchange (renameat2 RENAME_EXCHANGE), so replacing an
+ * existing directory takes two renames; a crash between them leaves `finalDir` absent with
+ * the complete old copy at `finalDir.old-*` and the complete new one at `finalDir.tmp-*`.
+ */
+export async function replaceDirAtomic(
+  finalDir: string,
+  build: (tmpDir: string) => Promise<void>,
+): Promise<void> {
+  const tmpDir = tempSibling(finalDir, 'tmp');
+  const oldDir = tempSibling(finalDir, 'old');
+  let movedOld = false;
+  try {
+    await mkdir(tmpDir);
+    await build(tmpDir);
+    await syncTree(tmpDir);
+    if (await exists(finalDir)) {
+      await rename(finalDir, oldDir);
+      movedOld = true;
+    }
+    await rename(tmpDir, finalDir);
+  } catch (err) {
+    await rm(tmpDir, { recursive: true, force: true });
+    let where = '';
+    if (movedOld) {
+      where = await rename(oldDir, finalDir).then(
+        () => '',
+        () => ` (previous contents left at ${oldDir})`,
+      );
+    }
+    throw wrapError('cannot build directory', finalDir + where, err);
+  }
+  await syncDir(path.dirname(finalDir));
+  if (movedOld) await rm(oldDir, { recursive: true, force: true });
+}

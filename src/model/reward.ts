@@ -1,0 +1,81 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FloatArray, Kernels } from '../engine/kernels.js';
+import { gatherRows, linear } from '../engine/ops.js';
+import { ParamStore } from '../engine/params.js';
+import { Rng } from '../engine/rng.js';
+import { Context, Tensor } from '../engine/tensor.js';
+import { writeJsonAtomic } from '../io/atomic.js';
+import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
+import { fillStore, readModelConfig, storeTensors } from './checkpoint.js';
+import { toHfConfig } from './config.js';
+import { Llama, type TokenBatch } from './llama.js';
+
+/**
+ * A reward model: the LLaMA backbone plus a scalar head read at each sequence's last real
+ * token, saved as HF LlamaForSequenceClassification (num_labels 1, tensor `score.weight`).
+ * Its parameter store holds backbone and head together, so full fine-tuning is one store;
+ * under LoRA the head is trained as an adapter-side copy (PEFT's modules_to_save) that
+ * `useHead` points at, and merging copies it back: a merged model never loses its head.
+ */
+export class RewardModel<F extends FloatArray> {
+  private head: Tensor<F>;
+
+  constructor(readonly lm: Llama<F>) {
+    this.head = lm.params.get('score.weight');
+  }
+
+  /** A reward model from a causal LM checkpoint: the backbone is copied, the head initialised small. */
+  static async fromCausalLm<F extends FloatArray>(dir: string, k: Kernels<F>, trainable: boolean, seed: number): Promise<RewardModel<F>> {
+    const config = readModelConfig(dir);
+    const store = new ParamStore(k, Llama.paramSpecs(config, 'score'), trainable);
+    const tensors = await readCheckpointTensors(dir);
+    const rng = new Rng(seed);
+    const head = Float32Array.from({ length: config.hidden_size }, () => rng.normal() / Math.sqrt(config.hidden_size));
+    tensors.set('score.weight', { dtype: 'F32', shape: [1, config.hidden_size], data: head });
+    fillStore(store, tensors, dir, /^lm_head\.weight$/);
+    return new RewardModel(new Llama(config, store));
+  }
+
+  static async load<F extends FloatArray>(dir: string, k: Kernels<F>, trainable: boolean): Promise<RewardModel<F>> {
+    const config = readModelConfig(dir);
+    const store = new ParamStore(k, Llama.paramSpecs(config, 'score'), trainable);
+    const tensors = await readCheckpointTensors(dir);
+    if (!tensors.has('score.weight')) throw new Error(`${dir}: no score.weight; this is not a reward model (train one with \`chimed train rm\`)`);
+    fillStore(store, tensors, dir);
+    return new RewardModel(new Llama(config, store));
+  }
+
+  get headWeight(): Tensor<F> {
+    return this.head;
+  }
+
+  /** Trains the head through another tensor (an adapter's copy) instead of the store's own. */
+  useHead(t: Tensor<F>): void {
+    this.head = t;
+  }
+
+  /** Copies the head in use back into the backbone store (after merging LoRA). */
+  commitHead(): void {
+    const own = this.lm.params.get('score.weight');
+    if (own !== this.head) own.data.set(this.head.data);
+    this.head = own;
+  }
+
+  /** Scalar rewards [B], read at `last[b]`, the last real token of row b. */
+  scores(ctx: Context<F>, batch: TokenBatch, last: Int32Array, recompute = false): Tensor<F> {
+    const h = this.lm.hidden(ctx, batch, { recompute });
+    const rows = Int32Array.from(last, (t, b) => b * batch.T + t);
+    return linear(ctx, gatherRows(ctx, h, rows, this.lm.config.hidden_size), this.head);
+  }
+
+  async save(dir: string): Promise<void> {
+    this.commitHead();
+    fs.mkdirSync(dir, { recursive: true });
+    await writeSafetensors(path.join(dir, 'model.safetensors'), storeTensors(this.lm.params), { format: 'pt' });
+    await writeJsonAtomic(path.join(dir, 'config.json'), {
+      ...toHfConfig(this.lm.config), architectures: ['LlamaForSequenceClassification'], num_labels: 1,
+      id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 },
+    });
+  }
+}

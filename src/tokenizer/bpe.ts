@@ -1,0 +1,171 @@
+// Byte-level BPE applied to one pre-token: the lowest-ranked merge first, the leftmost one on
+// ties, exactly as the Rust `tokenizers` crate (and @huggingface/tokenizers) do. Ids and
+// merge ranks live in typed arrays and an open-addressing table keyed by the id pair, so the
+// hot loop does no string work and allocates nothing but its result.
+
+import { utf8Into } from './byte-level.js';
+
+/** One merge rule: left id + right id -> result id; its rank is its index. */
+export interface Merge {
+  left: number;
+  right: number;
+  result: number;
+}
+
+function hashPair(a: number, b: number): number {
+  return (Math.imul(a, 0x9e3779b1) ^ Math.imul(b + 0x7f4a7c15, 0x85ebca77)) >>> 0;
+}
+
+/**
+ * Open-addressing hash table from (left, right) to (rank, result). Each slot is four
+ * consecutive int32s (left, right, rank, result) so that a probe touches one cache line:
+ * the table of a 150k-merge vocabulary is several MB and look-ups are the hot path.
+ */
+export class MergeTable {
+  readonly entries: Int32Array;
+  private readonly mask: number;
+
+  constructor(merges: readonly Merge[]) {
+    let size = 16;
+    while (size < merges.length * 2) size *= 2;
+    this.mask = size - 1;
+    const e = (this.entries = new Int32Array(size * 4).fill(-1));
+    merges.forEach((m, rank) => {
+      let slot = (hashPair(m.left, m.right) & this.mask) << 2;
+      while (e[slot] !== -1 && !(e[slot] === m.left && e[slot + 1] === m.right)) {
+        slot = (slot + 4) & (this.mask << 2 | 3);
+      }
+      // A pair listed twice keeps its last rank, as the Rust crate's HashMap insert does.
+      e[slot] = m.left;
+      e[slot + 1] = m.right;
+      e[slot + 2] = rank;
+      e[slot + 3] = m.result;
+    });
+  }
+
+  /** Offset of the entry for (a, b) in `entries` (rank at +2, result at +3), or -1. */
+  find(a: number, b: number): number {
+    const e = this.entries;
+    const wrap = (this.mask << 2) | 3;
+    let slot = (hashPair(a, b) & this.mask) << 2;
+    for (;;) {
+      const l = e[slot];
+      if (l === -1) return -1;
+      if (l === a && e[slot + 1] === b) return slot;
+      slot = (slot + 4) & wrap;
+    }
+  }
+}
+
+/** Inserts key into the binary min-heap heap[0, size). */
+function heapPush(heap: Float64Array, size: number, key: number): void {
+  let i = size;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (heap[parent] <= key) break;
+    heap[i] = heap[parent];
+    i = parent;
+  }
+  heap[i] = key;
+}
+
+/** Removes heap[0] from the min-heap heap[0, size) and returns it. */
+function heapPop(heap: Float64Array, size: number): number {
+  const top = heap[0];
+  const last = heap[size - 1];
+  const n = size - 1;
+  let i = 0;
+  for (;;) {
+    let child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && heap[child + 1] < heap[child]) child++;
+    if (heap[child] >= last) break;
+    heap[i] = heap[child];
+    i = child;
+  }
+  heap[i] = last;
+  return top;
+}
+
+export class BytePairEncoder {
+  // Scratch space for pieces of up to `capacity` bytes; a heap never holds more than
+  // the n - 1 initial pairs plus 2 per merge.
+  private bytes = new Uint8Array(0);
+  private sym = new Int32Array(0);
+  private next = new Int32Array(0);
+  private prev = new Int32Array(0);
+  private heap = new Float64Array(0);
+
+  /** byteIds[b] is the vocab id of the one-byte token for byte b. */
+  constructor(readonly table: MergeTable, private readonly byteIds: Int32Array) {
+    this.reserve(768);
+  }
+
+  private reserve(capacity: number): void {
+    this.bytes = new Uint8Array(capacity);
+    this.sym = new Int32Array(capacity);
+    this.next = new Int32Array(capacity);
+    this.prev = new Int32Array(capacity);
+    this.heap = new Float64Array(3 * capacity);
+  }
+
+  /** The ids of one pre-token: a number when it is a single token, else an Int32Array. */
+  encode(piece: string): number | Int32Array {
+    if (piece.length * 3 > this.bytes.length) this.reserve(Math.max(piece.length * 3, this.bytes.length * 2));
+    const n = utf8Into(piece, 0, piece.length, this.bytes);
+    const sym = this.sym;
+    for (let i = 0; i < n; i++) sym[i] = this.byteIds[this.bytes[i]];
+    if (n === 1) return sym[0];
+    return this.mergeAll(n);
+  }
+
+  /**
+   * Heap of candidate merges keyed rank * n + position, so the smallest key is the
+   * lowest rank and, among equal ranks, the leftmost pair. Positions are the original
+   * index of a pair's left symbol, which merging never reorders. Stale entries (a side
+   * already merged away) are recognised on pop by re-looking-up the current pair.
+   */
+  private mergeAll(n: number): number | Int32Array {
+    const { sym, next, prev, heap, table } = this;
+    const entries = table.entries;
+    let size = 0;
+    for (let i = 0; i < n; i++) {
+      next[i] = i + 1 < n ? i + 1 : -1;
+      prev[i] = i - 1;
+      if (i + 1 < n) {
+        const slot = table.find(sym[i], sym[i + 1]);
+        if (slot >= 0) heapPush(heap, size++, entries[slot + 2] * n + i);
+      }
+    }
+    let count = n;
+    while (size > 0) {
+      const top = heapPop(heap, size--);
+      let rank = Math.floor(top / n);
+      let pos = top - rank * n;
+      if (pos < 0) { rank--; pos += n; } else if (pos >= n) { rank++; pos -= n; }
+      const right = next[pos];
+      if (sym[pos] < 0 || right < 0) continue;
+      const slot = table.find(sym[pos], sym[right]);
+      if (slot < 0 || entries[slot + 2] !== rank) continue;
+      sym[pos] = entries[slot + 3];
+      sym[right] = -1;
+      const after = next[right];
+      next[pos] = after;
+      if (after >= 0) prev[after] = pos;
+      count--;
+      const before = prev[pos];
+      if (before >= 0) {
+        const s = table.find(sym[before], sym[pos]);
+        if (s >= 0) heapPush(heap, size++, entries[s + 2] * n + before);
+      }
+      if (after >= 0) {
+        const s = table.find(sym[pos], sym[after]);
+        if (s >= 0) heapPush(heap, size++, entries[s + 2] * n + pos);
+      }
+    }
+    if (count === 1) return sym[0];
+    const out = new Int32Array(count);
+    for (let i = 0, k = 0; i >= 0; i = next[i]) out[k++] = sym[i];
+    return out;
+  }
+}

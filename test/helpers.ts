@@ -1,0 +1,48 @@
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (tests run from dist/test). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** ../shared/data/REL, or null when the shared data is absent (a clone outside the workplace). */
+export function sharedData(rel = ''): string | null {
+  const p = path.resolve(repoRoot, '../shared/data', rel);
+  return fs.existsSync(p) ? p : null;
+}
+
+export function tmpDir(prefix = 'chimed-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+const bin = path.join(repoRoot, 'bin/chimed.js');
+
+export function runCli(args: string[], opts: { env?: Record<string, string> } = {}) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, CHIMED_QUIET: '1', ...opts.env }, maxBuffer: 64 << 20 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts the CLI and kills it with SIGKILL once `until` sees the condition it waits for. */
+export async function runCliKilledWhen(args: string[], until: () => boolean): Promise<void> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore', env: { ...process.env, CHIMED_QUIET: '1' } });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const timer = setInterval(() => { if (until()) child.kill('SIGKILL'); }, 5);
+  await exited;
+  clearInterval(timer);
+}
+
+/** A few dozen KB of Chinese medical prose, deterministic. */
+export function medicalText(paragraphs = 60): string {
+  const diseases = ['高血压', '糖尿病', '肺炎', '胃炎', '偏头痛', '哮喘', '贫血', '痛风'];
+  const symptoms = ['头痛', '乏力', '咳嗽', '发热', '腹痛', '气短', '关节肿痛', '口渴'];
+  const drugs = ['氨氯地平', '二甲双胍', '阿莫西林', '奥美拉唑', '布洛芬', '沙丁胺醇', '硫酸亚铁', '秋水仙碱'];
+  const out: string[] = [];
+  for (let i = 0; i < paragraphs; i++) {
+    const k = i % diseases.length, j = (i * 3) % symptoms.length;
+    out.push(`${diseases[k]}是一种常见疾病，患者常出现${symptoms[k]}和${symptoms[j]}等症状。` +
+      `治疗上可在医生指导下使用${drugs[k]}，并注意饮食与休息。如症状加重，应及时就医。`);
+  }
+  return out.join('\n\n') + '\n';
+}

@@ -1,0 +1,558 @@
+/**
+ * The native kernels (float32) against the float64 reference, the reference's backward
+ * kernels against central finite differences, plus determinism, argument validation and the
+ * built-in GEMM against OpenBLAS.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { AttentionDims } from '../src/engine/kernels.js';
+import { gemmBuiltin, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
+import { referenceKernels as rk } from '../src/engine/reference.js';
+import { Rng } from '../src/engine/rng.js';
+
+type F64 = Float64Array;
+
+const rng = new Rng(20240607);
+/** Uniform in [-scale, scale), already rounded to float32 so both implementations see the same values. */
+function rand(n: number, scale = 1): F64 {
+  return Float64Array.from({ length: n }, () => Math.fround((2 * rng.next() - 1) * scale));
+}
+function randInts(n: number, lo: number, hi: number): Int32Array {
+  return Int32Array.from({ length: n }, () => lo + rng.int(hi - lo));
+}
+const f32 = (a: F64) => Float32Array.from(a);
+const f64 = (a: Float32Array) => Float64Array.from(a);
+
+/** |actual - expected| <= atol + rtol * |expected| everywhere (infinities must match exactly). */
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, rtol = 1e-5, atol = 1e-5): void {
+  assert.equal(actual.length, expected.length, `${label}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (!Number.isFinite(e)) {
+      assert.equal(a, e, `${label}[${i}]`);
+      continue;
+    }
+    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) assert.fail(`${label}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)})`);
+  }
+}
+
+function withThreads<T>(n: number, fn: () => T): T {
+  const before = getThreads();
+  setThreads(n);
+  try {
+    return fn();
+  } finally {
+    setThreads(before);
+  }
+}
+
+/**
+ * Central-difference check of an analytic gradient: loss() recomputes the scalar loss from x,
+ * grad holds dloss/dx. Compares a deterministic sample of coordinates by the relative error
+ * of the sampled gradient vectors.
+ */
+function gradCheck(label: string, loss: () => number, x: F64, grad: F64, samples = 24): void {
+  const h = 1e-6;
+  const idx = Array.from({ length: Math.min(samples, x.length) }, (_, i) => (x.length <= samples ? i : Math.floor(((i + 0.5) * x.length) / samples)));
+  let diff = 0, norm = 0;
+  for (const i of idx) {
+    const x0 = x[i];
+    x[i] = x0 + h;
+    const up = loss();
+    x[i] = x0 - h;
+    const down = loss();
+    x[i] = x0;
+    const numeric = (up - down) / (2 * h);
+    diff += (numeric - grad[i]) ** 2;
+    norm += numeric ** 2 + grad[i] ** 2;
+  }
+  const rel = Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-12);
+  assert.ok(rel < 1e-6, `${label}: finite-difference relative error ${rel}`);
+  assert.ok(norm > 0, `${label}: gradient is identically zero on the sample`);
+}
+
+const weightedSum = (y: F64, w: F64) => y.reduce((s, v, i) => s + v * w[i], 0);
+
+// ---------------------------------------------------------------- GEMM
+
+describe('gemm', () => {
+  const shapes: [number, number, number][] = [[1, 1, 1], [7, 5, 3], [33, 65, 17], [9, 100, 300], [130, 70, 513]];
+  for (const [M, N, K] of shapes)
+    test(`${M}x${N}x${K}, all transposes, alpha/beta, BLAS and builtin`, () => {
+      for (const transA of [false, true])
+        for (const transB of [false, true])
+          for (const [alpha, beta] of [[1, 0], [-0.5, 1], [2, 0.3]]) {
+            const A = rand(M * K), B = rand(K * N), C0 = rand(M * N);
+            const expected = C0.slice();
+            rk.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
+            for (const [name, fn] of [['gemm', nk.gemm], ['gemmBuiltin', gemmBuiltin]] as const) {
+              // beta = 0 must overwrite C, NaN included
+              const C = beta === 0 ? new Float32Array(M * N).fill(NaN) : f32(C0);
+              fn(transA, transB, M, N, K, alpha, f32(A), f32(B), beta, C);
+              assertClose(C, expected, `${name} tA=${transA} tB=${transB} a=${alpha} b=${beta}`, 1e-5, 2e-6 * K);
+            }
+          }
+    });
+
+  test('builtin GEMM agrees with the BLAS path on a large product', () => {
+    const M = 301, N = 257, K = 1100;
+    const A = f32(rand(M * K)), B = f32(rand(N * K));
+    const C1 = new Float32Array(M * N), C2 = new Float32Array(M * N);
+    nk.gemm(false, true, M, N, K, 1, A, B, 0, C1);
+    gemmBuiltin(false, true, M, N, K, 1, A, B, 0, C2);
+    assertClose(C2, C1, 'builtin vs gemm', 1e-5, 1e-4);
+  });
+
+  test('subarray views use their own offset', () => {
+    const M = 5, N = 6, K = 7;
+    const A = rand(M * K), B = rand(K * N);
+    const expected = new Float64Array(M * N);
+    rk.gemm(false, false, M, N, K, 1, A, B, 0, expected);
+    const bufA = new Float32Array(M * K + 13), bufB = new Float32Array(K * N + 5), bufC = new Float32Array(M * N + 9).fill(7);
+    bufA.set(A, 13);
+    bufB.set(B, 5);
+    nk.gemm(false, false, M, N, K, 1, bufA.subarray(13), bufB.subarray(5, 5 + K * N), 0, bufC.subarray(4, 4 + M * N));
+    assertClose(bufC.subarray(4, 4 + M * N), expected, 'view C');
+    assert.deepEqual([...bufC.subarray(0, 4), ...bufC.subarray(4 + M * N)], [7, 7, 7, 7, 7, 7, 7, 7, 7]);
+  });
+
+  test('K = 0 and alpha = 0 leave beta * C', () => {
+    const C = f32(rand(12));
+    const expected = f64(C).map((c) => 0.5 * c);
+    nk.gemm(false, false, 3, 4, 0, 1, new Float32Array(0), new Float32Array(0), 0.5, C);
+    assertClose(C, expected, 'K=0');
+    gemmBuiltin(true, true, 3, 4, 2, 0, new Float32Array(6), new Float32Array(8), 2, C);
+    assertClose(C, expected.map((c) => 2 * c), 'alpha=0');
+  });
+});
+
+// ---------------------------------------------------------------- embedding, rmsnorm, rope
+
+describe('embedding', () => {
+  const vocab = 50, dim = 67;
+  const table = rand(vocab * dim);
+  const ids = Int32Array.from([3, 7, 3, 49, 0, 3, 12, 7]);
+
+  test('forward copies rows', () => {
+    const out = new Float32Array(ids.length * dim);
+    nk.embeddingForward(out, f32(table), ids, dim);
+    const expected = new Float64Array(ids.length * dim);
+    rk.embeddingForward(expected, table, ids, dim);
+    assert.deepEqual(f64(out), expected);
+  });
+
+  test('backward accumulates repeated ids', () => {
+    const dout = rand(ids.length * dim), d0 = rand(vocab * dim);
+    const expected = d0.slice();
+    rk.embeddingBackward(expected, dout, ids, dim);
+    const got = f32(d0);
+    nk.embeddingBackward(got, f32(dout), ids, dim);
+    assertClose(got, expected, 'dtable', 1e-6, 1e-6);
+  });
+
+  test('backward is identical for 1 and 2 threads (large enough to run in parallel)', () => {
+    const n = 3000, D = 96, V = 40;
+    const manyIds = randInts(n, 0, V), dout = f32(rand(n * D));
+    const run = (threads: number) => withThreads(threads, () => {
+      const d = new Float32Array(V * D);
+      nk.embeddingBackward(d, dout, manyIds, D);
+      return d;
+    });
+    assert.deepEqual(run(1), run(2));
+  });
+
+  test('reference gradient matches finite differences', () => {
+    const w = rand(ids.length * dim);
+    const loss = () => {
+      const out = new Float64Array(ids.length * dim);
+      rk.embeddingForward(out, table, ids, dim);
+      return weightedSum(out, w);
+    };
+    const grad = new Float64Array(vocab * dim);
+    rk.embeddingBackward(grad, w, ids, dim);
+    gradCheck('dtable', loss, table, grad, 400);
+  });
+});
+
+describe('rmsnorm', () => {
+  for (const [rows, dim] of [[5, 67], [300, 130]])
+    test(`native matches reference, rows=${rows} dim=${dim}`, () => {
+      const x = rand(rows * dim, 2), w = rand(dim), eps = 1e-5;
+      const out = new Float64Array(rows * dim), rstd = new Float64Array(rows);
+      rk.rmsnormForward(out, rstd, x, w, rows, dim, eps);
+      const o32 = new Float32Array(rows * dim), r32 = new Float32Array(rows);
+      nk.rmsnormForward(o32, r32, f32(x), f32(w), rows, dim, eps);
+      assertClose(o32, out, 'out');
+      assertClose(r32, rstd, 'rstd');
+
+      const dout = rand(rows * dim), dx0 = rand(rows * dim), dw0 = rand(dim);
+      const dx = dx0.slice(), dw = dw0.slice();
+      rk.rmsnormBackward(dx, dw, dout, x, w, rstd, rows, dim);
+      const dx32 = f32(dx0), dw32 = f32(dw0);
+      nk.rmsnormBackward(dx32, dw32, f32(dout), f32(x), f32(w), r32, rows, dim);
+      assertClose(dx32, dx, 'dx', 1e-4, 1e-5);
+      assertClose(dw32, dw, 'dw', 1e-4, 1e-4);
+    });
+
+  test('dw is identical for 1 and 2 threads', () => {
+    const rows = 400, dim = 128;
+    const args = [f32(rand(rows * dim)), f32(rand(rows * dim)), f32(rand(dim)), f32(rand(rows, 1).map((v) => 1 + Math.abs(v)))] as const;
+    const run = (threads: number) => withThreads(threads, () => {
+      const dx = new Float32Array(rows * dim), dw = new Float32Array(dim);
+      nk.rmsnormBackward(dx, dw, args[0], args[1], args[2], args[3], rows, dim);
+      return [dx, dw];
+    });
+    assert.deepEqual(run(1), run(2));
+  });
+
+  test('reference gradients match finite differences', () => {
+    const rows = 3, dim = 11, eps = 1e-5;
+    const x = rand(rows * dim, 2), w = rand(dim), wl = rand(rows * dim);
+    const forward = () => {
+      const out = new Float64Array(rows * dim), rstd = new Float64Array(rows);
+      rk.rmsnormForward(out, rstd, x, w, rows, dim, eps);
+      return { out, rstd };
+    };
+    const { rstd } = forward();
+    const dx = new Float64Array(rows * dim), dw = new Float64Array(dim);
+    rk.rmsnormBackward(dx, dw, wl, x, w, rstd, rows, dim);
+    const loss = () => weightedSum(forward().out, wl);
+    gradCheck('dx', loss, x, dx, 33);
+    gradCheck('dw', loss, w, dw, 11);
+  });
+});
+
+describe('rope', () => {
+  const cases: [string, number, number, number, Int32Array][] = [
+    ['small head, theta 1e4', 3, 8, 1e4, randInts(5, 0, 64)],
+    ['hd 64, theta 1e6, large positions', 4, 64, 1e6, randInts(9, 0, 40000)],
+    ['negative and huge positions (uncached path)', 2, 16, 1e4, Int32Array.from([-3, 5, 2_000_000, 0])],
+  ];
+  for (const [label, heads, hd, theta, pos] of cases)
+    test(`native matches reference: ${label}`, () => {
+      const n = pos.length * heads * hd;
+      const x = rand(n), expected = new Float64Array(n);
+      rk.ropeForward(expected, x, pos, heads, hd, theta);
+      const out = new Float32Array(n);
+      nk.ropeForward(out, f32(x), pos, heads, hd, theta);
+      assertClose(out, expected, 'out', 1e-5, 2e-6);
+      const inPlace = f32(x);
+      nk.ropeForward(inPlace, inPlace, pos, heads, hd, theta);
+      assert.deepEqual(inPlace, out, 'out may alias x');
+
+      const dout = rand(n), dx0 = rand(n);
+      const dx = dx0.slice();
+      rk.ropeBackward(dx, dout, pos, heads, hd, theta);
+      const dx32 = f32(dx0);
+      nk.ropeBackward(dx32, f32(dout), pos, heads, hd, theta);
+      assertClose(dx32, dx, 'dx', 1e-5, 4e-6);
+    });
+
+  test('reference gradient matches finite differences', () => {
+    const pos = Int32Array.from([0, 1, 17, 300]), heads = 2, hd = 6, n = pos.length * heads * hd;
+    const x = rand(n), w = rand(n);
+    const loss = () => {
+      const out = new Float64Array(n);
+      rk.ropeForward(out, x, pos, heads, hd, 10000);
+      return weightedSum(out, w);
+    };
+    const dx = new Float64Array(n);
+    rk.ropeBackward(dx, w, pos, heads, hd, 10000);
+    gradCheck('dx', loss, x, dx, n);
+  });
+});
+
+// ---------------------------------------------------------------- attention
+
+interface AttentionCase {
+  label: string;
+  dims: AttentionDims;
+  keyStart: Int32Array | null;
+}
+
+function dims(B: number, Tq: number, Tk: number, kvCap: number, H: number, KVH: number, headDim: number): AttentionDims {
+  return { B, Tq, Tk, kvCap, H, KVH, headDim, scale: 1 / Math.sqrt(headDim) };
+}
+
+const attentionCases: AttentionCase[] = [
+  { label: 'MHA, hd 8 (narrower than a tile)', dims: dims(2, 37, 37, 37, 3, 3, 8), keyStart: null },
+  { label: 'GQA 2, hd 16', dims: dims(2, 37, 37, 37, 4, 2, 16), keyStart: null },
+  { label: 'GQA 4, hd 64, T crosses key blocks', dims: dims(1, 150, 150, 150, 8, 2, 64), keyStart: null },
+  { label: 'hd 80 (partial tile), GQA 1', dims: dims(1, 70, 70, 70, 2, 2, 80), keyStart: null },
+  { label: 'KV cache Tq < Tk < kvCap, GQA 4', dims: dims(2, 9, 75, 96, 4, 1, 32), keyStart: null },
+  { label: 'decode Tq = 1 (per-row path), GQA 2', dims: dims(2, 1, 70, 80, 4, 2, 64), keyStart: Int32Array.from([0, 13]) },
+  { label: 'short prefill Tq = 3 (per-row path)', dims: dims(1, 3, 20, 24, 4, 4, 16), keyStart: null },
+  { label: 'keyStart left padding incl. fully masked rows', dims: dims(3, 45, 45, 45, 4, 2, 16), keyStart: Int32Array.from([0, 5, 40]) },
+  { label: 'keyStart = Tk (nothing visible)', dims: dims(2, 20, 20, 20, 2, 1, 8), keyStart: Int32Array.from([20, 3]) },
+  { label: 'KV cache with keyStart, hd 128', dims: dims(2, 17, 90, 100, 4, 2, 128), keyStart: Int32Array.from([7, 70]) },
+];
+
+function attentionInputs(d: AttentionDims) {
+  const nq = d.B * d.Tq * d.H * d.headDim, nkv = d.B * d.kvCap * d.KVH * d.headDim;
+  return { q: rand(nq, 1.5), k: rand(nkv, 1.5), v: rand(nkv), dout: rand(nq), dq0: rand(nq), dk0: rand(nkv), dv0: rand(nkv) };
+}
+
+function referenceAttention(d: AttentionDims, keyStart: Int32Array | null, x: ReturnType<typeof attentionInputs>) {
+  const out = new Float64Array(x.q.length), lse = new Float64Array(d.B * d.H * d.Tq);
+  rk.attentionForward(out, lse, x.q, x.k, x.v, d, keyStart);
+  const dq = x.dq0.slice(), dk = x.dk0.slice(), dv = x.dv0.slice();
+  rk.attentionBackward(dq, dk, dv, x.dout, x.q, x.k, x.v, out, lse, d, keyStart);
+  return { out, lse, dq, dk, dv };
+}
+
+function nativeAttention(d: AttentionDims, keyStart: Int32Array | null, x: ReturnType<typeof attentionInputs>) {
+  const q = f32(x.q), k = f32(x.k), v = f32(x.v);
+  const out = new Float32Array(x.q.length), lse = new Float32Array(d.B * d.H * d.Tq);
+  nk.attentionForward(out, lse, q, k, v, d, keyStart);
+  const dq = f32(x.dq0), dk = f32(x.dk0), dv = f32(x.dv0);
+  nk.attentionBackward(dq, dk, dv, f32(x.dout), q, k, v, out, lse, d, keyStart);
+  return { out, lse, dq, dk, dv };
+}
+
+describe('attention', () => {
+  for (const c of attentionCases)
+    test(`native matches reference: ${c.label}`, () => {
+      const x = attentionInputs(c.dims);
+      const ref = referenceAttention(c.dims, c.keyStart, x);
+      const got = nativeAttention(c.dims, c.keyStart, x);
+      assertClose(got.out, ref.out, 'out', 1e-4, 1e-5);
+      assertClose(got.lse, ref.lse, 'lse', 1e-5, 1e-5);
+      assertClose(got.dq, ref.dq, 'dq', 1e-4, 2e-5);
+      assertClose(got.dk, ref.dk, 'dk', 1e-4, 2e-5);
+      assertClose(got.dv, ref.dv, 'dv', 1e-4, 2e-5);
+    });
+
+  test('fully masked queries give zero output and lse = -Infinity', () => {
+    const d = dims(1, 6, 6, 6, 2, 1, 8), keyStart = Int32Array.from([4]);
+    const x = attentionInputs(d);
+    const got = nativeAttention(d, keyStart, x);
+    for (let h = 0; h < 2; h++)
+      for (let i = 0; i < 4; i++) {
+        assert.equal(got.lse[h * 6 + i], -Infinity);
+        assert.ok(got.out.subarray((i * 2 + h) * 8, (i * 2 + h + 1) * 8).every((v) => v === 0));
+      }
+  });
+
+  test('backward is deterministic, also across thread counts', () => {
+    const d = dims(2, 96, 96, 96, 4, 2, 32);
+    const x = attentionInputs(d);
+    const a = nativeAttention(d, null, x), b = nativeAttention(d, null, x);
+    const c = withThreads(1, () => nativeAttention(d, null, x));
+    for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+      assert.deepEqual(a[key], b[key], `${key} run twice`);
+      assert.deepEqual(a[key], c[key], `${key} 1 thread vs default`);
+    }
+  });
+
+  test('T = 2048 agrees with the reference on slices (first and last queries)', () => {
+    const T = 2048, H = 4, KVH = 2, hd = 64, S = 6, d = dims(1, T, T, T, H, KVH, hd);
+    const x = attentionInputs(d);
+    const qRows = (a: F64, from: number, to: number) => a.slice(from * H * hd, to * H * hd);
+    const kvRows = (a: F64, from: number, to: number) => a.slice(from * KVH * hd, to * KVH * hd);
+    const zeros = (n: number) => new Float64Array(n);
+    // dout is zero except on the last S queries, so dk and dv depend on those queries only
+    const dout = zeros(x.q.length);
+    dout.set(qRows(x.dout, T - S, T), (T - S) * H * hd);
+    const got = nativeAttention(d, null, { ...x, dout, dq0: zeros(x.q.length), dk0: zeros(x.k.length), dv0: zeros(x.v.length) });
+
+    // the last S queries are a KV-cache call with Tq = S over all T keys
+    const tail = referenceAttention(dims(1, S, T, T, H, KVH, hd), null, {
+      ...x, q: qRows(x.q, T - S, T), dout: qRows(dout, T - S, T), dq0: zeros(S * H * hd), dk0: zeros(x.k.length), dv0: zeros(x.v.length),
+    });
+    assertClose(qRows(f64(got.out), T - S, T), tail.out, 'out (last queries)', 1e-4, 1e-5);
+    assertClose(qRows(f64(got.dq), T - S, T), tail.dq, 'dq (last queries)', 1e-4, 1e-5);
+    assertClose(got.dk, tail.dk, 'dk', 1e-4, 1e-5);
+    assertClose(got.dv, tail.dv, 'dv', 1e-4, 1e-5);
+    const lseTail = Float64Array.from({ length: H * S }, (_, n) => got.lse[Math.floor(n / S) * T + T - S + (n % S)]);
+    assertClose(lseTail, tail.lse, 'lse (last queries)');
+
+    // the first S queries are a prompt of length S
+    const head = referenceAttention(dims(1, S, S, S, H, KVH, hd), null, {
+      q: qRows(x.q, 0, S), k: kvRows(x.k, 0, S), v: kvRows(x.v, 0, S), dout: zeros(S * H * hd), dq0: zeros(S * H * hd), dk0: zeros(S * KVH * hd), dv0: zeros(S * KVH * hd),
+    });
+    assertClose(qRows(f64(got.out), 0, S), head.out, 'out (first queries)', 1e-4, 1e-5);
+  });
+
+  const gradCases: AttentionCase[] = [
+    { label: 'GQA 2', dims: { ...dims(2, 6, 6, 6, 4, 2, 4), scale: 0.5 }, keyStart: null },
+    { label: 'KV cache, GQA 4, kvCap > Tk', dims: { ...dims(1, 3, 7, 9, 4, 1, 4), scale: 0.5 }, keyStart: null },
+    { label: 'keyStart with fully masked queries', dims: { ...dims(2, 6, 6, 6, 2, 1, 4), scale: 0.5 }, keyStart: Int32Array.from([0, 3]) },
+  ];
+  for (const { label, dims: d, keyStart } of gradCases)
+    test(`reference gradients match finite differences: ${label}`, () => {
+      const x = attentionInputs(d);
+      const forward = () => {
+        const out = new Float64Array(x.q.length), lse = new Float64Array(d.B * d.H * d.Tq);
+        rk.attentionForward(out, lse, x.q, x.k, x.v, d, keyStart);
+        return { out, lse };
+      };
+      const { out, lse } = forward();
+      const dq = new Float64Array(x.q.length), dk = new Float64Array(x.k.length), dv = new Float64Array(x.v.length);
+      rk.attentionBackward(dq, dk, dv, x.dout, x.q, x.k, x.v, out, lse, d, keyStart);
+      const loss = () => weightedSum(forward().out, x.dout);
+      gradCheck('dq', loss, x.q, dq, 48);
+      gradCheck('dk', loss, x.k, dk, 48);
+      gradCheck('dv', loss, x.v, dv, 48);
+    });
+});
+
+// ---------------------------------------------------------------- swiglu, cross-entropy
+
+describe('swiglu', () => {
+  test('native matches reference, including saturated gates', () => {
+    const n = 40000;
+    const gate = rand(n, 8), up = rand(n);
+    gate.set([30, -30, 100, -100, 0]);
+    const out = new Float64Array(n);
+    rk.swigluForward(out, gate, up);
+    const o32 = new Float32Array(n);
+    nk.swigluForward(o32, f32(gate), f32(up));
+    assertClose(o32, out, 'out', 1e-5, 1e-6);
+
+    const dout = rand(n), dg0 = rand(n), du0 = rand(n);
+    const dg = dg0.slice(), du = du0.slice();
+    rk.swigluBackward(dg, du, dout, gate, up);
+    const dg32 = f32(dg0), du32 = f32(du0);
+    nk.swigluBackward(dg32, du32, f32(dout), f32(gate), f32(up));
+    assertClose(dg32, dg, 'dgate', 1e-5, 1e-6);
+    assertClose(du32, du, 'dup', 1e-5, 1e-6);
+  });
+
+  test('reference gradients match finite differences', () => {
+    const n = 30, gate = rand(n, 4), up = rand(n), w = rand(n);
+    const loss = () => {
+      const out = new Float64Array(n);
+      rk.swigluForward(out, gate, up);
+      return weightedSum(out, w);
+    };
+    const dg = new Float64Array(n), du = new Float64Array(n);
+    rk.swigluBackward(dg, du, w, gate, up);
+    gradCheck('dgate', loss, gate, dg, n);
+    gradCheck('dup', loss, up, du, n);
+  });
+});
+
+describe('cross-entropy', () => {
+  for (const [rows, V, scale] of [[7, 33, 3], [4, 32000, 12]])
+    test(`native matches reference, rows=${rows} V=${V}, ignored rows, aliasing backward`, () => {
+      const logits = rand(rows * V, scale);
+      logits[5] = 50; // a dominant logit
+      const targets = randInts(rows, 0, V);
+      targets[1] = -100;
+      targets[rows - 1] = -1;
+      const logp = new Float64Array(rows), lse = new Float64Array(rows);
+      rk.crossEntropyForward(logp, lse, logits, targets, V);
+      const logp32 = new Float32Array(rows), lse32 = new Float32Array(rows);
+      const logits32 = f32(logits);
+      nk.crossEntropyForward(logp32, lse32, logits32, targets, V);
+      assertClose(logp32, logp, 'logp', 1e-5, 2e-5);
+      assertClose(lse32, lse, 'lse', 1e-6, 1e-5);
+      assert.equal(logp32[1], 0);
+
+      const dlogp = rand(rows);
+      const dlogits = rand(rows * V); // garbage: backward writes
+      rk.crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V);
+      nk.crossEntropyBackward(logits32, logits32, lse32, targets, f32(dlogp), V); // in place
+      assertClose(logits32, dlogits, 'dlogits', 1e-4, 1e-6);
+      assert.ok(logits32.subarray(V, 2 * V).every((x) => x === 0), 'ignored row gets zero gradient');
+    });
+
+  test('reference gradient matches finite differences', () => {
+    const rows = 4, V = 9, logits = rand(rows * V, 3), targets = Int32Array.from([2, -100, 8, 0]), c = rand(rows);
+    const forward = () => {
+      const logp = new Float64Array(rows), lse = new Float64Array(rows);
+      rk.crossEntropyForward(logp, lse, logits, targets, V);
+      return { logp, lse };
+    };
+    const { lse } = forward();
+    const grad = new Float64Array(rows * V);
+    rk.crossEntropyBackward(grad, logits, lse, targets, c, V);
+    gradCheck('dlogits', () => weightedSum(forward().logp, c), logits, grad, rows * V);
+  });
+});
+
+// ---------------------------------------------------------------- optimizer and vector ops
+
+describe('adamw and vector ops', () => {
+  test('adamw matches reference over several steps', () => {
+    const n = 50001;
+    const p = rand(n), m = new Float64Array(n), v = new Float64Array(n);
+    const p32 = f32(p), m32 = new Float32Array(n), v32 = new Float32Array(n);
+    for (let step = 1; step <= 4; step++) {
+      const g = rand(n, 0.1 * step);
+      rk.adamw(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, step);
+      nk.adamw(p32, f32(g), m32, v32, 1e-3, 0.9, 0.95, 1e-8, 0.1, step);
+    }
+    assertClose(m32, m, 'm', 1e-5, 1e-7);
+    assertClose(v32, v, 'v', 1e-5, 1e-9);
+    assertClose(p32, p, 'p', 1e-5, 1e-6);
+  });
+
+  test('sumSquares: double accumulation, same result for 1 and 2 threads', () => {
+    const x = f32(rand(200003, 3));
+    const expected = rk.sumSquares(f64(x));
+    const one = withThreads(1, () => nk.sumSquares(x));
+    const two = withThreads(2, () => nk.sumSquares(x));
+    assert.equal(one, two);
+    assert.ok(Math.abs(one - expected) <= 1e-12 * expected, `${one} vs ${expected}`);
+    assert.equal(nk.sumSquares(new Float32Array(0)), 0);
+  });
+
+  test('scale, axpy, add (with aliasing)', () => {
+    const n = 40007, a = rand(n), b = rand(n);
+    const ra = a.slice(), na = f32(a);
+    rk.scale(ra, -1.5);
+    nk.scale(na, -1.5);
+    assertClose(na, ra, 'scale');
+    const ry = b.slice(), ny = f32(b);
+    rk.axpy(ry, a, 0.25);
+    nk.axpy(ny, f32(a), 0.25);
+    assertClose(ny, ry, 'axpy', 1e-6, 1e-7);
+    const rs = new Float64Array(n), ns = f32(a);
+    rk.add(rs, a, b);
+    nk.add(ns, ns, f32(b));
+    assertClose(ns, rs, 'add', 1e-6, 1e-7);
+  });
+});
+
+// ---------------------------------------------------------------- validation and info
+
+describe('validation', () => {
+  const f = (n: number) => new Float32Array(n);
+  const cases: [string, () => void, RegExp, ErrorConstructor][] = [
+    ['float64 operand', () => nk.gemm(false, false, 2, 2, 2, 1, new Float64Array(4) as never, f(4), 0, f(4)), /gemm: A must be a Float32Array, got Float64Array/, TypeError],
+    ['wrong C length', () => nk.gemm(false, false, 2, 3, 2, 1, f(4), f(6), 0, f(5)), /gemm: C has length 5, expected M\*N = 6/, RangeError],
+    ['non-integer size', () => nk.gemm(false, false, 2.5, 2, 2, 1, f(5), f(4), 0, f(5)), /gemm: M must be an integer/, RangeError],
+    ['missing arguments', () => (nk.gemm as unknown as () => void).call(null), /gemm/, TypeError],
+    ['id out of range', () => nk.embeddingForward(f(6), f(9), Int32Array.from([0, 3]), 3), /embeddingForward: ids\[1\] = 3 is out of range \[0, 3\)/, RangeError],
+    ['ids not Int32Array', () => nk.embeddingBackward(f(9), f(6), [0, 1] as never, 3), /embeddingBackward: ids must be a Int32Array/, TypeError],
+    ['odd headDim', () => nk.ropeForward(f(6), f(6), Int32Array.from([0]), 2, 3, 1e4), /ropeForward: headDim must be even/, RangeError],
+    ['H % KVH', () => nk.attentionForward(f(12), f(3), f(12), f(8), f(8), dims(1, 1, 1, 1, 3, 2, 4), null), /attentionForward: dims.H \(3\) must be a multiple of dims.KVH \(2\)/, RangeError],
+    ['Tq > Tk', () => nk.attentionForward(f(8), f(2), f(8), f(4), f(4), dims(1, 2, 1, 1, 1, 1, 4), null), /dims.Tq \(2\) must be <= dims.Tk \(1\)/, RangeError],
+    ['Tk > kvCap', () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), dims(1, 1, 2, 1, 1, 1, 4), null), /dims.Tk \(2\) must be <= dims.kvCap \(1\)/, RangeError],
+    ['keyStart range', () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), dims(1, 1, 1, 1, 1, 1, 4), Int32Array.from([2])), /attentionForward: keyStart\[0\] = 2 is out of range/, RangeError],
+    ['k length', () => nk.attentionBackward(f(4), f(3), f(4), f(4), f(4), f(3), f(4), f(4), f(1), dims(1, 1, 1, 1, 1, 1, 4), null), /attentionBackward: dk has length 3/, RangeError],
+    ['dims type', () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), null as never, null), /attentionForward: dims must be an object/, TypeError],
+    ['target >= V', () => nk.crossEntropyForward(f(2), f(2), f(6), Int32Array.from([0, 3]), 3), /crossEntropyForward: targets\[1\] = 3 is out of range/, RangeError],
+    ['adamw step 0', () => nk.adamw(f(2), f(2), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 0), /adamw: step must be an integer >= 1/, RangeError],
+    ['adamw lengths', () => nk.adamw(f(2), f(3), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 1), /adamw: g has length 3 but p has length 2/, RangeError],
+    ['swiglu lengths', () => nk.swigluForward(f(2), f(3), f(2)), /swigluForward: gate has length 3/, RangeError],
+    ['rmsnorm w length', () => nk.rmsnormForward(f(6), f(2), f(6), f(2), 2, 3, 1e-5), /rmsnormForward: w has length 2, expected dim = 3/, RangeError],
+    ['non-finite scalar', () => nk.scale(f(2), NaN), /scale: s must be finite/, RangeError],
+    ['setThreads(0)', () => setThreads(0), /setThreads: n must be an integer >= 1/, RangeError],
+    ['reference checks too', () => rk.gemm(false, false, 2, 2, 2, 1, new Float64Array(3), new Float64Array(4), 0, new Float64Array(4)), /gemm: A has length 3/, RangeError],
+    ['reference ids', () => rk.embeddingForward(new Float64Array(2), new Float64Array(4), Int32Array.from([2]), 2), /embeddingForward: ids\[0\] = 2/, RangeError],
+  ];
+  for (const [label, fn, message, type] of cases)
+    test(label, () => assert.throws(fn, (e: Error) => e instanceof type && message.test(e.message)));
+});
+
+describe('native info and threads', () => {
+  test('info reports the GEMM, threads and SIMD of the build', () => {
+    const info = nativeInfo();
+    assert.ok(info.blas === 'openblas' || info.blas === 'builtin');
+    assert.equal(info.threads, getThreads());
+    assert.ok(info.simd.length > 0);
+    withThreads(1, () => assert.equal(nativeInfo().threads, 1));
+  });
+});

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { medicalText, runCli, runCliKilledWhen, tmpDir } from './helpers.js';
+
+const MODEL = { vocab_size: 300, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 };
+
+function setup() {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(MODEL));
+  fs.writeFileSync(path.join(dir, 'corpus.txt'), medicalText(80));
+  return dir;
+}
+
+const ptArgs = (dir: string, run: string, extra: string[] = []) => [
+  'train', 'pt', '--data', path.join(dir, 'corpus.txt'), '--config', path.join(dir, 'model.json'), '--out', path.join(dir, run),
+  '--block-size', '64', '--batch-size', '4', '--lr', '3e-3', '--warmup-ratio', '0.1', '--eval-fraction', '0.1', '--threads', '2', ...extra,
+];
+
+function losses(metricsFile: string): { step: number; loss: number }[] {
+  return fs.readFileSync(metricsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+    .filter((r) => r.loss !== undefined).map((r) => ({ step: r.step, loss: r.loss }));
+}
+
+test('continued pre-training lowers the loss and reports held-out perplexity', () => {
+  const dir = setup();
+  const r = runCli(ptArgs(dir, 'run', ['--max-steps', '40', '--eval-every', '20']));
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /perplexity \d/);
+  const metrics = path.join(dir, 'run/metrics.jsonl');
+  const ls = losses(metrics);
+  assert.equal(ls.length, 40);
+  assert.ok(ls.at(-1)!.loss < ls[0].loss * 0.6, `loss ${ls[0].loss} -> ${ls.at(-1)!.loss}`);
+  const evals = fs.readFileSync(metrics, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.eval_ppl);
+  assert.equal(evals.length, 2);
+  assert.ok(evals[1].eval_loss < evals[0].eval_loss + 0.05);
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(fs.existsSync(path.join(dir, 'run/stages/pt/final', f)), f);
+  // the exported model scores text through the CLI
+  const s = runCli(['score', '--model', path.join(dir, 'run/stages/pt/final'), '--text', '高血压患者', '--json']);
+  assert.equal(s.code, 0, s.stderr);
+  const out = JSON.parse(s.stdout);
+  assert.equal(out.logprobs.length, out.ids.length - 1);
+  assert.ok(out.logprobs.every((x: number) => x < 0 && Number.isFinite(x)));
+});
+
+test('a run killed mid-training resumes from its last checkpoint and reproduces the same losses', async () => {
+  const dir = setup();
+  const extra = ['--max-steps', '24', '--save-every', '6'];
+  assert.equal(runCli(ptArgs(dir, 'full', extra)).code, 0);
+  const reference = losses(path.join(dir, 'full/metrics.jsonl'));
+
+  const metrics = path.join(dir, 'killed/metrics.jsonl');
+  await runCliKilledWhen(ptArgs(dir, 'killed', extra), () => fs.existsSync(metrics) && losses(metrics).length >= 15);
+  const partial = losses(metrics);
+  assert.ok(partial.length >= 15 && partial.length < 24, `killed after ${partial.length} steps`);
+  const stageDir = path.join(dir, 'killed/stages/pt');
+  assert.ok(fs.readdirSync(stageDir).some((n) => n === 'checkpoint-12'));
+
+  const r = runCli(ptArgs(dir, 'killed', extra));
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /resumed at 12/);
+  assert.deepEqual(losses(metrics), reference);
+  assert.deepEqual(fs.readdirSync(stageDir).filter((n) => n.includes('.tmp-')), []);
+});
+
+test('a diverging run stops with a clear error and keeps its last checkpoint', () => {
+  const dir = setup();
+  const r = runCli(ptArgs(dir, 'run', ['--max-steps', '12', '--save-every', '2', '--lr', '1e30', '--warmup-ratio', '0', '--clip', '0']));
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /not finite/);
+  const stageDir = path.join(dir, 'run/stages/pt');
+  const ckpts = fs.readdirSync(stageDir).filter((n) => n.startsWith('checkpoint-'));
+  assert.ok(ckpts.length >= 1, 'a checkpoint from before the divergence survives');
+  for (const c of ckpts) assert.ok(fs.existsSync(path.join(stageDir, c, 'trainer_state.json')));
+});
+
+test('bad inputs get errors naming the file and the problem', () => {
+  const dir = setup();
+  fs.writeFileSync(path.join(dir, 'gbk.txt'), Buffer.from([0xb8, 0xdf, 0xd1, 0xaa, 0xd1, 0xb9, 0x0a])); // 高血压 in GBK
+  let r = runCli(ptArgs(dir, 'a', ['--max-steps', '2']).map((x) => (x.endsWith('corpus.txt') ? path.join(dir, 'gbk.txt') : x)));
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /gbk\.txt: not valid UTF-8/);
+
+  fs.writeFileSync(path.join(dir, 'empty.txt'), '\n\n');
+  r = runCli(ptArgs(dir, 'b', ['--max-steps', '2']).map((x) => (x.endsWith('corpus.txt') ? path.join(dir, 'empty.txt') : x)));
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /empty\.txt: no text to train on/);
+
+  fs.writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...MODEL, num_attention_heads: 5 }));
+  r = runCli(['init', '--config', path.join(dir, 'bad.json'), '--out', path.join(dir, 'm')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /bad\.json: num_attention_heads \(5\) does not divide hidden_size \(32\)/);
+  assert.ok(!fs.existsSync(path.join(dir, 'm')));
+
+  r = runCli(['init', '--config', path.join(dir, 'model.json'), '--out', path.join(dir, 'm')]);
+  assert.equal(r.code, 0, r.stderr);
+  const cfg = path.join(dir, 'm/config.json');
+  const good = fs.readFileSync(cfg, 'utf8');
+  fs.writeFileSync(cfg, JSON.stringify({ ...JSON.parse(good), intermediate_size: 48 }));
+  r = runCli(['score', '--model', path.join(dir, 'm'), '--ids', '1,2,3']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /mlp\.gate_proj\.weight has shape \[64,32\] but the config implies \[48,32\]/);
+
+  fs.writeFileSync(cfg, good);
+  const st = path.join(dir, 'm/model.safetensors');
+  fs.truncateSync(st, fs.statSync(st).size - 100);
+  r = runCli(['score', '--model', path.join(dir, 'm'), '--ids', '1,2,3']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /model\.safetensors/);
+  assert.match(r.stderr, /truncat|beyond|exceed|short/i);
+
+  r = runCli(['train', 'pt', '--data', path.join(dir, 'corpus.txt'), '--out', path.join(dir, 'c'), '--config', path.join(dir, 'model.json'), '--lr', 'fast']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--lr: expected a number, got "fast"/);
+});
