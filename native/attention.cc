@@ -344,15 +344,14 @@ void backwardBlock(float* dq, float* dk, float* dv, const float* dout, const flo
         tile<false>(hdp, w.dOT + sa * MR, R, VtBlock + sb * NR, BK, w.dP + sa * MR * BK + sb * NR, BK, MR, NR);
       }
     // P = exp(S - lse) where visible, else 0; dS = scale * P * (dP - D), in place over S and dP.
-    const bool masked = needsMask(g, rb, j0, jn) || jn < BK;
+    // The mask is a select (no branch) so the loop vectorises; it also clears the keys past jn.
     for (i64 r = 0; r < R; ++r) {
       float* __restrict prow = w.S + r * BK;
       float* __restrict dsrow = w.dP + r * BK;
-      const float lr = w.lse[r], Dr = w.D[r], pr = w.pos[r];
+      const float lr = w.lse[r], Dr = w.D[r], last = std::min(w.pos[r], static_cast<float>(j0 + jn - 1));
       for (i64 jj = 0; jj < BK; ++jj) {
         const float key = static_cast<float>(j0 + jj);
-        float p = expf_vec(prow[jj] - lr);
-        if (masked) p = (key > pr || key < ks || jj >= jn) ? 0.0f : p;
+        const float p = (key <= last) & (key >= ks) ? expf_vec(prow[jj] - lr) : 0.0f;
         prow[jj] = p;
         dsrow[jj] = scale * p * (dsrow[jj] - Dr);
       }

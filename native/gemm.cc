@@ -92,7 +92,7 @@ void gemmBuiltin(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, con
   static thread_local Scratch scratch;
   float* const base = scratch.get(nt * perThread);
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (2 * M * N * K > (1 << 20))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (2.0 * M * N * K > 1e6)
   for (i64 t = 0; t < rowBlocks * colBlocks; ++t) {
     float* const Ap = base + omp_get_thread_num() * perThread;
     float* const Bp = Ap + MC * KC;

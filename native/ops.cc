@@ -32,22 +32,23 @@ void columnRange(i64 n, i64& begin, i64& end) {
 // positions [0, size) because the same positions recur in every layer and every step.
 class RopeTable {
  public:
-  // Returns false for positions the table does not cover (negative or huge); callers then use
-  // angles() directly.
+  // Returns false for positions the table does not cover (negative, or beyond its size limit);
+  // callers then use angles() directly.
   bool ensure(const std::int32_t* pos, i64 rows, i64 hd, double theta) {
+    const i64 half = hd / 2, limit = MAX_ENTRIES / half;
     i64 lo = 0, hi = -1;
     for (i64 r = 0; r < rows; ++r) {
       lo = std::min<i64>(lo, pos[r]);
       hi = std::max<i64>(hi, pos[r]);
     }
-    if (lo < 0 || hi >= MAX_POSITIONS) return false;
+    if (lo < 0 || hi >= limit) return false;
     if (hd != hd_ || theta != theta_) {
       hd_ = hd;
       theta_ = theta;
       size_ = 0;
     }
     if (hi >= size_) {
-      const i64 half = hd / 2, size = std::max<i64>(hi + 1, 2 * size_);
+      const i64 size = std::min(limit, std::max<i64>(hi + 1, 2 * size_));
       cos_.resize(size * half);
       sin_.resize(size * half);
       for (i64 p = size_; p < size; ++p) angles(p, hd, theta, &cos_[p * half], &sin_[p * half]);
@@ -67,7 +68,7 @@ class RopeTable {
   }
 
  private:
-  static constexpr i64 MAX_POSITIONS = 1 << 20;
+  static constexpr i64 MAX_ENTRIES = 1 << 22;  // per table: 16 MiB each for cos and sin
   i64 hd_ = 0, size_ = 0;
   double theta_ = 0;
   std::vector<float> cos_, sin_;

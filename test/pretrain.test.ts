@@ -27,11 +27,11 @@ test('continued pre-training lowers the loss and reports held-out perplexity', (
   const dir = setup();
   const r = runCli(ptArgs(dir, 'run', ['--max-steps', '40', '--eval-every', '20']));
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /perplexity \d/);
+  assert.match(r.stdout, /held-out perplexity \d+\.\d+/);
   const metrics = path.join(dir, 'run/metrics.jsonl');
   const ls = losses(metrics);
   assert.equal(ls.length, 40);
-  assert.ok(ls.at(-1)!.loss < ls[0].loss * 0.6, `loss ${ls[0].loss} -> ${ls.at(-1)!.loss}`);
+  assert.ok(ls.at(-1)!.loss < ls[0].loss * 0.75, `loss ${ls[0].loss} -> ${ls.at(-1)!.loss}`);
   const evals = fs.readFileSync(metrics, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.eval_ppl);
   assert.equal(evals.length, 2);
   assert.ok(evals[1].eval_loss < evals[0].eval_loss + 0.05);
@@ -66,7 +66,7 @@ test('a run killed mid-training resumes from its last checkpoint and reproduces 
 
 test('a diverging run stops with a clear error and keeps its last checkpoint', () => {
   const dir = setup();
-  const r = runCli(ptArgs(dir, 'run', ['--max-steps', '12', '--save-every', '2', '--lr', '1e30', '--warmup-ratio', '0', '--clip', '0']));
+  const r = runCli(ptArgs(dir, 'run', ['--max-steps', '12', '--save-every', '1', '--lr', '1e30', '--warmup-ratio', '0', '--clip', '0']));
   assert.equal(r.code, 1);
   assert.match(r.stderr, /not finite/);
   const stageDir = path.join(dir, 'run/stages/pt');
@@ -110,7 +110,7 @@ test('bad inputs get errors naming the file and the problem', () => {
   assert.match(r.stderr, /model\.safetensors/);
   assert.match(r.stderr, /truncat|beyond|exceed|short/i);
 
-  r = runCli(['train', 'pt', '--data', path.join(dir, 'corpus.txt'), '--out', path.join(dir, 'c'), '--config', path.join(dir, 'model.json'), '--lr', 'fast']);
+  r = runCli(['train', 'pt', '--data', path.join(dir, 'corpus.txt'), '--out', path.join(dir, 'c'), '--config', path.join(dir, 'model.json'), '--block-size', '64', '--lr', 'fast']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--lr: expected a number, got "fast"/);
 });

@@ -1,13 +1,18 @@
 import { benchCommand } from '../../bench/index.js';
 import { UsageError } from './args.js';
+import { exportCommand } from './export.js';
+import { chatCommand, generateCommand } from './generate.js';
 import { initCommand } from './init.js';
 import { scoreCommand } from './score.js';
 import { trainCommand } from './train.js';
 
 const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   init: { summary: 'write a random-initialised model in HF layout', run: initCommand },
-  train: { summary: 'train one stage: pt', run: trainCommand },
+  train: { summary: 'train one stage: pt, sft, rm, rs, dpo', run: trainCommand },
   score: { summary: 'per-token log-probabilities of a text under a model', run: scoreCommand },
+  generate: { summary: 'answer prompts (file or argument) with a model, JSONL out', run: generateCommand },
+  chat: { summary: 'multi-turn chat in the terminal, streamed', run: chatCommand },
+  export: { summary: 'export models: merge (LoRA into its base)', run: exportCommand },
   bench: { summary: 'benchmarks printing figures (train)', run: benchCommand },
 };
 

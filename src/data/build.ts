@@ -123,6 +123,7 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
         const t = rec as Tagged;
         const targets = src.stages ?? [DEFAULT_STAGE[t.kind]];
         if (targets.includes('eval')) {
+          if (!used.has('eval')) stats.touch('eval', name);
           used.add('eval');
           await writerFor(`eval_${name}.jsonl`).write(t.record);
           stats.add('eval', name, recordText(t));
@@ -137,6 +138,7 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
           );
         }
         for (const st of stages) {
+          if (!used.has(st)) stats.touch(st, name);
           used.add(st);
           let staged: Tagged = t;
           if (st === 'pt') staged = { kind: 'document', record: asDocument(t) };

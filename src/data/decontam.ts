@@ -5,8 +5,10 @@
 // text does not matter. A record overlaps an item when it contains at least `threshold` of
 // the item's n-grams. Segments shorter than n count as one n-gram of their own length;
 // segments shorter than minChars (option "4种") carry too little signal and are skipped.
+// The first segment (the question, the first user turn) is the anchor: it must itself reach
+// the threshold, so common option texts ("促肾上腺皮质激素") alone never make a match.
 import type { Tagged } from './records.js';
-import { forEachNgramHash, normaliseText } from './textnorm.js';
+import { ngramHashes, normaliseText, uniqueSorted } from './textnorm.js';
 
 export interface DecontamOptions {
   /** Character n-gram size (after normalisation). */
@@ -47,8 +49,8 @@ export interface Overlap extends EvalItemRef {
 
 export class Decontaminator {
   readonly opts: DecontamOptions;
-  private items: (EvalItemRef & { grams: number })[] = [];
-  /** (gram length, hash) -> items containing it */
+  private items: (EvalItemRef & { grams: number; anchorGrams: number })[] = [];
+  /** (gram length, hash) -> entries item * 2 + (1 when the gram is in the item's anchor) */
   private index = new Map<number, Map<number, number | number[]>>();
   skippedItems = 0;
 
@@ -69,33 +71,44 @@ export class Decontaminator {
       const len = Math.min(norm.length, this.opts.ngram);
       let set = out.get(len);
       if (!set) out.set(len, (set = new Set()));
-      forEachNgramHash(norm, len, (h) => set!.add(h));
+      for (const h of ngramHashes(norm, len)) set.add(h);
     }
     return out;
   }
 
   /** Indexes an evaluation item; returns false when it has no segment long enough to probe. */
   addEvalItem(evalSet: string, t: Tagged): boolean {
-    const grams = this.gramsOf(probeSegments(t));
+    const [anchorSeg, ...rest] = probeSegments(t);
+    const anchor = this.gramsOf([anchorSeg]);
+    const others = this.gramsOf(rest);
+    let anchorGrams = 0;
     let total = 0;
-    for (const s of grams.values()) total += s.size;
-    if (total === 0) {
+    for (const [len, set] of anchor) {
+      anchorGrams += set.size;
+      for (const h of set) others.get(len)?.delete(h);
+    }
+    for (const set of others.values()) total += set.size;
+    total += anchorGrams;
+    if (anchorGrams === 0) {
       this.skippedItems++;
       return false;
     }
     const item = this.items.length;
-    this.items.push({ evalSet, id: t.record.id, grams: total });
-    for (const [len, set] of grams) {
-      let m = this.index.get(len);
-      if (!m) this.index.set(len, (m = new Map()));
-      for (const h of set) {
-        const prev = m.get(h);
-        if (prev === undefined) m.set(h, item);
-        else if (typeof prev === 'number') {
-          if (prev !== item) m.set(h, [prev, item]);
-        } else if (prev[prev.length - 1] !== item) prev.push(item);
+    this.items.push({ evalSet, id: t.record.id, grams: total, anchorGrams });
+    const index = (grams: Map<number, Set<number>>, entry: number) => {
+      for (const [len, set] of grams) {
+        let m = this.index.get(len);
+        if (!m) this.index.set(len, (m = new Map()));
+        for (const h of set) {
+          const prev = m.get(h);
+          if (prev === undefined) m.set(h, entry);
+          else if (typeof prev === 'number') m.set(h, [prev, entry]);
+          else prev.push(entry);
+        }
       }
-    }
+    };
+    index(anchor, item * 2 + 1);
+    index(others, item * 2);
     return true;
   }
 
@@ -104,21 +117,24 @@ export class Decontaminator {
     if (!this.items.length) return [];
     const norm = normaliseText(text);
     const hits = new Map<number, number>();
+    const anchorHits = new Map<number, number>();
     for (const [len, m] of this.index) {
-      const seen = new Set<number>();
-      forEachNgramHash(norm, len, (h) => {
-        if (seen.has(h)) return;
-        seen.add(h);
+      for (const h of uniqueSorted(ngramHashes(norm, len))) {
         const v = m.get(h);
-        if (v === undefined) return;
-        for (const item of typeof v === 'number' ? [v] : v) hits.set(item, (hits.get(item) ?? 0) + 1);
-      });
+        if (v === undefined) continue;
+        for (const entry of typeof v === 'number' ? [v] : v) {
+          const item = entry >> 1;
+          hits.set(item, (hits.get(item) ?? 0) + 1);
+          if (entry & 1) anchorHits.set(item, (anchorHits.get(item) ?? 0) + 1);
+        }
+      }
     }
     const out: Overlap[] = [];
     for (const [item, count] of hits) {
       const it = this.items[item];
       const overlap = count / it.grams;
-      if (overlap >= this.opts.threshold) out.push({ evalSet: it.evalSet, id: it.id, overlap });
+      const anchorOverlap = (anchorHits.get(item) ?? 0) / it.anchorGrams;
+      if (overlap >= this.opts.threshold && anchorOverlap >= this.opts.threshold) out.push({ evalSet: it.evalSet, id: it.id, overlap });
     }
     return out.sort((a, b) => b.overlap - a.overlap);
   }

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { codePointLength, recordText, type Document, type Tagged } from './records.js';
 import { removeRanges, repeatedRanges, type KeepPolicy } from './suffixarray.js';
-import { forEachNgramHash, normaliseText } from './textnorm.js';
+import { ngramHashes, normaliseText, uniqueSorted } from './textnorm.js';
 
 export interface NearDupOptions {
   /** Estimated Jaccard similarity of n-gram sets at or above which a record is a near duplicate. */
@@ -76,33 +76,43 @@ export function lshParams(threshold: number, numPerm: number): { bands: number; 
   return { bands: best.bands, rows: best.rows };
 }
 
-/** MinHash signatures: min over n-gram hashes of h_i(x) = mix((x ^ b_i) * a_i), a_i odd. */
+/**
+ * MinHash signatures: for each i, the minimum over the distinct n-gram hashes x of
+ * h_i(x) = mix((x ^ b_i) * a_i) with a_i odd. Values are kept with the sign bit flipped in an
+ * Int32Array, so the inner loop stays in 32-bit integer arithmetic; only equality of
+ * signature entries is ever used.
+ */
 export class MinHasher {
-  private a: Uint32Array;
-  private b: Uint32Array;
+  private a: Int32Array;
+  private b: Int32Array;
+  private grams: Uint32Array = new Uint32Array(4096);
 
   constructor(readonly numPerm: number, readonly ngram: number, seed = 1) {
-    this.a = seededWords(seed, numPerm).map((x) => x | 1);
-    this.b = seededWords(seed ^ 0x5bd1e995, numPerm);
+    this.a = new Int32Array(seededWords(seed, numPerm).map((x) => x | 1));
+    this.b = new Int32Array(seededWords(seed ^ 0x5bd1e995, numPerm));
   }
 
   /** Signature of an already normalised text. */
-  signature(norm: string, out: Uint32Array = new Uint32Array(this.numPerm)): Uint32Array {
-    out.fill(0xffffffff);
+  signature(norm: string, out: Int32Array = new Int32Array(this.numPerm)): Int32Array {
+    out.fill(0x7fffffff);
     const { a, b, numPerm } = this;
-    forEachNgramHash(norm, this.ngram, (h) => {
+    const all = ngramHashes(norm, this.ngram, this.grams);
+    if (all.buffer !== this.grams.buffer) this.grams = new Uint32Array(all.buffer);
+    const grams = uniqueSorted(all);
+    for (let g = 0; g < grams.length; g++) {
+      const h = grams[g] | 0;
       for (let i = 0; i < numPerm; i++) {
         let v = Math.imul(h ^ b[i], a[i]);
-        v = (v ^ (v >>> 15)) >>> 0;
+        v = (v ^ (v >>> 15) ^ 0x80000000) | 0;
         if (v < out[i]) out[i] = v;
       }
-    });
+    }
     return out;
   }
 }
 
 /** Share of equal positions: the MinHash estimate of Jaccard similarity. */
-export function signatureSimilarity(x: Uint32Array, y: Uint32Array): number {
+export function signatureSimilarity(x: Int32Array, y: Int32Array): number {
   let eq = 0;
   for (let i = 0; i < x.length; i++) if (x[i] === y[i]) eq++;
   return eq / x.length;
@@ -114,19 +124,19 @@ export class NearDeduper {
   readonly bands: number;
   readonly rows: number;
   private buckets: Map<number, number | number[]>[];
-  private sigs = new Uint32Array(0);
+  private sigs = new Int32Array(0);
   private ids: string[] = [];
-  private scratch: Uint32Array;
+  private scratch: Int32Array;
 
   constructor(readonly opts: NearDupOptions = NEAR_DUP_DEFAULTS) {
     if (!(opts.threshold > 0 && opts.threshold <= 1)) throw new Error(`near-dup threshold must be in (0, 1], got ${opts.threshold}`);
     this.hasher = new MinHasher(opts.numPerm, opts.ngram, opts.seed);
     ({ bands: this.bands, rows: this.rows } = lshParams(opts.threshold, opts.numPerm));
     this.buckets = Array.from({ length: this.bands }, () => new Map());
-    this.scratch = new Uint32Array(opts.numPerm);
+    this.scratch = new Int32Array(opts.numPerm);
   }
 
-  private bandKey(sig: Uint32Array, band: number): number {
+  private bandKey(sig: Int32Array, band: number): number {
     let h1 = 0x9747b28c ^ band;
     let h2 = 0x1b873593 + band;
     for (let i = band * this.rows, end = i + this.rows; i < end; i++) {
@@ -163,12 +173,12 @@ export class NearDeduper {
     return undefined;
   }
 
-  private insert(id: string, sig: Uint32Array): void {
+  private insert(id: string, sig: Int32Array): void {
     const doc = this.ids.length;
     this.ids.push(id);
     const numPerm = this.opts.numPerm;
     if ((doc + 1) * numPerm > this.sigs.length) {
-      const grown = new Uint32Array(Math.max(1024 * numPerm, this.sigs.length * 2));
+      const grown = new Int32Array(Math.max(1024 * numPerm, this.sigs.length * 2));
       grown.set(this.sigs);
       this.sigs = grown;
     }

@@ -11,6 +11,14 @@ import { fillStore, readModelConfig, storeTensors } from './checkpoint.js';
 import { toHfConfig } from './config.js';
 import { Llama, type TokenBatch } from './llama.js';
 
+/** Whether DIR holds a reward model (config.json names LlamaForSequenceClassification). */
+export function isRewardModel(dir: string): boolean {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) return false;
+  const arch = JSON.parse(fs.readFileSync(file, 'utf8')).architectures;
+  return Array.isArray(arch) && arch.includes('LlamaForSequenceClassification');
+}
+
 /**
  * A reward model: the LLaMA backbone plus a scalar head read at each sequence's last real
  * token, saved as HF LlamaForSequenceClassification (num_labels 1, tensor `score.weight`).

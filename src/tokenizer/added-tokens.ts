@@ -2,6 +2,8 @@
 // does: leftmost-longest, non-overlapping matches; lstrip/rstrip swallow the whitespace
 // beside a match; a single_word token only counts where no word character touches it.
 
+import { escapeLiteral } from './regex.js';
+
 export interface AddedTokenRule {
   id: number;
   content: string;
@@ -13,10 +15,6 @@ export interface AddedTokenRule {
 const WHITE = /\p{White_Space}/u;
 const WORD = /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}]/u;
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\\/-]/g, '\\$&');
-}
-
 export class AddedTokenMatcher {
   private readonly re: RegExp;
   private readonly byContent = new Map<string, AddedTokenRule>();
@@ -26,7 +24,7 @@ export class AddedTokenMatcher {
     for (const r of rules) this.byContent.set(r.content, r);
     // Longest first, so the alternation picks the longest token at the leftmost position.
     const contents = [...this.byContent.keys()].sort((a, b) => b.length - a.length || (a < b ? -1 : 1));
-    this.re = new RegExp(contents.map(escapeRegExp).join('|'), 'gu');
+    this.re = new RegExp(contents.map(escapeLiteral).join('|'), 'gu');
     this.plain = rules.every((r) => !r.lstrip && !r.rstrip && !r.singleWord);
   }
 

@@ -57,6 +57,8 @@ export class MergeTable {
   }
 }
 
+const NO_MERGE = 0x7fffffff;
+
 /** Inserts key into the binary min-heap heap[0, size). */
 function heapPush(heap: Float64Array, size: number, key: number): void {
   let i = size;
@@ -87,22 +89,96 @@ function heapPop(heap: Float64Array, size: number): number {
   return top;
 }
 
+/**
+ * Which characters may enter BPE as their finished token instead of as UTF-8 bytes, with
+ * the result provably unchanged. Character c qualifies when, run alone, its bytes merge
+ * into one token T, and
+ *  - at every stage before that, no merge with an outside token on its left (right) edge
+ *    ranks below the merge the character applies next, so nothing outside touches it
+ *    before it is whole; and
+ *  - every merge involving T ranks above all of c's own merges, so starting from T does
+ *    not let T merge earlier than it could have formed.
+ * Then the merges applied outside c come in the same order either way. Vocabularies trained
+ * here satisfy this for every seeded character (no merge joins a partial character to
+ * anything but its own next byte); Qwen's for a minority, because of byte merges across
+ * characters such as "Ġ" + a lead byte.
+ */
+class AtomicChars {
+  private readonly minRankAsLeft: Int32Array;
+  private readonly minRankAsRight: Int32Array;
+  // Per BMP code point: 0 not yet known, -1 not atomic, else token id + 1.
+  private readonly bmp = new Int32Array(0x10000);
+  private readonly astral = new Map<number, number>();
+  private readonly buf = new Uint8Array(4);
+
+  constructor(merges: readonly Merge[], private readonly table: MergeTable, private readonly byteIds: Int32Array) {
+    let size = 0;
+    for (const m of merges) size = Math.max(size, m.left + 1, m.right + 1, m.result + 1);
+    for (const id of byteIds) size = Math.max(size, id + 1);
+    this.minRankAsLeft = new Int32Array(size).fill(NO_MERGE);
+    this.minRankAsRight = new Int32Array(size).fill(NO_MERGE);
+    merges.forEach((m, rank) => {
+      if (rank < this.minRankAsLeft[m.left]) this.minRankAsLeft[m.left] = rank;
+      if (rank < this.minRankAsRight[m.right]) this.minRankAsRight[m.right] = rank;
+    });
+  }
+
+  /** Token id of code point cp (>= 0x80) when it is atomic, else -1. */
+  tokenOf(cp: number): number {
+    const known = cp < 0x10000 ? this.bmp[cp] : this.astral.get(cp) ?? 0;
+    if (known !== 0) return known - 1 + (known < 0 ? 0 : 0);
+    const id = this.compute(cp);
+    const code = id < 0 ? -1 : id + 1;
+    if (cp < 0x10000) this.bmp[cp] = code;
+    else this.astral.set(cp, code);
+    return id;
+  }
+
+  private compute(cp: number): number {
+    const s = String.fromCodePoint(cp);
+    const n = utf8Into(s, 0, s.length, this.buf);
+    const sym: number[] = [];
+    for (let i = 0; i < n; i++) sym.push(this.byteIds[this.buf[i]]);
+    const e = this.table.entries;
+    let highest = -1;
+    while (sym.length > 1) {
+      let best = NO_MERGE;
+      let at = -1;
+      for (let i = 0; i + 1 < sym.length; i++) {
+        const slot = this.table.find(sym[i], sym[i + 1]);
+        if (slot >= 0 && e[slot + 2] < best) {
+          best = e[slot + 2];
+          at = i;
+        }
+      }
+      if (at < 0) return -1;
+      if (this.minRankAsRight[sym[0]] < best || this.minRankAsLeft[sym[sym.length - 1]] < best) return -1;
+      sym.splice(at, 2, e[this.table.find(sym[at], sym[at + 1]) + 3]);
+      highest = Math.max(highest, best);
+    }
+    const t = sym[0];
+    return this.minRankAsLeft[t] > highest && this.minRankAsRight[t] > highest ? t : -1;
+  }
+}
+
 export class BytePairEncoder {
-  // Scratch space for pieces of up to `capacity` bytes; a heap never holds more than
+  readonly table: MergeTable;
+  private readonly atomic: AtomicChars;
+  // Scratch space for pieces of up to `capacity` symbols; a heap never holds more than
   // the n - 1 initial pairs plus 2 per merge.
-  private bytes = new Uint8Array(0);
   private sym = new Int32Array(0);
   private next = new Int32Array(0);
   private prev = new Int32Array(0);
   private heap = new Float64Array(0);
 
   /** byteIds[b] is the vocab id of the one-byte token for byte b. */
-  constructor(readonly table: MergeTable, private readonly byteIds: Int32Array) {
+  constructor(merges: readonly Merge[], private readonly byteIds: Int32Array) {
+    this.table = new MergeTable(merges);
+    this.atomic = new AtomicChars(merges, this.table, byteIds);
     this.reserve(768);
   }
 
   private reserve(capacity: number): void {
-    this.bytes = new Uint8Array(capacity);
     this.sym = new Int32Array(capacity);
     this.next = new Int32Array(capacity);
     this.prev = new Int32Array(capacity);
@@ -111,10 +187,41 @@ export class BytePairEncoder {
 
   /** The ids of one pre-token: a number when it is a single token, else an Int32Array. */
   encode(piece: string): number | Int32Array {
-    if (piece.length * 3 > this.bytes.length) this.reserve(Math.max(piece.length * 3, this.bytes.length * 2));
-    const n = utf8Into(piece, 0, piece.length, this.bytes);
-    const sym = this.sym;
-    for (let i = 0; i < n; i++) sym[i] = this.byteIds[this.bytes[i]];
+    if (piece.length * 3 > this.sym.length) this.reserve(Math.max(piece.length * 3, this.sym.length * 2));
+    const { sym, byteIds } = this;
+    let n = 0;
+    for (let i = 0; i < piece.length; i++) {
+      let c = piece.charCodeAt(i);
+      if (c < 0x80) {
+        sym[n++] = byteIds[c];
+        continue;
+      }
+      if (c >= 0xd800 && c <= 0xdfff) {
+        const d = piece.charCodeAt(i + 1);
+        if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+          i++;
+        } else {
+          c = 0xfffd; // a lone surrogate encodes as U+FFFD, as TextEncoder does
+        }
+      }
+      const id = this.atomic.tokenOf(c);
+      if (id >= 0) {
+        sym[n++] = id;
+      } else if (c < 0x800) {
+        sym[n++] = byteIds[0xc0 | (c >> 6)];
+        sym[n++] = byteIds[0x80 | (c & 63)];
+      } else if (c < 0x10000) {
+        sym[n++] = byteIds[0xe0 | (c >> 12)];
+        sym[n++] = byteIds[0x80 | ((c >> 6) & 63)];
+        sym[n++] = byteIds[0x80 | (c & 63)];
+      } else {
+        sym[n++] = byteIds[0xf0 | (c >> 18)];
+        sym[n++] = byteIds[0x80 | ((c >> 12) & 63)];
+        sym[n++] = byteIds[0x80 | ((c >> 6) & 63)];
+        sym[n++] = byteIds[0x80 | (c & 63)];
+      }
+    }
     if (n === 1) return sym[0];
     return this.mergeAll(n);
   }

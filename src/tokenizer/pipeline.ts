@@ -2,7 +2,7 @@
 // the semantics of the Rust `tokenizers` crate. Anything outside what a byte-level BPE uses
 // is rejected with the field that holds it, so a tokenizer is never silently encoded wrong.
 
-import { compileOnigurumaPattern, GPT2_PATTERN } from './regex.js';
+import { compileOnigurumaPattern, escapeLiteral, GPT2_PATTERN } from './regex.js';
 import { fieldError, isObject, type JsonObject } from './hf-json.js';
 
 export type Normalize = (text: string) => string;
@@ -109,9 +109,6 @@ function splitter(re: RegExp, behavior: Behavior, invert: boolean): PreTokenize 
   return (text, emit) => emitByBehavior(text, findSpans(text, re, invert), behavior, emit);
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\\/-]/g, '\\$&');
-}
 
 function compileSplit(cfg: JsonObject, source: string, field: string): PreTokenize {
   const pattern = cfg.pattern;
@@ -123,7 +120,7 @@ function compileSplit(cfg: JsonObject, source: string, field: string): PreTokeni
       throw fieldError(source, `${field}.pattern.Regex`, (e as Error).message);
     }
   } else if (isObject(pattern) && typeof pattern.String === 'string') {
-    re = new RegExp(escapeRegExp(pattern.String), 'gu');
+    re = new RegExp(escapeLiteral(pattern.String), 'gu');
   } else {
     throw fieldError(source, `${field}.pattern`, 'expected {Regex: string} or {String: string}');
   }

@@ -33,7 +33,7 @@ const ESCAPES_IN_CLASS: Record<string, string> = {
 };
 // Escapes that mean the same in both engines.
 const SHARED_ESCAPES = new Set(['n', 'r', 't', 'f', 'v', '0']);
-const JS_SYNTAX = new Set('^$\\.*+?()[]{}|/-');
+const JS_SYNTAX = new Set('^$\\.*+?()[]{}|/');
 
 function propertyName(name: string): string {
   // Oniguruma accepts bare script names (\p{Han}); JS wants Script=Han.
@@ -49,6 +49,11 @@ function caseVariants(ch: string): string {
   const lo = ch.toLowerCase();
   const up = ch.toUpperCase();
   return lo === up ? ch : `${lo}${up}`;
+}
+
+/** s as a RegExp source that matches it literally (in 'u' mode). */
+export function escapeLiteral(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\\/]/g, '\\$&');
 }
 
 const isAsciiLetter = (c: string) => (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -101,7 +106,7 @@ export function compileOnigurumaPattern(pattern: string): RegExp {
       if (table[e] !== undefined) out += table[e];
       else if (SHARED_ESCAPES.has(e)) out += `\\${e}`;
       else if (/[A-Za-z0-9]/.test(e)) fail(`\\${e}${inClass ? ' inside a character class' : ''}`);
-      else out += JS_SYNTAX.has(e) ? `\\${e}` : e; // identity escape of punctuation
+      else out += JS_SYNTAX.has(e) || (inClass && e === '-') ? `\\${e}` : e; // identity escape of punctuation
       i += 2;
       continue;
     }

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { weightedSum } from '../src/engine/ops.js';
+import { referenceKernels as k } from '../src/engine/reference.js';
+import { nativeKernels } from '../src/engine/native.js';
+import { Rng } from '../src/engine/rng.js';
+import { Context } from '../src/engine/tensor.js';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { parseLlamaConfig } from '../src/model/config.js';
+import { Llama, sequentialPositions } from '../src/model/llama.js';
+import { ALL_LINEAR, LoraAdapter } from '../src/model/lora.js';
+import { AdamW } from '../src/engine/optim.js';
+import { tmpDir } from './helpers.js';
+
+const cfg = parseLlamaConfig({ vocab_size: 17, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, initializer_range: 0.4 }, 'test');
+const B = 2, T = 5;
+const rng = new Rng(3);
+const ids = Int32Array.from({ length: B * T }, () => rng.int(17));
+const targets = Int32Array.from({ length: B * T }, (_, i) => (i % 3 === 0 ? -100 : rng.int(17)));
+const w = Float64Array.from(targets, (t) => (t < 0 ? 0 : -0.1));
+const batch = { ids, pos: sequentialPositions(B, T), B, T };
+
+/** An adapter with random (non-zero) B so the side path contributes. */
+function adapter<F extends Float32Array | Float64Array>(model: Llama<F>, dropout = 0) {
+  const a = new LoraAdapter(model, { r: 3, alpha: 6, dropout, targetModules: ALL_LINEAR }).init(1);
+  const r = new Rng(9);
+  for (const s of a.params.specs) if (s.name.includes('lora_B')) a.params.get(s.name).data.forEach((_, i, arr) => { arr[i] = r.normal() * 0.3; });
+  return a.attach();
+}
+
+const lossOf = <F extends Float32Array | Float64Array>(model: Llama<F>, ctx: Context<F>) => weightedSum(ctx, model.logprobs(ctx, batch, targets), w);
+
+test('LoRA: adapter gradients match central differences; the frozen base gets none', () => {
+  const model = Llama.random(k, cfg, 2, false);
+  const a = adapter(model, 0.2);
+  a.stepSeed = 77;
+  const ctx = new Context(k);
+  a.params.zeroGrad();
+  ctx.backward(lossOf(model, ctx));
+  assert.equal(model.params.grad, null);
+  const g = Float64Array.from(a.params.grad!);
+  const p = a.params.data, r = new Rng(4), h = 1e-6;
+  for (let s = 0; s < 40; s++) {
+    const i = r.int(p.length), orig = p[i];
+    const f = (x: number) => { p[i] = x; const v = lossOf(model, new Context(k, undefined, false, true)).data[0]; p[i] = orig; return v; };
+    const fd = (f(orig + h) - f(orig - h)) / (2 * h);
+    assert.ok(Math.abs(fd - g[i]) <= 1e-6 * Math.max(1, Math.abs(fd)), `adapter param ${i}: ${g[i]} vs ${fd}`);
+  }
+});
+
+test('LoRA: merged and unmerged outputs are equal; unmerge restores the base', () => {
+  const model = Llama.random(k, cfg, 2, false);
+  const base = Float64Array.from(model.params.data);
+  const a = adapter(model);
+  const inf = () => Float64Array.from(model.logprobs(new Context(k, undefined, false), batch, targets).data);
+  const unmerged = inf();
+  a.merge();
+  const merged = inf();
+  for (let i = 0; i < merged.length; i++) assert.ok(Math.abs(merged[i] - unmerged[i]) < 1e-10);
+  assert.ok(model.params.data.some((v, i) => v !== base[i]));
+  a.unmerge();
+  for (let i = 0; i < base.length; i++) assert.ok(Math.abs(model.params.data[i] - base[i]) < 1e-12);
+});
+
+test('LoRA training updates only the adapter; PEFT files round-trip with PEFT tensor names', async () => {
+  const model = Llama.random(nativeKernels, cfg, 2, false);
+  const base = Float32Array.from(model.params.data);
+  const a = new LoraAdapter(model, { r: 4, alpha: 8, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] }).init(5).attach();
+  const opt = new AdamW(a.params, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
+  assert.equal(opt.m.length, a.params.size);
+  let first = 0, last = 0;
+  for (let step = 0; step < 30; step++) {
+    const ctx = new Context(nativeKernels);
+    a.stepSeed = step;
+    a.params.zeroGrad();
+    const l = lossOf(model, ctx);
+    if (step === 0) first = l.data[0];
+    last = l.data[0];
+    ctx.backward(l);
+    opt.update(1e-2);
+  }
+  assert.ok(last < first, `loss ${first} -> ${last}`);
+  assert.deepEqual(model.params.data, base);
+  const dir = tmpDir();
+  await a.save(dir, 'base');
+  const cfgJson = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8'));
+  assert.equal(cfgJson.peft_type, 'LORA');
+  assert.deepEqual(cfgJson.target_modules, ['q_proj', 'v_proj']);
+  const tensors = await readSafetensors(path.join(dir, 'adapter_model.safetensors'));
+  assert.ok(tensors.has('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight'));
+  assert.deepEqual(tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')!.shape, [4, 8]);
+  assert.equal(tensors.size, 2 * 2 * 2);
+  const fresh = Llama.random(nativeKernels, cfg, 2, false);
+  const b = await LoraAdapter.load(dir, fresh);
+  assert.deepEqual(b.params.data, a.params.data);
+  b.attach();
+  const out = (m: Llama<Float32Array>) => m.logprobs(new Context(nativeKernels, undefined, false), batch, targets).data;
+  assert.deepEqual(Array.from(out(fresh)), Array.from(out(model)));
+});
