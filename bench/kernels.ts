@@ -18,14 +18,15 @@ interface GemmShape {
   label: string;
 }
 
-// Square products plus the three products of a linear layer on 4096 tokens (dim 512 -> 1536):
-// forward x W^T, input gradient dy W, weight gradient dy^T x.
+// Square products, the three products of a linear layer on 4096 tokens (dim 512 -> 1536):
+// forward x W^T, input gradient dy W, weight gradient dy^T x, and one decoding step's lm head.
 const DEFAULT_GEMMS: GemmShape[] = [
   { M: 1024, N: 1024, K: 1024, transA: false, transB: false, label: 'square 1024' },
   { M: 2048, N: 2048, K: 2048, transA: false, transB: false, label: 'square 2048' },
   { M: 4096, N: 1536, K: 512, transA: false, transB: true, label: 'linear forward (NT)' },
   { M: 4096, N: 512, K: 1536, transA: false, transB: false, label: 'linear dx (NN)' },
   { M: 1536, N: 512, K: 4096, transA: true, transB: false, label: 'linear dW (TN)' },
+  { M: 1, N: 32000, K: 512, transA: false, transB: true, label: 'decode lm head (NT)' },
 ];
 
 /** Best wall time in ms of fn over runs that together take at least minMs (after one warm-up). */

@@ -387,13 +387,13 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setThreads(n): the OpenMP team size for the kernels (and OpenBLAS's thread count).
+// setThreads(n): the OpenMP team size of every kernel (gemm included: OpenBLAS runs
+// single-threaded inside it).
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const Args a(info, "setThreads", 1);
   const i64 n = a.size(0, "n", 1);
   if (n > 4096) a.fail(true, "n must be <= 4096");
   omp_set_num_threads(static_cast<int>(n));
-  setBlasThreads(static_cast<int>(n));
   return info.Env().Undefined();
 }
 

@@ -14,7 +14,6 @@ using i64 = std::int64_t;
 void gemm(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
 void gemmBuiltin(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
 bool hasBlas();
-void setBlasThreads(int n);
 
 // ---- attention (attention.cc) ----
 struct AttentionDims {

@@ -266,7 +266,7 @@ test('bad records of every kind are rejected with the offending field', async ()
     r = await importAll(p('cmeee.json'), opts);
     assert.equal(r.summary.format, 'cmeee');
     assert.deepEqual((r.records[0].record as NerExample).entities, [{ start: 0, end: 2, type: 'sym', text: '发热' }]);
-    assert.equal(r.rejects[0].line, 9, 'the element starts on line 9 of the pretty-printed array');
+    assert.equal(r.rejects[0].line, 13, 'the element starts on line 13 of the pretty-printed array');
     // offsets count code points, so an emoji before the entity is one position
     assert.deepEqual((r.records[1].record as NerExample).entities[0], { start: 1, end: 3, type: 'sym', text: '发热' });
     r = await importAll(p('mcq.jsonl'), opts);
@@ -337,11 +337,11 @@ test('--format overrides detection; an undetectable file names its keys', async 
 test('plain text is packed into documents at line boundaries, long lines cut after a sentence end', async () => {
   const long = '甲'.repeat(30) + '。' + '乙'.repeat(30) + '。';
   await withFiles({ 't.txt': `第一行\n\n第二行\n${long}\n最后` }, async (p) => {
-    const { records } = await importAll(p('t.txt'), { textMaxChars: 40 });
+    const { records } = await importAll(p('t.txt'), { textMaxChars: 35 });
     const texts = records.map((r) => (r.record as Document).text);
     assert.deepEqual(texts, ['第一行\n第二行', '甲'.repeat(30) + '。', '乙'.repeat(30) + '。\n最后']);
     assert.deepEqual(records.map((r) => r.line), [1, 4, 4]);
-    assert.ok(texts.every((t) => t.length <= 40));
+    assert.ok(texts.every((t) => t.length <= 35));
   });
 });
 
@@ -359,5 +359,41 @@ test('the project\'s own records re-import unchanged (source and meta kept)', as
     const renamed = await importAll(p('c.jsonl'), { source: 'sft' });
     assert.equal(renamed.records[0].record.source, 'sft');
     assert.equal(renamed.records[0].record.meta?.origin, 'toyhom');
+  });
+});
+
+test('stopping early closes the file', { skip: fs.existsSync('/proc/self/fd') ? false : 'needs /proc/self/fd' }, async () => {
+  const rows = Array.from({ length: 50_000 }, (_, i) => JSON.stringify({ text: `第${i}段正文` })).join('\n');
+  const csv = 'prompt,response\n' + Array.from({ length: 50_000 }, (_, i) => `问题${i},"回答\n第${i}条"`).join('\n');
+  await withFiles({ 'big.jsonl': rows, 'big.csv': csv, 'odd.jsonl': rows.replace(/"text"/g, '"foo"') }, async (p) => {
+    const open = () => fs.readdirSync('/proc/self/fd').length;
+    const before = open();
+    for (let i = 0; i < 3; i++) {
+      for await (const _ of await openImport(p('big.jsonl'))) break;
+      for await (const _ of await openImport(p('big.csv'))) break;
+      await assert.rejects(openImport(p('odd.jsonl')), /cannot detect the format/);
+      await assert.rejects(async () => {
+        for await (const _ of await openImport(p('odd.jsonl'), { format: 'document' })) assert.fail('no record expected');
+      }, RejectRateError);
+    }
+    await new Promise((r) => setTimeout(r, 50)); // fd closes complete asynchronously
+    assert.equal(open(), before);
+  });
+});
+
+test('JSON arrays are split element by element: brackets and escapes inside strings, bad elements, unclosed array', async () => {
+  const good = { text: '括号]}内的"引号"与\\反斜杠{[', entities: [{ start_idx: 0, end_idx: 1, type: 'x', entity: '括号' }] };
+  await withFiles({
+    'a.json': `[\n${JSON.stringify(good)},\n  42,\n{"text": oops},\n${JSON.stringify(good)}\n]\n`,
+    'b.json': `[${JSON.stringify(good)}, ${JSON.stringify(good)}`,
+  }, async (p) => {
+    const a = await importAll(p('a.json'), { maxRejectRate: 1 });
+    assert.equal(a.summary.format, 'cmeee');
+    assert.deepEqual(a.records.map((r) => r.line), [2, 5]);
+    assert.equal((a.records[0].record as NerExample).text, good.text);
+    assert.deepEqual(a.rejects.map((r) => [r.line, r.reason.split(':')[0]]), [[3, 'expected a JSON object, got number 42'], [4, 'malformed JSON element']]);
+    const b = await importAll(p('b.json'), { maxRejectRate: 1 });
+    assert.equal(b.records.length, 1);
+    assert.match(b.rejects[0].reason, /unterminated array element at end of file/);
   });
 });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { test } from 'node:test';
 import type { NerExample } from '../src/data/records.js';
 import type { EvalModel, GenerateOptions } from '../src/eval/lm.js';
@@ -7,6 +6,7 @@ import {
   buildNerPrompt, CMEEE_TYPE_NAMES, entityTypes, evaluateNer, formatNerAnswer, hasNestedEntities, mentionScores,
   nerScores, parseNerOutput, type NerFormat, type NerSpan,
 } from '../src/eval/ner.js';
+import { readNerFile } from '../src/eval/read.js';
 import { sharedData } from './helpers.js';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} != ${b}`);
@@ -114,15 +114,20 @@ test('prompt: instruction with type names, demonstrations listing every occurren
   assert.equal(formatNerAnswer([], f), '无');
 });
 
-function readNer(rel: string, limit: number): NerExample[] | null {
+async function readNer(rel: string, limit: number): Promise<NerExample[] | null> {
   const file = sharedData(rel);
-  if (!file) return null;
-  return fs.readFileSync(file, 'utf8').trim().split('\n').slice(0, limit).map((l) => JSON.parse(l) as NerExample);
+  return file ? (await readNerFile(file)).slice(0, limit) : null;
 }
 
-const ccksDev = readNer('dev/ccks2019_ner_dev.jsonl', 400);
-const ccksTrain = readNer('train/ccks2019_ner_train.jsonl', 600);
-const cmeeeDev = readNer('dev/cmeee_v2_dev.jsonl', 1000);
+const ccksDev = await readNer('dev/ccks2019_ner_dev.jsonl', 400);
+const ccksTrain = await readNer('train/ccks2019_ner_train.jsonl', 600);
+const cmeeeDev = await readNer('dev/cmeee_v2_dev.jsonl', 1000);
+
+test('the raw CMeEE release (inclusive ends) reads as the normalised file', { skip: !(cmeeeDev && sharedData('raw/cmeee/CMeEE-V2_dev.json')) && 'no ../shared/data' }, async () => {
+  const raw = (await readNerFile(sharedData('raw/cmeee/CMeEE-V2_dev.json')!)).slice(0, cmeeeDev!.length);
+  const spans = (xs: NerExample[]) => xs.map((e) => [e.text, e.entities.map((x) => [x.start, x.end, x.type])]);
+  assert.deepEqual(spans(raw), spans(cmeeeDev!));
+});
 
 test('CCKS-2019 and CMeEE dev with an oracle: mention F1 1, span F1 at the format ceiling', { skip: !(ccksDev && cmeeeDev) && 'no ../shared/data' }, async () => {
   for (const [examples, typeNames, nested] of [[ccksDev!, undefined, false], [cmeeeDev!, CMEEE_TYPE_NAMES, true]] as const) {

@@ -76,7 +76,8 @@ const weightedSum = (y: F64, w: F64) => y.reduce((s, v, i) => s + v * w[i], 0);
 // ---------------------------------------------------------------- GEMM
 
 describe('gemm', () => {
-  const shapes: [number, number, number][] = [[1, 1, 1], [7, 5, 3], [33, 65, 17], [9, 100, 300], [130, 70, 513]];
+  // M <= 8 takes the few-rows path (with and without BLAS), larger M the packed one
+  const shapes: [number, number, number][] = [[1, 1, 1], [7, 5, 3], [8, 40, 70], [3, 2000, 300], [33, 65, 17], [9, 100, 300], [130, 70, 513]];
   for (const [M, N, K] of shapes)
     test(`${M}x${N}x${K}, all transposes, alpha/beta, BLAS and builtin`, () => {
       for (const transA of [false, true])
@@ -373,6 +374,21 @@ describe('attention', () => {
     assertClose(qRows(f64(got.out), 0, S), head.out, 'out (first queries)', 1e-4, 1e-5);
   });
 
+  test('T = 4096, H = 8, hd = 64 runs without materialising scores', () => {
+    const T = 4096, d = dims(1, T, T, T, 8, 8, 64), n = T * 8 * 64;
+    const q = f32(rand(n)), k = f32(rand(n)), v = f32(rand(n)), dout = f32(rand(n));
+    const out = new Float32Array(n), lse = new Float32Array(8 * T), dq = new Float32Array(n), dk = new Float32Array(n), dv = new Float32Array(n);
+    for (const a of [out, lse, dq, dk, dv]) a.fill(0); // fault the output pages in before measuring
+    const before = process.memoryUsage().rss;
+    nk.attentionForward(out, lse, q, k, v, d, null);
+    nk.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, d, null);
+    const grownMiB = (process.memoryUsage().rss - before) / 2 ** 20;
+    // one head's [T, T] score matrix alone would be 64 MiB; the kernels need packed copies of K
+    // and V (16 MiB for the forward, 3 MiB per thread for the backward)
+    assert.ok(grownMiB < 40, `resident memory grew by ${grownMiB.toFixed(1)} MiB`);
+    assert.ok([out, lse, dq, dk, dv].every((a) => a.every(Number.isFinite)));
+  });
+
   const gradCases: AttentionCase[] = [
     { label: 'GQA 2', dims: { ...dims(2, 6, 6, 6, 4, 2, 4), scale: 0.5 }, keyStart: null },
     { label: 'KV cache, GQA 4, kvCap > Tk', dims: { ...dims(1, 3, 7, 9, 4, 1, 4), scale: 0.5 }, keyStart: null },
@@ -523,7 +539,7 @@ describe('validation', () => {
     ['float64 operand', () => nk.gemm(false, false, 2, 2, 2, 1, new Float64Array(4) as never, f(4), 0, f(4)), /gemm: A must be a Float32Array, got Float64Array/, TypeError],
     ['wrong C length', () => nk.gemm(false, false, 2, 3, 2, 1, f(4), f(6), 0, f(5)), /gemm: C has length 5, expected M\*N = 6/, RangeError],
     ['non-integer size', () => nk.gemm(false, false, 2.5, 2, 2, 1, f(5), f(4), 0, f(5)), /gemm: M must be an integer/, RangeError],
-    ['missing arguments', () => (nk.gemm as unknown as () => void).call(null), /gemm/, TypeError],
+    ['undefined arguments', () => (nk.gemm as unknown as () => void).call(null), /gemm: transA must be a boolean, got undefined/, TypeError],
     ['id out of range', () => nk.embeddingForward(f(6), f(9), Int32Array.from([0, 3]), 3), /embeddingForward: ids\[1\] = 3 is out of range \[0, 3\)/, RangeError],
     ['ids not Int32Array', () => nk.embeddingBackward(f(9), f(6), [0, 1] as never, 3), /embeddingBackward: ids must be a Int32Array/, TypeError],
     ['odd headDim', () => nk.ropeForward(f(6), f(6), Int32Array.from([0]), 2, 3, 1e4), /ropeForward: headDim must be even/, RangeError],

@@ -8,6 +8,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer, compileOnigurumaPattern, IM_START, IM_END, EOS_TOKEN, type HfTokenizerJson } from '../src/tokenizer/index.js';
 import { compilePreTokenizer } from '../src/tokenizer/pipeline.js';
+import { buildTokenizerJson } from '../src/tokenizer/layout.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHARED_TRAIN = path.resolve(ROOT, '../shared/data/train');
@@ -123,6 +124,17 @@ test('training on inline Chinese text makes common characters single tokens and 
   }
   assertRoundTrip(tok, [...MIXED, ...CHINESE]);
   assertSameIds(tok, hfOf(tok), [...INLINE_CORPUS, ...MIXED, 'unseen 字符：龘靐齉 and English words'], 'inline-trained');
+  // An async source trains the same tokenizer.
+  async function* lines() {
+    yield* INLINE_CORPUS;
+  }
+  assert.deepEqual((await Tokenizer.train(lines(), { vocabSize: 700, minFrequency: 2 })).toJSON(), tok.toJSON());
+  // Streaming: bytes of a character split across tokens decode once complete.
+  const ids = tok.encode('龘患者');
+  const stream = new TextDecoder('utf-8');
+  const pieces = ids.map((id) => stream.decode(tok.decodeBytes([id]), { stream: true }));
+  assert.equal(pieces.join(''), '龘患者');
+  assert.ok(!pieces.join('').includes('\ufffd'));
 });
 
 test('special tokens: recognised in text, kept out of training, skipped on request', async () => {
@@ -219,14 +231,21 @@ test("Qwen3's tokenizer.json on the shared data lines", { skip: noShared }, () =
 test('other byte-level configurations (Llama-3 regex, ignore_merges, GPT-2 ByteLevel regex, TemplateProcessing) match @huggingface/tokenizers', () => {
   const { json, config } = qwen();
   const variant = (patch: (j: HfTokenizerJson) => void) => {
-    const j = structuredClone(json);
+    // Patches replace whole sections, so a shallow copy keeps the original intact.
+    const j = { ...json, model: { ...json.model } };
     patch(j);
     return { ours: Tokenizer.fromJSON(j, config), hf: new HfTokenizer(j, config) };
   };
   const lines = [...MIXED, ...CHINESE, 'Version 12345 of 3.14159 ABCD abcd AbCd', "DON'T YOU'LL we'RE"];
   const llama3 = variant((j) => {
-    const split = (j.pre_tokenizer as { pretokenizers: { pattern: { Regex: string } }[] }).pretokenizers[0];
-    split.pattern.Regex = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    const regex = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    j.pre_tokenizer = {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+      ],
+    };
     j.model.ignore_merges = true;
   });
   assertSameIds(llama3.ours, llama3.hf, lines, 'llama-3 regex + ignore_merges');
@@ -251,6 +270,50 @@ test('other byte-level configurations (Llama-3 regex, ignore_merges, GPT-2 ByteL
     j.model.merges = (j.model.merges as [string, string][]).map(([a, b]) => `${a} ${b}`);
   });
   assert.deepEqual(legacy.ours.encode(CHINESE[0]), qwen().ours.encode(CHINESE[0]));
+});
+
+test('random merge tables (cross-character merges, shuffled ranks) encode like @huggingface/tokenizers', () => {
+  let seed = 12345;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const alphabet = [...'患者头痛发热咳嗽的了是abc de', '😀', ' ', '，', 'é'];
+  const randomText = (len: number) => Array.from({ length: len }, () => alphabet[rand(alphabet.length)]).join('');
+  for (let round = 0; round < 16; round++) {
+    const texts = Array.from({ length: 60 }, () => randomText(1 + rand(12)));
+    const tokens = Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
+    const known = new Map(tokens.map((t, id) => [Buffer.from(t).toString('latin1'), id]));
+    const merges: { left: number; right: number }[] = [];
+    const seen = new Set<string>();
+    for (let tries = 0; tries < 4000 && merges.length < 150; tries++) {
+      // A byte span of some text, cut in two; both halves must already be tokens.
+      const bytes = Buffer.from(texts[rand(texts.length)]);
+      const start = rand(bytes.length);
+      const end = Math.min(bytes.length, start + 2 + rand(5));
+      if (end - start < 2) continue;
+      const cut = start + 1 + rand(end - start - 1);
+      const left = known.get(bytes.subarray(start, cut).toString('latin1'));
+      const right = known.get(bytes.subarray(cut, end).toString('latin1'));
+      const whole = bytes.subarray(start, end).toString('latin1');
+      if (left === undefined || right === undefined || seen.has(`${left} ${right}`)) continue;
+      seen.add(`${left} ${right}`);
+      if (!known.has(whole)) {
+        known.set(whole, tokens.length);
+        tokens.push(Uint8Array.from(bytes.subarray(start, end)));
+      }
+      merges.push({ left, right });
+    }
+    // Ranks out of creation order happen in real files: swap some, or shuffle all.
+    for (let k = 0; k < (round % 2 ? merges.length : 20); k++) {
+      const i = rand(merges.length);
+      const j = rand(merges.length);
+      [merges[i], merges[j]] = [merges[j], merges[i]];
+    }
+    const json = buildTokenizerJson(tokens, merges, [EOS_TOKEN], 'none');
+    const ours = Tokenizer.fromJSON(json, null, `random vocabulary ${round}`);
+    assertSameIds(ours, new HfTokenizer(json, {}), [...texts, ...Array.from({ length: 40 }, () => randomText(30))], `random vocabulary ${round}`);
+  }
 });
 
 test('Oniguruma pattern translation', () => {

@@ -9,6 +9,7 @@ import { Decontaminator, DecontamTracker, DECONTAM_DEFAULTS, flagContamination }
 import { NEAR_DUP_DEFAULTS, StageDeduper, SUBSTRING_DEFAULTS } from '../data/dedup.js';
 import { parseEncoding } from '../data/encoding.js';
 import { DataError } from '../data/errors.js';
+import { FORMATS } from '../data/formats.js';
 import { IMPORT_DEFAULTS, openImport, type ImportOptions, type ImportSummary } from '../data/import.js';
 import { JsonlWriter } from '../data/jsonl-writer.js';
 import { FORMAT_NAMES, type FormatName } from '../data/readers/format.js';
@@ -49,16 +50,19 @@ const IMPORT_HELP = `  --format F            auto (default: by extension and the
   --text-max-chars N    plain text: characters per document (default ${IMPORT_DEFAULTS.textMaxChars})
   --kg-output O         knowledge-graph triples: text|qa|both (default ${IMPORT_DEFAULTS.kgOutput})`;
 
+const FORMAT_LIST = FORMATS.map((f) => `  ${f.name.padEnd(11)} ${f.description}`).join('\n');
+
 const COMMAND_HELP: Record<string, string> = {
   import: `chimed data import FILE... --out DIR [options]
 
-Reads each FILE (CMMLU/C-Eval CSV, GB18030 doctor-patient CSV, ShareGPT, Alpaca, OpenAI
-messages, preference pairs, CMeEE, CCKS, plain text, KG triples, normalised JSONL) and writes
-the records by kind to DIR/<kind>.jsonl; bad rows go to DIR/rejects.jsonl with file, line and
-reason.
+Reads each FILE and writes the records by kind to DIR/<kind>.jsonl; bad rows go to
+DIR/rejects.jsonl with file, line and reason.
 
 ${IMPORT_HELP}
-  --json                print the summaries as JSON`,
+  --json                print the summaries as JSON
+
+Formats (auto-detected in this order unless --format is given; .json may be an array or JSONL):
+${FORMAT_LIST}`,
   build: `chimed data build CONFIG [--out RUN_DIR] [--json]
 
 Builds RUN_DIR/data/{pt,sft,pref}.jsonl, eval_NAME.jsonl, stats.json, rejects.jsonl,
@@ -204,7 +208,7 @@ async function* singleKind(file: string, opts: ImportOptions, rejects: RejectSin
   let kind: RecordKind | undefined;
   for await (const rec of await openImport(file, { ...opts, rejects })) {
     kind ??= rec.kind;
-    if (rec.kind !== kind) throw new UsageError(`${file}: holds both ${kind} and ${rec.kind} records; split it first (for KG triples use --kg-output text or qa)`);
+    if (rec.kind !== kind) throw new DataError(`${file}: holds both ${kind} and ${rec.kind} records; split it first (for KG triples use --kg-output text or qa)`);
     yield rec;
   }
 }
@@ -239,7 +243,7 @@ async function dedupCommand(argv: string[]): Promise<number> {
       input++;
       if (!dd.admit(t)) continue;
       if (!dd.substringEnabled) await out.write(t.record);
-      else if (t.kind !== 'document') throw new UsageError(`--substring works on documents; ${file} holds ${t.kind} records`);
+      else if (t.kind !== 'document') throw new DataError(`--substring works on documents; ${file} holds ${t.kind} records`);
       else for (const doc of dd.pushDocument(t.record)) await out.write(doc);
     }
     for (const doc of dd.flush()) await out.write(doc);

@@ -4,9 +4,11 @@ import { exportCommand } from './export.js';
 import { chatCommand, generateCommand } from './generate.js';
 import { initCommand } from './init.js';
 import { scoreCommand } from './score.js';
+import { tokenizerCommand } from './tokenizer.js';
 import { trainCommand } from './train.js';
 
 const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
+  tokenizer: { summary: 'train a byte-level BPE tokenizer; encode text', run: tokenizerCommand },
   init: { summary: 'write a random-initialised model in HF layout', run: initCommand },
   train: { summary: 'train one stage: pt, sft, rm, rs, dpo', run: trainCommand },
   score: { summary: 'per-token log-probabilities of a text under a model', run: scoreCommand },

@@ -4,11 +4,9 @@ import { nativeKernels } from '../engine/native.js';
 import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { loadModel } from '../model/checkpoint.js';
+import { loadChatModel, type ChatModel } from '../model/load.js';
 import type { Llama } from '../model/llama.js';
 import { ALL_LINEAR, LoraAdapter } from '../model/lora.js';
-import { ChatTemplate } from '../tokenizer/chat-template.js';
-import { Tokenizer } from '../tokenizer/index.js';
 import { MetricsLog } from '../train/metrics.js';
 import { Trainer, trainerDefaults, type TrainerConfig, type TrainResult, type TrainTask } from '../train/trainer.js';
 import { parse, UsageError } from './args.js';
@@ -65,16 +63,8 @@ export function trainerConfig(a: Parsed, examples: number, d: StageDefaults): Tr
 }
 
 /** Loads --model (merging --adapter into it), its tokenizer and chat template. */
-export async function loadPolicy(a: Parsed, trainable: boolean) {
-  const dir = a.need('model');
-  const model = await loadModel(dir, nativeKernels, trainable);
-  if (a.str('adapter')) (await LoraAdapter.load(a.str('adapter')!, model)).merge();
-  const tokDir = a.str('tokenizer') ?? dir;
-  if (!fs.existsSync(path.join(tokDir, 'tokenizer.json'))) throw new UsageError(`${tokDir}: no tokenizer.json (give --tokenizer DIR)`);
-  const tokenizer = Tokenizer.fromDir(tokDir);
-  const template = a.str('template') ? ChatTemplate.builtin(a.str('template')!) : ChatTemplate.fromDir(tokDir);
-  if (tokenizer.vocabSize > model.config.vocab_size) throw new UsageError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
-  return { model, tokenizer, template, dir };
+export function loadPolicy(a: Parsed, trainable: boolean): Promise<ChatModel> {
+  return loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template'), trainable });
 }
 
 export function loraFrom(a: Parsed, model: Llama<Float32Array>, d: { r: number; alpha: number; dropout: number }, modulesToSave?: string[]): LoraAdapter<Float32Array> | null {

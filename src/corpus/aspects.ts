@@ -62,8 +62,8 @@ export function presentingSymptoms(d: Disease): string[] {
 
 /** Complaints in a patient's words: {s} is a list of presenting symptoms. */
 export const TRIAGE_QUESTIONS: readonly string[] = [
-  '我最近{s}，可能是什么病？该挂哪个科？', '出现{s}，这是怎么回事？', '医生您好，我{s}好几天了，这是什么问题？',
-  '{s}，需要去医院看吗？看哪个科？', '家里老人最近{s}，会不会是什么病？',
+  '我这段时间{s}，可能是什么病？该挂哪个科？', '出现{s}，这是怎么回事？', '医生您好，我{s}好几天了，这是什么问题？',
+  '{s}，需要去医院看吗？看哪个科？', '家里老人这阵子{s}，会不会是什么病？',
 ];
 
 /** Transmission routes among the causes, for the contagiousness answer. */

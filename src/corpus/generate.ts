@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Distractors } from './distractors.js';
-import { loadKnowledgeBase, type KnowledgeBase } from './knowledge.js';
+import { diseaseNames, loadKnowledgeBase, type Disease, type KnowledgeBase } from './knowledge.js';
 import { generateMcq } from './mcq.js';
 import { generateNer } from './ner.js';
 import { generatePreference } from './preference.js';
@@ -50,19 +50,43 @@ function checkOptions(o: CorpusOptions): void {
     const v = o[k];
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) throw new Error(`${k} must be a non-negative integer, got ${v}`);
   }
+  const share = o.preferenceMultiTurnShare;
+  if (share !== undefined && !(share >= 0 && share <= 1)) throw new Error(`preferenceMultiTurnShare must be between 0 and 1, got ${share}`);
 }
 
-/** Every kind of record for one seed; the same seed and knowledge base give the same corpus. */
+/** What training records show a model, all fields but the provenance ones. */
+function trainingText(c: Omit<Corpus, 'heldoutDiseases'>): string {
+  const splits = [c.pt, c.sft, c.preference, c.ner];
+  return splits.flatMap((s) => s.train.map((r) => JSON.stringify({ ...r, id: 0, disease: 0, template: 0 }))).join('\n');
+}
+
+/**
+ * Every kind of record for one seed; the same seed and knowledge base give the same corpus.
+ * Template text next to an item can spell a held-out name (最近 + 视力下降 contains 近视), which
+ * no check of the knowledge base alone foresees; such a disease is made ineligible and the
+ * split drawn again until no training text names a held-out disease.
+ */
 export function generateCorpus(kb: KnowledgeBase, opts: CorpusOptions): Corpus {
   checkOptions(opts);
+  const excluded = new Set<Disease>();
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const unseen = chooseHeldoutDiseases(kb.diseases, opts.heldoutFraction, stream(opts.seed, 'heldout-diseases'), excluded);
+    const corpus = generateWith(kb, unseen, opts);
+    const text = trainingText(corpus);
+    const leaked = [...unseen].filter((d) => diseaseNames(d).some((n) => text.includes(n)));
+    if (!leaked.length) return { heldoutDiseases: kb.diseases.filter((d) => unseen.has(d)).map((d) => d.name), ...corpus };
+    for (const d of leaked) excluded.add(d);
+  }
+  throw new Error('could not choose held-out diseases whose names stay out of the training text');
+}
+
+function generateWith(kb: KnowledgeBase, unseen: ReadonlySet<Disease>, opts: CorpusOptions): Omit<Corpus, 'heldoutDiseases'> {
   const { seed, heldoutFraction: fraction } = opts;
-  const unseen = chooseHeldoutDiseases(kb.diseases, fraction, stream(seed, 'heldout-diseases'));
   const seen = kb.diseases.filter((d) => !unseen.has(d));
   const splitter = new Splitter(unseen, new TemplateSplit(seed, fraction), fraction);
   // only training diseases' items may be swapped into training records
   const distractors = new Distractors(kb.diseases, seen);
   return {
-    heldoutDiseases: kb.diseases.filter((d) => unseen.has(d)).map((d) => d.name),
     pt: generatePt(kb.diseases, splitter, stream(seed, 'pt')),
     sft: generateSft(kb.diseases, splitter, stream(seed, 'sft'), { triagePerDisease: opts.triagePerDisease ?? 2 }),
     preference: generatePreference(kb.diseases, splitter, distractors, stream(seed, 'preference'), {

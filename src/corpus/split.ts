@@ -24,12 +24,14 @@ export function holdableDiseases(diseases: readonly Disease[]): Disease[] {
  * round(fraction * N) holdable diseases, taken round-robin over departments so every
  * department keeps most of its diseases in training and most departments lose one.
  */
-export function chooseHeldoutDiseases(diseases: readonly Disease[], fraction: number, rng: Rng): Set<Disease> {
+export function chooseHeldoutDiseases(
+  diseases: readonly Disease[], fraction: number, rng: Rng, exclude: ReadonlySet<Disease> = new Set(),
+): Set<Disease> {
   const target = Math.round(diseases.length * fraction);
   const sizes = new Map<string, number>();
   for (const d of diseases) sizes.set(d.department, (sizes.get(d.department) ?? 0) + 1);
   const pools = new Map<string, Disease[]>();
-  for (const d of shuffled(rng, holdableDiseases(diseases))) {
+  for (const d of shuffled(rng, holdableDiseases(diseases).filter((d) => !exclude.has(d)))) {
     if (!pools.has(d.department)) pools.set(d.department, []);
     pools.get(d.department)!.push(d);
   }

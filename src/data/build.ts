@@ -33,7 +33,8 @@ export interface BuildResult {
   dataDir: string;
   files: Record<string, string>;
   stats: DatasetStats;
-  imports: (ImportSummary & { stages: Stage[] })[];
+  /** Per source: the import summary, the stages it fed, and records no stage could use. */
+  imports: (ImportSummary & { stages: Stage[]; unusable: number })[];
   rejects: number;
   table: string;
 }
@@ -118,6 +119,7 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
       const name = sourceName(src);
       const stream = await open(src);
       const used = new Set<Stage>();
+      let unusable = 0; // valid records a stage cannot use, also listed in rejects.jsonl
       log(`reading ${src.path} (${stream.summary.format}, ${stream.summary.encoding})`);
       for await (const rec of stream) {
         const t = rec as Tagged;
@@ -144,7 +146,7 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
           if (st === 'pt') staged = { kind: 'document', record: asDocument(t) };
           if (st === 'sft' && t.kind === 'conversation' && t.record.messages[t.record.messages.length - 1].role !== 'assistant') {
             await rejects.add({ file: src.path, line: rec.line, reason: 'conversation ends on a user turn (no reference answer), so SFT cannot use it', raw: JSON.stringify(t.record) });
-            stream.summary.rejects++;
+            unusable++;
             continue;
           }
           const text = recordText(staged);
@@ -162,9 +164,9 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
           }
         }
       }
-      imports.push({ ...stream.summary, stages: [...used] });
+      imports.push({ ...stream.summary, unusable, stages: [...used] });
       const s = stream.summary;
-      log(`  ${s.records} records, ${s.rejects} rejected -> ${[...used].join(', ') || 'no stage'}`);
+      log(`  ${s.records} records, ${s.rejects} rejected, ${unusable} unusable -> ${[...used].join(', ') || 'no stage'}`);
     }
     for (const doc of dedupers.get('pt')!.flush()) await writeTraining('pt', { kind: 'document', record: doc });
     for (const w of writers.values()) await w.close();

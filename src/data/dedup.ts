@@ -21,7 +21,7 @@ export interface NearDupOptions {
 
 export const NEAR_DUP_DEFAULTS: NearDupOptions = { threshold: 0.85, ngram: 5, numPerm: 128, seed: 1 };
 
-export function exactKey(text: string): string {
+function exactKey(text: string): string {
   return createHash('sha1').update(normaliseText(text)).digest('base64').slice(0, 16);
 }
 

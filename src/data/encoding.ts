@@ -9,7 +9,6 @@ import iconv from 'iconv-lite';
 import { DataError } from './errors.js';
 
 export type TextEncoding = 'utf-8' | 'utf-8-bom' | 'gb18030';
-export const TEXT_ENCODINGS: readonly TextEncoding[] = ['utf-8', 'utf-8-bom', 'gb18030'];
 /** Aliases accepted from users (--encoding). */
 const ENCODING_ALIASES: Record<string, TextEncoding> = {
   'utf-8': 'utf-8', utf8: 'utf-8', 'utf-8-bom': 'utf-8-bom', 'utf-8-sig': 'utf-8-bom', 'utf8-bom': 'utf-8-bom',
@@ -19,7 +18,7 @@ const ENCODING_ALIASES: Record<string, TextEncoding> = {
 export class EncodingError extends DataError {}
 
 /** How many leading bytes detection looks at. */
-export const DETECT_BYTES = 1 << 16;
+const DETECT_BYTES = 1 << 16;
 
 export function parseEncoding(name: string): TextEncoding {
   const enc = ENCODING_ALIASES[name.toLowerCase()];

@@ -9,12 +9,12 @@ import { openDecoded, type TextEncoding } from './encoding.js';
 import { DataError } from './errors.js';
 import { detectFormat, FORMATS, getFormat } from './formats.js';
 import { readCsvRows } from './readers/csv.js';
-import type { Format, FormatName, ReadContext } from './readers/format.js';
+import { isObj, type Format, type FormatName, type ReadContext } from './readers/format.js';
 import { readJsonArrayRows } from './readers/jsonarray.js';
 import { readJsonlRows } from './readers/jsonl.js';
 import { splitLines } from './readers/lines.js';
 import { isRowError, type RawRow } from './readers/rows.js';
-import { validateRecord, type RecordKind, type Tagged } from './records.js';
+import { describe, tidyRecord, validateRecord, type RecordKind, type Tagged } from './records.js';
 import { RejectRateError, RejectSink } from './rejects.js';
 
 export type Container = 'jsonl' | 'json' | 'csv' | 'tsv' | 'text';
@@ -58,15 +58,21 @@ const EXT_CONTAINER: Record<string, Container> = {
   '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'json', '.csv': 'csv', '.tsv': 'tsv', '.txt': 'text', '.text': 'text', '.md': 'text',
 };
 
+/** Yields `head`, then the rest of `it`; stopping early closes `it` (and so the file). */
+async function* prepend<T>(head: T[], it: AsyncIterator<T>): AsyncGenerator<T> {
+  try {
+    yield* head;
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+  } finally {
+    await it.return?.(undefined);
+  }
+}
+
 /** Lets the first chunk be inspected without losing it. */
 async function peekChunks(chunks: AsyncGenerator<string>): Promise<{ first: string; all: AsyncGenerator<string> }> {
   const r = await chunks.next();
   const first = r.done ? '' : r.value;
-  async function* all() {
-    if (first) yield first;
-    yield* chunks;
-  }
-  return { first, all: all() };
+  return { first, all: prepend(first ? [first] : [], chunks) };
 }
 
 function chooseContainer(file: string, firstChunk: string, format: FormatName | undefined): Container {
@@ -112,15 +118,15 @@ async function detectFromRows(file: string, rows: AsyncIterable<RawRow>): Promis
   const values = head.filter((r) => !isRowError(r)).map((r) => (r as { value: unknown }).value);
   const format = detectFormat(values);
   if (!format) {
-    const keys = values.length ? JSON.stringify(Object.keys(values[0] as object)) : 'none (no readable rows)';
     const names = FORMATS.map((f) => f.name).join(', ');
-    throw new DataError(`${file}: cannot detect the format; first record keys: ${keys}. Pass --format (one of ${names})`);
+    const firstError = head.find(isRowError);
+    const what = values.length
+      ? isObj(values[0]) ? `first record keys: ${JSON.stringify(Object.keys(values[0]))}` : `first readable row is ${describe(values[0])}, not an object`
+      : `no readable rows${firstError ? ` (line ${firstError.line}: ${firstError.error})` : ''}`;
+    await it.return?.(undefined); // closes the file
+    throw new DataError(`${file}: cannot detect the format; ${what}. Pass --format (one of ${names})`);
   }
-  async function* replay() {
-    yield* head;
-    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
-  }
-  return { format, rows: replay() };
+  return { format, rows: prepend(head, it) };
 }
 
 /** Subject from CMMLU/C-Eval file names: dev_anatomy.csv, anatomy_val.csv -> anatomy. */
@@ -179,6 +185,7 @@ export async function openImport(file: string, opts: ImportOptions = {}): Promis
         reason = item.reject;
         raw = item.raw;
       } else {
+        item.tagged = tidyRecord(item.tagged);
         reason = validateRecord(item.tagged.kind, item.tagged.record);
         if (reason) raw = JSON.stringify(item.tagged.record);
       }

@@ -76,12 +76,11 @@ export interface RecordByKind {
   ner: NerExample;
 }
 export type RecordKind = keyof RecordByKind;
-export const RECORD_KINDS: readonly RecordKind[] = ['document', 'conversation', 'preference', 'mcq', 'ner'];
 
 /** A record together with its kind, the unit that flows through import, dedup and build. */
 export type Tagged = { [K in RecordKind]: { kind: K; record: RecordByKind[K] } }[RecordKind];
 
-const isObject = (x: unknown): x is Record<string, unknown> =>
+export const isObj = (x: unknown): x is Record<string, unknown> =>
   typeof x === 'object' && x !== null && !Array.isArray(x);
 
 function nonEmptyString(x: unknown, field: string): string | undefined {
@@ -98,7 +97,7 @@ export function describe(x: unknown): string {
 
 function checkHeader(r: Record<string, unknown>): string | undefined {
   return nonEmptyString(r.id, 'id') ?? nonEmptyString(r.source, 'source') ??
-    (r.meta !== undefined && !isObject(r.meta) ? `meta: expected an object, got ${describe(r.meta)}` : undefined);
+    (r.meta !== undefined && !isObj(r.meta) ? `meta: expected an object, got ${describe(r.meta)}` : undefined);
 }
 
 function checkMessages(messages: unknown, field: string, mustEndWith?: Role): string | undefined {
@@ -107,7 +106,7 @@ function checkMessages(messages: unknown, field: string, mustEndWith?: Role): st
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i];
     const f = `${field}[${i}]`;
-    if (!isObject(m)) return `${f}: expected {role, content}, got ${describe(m)}`;
+    if (!isObj(m)) return `${f}: expected {role, content}, got ${describe(m)}`;
     if (!ROLES.includes(m.role as Role)) return `${f}.role: expected system|user|assistant, got ${describe(m.role)}`;
     const bad = nonEmptyString(m.content, `${f}.content`);
     if (bad) return bad;
@@ -146,7 +145,7 @@ function checkEntities(text: string, entities: unknown): string | undefined {
   for (let i = 0; i < entities.length; i++) {
     const e = entities[i];
     const f = `entities[${i}]`;
-    if (!isObject(e)) return `${f}: expected {start, end, type, text}, got ${describe(e)}`;
+    if (!isObj(e)) return `${f}: expected {start, end, type, text}, got ${describe(e)}`;
     const { start, end } = e;
     if (!Number.isInteger(start) || !Number.isInteger(end)) return `${f}: start/end must be integers, got ${describe(start)}, ${describe(end)}`;
     const s = start as number, t = end as number;
@@ -168,7 +167,7 @@ const validators: { [K in RecordKind]: (r: Record<string, unknown>) => string | 
   mcq: (r) => {
     const bad = nonEmptyString(r.question, 'question');
     if (bad) return bad;
-    if (!isObject(r.options)) return `options: expected an object of letter -> text, got ${describe(r.options)}`;
+    if (!isObj(r.options)) return `options: expected an object of letter -> text, got ${describe(r.options)}`;
     const letters = Object.keys(r.options);
     if (letters.length < 2) return `options: expected at least 2 options, got ${letters.length}`;
     for (const l of letters) {
@@ -189,8 +188,35 @@ const validators: { [K in RecordKind]: (r: Record<string, unknown>) => string | 
 
 /** The first problem with a record of the given kind, or undefined when it is valid. */
 export function validateRecord(kind: RecordKind, record: unknown): string | undefined {
-  if (!isObject(record)) return `record: expected an object, got ${describe(record)}`;
+  if (!isObj(record)) return `record: expected an object, got ${describe(record)}`;
   return checkHeader(record) ?? validators[kind](record);
+}
+
+/**
+ * Trims leading and trailing whitespace of every free-text field (upstream data is full of
+ * stray spaces and newlines around answers). NER text is left alone: offsets point into it.
+ */
+export function tidyRecord(t: Tagged): Tagged {
+  const trimMessages = (ms: Message[]) => ms.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content.trim() : m.content }));
+  const trim = <T>(x: T): T => (typeof x === 'string' ? (x.trim() as T) : x);
+  switch (t.kind) {
+    case 'document':
+      return { kind: t.kind, record: { ...t.record, text: trim(t.record.text) } };
+    case 'conversation':
+      return { kind: t.kind, record: { ...t.record, messages: Array.isArray(t.record.messages) ? trimMessages(t.record.messages) : t.record.messages } };
+    case 'preference':
+      return {
+        kind: t.kind,
+        record: { ...t.record, prompt: Array.isArray(t.record.prompt) ? trimMessages(t.record.prompt) : t.record.prompt, chosen: trim(t.record.chosen), rejected: trim(t.record.rejected) },
+      };
+    case 'mcq': {
+      const r = t.record;
+      const options = r.options && typeof r.options === 'object' ? Object.fromEntries(Object.entries(r.options).map(([k, v]) => [k, trim(v)])) : r.options;
+      return { kind: t.kind, record: { ...r, question: trim(r.question), options, ...(r.explanation !== undefined ? { explanation: trim(r.explanation) } : {}) } };
+    }
+    case 'ner':
+      return t;
+  }
 }
 
 /** All the text of a record in reading order, the string dedup, decontamination and stats see. */

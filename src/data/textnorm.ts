@@ -9,7 +9,7 @@ export function normaliseText(text: string): string {
 }
 
 /** Murmur3's 32-bit finaliser: spreads every input bit over the whole word. */
-export function fmix32(h: number): number {
+function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -123,7 +123,7 @@ const SEP = '[\\s,，、和及与]*';
 /**
  * The option letters a generated answer chooses, or null when none can be told. The output
  * is NFKC-normalised first (full-width letters and colons become ASCII); only the item's own
- * letters count, and a letter glued to other Latin letters ("DNA", "Because") never does.
+ * capital letters count, and a letter glued to other Latin letters ("DNA", "Because") never does.
  * Rules, first hit wins:
  *  1. explicit: the first answer phrase — 答案是/答案为/答案：/正确答案为/应选/选择/选, or
  *     "answer is" / "answer:" — followed by letters;
@@ -144,7 +144,7 @@ export function extractAnswer(output: string, options: Record<string, string>): 
     m ? { letters: [...new Set(m[1].match(new RegExp(L, 'g')))].sort().join(''), rule } : null;
 
   const explicit = new RegExp(
-    `(?:答案(?:应该|应当|应|可能)?(?:是|为|选|:)+|应选|选择|选(?!项)|answer\\s*(?:is|:)+)\\s*(?:选项)?\\s*[(（【\\[]?\\s*${run}`, 'i',
+    `(?:答案(?:应该|应当|应|可能)?(?:是|为|选|:)+|应选|选择|选(?!项)|[Aa]nswer\\s*(?:is|:)+)\\s*(?:选项)?\\s*[(（【\\[]?\\s*${run}`,
   );
   const leading = new RegExp(`^[\\s(（【\\[]*${run}`);
   const hit = found(explicit.exec(text), 'explicit') ?? found(leading.exec(text), 'leading');

@@ -34,60 +34,120 @@ export interface Generation {
 /**
  * Batched sampling with a KV cache. All prompts x n samples run as one batch: prompts are
  * left-padded to a common length (masked by keyStart, positions counted from each row's first
- * real token), then one token per row per step. Returns one array of n generations per prompt.
+ * real token), then one token per row per step. `step()` advances one token, so a server can
+ * yield to the event loop (and stop on a client disconnect) between tokens.
  */
-export function generate<F extends FloatArray>(model: Llama<F>, prompts: number[][], opts: GenerateOptions): Generation[][] {
-  const n = opts.n ?? 1;
-  const c = model.config;
-  if (prompts.some((p) => p.length === 0)) throw new RangeError('generate: empty prompt');
-  const P = Math.max(...prompts.map((p) => p.length));
-  if (P + opts.maxNewTokens > c.max_position_embeddings) {
-    throw new RangeError(`generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed max_position_embeddings (${c.max_position_embeddings})`);
-  }
-  const rows = prompts.flatMap((p) => Array.from({ length: n }, () => p));
-  const B = rows.length;
-  const keyStart = Int32Array.from(rows, (p) => P - p.length);
-  const cache = new KvCache(model.k, c, B, P + opts.maxNewTokens);
-  const ctx = new Context(model.k, undefined, false);
-  const rng = new Rng(opts.seed ?? 0);
-  const eos = new Set(opts.eosIds ?? []);
-  const out: Generation[] = rows.map(() => ({ ids: [], finishReason: 'length' }));
-  const seen = rows.map((p) => new Set(p));
-  const active = new Set(rows.keys());
+export class Decoder<F extends FloatArray> {
+  private readonly n: number;
+  private readonly B: number;
+  private readonly keyStart: Int32Array;
+  private readonly cache: KvCache<F>;
+  private readonly ctx: Context<F>;
+  private readonly rng: Rng;
+  private readonly eos: Set<number>;
+  private readonly out: Generation[];
+  private readonly seen: Set<number>[];
+  private readonly active: Set<number>;
+  private ids: Int32Array;
+  private pos: Int32Array;
+  private T: number;
+  private steps = 0;
 
-  // prefill: every row's padded prompt at once
-  let ids = new Int32Array(B * P), pos = new Int32Array(B * P), T = P;
-  rows.forEach((p, b) => {
-    ids.set(p, b * P + keyStart[b]);
-    for (let t = 0; t < P; t++) pos[b * P + t] = Math.max(0, t - keyStart[b]);
-  });
-  for (let step = 0; step < opts.maxNewTokens && active.size > 0; step++) {
-    const hidden = model.hidden(ctx, { ids, pos, B, T }, { cache: cache as KvCache<FloatArray>, keyStart });
-    const D = c.hidden_size;
-    const last = ctx.tensor([B, D], false);
+  constructor(readonly model: Llama<F>, readonly prompts: number[][], readonly opts: GenerateOptions) {
+    this.n = opts.n ?? 1;
+    const c = model.config;
+    if (prompts.some((p) => p.length === 0)) throw new RangeError('generate: empty prompt');
+    const P = Math.max(...prompts.map((p) => p.length));
+    if (P + opts.maxNewTokens > c.max_position_embeddings) {
+      throw new RangeError(`generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed max_position_embeddings (${c.max_position_embeddings})`);
+    }
+    const rows = prompts.flatMap((p) => Array.from({ length: this.n }, () => p));
+    this.B = rows.length;
+    this.keyStart = Int32Array.from(rows, (p) => P - p.length);
+    this.cache = new KvCache(model.k, c, this.B, P + opts.maxNewTokens);
+    this.ctx = new Context(model.k, undefined, false);
+    this.rng = new Rng(opts.seed ?? 0);
+    this.eos = new Set(opts.eosIds ?? []);
+    this.out = rows.map(() => ({ ids: [], finishReason: 'length' }));
+    this.seen = rows.map((p) => new Set(p));
+    this.active = new Set(rows.keys());
+    // the first step is the prefill: every row's padded prompt at once
+    this.ids = new Int32Array(this.B * P);
+    this.pos = new Int32Array(this.B * P);
+    this.T = P;
+    rows.forEach((p, b) => {
+      this.ids.set(p, b * P + this.keyStart[b]);
+      for (let t = 0; t < P; t++) this.pos[b * P + t] = Math.max(0, t - this.keyStart[b]);
+    });
+  }
+
+  done(): boolean {
+    return this.active.size === 0 || this.steps >= this.opts.maxNewTokens;
+  }
+
+  /** Ends the rows still running (finish reason stays 'length'). */
+  abort(): void {
+    this.active.clear();
+  }
+
+  /** One forward pass and one new token for every active row. */
+  step(): void {
+    const { model, opts, B, T } = this;
+    const c = model.config, D = c.hidden_size;
+    const hidden = model.hidden(this.ctx, { ids: this.ids, pos: this.pos, B, T }, { cache: this.cache as KvCache<FloatArray>, keyStart: this.keyStart });
+    const last = this.ctx.tensor([B, D], false);
     for (let b = 0; b < B; b++) last.data.set(hidden.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
-    const logits = model.logits(ctx, last);
+    const logits = model.logits(this.ctx, last);
     const next = new Int32Array(B), nextPos = new Int32Array(B);
     for (let b = 0; b < B; b++) {
-      nextPos[b] = pos[b * T + T - 1] + 1;
-      if (!active.has(b)) continue;
-      const id = sample(logits.subarray(b * c.vocab_size, (b + 1) * c.vocab_size), seen[b], opts, rng);
+      nextPos[b] = this.pos[b * T + T - 1] + 1;
+      if (!this.active.has(b)) continue;
+      const id = sample(logits.subarray(b * c.vocab_size, (b + 1) * c.vocab_size), this.seen[b], opts, this.rng);
       next[b] = id;
-      if (eos.has(id)) { out[b].finishReason = 'eos'; active.delete(b); continue; }
-      out[b].ids.push(id);
-      seen[b].add(id);
-      opts.onToken?.(b, id);
-      if (opts.stop?.length && opts.decode) {
-        const text = opts.decode(out[b].ids);
-        const at = Math.min(...opts.stop.map((s) => { const i = text.indexOf(s); return i < 0 ? Infinity : i; }));
-        if (at !== Infinity) { out[b].text = text.slice(0, at); out[b].finishReason = 'stop'; active.delete(b); }
-      }
+      this.accept(b, id);
     }
-    ctx.ws.reset();
-    ids = next; pos = nextPos; T = 1;
+    this.ctx.ws.reset();
+    this.ids = next;
+    this.pos = nextPos;
+    this.T = 1;
+    this.steps++;
   }
-  if (opts.decode) for (const g of out) g.text ??= opts.decode(g.ids);
-  return prompts.map((_, i) => out.slice(i * n, (i + 1) * n));
+
+  private accept(b: number, id: number): void {
+    const g = this.out[b], opts = this.opts;
+    if (this.eos.has(id)) { g.finishReason = 'eos'; this.active.delete(b); return; }
+    g.ids.push(id);
+    this.seen[b].add(id);
+    opts.onToken?.(b, id);
+    if (opts.stop?.length && opts.decode) {
+      const text = opts.decode(g.ids);
+      const at = Math.min(...opts.stop.map((s) => { const i = text.indexOf(s); return i < 0 ? Infinity : i; }));
+      if (at !== Infinity) { g.text = text.slice(0, at); g.finishReason = 'stop'; this.active.delete(b); }
+    }
+  }
+
+  /** One array of n generations per prompt. */
+  results(): Generation[][] {
+    if (this.opts.decode) for (const g of this.out) g.text ??= this.opts.decode(g.ids);
+    return this.prompts.map((_, i) => this.out.slice(i * this.n, (i + 1) * this.n));
+  }
+}
+
+export function generate<F extends FloatArray>(model: Llama<F>, prompts: number[][], opts: GenerateOptions): Generation[][] {
+  const d = new Decoder(model, prompts, opts);
+  while (!d.done()) d.step();
+  return d.results();
+}
+
+/** As generate, yielding to the event loop after every token; `signal` ends it early. */
+export async function generateAsync<F extends FloatArray>(model: Llama<F>, prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }): Promise<Generation[][]> {
+  const d = new Decoder(model, prompts, opts);
+  while (!d.done()) {
+    if (opts.signal?.aborted) { d.abort(); break; }
+    d.step();
+    await new Promise((r) => setImmediate(r));
+  }
+  return d.results();
 }
 
 /** Picks the next token from one row of logits (modified in place). */

@@ -45,15 +45,19 @@ export async function renderVegaLite(spec: TopLevelSpec, opts: RenderOptions = {
   const view = new vega.View(vega.parse(compile(full).spec), { renderer: 'none' });
   try {
     const svg = await view.toSVG();
-    const png = new Resvg(svg, {
-      background: 'white',
-      fitTo: { mode: 'zoom', value: opts.scale ?? 2 },
-      font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
-    }).render().asPng();
-    return { svg, png, spec: full };
+    return { svg, png: svgToPng(svg, opts), spec: full };
   } finally {
     view.finalize();
   }
+}
+
+/** Rasterises an SVG on white with the system fonts. */
+export function svgToPng(svg: string, opts: RenderOptions = {}): Buffer {
+  return new Resvg(svg, {
+    background: 'white',
+    fitTo: { mode: 'zoom', value: opts.scale ?? 2 },
+    font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
+  }).render().asPng();
 }
 
 export interface Series {

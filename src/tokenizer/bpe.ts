@@ -126,7 +126,7 @@ class AtomicChars {
   /** Token id of code point cp (>= 0x80) when it is atomic, else -1. */
   tokenOf(cp: number): number {
     const known = cp < 0x10000 ? this.bmp[cp] : this.astral.get(cp) ?? 0;
-    if (known !== 0) return known - 1 + (known < 0 ? 0 : 0);
+    if (known !== 0) return known < 0 ? -1 : known - 1;
     const id = this.compute(cp);
     const code = id < 0 ? -1 : id + 1;
     if (cp < 0x10000) this.bmp[cp] = code;

@@ -59,8 +59,8 @@ export class ChatTemplate {
 
   /**
    * The template of a model folder: `chat_template` from tokenizer_config.json (a Jinja
-   * string), else the built-in `fallback`. The stop strings of a custom template are its
-   * eos_token plus those of a built-in whose text it equals.
+   * string), else the built-in `fallback`. A custom template stops on its eos_token and on
+   * any built-in end-of-turn marker its text contains (Qwen's templates use <|im_end|>).
    */
   static fromDir(dir: string, fallback = 'chatml'): ChatTemplate {
     const file = path.join(dir, 'tokenizer_config.json');
@@ -71,7 +71,8 @@ export class ChatTemplate {
     const known = Object.entries(BUILTIN_TEMPLATES).find(([, t]) => t.template === src);
     if (known) return ChatTemplate.builtin(known[0]);
     const eos = typeof cfg.eos_token === 'string' ? cfg.eos_token : cfg.eos_token?.content;
-    return new ChatTemplate(src, eos ? [eos] : [], file);
+    const markers = Object.values(BUILTIN_TEMPLATES).flatMap((t) => t.stop).filter((s) => src.includes(s));
+    return new ChatTemplate(src, [...new Set([...(eos ? [eos] : []), ...markers])], file);
   }
 
   render(messages: ChatMessage[], tok: TemplateTokenizer | null, addGenerationPrompt: boolean): string {

@@ -6,6 +6,7 @@
 import { bytesToSymbols } from './byte-level.js';
 import type { HfAddedToken, HfTokenizerJson, JsonObject } from './hf-json.js';
 import { QWEN_PATTERN } from './regex.js';
+import { BUILTIN_TEMPLATES } from './chat-template.js';
 
 export const EOS_TOKEN = '<|endoftext|>';
 export const IM_START = '<|im_start|>';
@@ -14,26 +15,25 @@ export const PAD_TOKEN = '<|pad|>';
 /** Role markers reserved for templates other than ChatML (which spells roles as text). */
 export const ROLE_TOKENS = ['<|system|>', '<|user|>', '<|assistant|>'] as const;
 
-/** ChatML, as Qwen uses; renders with @huggingface/jinja and Python's jinja2. */
-export const CHATML_TEMPLATE =
-  "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{%- endfor %}" +
-  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+/** ChatML, as Qwen uses: the built-in template, so ChatTemplate.fromDir recognises it. */
+export const CHATML_TEMPLATE = BUILTIN_TEMPLATES.chatml.template;
 
 export type Normalization = 'NFC' | 'none';
 
 /** Built-in special tokens, then `reserved` placeholders, then the caller's extra ones. */
 export function specialTokenList(reserved: number, extra: readonly string[] = []): string[] {
+  if (!Number.isInteger(reserved) || reserved < 0) throw new Error(`reservedTokens ${reserved} must be a non-negative integer`);
   const list = [EOS_TOKEN, IM_START, IM_END, PAD_TOKEN, ...ROLE_TOKENS];
   for (let i = 0; i < reserved; i++) list.push(`<|reserved_${i}|>`);
   for (const t of extra) if (!list.includes(t)) list.push(t);
   return list;
 }
 
-export function normalizerConfig(normalization: Normalization): JsonObject | null {
+function normalizerConfig(normalization: Normalization): JsonObject | null {
   return normalization === 'NFC' ? { type: 'NFC' } : null;
 }
 
-export function preTokenizerConfig(): JsonObject {
+function preTokenizerConfig(): JsonObject {
   return {
     type: 'Sequence',
     pretokenizers: [

@@ -16,11 +16,15 @@ export interface PreferencePair {
   rejected: EncodedResponse;
 }
 
-/** `{prompt, chosen, rejected, history?, system?}` or `{messages (ending with a user turn), chosen, rejected}`. */
+/**
+ * `{prompt: [messages], chosen, rejected}` (what `chimed data build` writes),
+ * `{messages (ending with a user turn), chosen, rejected}` or the normalised
+ * `{prompt: string, chosen, rejected, history?, system?}`.
+ */
 export function toPreference(rec: Record<string, unknown>, where: string): { prompt: ChatMessage[]; chosen: string; rejected: string } {
   if (typeof rec.chosen !== 'string' || typeof rec.rejected !== 'string') throw new InputError(`${where}: expected "chosen" and "rejected" strings`);
-  const prompt = Array.isArray(rec.messages)
-    ? toMessages(rec, where)
+  const prompt = Array.isArray(rec.messages) ? toMessages(rec, where)
+    : Array.isArray(rec.prompt) ? toMessages({ messages: rec.prompt }, where)
     : toMessages({ ...rec, response: '' }, where).slice(0, -1);
   if (prompt.at(-1)?.role !== 'user') throw new InputError(`${where}: the prompt must end with a user turn`);
   return { prompt, chosen: rec.chosen, rejected: rec.rejected };

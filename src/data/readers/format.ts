@@ -2,7 +2,7 @@
 // yield, a per-row adapter for formats that map one row to one record, and field helpers
 // that produce reject reasons naming the field.
 import type { Message, Meta, Role, Tagged } from '../records.js';
-import { describe } from '../records.js';
+import { describe, isObj } from '../records.js';
 import { isRowError, type RawRow } from './rows.js';
 
 /** A reason a row cannot become a record; the importer turns it into a reject. */
@@ -39,7 +39,7 @@ export interface Format {
   read(rows: AsyncIterable<RawRow>, ctx: ReadContext): AsyncGenerator<ReadItem>;
 }
 
-export const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
+export { isObj };
 
 /** A format whose every row becomes one record; conversion errors become rejects. */
 export function rowFormat(

@@ -1,8 +1,11 @@
 import type { Message } from '../records.js';
-import { asText, Fields, hasAny, historyMessages, rowFormat, withSystem } from './format.js';
+import { asText, Fields, findKey, hasAny, historyMessages, rowFormat, withSystem } from './format.js';
 
 const PROMPT = ['prompt', 'question', 'ask', 'query'];
 const RESPONSE = ['response', 'answer', 'output'];
+// Doctor-patient sites (Toyhom's CSVs) put "无" (none) in the question body when the title
+// already is the question.
+const PLACEHOLDER = /^\s*(无|没有|none|null|n\/a)?\s*$/i;
 
 /**
  * Question/answer rows: the normalised {prompt, response, history?} JSONL and doctor-patient
@@ -15,7 +18,9 @@ export const qaFormat = rowFormat(
   (o) => hasAny(o, PROMPT),
   (obj, ctx, line) => {
     const f = new Fields(obj);
-    const prompt = f.text(PROMPT);
+    let prompt = f.text(PROMPT);
+    const title = obj[findKey(obj, ['title']) ?? ''];
+    if (typeof title === 'string' && title.trim() && PLACEHOLDER.test(prompt)) prompt = title; // title stays in meta
     const responseKey = f.key(RESPONSE);
     const response = responseKey === undefined ? null : obj[responseKey];
     const history = historyMessages(f.get(['history']));

@@ -1,0 +1,39 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { nativeKernels } from '../engine/native.js';
+import { ChatTemplate } from '../tokenizer/chat-template.js';
+import { Tokenizer } from '../tokenizer/index.js';
+import { CheckpointError, loadModel } from './checkpoint.js';
+import type { Llama } from './llama.js';
+import { LoraAdapter } from './lora.js';
+
+export interface ChatModelSource {
+  /** HF model folder. */
+  model: string;
+  /** PEFT LoRA adapter merged into the model after loading. */
+  adapter?: string;
+  /** Tokenizer folder (default: the model folder). */
+  tokenizer?: string;
+  /** Built-in template name, overriding the tokenizer's chat_template. */
+  template?: string;
+  trainable?: boolean;
+}
+
+export interface ChatModel {
+  model: Llama<Float32Array>;
+  tokenizer: Tokenizer;
+  template: ChatTemplate;
+  dir: string;
+}
+
+/** A model ready to chat: weights (adapter merged), tokenizer and the one chat template. */
+export async function loadChatModel(src: ChatModelSource): Promise<ChatModel> {
+  const model = await loadModel(src.model, nativeKernels, src.trainable ?? false);
+  if (src.adapter) (await LoraAdapter.load(src.adapter, model)).merge();
+  const tokDir = src.tokenizer ?? src.model;
+  if (!fs.existsSync(path.join(tokDir, 'tokenizer.json'))) throw new CheckpointError(`${tokDir}: no tokenizer.json (give a tokenizer folder)`);
+  const tokenizer = Tokenizer.fromDir(tokDir);
+  const template = src.template ? ChatTemplate.builtin(src.template) : ChatTemplate.fromDir(tokDir);
+  if (tokenizer.vocabSize > model.config.vocab_size) throw new CheckpointError(`${tokDir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
+  return { model, tokenizer, template, dir: src.model };
+}
