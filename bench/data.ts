@@ -1,8 +1,8 @@
 // Data-layer throughput: import (decode + parse + convert + validate), record dedup (exact and
 // MinHash/LSH), the suffix-array substring pass, and import of the shared real data when
 // present. Synthetic input is generated in a temp folder and deleted afterwards.
-//   node dist/bench/data.js [--size-mb 64] [--dedup-mb 16] [--substring-mb 4] [--no-shared]
-// --size-mb 4096 exercises the larger-than-memory path (RSS is reported).
+//   node dist/bench/data.js [--size-mb 64] [--dedup-mb 16] [--substring-mb 4] [--no-shared] [--json]
+// --size-mb 4096 exercises the larger-than-memory path (peak RSS is reported).
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
@@ -155,6 +155,7 @@ export async function benchData(args: BenchDataArgs = {}): Promise<object> {
     const subMs = performance.now() - t0;
 
     const result: Record<string, unknown> = {
+      bench: 'data',
       import: importResult,
       dedupExact: { mb: +mb(textBytes).toFixed(1), records: texts.length, duplicates: exactDups, mbPerSec: rate(textBytes, exactMs) },
       dedupNear: { mb: +mb(textBytes).toFixed(1), records: texts.length, duplicates: nearDups, mbPerSec: rate(textBytes, nearMs), ...NEAR_DUP_DEFAULTS },
@@ -164,13 +165,15 @@ export async function benchData(args: BenchDataArgs = {}): Promise<object> {
       },
     };
     const sharedDir = path.resolve(root, '../shared/data');
-    if (shared && fs.existsSync(sharedDir)) {
+    if (!shared) {
+      result.sharedImport = 'skipped (shared: false)';
+    } else if (fs.existsSync(sharedDir)) {
       const files: string[] = [];
       for (const sub of ['raw', 'train', 'dev']) {
         const d = path.join(sharedDir, sub);
         if (!fs.existsSync(d)) continue;
-        for (const e of await readdir(d, { withFileTypes: true, recursive: true })) {
-          if (e.isFile()) files.push(path.join(e.parentPath, e.name));
+        for (const f of (await readdir(d, { recursive: true })) as string[]) {
+          if ((await stat(path.join(d, f))).isFile()) files.push(path.join(d, f));
         }
       }
       result.sharedImport = await timeImport(files.sort());
@@ -183,12 +186,36 @@ export async function benchData(args: BenchDataArgs = {}): Promise<object> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+const USAGE = `chimed bench data [--size-mb 64] [--dedup-mb 16] [--substring-mb 4] [--no-shared] [--json]
+  import MB/s on a generated ShareGPT JSONL of --size-mb (4096 for the larger-than-memory path),
+  exact and MinHash near-dup MB/s on --dedup-mb of its text, suffix-array MB/s on --substring-mb,
+  and import MB/s over ../shared/data when present`;
+
+/** argv front end (chimed bench data / npm run bench): prints the figures, returns them. */
+export async function benchDataCommand(argv: string[]): Promise<object | null> {
   const { values } = parseArgs({
-    options: { 'size-mb': { type: 'string' }, 'dedup-mb': { type: 'string' }, 'substring-mb': { type: 'string' }, 'no-shared': { type: 'boolean' } },
+    args: argv,
+    options: {
+      'size-mb': { type: 'string' }, 'dedup-mb': { type: 'string' }, 'substring-mb': { type: 'string' },
+      'no-shared': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
   });
-  const n = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  console.log(JSON.stringify(await benchData({
-    sizeMB: n(values['size-mb']), dedupMB: n(values['dedup-mb']), substringMB: n(values['substring-mb']), shared: !values['no-shared'],
-  }), null, 2));
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return null;
+  }
+  const n = (v: string | undefined, name: string) => {
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!(x > 0)) throw new Error(`--${name}: expected a positive number of MB, got "${v}"`);
+    return x;
+  };
+  const result = await benchData({
+    sizeMB: n(values['size-mb'], 'size-mb'), dedupMB: n(values['dedup-mb'], 'dedup-mb'),
+    substringMB: n(values['substring-mb'], 'substring-mb'), shared: !values['no-shared'],
+  });
+  process.stdout.write(values.json ? JSON.stringify(result) + '\n' : JSON.stringify(result, null, 2) + '\n');
+  return result;
 }
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await benchDataCommand(process.argv.slice(2));

@@ -1,24 +1,122 @@
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { writeJsonAtomic } from '../io/atomic.js';
+import { GGUF_EXPORT_DTYPES, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
 import { saveModel } from '../model/checkpoint.js';
+import { Llama } from '../model/llama.js';
+import { loadChatModel, type ChatModel } from '../model/load.js';
+import { LoraAdapter } from '../model/lora.js';
 import { parse, UsageError } from './args.js';
 import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
+
+type Parsed = ReturnType<typeof parse>;
+
+const SAMPLING_FLAGS = {
+  temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' }, 'max-new-tokens': { type: 'string' },
+} as const;
+
+const SAMPLING_USAGE = `  generation_config.json defaults (chimed generate's defaults unless given):
+  --temperature X (0: greedy)  --top-k N  --top-p X  --repetition-penalty X  --max-new-tokens N (256)`;
+
+const HF_USAGE = `chimed export hf --model DIR [--adapter DIR [--keep-adapter]] --out DIR [--dtype F32|F16|BF16]
+
+Writes an HF model folder: config.json, model.safetensors, tokenizer.json,
+tokenizer_config.json (with the chat template) and generation_config.json (eos = the chat
+template's stop tokens). An --adapter is merged into the weights, or with --keep-adapter
+written beside the base: OUT/base (the model folder) and OUT/adapter (the PEFT adapter).
+
+${SAMPLING_USAGE}
+${MODEL_USAGE}`;
 
 const MERGE_USAGE = `chimed export merge --model DIR --adapter DIR --out DIR
 
 Folds a PEFT LoRA adapter into its base model and writes a plain HF model folder
-(config.json, model.safetensors, tokenizer.json, tokenizer_config.json).
+(as chimed export hf without --keep-adapter).
+
+${SAMPLING_USAGE}
+${MODEL_USAGE}`;
+
+const GGUF_USAGE = `chimed export gguf --model DIR [--adapter DIR] --out FILE.gguf [--dtype f32|f16|q8_0] [--name NAME]
+
+Writes a GGUF file for llama.cpp (llama architecture): weights (an --adapter merged first),
+the byte-level BPE tokenizer and the chat template. f16 and q8_0 keep the norms in f32, as
+llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are stored f16.
 
 ${MODEL_USAGE}`;
 
+const USAGE = `chimed export hf|gguf|merge ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}`;
+
 export async function exportCommand(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
-  if (what !== 'merge') throw new UsageError(`chimed export merge ...  (unknown export "${what ?? ''}")\n\n${MERGE_USAGE}`);
-  const a = parse(rest, { ...MODEL_FLAGS, out: { type: 'string' } }, MERGE_USAGE);
-  if (a.help) { process.stdout.write(MERGE_USAGE + '\n'); return 0; }
-  if (!a.str('adapter')) throw new UsageError(`--adapter is required\n\n${MERGE_USAGE}`);
-  const out = a.need('out');
-  const { model, tokenizer, template } = await loadPolicy(a, false);
-  await saveModel(out, model);
+  if (what === 'hf') return exportHf(rest, HF_USAGE, false);
+  if (what === 'merge') return exportHf(rest, MERGE_USAGE, true);
+  if (what === 'gguf') return exportGguf(rest);
+  if (what === '--help' || what === '-h') { process.stdout.write(USAGE + '\n'); return 0; }
+  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf or merge\n\n${USAGE}`);
+}
+
+/** HF generation_config.json: the template's stop tokens end generation; sampling defaults from the flags. */
+export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unknown> {
+  const { tokenizer: tok, template } = chat;
+  const temperature = a.num('temperature', 0, (x) => Number.isFinite(x) && x >= 0, 'a number >= 0');
+  const sampling: Record<string, unknown> = temperature > 0
+    ? { do_sample: true, temperature, ...(a.str('top-k') !== undefined && { top_k: a.int('top-k') }), ...(a.str('top-p') !== undefined && { top_p: a.num('top-p') }) }
+    : { do_sample: false };
+  const rp = a.num('repetition-penalty', 1);
+  return {
+    ...(tok.bosId !== null && { bos_token_id: tok.bosId }),
+    eos_token_id: template.stopIds(tok),
+    pad_token_id: tok.padId,
+    ...sampling,
+    ...(rp !== 1 && { repetition_penalty: rp }),
+    max_new_tokens: a.int('max-new-tokens', 256),
+  };
+}
+
+/** Model folder: weights, tokenizer with the chat template, generation_config.json. */
+async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F32' | 'F16' | 'BF16'): Promise<void> {
+  const { model, tokenizer, template } = chat;
+  // config.json names the special tokens too, as transformers writes it
+  const config = { ...model.config, eos_token_id: tokenizer.eosId, pad_token_id: tokenizer.padId, ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }) };
+  await saveModel(out, new Llama(config, model.params), dtype);
   await tokenizer.save(out, { chatTemplate: template.source });
-  process.stdout.write(`merged model: ${out}\n`);
+  await writeJsonAtomic(path.join(out, 'generation_config.json'), generationConfig(chat, a));
+}
+
+async function exportHf(argv: string[], usage: string, merge: boolean): Promise<number> {
+  const a = parse(argv, { ...MODEL_FLAGS, ...SAMPLING_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, 'keep-adapter': { type: 'boolean' } }, usage);
+  if (a.help) { process.stdout.write(usage + '\n'); return 0; }
+  const out = a.need('out');
+  const adapter = a.str('adapter');
+  if (merge && !adapter) throw new UsageError(`--adapter is required\n\n${usage}`);
+  const dtype = (a.str('dtype') ?? 'F32').toUpperCase();
+  if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new UsageError(`--dtype: expected F32, F16 or BF16, got "${a.str('dtype')}"`);
+  if (!a.flag('keep-adapter')) {
+    await writeHfFolder(out, await loadPolicy(a, false), a, dtype as 'F32');
+    process.stdout.write(`${adapter ? 'merged model' : 'model'}: ${out}\n`);
+    return 0;
+  }
+  if (merge || !adapter) throw new UsageError(`--keep-adapter needs --adapter (and export hf)\n\n${usage}`);
+  const base = await loadChatModel({ model: a.need('model'), tokenizer: a.str('tokenizer'), template: a.str('template') });
+  await LoraAdapter.load(adapter, base.model); // checks every adapter tensor against the base before anything is written
+  await writeHfFolder(path.join(out, 'base'), base, a, dtype as 'F32');
+  const adapterOut = path.join(out, 'adapter');
+  await mkdir(adapterOut, { recursive: true });
+  for (const f of ['adapter_config.json', 'adapter_model.safetensors']) await copyFile(path.join(adapter, f), path.join(adapterOut, f));
+  process.stdout.write(`base model: ${path.join(out, 'base')}\nPEFT adapter: ${adapterOut}\n`);
+  return 0;
+}
+
+async function exportGguf(argv: string[]): Promise<number> {
+  const a = parse(argv, { ...MODEL_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' } }, GGUF_USAGE);
+  if (a.help) { process.stdout.write(GGUF_USAGE + '\n'); return 0; }
+  const out = a.need('out');
+  const dtype = (a.str('dtype') ?? 'f32').toLowerCase() as GgufExportDtype;
+  if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
+  const chat = await loadPolicy(a, false);
+  await mkdir(path.dirname(path.resolve(out)), { recursive: true });
+  await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
+  process.stdout.write(`gguf (${dtype}): ${out}\n`);
   return 0;
 }

@@ -20,7 +20,8 @@ external candidates are scored by the reward model; the best --keep per prompt (
 of each round go to RUN_DIR/stages/rs/round-N/candidates.jsonl; the held-out prompts'
 greedy-answer reward is logged before the first round and after each.
 
-  --prompts FILE       JSONL: {id?, messages (ending with a user turn)} or {id?, prompt, history?}
+  --prompts FILE       JSONL: {id?, messages} or {id?, prompt, history?}; a final assistant turn is dropped
+  --limit N            use at most N prompts (default all)
   --reward DIR         reward model (from chimed train rm)
   --external FILE      JSONL {id or prompt, response}: extra candidates (references, other models)
   --k N                samples per prompt (default 4)      --keep N   kept per prompt (default 1)
@@ -36,7 +37,7 @@ export async function rsCommand(argv: string[]): Promise<number> {
   const a = parse(argv, {
     ...TRAINER_FLAGS, ...LORA_FLAGS, ...MODEL_FLAGS, prompts: { type: 'string' }, reward: { type: 'string' }, external: { type: 'string' },
     k: { type: 'string' }, keep: { type: 'string' }, threshold: { type: 'string' }, rounds: { type: 'string' }, temperature: { type: 'string' },
-    'top-p': { type: 'string' }, 'max-new-tokens': { type: 'string' }, 'eval-fraction': { type: 'string' }, 'max-source': { type: 'string' }, 'max-target': { type: 'string' },
+    'top-p': { type: 'string' }, 'max-new-tokens': { type: 'string' }, limit: { type: 'string' }, 'eval-fraction': { type: 'string' }, 'max-source': { type: 'string' }, 'max-target': { type: 'string' },
   }, USAGE);
   if (a.help) { process.stdout.write(USAGE + '\n'); return 0; }
   applyThreads(a.str('threads') ? a.int('threads') : undefined);
@@ -49,8 +50,9 @@ export async function rsCommand(argv: string[]): Promise<number> {
   };
   const rounds = a.int('rounds', 1);
   const rows = await readJsonl(a.need('prompts'));
-  const prompts: RsPrompt[] = rows.map(({ rec, where }, i) => {
-    const msgs = Array.isArray(rec.messages) ? toMessages(rec, where) : toMessages({ ...rec, response: '' }, where).slice(0, -1);
+  const prompts: RsPrompt[] = rows.slice(0, a.str('limit') ? a.int('limit') : undefined).map(({ rec, where }, i) => {
+    let msgs = Array.isArray(rec.messages) ? toMessages(rec, where) : toMessages({ ...rec, response: '' }, where).slice(0, -1);
+    if (msgs.at(-1)?.role === 'assistant') msgs = msgs.slice(0, -1);
     if (msgs.at(-1)?.role !== 'user') throw new UsageError(`${where}: a prompt must end with a user turn`);
     return { id: typeof rec.id === 'string' || typeof rec.id === 'number' ? String(rec.id) : String(i), messages: msgs };
   });

@@ -26,8 +26,13 @@ export async function* readCsvRows(chunks: AsyncIterable<string>, delimiter = ',
       if (parser.destroyed) return; // the consumer stopped early; leaving the loop closes the file
       if (!parser.write(chunk)) {
         await new Promise<void>((resolve) => {
-          parser.once('drain', resolve);
-          parser.once('close', resolve);
+          const done = () => {
+            parser.off('drain', done);
+            parser.off('close', done);
+            resolve();
+          };
+          parser.on('drain', done);
+          parser.on('close', done);
         });
       }
     }

@@ -1,0 +1,217 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { trainCommand } from '../cli/train.js';
+import { writeCorpus } from '../corpus/generate.js';
+import { buildDatasets } from '../data/build.js';
+import { BuildConfigSchema } from '../data/build-config.js';
+import { setThreads } from '../engine/native.js';
+import { nativeKernels } from '../engine/native.js';
+import { attitudeScale, generationScores, mcqAccuracy, meanReward, perplexity, preferenceAccuracy } from '../eval/suite.js';
+import { bundledScalePath } from '../eval/scale.js';
+import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { saveModel } from '../model/checkpoint.js';
+import { parseLlamaConfig } from '../model/config.js';
+import { Llama } from '../model/llama.js';
+import { loadChatModel } from '../model/load.js';
+import { RewardModel } from '../model/reward.js';
+import { Tokenizer } from '../tokenizer/index.js';
+import { readDocuments } from '../train/documents.js';
+import { MetricsLog } from '../train/metrics.js';
+import { formatSeconds } from '../train/progress.js';
+import { RunConfigError, type RunConfig, type StageConfig } from './config.js';
+import { stageArgs } from './stage-args.js';
+
+/** Files the evaluations read; from the built-in corpus, or absent. */
+interface EvalFiles {
+  ppl: string[];
+  mcqTest: string | null;
+  mcqDev: string | null;
+  gen: string | null;
+  pref: string | null;
+}
+
+export type Row = Record<string, number | string | null>;
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+/**
+ * The whole regime from one config, in a run directory: data build, tokenizer, base model,
+ * each stage (skipped when done, resumed from its last checkpoint when interrupted), and the
+ * evaluations after every stage, so each stage's effect shows in the summary table.
+ */
+export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]> {
+  const t0 = Date.now();
+  if (cfg.threads > 0) setThreads(cfg.threads);
+  fs.mkdirSync(runDir, { recursive: true });
+  await recordConfig(cfg, runDir);
+  const evalFiles = await prepareData(cfg, runDir);
+  const tokDir = await prepareTokenizer(cfg, runDir);
+  let policy = await prepareBase(cfg, runDir, tokDir);
+  let rmDir: string | null = null;
+  const rows: Row[] = [];
+  const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
+  const evaluate = async (stage: string, chat: boolean) => {
+    const done = path.join(runDir, 'eval', `${stage}.json`);
+    const row: Row = fs.existsSync(done) ? JSON.parse(fs.readFileSync(done, 'utf8')) : { stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage)) };
+    fs.mkdirSync(path.dirname(done), { recursive: true });
+    await writeJsonAtomic(done, row);
+    if (!rows.some((r) => r.stage === stage)) metrics.append({ stage: `eval/${stage}`, step: 0, ...row });
+    rows.push(row);
+  };
+  await evaluate('base', false);
+  for (const st of cfg.stages) {
+    const res = await runStageOnce(cfg, runDir, st, policy, rmDir, tokDir);
+    if (st.type === 'rm') rmDir = res; else policy = res;
+    await evaluate(st.type, st.type !== 'pt');
+  }
+  const table = formatTable(rows);
+  await writeJsonAtomic(path.join(runDir, 'summary.json'), { rows, policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
+  await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
+  process.stdout.write(`\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\n`);
+  return rows;
+}
+
+async function recordConfig(cfg: RunConfig, runDir: string): Promise<void> {
+  const file = path.join(runDir, 'config.yaml');
+  const text = YAML.stringify(cfg);
+  if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') !== text) {
+    throw new RunConfigError(`${file}: this run directory was made with a different config; use a new directory (or delete ${runDir}) to start over`);
+  }
+  await writeFileAtomic(file, text);
+}
+
+async function prepareData(cfg: RunConfig, runDir: string): Promise<EvalFiles> {
+  const sources: Record<string, unknown>[] = cfg.data.sources.map((s) => ({ ...s }));
+  let files: EvalFiles = { ppl: [], mcqTest: null, mcqDev: null, gen: null, pref: null };
+  if (cfg.builtin_corpus) {
+    const dir = path.join(runDir, 'corpus');
+    if (!fs.existsSync(path.join(dir, 'manifest.json'))) {
+      log('data: generating the built-in medical corpus');
+      await writeCorpus(dir, { seed: cfg.builtin_corpus.seed, heldoutFraction: cfg.builtin_corpus.heldout_fraction });
+    }
+    const c = (f: string) => path.join(dir, f);
+    sources.push(
+      { path: c('pt_train.jsonl'), stages: ['pt'] }, { path: c('sft_train.jsonl'), stages: ['sft', 'pt'] },
+      { path: c('pref_train.jsonl'), stages: ['pref'] }, { path: c('mcq_test.jsonl'), stages: ['eval'] },
+    );
+    files = { ppl: [c('pt_heldout.jsonl')], mcqTest: c('mcq_test.jsonl'), mcqDev: c('mcq_dev.jsonl'), gen: c('sft_heldout.jsonl'), pref: c('pref_heldout.jsonl') };
+  }
+  if (!fs.existsSync(path.join(runDir, 'data', 'stats.json'))) {
+    const build = BuildConfigSchema.parse({ ...cfg.data, sources });
+    const r = await buildDatasets(build, { runDir, log });
+    process.stderr.write(r.table + '\n');
+  }
+  return files;
+}
+
+async function prepareTokenizer(cfg: RunConfig, runDir: string): Promise<string> {
+  const dir = path.join(runDir, 'tokenizer');
+  if (fs.existsSync(path.join(dir, 'tokenizer.json'))) return dir;
+  const t = cfg.tokenizer;
+  let tok: Tokenizer;
+  if ('path' in t) tok = Tokenizer.fromDir(t.path);
+  else if ('bytes' in t) tok = Tokenizer.bytes();
+  else {
+    log(`tokenizer: training a ${t.train.vocab_size}-token byte-level BPE on the pre-training and SFT data`);
+    const data = path.join(runDir, 'data');
+    tok = await Tokenizer.train(readDocuments([path.join(data, 'pt.jsonl'), path.join(data, 'sft.jsonl')].filter((f) => fs.existsSync(f))), { vocabSize: t.train.vocab_size, minFrequency: t.train.min_frequency });
+  }
+  await tok.save(dir);
+  return dir;
+}
+
+/** The starting model: an HF folder, or a fresh one from the config (vocab sized to the tokenizer). */
+async function prepareBase(cfg: RunConfig, runDir: string, tokDir: string): Promise<string> {
+  if ('path' in cfg.model) return cfg.model.path;
+  const dir = path.join(runDir, 'stages', 'base');
+  if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
+  const tok = Tokenizer.fromDir(tokDir);
+  const config = parseLlamaConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${runDir}/config.yaml: model.config`);
+  if (config.vocab_size < tok.vocabSize) throw new RunConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
+  const model = Llama.random(nativeKernels, config, cfg.seed, false);
+  await saveModel(dir, model);
+  await tok.save(dir);
+  log(`model: ${model.params.size.toLocaleString('en-US')} parameters, initialised in ${dir}`);
+  return dir;
+}
+
+const sha1 = (files: string[]) => {
+  const h = createHash('sha1');
+  for (const f of files) if (fs.existsSync(f) && fs.statSync(f).isFile()) h.update(fs.readFileSync(f));
+  return h.digest('hex');
+};
+
+/** Runs one stage unless its done.json exists; returns its output model folder. */
+async function runStageOnce(cfg: RunConfig, runDir: string, st: StageConfig, policy: string, rmDir: string | null, tokDir: string): Promise<string> {
+  const stageDir = path.join(runDir, 'stages', st.type);
+  const doneFile = path.join(stageDir, 'done.json');
+  if (fs.existsSync(doneFile)) {
+    const done = JSON.parse(fs.readFileSync(doneFile, 'utf8'));
+    log(`${st.type}: already done, skipping (${done.output})`);
+    return done.output;
+  }
+  const { argv, output, inputs, merge } = stageArgs(cfg, runDir, st, policy, rmDir, tokDir);
+  log(`\n== stage ${st.type} ==`);
+  const code = await trainCommand([st.type, ...argv]);
+  if (code !== 0) throw new Error(`stage ${st.type} failed (exit ${code})`);
+  if (merge) {
+    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter });
+    await saveModel(output, cm.model);
+    await cm.tokenizer.save(output, { chatTemplate: cm.template.source });
+  }
+  // lineage: what went in, so a changed input is visible when comparing runs
+  await writeJsonAtomic(doneFile, { stage: st.type, output, inputs: Object.fromEntries(inputs.map((f) => [f, sha1([f, path.join(f, 'model.safetensors')])])), args: argv });
+  return output;
+}
+
+async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: string, rmDir: string | null, f: EvalFiles, chat: boolean, stage: string): Promise<Row> {
+  const t0 = Date.now();
+  const cm = await loadChatModel({ model: modelDir });
+  const row: Row = {};
+  const e = cfg.eval;
+  const step = async (name: string, fn: () => Promise<void>) => {
+    const s = Date.now();
+    await fn();
+    log(`eval ${stage}: ${name} ${((Date.now() - s) / 1000).toFixed(1)} s`);
+  };
+  if (e.ppl && f.ppl.length) await step('perplexity', async () => { row.ppl = (await perplexity(cm, f.ppl)).ppl; });
+  if (e.mcq && f.mcqTest) await step('mcq', async () => { const m = await mcqAccuracy(cm, f.mcqTest!, f.mcqDev, { k: e.mcq ? e.mcq.k_shot : 0, mode: e.mcq ? e.mcq.mode : 'loglik', chat, limit: e.mcq ? e.mcq.limit : undefined }); row.mcq_acc = m.accuracy; });
+  if (e.gen && chat && f.gen) await step('bleu/rouge', async () => { const g = await generationScores(cm, f.gen!, { limit: e.gen ? e.gen.limit : 50, maxNewTokens: e.gen ? e.gen.max_new_tokens : 64 }); row.bleu4 = g.bleu4; row.rougeL = g.rougeL; });
+  if (e.pref && f.pref) await step('preference', async () => {
+    const p = await preferenceAccuracy(cm, f.pref!);
+    row.pref_acc = p.accuracy;
+    for (const k of ['wrong_fact', 'unsafe', 'evasive']) if (p[`accuracy_${k}`] !== undefined) row[`pref_acc_${k}`] = p[`accuracy_${k}`];
+  });
+  if (e.pref && rmDir && chat && f.gen) await step('reward', async () => {
+    const rm = await RewardModel.load(rmDir, nativeKernels, false);
+    row.mean_reward = await meanReward(cm, rm, f.gen!, { limit: e.gen ? Math.min(e.gen.limit, 50) : 50, maxNewTokens: e.gen ? e.gen.max_new_tokens : 64 });
+  });
+  if (stage === 'rm') {
+    const last = new MetricsLog(path.join(runDir, 'metrics.jsonl')).read('rm').filter((x) => x.eval_accuracy !== undefined).at(-1);
+    if (last) row.rm_acc = last.eval_accuracy as number;
+  }
+  if (e.scale && chat) await step('attitude scale', async () => {
+    const s = await attitudeScale(cm, e.scale ? e.scale.file ?? bundledScalePath('mental_illness_attitudes_zh.json') : '', e.scale ? e.scale.samples : 1, chat);
+    row.scale_total = s.total;
+  });
+  log(`eval ${stage}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return row;
+}
+
+const COLUMNS: [string, string, number][] = [
+  ['stage', 'stage', 0], ['ppl', 'ppl ↓', 2], ['mcq_acc', 'MCQ acc', 3], ['bleu4', 'BLEU-4', 2], ['rougeL', 'ROUGE-L', 2],
+  ['rm_acc', 'RM acc', 3], ['pref_acc', 'pref acc', 3], ['mean_reward', 'reward', 3], ['scale_total', 'scale', 0],
+];
+
+/** One row per stage, measured metrics as columns (markdown). */
+export function formatTable(rows: Row[]): string {
+  const cols = COLUMNS.filter(([k]) => rows.some((r) => r[k] !== undefined && r[k] !== null));
+  const cell = (r: Row, [k, , d]: [string, string, number]) => {
+    const v = r[k];
+    return v === undefined || v === null ? '' : typeof v === 'number' ? v.toFixed(d) : String(v);
+  };
+  const lines = [`| ${cols.map((c) => c[1]).join(' | ')} |`, `|${cols.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${cols.map((c) => cell(r, c)).join(' | ')} |`)];
+  return lines.join('\n');
+}

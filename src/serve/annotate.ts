@@ -1,0 +1,254 @@
+// Preference annotation: prompts from a file, k sampled replies per prompt, the annotator's
+// verdict saved append-only as the normalised preference JSONL that `chimed train rm` and
+// `chimed train dpo` read directly.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { generateRepliesAsync } from '../model/chat.js';
+import type { ChatModel } from '../model/load.js';
+import type { ChatMessage } from '../tokenizer/chat-template.js';
+import { toMessages } from '../train/conversations.js';
+import { InputError, utf8Lines } from '../train/documents.js';
+
+export interface AnnotationPrompt {
+  index: number;
+  id: string;
+  /** The conversation so far, ending with the user turn to answer. */
+  messages: ChatMessage[];
+}
+
+/**
+ * Prompts to annotate. JSONL (`.jsonl` / `.json`): `{id?, prompt, history?, system?}` or
+ * `{id?, messages}` ending with a user turn; any other file: one prompt per non-empty line.
+ */
+export async function readAnnotationPrompts(file: string): Promise<AnnotationPrompt[]> {
+  if (!fs.existsSync(file)) throw new InputError(`${file}: no such prompts file`);
+  const jsonl = /\.jsonl?$/i.test(file);
+  const out: AnnotationPrompt[] = [];
+  const seen = new Map<string, number>();
+  for await (const { line, lineNo } of utf8Lines(file)) {
+    if (!line.trim()) continue;
+    const where = `${file}:${lineNo}`;
+    let id = String(out.length), messages: ChatMessage[];
+    if (jsonl) {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line);
+      } catch (e) {
+        throw new InputError(`${where}: invalid JSON: ${(e as Error).message}`);
+      }
+      if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) throw new InputError(`${where}: expected a JSON object`);
+      messages = Array.isArray(rec.messages) ? toMessages(rec, where) : toMessages({ ...rec, response: '' }, where).slice(0, -1);
+      if (messages.at(-1)?.role !== 'user') throw new InputError(`${where}: the conversation must end with a user turn`);
+      if (rec.id !== undefined) id = String(rec.id);
+    } else {
+      messages = [{ role: 'user', content: line.trim() }];
+    }
+    if (seen.has(id)) throw new InputError(`${where}: duplicate id "${id}" (first on line ${seen.get(id)})`);
+    seen.set(id, lineNo);
+    out.push({ index: out.length, id, messages });
+  }
+  if (!out.length) throw new InputError(`${file}: no prompts`);
+  return out;
+}
+
+/**
+ * A JSONL file that only grows: each append is one write of whole lines followed by fsync,
+ * serialised so concurrent saves never interleave, so a record the UI reports saved survives
+ * a crash or power loss.
+ */
+export class AppendOnlyJsonl {
+  private tail: Promise<void> = Promise.resolve();
+
+  private constructor(readonly file: string, private readonly fh: FileHandle) {}
+
+  static async open(file: string): Promise<AppendOnlyJsonl> {
+    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    return new AppendOnlyJsonl(file, await open(file, 'a'));
+  }
+
+  append(records: unknown[]): Promise<void> {
+    const text = records.map((r) => JSON.stringify(r) + '\n').join('');
+    const next = this.tail.then(async () => {
+      if (!text) return;
+      await this.fh.write(text);
+      await this.fh.sync();
+    });
+    this.tail = next.catch(() => undefined); // one failed write must not block the next
+    return next;
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    await this.fh.close();
+  }
+}
+
+/** `prompt_id`s already recorded in a file this annotator wrote before (resuming a session). */
+async function recordedPromptIds(file: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  if (!fs.existsSync(file)) return ids;
+  const text = fs.readFileSync(file, 'utf8');
+  if (text && !text.endsWith('\n')) throw new InputError(`${file}: the last line is incomplete (a write cut short); remove it before annotating further`);
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    let rec: { prompt_id?: unknown };
+    try {
+      rec = JSON.parse(line);
+    } catch (e) {
+      throw new InputError(`${file}:${i + 1}: invalid JSON: ${(e as Error).message}`);
+    }
+    if (rec.prompt_id !== undefined) ids.add(String(rec.prompt_id));
+  });
+  return ids;
+}
+
+/**
+ * A prompt in the normalised preference shape `{prompt, history?, system?}` when its turns
+ * alternate user / assistant, else as `{messages}` (which the trainers also accept).
+ */
+export function preferencePrompt(messages: ChatMessage[]): { prompt: string; history?: [string, string][]; system?: string } | { messages: ChatMessage[] } {
+  const sys = messages[0]?.role === 'system' ? messages[0].content : undefined;
+  const turns = sys === undefined ? messages : messages.slice(1);
+  const history: [string, string][] = [];
+  for (let i = 0; i + 1 < turns.length; i += 2) {
+    if (turns[i].role !== 'user' || turns[i + 1].role !== 'assistant') return { messages };
+    history.push([turns[i].content, turns[i + 1].content]);
+  }
+  if (turns.length % 2 !== 1 || turns.at(-1)!.role !== 'user') return { messages };
+  return { prompt: turns.at(-1)!.content, ...(history.length ? { history } : {}), ...(sys !== undefined ? { system: sys } : {}) };
+}
+
+/** What the annotator decided about one set of sampled replies. */
+export interface Verdict {
+  /** Index of the better reply, or null when all are bad. */
+  choice: number | null;
+  /** The annotator's own version of the better reply (or, with choice null, a good reply). */
+  edited?: string;
+}
+
+export class VerdictError extends Error {}
+
+/**
+ * Preference pairs from a verdict: the chosen text (the picked reply, or the annotator's edit)
+ * against every distinct other reply. Empty when all were bad and no better reply was written.
+ */
+export function preferencePairs(p: AnnotationPrompt, responses: string[], v: Verdict, time = new Date()): Record<string, unknown>[] {
+  if (v.choice !== null && (!Number.isInteger(v.choice) || v.choice < 0 || v.choice >= responses.length)) {
+    throw new VerdictError(`choice must be null or an index below ${responses.length}, got ${v.choice}`);
+  }
+  const edited = v.edited?.trim() ? v.edited : undefined;
+  const chosen = edited ?? (v.choice === null ? undefined : responses[v.choice]);
+  if (chosen === undefined) return [];
+  const rejected = [...new Set(responses)].filter((r) => r !== chosen);
+  if (!rejected.length) throw new VerdictError('the replies are identical to the chosen one: edit it into a better reply, or mark all bad');
+  const shape = preferencePrompt(p.messages);
+  return rejected.map((r, j) => ({
+    id: rejected.length === 1 ? p.id : `${p.id}-${j + 1}`, prompt_id: p.id, ...shape, chosen, rejected: r,
+    edited: edited !== undefined && (v.choice === null || edited !== responses[v.choice]), annotated_at: time.toISOString(),
+  }));
+}
+
+export interface SampleOptions {
+  k: number;
+  temperature: number;
+  topP: number;
+  maxNewTokens: number;
+  seed: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * k replies to one conversation, drawn again with new seeds (up to 3 rounds) while fewer than
+ * k are distinct: identical replies make no preference pair. May return fewer than k.
+ */
+export async function sampleDistinct(chat: ChatModel, messages: ChatMessage[], o: SampleOptions): Promise<string[]> {
+  const distinct = new Set<string>();
+  for (let round = 0; round < 3 && distinct.size < o.k && !o.signal?.aborted; round++) {
+    const [gens] = await generateRepliesAsync(chat.model, chat.tokenizer, chat.template, [messages], {
+      n: o.k, temperature: o.temperature, topP: o.topP, maxNewTokens: o.maxNewTokens, seed: o.seed + round * 7919, signal: o.signal,
+    });
+    for (const g of gens) if (distinct.size < o.k && g.text) distinct.add(g.text);
+  }
+  return [...distinct];
+}
+
+export interface AnnotatorOptions {
+  promptsFile: string;
+  outFile: string;
+}
+
+const MAX_PENDING = 256;
+
+/**
+ * One annotation session over a prompts file. Sampled replies stay on the server under a
+ * pair id until a verdict arrives, so what is saved is exactly what the model produced.
+ */
+export class Annotator {
+  private readonly pending = new Map<string, { index: number; responses: string[] }>();
+
+  private constructor(readonly prompts: AnnotationPrompt[], private readonly out: AppendOnlyJsonl, private readonly bad: AppendOnlyJsonl, private readonly done: Set<string>) {}
+
+  /** Where verdicts of "all bad" without a better reply go (they make no pair). */
+  static badFile(outFile: string): string {
+    return outFile.replace(/\.jsonl$/i, '') + '.both-bad.jsonl';
+  }
+
+  static async open(o: AnnotatorOptions): Promise<Annotator> {
+    const prompts = await readAnnotationPrompts(o.promptsFile);
+    const badFile = Annotator.badFile(o.outFile);
+    const done = new Set([...await recordedPromptIds(o.outFile), ...await recordedPromptIds(badFile)]);
+    return new Annotator(prompts, await AppendOnlyJsonl.open(o.outFile), await AppendOnlyJsonl.open(badFile), done);
+  }
+
+  get outFile(): string {
+    return this.out.file;
+  }
+
+  progress() {
+    return { done: this.prompts.filter((p) => this.done.has(p.id)).length, total: this.prompts.length };
+  }
+
+  /** The first prompt not yet annotated after index `after` (wrapping round), or null when all are. */
+  next(after = -1): AnnotationPrompt | null {
+    const N = this.prompts.length;
+    for (let i = 1; i <= N; i++) {
+      const p = this.prompts[(((after + i) % N) + N) % N];
+      if (!this.done.has(p.id)) return p;
+    }
+    return null;
+  }
+
+  prompt(index: number): AnnotationPrompt {
+    const p = this.prompts[index];
+    if (!p) throw new VerdictError(`no prompt with index ${index} (there are ${this.prompts.length})`);
+    return p;
+  }
+
+  /** Keeps sampled replies until a verdict; returns the pair id the verdict must name. */
+  hold(index: number, responses: string[]): string {
+    const id = randomBytes(9).toString('base64url');
+    this.pending.set(id, { index, responses });
+    // a page closed mid-annotation never sends a verdict: forget the oldest such pairs
+    while (this.pending.size > MAX_PENDING) this.pending.delete(this.pending.keys().next().value!);
+    return id;
+  }
+
+  /** Records a verdict: pairs to the preference file, or the replies to the all-bad file. */
+  async save(pairId: string, v: Verdict): Promise<{ pairs: number }> {
+    const held = this.pending.get(pairId);
+    if (!held) throw new VerdictError(`unknown or already saved pair id "${pairId}"`);
+    const p = this.prompts[held.index];
+    const pairs = preferencePairs(p, held.responses, v);
+    if (pairs.length) await this.out.append(pairs);
+    else await this.bad.append([{ id: p.id, prompt_id: p.id, ...preferencePrompt(p.messages), responses: held.responses, verdict: 'all_bad', annotated_at: new Date().toISOString() }]);
+    this.pending.delete(pairId);
+    this.done.add(p.id);
+    return { pairs: pairs.length };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.out.close(), this.bad.close()]);
+  }
+}

@@ -1,0 +1,370 @@
+// The HTTP server: OpenAI-compatible endpoints, the web UI's files and the annotation API on
+// Fastify (schema validation, body limits and content-type parsing come from the framework;
+// every error leaves in OpenAI's shape).
+import { randomInt, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { generateRepliesAsync } from '../model/chat.js';
+import { generateAsync, type Generation } from '../model/generate.js';
+import type { ChatModel } from '../model/load.js';
+import { Annotator, sampleDistinct, VerdictError } from './annotate.js';
+import {
+  ApiError, chatChunk, chatCompletion, chatCompletionSchema, completionSchema, finishReason, modelObject, paramOf, refuseUnsupported,
+  responseId, stopList, textChunk, textCompletion, toChatMessages, unixTime, usage, usageChunk,
+  type ChatCompletionRequest, type CompletionRequest, type Envelope,
+} from './openai.js';
+import { QueueClosedError, QueueFullError, RequestQueue } from './queue.js';
+import { SseWriter, TextDelta } from './stream.js';
+
+export interface ServeOptions {
+  chat: ChatModel;
+  /** The id clients put in `model` (default "chimed"). */
+  modelName?: string;
+  /** When set, /v1/* and /annotate/* need `Authorization: Bearer KEY`. */
+  apiKey?: string;
+  /** Generations running at once (default 1: the CPU model runs one batch at a time). */
+  concurrency?: number;
+  /** Requests waiting for a slot before new ones get 429 (default 16). */
+  queueSize?: number;
+  /** Most completion tokens one request may ask for (default 1024). */
+  maxTokensLimit?: number;
+  /** Largest request body in bytes (default 1 MiB). */
+  bodyLimit?: number;
+  /** Enables the preference-annotation API and tab. */
+  annotator?: Annotator;
+  /** Replies sampled per annotation prompt (default 2) and how. */
+  annotate?: { k?: number; temperature?: number; topP?: number; maxNewTokens?: number };
+  logLevel?: 'silent' | 'error' | 'warn' | 'info' | 'debug';
+}
+
+/** Most generated rows (prompts x n) in one request: the KV cache grows with each. */
+const MAX_ROWS = 16;
+
+interface Job {
+  env: Envelope;
+  object: 'chat.completion.chunk' | 'text_completion';
+  stream: boolean;
+  includeUsage: boolean;
+  promptTokens: number;
+  rows: number;
+  /** Holds back stop-string prefixes while streaming. */
+  stops: string[];
+  /** Text each choice starts with (`echo`). */
+  prefix: (row: number) => string;
+  run: (onToken: (row: number, id: number) => void, signal: AbortSignal) => Promise<Generation[][]>;
+  answer: (texts: { text: string; finish: 'stop' | 'length' }[], promptTokens: number, completionTokens: number) => unknown;
+}
+
+class ClientGone extends Error {}
+
+const UI_FILES: Record<string, string> = { '/': 'index.html', '/app.js': 'app.js', '/style.css': 'style.css' };
+const MIME: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+
+/** src/serve/ui next to this module when bundled, else in the source tree beside dist/. */
+function uiDir(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const dirs = [path.join(here, 'ui'), path.resolve(here, '../../../src/serve/ui')];
+  const dir = dirs.find((d) => fs.existsSync(path.join(d, 'index.html')));
+  if (!dir) throw new Error(`web UI files not found (looked in ${dirs.join(', ')})`);
+  return dir;
+}
+
+/** State behind one server: the admission queue, running generations and counters. */
+class ServerState {
+  readonly queue: RequestQueue;
+  readonly running = new Set<AbortController>();
+  readonly created = unixTime();
+  readonly totals = { requests: 0, completed: 0, rejected_busy: 0, client_disconnects: 0, prompt_tokens: 0, completion_tokens: 0 };
+
+  constructor(readonly o: Required<Omit<ServeOptions, 'apiKey' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: Required<NonNullable<ServeOptions['annotate']>> }) {
+    this.queue = new RequestQueue(o.concurrency, o.queueSize);
+  }
+}
+
+/** The Fastify app with every route; `listen` it, or use `startServer`. */
+export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> {
+  const o = {
+    modelName: 'chimed', concurrency: 1, queueSize: 16, maxTokensLimit: 1024, bodyLimit: 1 << 20, ...opts,
+    annotate: { k: 2, temperature: 1, topP: 1, maxNewTokens: 256, ...opts.annotate },
+  };
+  const state = new ServerState(o);
+  const app = Fastify({
+    bodyLimit: o.bodyLimit,
+    logger: opts.logLevel && opts.logLevel !== 'silent' ? { level: opts.logLevel } : false,
+    // types are checked, never coerced ("5" is not a number), and unknown fields are kept:
+    // OpenAI clients send fields (user, stream_options, ...) that we may ignore
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
+  });
+  app.decorate('chimed', state);
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const e = toApiError(err);
+    if (e.status >= 500) req.log.error(err);
+    if (!reply.sent) void reply.code(e.status).send(e.body());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, 'not_found_error', null, 'not_found').body());
+  });
+  if (o.apiKey) app.addHook('onRequest', async (req) => checkKey(req, o.apiKey!));
+  app.addHook('onClose', async () => { await o.annotator?.close(); });
+
+  const ui = uiDir();
+  for (const [route, file] of Object.entries(UI_FILES)) {
+    const body = fs.readFileSync(path.join(ui, file));
+    app.get(route, (_req, reply) => reply.header('content-type', MIME[path.extname(file)]).header('cache-control', 'no-cache').send(body));
+  }
+
+  app.get('/health', async () => ({ status: 'ok', model: o.modelName, queue: state.queue.stats, totals: state.totals }));
+  app.get('/ui/config', async () => ({ model: o.modelName, auth: Boolean(o.apiKey), annotate: Boolean(o.annotator), k: o.annotate.k, max_tokens_limit: o.maxTokensLimit }));
+  app.get('/v1/models', async () => ({ object: 'list', data: [modelObject(o.modelName, state.created)] }));
+  app.get<{ Params: { id: string } }>('/v1/models/:id', async (req) => {
+    checkModel(req.params.id, o.modelName, 'id');
+    return modelObject(o.modelName, state.created);
+  });
+  app.post<{ Body: ChatCompletionRequest }>('/v1/chat/completions', { schema: { body: chatCompletionSchema } },
+    (req, reply) => execute(state, chatJob(state, req.body), reply));
+  app.post<{ Body: CompletionRequest }>('/v1/completions', { schema: { body: completionSchema } },
+    (req, reply) => execute(state, completionJob(state, req.body), reply));
+  registerAnnotation(app, state);
+  return app;
+}
+
+function checkKey(req: FastifyRequest, key: string): void {
+  const url = req.url;
+  if (!url.startsWith('/v1/') && !url.startsWith('/annotate/')) return;
+  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+  const given = Buffer.from(m?.[1].trim() ?? ''), want = Buffer.from(key);
+  if (given.length !== want.length || !timingSafeEqual(given, want)) {
+    throw new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key');
+  }
+}
+
+function checkModel(name: string, served: string, param = 'model'): void {
+  if (name !== served) throw new ApiError(404, `The model \`${name}\` does not exist; this server serves \`${served}\`.`, 'invalid_request_error', param, 'model_not_found');
+}
+
+function toApiError(err: FastifyError | Error): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof QueueFullError) return new ApiError(429, err.message, 'rate_limit_error', null, 'queue_full');
+  if (err instanceof QueueClosedError) return new ApiError(503, err.message, 'service_unavailable', null, 'shutting_down');
+  if (err instanceof ClientGone) return new ApiError(499, err.message);
+  if (err instanceof VerdictError) return new ApiError(400, err.message);
+  const fe = err as FastifyError;
+  if (fe.validation?.length) {
+    const v = fe.validation[0];
+    const missing = v.keyword === 'required' ? String((v.params as { missingProperty?: string }).missingProperty) : undefined;
+    const param = paramOf(v.instancePath, missing);
+    const where = fe.validationContext === 'body' ? '' : `${fe.validationContext} `;
+    return new ApiError(400, missing ? `Missing required parameter: '${param}'.` : `Invalid value for ${where}'${param ?? '(root)'}': ${v.message}.`, 'invalid_request_error', param);
+  }
+  const status = fe.statusCode ?? 500;
+  // Fastify's own 4xx: malformed JSON, body over the limit (413), wrong content type (415)
+  if (status >= 400 && status < 500) return new ApiError(status, err.message, 'invalid_request_error', null, fe.code ?? null);
+  return new ApiError(500, 'The server had an error while processing your request.', 'server_error');
+}
+
+function sampling(r: ChatCompletionRequest | CompletionRequest) {
+  return {
+    temperature: r.temperature ?? 1, topP: r.top_p ?? 1, topK: r.top_k && r.top_k > 0 ? r.top_k : undefined,
+    repetitionPenalty: r.repetition_penalty ?? 1, n: r.n ?? 1, seed: r.seed ?? randomInt(2 ** 31),
+  };
+}
+
+/**
+ * Completion tokens for a request: what it asked for, checked against the server's limit and
+ * the room the prompt leaves in the context window, else the room (capped by `fallback`).
+ */
+function completionBudget(state: ServerState, promptLens: number[], asked: number | null | undefined, fallback: number, param: string): number {
+  const ctx = state.o.chat.model.config.max_position_embeddings, longest = Math.max(...promptLens);
+  const room = ctx - longest;
+  if (room < 1) {
+    throw new ApiError(400, `This model's maximum context length is ${ctx} tokens. However, your prompt is ${longest} tokens. Please reduce the length of the prompt.`, 'invalid_request_error', param === 'max_tokens' ? 'prompt' : 'messages', 'context_length_exceeded');
+  }
+  if (asked == null) return Math.min(fallback, room);
+  if (asked > state.o.maxTokensLimit) {
+    throw new ApiError(400, `${param} is too large: ${asked}. This server allows at most ${state.o.maxTokensLimit} completion tokens per request.`, 'invalid_request_error', param, 'max_tokens_exceeded');
+  }
+  if (asked > room) {
+    throw new ApiError(400, `This model's maximum context length is ${ctx} tokens. However, you requested ${longest + asked} tokens (${longest} in the prompt, ${asked} in the completion). Please reduce the prompt or the completion length.`, 'invalid_request_error', param, 'context_length_exceeded');
+  }
+  return asked;
+}
+
+function envelope(state: ServerState, prefix: 'chatcmpl' | 'cmpl'): Envelope {
+  return { id: responseId(prefix), created: unixTime(), model: state.o.modelName };
+}
+
+function chatJob(state: ServerState, r: ChatCompletionRequest): Job {
+  checkModel(r.model, state.o.modelName);
+  refuseUnsupported(r);
+  const { model, tokenizer, template } = state.o.chat;
+  const messages = toChatMessages(r.messages);
+  const prompt = template.encodePrompt(tokenizer, messages);
+  const s = sampling(r);
+  if (s.n > MAX_ROWS) throw new ApiError(400, `n may be at most ${MAX_ROWS}`, 'invalid_request_error', 'n');
+  const maxNewTokens = completionBudget(state, [prompt.length], r.max_completion_tokens ?? r.max_tokens, state.o.maxTokensLimit, r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens');
+  const stop = stopList(r.stop);
+  const env = envelope(state, 'chatcmpl');
+  return {
+    env, object: 'chat.completion.chunk', stream: r.stream === true, includeUsage: r.stream_options?.include_usage === true,
+    promptTokens: prompt.length, rows: s.n, stops: [...stop, ...template.stop], prefix: () => '',
+    run: (onToken, signal) => generateRepliesAsync(model, tokenizer, template, [messages], { ...s, maxNewTokens, stop, onToken, signal }),
+    answer: (texts, p, c) => chatCompletion(env, texts, usage(p, c)),
+  };
+}
+
+function completionJob(state: ServerState, r: CompletionRequest): Job {
+  checkModel(r.model, state.o.modelName);
+  refuseUnsupported(r);
+  const { model, tokenizer } = state.o.chat;
+  const texts = typeof r.prompt === 'string' ? [r.prompt] : r.prompt;
+  const prompts = texts.map((t) => tokenizer.encode(t));
+  const empty = prompts.findIndex((p) => p.length === 0);
+  if (empty >= 0) throw new ApiError(400, `prompt${texts.length > 1 ? `[${empty}]` : ''} is empty`, 'invalid_request_error', 'prompt');
+  const s = sampling(r);
+  if (s.n * prompts.length > MAX_ROWS) throw new ApiError(400, `prompts x n may be at most ${MAX_ROWS}, got ${prompts.length} x ${s.n}`, 'invalid_request_error', 'n');
+  // OpenAI's default for the legacy completions endpoint is 16 tokens
+  const maxNewTokens = completionBudget(state, prompts.map((p) => p.length), r.max_tokens, 16, 'max_tokens');
+  const stop = stopList(r.stop);
+  const env = envelope(state, 'cmpl');
+  const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
+  const prefix = (row: number) => (r.echo ? texts[Math.floor(row / s.n)] : '');
+  return {
+    env, object: 'text_completion', stream: r.stream === true, includeUsage: r.stream_options?.include_usage === true,
+    promptTokens: prompts.reduce((a, p) => a + p.length, 0), rows: prompts.length * s.n, stops: stop, prefix,
+    run: (onToken, signal) => generateAsync(model, prompts, { ...s, maxNewTokens, stop, decode, onToken, signal, eosIds: r.ignore_eos ? [] : [tokenizer.eosId] }),
+    answer: (out, p, c) => textCompletion(env, out.map((x, row) => ({ ...x, text: prefix(row) + x.text })), usage(p, c)),
+  };
+}
+
+/** Queues a job, runs it and answers, streamed or whole; a client that leaves ends it. */
+async function execute(state: ServerState, job: Job, reply: FastifyReply): Promise<unknown> {
+  state.totals.requests++;
+  const ctl = new AbortController();
+  const res = reply.raw;
+  const onClose = () => { if (!res.writableFinished) ctl.abort(new ClientGone('client closed the connection')); };
+  res.on('close', onClose);
+  let release: () => void;
+  try {
+    release = await state.queue.acquire(ctl.signal);
+  } catch (e) {
+    if (e instanceof QueueFullError) state.totals.rejected_busy++;
+    if (e instanceof ClientGone) state.totals.client_disconnects++;
+    res.off('close', onClose);
+    throw e;
+  }
+  state.running.add(ctl);
+  const { chat } = state.o;
+  const counted = (onToken?: (row: number, id: number) => void) => (row: number, id: number) => { state.totals.completion_tokens++; onToken?.(row, id); };
+  try {
+    state.totals.prompt_tokens += job.promptTokens;
+    if (!job.stream) {
+      const gens = (await job.run(counted(), ctl.signal)).flat();
+      if (ctl.signal.reason instanceof ClientGone) { state.totals.client_disconnects++; return reply.code(499).send(new ApiError(499, 'client closed the connection').body()); }
+      state.totals.completed++;
+      return reply.send(job.answer(gens.map((g) => ({ text: g.text ?? '', finish: finishReason(g.finishReason) })), job.promptTokens, completionTokens(gens)));
+    }
+    reply.hijack();
+    const sse = new SseWriter(res);
+    const chunk = (row: number, text: string | null, finish: 'stop' | 'length' | null) => job.object === 'chat.completion.chunk'
+      ? chatChunk(job.env, row, text === null ? { role: 'assistant', content: '' } : finish ? {} : { content: text }, finish, job.includeUsage)
+      : textChunk(job.env, row, text ?? '', finish, job.includeUsage);
+    const decode = (ids: number[]) => chat.tokenizer.decode(ids, { skipSpecialTokens: true });
+    const deltas = Array.from({ length: job.rows }, (_, row) => new TextDelta(decode, job.stops, job.prefix(row)));
+    if (job.object === 'chat.completion.chunk') for (let row = 0; row < job.rows; row++) sse.send(chunk(row, null, null));
+    try {
+      const gens = (await job.run(counted((row, id) => {
+        const d = deltas[row].push(id);
+        if (d) sse.send(chunk(row, d, null));
+      }), ctl.signal)).flat();
+      if (ctl.signal.reason instanceof ClientGone) { state.totals.client_disconnects++; res.destroy(); return; }
+      gens.forEach((g, row) => {
+        const rest = deltas[row].finish(g.text ?? '');
+        if (rest) sse.send(chunk(row, rest, null));
+        sse.send(chunk(row, '', finishReason(g.finishReason)));
+      });
+      if (job.includeUsage) sse.send(usageChunk(job.env, job.object, usage(job.promptTokens, completionTokens(gens))));
+      state.totals.completed++;
+    } catch (e) {
+      // the status line is gone already: the error travels as a stream event
+      sse.send(toApiError(e as Error).body());
+    }
+    sse.end();
+  } finally {
+    release();
+    state.running.delete(ctl);
+    res.off('close', onClose);
+  }
+}
+
+function completionTokens(gens: Generation[]): number {
+  return gens.reduce((a, g) => a + g.ids.length, 0);
+}
+
+function registerAnnotation(app: FastifyInstance, state: ServerState): void {
+  const need = (): Annotator => {
+    if (!state.o.annotator) throw new ApiError(404, 'annotation is not enabled: start the server with --annotate-prompts FILE --annotate-out FILE', 'not_found_error');
+    return state.o.annotator;
+  };
+  const view = (a: Annotator, index: number | null) => ({ prompt: index === null ? null : a.prompt(index), progress: a.progress(), k: state.o.annotate.k, out: path.basename(a.outFile) });
+
+  app.get<{ Querystring: { after?: string } }>('/annotate/next', {
+    schema: { querystring: { type: 'object', properties: { after: { type: 'string', pattern: '^-?[0-9]+$' } } } },
+  }, async (req) => {
+    const a = need();
+    return view(a, a.next(req.query.after === undefined ? -1 : Number(req.query.after))?.index ?? null);
+  });
+
+  app.post<{ Body: { index: number } }>('/annotate/sample', {
+    schema: { body: { type: 'object', required: ['index'], properties: { index: { type: 'integer', minimum: 0 } } } },
+  }, async (req, reply) => {
+    const a = need();
+    const p = a.prompt(req.body.index);
+    const ctl = new AbortController();
+    reply.raw.on('close', () => { if (!reply.raw.writableFinished) ctl.abort(new ClientGone('client closed the connection')); });
+    const { k, temperature, topP, maxNewTokens } = state.o.annotate;
+    const room = state.o.chat.model.config.max_position_embeddings - state.o.chat.template.encodePrompt(state.o.chat.tokenizer, p.messages).length;
+    if (room < 1) throw new ApiError(400, `prompt ${p.id} does not fit in the model's context window`);
+    const responses = await state.queue.run(() => sampleDistinct(state.o.chat, p.messages, {
+      k, temperature, topP, maxNewTokens: Math.min(maxNewTokens, room), seed: randomInt(2 ** 31), signal: ctl.signal,
+    }), ctl.signal);
+    return { pair_id: a.hold(p.index, responses), index: p.index, responses };
+  });
+
+  app.post<{ Body: { pair_id: string; choice: number | null; edited?: string } }>('/annotate/save', {
+    schema: {
+      body: {
+        type: 'object', required: ['pair_id', 'choice'],
+        properties: { pair_id: { type: 'string', minLength: 1 }, choice: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] }, edited: { type: 'string', maxLength: 100_000 } },
+      },
+    },
+  }, async (req) => {
+    const a = need();
+    const { pairs } = await a.save(req.body.pair_id, { choice: req.body.choice, edited: req.body.edited });
+    return { saved: pairs, ...view(a, null) };
+  });
+}
+
+/** Listens on host:port (port 0: any free one) and returns the base URL. */
+export async function startServer(app: FastifyInstance, host = '127.0.0.1', port = 8000): Promise<string> {
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  const p = typeof addr === 'object' && addr ? addr.port : port;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
+}
+
+/**
+ * Graceful shutdown: new requests get 503, waiting ones 503, running generations may finish
+ * for `graceMs`, after which they are ended (streams close with what they have).
+ */
+export async function stopServer(app: FastifyInstance, graceMs = 10_000): Promise<void> {
+  const state = (app as unknown as { chimed: ServerState }).chimed;
+  state.queue.close();
+  const timer = setTimeout(() => { for (const c of state.running) c.abort(new Error('server shutting down')); }, graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { before, test } from 'node:test';
+import { nativeKernels } from '../src/engine/native.js';
+import { Rng } from '../src/engine/rng.js';
+import { Context } from '../src/engine/tensor.js';
+import { dequantizeQ8_0, kv, quantizeQ8_0, readGguf, readGgufTensor, writeGguf, type GgufMetadata } from '../src/io/gguf.js';
+import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, TOKEN_TYPE, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
+import { decodeF16, encodeF16, f32Bits } from '../src/io/half.js';
+import type { LlamaConfig } from '../src/model/config.js';
+import { generate } from '../src/model/generate.js';
+import { Llama, sequentialPositions } from '../src/model/llama.js';
+import { ChatTemplate } from '../src/tokenizer/chat-template.js';
+import { Tokenizer } from '../src/tokenizer/index.js';
+import { medicalText, tmpDir } from './helpers.js';
+import type { Token } from 'node-llama-cpp';
+
+const dir = tmpDir('chimed-gguf-');
+const randn = (n: number, seed: number, std = 1) => { const r = new Rng(seed); return Float32Array.from({ length: n }, () => r.normal() * std); };
+
+test('GGUF writer and reader round trip: every metadata type, F32 / F16 / Q8_0 tensors, aligned offsets', async () => {
+  const file = path.join(dir, 'rt.gguf');
+  const meta: GgufMetadata = new Map([
+    ['general.architecture', kv.str('llama')],
+    ['t.u8', { type: 'u8', value: 255 }], ['t.i8', { type: 'i8', value: -128 }], ['t.u16', { type: 'u16', value: 65535 }],
+    ['t.i16', { type: 'i16', value: -32768 }], ['t.u32', kv.u32(4294967295)], ['t.i32', kv.i32(-2147483648)],
+    ['t.u64', kv.u64(2 ** 40 + 3)], ['t.i64', { type: 'i64', value: -(2 ** 41) }], ['t.f32', kv.f32(0.5)], ['t.f64', { type: 'f64', value: Math.PI }],
+    ['t.bool', kv.bool(true)], ['t.str', kv.str('中文 ü <|im_end|>')], ['t.strs', kv.strings(['a', '', '高血压'])],
+    ['t.i32s', kv.i32s([1, -2, 3])], ['t.f32s', kv.f32s([0.25, -1.5])], ['t.bools', { type: 'array', itemType: 'bool', value: [true, false] }],
+  ]);
+  const a = randn(3 * 5, 1), b = randn(2 * 64, 2), c = randn(7, 3), d = randn(2 * 2 * 32, 4);
+  await writeGguf(file, meta, [
+    { name: 'a', shape: [3, 5], data: a, dtype: 'F32' },
+    { name: 'b', shape: [2, 64], data: b, dtype: 'F16' },
+    { name: 'c', shape: [7], data: () => c, dtype: 'F32' },
+    { name: 'd', shape: [2, 2, 32], data: d, dtype: 'Q8_0' },
+  ]);
+  const raw = fs.readFileSync(file);
+  assert.equal(raw.toString('latin1', 0, 4), 'GGUF');
+  assert.equal(raw.readUInt32LE(4), 3);
+  const h = readGguf(file);
+  assert.equal(h.alignment, 32, 'general.alignment is added when absent');
+  assert.equal(h.dataStart % 32, 0);
+  for (const [k, v] of meta) assert.deepEqual(h.metadata.get(k), v, k);
+  assert.deepEqual(h.tensors.map((t) => [t.name, t.shape, t.dtype]), [['a', [3, 5], 'F32'], ['b', [2, 64], 'F16'], ['c', [7], 'F32'], ['d', [2, 2, 32], 'Q8_0']]);
+  for (const t of h.tensors) assert.equal(t.offset % 32, 0, `${t.name} offset ${t.offset}`);
+  const last = h.tensors.at(-1)!;
+  assert.equal(raw.length, h.dataStart + last.offset + Math.ceil(last.bytes / 32) * 32);
+  assert.deepEqual(readGgufTensor(file, h, 'a'), a);
+  assert.deepEqual(readGgufTensor(file, h, 'c'), c);
+  const b16 = new Float32Array(b.length), bits = new Uint16Array(b.length);
+  encodeF16(f32Bits(b), bits);
+  decodeF16(bits, f32Bits(b16));
+  assert.deepEqual(readGgufTensor(file, h, 'b'), b16);
+  assert.deepEqual(readGgufTensor(file, h, 'd'), dequantizeQ8_0(quantizeQ8_0(d)));
+
+  // an independent parser: node-llama-cpp's GGUF reader sees the same header
+  const nlc = await import('node-llama-cpp').catch(() => null);
+  if (nlc) {
+    const info = await nlc.readGgufFileInfo(file, { logWarnings: false });
+    assert.equal(info.version, 3);
+    const md = info.metadata as unknown as Record<string, Record<string, unknown>>;
+    assert.equal(md.t.str, '中文 ü <|im_end|>');
+    assert.deepEqual(md.t.strs, ['a', '', '高血压']);
+    assert.equal(md.t.u64, BigInt(2 ** 40 + 3));
+    assert.deepEqual(info.fullTensorInfo!.map((t) => [t.name, t.dimensions.map(Number), t.ggmlType]), [['a', [5, 3], 0], ['b', [64, 2], 1], ['c', [7], 0], ['d', [32, 2, 2], 8]]);
+  }
+});
+
+test('GGUF writer rejects what llama.cpp would not load, naming the tensor; reader rejects bad files', async () => {
+  const file = path.join(dir, 'bad.gguf');
+  const meta: GgufMetadata = new Map();
+  await assert.rejects(writeGguf(file, meta, [{ name: 'w', shape: [2, 48], data: new Float32Array(96), dtype: 'Q8_0' }]), /"w": Q8_0 needs rows of a multiple of 32/);
+  await assert.rejects(writeGguf(file, meta, [{ name: 'w', shape: [2], data: new Float32Array(2), dtype: 'F32' }, { name: 'w', shape: [1], data: new Float32Array(1), dtype: 'F32' }]), /duplicate/);
+  await assert.rejects(writeGguf(file, meta, [{ name: 'w', shape: [2, 3], data: new Float32Array(5), dtype: 'F32' }]), /5 values for shape \[2,3\]/);
+  await assert.rejects(writeGguf(file, new Map([['k', kv.u32(-1)]]), []), /metadata k: -1 is not a u32/);
+  assert.equal(fs.existsSync(file), false, 'nothing is left behind by a failed write');
+  fs.writeFileSync(file, 'GGML....');
+  assert.throws(() => readGguf(file), /bad magic/);
+  await writeGguf(file, new Map([['s', kv.strings(['x'.repeat(100)])]]), []);
+  fs.truncateSync(file, 60);
+  assert.throws(() => readGguf(file), /unexpected end of file/);
+});
+
+test('Q8_0 matches ggml reference rounding (half away from zero, f16 scale) and its error bound', () => {
+  const x = new Float32Array(32);
+  x.set([127, -2.5, 2.5, -0.5, 0.4, -127]);
+  const q = quantizeQ8_0(x);
+  assert.equal(q.length, 34);
+  assert.equal(q[0] | (q[1] << 8), 0x3c00, 'scale 1.0 as f16');
+  assert.deepEqual([...new Int8Array(q.buffer, 2, 6)], [127, -3, 3, -1, 0, -127]);
+  assert.deepEqual([...quantizeQ8_0(new Float32Array(32))], new Array(34).fill(0), 'an all-zero block has scale 0');
+  const v = randn(32 * 200, 9, 0.05);
+  const back = dequantizeQ8_0(quantizeQ8_0(v));
+  for (let b = 0; b < v.length; b += 32) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(v[b + j]));
+    // half a step of amax/127, plus the f16 rounding of the scale times at most 127 steps
+    const bound = amax / 254 + amax / 2048;
+    for (let j = 0; j < 32; j++) assert.ok(Math.abs(back[b + j] - v[b + j]) <= bound, `block ${b / 32}: |${back[b + j]} - ${v[b + j]}| > ${bound}`);
+  }
+});
+
+test('permuteForRope turns HF rotate-half RoPE into llama.cpp adjacent-pair RoPE', () => {
+  const H = 3, hd = 8, cols = 5, pos = 7, theta = 10000;
+  const w = randn(H * hd * cols, 11), x = randn(cols, 12);
+  const matvec = (m: Float32Array) => Array.from({ length: m.length / cols }, (_, r) => x.reduce((s, xv, c) => s + m[r * cols + c] * xv, 0));
+  const angle = (i: number) => pos / theta ** ((2 * i) / hd);
+  const hf = matvec(w), cpp = matvec(permuteForRope(w, H, cols));
+  for (let h = 0; h < H; h++) {
+    for (let i = 0; i < hd / 2; i++) {
+      const [c, s] = [Math.cos(angle(i)), Math.sin(angle(i))];
+      const a0 = hf[h * hd + i], a1 = hf[h * hd + i + hd / 2]; // rotate-half pair
+      const b0 = cpp[h * hd + 2 * i], b1 = cpp[h * hd + 2 * i + 1]; // adjacent pair
+      assert.ok(Math.abs(a0 - b0) < 1e-9 && Math.abs(a1 - b1) < 1e-9, 'pre-rotation values land in the adjacent slots');
+      assert.ok(Math.abs((a0 * c - a1 * s) - (b0 * c - b1 * s)) < 1e-9 && Math.abs((a1 * c + a0 * s) - (b1 * c + b0 * s)) < 1e-9);
+    }
+  }
+  assert.throws(() => permuteForRope(new Float32Array(6 * 2), 4, 2), /heads of even size/);
+});
+
+// ---------------------------------------------------------------- the model against llama.cpp
+
+let tok: Tokenizer;
+const template = ChatTemplate.builtin('chatml');
+const base = { rope_theta: 10000, max_position_embeddings: 256, rms_norm_eps: 1e-6, initializer_range: 0.1 };
+type NodeLlama = typeof import('node-llama-cpp');
+let nlc: NodeLlama | null = null;
+let llama: Awaited<ReturnType<NodeLlama['getLlama']>> | null = null;
+let skip: string | false = false;
+
+before(async () => {
+  tok = await Tokenizer.train(medicalText(60).split('\n'), { vocabSize: 500, minFrequency: 1 });
+  try {
+    nlc = await import('node-llama-cpp');
+    // the prebuilt CPU binary only: never download or compile anything
+    llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
+  } catch (e) {
+    skip = `node-llama-cpp cannot load llama.cpp here: ${(e as Error).message}`;
+    console.log(`# ${skip}`);
+  }
+});
+
+function tinyModel(c: Partial<LlamaConfig>, seed: number): Llama<Float32Array> {
+  const config: LlamaConfig = {
+    vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+    tie_word_embeddings: false, ...base, ...c,
+  };
+  return Llama.random(nativeKernels, config, seed, false);
+}
+
+function ourLogits(model: Llama<Float32Array>, ids: number[]): Float32Array {
+  const ctx = new Context(nativeKernels, undefined, false);
+  const T = ids.length;
+  return model.logits(ctx, model.hidden(ctx, { ids: Int32Array.from(ids), pos: sequentialPositions(1, T), B: 1, T })).slice();
+}
+
+/** node-llama-cpp brands token ids as its own number type. */
+const asTokens = (ids: number[]) => ids as Token[];
+
+async function loadGguf(file: string) {
+  const m = await llama!.loadModel({ modelPath: file });
+  // f32 KV cache and no flash attention: llama.cpp's f32 path, so f32 weights must agree to rounding
+  const ctx = await m.createContext({ contextSize: 256, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
+  return { m, ctx, seq: ctx.getSequence() };
+}
+
+/** llama.cpp's raw logits at every position of `ids`, compared with ours. */
+async function compareLogits(file: string, model: Llama<Float32Array>, ids: number[]) {
+  const { m, ctx, seq } = await loadGguf(file);
+  try {
+    const out = await seq.controlledEvaluate(asTokens(ids).map((id) => [id, { generateNext: { logits: true } }]));
+    const ours = ourLogits(model, ids), V = model.config.vocab_size;
+    let maxDiff = 0, maxAbs = 0, top1 = 0;
+    for (let t = 0; t < ids.length; t++) {
+      const theirs = out[t]?.next.logits;
+      assert.ok(theirs && theirs.size === V, `position ${t}: llama.cpp returned ${theirs?.size} logits, expected ${V}`);
+      let best = 0;
+      for (let v = 1; v < V; v++) if (ours[t * V + v] > ours[t * V + best]) best = v;
+      if (theirs.keys().next().value === best) top1++;
+      for (const [id, val] of theirs) {
+        maxDiff = Math.max(maxDiff, Math.abs(val - ours[t * V + id]));
+        maxAbs = Math.max(maxAbs, Math.abs(ours[t * V + id]));
+      }
+    }
+    console.log(`# ${path.basename(file)}: max |logit diff| ${maxDiff.toExponential(2)} (${(maxDiff / maxAbs).toExponential(2)} of max |logit| ${maxAbs.toFixed(2)}), top-1 agreement ${top1}/${ids.length}`);
+    return { rel: maxDiff / maxAbs, maxAbs, top1: top1 / ids.length };
+  } finally {
+    await ctx.dispose();
+    await m.dispose();
+  }
+}
+
+const prompt = '高血压患者常出现头痛和乏力，治疗上可使用氨氯地平，如症状加重应及时就医。';
+
+test('llama.cpp loads our f32 GGUF: same tokens, same logits at every position, same greedy continuation', async (t) => {
+  if (skip) return t.skip(skip);
+  const model = tinyModel({}, 1);
+  const file = path.join(dir, 'tiny-f32.gguf');
+  await writeLlamaGguf(file, { model, tokenizer: tok, template }, 'f32');
+  const { m, ctx, seq } = await loadGguf(file);
+  try {
+    // (a) llama.cpp's tokenizer (qwen2 pre-tokenizer, our merges) gives our ids, special tokens included
+    const chat = template.render([{ role: 'user', content: '糖尿病常用什么药？' }], tok, true);
+    for (const text of [prompt, chat, 'Aspirin 100mg, 2次/日\n\n  BP 140/90 mmHg']) {
+      assert.deepEqual([...m.tokenize(text, true)], tok.encode(text), text);
+      assert.equal(m.detokenize(asTokens(tok.encode(text)), true), text);
+    }
+    assert.equal(m.tokens.eos, tok.eosId);
+    assert.equal(m.tokens.eot, tok.tokenToId('<|im_end|>'));
+    assert.equal((m.fileInfo.metadata.tokenizer as { chat_template?: string }).chat_template, template.source);
+
+    // (c) greedy continuation, token for token
+    const ids = tok.encode(chat), N = 24;
+    const ours = generate(model, [ids], { maxNewTokens: N, eosIds: [] })[0][0].ids;
+    const theirs: number[] = [];
+    for await (const id of seq.evaluate(asTokens(ids), { temperature: 0 })) { theirs.push(id); if (theirs.length === N) break; }
+    assert.deepEqual(theirs, ours);
+  } finally {
+    await ctx.dispose();
+    await m.dispose();
+  }
+  // (b) logits of every position of a Chinese prompt
+  const r = await compareLogits(file, model, tok.encode(prompt));
+  assert.ok(r.rel < 1e-4, `f32 logits differ by ${r.rel} of their range ${r.maxAbs}`);
+  assert.equal(r.top1, 1);
+});
+
+test('llama.cpp agrees with f16 and q8_0 exports within their rounding, and with a tied-embedding GQA-free model', async (t) => {
+  if (skip) return t.skip(skip);
+  const model = tinyModel({}, 1);
+  const ids = tok.encode(prompt);
+  // llama.cpp also rounds activations: to f16 for f16 weights, to Q8_0 blocks for Q8_0 weights
+  const tolerance: Record<Exclude<GgufExportDtype, 'f32'>, number> = { f16: 5e-3, q8_0: 6e-2 };
+  for (const dtype of ['f16', 'q8_0'] as const) {
+    const file = path.join(dir, `tiny-${dtype}.gguf`);
+    await writeLlamaGguf(file, { model, tokenizer: tok, template }, dtype);
+    const r = await compareLogits(file, model, ids);
+    assert.ok(r.rel < tolerance[dtype], `${dtype}: logits differ by ${r.rel} of their range`);
+    assert.ok(r.top1 >= 0.9, `${dtype}: top-1 agrees at ${r.top1} of positions`);
+  }
+  const tied = tinyModel({ tie_word_embeddings: true, num_attention_heads: 2, num_key_value_heads: 2, vocab_size: tok.vocabSize }, 2);
+  const file = path.join(dir, 'tied.gguf');
+  await writeLlamaGguf(file, { model: tied, tokenizer: tok, template }, 'f32');
+  assert.ok(!readGguf(file).tensors.some((x) => x.name === 'output.weight'));
+  const r = await compareLogits(file, tied, ids);
+  assert.ok(r.rel < 1e-4, `tied: logits differ by ${r.rel}`);
+});
+
+test('GGUF metadata and tensors follow convert_hf_to_gguf.py for the llama architecture', () => {
+  const model = tinyModel({ intermediate_size: 80 }, 3); // down_proj rows of 80: not Q8_0 blocks
+  const meta = llamaGgufMetadata({ model, tokenizer: tok, template, name: 'tiny' }, 'q8_0');
+  const get = (k: string) => meta.get(k)?.value;
+  assert.equal(get('general.architecture'), 'llama');
+  assert.equal(get('general.file_type'), 7);
+  assert.equal(get('llama.block_count'), 2);
+  assert.equal(get('llama.attention.head_count_kv'), 2);
+  assert.equal(get('llama.rope.dimension_count'), 16);
+  assert.equal(get('tokenizer.ggml.pre'), 'qwen2');
+  const tokens = get('tokenizer.ggml.tokens') as string[], types = get('tokenizer.ggml.token_type') as number[];
+  assert.equal(tokens.length, 512, 'one token per embedding row');
+  assert.equal(tokens[511], '[PAD511]');
+  assert.equal(types[511], TOKEN_TYPE.unused);
+  assert.equal(types[tok.eosId], TOKEN_TYPE.control);
+  assert.equal(types[0], TOKEN_TYPE.normal);
+  assert.equal(get('tokenizer.ggml.bos_token_id'), tok.eosId, 'no BOS: EOS is named, as in Qwen GGUFs');
+  assert.equal(get('tokenizer.ggml.add_bos_token'), false);
+  assert.equal((get('tokenizer.ggml.merges') as string[])[0], [tok.toJSON().model.merges[0]].flat().join(' '));
+  const tensors = llamaGgufTensors(model, 'q8_0');
+  const byName = new Map(tensors.map((x) => [x.name, x]));
+  assert.equal(tensors.length, 2 + 2 * 9 + 1);
+  assert.equal(byName.get('blk.1.attn_norm.weight')!.dtype, 'F32');
+  assert.equal(byName.get('blk.1.ffn_up.weight')!.dtype, 'Q8_0');
+  assert.equal(byName.get('blk.1.ffn_down.weight')!.dtype, 'F16');
+  assert.equal(byName.get('output.weight')!.dtype, 'Q8_0');
+  const k = byName.get('blk.0.attn_k.weight')!;
+  assert.deepEqual(k.shape, [32, 64]);
+  assert.deepEqual((k.data as () => Float32Array)(), permuteForRope(model.params.get('model.layers.0.self_attn.k_proj.weight').data, 2, 64));
+});
