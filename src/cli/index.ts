@@ -1,5 +1,6 @@
 import { benchCommand } from '../../bench/index.js';
 import { UsageError } from './args.js';
+import { dataCommand } from './data.js';
 import { exportCommand } from './export.js';
 import { chatCommand, generateCommand } from './generate.js';
 import { initCommand } from './init.js';
@@ -11,6 +12,7 @@ import { trainCommand } from './train.js';
 const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   demo: { summary: 'the whole regime on the built-in medical corpus (about 15 min; --fast about 3)', run: demoCommand },
   run: { summary: 'the whole regime from a YAML config; resumes', run: runCommand },
+  data: { summary: 'import, build (dedup + decontamination), dedup, decontam, stats', run: dataCommand },
   tokenizer: { summary: 'train a byte-level BPE tokenizer; encode text', run: tokenizerCommand },
   init: { summary: 'write a random-initialised model in HF layout', run: initCommand },
   train: { summary: 'train one stage: pt, sft, rm, rs, dpo', run: trainCommand },

@@ -20,6 +20,7 @@ GET /v1/models, GET /health) and a web UI at / for chat and preference annotatio
   --annotate-prompts FILE  prompts to annotate (JSONL {id?, prompt, history?} / {messages}, or one per line)
   --annotate-out FILE      preference JSONL to append verdicts to ({id, prompt, chosen, rejected, history?})
   --annotate-k N           replies sampled per prompt (default 2)
+  --annotate-temperature X their sampling temperature (default 1; higher gives more varied pairs)
   --threads N              compute threads (default: all cores)
   --log LEVEL              request log: silent, error, warn (default), info
 ${MODEL_USAGE}`;
@@ -28,7 +29,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const a = parse(argv, {
     ...MODEL_FLAGS, host: { type: 'string' }, port: { type: 'string' }, 'api-key': { type: 'string' }, 'model-name': { type: 'string' },
     concurrency: { type: 'string' }, queue: { type: 'string' }, 'max-tokens-limit': { type: 'string' }, 'annotate-prompts': { type: 'string' },
-    'annotate-out': { type: 'string' }, 'annotate-k': { type: 'string' }, threads: { type: 'string' }, log: { type: 'string' },
+    'annotate-out': { type: 'string' }, 'annotate-k': { type: 'string' }, 'annotate-temperature': { type: 'string' }, threads: { type: 'string' }, log: { type: 'string' },
   }, USAGE);
   if (a.help) { process.stdout.write(USAGE + '\n'); return 0; }
   const host = a.str('host') ?? '127.0.0.1';
@@ -45,7 +46,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const annotator = prompts && out ? await Annotator.open({ promptsFile: prompts, outFile: out }) : undefined;
   const app = await buildServer({
     chat, apiKey, annotator, queueSize, modelName: a.str('model-name') ?? 'chimed', concurrency: a.int('concurrency', 1),
-    maxTokensLimit: a.int('max-tokens-limit', 1024), annotate: { k: a.int('annotate-k', 2) }, logLevel: log as 'warn',
+    maxTokensLimit: a.int('max-tokens-limit', 1024), annotate: { k: a.int('annotate-k', 2), temperature: a.num('annotate-temperature', 1, (x) => x >= 0 && x <= 2, 'a number in [0, 2]') }, logLevel: log as 'warn',
   });
   const url = await startServer(app, host, port);
   process.stdout.write(`chimed serve: ${url}  (web UI ${url}/, API ${url}/v1, model "${a.str('model-name') ?? 'chimed'}")\n`);

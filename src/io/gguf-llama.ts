@@ -5,7 +5,8 @@
 import { headDim, type LlamaConfig } from '../model/config.js';
 import type { Llama } from '../model/llama.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
-import type { Tokenizer } from '../tokenizer/index.js';
+import type { HfTokenizerJson, Tokenizer } from '../tokenizer/index.js';
+import { GPT2_PATTERN, QWEN_PATTERN } from '../tokenizer/regex.js';
 import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from './gguf.js';
 
 export type GgufExportDtype = 'f32' | 'f16' | 'q8_0';
@@ -106,11 +107,32 @@ function hyperparameters(c: LlamaConfig): GgufMetadata {
   ]);
 }
 
+/** llama.cpp's pre-tokenizer names for the split regexes it implements exactly as HF does. */
+const LLAMA_CPP_PRE = new Map([[QWEN_PATTERN, 'qwen2'], [GPT2_PATTERN, 'gpt-2']]);
+
+/**
+ * tokenizer.ggml.pre for the tokenizer's split rule: a Split on a known regex followed by
+ * ByteLevel without its own regex (ours, Qwen's), or a plain GPT-2 ByteLevel. Anything else
+ * would tokenize differently in llama.cpp, so it is refused rather than mislabelled.
+ * Unicode normalisation: llama.cpp has none for BPE, so an NFC tokenizer agrees on NFC text.
+ */
+function preTokenizerName(json: HfTokenizerJson): string {
+  const pre = json.pre_tokenizer as { type?: string; pretokenizers?: unknown[]; pattern?: { Regex?: string }; behavior?: string; invert?: boolean; use_regex?: boolean } | null;
+  const parts = (pre?.type === 'Sequence' ? pre.pretokenizers ?? [] : [pre]) as (typeof pre)[];
+  let regex: string | undefined;
+  if (parts.length === 2 && parts[0]?.type === 'Split' && parts[0].behavior === 'Isolated' && !parts[0].invert && parts[1]?.type === 'ByteLevel' && parts[1].use_regex === false) regex = parts[0].pattern?.Regex;
+  else if (parts.length === 1 && parts[0]?.type === 'ByteLevel' && parts[0].use_regex !== false) regex = GPT2_PATTERN;
+  const name = regex === undefined ? undefined : LLAMA_CPP_PRE.get(regex);
+  if (!name) throw new Error(`GGUF export: the tokenizer's pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent (supported: the Qwen2 split regex, GPT-2 byte level)`);
+  const norm = json.normalizer as { type?: string } | null;
+  if (norm !== null && norm.type !== 'NFC') throw new Error(`GGUF export: the tokenizer's normalizer ${JSON.stringify(norm)} has no llama.cpp equivalent`);
+  return name;
+}
+
 /**
  * tokenizer.ggml.* as convert_hf_to_gguf.py's _set_vocab_gpt2 writes it: one entry per
  * model row (ids the tokenizer lacks become "[PAD<id>]", type unused), tokens in the
  * byte-symbol alphabet (llama.cpp maps bytes the same way), merges as "left right".
- * Pre-tokenizer 'qwen2' is llama.cpp's name for exactly our split regex (QWEN_PATTERN).
  */
 function tokenizerMetadata(tok: Tokenizer, template: ChatTemplate, vocabSize: number): GgufMetadata {
   if (tok.vocabSize > vocabSize) throw new Error(`GGUF export: the tokenizer has ${tok.vocabSize} tokens but the model only ${vocabSize} rows`);
@@ -128,7 +150,7 @@ function tokenizerMetadata(tok: Tokenizer, template: ChatTemplate, vocabSize: nu
   const wrap = tok.encode('', { addSpecialTokens: true });
   const meta: GgufMetadata = new Map([
     ['tokenizer.ggml.model', kv.str('gpt2')],
-    ['tokenizer.ggml.pre', kv.str('qwen2')],
+    ['tokenizer.ggml.pre', kv.str(preTokenizerName(json))],
     ['tokenizer.ggml.tokens', kv.strings(tokens)],
     ['tokenizer.ggml.token_type', kv.i32s(types)],
     ['tokenizer.ggml.merges', kv.strings(merges)],

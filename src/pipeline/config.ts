@@ -64,7 +64,7 @@ export const RunConfigSchema = z.strictObject({
   threads: z.number().int().min(0).default(0).describe('0 = all cores'),
   builtin_corpus: z.union([z.literal(false), z.strictObject({ seed: z.number().int().default(7), heldout_fraction: z.number().gt(0).lt(1).default(0.1) })]).default(false)
     .describe('generate the built-in medical corpus and use its train / held-out files as sources'),
-  data: BuildConfigSchema.omit({ out: true, sources: true }).extend({ sources: BuildConfigSchema.shape.sources.element.array().default([]) }).prefault({}),
+  data: z.record(z.string(), z.unknown()).default({}).describe('a `chimed data build` config (sources, dedup, decontam); sources may be empty with builtin_corpus'),
   tokenizer: z.union([
     z.strictObject({ path: z.string() }),
     z.strictObject({ train: z.strictObject({ vocab_size: posInt.default(8000), min_frequency: posInt.default(2) }).prefault({}) }),
@@ -75,7 +75,8 @@ export const RunConfigSchema = z.strictObject({
   eval: EvalSchema.prefault({}),
 });
 
-export type RunConfig = z.output<typeof RunConfigSchema>;
+type BuildConfig = z.output<typeof BuildConfigSchema>;
+export type RunConfig = Omit<z.output<typeof RunConfigSchema>, 'data'> & { data: Omit<BuildConfig, 'sources'> & { sources: BuildConfig['sources'] } };
 export type StageConfig = RunConfig['stages'][number];
 
 export class RunConfigError extends Error {}
@@ -88,7 +89,13 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
   if (!r.success) {
     throw new RunConfigError(`${source}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
   }
-  const c = r.data;
+  // the data section is a data-build config; with the built-in corpus its sources may be empty,
+  // so it is checked here with a stand-in source that is dropped again
+  const rawSources = Array.isArray(r.data.data.sources) ? r.data.data.sources : [];
+  const placeholder = !rawSources.length && r.data.builtin_corpus !== false;
+  const d = BuildConfigSchema.safeParse({ ...r.data.data, sources: placeholder ? [{ path: 'builtin-corpus' }] : rawSources });
+  if (!d.success) throw new RunConfigError(`${source}: ${d.error.issues.map((i) => `data.${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const c: RunConfig = { ...r.data, data: { ...d.data, sources: placeholder ? [] : d.data.sources } };
   const types = c.stages.map((s) => s.type);
   const fail = (msg: string) => { throw new RunConfigError(`${source}: stages: ${msg}`); };
   types.forEach((t, i) => {

@@ -54,7 +54,10 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
   const evaluate = async (stage: string, chat: boolean) => {
     const done = path.join(runDir, 'eval', `${stage}.json`);
-    const row: Row = fs.existsSync(done) ? JSON.parse(fs.readFileSync(done, 'utf8')) : { stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage)) };
+    // the rm stage leaves the policy as it was: its row repeats the last one, plus RM accuracy and reward
+    const reuse = stage === 'rm' ? rows.at(-1) : undefined;
+    const row: Row = fs.existsSync(done) ? JSON.parse(fs.readFileSync(done, 'utf8'))
+      : { ...reuse, stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage, !!reuse)) };
     fs.mkdirSync(path.dirname(done), { recursive: true });
     await writeJsonAtomic(done, row);
     if (!rows.some((r) => r.stage === stage)) metrics.append({ stage: `eval/${stage}`, step: 0, ...row });
@@ -166,11 +169,11 @@ async function runStageOnce(cfg: RunConfig, runDir: string, st: StageConfig, pol
   return output;
 }
 
-async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: string, rmDir: string | null, f: EvalFiles, chat: boolean, stage: string): Promise<Row> {
+async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: string, rmDir: string | null, f: EvalFiles, chat: boolean, stage: string, policyUnchanged: boolean): Promise<Row> {
   const t0 = Date.now();
   const cm = await loadChatModel({ model: modelDir });
   const row: Row = {};
-  const e = cfg.eval;
+  const e = policyUnchanged ? { ...cfg.eval, ppl: false, mcq: false as const, gen: false as const, scale: false as const } : cfg.eval;
   const step = async (name: string, fn: () => Promise<void>) => {
     const s = Date.now();
     await fn();
@@ -179,7 +182,7 @@ async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: string, r
   if (e.ppl && f.ppl.length) await step('perplexity', async () => { row.ppl = (await perplexity(cm, f.ppl)).ppl; });
   if (e.mcq && f.mcqTest) await step('mcq', async () => { const m = await mcqAccuracy(cm, f.mcqTest!, f.mcqDev, { k: e.mcq ? e.mcq.k_shot : 0, mode: e.mcq ? e.mcq.mode : 'loglik', chat, limit: e.mcq ? e.mcq.limit : undefined }); row.mcq_acc = m.accuracy; });
   if (e.gen && chat && f.gen) await step('bleu/rouge', async () => { const g = await generationScores(cm, f.gen!, { limit: e.gen ? e.gen.limit : 50, maxNewTokens: e.gen ? e.gen.max_new_tokens : 64 }); row.bleu4 = g.bleu4; row.rougeL = g.rougeL; });
-  if (e.pref && f.pref) await step('preference', async () => {
+  if (e.pref && f.pref && !policyUnchanged) await step('preference', async () => {
     const p = await preferenceAccuracy(cm, f.pref!);
     row.pref_acc = p.accuracy;
     for (const k of ['wrong_fact', 'unsafe', 'evasive']) if (p[`accuracy_${k}`] !== undefined) row[`pref_acc_${k}`] = p[`accuracy_${k}`];

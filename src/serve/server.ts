@@ -34,8 +34,8 @@ export interface ServeOptions {
   bodyLimit?: number;
   /** Enables the preference-annotation API and tab. */
   annotator?: Annotator;
-  /** Replies sampled per annotation prompt (default 2) and how. */
-  annotate?: { k?: number; temperature?: number; topP?: number; maxNewTokens?: number };
+  /** Replies sampled per annotation prompt (default 2) and how; a seed makes the draws reproducible. */
+  annotate?: { k?: number; temperature?: number; topP?: number; maxNewTokens?: number; seed?: number };
   logLevel?: 'silent' | 'error' | 'warn' | 'info' | 'debug';
 }
 
@@ -76,9 +76,11 @@ class ServerState {
   readonly queue: RequestQueue;
   readonly running = new Set<AbortController>();
   readonly created = unixTime();
+  /** Annotation draws so far (each gets its own seed). */
+  draws = 0;
   readonly totals = { requests: 0, completed: 0, rejected_busy: 0, client_disconnects: 0, prompt_tokens: 0, completion_tokens: 0 };
 
-  constructor(readonly o: Required<Omit<ServeOptions, 'apiKey' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: Required<NonNullable<ServeOptions['annotate']>> }) {
+  constructor(readonly o: Required<Omit<ServeOptions, 'apiKey' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: Required<Omit<NonNullable<ServeOptions['annotate']>, 'seed'>> & { seed?: number } }) {
     this.queue = new RequestQueue(o.concurrency, o.queueSize);
   }
 }
@@ -175,11 +177,11 @@ function sampling(r: ChatCompletionRequest | CompletionRequest) {
  * Completion tokens for a request: what it asked for, checked against the server's limit and
  * the room the prompt leaves in the context window, else the room (capped by `fallback`).
  */
-function completionBudget(state: ServerState, promptLens: number[], asked: number | null | undefined, fallback: number, param: string): number {
+function completionBudget(state: ServerState, promptLens: number[], asked: number | null | undefined, fallback: number, param: string, promptParam: string): number {
   const ctx = state.o.chat.model.config.max_position_embeddings, longest = Math.max(...promptLens);
   const room = ctx - longest;
   if (room < 1) {
-    throw new ApiError(400, `This model's maximum context length is ${ctx} tokens. However, your prompt is ${longest} tokens. Please reduce the length of the prompt.`, 'invalid_request_error', param === 'max_tokens' ? 'prompt' : 'messages', 'context_length_exceeded');
+    throw new ApiError(400, `This model's maximum context length is ${ctx} tokens. However, your prompt is ${longest} tokens. Please reduce the length of the prompt.`, 'invalid_request_error', promptParam, 'context_length_exceeded');
   }
   if (asked == null) return Math.min(fallback, room);
   if (asked > state.o.maxTokensLimit) {
@@ -203,7 +205,7 @@ function chatJob(state: ServerState, r: ChatCompletionRequest): Job {
   const prompt = template.encodePrompt(tokenizer, messages);
   const s = sampling(r);
   if (s.n > MAX_ROWS) throw new ApiError(400, `n may be at most ${MAX_ROWS}`, 'invalid_request_error', 'n');
-  const maxNewTokens = completionBudget(state, [prompt.length], r.max_completion_tokens ?? r.max_tokens, state.o.maxTokensLimit, r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens');
+  const maxNewTokens = completionBudget(state, [prompt.length], r.max_completion_tokens ?? r.max_tokens, state.o.maxTokensLimit, r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens', 'messages');
   const stop = stopList(r.stop);
   const env = envelope(state, 'chatcmpl');
   return {
@@ -225,7 +227,7 @@ function completionJob(state: ServerState, r: CompletionRequest): Job {
   const s = sampling(r);
   if (s.n * prompts.length > MAX_ROWS) throw new ApiError(400, `prompts x n may be at most ${MAX_ROWS}, got ${prompts.length} x ${s.n}`, 'invalid_request_error', 'n');
   // OpenAI's default for the legacy completions endpoint is 16 tokens
-  const maxNewTokens = completionBudget(state, prompts.map((p) => p.length), r.max_tokens, 16, 'max_tokens');
+  const maxNewTokens = completionBudget(state, prompts.map((p) => p.length), r.max_tokens, 16, 'max_tokens', 'prompt');
   const stop = stopList(r.stop);
   const env = envelope(state, 'cmpl');
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
@@ -323,11 +325,12 @@ function registerAnnotation(app: FastifyInstance, state: ServerState): void {
     const p = a.prompt(req.body.index);
     const ctl = new AbortController();
     reply.raw.on('close', () => { if (!reply.raw.writableFinished) ctl.abort(new ClientGone('client closed the connection')); });
-    const { k, temperature, topP, maxNewTokens } = state.o.annotate;
+    const { k, temperature, topP, maxNewTokens, seed } = state.o.annotate;
     const room = state.o.chat.model.config.max_position_embeddings - state.o.chat.template.encodePrompt(state.o.chat.tokenizer, p.messages).length;
     if (room < 1) throw new ApiError(400, `prompt ${p.id} does not fit in the model's context window`);
     const responses = await state.queue.run(() => sampleDistinct(state.o.chat, p.messages, {
-      k, temperature, topP, maxNewTokens: Math.min(maxNewTokens, room), seed: randomInt(2 ** 31), signal: ctl.signal,
+      k, temperature, topP, maxNewTokens: Math.min(maxNewTokens, room), signal: ctl.signal,
+      seed: seed === undefined ? randomInt(2 ** 31) : seed + 1_000_003 * state.draws++,
     }), ctl.signal);
     return { pair_id: a.hold(p.index, responses), index: p.index, responses };
   });
@@ -362,9 +365,13 @@ export async function stopServer(app: FastifyInstance, graceMs = 10_000): Promis
   const state = (app as unknown as { chimed: ServerState }).chimed;
   state.queue.close();
   const timer = setTimeout(() => { for (const c of state.running) c.abort(new Error('server shutting down')); }, graceMs);
+  // close() waits for every connection to end; a keep-alive connection whose response has
+  // finished would otherwise hold it until the client's idle timeout
+  const idle = setInterval(() => app.server.closeIdleConnections(), 25);
   try {
     await app.close();
   } finally {
     clearTimeout(timer);
+    clearInterval(idle);
   }
 }

@@ -36,8 +36,8 @@ function firstInvalidUtf8(b: Buffer): number {
 }
 
 /**
- * Documents for pre-training: `.jsonl` records with `text` (or prompt/response, joined), and
- * plain text files split into paragraphs at blank lines.
+ * Documents for pre-training: `.jsonl` records with `text` (or prompt/response, or the turns
+ * of `messages`, joined by newlines), and plain text files split into paragraphs at blank lines.
  */
 export async function* readDocuments(files: string[]): AsyncGenerator<string> {
   for (const file of files) {
@@ -52,8 +52,9 @@ export async function* readDocuments(files: string[]): AsyncGenerator<string> {
           throw new InputError(`${file}:${lineNo}: invalid JSON: ${(e as Error).message}`);
         }
         const text = typeof rec.text === 'string' ? rec.text
-          : [rec.prompt, rec.response].every((x) => typeof x === 'string') ? `${rec.prompt}\n${rec.response}` : null;
-        if (text === null) throw new InputError(`${file}:${lineNo}: expected a "text" field (or "prompt" and "response")`);
+          : [rec.prompt, rec.response].every((x) => typeof x === 'string') ? `${rec.prompt}\n${rec.response}`
+          : Array.isArray(rec.messages) ? rec.messages.map((m) => String((m as { content?: unknown })?.content ?? '')).join('\n') : null;
+        if (text === null) throw new InputError(`${file}:${lineNo}: expected a "text" field (or "prompt" and "response", or "messages")`);
         if (text.trim()) yield text;
       }
     } else {

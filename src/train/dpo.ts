@@ -87,10 +87,11 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
     const B = this.opts.batchSize;
     const idx = Array.from({ length: B }, (_, b) => this.sampler.at(index * B + b));
     if (this.adapter) this.adapter.stepSeed = Rng.derive(this.opts.seed, index).nextU32();
-    const f = this.forward(ctx, idx.map((i) => this.train[i]), (j) => [this.refTrain[2 * idx[j]], this.refTrain[2 * idx[j] + 1]]);
+    const pairs = idx.map((i) => this.train[i]);
+    const f = this.forward(ctx, pairs, (j) => [this.refTrain[2 * idx[j]], this.refTrain[2 * idx[j] + 1]]);
     const loss = f.loss.data[0];
     ctx.backward(f.loss, gradScale);
-    return { loss, tokens: 0, metrics: f.metrics };
+    return { loss, tokens: pairs.reduce((n, p) => n + p.chosen.ids.length + p.rejected.ids.length, 0), metrics: f.metrics };
   }
 
   evaluate(ctx: Context<F>): Record<string, number> {

@@ -11,6 +11,7 @@ import type { MicroResult, TrainTask } from './trainer.js';
 /** Pairwise (Bradley-Terry) reward-model training: -log sigmoid(r_chosen - r_rejected). */
 export class RewardTask<F extends FloatArray> implements TrainTask<F> {
   private sampler: EpochSampler;
+  private tokens = 0;
 
   constructor(
     readonly rm: RewardModel<F>,
@@ -29,6 +30,7 @@ export class RewardTask<F extends FloatArray> implements TrainTask<F> {
 
   private forward(ctx: Context<F>, pairs: PreferencePair[]) {
     const { batch, last } = collatePairs(pairs);
+    this.tokens = last.reduce((n, t) => n + t + 1, 0);
     const r = this.rm.scores(ctx, batch, last, this.opts.recompute && ctx.recording);
     const loss = pairLoss(ctx, r, new Float64Array(pairs.length), 1, 'sigmoid');
     const n = pairs.length;
@@ -43,7 +45,7 @@ export class RewardTask<F extends FloatArray> implements TrainTask<F> {
     const f = this.forward(ctx, Array.from({ length: B }, (_, b) => this.train[this.sampler.at(index * B + b)]));
     const loss = f.loss.data[0];
     ctx.backward(f.loss, gradScale);
-    return { loss, tokens: 0, metrics: { accuracy: f.accuracy, margin: f.margin } };
+    return { loss, tokens: this.tokens, metrics: { accuracy: f.accuracy, margin: f.margin } };
   }
 
   /** Held-out pairwise accuracy (ChiMed-GPT's Figure 3), margin and loss. */
