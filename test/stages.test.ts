@@ -46,8 +46,8 @@ test('LoRA SFT on the fine-tuned model learns a new answer style; export merge e
   const l = metrics('lora').filter((m) => m.loss !== undefined).map((m) => m.loss);
   assert.ok(l.at(-1) < l[0] * 0.3, `LoRA loss ${l[0]} -> ${l.at(-1)}`);
   ok(runCli(['export', 'merge', '--model', sftModel, '--adapter', ad, '--out', path.join(dir, 'merged')]));
-  const a = runCli(['generate', '--model', sftModel, '--adapter', ad, '--prompt', sft[0].prompt, '--max-new-tokens', '30']);
-  const b = runCli(['generate', '--model', path.join(dir, 'merged'), '--prompt', sft[0].prompt, '--max-new-tokens', '30']);
+  const a = runCli(['generate', '--model', sftModel, '--adapter', ad, '--prompt', sft[0].prompt, '--max-new-tokens', '40']);
+  const b = runCli(['generate', '--model', path.join(dir, 'merged'), '--prompt', sft[0].prompt, '--max-new-tokens', '40']);
   ok(a); ok(b);
   assert.equal(a.stdout, b.stdout);
   assert.match(a.stdout, /就医/);

@@ -1,10 +1,12 @@
 import { benchCommand } from '../../bench/index.js';
 import { UsageError } from './args.js';
 import { dataCommand } from './data.js';
+import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { chatCommand, generateCommand } from './generate.js';
 import { initCommand } from './init.js';
 import { demoCommand, runCommand } from './run.js';
+import { reportCommand } from './report.js';
 import { scoreCommand } from './score.js';
 import { tokenizerCommand } from './tokenizer.js';
 import { trainCommand } from './train.js';
@@ -17,6 +19,8 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
   init: { summary: 'write a random-initialised model in HF layout', run: initCommand },
   train: { summary: 'train one stage: pt, sft, rm, rs, dpo', run: trainCommand },
   score: { summary: 'per-token log-probabilities of a text under a model', run: scoreCommand },
+  eval: { summary: 'evaluate: mcq, gen (BLEU/ROUGE), ner, scale (attitudes), ppl', run: evalCommand },
+  report: { summary: 'report.md / report.html with charts for a run directory', run: reportCommand },
   generate: { summary: 'answer prompts (file or argument) with a model, JSONL out', run: generateCommand },
   chat: { summary: 'multi-turn chat in the terminal, streamed', run: chatCommand },
   export: { summary: 'export models: merge (LoRA into its base)', run: exportCommand },

@@ -19,7 +19,7 @@ GET /v1/models, GET /health) and a web UI at / for chat and preference annotatio
   --max-tokens-limit N     most completion tokens per request (default 1024)
   --annotate-prompts FILE  prompts to annotate (JSONL {id?, prompt, history?} / {messages}, or one per line)
   --annotate-out FILE      preference JSONL to append verdicts to ({id, prompt, chosen, rejected, history?})
-  --annotate-k N           replies sampled per prompt (default 2)
+  --annotate-k N           replies sampled per prompt, 2 to 8 (default 2)
   --annotate-temperature X their sampling temperature (default 1; higher gives more varied pairs)
   --threads N              compute threads (default: all cores)
   --log LEVEL              request log: silent, error, warn (default), info
@@ -46,7 +46,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const annotator = prompts && out ? await Annotator.open({ promptsFile: prompts, outFile: out }) : undefined;
   const app = await buildServer({
     chat, apiKey, annotator, queueSize, modelName: a.str('model-name') ?? 'chimed', concurrency: a.int('concurrency', 1),
-    maxTokensLimit: a.int('max-tokens-limit', 1024), annotate: { k: a.int('annotate-k', 2), temperature: a.num('annotate-temperature', 1, (x) => x >= 0 && x <= 2, 'a number in [0, 2]') }, logLevel: log as 'warn',
+    maxTokensLimit: a.int('max-tokens-limit', 1024), annotate: { k: a.num('annotate-k', 2, (x) => Number.isInteger(x) && x >= 2 && x <= 8, 'an integer from 2 to 8'), temperature: a.num('annotate-temperature', 1, (x) => x >= 0 && x <= 2, 'a number in [0, 2]') }, logLevel: log as 'warn',
   });
   const url = await startServer(app, host, port);
   process.stdout.write(`chimed serve: ${url}  (web UI ${url}/, API ${url}/v1, model "${a.str('model-name') ?? 'chimed'}")\n`);

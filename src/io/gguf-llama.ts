@@ -52,17 +52,18 @@ export function permuteForRope(w: Float32Array, nHead: number, cols: number): Fl
   return out;
 }
 
+const GLOBAL_NAMES: Record<string, string> = { 'model.embed_tokens.weight': 'token_embd.weight', 'model.norm.weight': 'output_norm.weight', 'lm_head.weight': 'output.weight' };
+const BLOCK_NAMES: Record<string, string> = {
+  input_layernorm: 'attn_norm', 'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v',
+  'self_attn.o_proj': 'attn_output', post_attention_layernorm: 'ffn_norm', 'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+};
+
 /** HF tensor name -> GGUF tensor name for the llama architecture. */
 function ggufTensorName(hf: string): string {
-  const fixed: Record<string, string> = { 'model.embed_tokens.weight': 'token_embd.weight', 'model.norm.weight': 'output_norm.weight', 'lm_head.weight': 'output.weight' };
-  if (fixed[hf]) return fixed[hf];
+  if (GLOBAL_NAMES[hf]) return GLOBAL_NAMES[hf];
   const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(hf);
-  const part: Record<string, string> = {
-    input_layernorm: 'attn_norm', 'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v',
-    'self_attn.o_proj': 'attn_output', post_attention_layernorm: 'ffn_norm', 'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
-  };
-  if (!m || !part[m[2]]) throw new Error(`GGUF export: no llama.cpp name for tensor ${hf}`);
-  return `blk.${m[1]}.${part[m[2]]}.weight`;
+  if (!m || !BLOCK_NAMES[m[2]]) throw new Error(`GGUF export: no llama.cpp name for tensor ${hf}`);
+  return `blk.${m[1]}.${BLOCK_NAMES[m[2]]}.weight`;
 }
 
 /**
@@ -75,7 +76,7 @@ function tensorDtype(shape: readonly number[], dtype: GgufExportDtype): GgmlDtyp
   return 'Q8_0';
 }
 
-/** Tensors in llama.cpp's names and order, q/k rows permuted; output.weight omitted when tied. */
+/** The model's tensors under llama.cpp's names, q/k rows permuted; no output.weight when tied (llama.cpp reuses token_embd). */
 export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDtype): GgufTensorToWrite[] {
   if (model.hook) throw new Error('GGUF export: the model has an attached adapter; merge it first');
   const c = model.config;

@@ -114,6 +114,11 @@ export function tensorBytes(shape: readonly number[], dtype: GgmlDtype): number 
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
+/** ggml requires the alignment to be a u32 power of two. */
+function isAlignment(v: GgufValue): boolean {
+  return v.type === 'u32' && v.value > 0 && (v.value & (v.value - 1)) === 0;
+}
+
 // ---------------------------------------------------------------- Q8_0
 
 /**
@@ -307,7 +312,7 @@ export async function writeGguf(file: string, metadata: GgufMetadata, tensors: r
   const meta = new Map(metadata);
   const a = meta.get('general.alignment');
   if (a === undefined) meta.set('general.alignment', kv.u32(DEFAULT_ALIGNMENT));
-  else if (a.type !== 'u32' || a.value <= 0 || a.value % 8 !== 0) fail(file, 'general.alignment must be a u32 multiple of 8');
+  else if (!isAlignment(a)) fail(file, 'general.alignment must be a u32 power of two');
   const alignment = (meta.get('general.alignment') as { value: number }).value;
   const planned = plan(file, tensors, alignment);
   const header = encodeHeader(file, meta, planned, alignment);
@@ -405,7 +410,7 @@ export function readGguf(file: string): GgufHeader {
       metadata.set(key, readValue(r, file, key));
     }
     const a = metadata.get('general.alignment');
-    if (a !== undefined && (a.type !== 'u32' || a.value === 0 || (a.value & (a.value - 1)) !== 0)) fail(file, 'general.alignment must be a u32 power of two');
+    if (a !== undefined && !isAlignment(a)) fail(file, 'general.alignment must be a u32 power of two');
     const alignment = a ? (a.value as number) : DEFAULT_ALIGNMENT;
     const tensors: GgufTensorInfo[] = [];
     for (let i = 0; i < nTensors; i++) {

@@ -128,7 +128,8 @@ export class Decoder<F extends FloatArray> {
 
   /** One array of n generations per prompt. */
   results(): Generation[][] {
-    if (this.opts.decode) for (const g of this.out) g.text ??= this.opts.decode(g.ids);
+    // a length cut-off can split a multi-byte character: drop its dangling bytes
+    if (this.opts.decode) for (const g of this.out) g.text ??= this.opts.decode(g.ids).replace(g.finishReason === 'length' ? /\uFFFD+$/ : /$^/, '');
     return this.prompts.map((_, i) => this.out.slice(i * this.n, (i + 1) * this.n));
   }
 }

@@ -51,6 +51,13 @@ const StageSchema = z.discriminatedUnion('type', [
 ]);
 
 const EvalSchema = z.strictObject({
+  files: z.strictObject({
+    ppl: z.array(z.string()).default([]).describe('held-out text (.txt / .jsonl with text) for perplexity'),
+    mcq: z.string().optional().describe('MCQ test items (CMMLU/C-Eval CSV, CMExam or normalised JSONL)'),
+    mcq_dev: z.string().optional().describe('MCQ dev items for k-shot prompts (same subjects)'),
+    gen: z.string().optional().describe('held-out conversations for BLEU/ROUGE and the reward of greedy answers'),
+    pref: z.string().optional().describe('held-out preference pairs for preference accuracy'),
+  }).prefault({}).describe('evaluation sets; the built-in corpus supplies its own held-out files'),
   ppl: z.boolean().default(true).describe('held-out perplexity on the evaluation documents'),
   mcq: z.strictObject({ k_shot: z.number().int().min(0).default(5), mode: z.enum(['loglik', 'generate']).default('loglik'), limit: posInt.optional() }).or(z.literal(false)).prefault({}),
   gen: z.strictObject({ limit: posInt.default(100), max_new_tokens: posInt.default(96) }).or(z.literal(false)).prefault({}),
@@ -126,5 +133,8 @@ export function readRunConfig(file: string): RunConfig {
   if ('path' in cfg.model) cfg.model.path = abs(cfg.model.path);
   for (const s of cfg.stages) if (s.type === 'rs' && s.external) s.external = abs(s.external);
   if (cfg.eval.scale && cfg.eval.scale.file) cfg.eval.scale.file = abs(cfg.eval.scale.file);
+  const f = cfg.eval.files;
+  f.ppl = f.ppl.map(abs);
+  for (const k of ['mcq', 'mcq_dev', 'gen', 'pref'] as const) if (f[k]) f[k] = abs(f[k]!);
   return cfg;
 }

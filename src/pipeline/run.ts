@@ -20,6 +20,7 @@ import { Tokenizer } from '../tokenizer/index.js';
 import { readDocuments } from '../train/documents.js';
 import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
+import { writeReport } from '../report/report.js';
 import { RunConfigError, type RunConfig, type StageConfig } from './config.js';
 import { stageArgs } from './stage-args.js';
 
@@ -72,7 +73,8 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   const table = formatTable(rows);
   await writeJsonAtomic(path.join(runDir, 'summary.json'), { rows, policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
-  process.stdout.write(`\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\n`);
+  const reportDir = await writeReport(runDir);
+  process.stdout.write(`\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\nreport: ${path.join(reportDir, 'report.html')}\n`);
   return rows;
 }
 
@@ -87,7 +89,8 @@ async function recordConfig(cfg: RunConfig, runDir: string): Promise<void> {
 
 async function prepareData(cfg: RunConfig, runDir: string): Promise<EvalFiles> {
   const sources: Record<string, unknown>[] = cfg.data.sources.map((s) => ({ ...s }));
-  let files: EvalFiles = { ppl: [], mcqTest: null, mcqDev: null, gen: null, pref: null };
+  const u = cfg.eval.files;
+  let files: EvalFiles = { ppl: u.ppl, mcqTest: u.mcq ?? null, mcqDev: u.mcq_dev ?? null, gen: u.gen ?? null, pref: u.pref ?? null };
   if (cfg.builtin_corpus) {
     const dir = path.join(runDir, 'corpus');
     if (!fs.existsSync(path.join(dir, 'manifest.json'))) {

@@ -254,11 +254,15 @@ async function loadNext(after) {
     renderProgress(data.progress);
     annot.prompt = data.prompt;
     $('annot-done').hidden = data.prompt !== null;
-    $('annot-prompt').hidden = data.prompt === null;
-    $('annot-responses').replaceChildren();
+    $('annot-work').hidden = data.prompt === null;
+    $('annot-skip').hidden = data.prompt === null;
     if (!data.prompt) { setAnnotBusy(false); return; }
     renderPrompt(data.prompt);
-    setAnnotBusy(true, '模型作答中… sampling replies');
+    const waiting = document.createElement('div');
+    waiting.className = 'loading-card';
+    waiting.textContent = `模型作答中… sampling ${data.k} replies`;
+    $('annot-responses').replaceChildren(waiting);
+    setAnnotBusy(true);
     const s = await fetch('/annotate/sample', { method: 'POST', headers: headers(), body: JSON.stringify({ index: data.prompt.index }) });
     if (!s.ok) throw new Error(await errorText(s));
     const pair = await s.json();

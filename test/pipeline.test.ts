@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import YAML from 'yaml';
+import { parseRunConfig, readRunConfig } from '../src/pipeline/config.js';
+import { repoRoot, runCli, sharedData, tmpDir } from './helpers.js';
+
+const base = { builtin_corpus: {}, model: { config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 } } };
+
+test('run config: defaults from the papers are filled in; bad configs name the field', () => {
+  const c = parseRunConfig({ ...base, stages: [{ type: 'pt' }, { type: 'sft', lora: {} }, { type: 'dpo' }] }, 'c.yaml');
+  assert.deepEqual([c.stages[0].lr, (c.stages[0] as { block_size: number }).block_size, c.stages[0].epochs], [2e-4, 1024, 3]);
+  const sft = c.stages[1] as { lr: number; lora: { r: number; alpha: number; dropout: number } };
+  assert.deepEqual([sft.lr, sft.lora.r, sft.lora.alpha, sft.lora.dropout], [2e-5, 8, 32, 0.05]);
+  const dpo = c.stages[2] as { beta: number; loss: string; lora: { alpha: number } };
+  assert.deepEqual([dpo.beta, dpo.loss, dpo.lora.alpha], [0.1, 'sigmoid', 16]);
+  const bad: [unknown, RegExp][] = [
+    [{ ...base, stages: [{ type: 'pt', lrr: 1 }] }, /c\.yaml: stages\.0: .*lrr/],
+    [{ ...base, stages: [{ type: 'sft' }, { type: 'pt' }] }, /pt cannot come after sft/],
+    [{ ...base, stages: [{ type: 'sft' }, { type: 'rs' }] }, /rs needs a reward model/],
+    [{ model: base.model, data: { sources: [{ path: 'a.txt', stages: ['pt'] }] }, stages: [{ type: 'dpo' }] }, /dpo needs preference data/],
+    [{ model: base.model, stages: [{ type: 'pt' }] }, /data\.sources: give at least one source/],
+    [{ ...base, stages: [{ type: 'pt' }], data: { dedup: { near: { threshold: 2 } } } }, /data\.dedup\.near\.threshold/],
+    [{ ...base, stages: [{ type: 'pt', batch_size: 0 }] }, /stages\.0\.batch_size/],
+  ];
+  for (const [raw, re] of bad) assert.throws(() => parseRunConfig(raw, 'c.yaml'), re);
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, 'x.yaml'), 'stages: [\n');
+  assert.throws(() => readRunConfig(path.join(dir, 'x.yaml')), /x\.yaml: not valid YAML/);
+});
+
+test('chimed demo --fast: every stage runs, moves its metric, and a re-run skips finished stages', () => {
+  const out = path.join(tmpDir(), 'demo');
+  const r = runCli(['demo', '--fast', '--out', out]);
+  assert.equal(r.code, 0, r.stderr.slice(-3000));
+  const { rows } = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  const row = (s: string) => rows.find((x: { stage: string }) => x.stage === s);
+  assert.deepEqual(rows.map((x: { stage: string }) => x.stage), ['base', 'pt', 'sft', 'rm', 'rs', 'dpo']);
+  assert.ok(row('pt').ppl < row('base').ppl / 3, `pre-training: perplexity ${row('base').ppl} -> ${row('pt').ppl}`);
+  assert.ok(row('sft').rougeL > 5, `SFT ROUGE-L ${row('sft').rougeL}`);
+  assert.ok(row('rm').rm_acc > 0.7, `reward model held-out accuracy ${row('rm').rm_acc}`);
+  assert.ok(row('rs').mean_reward > row('rm').mean_reward, `rejection sampling: reward ${row('rm').mean_reward} -> ${row('rs').mean_reward}`);
+  assert.ok(row('dpo').pref_acc > row('rs').pref_acc, `DPO: preference accuracy ${row('rs').pref_acc} -> ${row('dpo').pref_acc}`);
+  assert.match(r.stdout, /\| stage \| ppl ↓ \|/);
+  for (const f of ['config.yaml', 'data/stats.json', 'data/decontam_report.json', 'tokenizer/tokenizer.json', 'report/report.html', 'report/loss.png', 'stages/dpo/merged/model.safetensors', 'stages/rs/round-1/candidates.jsonl']) {
+    assert.ok(fs.existsSync(path.join(out, f)), f);
+  }
+  const lineage = JSON.parse(fs.readFileSync(path.join(out, 'stages/sft/done.json'), 'utf8'));
+  assert.ok(Object.values(lineage.inputs).every((h) => /^[0-9a-f]{40}$/.test(String(h))));
+  const t0 = Date.now();
+  const again = runCli(['demo', '--fast', '--out', out]);
+  assert.equal(again.code, 0, again.stderr.slice(-2000));
+  assert.equal((again.stderr.match(/already done, skipping/g) ?? []).length, 5);
+  assert.ok(Date.now() - t0 < 60_000, 're-run should only re-read results');
+});
+
+for (const name of ['qilin-med', 'chimed-gpt']) {
+  test(`examples/${name}.yaml runs on the shared data at small scale`, { skip: sharedData() ? false : '../shared/data is absent' }, () => {
+    const file = path.join(repoRoot, 'examples', `${name}.yaml`);
+    const cfg = YAML.parse(fs.readFileSync(file, 'utf8'));
+    const abs = (p: string) => path.resolve(path.dirname(file), p);
+    // same sources, stages and formats; only the sizes are cut down so CI stays fast
+    for (const s of cfg.data.sources) s.path = abs(s.path);
+    cfg.eval.files.ppl = cfg.eval.files.ppl.map(abs);
+    for (const k of ['mcq', 'gen', 'pref']) if (cfg.eval.files[k]) cfg.eval.files[k] = abs(cfg.eval.files[k]);
+    cfg.tokenizer = { train: { vocab_size: 1200 } };
+    cfg.model.config = { ...cfg.model.config, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 };
+    for (const s of cfg.stages) Object.assign(s, { max_steps: 3, batch_size: 2 }, s.type === 'pt' ? { block_size: Math.min(s.block_size ?? 1024, 1024) } : {}, s.type === 'rs' ? { prompts: 4, max_new_tokens: 16 } : {});
+    cfg.eval = { ...cfg.eval, mcq: { k_shot: 0, limit: 10 }, gen: { limit: 4, max_new_tokens: 16 }, scale: false };
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'c.yaml'), YAML.stringify(cfg));
+    const r = runCli(['run', path.join(dir, 'c.yaml'), '--out', path.join(dir, 'run')]);
+    assert.equal(r.code, 0, r.stderr.slice(-3000));
+    const { rows } = JSON.parse(fs.readFileSync(path.join(dir, 'run/summary.json'), 'utf8'));
+    assert.deepEqual(rows.map((x: { stage: string }) => x.stage), ['base', ...cfg.stages.map((s: { type: string }) => s.type)]);
+    assert.ok(rows.every((x: { ppl: number; mcq_acc: number }) => x.ppl > 1 && x.mcq_acc >= 0));
+    const stats = JSON.parse(fs.readFileSync(path.join(dir, 'run/data/stats.json'), 'utf8'));
+    assert.ok(JSON.stringify(stats).includes('"pt"'));
+  });
+}
