@@ -1,5 +1,7 @@
 import { benchDataCommand } from './data.js';
+import { benchGenerate } from './generate.js';
 import { benchKernels } from './kernels.js';
+import { benchMcq } from './mcq.js';
 import { benchTokenize } from './tokenize.js';
 import { benchTrain } from './train.js';
 
@@ -7,7 +9,9 @@ import { benchTrain } from './train.js';
 export const benches: Record<string, { summary: string; run: (argv: string[]) => Promise<unknown> }> = {
   train: { summary: 'training step throughput and memory of a LLaMA configuration', run: benchTrain },
   data: { summary: 'import and dedup MB/s', run: benchDataCommand },
+  generate: { summary: 'prefill/decode tokens/s vs llama.cpp (node-llama-cpp) on the same f32 model', run: benchGenerate },
   kernels: { summary: 'GEMM GFLOP/s (OpenBLAS and built-in) and attention forward/backward times', run: benchKernels },
+  mcq: { summary: 'MCQ log-likelihood scoring items/s (k-shot prompts)', run: benchMcq },
   tokenize: { summary: 'encode MB/s vs @huggingface/tokenizers on the same text and vocabulary', run: benchTokenize },
 };
 

@@ -256,6 +256,26 @@ test('a full queue answers 429; waiting requests run in order once the slot free
   assert.equal((await health(url)).totals.rejected_busy, 1);
 });
 
+test('concurrency 2: two generations interleave and each answers as it does alone', async () => {
+  const { url } = await serve({ concurrency: 2 });
+  const req = (seed: number) => ({ model: 'chimed', prompt: '高血压', temperature: 1, seed, max_tokens: 300, ignore_eos: true, stream: true });
+  const streams = await Promise.all([1, 2].map((seed) => fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req(seed)) })));
+  const readers = streams.map((r) => r.body!.getReader());
+  const texts = await Promise.all(readers.map(async (rd) => new TextDecoder().decode((await rd.read()).value)));
+  assert.equal((await health(url)).queue.running, 2, 'both run at once');
+  await Promise.all(readers.map(async (rd, i) => {
+    for (let k = 0; k < 10_000; k++) {
+      const { value, done } = await rd.read();
+      if (done) return;
+      texts[i] += new TextDecoder().decode(value);
+    }
+  }));
+  for (const [i, seed] of [1, 2].entries()) {
+    const alone = await post(`${base}/v1/completions`, { ...req(seed), stream: false });
+    assert.equal(joinChunks(sseEvents(texts[i]) as Chunk[])[0].text, alone.json.choices[0].text, `seed ${seed}`);
+  }
+});
+
 test('a client that disconnects stops its generation (streamed and not)', async () => {
   const { url } = await serve();
   const body = JSON.stringify({ model: 'chimed', prompt: '高血压', max_tokens: 1000, ignore_eos: true });

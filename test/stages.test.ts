@@ -60,6 +60,12 @@ test('reward model separates held-out chosen / rejected pairs; DPO moves the imp
   assert.ok(ev.at(-1).eval_accuracy >= 0.75, `held-out RM accuracy ${ev.at(-1).eval_accuracy}`);
   assert.ok(fs.existsSync(path.join(dir, 'rm/stages/rm/final/config.json')));
   assert.match(fs.readFileSync(path.join(dir, 'rm/stages/rm/final/config.json'), 'utf8'), /LlamaForSequenceClassification/);
+  const scored = runCli(['score', '--reward', '--model', path.join(dir, 'rm/stages/rm/final'), '--data', f.pairs]);
+  ok(scored);
+  const lines = scored.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, pairs.length);
+  assert.ok(lines.every((l) => Number.isFinite(l.reward_chosen) && Number.isFinite(l.reward_rejected)));
+  assert.match(scored.stderr, /pairwise accuracy \d/);
 
   ok(runCli(['train', 'dpo', '--data', f.pairs, '--model', sftModel, '--out', path.join(dir, 'dpo'), '--eval-fraction', '0.25', '--lora',
     '--lr', '5e-3', '--max-steps', '40', '--batch-size', '4', '--eval-every', '40', ...common]));

@@ -1,24 +1,11 @@
-import fs from 'node:fs';
 import { nativeKernels, setThreads } from '../engine/native.js';
-import { parseLlamaConfig, type LlamaConfig } from '../model/config.js';
-import { loadModel } from '../model/checkpoint.js';
+import { loadModel, readConfigFile } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { UsageError } from './args.js';
 
 /** Applies --threads (0 or absent keeps the OpenMP default: all cores). */
 export function applyThreads(n: number | undefined): void {
   if (n !== undefined && n > 0) setThreads(n);
-}
-
-export function readConfigFile(file: string): LlamaConfig {
-  if (!fs.existsSync(file)) throw new UsageError(`${file}: no such model config file`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new UsageError(`${file}: not valid JSON: ${(e as Error).message}`);
-  }
-  return parseLlamaConfig(raw, file);
 }
 
 /** --model DIR loads an HF checkpoint; --config FILE initialises a fresh model from a config. */

@@ -23,7 +23,7 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
   report: { summary: 'report.md / report.html with charts for a run directory', run: reportCommand },
   generate: { summary: 'answer prompts (file or argument) with a model, JSONL out', run: generateCommand },
   chat: { summary: 'multi-turn chat in the terminal, streamed', run: chatCommand },
-  export: { summary: 'export models: merge (LoRA into its base)', run: exportCommand },
+  export: { summary: 'export models: hf, gguf (f32/f16/q8_0), merge (LoRA into its base)', run: exportCommand },
   bench: { summary: 'benchmarks printing figures (train)', run: benchCommand },
 };
 

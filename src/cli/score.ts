@@ -6,15 +6,29 @@ import { loadModel } from '../model/checkpoint.js';
 import { sequentialPositions } from '../model/llama.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { parse, UsageError } from './args.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { RewardModel } from '../model/reward.js';
+import { ChatTemplate } from '../tokenizer/chat-template.js';
+import { readJsonl, toMessages } from '../train/conversations.js';
+import { toPreference } from '../train/preference.js';
+import { scoreAnswers } from '../train/rejection.js';
 
 const USAGE = `chimed score --model DIR (--ids 1,2,3 | --text T) [--json]
+chimed score --reward --model RM_DIR --data FILE.jsonl [--out FILE.jsonl]
 
-Per-token log-probabilities: for each token after the first, log p(token | the tokens before).`;
+Per-token log-probabilities: for each token after the first, log p(token | the tokens before).
+With --reward: the reward model's score of each (prompt, response) line — {prompt | messages,
+response} — or of both answers of each preference line {prompt, chosen, rejected}, with the
+pairwise accuracy when pairs are given.`;
 
 export async function scoreCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, { model: { type: 'string' }, ids: { type: 'string' }, text: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
+  const a = parse(argv, {
+    model: { type: 'string' }, ids: { type: 'string' }, text: { type: 'string' }, json: { type: 'boolean' },
+    reward: { type: 'boolean' }, data: { type: 'string' }, out: { type: 'string' },
+  }, USAGE);
   if (a.help) { process.stdout.write(USAGE + '\n'); return 0; }
   const dir = a.need('model');
+  if (a.flag('reward')) return scoreRewards(dir, a.need('data'), a.str('out'));
   const model = await loadModel(dir, nativeKernels, false);
   let ids: number[];
   let tokenizer: Tokenizer | null = null;
@@ -26,7 +40,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     });
   } else if (a.str('text') !== undefined) {
     if (!fs.existsSync(path.join(dir, 'tokenizer.json'))) throw new UsageError(`${dir}: no tokenizer.json; use --ids`);
-    tokenizer = await Tokenizer.fromDir(dir);
+    tokenizer = Tokenizer.fromDir(dir);
     ids = tokenizer.encode(a.str('text')!);
   } else throw new UsageError(`give --ids or --text\n\n${USAGE}`);
   if (ids.length < 2) throw new UsageError('need at least two tokens to score');
@@ -42,6 +56,32 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   } else {
     ids.slice(1).forEach((id, i) => process.stdout.write(`${id}\t${tokenizer ? JSON.stringify(tokenizer.decode([id])) : ''}\t${logprobs[i].toFixed(6)}\n`));
     process.stdout.write(`total\t${total.toFixed(6)}\tmean ${(total / T).toFixed(6)}\n`);
+  }
+  return 0;
+}
+
+/** Reward-model scores for a JSONL of answers or preference pairs. */
+async function scoreRewards(dir: string, file: string, out: string | undefined): Promise<number> {
+  const rm = await RewardModel.load(dir, nativeKernels, false);
+  const tok = Tokenizer.fromDir(dir);
+  const template = ChatTemplate.fromDir(dir);
+  const rows = await readJsonl(file);
+  const items = rows.flatMap(({ rec, where }) => {
+    if (typeof rec.chosen === 'string') {
+      const p = toPreference(rec, where);
+      return [{ prompt: p.prompt, answer: p.chosen }, { prompt: p.prompt, answer: p.rejected }];
+    }
+    const msgs = toMessages(rec, where);
+    if (msgs.at(-1)?.role !== 'assistant') throw new UsageError(`${where}: expected a response (or chosen/rejected) to score`);
+    return [{ prompt: msgs.slice(0, -1), answer: msgs.at(-1)!.content }];
+  });
+  const r = scoreAnswers(rm, tok, template, items, { maxSource: 256, maxTarget: 256, batchSize: 8 });
+  const pairs = typeof rows[0]?.rec.chosen === 'string';
+  const lines = rows.map(({ rec }, i) => JSON.stringify(pairs ? { id: rec.id, reward_chosen: r[2 * i], reward_rejected: r[2 * i + 1] } : { id: rec.id, reward: r[i] }) + '\n');
+  if (out) await writeFileAtomic(out, lines.join('')); else process.stdout.write(lines.join(''));
+  if (pairs) {
+    const acc = rows.filter((_, i) => r[2 * i] > r[2 * i + 1]).length / rows.length;
+    process.stderr.write(`pairwise accuracy ${(100 * acc).toFixed(1)}% on ${rows.length} pairs\n`);
   }
   return 0;
 }

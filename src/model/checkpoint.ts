@@ -10,8 +10,12 @@ import { Llama } from './llama.js';
 export class CheckpointError extends Error {}
 
 export function readModelConfig(dir: string): LlamaConfig {
-  const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) throw new CheckpointError(`${file}: not found (is ${dir} a model directory?)`);
+  return readConfigFile(path.join(dir, 'config.json'), `is ${dir} a model directory?`);
+}
+
+/** Reads and validates a LlamaConfig JSON file; errors name the file. */
+export function readConfigFile(file: string, hint = 'no such model config file'): LlamaConfig {
+  if (!fs.existsSync(file)) throw new CheckpointError(`${file}: not found (${hint})`);
   let raw: unknown;
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));

@@ -184,7 +184,7 @@ async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: string, r
   };
   if (e.ppl && f.ppl.length) await step('perplexity', async () => { row.ppl = (await perplexity(cm, f.ppl)).ppl; });
   if (e.mcq && f.mcqTest) await step('mcq', async () => { const m = await mcqAccuracy(cm, f.mcqTest!, f.mcqDev, { k: e.mcq ? e.mcq.k_shot : 0, mode: e.mcq ? e.mcq.mode : 'loglik', chat, limit: e.mcq ? e.mcq.limit : undefined }); row.mcq_acc = m.accuracy; });
-  if (e.gen && chat && f.gen) await step('bleu/rouge', async () => { const g = await generationScores(cm, f.gen!, { limit: e.gen ? e.gen.limit : 50, maxNewTokens: e.gen ? e.gen.max_new_tokens : 64 }); row.bleu4 = g.bleu4; row.rougeL = g.rougeL; });
+  if (e.gen && f.gen && stage !== 'base') await step('bleu/rouge', async () => { const g = await generationScores(cm, f.gen!, { limit: e.gen ? e.gen.limit : 50, maxNewTokens: e.gen ? e.gen.max_new_tokens : 64 }); row.bleu4 = g.bleu4; row.rougeL = g.rougeL; });
   if (e.pref && f.pref && !policyUnchanged) await step('preference', async () => {
     const p = await preferenceAccuracy(cm, f.pref!);
     row.pref_acc = p.accuracy;

@@ -13,7 +13,7 @@ import { Annotator, sampleDistinct, VerdictError } from './annotate.js';
 import {
   ApiError, chatChunk, chatCompletion, chatCompletionSchema, completionSchema, finishReason, modelObject, paramOf, refuseUnsupported,
   responseId, stopList, textChunk, textCompletion, toChatMessages, unixTime, usage, usageChunk,
-  type ChatCompletionRequest, type CompletionRequest, type Envelope,
+  type ChatCompletionRequest, type CompletionRequest, type Envelope, type FinishReason, type Usage,
 } from './openai.js';
 import { QueueClosedError, QueueFullError, RequestQueue } from './queue.js';
 import { SseWriter, TextDelta } from './stream.js';
@@ -34,18 +34,38 @@ export interface ServeOptions {
   bodyLimit?: number;
   /** Enables the preference-annotation API and tab. */
   annotator?: Annotator;
-  /** Replies sampled per annotation prompt (default 2) and how; a seed makes the draws reproducible. */
-  annotate?: { k?: number; temperature?: number; topP?: number; maxNewTokens?: number; seed?: number };
+  /** How annotation replies are sampled. */
+  annotate?: Partial<AnnotateSampling>;
   logLevel?: 'silent' | 'error' | 'warn' | 'info' | 'debug';
 }
+
+export interface AnnotateSampling {
+  /** Replies per prompt (default 2). */
+  k: number;
+  temperature: number;
+  topP: number;
+  maxNewTokens: number;
+  /** Makes the draws reproducible (default: a random seed per draw). */
+  seed?: number;
+}
+
+type Settings = Required<Omit<ServeOptions, 'apiKey' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: AnnotateSampling };
 
 /** Most generated rows (prompts x n) in one request: the KV cache grows with each. */
 const MAX_ROWS = 16;
 
-interface Job {
-  env: Envelope;
+/** The chunks of one streamed response, per choice (row). */
+interface StreamChunks {
   object: 'chat.completion.chunk' | 'text_completion';
+  /** Sent for every choice before any text (chat: the assistant role). */
+  opening?: (row: number) => unknown;
+  text: (row: number, text: string) => unknown;
+  finish: (row: number, reason: FinishReason) => unknown;
+}
+
+interface Job {
   stream: boolean;
+  chunks: StreamChunks;
   includeUsage: boolean;
   promptTokens: number;
   rows: number;
@@ -54,7 +74,9 @@ interface Job {
   /** Text each choice starts with (`echo`). */
   prefix: (row: number) => string;
   run: (onToken: (row: number, id: number) => void, signal: AbortSignal) => Promise<Generation[][]>;
-  answer: (texts: { text: string; finish: 'stop' | 'length' }[], promptTokens: number, completionTokens: number) => unknown;
+  answer: (texts: { text: string; finish: FinishReason }[], promptTokens: number, completionTokens: number) => unknown;
+  /** The last chunk of a stream that asked for usage. */
+  usage: (u: Usage) => unknown;
 }
 
 class ClientGone extends Error {}
@@ -80,14 +102,16 @@ class ServerState {
   draws = 0;
   readonly totals = { requests: 0, completed: 0, rejected_busy: 0, client_disconnects: 0, prompt_tokens: 0, completion_tokens: 0 };
 
-  constructor(readonly o: Required<Omit<ServeOptions, 'apiKey' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: Required<Omit<NonNullable<ServeOptions['annotate']>, 'seed'>> & { seed?: number } }) {
+  constructor(readonly o: Settings) {
     this.queue = new RequestQueue(o.concurrency, o.queueSize);
   }
 }
 
+const states = new WeakMap<FastifyInstance, ServerState>();
+
 /** The Fastify app with every route; `listen` it, or use `startServer`. */
 export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> {
-  const o = {
+  const o: Settings = {
     modelName: 'chimed', concurrency: 1, queueSize: 16, maxTokensLimit: 1024, bodyLimit: 1 << 20, ...opts,
     annotate: { k: 2, temperature: 1, topP: 1, maxNewTokens: 256, ...opts.annotate },
   };
@@ -99,7 +123,7 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     // OpenAI clients send fields (user, stream_options, ...) that we may ignore
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
   });
-  app.decorate('chimed', state);
+  states.set(app, state);
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const e = toApiError(err);
     if (e.status >= 500) req.log.error(err);
@@ -202,14 +226,28 @@ function chatJob(state: ServerState, r: ChatCompletionRequest): Job {
   refuseUnsupported(r);
   const { model, tokenizer, template } = state.o.chat;
   const messages = toChatMessages(r.messages);
-  const prompt = template.encodePrompt(tokenizer, messages);
+  let prompt: number[];
+  try {
+    prompt = template.encodePrompt(tokenizer, messages);
+  } catch (e) {
+    // custom Jinja templates may refuse some conversations (raise_exception)
+    throw new ApiError(400, `the chat template cannot render these messages: ${(e as Error).message}`, 'invalid_request_error', 'messages');
+  }
   const s = sampling(r);
   if (s.n > MAX_ROWS) throw new ApiError(400, `n may be at most ${MAX_ROWS}`, 'invalid_request_error', 'n');
   const maxNewTokens = completionBudget(state, [prompt.length], r.max_completion_tokens ?? r.max_tokens, state.o.maxTokensLimit, r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens', 'messages');
   const stop = stopList(r.stop);
   const env = envelope(state, 'chatcmpl');
+  const includeUsage = r.stream_options?.include_usage === true;
   return {
-    env, object: 'chat.completion.chunk', stream: r.stream === true, includeUsage: r.stream_options?.include_usage === true,
+    stream: r.stream === true, includeUsage,
+    chunks: {
+      object: 'chat.completion.chunk',
+      opening: (row) => chatChunk(env, row, { role: 'assistant', content: '' }, null, includeUsage),
+      text: (row, text) => chatChunk(env, row, { content: text }, null, includeUsage),
+      finish: (row, reason) => chatChunk(env, row, {}, reason, includeUsage),
+    },
+    usage: (u) => usageChunk(env, 'chat.completion.chunk', u),
     promptTokens: prompt.length, rows: s.n, stops: [...stop, ...template.stop], prefix: () => '',
     run: (onToken, signal) => generateRepliesAsync(model, tokenizer, template, [messages], { ...s, maxNewTokens, stop, onToken, signal }),
     answer: (texts, p, c) => chatCompletion(env, texts, usage(p, c)),
@@ -232,8 +270,15 @@ function completionJob(state: ServerState, r: CompletionRequest): Job {
   const env = envelope(state, 'cmpl');
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
   const prefix = (row: number) => (r.echo ? texts[Math.floor(row / s.n)] : '');
+  const includeUsage = r.stream_options?.include_usage === true;
   return {
-    env, object: 'text_completion', stream: r.stream === true, includeUsage: r.stream_options?.include_usage === true,
+    stream: r.stream === true, includeUsage,
+    chunks: {
+      object: 'text_completion',
+      text: (row, text) => textChunk(env, row, text, null, includeUsage),
+      finish: (row, reason) => textChunk(env, row, '', reason, includeUsage),
+    },
+    usage: (u) => usageChunk(env, 'text_completion', u),
     promptTokens: prompts.reduce((a, p) => a + p.length, 0), rows: prompts.length * s.n, stops: stop, prefix,
     run: (onToken, signal) => generateAsync(model, prompts, { ...s, maxNewTokens, stop, decode, onToken, signal, eosIds: r.ignore_eos ? [] : [tokenizer.eosId] }),
     answer: (out, p, c) => textCompletion(env, out.map((x, row) => ({ ...x, text: prefix(row) + x.text })), usage(p, c)),
@@ -269,28 +314,28 @@ async function execute(state: ServerState, job: Job, reply: FastifyReply): Promi
     }
     reply.hijack();
     const sse = new SseWriter(res);
-    const chunk = (row: number, text: string | null, finish: 'stop' | 'length' | null) => job.object === 'chat.completion.chunk'
-      ? chatChunk(job.env, row, text === null ? { role: 'assistant', content: '' } : finish ? {} : { content: text }, finish, job.includeUsage)
-      : textChunk(job.env, row, text ?? '', finish, job.includeUsage);
+    const { chunks } = job;
     const decode = (ids: number[]) => chat.tokenizer.decode(ids, { skipSpecialTokens: true });
     const deltas = Array.from({ length: job.rows }, (_, row) => new TextDelta(decode, job.stops, job.prefix(row)));
-    if (job.object === 'chat.completion.chunk') for (let row = 0; row < job.rows; row++) sse.send(chunk(row, null, null));
+    if (chunks.opening) for (let row = 0; row < job.rows; row++) sse.send(chunks.opening(row));
     try {
       const gens = (await job.run(counted((row, id) => {
         const d = deltas[row].push(id);
-        if (d) sse.send(chunk(row, d, null));
+        if (d) sse.send(chunks.text(row, d));
       }), ctl.signal)).flat();
       if (ctl.signal.reason instanceof ClientGone) { state.totals.client_disconnects++; res.destroy(); return; }
       gens.forEach((g, row) => {
         const rest = deltas[row].finish(g.text ?? '');
-        if (rest) sse.send(chunk(row, rest, null));
-        sse.send(chunk(row, '', finishReason(g.finishReason)));
+        if (rest) sse.send(chunks.text(row, rest));
+        sse.send(chunks.finish(row, finishReason(g.finishReason)));
       });
-      if (job.includeUsage) sse.send(usageChunk(job.env, job.object, usage(job.promptTokens, completionTokens(gens))));
+      if (job.includeUsage) sse.send(job.usage(usage(job.promptTokens, completionTokens(gens))));
       state.totals.completed++;
     } catch (e) {
       // the status line is gone already: the error travels as a stream event
-      sse.send(toApiError(e as Error).body());
+      const err = toApiError(e as Error);
+      if (err.status >= 500) reply.log.error(e);
+      sse.send(err.body());
     }
     sse.end();
   } finally {
@@ -362,7 +407,8 @@ export async function startServer(app: FastifyInstance, host = '127.0.0.1', port
  * for `graceMs`, after which they are ended (streams close with what they have).
  */
 export async function stopServer(app: FastifyInstance, graceMs = 10_000): Promise<void> {
-  const state = (app as unknown as { chimed: ServerState }).chimed;
+  const state = states.get(app);
+  if (!state) throw new Error('stopServer: not a server made by buildServer');
   state.queue.close();
   const timer = setTimeout(() => { for (const c of state.running) c.abort(new Error('server shutting down')); }, graceMs);
   // close() waits for every connection to end; a keep-alive connection whose response has
