@@ -4,6 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import YAML from 'yaml';
 import { parseRunConfig, readRunConfig } from '../src/pipeline/config.js';
+import { configReference } from '../src/pipeline/reference.js';
 import { repoRoot, runCli, sharedData, tmpDir } from './helpers.js';
 
 const base = { builtin_corpus: {}, model: { config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 } } };
@@ -28,6 +29,10 @@ test('run config: defaults from the papers are filled in; bad configs name the f
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, 'x.yaml'), 'stages: [\n');
   assert.throws(() => readRunConfig(path.join(dir, 'x.yaml')), /x\.yaml: not valid YAML/);
+});
+
+test('docs/config.md is the reference generated from the current schema', () => {
+  assert.equal(fs.readFileSync(path.join(repoRoot, 'docs/config.md'), 'utf8'), configReference(), 'run `npx chimed run --reference > docs/config.md`');
 });
 
 test('chimed demo --fast: every stage runs, moves its metric, and a re-run skips finished stages', () => {

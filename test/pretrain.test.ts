@@ -75,6 +75,21 @@ test('a diverging run stops with a clear error and keeps its last checkpoint', (
   for (const c of ckpts) assert.ok(fs.existsSync(path.join(stageDir, c, 'trainer_state.json')));
 });
 
+test('pre-tokenised token-id files (.bin) train directly; ids outside the vocabulary are refused', () => {
+  const dir = setup();
+  const ids = Uint32Array.from({ length: 4000 }, (_, i) => (i * 7919) % 250);
+  fs.writeFileSync(path.join(dir, 'train.bin'), new Uint8Array(ids.buffer));
+  fs.writeFileSync(path.join(dir, 'eval.bin'), new Uint8Array(ids.slice(0, 600).buffer));
+  const args = ptArgs(dir, 'bin', ['--max-steps', '4']).map((x) => (x.endsWith('corpus.txt') ? `${path.join(dir, 'train.bin')},${path.join(dir, 'eval.bin')}` : x));
+  const r = runCli(args);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /held-out perplexity/);
+  fs.writeFileSync(path.join(dir, 'bad.bin'), new Uint8Array(Uint32Array.from([1, 2, 999]).buffer));
+  const bad = runCli(ptArgs(dir, 'bad', ['--max-steps', '2']).map((x) => (x.endsWith('corpus.txt') ? path.join(dir, 'bad.bin') : x)));
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /bad\.bin: token id 999 at position 2 is outside the vocabulary/);
+});
+
 test('bad inputs get errors naming the file and the problem', () => {
   const dir = setup();
   fs.writeFileSync(path.join(dir, 'gbk.txt'), Buffer.from([0xb8, 0xdf, 0xd1, 0xaa, 0xd1, 0xb9, 0x0a])); // 高血压 in GBK

@@ -1,10 +1,12 @@
 import path from 'node:path';
 import { parseRunConfig, readRunConfig } from '../pipeline/config.js';
 import { demoConfig } from '../pipeline/demo.js';
+import { configReference } from '../pipeline/reference.js';
 import { runPipeline } from '../pipeline/run.js';
 import { parse } from './args.js';
 
 const RUN_USAGE = `chimed run CONFIG.yaml [--out RUN_DIR]
+chimed run --reference        print the configuration reference (docs/config.md)
 
 The whole regime from one config: data build (dedup, decontamination), tokenizer, the
 ordered stages (pt, sft, rm, rs, dpo: any subset in that order) and the evaluations after
@@ -12,7 +14,8 @@ every stage. Re-running resumes: finished stages are skipped, an interrupted one
 from its last checkpoint. Output: RUN_DIR (default runs/NAME).`;
 
 export async function runCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, { out: { type: 'string' } }, RUN_USAGE);
+  const a = parse(argv, { out: { type: 'string' }, reference: { type: 'boolean' } }, RUN_USAGE);
+  if (a.flag('reference')) { process.stdout.write(configReference()); return 0; }
   if (a.help || !a.positionals[0]) { process.stdout.write(RUN_USAGE + '\n'); return a.help ? 0 : 2; }
   const cfg = readRunConfig(a.positionals[0]);
   await runPipeline(cfg, a.str('out') ?? path.join('runs', cfg.name));

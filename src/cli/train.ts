@@ -45,7 +45,8 @@ const QA_USAGE = `  --data FILE[,FILE]   JSONL: {messages} or {prompt, response,
 const PT_USAGE = `chimed train pt --data FILE[,FILE...] --out RUN_DIR (--config MODEL.json | --model DIR) [options]
 
 Continued pre-training: next-token prediction on packed blocks. Data: .jsonl with "text"
-(or prompt/response) and plain .txt files.
+(or prompt/response, or messages) and plain .txt files, tokenised once into RUN_DIR/data;
+or token-id files (.bin, raw uint32: the first trains, an optional second is held out).
 
   --tokenizer DIR      tokenizer.json folder (default: the --model folder's, else UTF-8 bytes)
   --block-size N       tokens per block (default 1024, up to the model's max positions)

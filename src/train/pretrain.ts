@@ -22,8 +22,12 @@ export async function preparePretrainData(
   files: string[], enc: Encoder, dataDir: string, blockSize: number, evalFraction: number, seed: number,
 ): Promise<PretrainData> {
   fs.mkdirSync(dataDir, { recursive: true });
-  const trainFile = path.join(dataDir, 'pt_train.bin'), evalFile = path.join(dataDir, 'pt_eval.bin');
-  const meta = fs.existsSync(`${trainFile}.json`) && fs.existsSync(`${evalFile}.json`)
+  const given = files.filter((f) => f.endsWith('.bin'));
+  if (given.length && given.length !== files.length) throw new InputError(`${files.join(', ')}: give either token-id files (.bin) or text files, not both`);
+  // token-id files (raw little-endian uint32, as llm.c writes): the first trains, a second is held out
+  const [trainFile, evalFile] = given.length ? [given[0], given[1] ?? ''] : [path.join(dataDir, 'pt_train.bin'), path.join(dataDir, 'pt_eval.bin')];
+  const meta = given.length ? { train: binMeta(trainFile, enc.vocabSize), eval: evalFile ? binMeta(evalFile, enc.vocabSize) : { file: '', tokens: 0, documents: 0, vocab_size: enc.vocabSize } }
+    : fs.existsSync(`${trainFile}.json`) && fs.existsSync(`${evalFile}.json`)
     ? { train: readMeta(`${trainFile}.json`), eval: readMeta(`${evalFile}.json`) }
     : await tokenizeDocuments(readDocuments(files), enc, trainFile, evalFile, evalFraction, seed);
   if (meta.train.vocab_size !== enc.vocabSize) {
@@ -35,6 +39,24 @@ export async function preparePretrainData(
   }
   const heldout = meta.eval.tokens >= blockSize + 1 ? new TokenBlocks(evalFile, blockSize, seed) : null;
   return { train: new TokenBlocks(trainFile, blockSize, seed), heldout, meta };
+}
+
+/** Checks a raw uint32 token file: whole ids, all inside the vocabulary. */
+function binMeta(file: string, vocab: number): TokenFileMeta {
+  if (!fs.existsSync(file)) throw new InputError(`${file}: no such file`);
+  const size = fs.statSync(file).size;
+  if (size % 4) throw new InputError(`${file}: ${size} bytes is not a whole number of uint32 token ids`);
+  const fd = fs.openSync(file, 'r');
+  const buf = new Uint32Array(1 << 16);
+  try {
+    for (let off = 0; off < size; off += buf.byteLength) {
+      const n = fs.readSync(fd, new Uint8Array(buf.buffer), 0, Math.min(buf.byteLength, size - off), off) / 4;
+      for (let i = 0; i < n; i++) if (buf[i] >= vocab) throw new InputError(`${file}: token id ${buf[i]} at position ${off / 4 + i} is outside the vocabulary (${vocab})`);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { file, tokens: size / 4, documents: 0, vocab_size: vocab };
 }
 
 function readMeta(file: string): TokenFileMeta {
