@@ -63,9 +63,8 @@ async function streamOnce(url: string, headers: Record<string, string>, body: ob
 
 /** Starts `chimed serve` in a child process and resolves with its URL once it listens. */
 function startServerProcess(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const entry = fileURLToPath(new URL('../src/cli/serve.js', import.meta.url));
-  const script = `import { serveCommand } from ${JSON.stringify(entry)}; process.exitCode = await serveCommand(process.argv.slice(1));`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const bin = fileURLToPath(new URL('../../bin/chimed.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let out = '', err = '';
     child.stderr!.on('data', (b) => { err += b; });
@@ -99,7 +98,9 @@ export async function benchServe(argv: string[]): Promise<Record<string, unknown
   try {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (a.str('api-key')) headers.authorization = `Bearer ${a.str('api-key')}`;
-    const model = ((await (await fetch(`${url}/v1/models`, { headers })).json()) as { data: { id: string }[] }).data[0].id;
+    const models = await fetch(`${url}/v1/models`, { headers }).catch((e) => { throw new Error(`cannot reach ${url}: ${(e as Error).cause ?? e}`); });
+    if (!models.ok) throw new Error(`${url}/v1/models: ${models.status} ${await models.text()}`);
+    const model = ((await models.json()) as { data: { id: string }[] }).data[0].id;
     const body = { model, messages: [{ role: 'user', content: a.str('prompt') ?? '高血压常用什么药？' }], max_tokens: maxTokens, temperature: a.num('temperature', 0) };
     await streamOnce(url, headers, body); // warm-up: first-touch allocations, JIT
     const samples: Sample[] = [];

@@ -1,6 +1,8 @@
 // The web UI end to end in headless Chromium (Debian's /usr/bin/chromium driven by
 // playwright-core): a streamed multi-turn chat and preference annotation saved to JSONL.
-// Screenshots go to $CHIMED_SCREENSHOTS when set (to look at), else to the test's temp dir.
+// The model is freshly initialised, not trained (the API tests check replies' content): what
+// the page shows must equal what the API answers. Screenshots go to $CHIMED_SCREENSHOTS when
+// set (to look at), else to the test's temp dir.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,10 +32,8 @@ before(async () => {
   const tok = await qaTokenizer(dir);
   fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512 }));
   const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + r.stdout);
-  ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'base')]));
-  ok(runCli(['train', 'sft', '--data', writeJsonl(path.join(dir, 'sft.jsonl'), sft), '--model', path.join(dir, 'base'), '--out', path.join(dir, 'sft'),
-    '--eval-fraction', '0', '--lr', '3e-3', '--max-steps', '160', '--batch-size', '8', '--threads', '2', '--warmup-ratio', '0.05', '--save-every', '1000']));
-  const chat = await loadChatModel({ model: path.join(dir, 'sft/stages/sft/final') });
+  ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'model')]));
+  const chat = await loadChatModel({ model: path.join(dir, 'model') });
   const prompts = writeJsonl(path.join(dir, 'prompts.jsonl'), [0, 2, 4].map((i) => ({ id: `q${i}`, prompt: sft[i].prompt })));
   const annotator = await Annotator.open({ promptsFile: prompts, outFile });
   app = await buildServer({ chat, annotator, annotate: { k: 2, temperature: 1.5, maxNewTokens: 40, seed: 7 } });
@@ -52,6 +52,22 @@ after(async () => {
 
 const readPrefs = () => (fs.existsSync(outFile) ? fs.readFileSync(outFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
 
+/** Sends text from the composer; returns the request body the page sent and the reply it shows once done. */
+async function sendFromPage(text: string, submit: () => Promise<void>, turn: number) {
+  const sent = page.waitForRequest((r) => r.url().endsWith('/v1/chat/completions'));
+  await page.fill('#input', text);
+  await submit();
+  const body = JSON.parse((await sent).postData() ?? '{}');
+  await page.waitForFunction((n) => document.querySelectorAll('.msg.assistant[data-done="true"]').length === n, turn, { timeout: 20_000 });
+  return { body, shown: await page.textContent('.msg.assistant:last-child .body') };
+}
+
+/** The API's reply to the same request, whole. */
+async function apiReply(body: object): Promise<string> {
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: false }) });
+  return (await res.json()).choices[0].message.content;
+}
+
 test('chat: a message gets a streamed reply, and the next turn carries the history', { skip }, async () => {
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]');
@@ -65,25 +81,19 @@ test('chat: a message gets a streamed reply, and the next turn carries the histo
       if (body && body.textContent !== w.seen.at(-1)) w.seen.push(body.textContent ?? '');
     }).observe(document.getElementById('messages')!, { subtree: true, childList: true, characterData: true });
   });
-  await page.fill('#input', sft[0].prompt);
-  await page.press('#input', 'Enter');
-  await page.waitForSelector('.msg.assistant[data-done="true"]', { timeout: 20_000 });
-  assert.equal(await page.textContent('.msg.assistant .body'), sft[0].response);
+  const first = await sendFromPage(sft[0].prompt, () => page.press('#input', 'Enter'), 1);
+  assert.deepEqual([first.body.stream, first.body.temperature, first.body.messages], [true, 0, [{ role: 'user', content: sft[0].prompt }]]);
+  const reply = await apiReply(first.body);
+  assert.ok(reply.length > 0);
+  assert.equal(first.shown, reply);
   const seen = (await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).filter(Boolean);
   assert.ok(seen.length >= 3, `the reply grew in steps: ${JSON.stringify(seen)}`);
-  assert.ok(seen.every((s) => sft[0].response.startsWith(s)), `every step is a prefix of the reply: ${JSON.stringify(seen)}`);
+  assert.ok(seen.every((s) => reply.startsWith(s)), `every step is a prefix of the reply: ${JSON.stringify(seen)}`);
   await page.screenshot({ path: path.join(shots, 'chat-1.png') });
 
-  const sent = page.waitForRequest((r) => r.url().endsWith('/v1/chat/completions'));
-  await page.fill('#input', sft[2].prompt);
-  await page.click('#send');
-  const body = JSON.parse((await sent).postData() ?? '{}');
-  assert.deepEqual(body.messages, [{ role: 'user', content: sft[0].prompt }, { role: 'assistant', content: sft[0].response }, { role: 'user', content: sft[2].prompt }]);
-  assert.equal(body.stream, true);
-  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-done="true"]').length === 2, undefined, { timeout: 20_000 });
-  const api = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: false }) });
-  const want = (await api.json()).choices[0].message.content;
-  assert.equal(await page.textContent('.msg.assistant:last-child .body'), want);
+  const second = await sendFromPage(sft[2].prompt, () => page.click('#send'), 2);
+  assert.deepEqual(second.body.messages, [{ role: 'user', content: sft[0].prompt }, { role: 'assistant', content: reply }, { role: 'user', content: sft[2].prompt }]);
+  assert.equal(second.shown, await apiReply(second.body));
   await page.screenshot({ path: path.join(shots, 'chat-2.png') });
 
   await page.click('#new-chat');

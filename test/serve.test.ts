@@ -73,8 +73,9 @@ before(async () => {
   fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 1024 }));
   const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + r.stdout);
   ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'base')]));
-  ok(runCli(['train', 'sft', '--data', writeJsonl(path.join(dir, 'sft.jsonl'), sft), '--model', path.join(dir, 'base'), '--out', path.join(dir, 'sft'),
-    '--eval-fraction', '0', '--lr', '3e-3', '--max-steps', '160', '--batch-size', '8', '--threads', '2', '--warmup-ratio', '0.05', '--save-every', '1000']));
+  // the first six dialogues (all the tests ask about) are learnt by heart in a few seconds
+  ok(runCli(['train', 'sft', '--data', writeJsonl(path.join(dir, 'sft.jsonl'), sft.slice(0, 6)), '--model', path.join(dir, 'base'), '--out', path.join(dir, 'sft'),
+    '--eval-fraction', '0', '--lr', '5e-3', '--max-steps', '80', '--batch-size', '6', '--threads', '2', '--warmup-ratio', '0.05', '--save-every', '1000']));
   chat = await loadChatModel({ model: modelDir });
   base = (await serve()).url;
 });
@@ -386,6 +387,9 @@ test('annotation API: next prompt, k sampled replies, verdicts appended as prefe
   assert.deepEqual(toPreference(l2, 'p2').prompt.map((m) => m.role), ['system', 'user', 'assistant', 'user']);
   const bad = fs.readFileSync(Annotator.badFile(out), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(bad.map((b) => [b.prompt_id, b.responses]), [['p3', p3.json.responses]]);
+  // the trainers take the file as it is
+  const rm = runCli(['train', 'rm', '--data', out, '--model', modelDir, '--out', path.join(dir, 'rm'), '--eval-fraction', '0', '--max-steps', '2', '--batch-size', '2', '--threads', '2', '--save-every', '1000']);
+  assert.equal(rm.code, 0, rm.stderr + rm.stdout);
   // a new session over the same files resumes: everything is done
   const again = await Annotator.open({ promptsFile: prompts, outFile: out });
   assert.deepEqual(again.progress(), { done: 3, total: 3 });
@@ -461,10 +465,9 @@ test('TextDelta holds back partial UTF-8 and possible stop-string starts, and ne
   assert.equal(e.push(0x61) + e.finish('ab'), 'echo:ab');
 });
 
-test('serveCommand: starts from the CLI flags, answers, and exits 0 on SIGTERM', async () => {
-  const script = `import { serveCommand } from ${JSON.stringify(path.join(repoRoot, 'dist/src/cli/serve.js'))};
-process.exitCode = await serveCommand(process.argv.slice(1));`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', '--model', modelDir, '--port', '0', '--threads', '1', '--model-name', 'med', '--log', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
+test('chimed serve: starts from the CLI flags, answers, and exits 0 on SIGTERM; bad flags exit 2', async () => {
+  const cli = [path.join(repoRoot, 'bin/chimed.js'), 'serve'];
+  const child = spawn(process.execPath, [...cli, '--model', modelDir, '--port', '0', '--threads', '1', '--model-name', 'med', '--log', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '', err = '';
   child.stdout.on('data', (b) => { out += b; });
   child.stderr.on('data', (b) => { err += b; });
@@ -479,10 +482,10 @@ process.exitCode = await serveCommand(process.argv.slice(1));`;
     child.kill('SIGTERM');
   }
   assert.equal(await exited, 0, err);
-  const usage = spawn(process.execPath, ['--input-type=module', '-e', script, '--', '--model', modelDir, '--annotate-prompts', 'x.jsonl'], { stdio: 'pipe' });
+  const usage = spawn(process.execPath, [...cli, '--model', modelDir, '--annotate-prompts', 'x.jsonl'], { stdio: 'pipe' });
   let uerr = '';
   usage.stderr.on('data', (b) => { uerr += b; });
   const code = await new Promise((resolve) => usage.on('exit', resolve));
-  assert.notEqual(code, 0);
+  assert.equal(code, 2, 'a usage error');
   assert.match(uerr, /--annotate-prompts and --annotate-out go together/);
 });

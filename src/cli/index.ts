@@ -8,6 +8,7 @@ import { initCommand } from './init.js';
 import { demoCommand, runCommand } from './run.js';
 import { reportCommand } from './report.js';
 import { scoreCommand } from './score.js';
+import { serveCommand } from './serve.js';
 import { tokenizerCommand } from './tokenizer.js';
 import { trainCommand } from './train.js';
 
@@ -23,6 +24,7 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
   report: { summary: 'report.md / report.html with charts for a run directory', run: reportCommand },
   generate: { summary: 'answer prompts (file or argument) with a model, JSONL out', run: generateCommand },
   chat: { summary: 'multi-turn chat in the terminal, streamed', run: chatCommand },
+  serve: { summary: 'OpenAI-compatible API + web chat and preference annotation at /', run: serveCommand },
   export: { summary: 'export models: hf, gguf (f32/f16/q8_0), merge (LoRA into its base)', run: exportCommand },
   bench: { summary: 'benchmarks printing figures (train)', run: benchCommand },
 };

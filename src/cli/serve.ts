@@ -23,6 +23,7 @@ GET /v1/models, GET /health) and a web UI at / for chat and preference annotatio
   --annotate-temperature X their sampling temperature (default 1; higher gives more varied pairs)
   --threads N              compute threads (default: all cores)
   --log LEVEL              request log: silent, error, warn (default), info
+
 ${MODEL_USAGE}`;
 
 export async function serveCommand(argv: string[]): Promise<number> {

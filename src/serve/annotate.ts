@@ -241,9 +241,15 @@ export class Annotator {
     if (!held) throw new VerdictError(`unknown or already saved pair id "${pairId}"`);
     const p = this.prompts[held.index];
     const pairs = preferencePairs(p, held.responses, v);
-    if (pairs.length) await this.out.append(pairs);
-    else await this.bad.append([{ id: p.id, prompt_id: p.id, ...preferencePrompt(p.messages), responses: held.responses, verdict: 'all_bad', annotated_at: new Date().toISOString() }]);
+    // taken before the write, so a verdict sent twice at once is saved once
     this.pending.delete(pairId);
+    try {
+      if (pairs.length) await this.out.append(pairs);
+      else await this.bad.append([{ id: p.id, prompt_id: p.id, ...preferencePrompt(p.messages), responses: held.responses, verdict: 'all_bad', annotated_at: new Date().toISOString() }]);
+    } catch (e) {
+      this.pending.set(pairId, held);
+      throw e;
+    }
     this.done.add(p.id);
     return { pairs: pairs.length };
   }

@@ -20,7 +20,7 @@ export class ApiError extends Error {
 }
 
 const nullable = <T extends object>(s: T) => ({ anyOf: [s, { type: 'null' }] });
-const stop = nullable({ anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 4 }] });
+const stopSchema = nullable({ anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 4 }] });
 
 /** Sampling fields shared by both endpoints. */
 const samplingProps = {
@@ -33,7 +33,7 @@ const samplingProps = {
   top_k: nullable({ type: 'integer', minimum: -1 }),
   repetition_penalty: nullable({ type: 'number', exclusiveMinimum: 0 }),
   max_tokens: nullable({ type: 'integer', minimum: 1 }),
-  stop,
+  stop: stopSchema,
   seed: nullable({ type: 'integer' }),
   user: { type: 'string' },
 } as const;
