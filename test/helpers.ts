@@ -24,13 +24,17 @@ export function runCli(args: string[], opts: { env?: Record<string, string> } = 
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Starts the CLI and kills it with SIGKILL once `until` sees the condition it waits for. */
-export async function runCliKilledWhen(args: string[], until: () => boolean): Promise<void> {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore', env: { ...process.env, CHIMED_QUIET: '1' } });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const timer = setInterval(() => { if (until()) child.kill('SIGKILL'); }, 5);
-  await exited;
+/** Starts the CLI and sends it `signal` once `until` sees the condition it waits for; resolves with the exit code and stderr. */
+export async function runCliKilledWhen(args: string[], until: () => boolean, signal: NodeJS.Signals = 'SIGKILL'): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CHIMED_QUIET: '1' } });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let sent = false;
+  const timer = setInterval(() => { if (!sent && until()) { sent = true; child.kill(signal); } }, 5);
+  const code = await exited;
   clearInterval(timer);
+  return { code, stderr };
 }
 
 /** A few dozen KB of Chinese medical prose, deterministic. */

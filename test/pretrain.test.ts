@@ -64,6 +64,21 @@ test('a run killed mid-training resumes from its last checkpoint and reproduces 
   assert.deepEqual(fs.readdirSync(stageDir).filter((n) => n.includes('.tmp-')), []);
 });
 
+test('Ctrl-C (SIGINT) stops after the current step with a checkpoint; the re-run resumes there', async () => {
+  const dir = setup();
+  const extra = ['--max-steps', '400', '--save-every', '1000'];
+  const metrics = path.join(dir, 'int/metrics.jsonl');
+  const r = await runCliKilledWhen(ptArgs(dir, 'int', extra), () => fs.existsSync(metrics) && losses(metrics).length >= 10, 'SIGINT');
+  assert.equal(r.code, 1);
+  const m = /stopped at step (\d+) on request; checkpoint saved/.exec(r.stderr);
+  assert.ok(m, r.stderr);
+  const step = Number(m[1]);
+  assert.ok(step < 400 && fs.existsSync(path.join(dir, 'int/stages/pt', `checkpoint-${step}`)));
+  const again = runCli(ptArgs(dir, 'int', extra));
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, new RegExp(`resumed at ${step}`));
+});
+
 test('a diverging run stops with a clear error and keeps its last checkpoint', () => {
   const dir = setup();
   const r = runCli(ptArgs(dir, 'run', ['--max-steps', '12', '--save-every', '1', '--lr', '1e30', '--warmup-ratio', '0', '--clip', '0']));

@@ -215,7 +215,7 @@ async function trainDpo(argv: string[]): Promise<number> {
     await tokenizer.save(out, { chatTemplate: template.source });
   };
   const opts = { beta: a.num('beta', 0.1), loss: loss as 'sigmoid' | 'ipo', batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: cfg.seed };
-  process.stderr.write(`dpo: ${data.train.length} pairs, ${data.heldout.length} held out; reference log-probs first, then ${cfg.maxSteps} steps\n`);
+  process.stderr.write(`dpo: ${data.train.length} pairs, ${data.heldout.length} held out; ${cfg.maxSteps} steps (reference log-probs cached)\n`);
   const task = new DpoTask(model, data.train, data.heldout, opts, adapter, save, new Context(nativeKernels));
   await runStage('dpo', runDir, cfg, task, { ...opts, model: dir, adapter: a.str('adapter') ?? null, lora: adapter?.config ?? null });
   return 0;

@@ -24,9 +24,10 @@ function answerLogps<F extends FloatArray>(ctx: Context<F>, model: Llama<F>, pai
 }
 
 /**
- * DPO (Rafailov et al.; Qilin-Med's third stage) with the sigmoid or IPO loss. The reference
- * model's answer log-probabilities are computed once, before training, with the same weights
- * (adapter detached, or the initial full weights) and cached, so no second model is kept.
+ * DPO (Rafailov et al.; Qilin-Med's third stage) with the sigmoid or IPO loss. Reference
+ * answer log-probabilities are cached, so no second model is kept: with LoRA the reference is
+ * the frozen base (adapter detached), scored the first time a pair is drawn; with full
+ * fine-tuning the weights move, so every pair is scored once before training.
  */
 export class DpoTask<F extends FloatArray> implements TrainTask<F> {
   private sampler: EpochSampler;
@@ -43,28 +44,33 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
     ctx: Context<F>,
   ) {
     this.sampler = new EpochSampler(train.length, opts.seed);
-    const hook = model.hook;
-    model.hook = null;
-    this.refTrain = this.referenceLogps(ctx, train);
-    this.refHeld = this.referenceLogps(ctx, heldout);
-    model.hook = hook;
+    this.refTrain = new Float64Array(2 * train.length).fill(NaN);
+    this.refHeld = new Float64Array(2 * heldout.length).fill(NaN);
+    if (!adapter) {
+      this.fillReference(ctx, train, this.refTrain, [...train.keys()]);
+      this.fillReference(ctx, heldout, this.refHeld, [...heldout.keys()]);
+    }
   }
 
   get params() {
     return this.adapter ? this.adapter.params : this.model.params;
   }
 
-  /** Per pair [chosen_i, rejected_i] interleaved as [c0, r0, c1, r1, ...]. */
-  private referenceLogps(ctx: Context<F>, pairs: PreferencePair[]): Float64Array {
-    const out = new Float64Array(2 * pairs.length);
+  /** Scores the reference answers of pairs[idx] not yet cached, into ref as [c0, r0, c1, r1, ...]. */
+  private fillReference(ctx: Context<F>, pairs: PreferencePair[], ref: Float64Array, idx: number[]): void {
+    const todo = [...new Set(idx)].filter((i) => Number.isNaN(ref[2 * i]));
+    if (!todo.length) return;
+    const hook = this.model.hook;
+    this.model.hook = null;
     const inf = ctx.inference();
-    for (let i = 0; i < pairs.length; i += this.opts.batchSize) {
-      const chunk = pairs.slice(i, i + this.opts.batchSize);
-      const s = answerLogps(inf, this.model, chunk, false);
-      chunk.forEach((_, j) => { out[2 * (i + j)] = s.data[j]; out[2 * (i + j) + 1] = s.data[chunk.length + j]; });
-      ctx.ws.reset();
+    const m = ctx.ws.mark();
+    for (let i = 0; i < todo.length; i += this.opts.batchSize) {
+      const chunk = todo.slice(i, i + this.opts.batchSize);
+      const s = answerLogps(inf, this.model, chunk.map((j) => pairs[j]), false);
+      chunk.forEach((j, k) => { ref[2 * j] = s.data[k]; ref[2 * j + 1] = s.data[chunk.length + k]; });
+      ctx.ws.release(m);
     }
-    return out;
+    this.model.hook = hook;
   }
 
   private forward(ctx: Context<F>, pairs: PreferencePair[], ref: (j: number) => [number, number]) {
@@ -86,6 +92,7 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
   microStep(ctx: Context<F>, index: number, gradScale: number): MicroResult {
     const B = this.opts.batchSize;
     const idx = Array.from({ length: B }, (_, b) => this.sampler.at(index * B + b));
+    this.fillReference(ctx, this.train, this.refTrain, idx);
     if (this.adapter) this.adapter.stepSeed = Rng.derive(this.opts.seed, index).nextU32();
     const pairs = idx.map((i) => this.train[i]);
     const f = this.forward(ctx, pairs, (j) => [this.refTrain[2 * idx[j]], this.refTrain[2 * idx[j] + 1]]);
@@ -98,6 +105,7 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
     const sums: Record<string, number> = {};
     let n = 0;
     const inf = ctx.inference();
+    this.fillReference(ctx, this.heldout, this.refHeld, [...this.heldout.keys()]);
     for (let i = 0; i < this.heldout.length; i += this.opts.batchSize) {
       const f = this.forward(inf, this.heldout.slice(i, i + this.opts.batchSize), (j) => [this.refHeld[2 * (i + j)], this.refHeld[2 * (i + j) + 1]]);
       for (const [k, v] of Object.entries({ loss: f.loss.data[0], ...f.metrics })) sums[`eval_${k}`] = (sums[`eval_${k}`] ?? 0) + v * f.n;

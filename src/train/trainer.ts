@@ -141,6 +141,8 @@ export class Trainer<F extends FloatArray> {
         this.metrics.append({ stage: this.stage, step: done, ...evals });
         progress.note(Object.entries(evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  '));
       }
+      // the step is synchronous: yield once so a pending SIGINT / SIGTERM handler runs now
+      await new Promise((r) => setImmediate(r));
       if (!last && ((cfg.saveEvery > 0 && done % cfg.saveEvery === 0) || this.stopRequested)) await this.checkpoint(task, opt, done);
       if (this.stopRequested && !last) {
         progress.stop();
