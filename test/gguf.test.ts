@@ -167,25 +167,35 @@ async function loadGguf(file: string) {
   return { m, ctx, seq: ctx.getSequence() };
 }
 
-/** llama.cpp's raw logits at every position of `ids`, compared with ours. */
+/**
+ * llama.cpp's next-token distribution at every position of `ids`, compared with ours as
+ * logits: node-llama-cpp 3.21 reports probabilities, so its logits are recovered as
+ * log p + our log-sum-exp at that position (exact when the two models agree).
+ */
 async function compareLogits(file: string, model: Llama<Float32Array>, ids: number[]) {
   const { m, ctx, seq } = await loadGguf(file);
   try {
-    const out = await seq.controlledEvaluate(asTokens(ids).map((id) => [id, { generateNext: { logits: true } }]));
+    const out = await seq.controlledEvaluate(asTokens(ids).map((id) => [id, { generateNext: { probabilities: true } }]));
     const ours = ourLogits(model, ids), V = model.config.vocab_size;
-    let maxDiff = 0, maxAbs = 0, top1 = 0;
+    let maxDiff = 0, maxAbs = 0, top1 = 0, compared = 0;
     for (let t = 0; t < ids.length; t++) {
-      const theirs = out[t]?.next.logits;
-      assert.ok(theirs && theirs.size === V, `position ${t}: llama.cpp returned ${theirs?.size} logits, expected ${V}`);
-      let best = 0;
-      for (let v = 1; v < V; v++) if (ours[t * V + v] > ours[t * V + best]) best = v;
-      if (theirs.keys().next().value === best) top1++;
-      for (const [id, val] of theirs) {
-        maxDiff = Math.max(maxDiff, Math.abs(val - ours[t * V + id]));
-        maxAbs = Math.max(maxAbs, Math.abs(ours[t * V + id]));
+      const theirs = out[t]?.next.probabilities;
+      assert.ok(theirs && theirs.size > 0, `position ${t}: llama.cpp returned no probabilities`);
+      const row = ours.subarray(t * V, (t + 1) * V);
+      let best = 0, max = -Infinity, sum = 0;
+      for (let v = 0; v < V; v++) { if (row[v] > row[best]) best = v; max = Math.max(max, row[v]); }
+      for (let v = 0; v < V; v++) sum += Math.exp(row[v] - max);
+      const lse = max + Math.log(sum);
+      const sorted = [...theirs].sort((a, b) => b[1] - a[1]);
+      if (sorted[0][0] === best) top1++;
+      for (const [id, p] of sorted) {
+        if (!(p > 1e-30)) continue;
+        maxDiff = Math.max(maxDiff, Math.abs(Math.log(p) + lse - row[id]));
+        maxAbs = Math.max(maxAbs, Math.abs(row[id]));
+        compared++;
       }
     }
-    console.log(`# ${path.basename(file)}: max |logit diff| ${maxDiff.toExponential(2)} (${(maxDiff / maxAbs).toExponential(2)} of max |logit| ${maxAbs.toFixed(2)}), top-1 agreement ${top1}/${ids.length}`);
+    console.log(`# ${path.basename(file)}: max |logit diff| ${maxDiff.toExponential(2)} (${(maxDiff / maxAbs).toExponential(2)} of max |logit| ${maxAbs.toFixed(2)}) over ${compared} token probabilities, top-1 agreement ${top1}/${ids.length}`);
     return { rel: maxDiff / maxAbs, maxAbs, top1: top1 / ids.length };
   } finally {
     await ctx.dispose();

@@ -51,12 +51,16 @@ export async function evalCommand(argv: string[]): Promise<number> {
 
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   async mcq(argv) {
-    const usage = `chimed eval mcq --model DIR --data TEST [--dev DEV] [--k 5] [--mode loglik|generate]\n\n${COMMON_USAGE}`;
+    const usage = `chimed eval mcq --model DIR --data TEST [--dev DEV] [--k 5] [--mode loglik|cloze|generate]
+
+loglik: the option letter's likelihood after the k-shot prompt; cloze: each option's text as
+the answer, length-normalised (for small / base models); generate: answer extraction cascade.
+${COMMON_USAGE}`;
     const a = parse(argv, { ...COMMON, dev: { type: 'string' }, k: { type: 'string' }, mode: { type: 'string' } }, usage);
     if (a.help) { process.stdout.write(usage + '\n'); return 0; }
     applyThreads(a.str('threads') ? a.int('threads') : undefined);
     const mode = a.str('mode') ?? 'loglik';
-    if (mode !== 'loglik' && mode !== 'generate') throw new UsageError(`--mode: expected loglik or generate, got "${mode}"`);
+    if (mode !== 'loglik' && mode !== 'cloze' && mode !== 'generate') throw new UsageError(`--mode: expected loglik, cloze or generate, got "${mode}"`);
     const cm = await loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template') });
     const items = (await Promise.all(a.list('data').map(readMcqFile))).flat().slice(0, a.str('limit') ? a.int('limit') : undefined);
     if (!items.length) throw new UsageError(`--data: no items\n\n${usage}`);

@@ -162,8 +162,17 @@ export function extractAnswer(output: string, options: Record<string, string>): 
   return null;
 }
 
+/**
+ * loglik: the option letter's log-likelihood after the full prompt (C-Eval / CMMLU style).
+ * cloze: each option's text scored as the answer to the bare question, divided by its length
+ * in characters (lm-eval-harness's acc_norm), which measures knowledge in small or base
+ * models that have not learned the lettered format; multi-answer items use letters.
+ * generate: free generation, then the extraction cascade.
+ */
+export type McqMode = 'loglik' | 'cloze' | 'generate';
+
 export interface McqEvalOptions {
-  mode?: 'loglik' | 'generate';
+  mode?: McqMode;
   /** Demonstrations per prompt, from the dev items of the same subject. */
   k?: number;
   template?: McqPromptTemplate;
@@ -195,7 +204,7 @@ export interface McqPrediction {
 }
 
 export interface McqResult extends McqScores {
-  mode: 'loglik' | 'generate';
+  mode: McqMode;
   k: number;
   extraction_failure_rate: number;
   per_subject: Record<string, McqScores>;
@@ -246,6 +255,23 @@ async function predictByLoglik(model: EvalModel, item: McqItem, prompt: string, 
   return cands[best];
 }
 
+/** The cloze prompt: k solved questions (answer written out), then the question. */
+function clozePrompt(item: McqItem, shots: McqItem[]): string {
+  const solved = shots.map((s) => `${s.question}\n答案：${[...s.answer].map((l) => s.options[l]).join('、')}\n\n`).join('');
+  return `${solved}${item.question}\n答案：`;
+}
+
+async function predictByCloze(model: EvalModel, item: McqItem, shots: McqItem[]): Promise<string> {
+  const letters = Object.keys(item.options).sort();
+  const scores = await model.scoreContinuations(clozePrompt(item, shots), letters.map((l) => item.options[l]));
+  let best = 0, bestScore = -Infinity;
+  letters.forEach((l, i) => {
+    const s = scores[i] / Math.max(1, [...item.options[l]].length);
+    if (s > bestScore) { bestScore = s; best = i; }
+  });
+  return letters[best];
+}
+
 export async function evaluateMcq(model: EvalModel, items: McqItem[], devItems: McqItem[], opts: McqEvalOptions = {}): Promise<McqResult> {
   const { mode = 'loglik', k = 5, template = DEFAULT_MCQ_TEMPLATE, letterPrefix = '', maxNewTokens = 32, batchSize = 8, stop = ['\n\n'] } = opts;
   if (items.length === 0) throw new Error('evaluateMcq: no items');
@@ -260,10 +286,12 @@ export async function evaluateMcq(model: EvalModel, items: McqItem[], devItems: 
   const base = (it: McqItem, i: number) => ({ id: it.id, subject: subjectKey(it), gold: normalizeAnswer(it.answer), shots: shotsOf[i].length });
 
   let predictions: McqPrediction[];
-  if (mode === 'loglik') {
+  if (mode === 'loglik' || mode === 'cloze') {
     predictions = [];
     for (let i = 0; i < items.length; i++) {
-      const pred = await predictByLoglik(model, items[i], prompts[i], letterPrefix);
+      const pred = mode === 'cloze' && items[i].answer.length === 1
+        ? await predictByCloze(model, items[i], shotsOf[i])
+        : await predictByLoglik(model, items[i], prompts[i], letterPrefix);
       const b = base(items[i], i);
       predictions.push({ ...b, pred, correct: pred === b.gold });
       opts.onProgress?.(i + 1, items.length);
@@ -277,7 +305,7 @@ export async function evaluateMcq(model: EvalModel, items: McqItem[], devItems: 
       return { ...b, pred: got?.letters ?? null, correct: got?.letters === b.gold, ...(got ? { rule: got.rule } : {}), output };
     });
   } else {
-    throw new Error(`unknown MCQ mode ${JSON.stringify(mode)} (expected loglik or generate)`);
+    throw new Error(`unknown MCQ mode ${JSON.stringify(mode)} (expected loglik, cloze or generate)`);
   }
 
   const bySubject = new Map<string, McqPrediction[]>();

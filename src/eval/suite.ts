@@ -10,7 +10,7 @@ import { collatePairs, encodeResponse, toPreference } from '../train/preference.
 import { scoreAnswers } from '../train/rejection.js';
 import { sequentialPositions } from '../model/llama.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
-import { evaluateMcq } from './mcq.js';
+import { evaluateMcq, type McqMode } from './mcq.js';
 import { LlamaEvalModel } from './model.js';
 import { readMcqFile } from './read.js';
 import { evaluateScale, loadScale } from './scale.js';
@@ -36,7 +36,7 @@ export async function perplexity(cm: ChatModel, files: string[], blockSize = 256
   return { ppl: Math.exp(sum / tokens), loss: sum / tokens, tokens };
 }
 
-export async function mcqAccuracy(cm: ChatModel, testFile: string, devFile: string | null, o: { k: number; mode: 'loglik' | 'generate'; chat: boolean; limit?: number }) {
+export async function mcqAccuracy(cm: ChatModel, testFile: string, devFile: string | null, o: { k: number; mode: McqMode; chat: boolean; limit?: number }) {
   const items = (await readMcqFile(testFile)).slice(0, o.limit);
   const dev = devFile ? await readMcqFile(devFile) : [];
   const r = await evaluateMcq(new LlamaEvalModel(cm, { chat: o.chat }), items, dev, { k: dev.length ? o.k : 0, mode: o.mode });

@@ -59,7 +59,7 @@ const EvalSchema = z.strictObject({
     pref: z.string().optional().describe('held-out preference pairs for preference accuracy'),
   }).prefault({}).describe('evaluation sets; the built-in corpus supplies its own held-out files'),
   ppl: z.boolean().default(true).describe('held-out perplexity on the evaluation documents'),
-  mcq: z.strictObject({ k_shot: z.number().int().min(0).default(5), mode: z.enum(['loglik', 'generate']).default('loglik'), limit: posInt.optional() }).or(z.literal(false)).prefault({}),
+  mcq: z.strictObject({ k_shot: z.number().int().min(0).default(5), mode: z.enum(['loglik', 'cloze', 'generate']).default('loglik'), limit: posInt.optional() }).or(z.literal(false)).prefault({}),
   gen: z.strictObject({ limit: posInt.default(100), max_new_tokens: posInt.default(96) }).or(z.literal(false)).prefault({}),
   pref: z.boolean().default(true).describe('policy preference accuracy on held-out pairs, and reward of greedy answers once a reward model exists'),
   scale: z.strictObject({ file: z.string().optional(), samples: posInt.default(1) }).or(z.literal(false)).prefault({}),

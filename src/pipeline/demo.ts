@@ -24,7 +24,7 @@ export function demoConfig(fast: boolean): Record<string, unknown> {
       { type: 'dpo', batch_size: 8, max_steps: steps(60, 30), lr: 2e-3, beta: 0.1, max_source: 128, max_target: 128 },
     ],
     eval: {
-      mcq: { k_shot: 0, mode: 'loglik', limit: steps(300, 100) },
+      mcq: { k_shot: 0, mode: 'cloze', limit: steps(300, 100) },
       gen: { limit: steps(48, 20), max_new_tokens: 64 },
       scale: { samples: 1 },
     },
