@@ -99,7 +99,8 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
   // the data section is a data-build config; with the built-in corpus its sources may be empty,
   // so it is checked here with a stand-in source that is dropped again
   const rawSources = Array.isArray(r.data.data.sources) ? r.data.data.sources : [];
-  const placeholder = !rawSources.length && r.data.builtin_corpus !== false;
+  if (!rawSources.length && r.data.builtin_corpus === false) throw new RunConfigError(`${source}: data.sources: give at least one source, or enable builtin_corpus`);
+  const placeholder = !rawSources.length;
   const d = BuildConfigSchema.safeParse({ ...r.data.data, sources: placeholder ? [{ path: 'builtin-corpus' }] : rawSources });
   if (!d.success) throw new RunConfigError(`${source}: ${d.error.issues.map((i) => `data.${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const c: RunConfig = { ...r.data, data: { ...d.data, sources: placeholder ? [] : d.data.sources } };
@@ -112,7 +113,6 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
   if (types.includes('rs') && !types.includes('rm')) fail('rs needs a reward model: add an rm stage before it');
   const hasPref = c.builtin_corpus !== false || c.data.sources.some((s) => s.stages?.includes('pref') || /pref|dpo|reward|pair/i.test(s.path));
   for (const t of ['rm', 'dpo'] as const) if (types.includes(t) && !hasPref) fail(`${t} needs preference data: add a source with stages: [pref] (or enable builtin_corpus)`);
-  if (!c.builtin_corpus && !c.data.sources.length) throw new RunConfigError(`${source}: data.sources: give at least one source, or enable builtin_corpus`);
   return c;
 }
 
