@@ -17,6 +17,7 @@ import { Llama } from '../model/llama.js';
 import { loadChatModel } from '../model/load.js';
 import { RewardModel } from '../model/reward.js';
 import { Tokenizer } from '../tokenizer/index.js';
+import { readJsonl } from '../train/conversations.js';
 import { readDocuments } from '../train/documents.js';
 import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
@@ -49,6 +50,7 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   await recordConfig(cfg, runDir);
   const evalFiles = await prepareData(cfg, runDir);
   const tokDir = await prepareTokenizer(cfg, runDir);
+  await countStageTokens(runDir, tokDir);
   let policy = await prepareBase(cfg, runDir, tokDir);
   let rmDir: string | null = null;
   const rows: Row[] = [];
@@ -126,6 +128,33 @@ async function prepareTokenizer(cfg: RunConfig, runDir: string): Promise<string>
   }
   await tok.save(dir);
   return dir;
+}
+
+/**
+ * Token counts of the stage datasets under the run's tokenizer. The data build counts
+ * characters because the tokenizer is trained from its output; this adds the real figures.
+ */
+async function countStageTokens(runDir: string, tokDir: string): Promise<void> {
+  const out = path.join(runDir, 'data', 'tokens.json');
+  if (fs.existsSync(out)) return;
+  const tok = Tokenizer.fromDir(tokDir);
+  const rows: { stage: string; records: number; characters: number; tokens: number }[] = [];
+  for (const stage of ['pt', 'sft', 'pref']) {
+    const file = path.join(runDir, 'data', `${stage}.jsonl`);
+    if (!fs.existsSync(file)) continue;
+    const r = { stage, records: 0, characters: 0, tokens: 0 };
+    for (const { rec } of await readJsonl(file)) {
+      const text = typeof rec.text === 'string' ? rec.text
+        : [...(Array.isArray(rec.messages) ? rec.messages : Array.isArray(rec.prompt) ? rec.prompt : []).map((m) => String((m as { content?: unknown }).content ?? '')),
+          ...[rec.chosen, rec.rejected].filter((x): x is string => typeof x === 'string')].join('\n');
+      r.records++;
+      r.characters += [...text].length;
+      r.tokens += tok.encode(text).length;
+    }
+    rows.push(r);
+  }
+  await writeJsonAtomic(out, { tokenizer: tokDir, vocab_size: tok.vocabSize, stages: rows });
+  log(['stage  records  characters  tokens  chars/token', ...rows.map((r) => `${r.stage.padEnd(5)}  ${String(r.records).padStart(7)}  ${String(r.characters).padStart(10)}  ${String(r.tokens).padStart(6)}  ${(r.characters / Math.max(1, r.tokens)).toFixed(2)}`)].join('\n'));
 }
 
 /** The starting model: an HF folder, or a fresh one from the config (vocab sized to the tokenizer). */
