@@ -13,7 +13,7 @@ import type { ChatMessage } from '../tokenizer/chat-template.js';
 import { evaluateMcq, type McqMode } from './mcq.js';
 import { LlamaEvalModel } from './model.js';
 import { readMcqFile } from './read.js';
-import { evaluateScale, loadScale } from './scale.js';
+import { buildScalePrompt, evaluateScale, loadScale, scoreScale, type ScaleResult } from './scale.js';
 import { textgenScores } from './textgen.js';
 
 /** Held-out perplexity: documents joined with EOS, cut into blocks, mean token NLL. */
@@ -103,13 +103,28 @@ export async function meanReward(cm: ChatModel, rm: RewardModel<Float32Array>, f
   return r.reduce((s, x) => s + x, 0) / Math.max(1, r.length);
 }
 
-/** Attitude-scale totals per subscale (prompted through the chat template). */
-export async function attitudeScale(cm: ChatModel, file: string, samples: number, chat: boolean) {
+/**
+ * Attitude-scale scores per subscale and in total. `generate` parses free answers (large
+ * models); `loglik` picks the option whose text the model finds most likely after the item
+ * (small models that have not learned to answer with a number), so every item is answered.
+ */
+export async function attitudeScale(cm: ChatModel, file: string, o: { samples: number; chat: boolean; mode: 'generate' | 'loglik' }) {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such scale file`);
   const scale = loadScale(file);
-  const r = await evaluateScale(new LlamaEvalModel(cm, { chat }), scale, { n: samples, temperature: samples > 1 ? 0.7 : 0 });
+  const model = new LlamaEvalModel(cm, { chat: o.chat });
+  let r: Pick<ScaleResult, 'subscales' | 'total'> & { parse_failure_rate: number };
+  if (o.mode === 'generate') r = await evaluateScale(model, scale, { n: o.samples, temperature: o.samples > 1 ? 0.7 : 0 });
+  else {
+    const choices = new Map<string, (number | null)[]>();
+    for (const it of scale.items) {
+      const scores = await model.scoreContinuations(buildScalePrompt(scale, it.text), scale.options.map((op) => op.text));
+      const norm = scores.map((x, i) => x / Math.max(1, [...scale.options[i].text].length));
+      choices.set(it.id, [norm.indexOf(Math.max(...norm))]);
+    }
+    r = { ...scoreScale(scale, choices), parse_failure_rate: 0 };
+  }
   return {
     total: r.total.score, total_range: `${r.total.min}-${r.total.max}`, parse_failure_rate: r.parse_failure_rate,
-    ...Object.fromEntries(r.subscales.map((s) => [s.name, s.score])),
+    ...Object.fromEntries(r.subscales.map((x) => [x.name, x.score])),
   };
 }

@@ -62,7 +62,7 @@ const EvalSchema = z.strictObject({
   mcq: z.strictObject({ k_shot: z.number().int().min(0).default(5), mode: z.enum(['loglik', 'cloze', 'generate']).default('loglik'), limit: posInt.optional() }).or(z.literal(false)).prefault({}),
   gen: z.strictObject({ limit: posInt.default(100), max_new_tokens: posInt.default(96) }).or(z.literal(false)).prefault({}),
   pref: z.boolean().default(true).describe('policy preference accuracy on held-out pairs, and reward of greedy answers once a reward model exists'),
-  scale: z.strictObject({ file: z.string().optional(), samples: posInt.default(1) }).or(z.literal(false)).prefault({}),
+  scale: z.strictObject({ file: z.string().optional(), samples: posInt.default(1), mode: z.enum(['generate', 'loglik']).default('generate').describe('loglik: the most likely option (small models)') }).or(z.literal(false)).prefault({}),
 });
 
 export const RunConfigSchema = z.strictObject({

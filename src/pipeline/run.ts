@@ -227,8 +227,9 @@ async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: string, r
     const last = new MetricsLog(path.join(runDir, 'metrics.jsonl')).read('rm').filter((x) => x.eval_accuracy !== undefined).at(-1);
     if (last) row.rm_acc = last.eval_accuracy as number;
   }
-  if (e.scale && chat) await step('attitude scale', async () => {
-    const s = await attitudeScale(cm, e.scale ? e.scale.file ?? bundledScalePath('mental_illness_attitudes_zh.json') : '', e.scale ? e.scale.samples : 1, chat);
+  if (e.scale && (chat || e.scale.mode === 'loglik')) await step('attitude scale', async () => {
+    const sc = e.scale as Exclude<typeof e.scale, false>;
+    const s = await attitudeScale(cm, sc.file ?? bundledScalePath('mental_illness_attitudes_zh.json'), { samples: sc.samples, chat, mode: sc.mode });
     row.scale_total = s.total;
   });
   log(`eval ${stage}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
