@@ -76,17 +76,22 @@ export function buildTokenizerJson(
     pre_tokenizer: preTokenizerConfig(),
     post_processor: { ...BYTE_LEVEL },
     decoder: { ...BYTE_LEVEL },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
-      vocab,
-      merges: merges.map((m) => [symbols[m.left], symbols[m.right]] as [string, string]),
-    },
+    model: bpeModelJson(vocab, merges.map((m) => [symbols[m.left], symbols[m.right]]), false),
+  };
+}
+
+/** The `model` section of a byte-level BPE tokenizer.json, as HF tokenizers writes it. */
+export function bpeModelJson(vocab: Record<string, number>, merges: [string, string][], ignoreMerges: boolean) {
+  return {
+    type: 'BPE' as const,
+    dropout: null,
+    unk_token: null,
+    continuing_subword_prefix: null,
+    end_of_word_suffix: null,
+    fuse_unk: false,
+    byte_fallback: false,
+    ignore_merges: ignoreMerges,
+    vocab,
+    merges,
   };
 }

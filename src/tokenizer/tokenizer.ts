@@ -21,6 +21,7 @@ import {
 import {
   buildTokenizerJson,
   CHATML_TEMPLATE,
+  bpeModelJson,
   EOS_TOKEN,
   IM_END,
   PAD_TOKEN,
@@ -419,18 +420,7 @@ export class Tokenizer {
       version: '1.0',
       ...structuredClone(this.components),
       added_tokens: this.added.map((t) => ({ ...t })),
-      model: {
-        type: 'BPE',
-        dropout: null,
-        unk_token: null,
-        continuing_subword_prefix: null,
-        end_of_word_suffix: null,
-        fuse_unk: false,
-        byte_fallback: false,
-        ignore_merges: this.ignoreMerges,
-        vocab,
-        merges: this.merges.map((m) => [this.modelTokens[m.left], this.modelTokens[m.right]] as [string, string]),
-      },
+      model: bpeModelJson(vocab, this.merges.map((m) => [this.modelTokens[m.left], this.modelTokens[m.right]]), this.ignoreMerges),
     };
   }
 
