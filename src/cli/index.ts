@@ -13,7 +13,7 @@ import { tokenizerCommand } from './tokenizer.js';
 import { trainCommand } from './train.js';
 
 const commands: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
-  demo: { summary: 'the whole regime on the built-in medical corpus (about 7 min on 2 cores; --fast under 1)', run: demoCommand },
+  demo: { summary: 'the whole regime on the built-in medical corpus (about 8 min on 2 cores; --fast under 1)', run: demoCommand },
   run: { summary: 'the whole regime from a YAML config; resumes', run: runCommand },
   data: { summary: 'import, build (dedup + decontamination), dedup, decontam, stats', run: dataCommand },
   tokenizer: { summary: 'train a byte-level BPE tokenizer; encode text', run: tokenizerCommand },

@@ -26,7 +26,7 @@ const DEMO_USAGE = `chimed demo [--fast] [--out RUN_DIR]
 
 The whole regime on the built-in medical corpus with a small model: data build, tokenizer,
 pre-training, SFT, reward model, rejection sampling, DPO, with evaluation after each stage
-and a summary table (about 7 minutes on 2 cores; --fast under 1).`;
+and a summary table (about 8 minutes on 2 cores; --fast under 1).`;
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const a = parse(argv, { fast: { type: 'boolean' }, out: { type: 'string' } }, DEMO_USAGE);

@@ -1,5 +1,5 @@
 /**
- * The built-in demo: the whole regime on the built-in corpus with a small model, about 7
+ * The built-in demo: the whole regime on the built-in corpus with a small model, about 8
  * minutes on 2 cores (`fast`: under one, for tests). The settings are tuned so that
  * each stage moves the metric it targets on this corpus; the paper defaults (config.ts) are
  * for real models and data.

@@ -102,7 +102,7 @@ export function lineChart(s: LineChartSpec, opts?: RenderOptions): Promise<Chart
       mark: { type: 'line', point: values.length <= 60, strokeWidth: 2 },
       encoding: {
         x: { field: 'x', type: 'quantitative', title: s.x },
-        y: { field: 'y', type: 'quantitative', title: s.y, scale: { type: s.logY ? 'log' : 'linear', zero: s.logY ? false : (s.yZero ?? false) } },
+        y: { field: 'y', type: 'quantitative', title: s.y, scale: s.logY ? { type: 'log' } : { type: 'linear', zero: s.yZero ?? false } },
         color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order } },
       },
     },
