@@ -111,11 +111,20 @@ export function refuseUnsupported(req: SamplingRequest): void {
 }
 
 /** OpenAI's messages as the chat template's: text parts joined, `developer` read as `system`. */
-export function toChatMessages(messages: ChatCompletionRequest['messages']): ChatMessage[] {
+/**
+ * OpenAI messages as chat-template messages. Content may not contain the tokenizer's special
+ * tokens (`reserved`): the rendered prompt is tokenised as a whole, so a user typing
+ * <|im_end|> would otherwise end their turn and write the assistant's.
+ */
+export function toChatMessages(messages: ChatCompletionRequest['messages'], reserved: readonly string[] = []): ChatMessage[] {
   const out = messages.map((m) => ({
     role: m.role === 'developer' ? 'system' as const : m.role,
     content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
   }));
+  out.forEach((m, i) => {
+    const hit = reserved.find((t) => m.content.includes(t));
+    if (hit) throw new ApiError(400, `messages[${i}].content contains the reserved token ${hit}`, 'invalid_request_error', `messages[${i}].content`);
+  });
   if (out.at(-1)!.role === 'assistant') throw new ApiError(400, 'the last message must be from the user (or system), not the assistant', 'invalid_request_error', 'messages');
   return out;
 }

@@ -225,7 +225,7 @@ function chatJob(state: ServerState, r: ChatCompletionRequest): Job {
   checkModel(r.model, state.o.modelName);
   refuseUnsupported(r);
   const { model, tokenizer, template } = state.o.chat;
-  const messages = toChatMessages(r.messages);
+  const messages = toChatMessages(r.messages, tokenizer.specialTokens);
   let prompt: number[];
   try {
     prompt = template.encodePrompt(tokenizer, messages);
