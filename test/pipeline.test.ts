@@ -58,6 +58,8 @@ test('chimed demo --fast: every stage runs, moves its metric, and a re-run skips
   assert.equal(again.code, 0, again.stderr.slice(-2000));
   assert.equal((again.stderr.match(/already done, skipping/g) ?? []).length, 5);
   assert.ok(Date.now() - t0 < 60_000, 're-run should only re-read results');
+  const evalRecords = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"stage":"eval/'));
+  assert.equal(evalRecords.length, 6, 'one evaluation record per stage, not one per run');
 });
 
 for (const name of ['qilin-med', 'chimed-gpt']) {

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { nativeKernels } from '../engine/native.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { loadModel, saveModel } from '../model/checkpoint.js';
+import { saveModel } from '../model/checkpoint.js';
+import { loadChatModel, type ChatModelSource } from '../model/load.js';
 import { RewardModel } from '../model/reward.js';
 import { readJsonl, toMessages } from '../train/conversations.js';
 import { MetricsLog } from '../train/metrics.js';
@@ -10,7 +11,7 @@ import { greedyReward, roundSummary, sampleAndRank, writeRound, type RoundRecord
 import { encodeSft, SftTask } from '../train/sft.js';
 import { parse, UsageError } from './args.js';
 import { applyThreads } from './common.js';
-import { LORA_FLAGS, LORA_USAGE, MODEL_FLAGS, MODEL_USAGE, TRAINER_FLAGS, TRAINER_USAGE, loadPolicy, loraFrom, runStage, splitHeldout, trainerConfig } from './stage.js';
+import { LORA_FLAGS, LORA_USAGE, MODEL_FLAGS, MODEL_USAGE, TRAINER_FLAGS, TRAINER_USAGE, loraFrom, runStage, splitHeldout, trainerConfig } from './stage.js';
 
 const USAGE = `chimed train rs --prompts FILE --model DIR --reward RM_DIR --out RUN_DIR [options]
 
@@ -69,17 +70,18 @@ export async function rsCommand(argv: string[]): Promise<number> {
   const rm = await RewardModel.load(a.need('reward'), nativeKernels, false);
   const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
   const stageDir = path.join(runDir, 'stages', 'rs');
-  let { model, tokenizer, template, dir } = await loadPolicy(a, false);
-  const savePolicy = async (out: string) => { await saveModel(out, model); await tokenizer.save(out, { chatTemplate: template.source }); };
-
+  // each round starts from the previous round's policy (the --adapter merges into round 1 only)
+  let source: ChatModelSource = { model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template') };
   for (let round = 1; round <= rounds; round++) {
     const roundDir = path.join(stageDir, `round-${round}`);
     const policyDir = path.join(roundDir, 'policy');
+    const next: ChatModelSource = { ...source, model: policyDir, adapter: undefined };
     if (fs.existsSync(path.join(roundDir, 'done.json'))) {
-      model = await loadModel(policyDir, nativeKernels, false);
-      process.stderr.write(`rs: round ${round} already done, policy from ${policyDir}\n`);
+      process.stderr.write(`rs: round ${round} already done, policy in ${policyDir}\n`);
+      source = next;
       continue;
     }
+    const { model, tokenizer, template } = await loadChatModel({ ...source, trainable: !a.flag('lora') });
     if (round === 1) {
       const before = greedyReward(model, rm, tokenizer, template, heldout, o);
       metrics.append({ stage: 'rs', step: 0, 'rs/heldout_greedy_reward': before });
@@ -96,14 +98,12 @@ export async function rsCommand(argv: string[]): Promise<number> {
     const summary = roundSummary(records);
     const kept = records.flatMap((r) => r.kept.map((i) => [...r.prompt, { role: 'assistant' as const, content: r.candidates[i].text }]));
     if (!kept.length) throw new UsageError(`rs: round ${round}: no candidate passed the threshold ${o.threshold}; lower --threshold`);
-    const trainable = !a.flag('lora');
-    model = await loadModel(round === 1 ? dir : path.join(stageDir, `round-${round - 1}`, 'policy'), nativeKernels, trainable);
-    if (round === 1 && a.str('adapter')) model = (await loadPolicy(a, trainable)).model;
     const adapter = loraFrom(a, model, { r: 8, alpha: 32, dropout: 0.05 });
+    const savePolicy = async (out: string) => { await saveModel(out, model); await tokenizer.save(out, { chatTemplate: template.source }); };
     const enc = encodeSft(kept, tokenizer, template, { maxSource: o.maxSource, maxTarget: o.maxTarget, trainOnPrompt: false });
     const cfg = trainerConfig(a, enc.examples.length, { lr: 2e-5, epochs: 1, batchSize: 8, warmupRatio: 0.05, weightDecay: 0.05 });
     const task = new SftTask(model, enc.examples, [], { batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: seed + round }, adapter,
-      async (out) => { if (adapter) await adapter.save(out, dir); else await savePolicy(out); });
+      async (out) => { if (adapter) await adapter.save(out, source.model); else await savePolicy(out); });
     await runStage(`rs/round-${round}`, runDir, cfg, task, { round, ...o, kept: kept.length });
     adapter?.merge();
     await savePolicy(policyDir);
@@ -112,6 +112,7 @@ export async function rsCommand(argv: string[]): Promise<number> {
     await writeJsonAtomic(path.join(roundDir, 'done.json'), { round, ...summary, heldout_greedy_reward: after });
     process.stdout.write(`rs round ${round}: mean sample reward ${summary['rs/mean_reward'].toFixed(4)}, best ${summary['rs/best_reward'].toFixed(4)}, ` +
       `kept ${summary['rs/kept']} (${summary['rs/kept_external']} external); held-out greedy reward ${after.toFixed(4)}\npolicy: ${policyDir}\n`);
+    source = next;
   }
   return 0;
 }

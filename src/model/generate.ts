@@ -129,7 +129,11 @@ export class Decoder<F extends FloatArray> {
   /** One array of n generations per prompt. */
   results(): Generation[][] {
     // a length cut-off can split a multi-byte character: drop its dangling bytes
-    if (this.opts.decode) for (const g of this.out) g.text ??= this.opts.decode(g.ids).replace(g.finishReason === 'length' ? /\uFFFD+$/ : /$^/, '');
+    const decode = this.opts.decode;
+    if (decode) for (const g of this.out) {
+      const text = decode(g.ids);
+      g.text ??= g.finishReason === 'length' ? text.replace(/\uFFFD+$/, '') : text;
+    }
     return this.prompts.map((_, i) => this.out.slice(i * this.n, (i + 1) * this.n));
   }
 }

@@ -57,13 +57,13 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
   const evaluate = async (stage: string, chat: boolean) => {
     const done = path.join(runDir, 'eval', `${stage}.json`);
+    if (fs.existsSync(done)) { rows.push(JSON.parse(fs.readFileSync(done, 'utf8'))); return; }
     // the rm stage leaves the policy as it was: its row repeats the last one, plus RM accuracy and reward
     const reuse = stage === 'rm' ? rows.at(-1) : undefined;
-    const row: Row = fs.existsSync(done) ? JSON.parse(fs.readFileSync(done, 'utf8'))
-      : { ...reuse, stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage, !!reuse)) };
+    const row: Row = { ...reuse, stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage, !!reuse)) };
     fs.mkdirSync(path.dirname(done), { recursive: true });
     await writeJsonAtomic(done, row);
-    if (!rows.some((r) => r.stage === stage)) metrics.append({ stage: `eval/${stage}`, step: 0, ...row });
+    metrics.append({ ...row, stage: `eval/${stage}`, step: 0 });
     rows.push(row);
   };
   await evaluate('base', false);
