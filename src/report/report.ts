@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { formatTable, type Row } from '../pipeline/run.js';
+import { formatTable, type Row } from './table.js';
 import { MetricsLog, type MetricRecord } from '../train/metrics.js';
 import { barChart, groupedBarChart, lineChart, type ChartImage } from './charts.js';
 
