@@ -25,6 +25,7 @@ export async function exportLlamaFactoryCommand(argv: string[]): Promise<number>
     `template: ${r.template ? r.template.name : 'none matches (LLaMA-Factory will parse the tokenizer\'s chat template)'}`,
     `configs: ${r.steps.map((s) => s.file).join(', ')}`,
     `commands: ${path.join(out, 'README.md')}`,
+    ...r.notes.map((n) => `note: ${n}`),
   ];
   process.stdout.write(lines.join('\n') + '\n');
   return 0;

@@ -44,6 +44,8 @@ export interface LfExportResult {
   steps: LfStep[];
   template: TemplateMatch | null;
   model: string;
+  /** What the export could not carry over (also in the README). */
+  notes: string[];
 }
 
 // chimed records keep their own keys: messages as {role, content}, named by these tags
@@ -148,7 +150,12 @@ export async function exportLlamaFactory(runDir: string, o: LfExportOptions): Pr
   const steps = llamaFactoryPlan(cfg, { model, template: template?.name ?? null, trustRemoteCode: needsRemoteCode(model), datasets: names, deepspeed });
   for (const s of steps) await writeFileAtomic(path.join(o.out, s.file), renderYaml(s.sections));
   await writeJsonAtomic(path.join(o.out, deepspeed), zeroConfig(zero));
-  const result = { datasets, steps, template, model };
+  const notes: string[] = [];
+  const rs = cfg.stages.find((st) => st.type === 'rs');
+  if (rs && names.rs.length < rs.rounds) {
+    notes.push(`The run has kept answers for ${names.rs.length} of its ${rs.rounds} rejection-sampling rounds (RUN/stages/rs/round-N/candidates.jsonl); finish the run in chimed to export the rest.`);
+  }
+  const result = { datasets, steps, template, model, notes };
   await writeFileAtomic(path.join(o.out, 'README.md'), readme(runDir, cfg, result, zero, tok));
   return result;
 }
@@ -156,7 +163,7 @@ export async function exportLlamaFactory(runDir: string, o: LfExportOptions): Pr
 /** Baichuan checkpoints ship their modelling code: transformers loads it only with trust_remote_code. */
 function needsRemoteCode(model: string): boolean {
   const file = path.join(model, 'config.json');
-  if (!fs.existsSync(file)) return false;
+  if (!fs.existsSync(file)) return /baichuan/i.test(model); // a hub id
   const c = JSON.parse(fs.readFileSync(file, 'utf8'));
   return /baichuan/i.test(`${c.model_type ?? ''} ${(c.architectures ?? []).join(' ')}`);
 }
@@ -216,5 +223,5 @@ torchrun --nnodes 1 --nproc_per_node 8 -m llamafactory.launcher ${first?.file ??
 - \`warmup_ratio\` (LLaMA-Factory's examples use it) is deprecated in transformers 5, announced for removal in 5.2: if your transformers refuses it, rename it \`warmup_steps\` (there a float below 1 is a ratio).
 - Rejection sampling itself (sampling and scoring with the reward model) stays in chimed: the rs YAMLs fine-tune on the answers the run kept. The reward model (rm.yaml) serves LLaMA-Factory's PPO (\`reward_model: saves/rm\`) or evaluation.
 - Tokenizer: bos ${tok.bosToken ?? '(none)'}, eos ${tok.eosToken}; the model folders carry tokenizer.json and tokenizer_config.json.
-`;
+${r.notes.map((n) => `- ${n}\n`).join('')}`;
 }
