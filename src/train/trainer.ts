@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FloatArray } from '../engine/kernels.js';
+import { engineRecord, pinnedGemmChoice, restoreEngineRecord, setGemmChoice, type EngineRecord } from '../engine/gemm-choice.js';
 import { AdamW, learningRate, type Schedule } from '../engine/optim.js';
 import { ParamStore } from '../engine/params.js';
 import { Context } from '../engine/tensor.js';
@@ -75,10 +76,15 @@ const CKPT = /^checkpoint-(\d+)$/;
 /**
  * The loop every stage shares: gradient accumulation, warmup + decay schedule, clipping,
  * a NaN/Inf guard, evaluation, atomic checkpoints with resume, metrics.jsonl and progress.
- * Layout under stageDir: checkpoint-STEP/{weights, optimizer.safetensors, trainer_state.json}, final/.
+ * Layout under stageDir: checkpoint-STEP/{weights, optimizer.safetensors, trainer_state.json},
+ * final/, engine.json (the kernels' GEMM paths, threads and CPU this stage ran with; also in
+ * each trainer_state.json, and restored on resume so that the resumed run multiplies exactly
+ * as the interrupted one did).
  */
 export class Trainer<F extends FloatArray> {
   private stopRequested = false;
+  private engine: EngineRecord | null = null;
+  private resumedEngine: unknown;
 
   constructor(
     readonly stage: string,
@@ -93,9 +99,26 @@ export class Trainer<F extends FloatArray> {
   }
 
   async train(task: TrainTask<F>, ctx: Context<F>): Promise<TrainResult> {
+    // a resume pins the checkpoint's GEMM paths for this stage only
+    const pinnedBefore = pinnedGemmChoice();
+    try {
+      return await this.trainSteps(task, ctx);
+    } finally {
+      setGemmChoice(pinnedBefore);
+    }
+  }
+
+  private async trainSteps(task: TrainTask<F>, ctx: Context<F>): Promise<TrainResult> {
     const cfg = this.cfg;
     const opt = new AdamW(task.params, cfg);
     const resumedFrom = await this.resume(task, opt);
+    const problems = restoreEngineRecord(ctx.k, this.resumedEngine);
+    if (problems.length) this.warn(`resuming from step ${resumedFrom} will not be bit-identical: ${problems.join('; ')}`);
+    this.engine = engineRecord(ctx.k);
+    if (this.engine) {
+      fs.mkdirSync(this.stageDir, { recursive: true });
+      await writeJsonAtomic(path.join(this.stageDir, 'engine.json'), this.engine);
+    }
     await this.metrics.truncate(this.stage, resumedFrom);
     const warmup = Math.round(cfg.warmupRatio * cfg.maxSteps);
     const progress = new Progress(`${this.stage}`, cfg.maxSteps, resumedFrom);
@@ -155,6 +178,10 @@ export class Trainer<F extends FloatArray> {
     return { steps: cfg.maxSteps, resumedFrom, finalDir, lastLoss, evals };
   }
 
+  private warn(message: string): void {
+    process.stderr.write(`${this.stage}: warning: ${message}\n`);
+  }
+
   private checkpointDirs(): { step: number; dir: string }[] {
     if (!fs.existsSync(this.stageDir)) return [];
     return fs.readdirSync(this.stageDir)
@@ -169,7 +196,9 @@ export class Trainer<F extends FloatArray> {
     await replaceDirAtomic(dir, async (tmp) => {
       await task.saveWeights(tmp);
       await saveOptimizer(path.join(tmp, 'optimizer.safetensors'), task.params, opt);
-      await writeJsonAtomic(path.join(tmp, 'trainer_state.json'), { stage: this.stage, global_step: step, max_steps: this.cfg.maxSteps, seed: this.cfg.seed });
+      await writeJsonAtomic(path.join(tmp, 'trainer_state.json'), {
+        stage: this.stage, global_step: step, max_steps: this.cfg.maxSteps, seed: this.cfg.seed, ...(this.engine && { engine: this.engine }),
+      });
     });
     for (const old of this.checkpointDirs().slice(0, -this.cfg.keepCheckpoints)) fs.rmSync(old.dir, { recursive: true, force: true });
   }
@@ -190,6 +219,7 @@ export class Trainer<F extends FloatArray> {
       buf.set(t.data);
     }
     opt.step = state.global_step;
+    this.resumedEngine = state.engine;
     return state.global_step;
   }
 }

@@ -1,0 +1,56 @@
+import type { FloatArray, Kernels } from './kernels.js';
+
+/** Time and calls of one kernel kind in one phase; flops for GEMMs. */
+export interface KernelTime {
+  ms: number;
+  calls: number;
+  flops: number;
+}
+
+/**
+ * Timing wrappers around a kernel set, for profiling only (the plain kernels carry no timers).
+ * Every call is timed under the current `phase` and a kind: the kernel's name, and for GEMM its
+ * transposition and the label `gemmLabel` gives its shape (its dispatch class, say), so a step
+ * splits into "forward gemm NT-large", "backward attentionBackward", ...; whatever a phase
+ * spends outside kernels is TypeScript (tape, ops, allocation).
+ */
+export class KernelProfile<F extends FloatArray> {
+  readonly kernels: Kernels<F>;
+  phase = 'other';
+  private readonly times = new Map<string, Map<string, KernelTime>>();
+
+  constructor(inner: Kernels<F>, gemmLabel: (transA: boolean, transB: boolean, M: number, N: number, K: number) => string = () => '') {
+    const timed = (kind: string, flops: number, fn: () => void) => {
+      const t0 = process.hrtime.bigint();
+      fn();
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      let phase = this.times.get(this.phase);
+      if (!phase) this.times.set(this.phase, (phase = new Map()));
+      const t = phase.get(kind) ?? { ms: 0, calls: 0, flops: 0 };
+      phase.set(kind, { ms: t.ms + ms, calls: t.calls + 1, flops: t.flops + flops });
+    };
+    const wrapped: Record<string, unknown> = { name: inner.name, alloc: (n: number) => inner.alloc(n) };
+    for (const key of Object.keys(inner) as (keyof Kernels<F>)[]) {
+      const fn = inner[key];
+      if (key === 'name' || key === 'alloc' || typeof fn !== 'function') continue;
+      wrapped[key] = key === 'gemm'
+        ? (tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, A: F, B: F, beta: number, C: F) =>
+          timed(`gemm ${gemmLabel(tA, tB, M, N, K) || `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`}`, 2 * M * N * K, () => inner.gemm(tA, tB, M, N, K, alpha, A, B, beta, C))
+        : (...args: unknown[]) => {
+          let r: unknown;
+          timed(key, 0, () => { r = (fn as (...a: unknown[]) => unknown).apply(inner, args); });
+          return r;
+        };
+    }
+    this.kernels = wrapped as unknown as Kernels<F>;
+  }
+
+  /** Accumulated times per phase and kind (since construction or the last reset). */
+  snapshot(): Map<string, Map<string, KernelTime>> {
+    return new Map([...this.times].map(([p, m]) => [p, new Map([...m].map(([k, t]) => [k, { ...t }]))]));
+  }
+
+  reset(): void {
+    this.times.clear();
+  }
+}
