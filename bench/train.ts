@@ -14,7 +14,8 @@ const USAGE = `chimed bench train --vocab V --dim D --layers L --heads H [--kv-h
                    [--profile] [--threads N] [--json]
 
 Times full training steps (forward, backward, clipping, AdamW) of a random LLaMA on random
-tokens, after one untimed warm-up step. Prints tokens/s, ms/step, parameters and peak RSS, and
+tokens, after two untimed warm-up steps (the first sizes the activation arena, the second
+faults its pages in). Prints tokens/s, ms/step, parameters and peak RSS, and
 the step's model rate 6 * params * tokens/s against the GEMM rate of a 2048^3 product measured
 between the steps (best step against best GEMM, so a loaded machine disturbs both alike).
 --profile times every kernel call by kind and phase (forward, backward, optimizer) and what each
@@ -136,6 +137,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     });
     return Number(process.hrtime.bigint() - t0) / 1e6;
   };
+  step();
   step();
   const probe = gemmProbe(nativeKernels);
   probe();
