@@ -8,7 +8,7 @@ import { Context } from '../src/engine/tensor.js';
 import { dequantizeQ8_0, kv, quantizeQ8_0, readGguf, readGgufTensor, writeGguf, type GgufMetadata } from '../src/io/gguf.js';
 import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, TOKEN_TYPE, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
 import { decodeF16, encodeF16, f32Bits } from '../src/io/half.js';
-import type { LlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
@@ -143,11 +143,11 @@ before(async () => {
   }
 });
 
-function tinyModel(c: Partial<LlamaConfig>, seed: number): Llama<Float32Array> {
-  const config: LlamaConfig = {
+function tinyModel(c: Record<string, unknown>, seed: number): Llama<Float32Array> {
+  const config = parseModelConfig({
     vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
     tie_word_embeddings: false, ...base, ...c,
-  };
+  }, 'tiny');
   return Llama.random(nativeKernels, config, seed, false);
 }
 

@@ -8,13 +8,13 @@ import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { readSafetensors } from '../src/io/safetensors.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
-import { ALL_LINEAR, LoraAdapter } from '../src/model/lora.js';
+import { LoraAdapter } from '../src/model/lora.js';
 import { AdamW } from '../src/engine/optim.js';
 import { tmpDir } from './helpers.js';
 
-const cfg = parseLlamaConfig({ vocab_size: 17, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, initializer_range: 0.4 }, 'test');
+const cfg = parseModelConfig({ vocab_size: 17, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, initializer_range: 0.4 }, 'test');
 const B = 2, T = 5;
 const rng = new Rng(3);
 const ids = Int32Array.from({ length: B * T }, () => rng.int(17));
@@ -24,7 +24,7 @@ const batch = { ids, pos: sequentialPositions(B, T), B, T };
 
 /** An adapter with random (non-zero) B so the side path contributes. */
 function adapter<F extends Float32Array | Float64Array>(model: Llama<F>, dropout = 0) {
-  const a = new LoraAdapter(model, { r: 3, alpha: 6, dropout, targetModules: ALL_LINEAR }).init(1);
+  const a = new LoraAdapter(model, { r: 3, alpha: 6, dropout, targetModules: 'all-linear' }).init(1);
   const r = new Rng(9);
   for (const s of a.params.specs) if (s.name.includes('lora_B')) a.params.get(s.name).data.forEach((_, i, arr) => { arr[i] = r.normal() * 0.3; });
   return a.attach();

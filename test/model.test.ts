@@ -7,15 +7,15 @@ import { ParamStore } from '../src/engine/params.js';
 import { referenceKernels } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
-import { parseLlamaConfig, type LlamaConfig } from '../src/model/config.js';
+import { parseModelConfig, type ModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions, type TokenBatch } from '../src/model/llama.js';
 
-const tiny = (over: Record<string, unknown> = {}): LlamaConfig => parseLlamaConfig({
+const tiny = (over: Record<string, unknown> = {}): ModelConfig => parseModelConfig({
   vocab_size: 13, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2,
   num_key_value_heads: 1, rope_theta: 10000, initializer_range: 0.4, ...over,
 }, 'test');
 
-function batchFor(c: LlamaConfig, B: number, T: number, seed: number) {
+function batchFor(c: ModelConfig, B: number, T: number, seed: number) {
   const rng = new Rng(seed);
   const ids = Int32Array.from({ length: B * T }, () => rng.int(c.vocab_size));
   // some ignored targets, as in SFT with masked prompts
@@ -84,7 +84,7 @@ function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return num / Math.max(den, 1e-12);
 }
 
-function agreement(native: Kernels<Float32Array>, c: LlamaConfig, B: number, T: number) {
+function agreement(native: Kernels<Float32Array>, c: ModelConfig, B: number, T: number) {
   const ref = Llama.random(referenceKernels, c, 8);
   const nat = new Llama(c, new ParamStore(native, Llama.paramSpecs(c), true));
   copyWeights(ref, nat);

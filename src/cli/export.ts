@@ -1,7 +1,7 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GGUF_EXPORT_DTYPES, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
+import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
 import { saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
@@ -39,7 +39,8 @@ ${MODEL_USAGE}`;
 
 const GGUF_USAGE = `chimed export gguf --model DIR [--adapter DIR] --out FILE.gguf [--dtype f32|f16|q8_0] [--name NAME]
 
-Writes a GGUF file for llama.cpp (llama architecture): weights (an --adapter merged first),
+Writes a GGUF file for llama.cpp (llama, qwen2, qwen3 or baichuan architecture, after the
+model's family): weights (an --adapter merged first),
 the byte-level BPE tokenizer and the chat template. f16 and q8_0 keep the norms in f32, as
 llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are stored f16.
 
@@ -116,7 +117,8 @@ async function exportGguf(argv: string[]): Promise<number> {
   if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
   const chat = await loadPolicy(a, false);
   await mkdir(path.dirname(path.resolve(out)), { recursive: true });
-  await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
-  process.stdout.write(`gguf (${dtype}): ${out}\n`);
+  const notes = await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
+  for (const n of notes) process.stderr.write(`note: ${n}\n`);
+  process.stdout.write(`gguf (${dtype}, ${ggufArchitecture(chat.model.config).arch} architecture): ${out}\n`);
   return 0;
 }

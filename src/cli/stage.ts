@@ -6,7 +6,7 @@ import { Context } from '../engine/tensor.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import type { Llama } from '../model/llama.js';
-import { ALL_LINEAR, LoraAdapter } from '../model/lora.js';
+import { LoraAdapter } from '../model/lora.js';
 import { MetricsLog } from '../train/metrics.js';
 import { Trainer, trainerDefaults, type TrainerConfig, type TrainResult, type TrainTask } from '../train/trainer.js';
 import { parse, UsageError } from './args.js';
@@ -72,7 +72,7 @@ export function loraFrom(a: Parsed, model: Llama<Float32Array>, d: { r: number; 
   const targets = a.list('target-modules');
   return new LoraAdapter(model, {
     r: a.int('lora-r', d.r), alpha: a.num('lora-alpha', d.alpha), dropout: a.num('lora-dropout', d.dropout),
-    targetModules: targets.length ? targets : ALL_LINEAR, modulesToSave,
+    targetModules: targets.length ? targets : 'all-linear', modulesToSave,
   }).init(a.num('seed', 42)).attach();
 }
 
