@@ -180,7 +180,7 @@ const MATH_KEYS: Record<string, Rule> = {
 /** Keys that change nothing anywhere: accepted in a hand-written config, regenerated on save. */
 const GENERAL_KEYS = new Set(['architectures', 'model_type', 'torch_dtype', 'dtype', 'transformers_version', 'use_cache', '_name_or_path']);
 /** Keys of the normalised config written by toHfConfig itself, never copied from `extra`. */
-const REGENERATED = new Set(['architectures', 'model_type', 'torch_dtype', 'dtype', 'num_labels', 'id2label', 'label2id', 'problem_type']);
+const REGENERATED = new Set(['architectures', 'model_type', 'torch_dtype', 'dtype', 'use_cache', 'num_labels', 'id2label', 'label2id', 'problem_type']);
 
 const ROPE_TYPES = ['linear', 'dynamic', 'yarn', 'llama3'] as const;
 
@@ -215,7 +215,8 @@ export interface ParseOptions {
 export function parseModelConfig(input: unknown, source: string, opts: ParseOptions = {}): ModelConfig {
   const fail = (msg: string): never => { throw new ConfigError(`${source}: ${msg}`); };
   if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('a model config must be a JSON object');
-  const raw = { ...(input as Record<string, unknown>) };
+  // a key set to undefined (a config built in code) is an absent key, as in JSON
+  const raw = Object.fromEntries(Object.entries(input as Record<string, unknown>).filter(([, v]) => v !== undefined));
 
   // the family: architectures first, then model_type, else LLaMA
   let type: ModelType | undefined, architecture: string | undefined;
