@@ -110,7 +110,8 @@ const rowSlice = (w: Float32Array, cols: number, start: number, n: number) => w.
  */
 export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDtype): GgufTensorToWrite[] {
   if (model.hook) throw new Error('GGUF export: the model has an attached adapter; merge it first');
-  const c = model.config, { permute } = ggufArchitecture(c);
+  const c = model.config, { arch, permute } = ggufArchitecture(c);
+  if (arch === 'qwen3' && c.o_bias) throw new Error("GGUF export: llama.cpp's qwen3 architecture loads no o_proj.bias (this model has attention_bias: true)");
   const out: GgufTensorToWrite[] = [];
   const push = (hf: string, shape: readonly number[], data: Float32Array | (() => Float32Array)) => out.push({ name: ggufTensorName(hf), shape, data, dtype: tensorDtype(shape, dtype) });
   // q/k weights [heads*hd, D] and biases [heads*hd] (as one column)
