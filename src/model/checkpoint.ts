@@ -41,6 +41,26 @@ export function storeTensors<F extends FloatArray>(store: ParamStore<F>, dtype: 
   });
 }
 
+/**
+ * The Python files a config's auto_map names (Baichuan's configuration_baichuan.py,
+ * modeling_baichuan.py, ...), copied from the source folder so that HF transformers can load
+ * the written folder with trust_remote_code as it loaded the original. Returns the files copied.
+ */
+export function copyRemoteCode(config: ModelConfig, fromDir: string, toDir: string): string[] {
+  const autoMap = config.extra.auto_map;
+  if (!autoMap || typeof autoMap !== 'object') return [];
+  const modules = new Set(Object.values(autoMap as Record<string, unknown>).flat().filter((v): v is string => typeof v === 'string')
+    .map((ref) => ref.split('--').pop()!.split('.')[0]));
+  const copied: string[] = [];
+  for (const m of modules) {
+    const src = path.join(fromDir, `${m}.py`);
+    if (!fs.existsSync(src) || path.resolve(fromDir) === path.resolve(toDir)) continue;
+    fs.copyFileSync(src, path.join(toDir, `${m}.py`));
+    copied.push(`${m}.py`);
+  }
+  return copied;
+}
+
 // Buffers HF stores in some LLaMA checkpoints that carry no learned weights.
 const IGNORED = /\.rotary_emb\.inv_freq$/;
 

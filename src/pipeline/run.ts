@@ -180,7 +180,8 @@ async function runStageOnce(cfg: RunConfig, runDir: string, st: StageConfig, pol
   const code = await trainCommand([st.type, ...argv]);
   if (code !== 0) throw new Error(`stage ${st.type} failed (exit ${code})`);
   if (merge) {
-    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter });
+    // the adapter was trained under the stage's RoPE scaling: the merged model keeps it
+    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter, ropeScaling: 'rope_scaling' in st ? st.rope_scaling : null });
     await saveModel(output, cm.model);
     await cm.tokenizer.save(output, { chatTemplate: cm.template.source });
   }
