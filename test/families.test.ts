@@ -22,11 +22,10 @@ import { LoraAdapter } from '../src/model/lora.js';
 import { isRewardModel, RewardModel } from '../src/model/reward.js';
 import { exportCommand } from '../src/cli/export.js';
 import { initCommand } from '../src/cli/init.js';
-import { qaTokenizer } from './fixtures.js';
-import { repoRoot, runCli, tmpDir } from './helpers.js';
+import { qaTokenizer, tinyVariant } from './fixtures.js';
+import { runCli, sharedModels, tmpDir } from './helpers.js';
 
-const modelsDir = path.resolve(repoRoot, '../shared/models');
-const skip = fs.existsSync(modelsDir) ? false : '../shared/models is absent';
+const skip = sharedModels() ? false : '../shared/models is absent';
 const dir = tmpDir('chimed-families-');
 const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + r.stdout);
 
@@ -36,18 +35,6 @@ async function chimed(argv: string[]): Promise<void> {
   assert.equal(await (cmd === 'init' ? initCommand : exportCommand)(rest), 0);
 }
 let tok = '';
-
-/** A public config.json with every key kept and the sizes cut down (GQA and head_dim != hidden/heads kept where the real one has them). */
-export function tinyVariant(file: string, vocab: number): Record<string, unknown> {
-  const raw = JSON.parse(fs.readFileSync(path.join(modelsDir, file), 'utf8')) as Record<string, unknown>;
-  const heads = 4, gqa = raw.num_key_value_heads !== undefined && raw.num_key_value_heads !== raw.num_attention_heads;
-  const out: Record<string, unknown> = { ...raw, vocab_size: vocab, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: heads, initializer_range: 0.1 };
-  if (raw.num_key_value_heads !== undefined) out.num_key_value_heads = gqa ? 2 : heads;
-  if (raw.head_dim !== undefined) out.head_dim = (raw.head_dim as number) === (raw.hidden_size as number) / (raw.num_attention_heads as number) ? 16 : 24;
-  // the special token ids of the real vocabulary do not exist in a small one
-  for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id']) delete out[k];
-  return out;
-}
 
 /** Re-saves a checkpoint as two shards of `dtype` with model.safetensors.index.json, as HF uploads large models. */
 async function reshard(from: string, to: string, dtype: FloatDtype): Promise<void> {

@@ -83,7 +83,10 @@ export const RunConfigSchema = z.strictObject({
     z.strictObject({ train: z.strictObject({ vocab_size: posInt.default(8000), min_frequency: posInt.default(2) }).prefault({}) }),
     z.strictObject({ bytes: z.literal(true) }),
   ]).default({ train: { vocab_size: 8000, min_frequency: 2 } }),
-  model: z.union([z.strictObject({ path: z.string() }), z.strictObject({ config: z.record(z.string(), z.unknown()) })]),
+  model: z.union([
+    z.strictObject({ path: z.string().describe('an HF model folder: Llama-2/3, Qwen2/2.5, Qwen3 or Baichuan(2)-7B (config.json + safetensors)') }),
+    z.strictObject({ config: z.record(z.string(), z.unknown()).describe('a fresh model: HF config.json keys of model_type llama (default), qwen2, qwen3 or baichuan; unknown keys are errors') }),
+  ]),
   stages: z.array(StageSchema).min(1),
   eval: EvalSchema.prefault({}),
 });
