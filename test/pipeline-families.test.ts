@@ -3,7 +3,7 @@
  * Qwen3, Llama-3, Baichuan 2; tiny variants of their public configs): PT with RoPE scaling
  * (written into the saved config.json and kept by the later stages) -> LoRA SFT on the
  * family's PEFT names -> reward model of the family's class -> rejection sampling -> DPO, then
- * generation from the final model. A few steps each: this checks the wiring, not learning
+ * generation from the final model and serving it. A few steps each: this checks the wiring, not learning
  * (test/stages.test.ts and the demo test check that the stages learn).
  */
 import assert from 'node:assert/strict';
@@ -12,8 +12,10 @@ import path from 'node:path';
 import { before, test } from 'node:test';
 import { generateCommand } from '../src/cli/generate.js';
 import { initCommand } from '../src/cli/init.js';
+import { loadChatModel } from '../src/model/load.js';
 import { parseRunConfig } from '../src/pipeline/config.js';
 import { runPipeline } from '../src/pipeline/run.js';
+import { buildServer, startServer, stopServer } from '../src/serve/server.js';
 import { qaSet, qaTokenizer, tinyVariant, writeJsonl } from './fixtures.js';
 import { sharedModels, tmpDir } from './helpers.js';
 
@@ -39,7 +41,7 @@ const FAMILIES: [string, string, string, string[]][] = [
 ];
 
 for (const [file, arch, rmArch, targets] of FAMILIES) {
-  test(`chimed run from model: { path } of ${file}: PT -> LoRA SFT -> RM -> RS -> DPO`, { skip }, async () => {
+  test(`chimed run from model: { path } of ${file}: PT -> LoRA SFT -> RM -> RS -> DPO, generate, serve`, { skip }, async () => {
     const d = path.join(dir, file.replace('.json', ''));
     fs.mkdirSync(d, { recursive: true });
     const raw = tinyVariant(file, 400);
@@ -79,5 +81,15 @@ for (const [file, arch, rmArch, targets] of FAMILIES) {
     writeJsonl(path.join(d, 'prompts.jsonl'), [{ prompt: '高血压常用什么药？' }]);
     assert.equal(await generateCommand(['--model', path.join(stages, 'dpo/merged'), '--input', path.join(d, 'prompts.jsonl'), '--output', out, '--max-new-tokens', '8']), 0);
     assert.equal(readJson(out).outputs.length, 1);
+    // and serves it
+    const app = await buildServer({ chat: await loadChatModel({ model: path.join(stages, 'dpo/merged') }) });
+    const url = await startServer(app, '127.0.0.1', 0);
+    try {
+      const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chimed', messages: [{ role: 'user', content: '头痛怎么办？' }], max_tokens: 6, temperature: 0 }) });
+      assert.equal(res.status, 200);
+      assert.equal(typeof (await res.json()).choices[0].message.content, 'string');
+    } finally {
+      await stopServer(app, 1000);
+    }
   });
 }
