@@ -60,7 +60,8 @@ export class Decoder<F extends FloatArray> {
     if (prompts.some((p) => p.length === 0)) throw new RangeError('generate: empty prompt');
     const P = Math.max(...prompts.map((p) => p.length));
     if (P + opts.maxNewTokens > contextLength(c)) {
-      throw new RangeError(`generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed the model's context of ${contextLength(c)} positions`);
+      const dyn = c.rope_scaling?.rope_type === 'dynamic' ? ` x dynamic RoPE factor ${c.rope_scaling.factor}` : '';
+      throw new RangeError(`generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed the model's context: max_position_embeddings ${c.max_position_embeddings}${dyn} = ${contextLength(c)}`);
     }
     const rows = prompts.flatMap((p) => Array.from({ length: this.n }, () => p));
     this.B = rows.length;
