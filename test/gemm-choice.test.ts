@@ -17,7 +17,7 @@ import { referenceKernels } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { MetricsLog } from '../src/train/metrics.js';
 import { Trainer, trainerDefaults, type TrainTask } from '../src/train/trainer.js';
@@ -185,7 +185,7 @@ describe('deciding', () => {
 
 // ---------------------------------------------------------------- trainer records and restores
 
-const config = parseLlamaConfig({
+const config = parseModelConfig({
   vocab_size: 96, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
 }, 'test');
 
