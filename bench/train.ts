@@ -3,7 +3,7 @@ import type { Kernels } from '../src/engine/kernels.js';
 import { gemmClassOf, getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
 import { weightedSum } from '../src/engine/ops.js';
 import { AdamW } from '../src/engine/optim.js';
-import { KernelProfile, type KernelTime } from '../src/engine/profile.js';
+import { cpuMs, KernelProfile, type KernelTime } from '../src/engine/profile.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { parseModelConfig } from '../src/model/config.js';
@@ -17,72 +17,90 @@ Times full training steps (forward, backward, clipping, AdamW) of a random LLaMA
 tokens, after two untimed warm-up steps (the first sizes the activation arena, the second
 faults its pages in). Prints tokens/s, ms/step, parameters and peak RSS, and
 the step's model rate 6 * params * tokens/s against the GEMM rate of a 2048^3 product measured
-between the steps (best step against best GEMM, so a loaded machine disturbs both alike).
+between the steps (best step against best GEMM, so a loaded machine disturbs both alike). The
+same ratio from CPU time (all threads' work, which other processes slow far less than wall time)
+follows: on a busy machine it is the better estimate of the idle ratio.
 --profile times every kernel call by kind and phase (forward, backward, optimizer) and what each
-phase spends outside the kernels (TypeScript: tape, ops, allocation), from the same steps.`;
+phase spends outside the kernels (TypeScript: tape, ops, allocation), from the same steps, in
+wall and CPU time.`;
 
 type F = Float32Array;
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** A row of the profile table: one kernel kind, ms per step in each phase. */
+/** A row of the profile table: one kernel kind, wall ms per step in each phase, totals in wall and CPU time. */
 interface ProfileRow {
   kind: string;
   ms: Record<string, number>;
   total_ms: number;
+  cpu_ms: number;
+  /** Share of the step's wall time, and of its CPU time. */
   share: number;
+  cpu_share: number;
   calls: number;
   gflops?: number;
 }
 
+interface PhaseTime {
+  ms: number;
+  cpuMs: number;
+}
+
 const PHASES = ['forward', 'backward', 'optimizer'] as const;
 
-function profileRows(times: Map<string, Map<string, KernelTime>>, phaseWall: Record<string, number>, steps: number, stepMs: number): ProfileRow[] {
+function profileRows(times: Map<string, Map<string, KernelTime>>, phases: Record<string, PhaseTime>, steps: number, step: PhaseTime): ProfileRow[] {
   const kinds = new Map<string, ProfileRow & { flops: number }>();
   for (const [phase, byKind] of times)
     for (const [kind, t] of byKind) {
-      const row = kinds.get(kind) ?? { kind, ms: {}, total_ms: 0, share: 0, calls: 0, flops: 0 };
+      const row = kinds.get(kind) ?? { kind, ms: {}, total_ms: 0, cpu_ms: 0, share: 0, cpu_share: 0, calls: 0, flops: 0 };
       row.ms[phase] = (row.ms[phase] ?? 0) + t.ms / steps;
       row.total_ms += t.ms / steps;
+      row.cpu_ms += t.cpuMs / steps;
       row.calls += t.calls / steps;
       row.flops += t.flops / steps;
       kinds.set(kind, row);
     }
-  const ts: ProfileRow = { kind: 'TypeScript (outside kernels)', ms: {}, total_ms: 0, share: 0, calls: 0 };
-  for (const phase of Object.keys(phaseWall)) {
-    const inKernels = [...(times.get(phase)?.values() ?? [])].reduce((s, t) => s + t.ms, 0) / steps;
-    ts.ms[phase] = Math.max(0, phaseWall[phase] - inKernels);
+  const ts: ProfileRow = { kind: 'TypeScript (outside kernels)', ms: {}, total_ms: 0, cpu_ms: 0, share: 0, cpu_share: 0, calls: 0 };
+  for (const [phase, wall] of Object.entries(phases)) {
+    const inKernels = [...(times.get(phase)?.values() ?? [])];
+    ts.ms[phase] = Math.max(0, wall.ms - inKernels.reduce((s, t) => s + t.ms, 0) / steps);
     ts.total_ms += ts.ms[phase];
+    ts.cpu_ms += Math.max(0, wall.cpuMs - inKernels.reduce((s, t) => s + t.cpuMs, 0) / steps);
   }
   const rows: ProfileRow[] = [...kinds.values()].map(({ flops, ...r }) => (flops > 0 ? { ...r, gflops: round(flops / 1e6 / r.total_ms) } : r));
   rows.push(ts);
   for (const r of rows) {
-    r.share = round((100 * r.total_ms) / stepMs);
+    r.share = round((100 * r.total_ms) / step.ms);
+    r.cpu_share = round((100 * r.cpu_ms) / step.cpuMs);
     r.total_ms = round(r.total_ms);
+    r.cpu_ms = round(r.cpu_ms);
     r.calls = round(r.calls);
     for (const p of Object.keys(r.ms)) r.ms[p] = round(r.ms[p]);
   }
-  return rows.sort((x, y) => y.total_ms - x.total_ms);
+  return rows.sort((x, y) => y.cpu_ms - x.cpu_ms);
 }
 
-function profileTable(rows: ProfileRow[], phaseWall: Record<string, number>): string {
-  const phases = Object.keys(phaseWall);
-  const head = ['kind'.padEnd(30), ...phases.map((p) => p.padStart(10)), 'total'.padStart(9), '%step'.padStart(7), 'calls'.padStart(7), 'GFLOP/s'.padStart(9)].join(' ');
-  const line = (r: ProfileRow) => [r.kind.padEnd(30), ...phases.map((p) => String(r.ms[p] ?? '').padStart(10)), String(r.total_ms).padStart(9),
-    `${r.share}%`.padStart(7), String(r.calls).padStart(7), String(r.gflops ?? '').padStart(9)].join(' ');
-  const wall = ['phase wall ms'.padEnd(30), ...phases.map((p) => String(round(phaseWall[p])).padStart(10))].join(' ');
-  return [head, ...rows.map(line), wall].join('\n');
+function profileTable(rows: ProfileRow[], phases: Record<string, PhaseTime>): string {
+  const names = Object.keys(phases);
+  const head = ['kind'.padEnd(30), ...names.map((p) => p.padStart(10)), 'wall'.padStart(9), '%wall'.padStart(7), 'cpu'.padStart(9), '%cpu'.padStart(7),
+    'calls'.padStart(7), 'GFLOP/s'.padStart(9)].join(' ');
+  const line = (r: ProfileRow) => [r.kind.padEnd(30), ...names.map((p) => String(r.ms[p] ?? '').padStart(10)), String(r.total_ms).padStart(9),
+    `${r.share}%`.padStart(7), String(r.cpu_ms).padStart(9), `${r.cpu_share}%`.padStart(7), String(r.calls).padStart(7), String(r.gflops ?? '').padStart(9)].join(' ');
+  const wall = ['phase wall ms (cpu ms)'.padEnd(30), ...names.map((p) => `${round(phases[p].ms)} (${round(phases[p].cpuMs)})`.padStart(10))].join(' ');
+  return ['(phase columns and wall: wall ms per step; cpu: CPU ms of all threads per step)', head, ...rows.map(line), wall].join('\n');
 }
 
-/** Best ms of a 2048^3 GEMM on the path this machine dispatches it to. */
-function gemmProbe(k: Kernels<F>): () => number {
+/** One 2048^3 GEMM on the path this machine dispatches it to: its wall and CPU ms. */
+function gemmProbe(k: Kernels<F>): () => PhaseTime {
   const n = 2048, rng = new Rng(9);
   const A = Float32Array.from({ length: n * n }, () => rng.next() - 0.5), B = Float32Array.from({ length: n * n }, () => rng.next() - 0.5);
   const C = new Float32Array(n * n);
-  return () => {
-    const t0 = process.hrtime.bigint();
-    k.gemm(false, false, n, n, n, 1, A, B, 0, C);
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-  };
+  return () => timed(() => k.gemm(false, false, n, n, n, 1, A, B, 0, C));
+}
+
+function timed(fn: () => void): PhaseTime {
+  const c0 = cpuMs(), t0 = process.hrtime.bigint();
+  fn();
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, cpuMs: cpuMs() - c0 };
 }
 
 /** One JSON line: {tokens_per_s, ms_per_step, params, peak_rss_mb, ...}. */
@@ -111,16 +129,14 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   const batch = { ids, pos: sequentialPositions(B, T), B, T };
   const weights = new Float32Array(B * T).fill(-1 / (B * T));
   const ctx = new Context(kernels);
-  const phaseWall: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
+  const phases: Record<string, PhaseTime> = {};
   let loss = 0;
   const phase = (name: (typeof PHASES)[number], fn: () => void) => {
     if (profile) profile.phase = name;
-    const t0 = process.hrtime.bigint();
-    fn();
-    phaseWall[name] += Number(process.hrtime.bigint() - t0) / 1e6;
+    const t = timed(fn);
+    phases[name] = { ms: (phases[name]?.ms ?? 0) + t.ms, cpuMs: (phases[name]?.cpuMs ?? 0) + t.cpuMs };
   };
-  const step = () => {
-    const t0 = process.hrtime.bigint();
+  const step = () => timed(() => {
     phase('optimizer', () => model.params.zeroGrad());
     let l: ReturnType<typeof weightedSum<F>> | undefined;
     phase('forward', () => {
@@ -135,37 +151,44 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
       opt.clip(1.0);
       opt.update(1e-4);
     });
-    return Number(process.hrtime.bigint() - t0) / 1e6;
-  };
+  });
   step();
   step();
   const probe = gemmProbe(nativeKernels);
   probe();
   profile?.reset();
-  for (const p of PHASES) phaseWall[p] = 0;
-  let totalMs = 0, bestStepMs = Infinity, bestGemmMs = Infinity;
+  for (const p of PHASES) phases[p] = { ms: 0, cpuMs: 0 };
+  const total: PhaseTime = { ms: 0, cpuMs: 0 }, bestStep: PhaseTime = { ms: Infinity, cpuMs: Infinity }, bestGemm: PhaseTime = { ms: Infinity, cpuMs: Infinity };
+  const keepBest = (best: PhaseTime, t: PhaseTime) => { best.ms = Math.min(best.ms, t.ms); best.cpuMs = Math.min(best.cpuMs, t.cpuMs); };
   for (let i = 0; i < steps; i++) {
-    const ms = step();
-    totalMs += ms;
-    bestStepMs = Math.min(bestStepMs, ms);
-    bestGemmMs = Math.min(bestGemmMs, probe());
+    const t = step();
+    total.ms += t.ms;
+    total.cpuMs += t.cpuMs;
+    keepBest(bestStep, t);
+    keepBest(bestGemm, probe());
   }
-  const ms = totalMs / steps;
-  const modelGflops = (6 * model.params.size * B * T) / 1e6 / bestStepMs, gemmGflops = (2 * 2048 ** 3) / 1e6 / bestGemmMs;
-  for (const p of PHASES) phaseWall[p] /= steps;
-  const rows = profile ? profileRows(profile.snapshot(), phaseWall, steps, ms) : null;
+  const ms = total.ms / steps, stepFlops = 6 * model.params.size * B * T, gemmFlops = 2 * 2048 ** 3;
+  // CPU time counts every thread: divided by the thread count it is the wall time of a machine with no other load
+  const threads = getThreads();
+  const modelGflops = stepFlops / 1e6 / bestStep.ms, gemmGflops = gemmFlops / 1e6 / bestGemm.ms;
+  const cpuModelGflops = stepFlops / 1e6 / (bestStep.cpuMs / threads), cpuGemmGflops = gemmFlops / 1e6 / (bestGemm.cpuMs / threads);
+  for (const p of PHASES) phases[p] = { ms: phases[p].ms / steps, cpuMs: phases[p].cpuMs / steps };
+  const rows = profile ? profileRows(profile.snapshot(), phases, steps, { ms, cpuMs: total.cpuMs / steps }) : null;
   const result = {
-    bench: 'train', tokens_per_s: Math.round((B * T * 1000) / ms), ms_per_step: round(ms), best_ms_per_step: round(bestStepMs),
+    bench: 'train', tokens_per_s: Math.round((B * T * 1000) / ms), ms_per_step: round(ms), best_ms_per_step: round(bestStep.ms),
+    cpu_ms_per_step: round(total.cpuMs / steps),
     model_gflops: round(modelGflops), gemm_2048_gflops: round(gemmGflops), fraction_of_gemm: round(modelGflops / gemmGflops, 3),
+    cpu_model_gflops: round(cpuModelGflops), cpu_gemm_2048_gflops: round(cpuGemmGflops), cpu_fraction_of_gemm: round(cpuModelGflops / cpuGemmGflops, 3),
     params: model.params.size, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20), loss: Math.round(loss * 1e4) / 1e4,
     vocab: config.vocab_size, dim: config.hidden_size, layers: config.num_hidden_layers, heads, kv_heads: config.num_key_value_heads,
-    ffn: config.intermediate_size, seq: T, batch: B, steps, recompute: a.flag('recompute'), threads: getThreads(), gemm: describeGemmChoice(gemmChoice()),
-    ...(rows && { profile: { phases_ms: Object.fromEntries(PHASES.map((p) => [p, round(phaseWall[p])])), kernels: rows } }),
+    ffn: config.intermediate_size, seq: T, batch: B, steps, recompute: a.flag('recompute'), threads, gemm: describeGemmChoice(gemmChoice()),
+    ...(rows && { profile: { phases_ms: Object.fromEntries(PHASES.map((p) => [p, round(phases[p].ms)])), kernels: rows } }),
   };
   process.stdout.write(a.flag('json') ? JSON.stringify(result) + '\n' :
     `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step (best ${result.best_ms_per_step}), ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n` +
-    `model rate 6*params*tokens/s ${result.model_gflops} GFLOP/s = ${round(100 * result.fraction_of_gemm)}% of the 2048^3 GEMM's ${result.gemm_2048_gflops} GFLOP/s (gemm: ${result.gemm})\n` +
-    (rows ? `\nprofile, ms per step:\n${profileTable(rows, phaseWall)}\n` : ''));
+    `model rate 6*params*tokens/s ${result.model_gflops} GFLOP/s = ${round(100 * result.fraction_of_gemm)}% of the 2048^3 GEMM's ${result.gemm_2048_gflops} GFLOP/s ` +
+    `(from CPU time: ${result.cpu_model_gflops} = ${round(100 * result.cpu_fraction_of_gemm)}% of ${result.cpu_gemm_2048_gflops}; gemm: ${result.gemm})\n` +
+    (rows ? `\nprofile, per step:\n${profileTable(rows, phases)}\n` : ''));
   return result;
 }

@@ -2,9 +2,18 @@ import type { FloatArray, Kernels } from './kernels.js';
 
 /** Time and calls of one kernel kind in one phase; flops for GEMMs. */
 export interface KernelTime {
+  /** Wall-clock time. */
   ms: number;
+  /** CPU time of the process's threads meanwhile: the work done, which other processes on a busy machine slow far less than the wall time. */
+  cpuMs: number;
   calls: number;
   flops: number;
+}
+
+/** CPU time of this process (all threads) in ms. */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
 }
 
 /**
@@ -21,13 +30,13 @@ export class KernelProfile<F extends FloatArray> {
 
   constructor(inner: Kernels<F>, gemmLabel: (transA: boolean, transB: boolean, M: number, N: number, K: number) => string = () => '') {
     const timed = (kind: string, flops: number, fn: () => void) => {
-      const t0 = process.hrtime.bigint();
+      const c0 = cpuMs(), t0 = process.hrtime.bigint();
       fn();
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6, cpu = cpuMs() - c0;
       let phase = this.times.get(this.phase);
       if (!phase) this.times.set(this.phase, (phase = new Map()));
-      const t = phase.get(kind) ?? { ms: 0, calls: 0, flops: 0 };
-      phase.set(kind, { ms: t.ms + ms, calls: t.calls + 1, flops: t.flops + flops });
+      const t = phase.get(kind) ?? { ms: 0, cpuMs: 0, calls: 0, flops: 0 };
+      phase.set(kind, { ms: t.ms + ms, cpuMs: t.cpuMs + cpu, calls: t.calls + 1, flops: t.flops + flops });
     };
     const wrapped: Record<string, unknown> = { name: inner.name, alloc: (n: number) => inner.alloc(n) };
     for (const key of Object.keys(inner) as (keyof Kernels<F>)[]) {
