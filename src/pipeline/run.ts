@@ -182,7 +182,7 @@ async function runStageOnce(cfg: RunConfig, runDir: string, st: StageConfig, pol
   if (merge) {
     const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter });
     await saveModel(output, cm.model);
-    await cm.tokenizer.save(output, { chatTemplate: cm.template.source });
+    await cm.tokenizer.save(output, { template: cm.template });
   }
   // lineage: what went in, so a changed input is visible when comparing runs
   await writeJsonAtomic(doneFile, { stage: st.type, output, inputs: Object.fromEntries(inputs.map((f) => [f, sha1([f, path.join(f, 'model.safetensors')])])), args: argv });
