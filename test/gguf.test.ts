@@ -285,6 +285,26 @@ test('a real tokenizer (Qwen3, 151k tokens, user-defined added tokens) exports t
   assert.ok(r.rel < 1e-4, `logits differ by ${r.rel}`);
 });
 
+test('Llama-3.1 (Llama-3 split regex, ignore_merges, BOS added) exports as llama.cpp llama-bpe and tokenizes alike', async (t) => {
+  if (skip) return t.skip(skip);
+  const tok = Tokenizer.fromDir(lenmlDir('llama3_1'));
+  const model = tinyModel({ vocab_size: 128256, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 6);
+  const file = path.join(dir, 'llama3-tok.gguf');
+  const tpl = ChatTemplate.forModel(tok, lenmlDir('llama3_1'));
+  await writeLlamaGguf(file, { model, tokenizer: tok, template: tpl }, 'f32');
+  const h = readGguf(file);
+  assert.equal(h.metadata.get('tokenizer.ggml.pre')?.value, 'llama-bpe');
+  assert.equal(h.metadata.get('tokenizer.ggml.add_bos_token')?.value, true);
+  const m = await llama!.loadModel({ modelPath: file });
+  try {
+    const texts = [...medicalText(4).split('\n').filter(Boolean), 'BP 140/90 mmHg, 12345 units; she\'ll take 5 mg.\n\n\tx', tpl.render([{ role: 'user', content: '头痛怎么办？' }], tok, true)];
+    for (const text of texts) assert.deepEqual([...m.tokenize(text, true)], tok.encode(text, { addSpecialTokens: false }), text);
+    assert.equal(m.tokens.bos, tok.bosId);
+  } finally {
+    await m.dispose();
+  }
+});
+
 test('SentencePiece-style vocabularies (Llama-2 tokenizer.json, Llama tokenizer.model, Baichuan settings) export as llama.cpp `llama` tokenizers that tokenize alike', async (t) => {
   if (skip) return t.skip(skip);
   const spmDir = tmpDir('chimed-gguf-spm-');

@@ -7,7 +7,7 @@
 // A tokenizer llama.cpp would tokenize differently is refused, naming what differs.
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
 import type { HfTokenizerJson, Tokenizer } from '../tokenizer/index.js';
-import { GPT2_PATTERN, QWEN_PATTERN } from '../tokenizer/regex.js';
+import { GPT2_PATTERN, LLAMA3_PATTERN, QWEN_PATTERN } from '../tokenizer/regex.js';
 import { SPM_MODEL_TYPE } from '../tokenizer/spm-proto.js';
 import { kv, type GgufMetadata } from './gguf.js';
 
@@ -16,8 +16,11 @@ export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, u
 
 const fail = (what: string): never => { throw new Error(`GGUF export: ${what}`); };
 
-/** llama.cpp's pre-tokenizer names for the split regexes it implements exactly as HF does. */
-const LLAMA_CPP_PRE = new Map([[QWEN_PATTERN, 'qwen2'], [GPT2_PATTERN, 'gpt-2']]);
+/**
+ * llama.cpp's pre-tokenizer names for the split regexes it implements exactly as HF does
+ * (llama-bpe also turns on ignore_merges in llama.cpp, as Llama-3's tokenizer.json sets it).
+ */
+const LLAMA_CPP_PRE = new Map([[QWEN_PATTERN, 'qwen2'], [LLAMA3_PATTERN, 'llama-bpe'], [GPT2_PATTERN, 'gpt-2']]);
 
 /**
  * tokenizer.ggml.pre for a byte-level tokenizer's split rule: a Split on a known regex followed
@@ -31,7 +34,8 @@ function preTokenizerName(json: HfTokenizerJson): string {
   if (parts.length === 2 && parts[0]?.type === 'Split' && parts[0].behavior === 'Isolated' && !parts[0].invert && parts[1]?.type === 'ByteLevel' && parts[1].use_regex === false) regex = parts[0].pattern?.Regex;
   else if (parts.length === 1 && parts[0]?.type === 'ByteLevel' && parts[0].use_regex !== false) regex = GPT2_PATTERN;
   const name = regex === undefined ? undefined : LLAMA_CPP_PRE.get(regex);
-  if (!name) fail(`the tokenizer's pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent (supported: the Qwen2 split regex, GPT-2 byte level)`);
+  if (!name) fail(`the tokenizer's pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent (supported: the Qwen2 and Llama-3 split regexes, GPT-2 byte level)`);
+  if ((json.model.ignore_merges === true) !== (name === 'llama-bpe')) fail(`ignore_merges ${json.model.ignore_merges} with the ${name} pre-tokenizer has no llama.cpp equivalent`);
   const norm = json.normalizer as { type?: string } | null;
   if (norm !== null && norm.type !== 'NFC') fail(`the tokenizer's normalizer ${JSON.stringify(norm)} has no llama.cpp equivalent`);
   return name!;
