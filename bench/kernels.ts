@@ -3,14 +3,17 @@ import { describeGemmChoice, gemmCachePath, gemmChoice } from '../src/engine/gem
 import { gemmBuiltin, gemmClassOf, gemmOpenblas, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 
-const USAGE = `chimed bench kernels [--threads N] [--seq 256,1024,4096] [--heads 8] [--kv-heads 8] [--head-dim 64] [--gemm 1024x1024x1024,...] [--json]
+const USAGE = `chimed bench kernels [--threads N] [--seq 256,1024,4096] [--heads 8] [--kv-heads 8] [--head-dim 64] [--gemm 1024x1024x1024,...]
+                     [--ce 2048x32000] [--json]
 
 Times the native kernels: GEMM in GFLOP/s through the built-in blocked GEMM and through
 OpenBLAS (when linked), calls of the two interleaved, for square and transformer-shaped
 products, with each product's shape class and the path \`gemm\` dispatches it to (the choice
 of this machine: CHIMED_GEMM, the per-machine cache or a measurement); and causal attention
-forward and backward at each sequence length (batch 1). Each figure is the best of several
-runs after a warm-up.`;
+forward and backward at each sequence length (batch 1); and cross-entropy over ROWSxVOCAB logits,
+forward against backward (both one pass over the same logits, so their ratio shows whether the
+forward reduction keeps up with a streaming pass). Each figure is the best of several runs after
+a warm-up.`;
 
 interface GemmShape {
   M: number;
@@ -95,6 +98,19 @@ function benchAttention(T: number, H: number, KVH: number, headDim: number, rng:
   };
 }
 
+function benchCrossEntropy(rows: number, V: number, rng: Rng) {
+  const logits = randomArray(rows * V, rng), dlogits = new Float32Array(rows * V);
+  const targets = Int32Array.from({ length: rows }, () => Math.floor(rng.next() * V));
+  const logp = new Float32Array(rows), lse = new Float32Array(rows), dlogp = new Float32Array(rows).fill(-1 / rows);
+  nk.crossEntropyForward(logp, lse, logits, targets, V);
+  const [fwdMs, bwdMs] = bestMs([
+    () => nk.crossEntropyForward(logp, lse, logits, targets, V),
+    () => nk.crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V),
+  ]);
+  const gbps = (ms: number) => round((rows * V * 4) / 1e6 / ms); // logits read once per pass
+  return { rows, V, forward_ms: round(fwdMs, 2), backward_ms: round(bwdMs, 2), forward_gbps: gbps(fwdMs), backward_gbps: gbps(bwdMs), forward_over_backward: round(fwdMs / bwdMs, 2) };
+}
+
 function parseGemmShapes(list: string[]): GemmShape[] {
   return list.map((s) => {
     const m = /^(\d+)x(\d+)x(\d+)(?::([NT])([NT]))?$/.exec(s);
@@ -107,7 +123,7 @@ function parseGemmShapes(list: string[]): GemmShape[] {
 export async function benchKernels(argv: string[]): Promise<Record<string, unknown> | null> {
   const a = parse(argv, {
     threads: { type: 'string' }, seq: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
-    'head-dim': { type: 'string' }, gemm: { type: 'string' }, json: { type: 'boolean' },
+    'head-dim': { type: 'string' }, gemm: { type: 'string' }, ce: { type: 'string' }, json: { type: 'boolean' },
   }, USAGE);
   if (a.help) {
     process.stdout.write(USAGE + '\n');
@@ -120,10 +136,13 @@ export async function benchKernels(argv: string[]): Promise<Record<string, unkno
   const info = nativeInfo(), choice = gemmChoice();
   const gemm = (a.str('gemm') ? parseGemmShapes(a.list('gemm')) : DEFAULT_GEMMS).map((s) => benchGemm(s, rng, info.openblas !== null));
   const attention = (seqs.length ? seqs : [256, 1024, 4096]).map((T) => benchAttention(T, H, KVH, headDim, rng));
+  const ce = /^(\d+)x(\d+)$/.exec(a.str('ce') ?? '2048x32000');
+  if (!ce) throw new Error(`--ce: expected ROWSxVOCAB (e.g. 2048x32000), got "${a.str('ce')}"`);
+  const crossEntropy = benchCrossEntropy(+ce[1], +ce[2], rng);
   const result = {
     bench: 'kernels', ...info, threads: getThreads(), cpu: choice.machine.cpu,
     gemm_choice: { summary: describeGemmChoice(choice), source: choice.source, cache: gemmCachePath(), backends: choice.backends, measured_ms: choice.measuredMs ?? null },
-    gemm, attention,
+    gemm, attention, cross_entropy: crossEntropy,
   };
   if (a.flag('json')) process.stdout.write(JSON.stringify(result) + '\n');
   else {
@@ -137,6 +156,8 @@ export async function benchKernels(argv: string[]): Promise<Record<string, unkno
     }
     for (const t of attention)
       lines.push(`attention T=${t.T} H=${t.H} KVH=${t.KVH} hd=${t.headDim}: forward ${t.forward_ms} ms (${t.forward_gflops} GFLOP/s), backward ${t.backward_ms} ms (${t.backward_gflops} GFLOP/s)`);
+    const c = crossEntropy;
+    lines.push(`cross-entropy ${c.rows}x${c.V}: forward ${c.forward_ms} ms (${c.forward_gbps} GB/s), backward ${c.backward_ms} ms (${c.backward_gbps} GB/s), forward/backward ${c.forward_over_backward}`);
     process.stdout.write(lines.join('\n') + '\n');
   }
   return result;
