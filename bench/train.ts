@@ -3,7 +3,7 @@ import type { Kernels } from '../src/engine/kernels.js';
 import { gemmClassOf, getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
 import { weightedSum } from '../src/engine/ops.js';
 import { AdamW } from '../src/engine/optim.js';
-import { cpuMs, KernelProfile, type KernelTime } from '../src/engine/profile.js';
+import { cpuMs, KernelProfile, type KernelTime, mainThreadCpuMs } from '../src/engine/profile.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { parseModelConfig } from '../src/model/config.js';
@@ -18,8 +18,9 @@ tokens, after two untimed warm-up steps (the first sizes the activation arena, t
 faults its pages in). Prints tokens/s, ms/step, parameters and peak RSS, and
 the step's model rate 6 * params * tokens/s against the GEMM rate of a 2048^3 product measured
 between the steps (best step against best GEMM, so a loaded machine disturbs both alike). The
-same ratio from CPU time (all threads' work, which other processes slow far less than wall time)
-follows: on a busy machine it is the better estimate of the idle ratio.
+same ratio from the main thread's time on a CPU (Linux) follows: other processes stretch wall
+time while the main thread waits for a CPU, which that time leaves out, so on a busy machine it
+is the better estimate of the idle ratio.
 --profile times every kernel call by kind and phase (forward, backward, optimizer) and what each
 phase spends outside the kernels (TypeScript: tape, ops, allocation), from the same steps, in
 wall and CPU time.`;
@@ -42,7 +43,13 @@ interface ProfileRow {
 
 interface PhaseTime {
   ms: number;
+  /** CPU time of all threads. */
   cpuMs: number;
+}
+
+/** A step's or a GEMM's time; threadMs: the main thread's time on a CPU (null off Linux). */
+interface RunTime extends PhaseTime {
+  threadMs: number | null;
 }
 
 const PHASES = ['forward', 'backward', 'optimizer'] as const;
@@ -89,18 +96,19 @@ function profileTable(rows: ProfileRow[], phases: Record<string, PhaseTime>): st
   return ['(phase columns and wall: wall ms per step; cpu: CPU ms of all threads per step)', head, ...rows.map(line), wall].join('\n');
 }
 
-/** One 2048^3 GEMM on the path this machine dispatches it to: its wall and CPU ms. */
-function gemmProbe(k: Kernels<F>): () => PhaseTime {
+/** One 2048^3 GEMM on the path this machine dispatches it to: its times. */
+function gemmProbe(k: Kernels<F>): () => RunTime {
   const n = 2048, rng = new Rng(9);
   const A = Float32Array.from({ length: n * n }, () => rng.next() - 0.5), B = Float32Array.from({ length: n * n }, () => rng.next() - 0.5);
   const C = new Float32Array(n * n);
   return () => timed(() => k.gemm(false, false, n, n, n, 1, A, B, 0, C));
 }
 
-function timed(fn: () => void): PhaseTime {
-  const c0 = cpuMs(), t0 = process.hrtime.bigint();
+function timed(fn: () => void): RunTime {
+  const m0 = mainThreadCpuMs(), c0 = cpuMs(), t0 = process.hrtime.bigint();
   fn();
-  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, cpuMs: cpuMs() - c0 };
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6, cpu = cpuMs() - c0, m1 = mainThreadCpuMs();
+  return { ms, cpuMs: cpu, threadMs: m0 === null || m1 === null ? null : m1 - m0 };
 }
 
 /** One JSON line: {tokens_per_s, ms_per_step, params, peak_rss_mb, ...}. */
@@ -158,8 +166,13 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   probe();
   profile?.reset();
   for (const p of PHASES) phases[p] = { ms: 0, cpuMs: 0 };
-  const total: PhaseTime = { ms: 0, cpuMs: 0 }, bestStep: PhaseTime = { ms: Infinity, cpuMs: Infinity }, bestGemm: PhaseTime = { ms: Infinity, cpuMs: Infinity };
-  const keepBest = (best: PhaseTime, t: PhaseTime) => { best.ms = Math.min(best.ms, t.ms); best.cpuMs = Math.min(best.cpuMs, t.cpuMs); };
+  const total: PhaseTime = { ms: 0, cpuMs: 0 };
+  type Best = Omit<RunTime, 'cpuMs'>;
+  const bestStep: Best = { ms: Infinity, threadMs: Infinity }, bestGemm: Best = { ms: Infinity, threadMs: Infinity };
+  const keepBest = (best: Best, t: RunTime) => {
+    best.ms = Math.min(best.ms, t.ms);
+    best.threadMs = best.threadMs === null || t.threadMs === null ? null : Math.min(best.threadMs, t.threadMs);
+  };
   for (let i = 0; i < steps; i++) {
     const t = step();
     total.ms += t.ms;
@@ -168,17 +181,16 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     keepBest(bestGemm, probe());
   }
   const ms = total.ms / steps, stepFlops = 6 * model.params.size * B * T, gemmFlops = 2 * 2048 ** 3;
-  // CPU time counts every thread: divided by the thread count it is the wall time of a machine with no other load
   const threads = getThreads();
   const modelGflops = stepFlops / 1e6 / bestStep.ms, gemmGflops = gemmFlops / 1e6 / bestGemm.ms;
-  const cpuModelGflops = stepFlops / 1e6 / (bestStep.cpuMs / threads), cpuGemmGflops = gemmFlops / 1e6 / (bestGemm.cpuMs / threads);
+  const onCpu = bestStep.threadMs === null || bestGemm.threadMs === null ? null : { model: stepFlops / 1e6 / bestStep.threadMs, gemm: gemmFlops / 1e6 / bestGemm.threadMs };
   for (const p of PHASES) phases[p] = { ms: phases[p].ms / steps, cpuMs: phases[p].cpuMs / steps };
   const rows = profile ? profileRows(profile.snapshot(), phases, steps, { ms, cpuMs: total.cpuMs / steps }) : null;
   const result = {
     bench: 'train', tokens_per_s: Math.round((B * T * 1000) / ms), ms_per_step: round(ms), best_ms_per_step: round(bestStep.ms),
     cpu_ms_per_step: round(total.cpuMs / steps),
     model_gflops: round(modelGflops), gemm_2048_gflops: round(gemmGflops), fraction_of_gemm: round(modelGflops / gemmGflops, 3),
-    cpu_model_gflops: round(cpuModelGflops), cpu_gemm_2048_gflops: round(cpuGemmGflops), cpu_fraction_of_gemm: round(cpuModelGflops / cpuGemmGflops, 3),
+    ...(onCpu && { oncpu_model_gflops: round(onCpu.model), oncpu_gemm_2048_gflops: round(onCpu.gemm), oncpu_fraction_of_gemm: round(onCpu.model / onCpu.gemm, 3) }),
     params: model.params.size, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20), loss: Math.round(loss * 1e4) / 1e4,
     vocab: config.vocab_size, dim: config.hidden_size, layers: config.num_hidden_layers, heads, kv_heads: config.num_key_value_heads,
@@ -188,7 +200,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   process.stdout.write(a.flag('json') ? JSON.stringify(result) + '\n' :
     `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step (best ${result.best_ms_per_step}), ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n` +
     `model rate 6*params*tokens/s ${result.model_gflops} GFLOP/s = ${round(100 * result.fraction_of_gemm)}% of the 2048^3 GEMM's ${result.gemm_2048_gflops} GFLOP/s ` +
-    `(from CPU time: ${result.cpu_model_gflops} = ${round(100 * result.cpu_fraction_of_gemm)}% of ${result.cpu_gemm_2048_gflops}; gemm: ${result.gemm})\n` +
+    `(${onCpu ? `from the main thread's time on a CPU: ${result.oncpu_model_gflops} = ${round(100 * result.oncpu_fraction_of_gemm!)}% of ${result.oncpu_gemm_2048_gflops}; ` : ''}gemm: ${result.gemm})\n` +
     (rows ? `\nprofile, per step:\n${profileTable(rows, phases)}\n` : ''));
   return result;
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { test } from 'node:test';
 import { dropout, gatherRows, linear, pairLoss, segmentSum, weightedSum } from '../src/engine/ops.js';
-import { KernelProfile } from '../src/engine/profile.js';
+import { cpuMs, KernelProfile, mainThreadCpuMs } from '../src/engine/profile.js';
 import { referenceKernels as k } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context, Tensor } from '../src/engine/tensor.js';
@@ -86,4 +87,16 @@ test('KernelProfile counts every kernel call by phase and kind, GEMM flops by la
   profile.reset();
   assert.equal(profile.snapshot().size, 0);
   assert.equal(profile.kernels.name, 'reference');
+});
+
+test('mainThreadCpuMs counts the main thread\'s work, a part of the process CPU time (null without Linux schedstat)', () => {
+  const t0 = mainThreadCpuMs(), c0 = cpuMs();
+  let x = 0;
+  for (let i = 0; i < 2e7; i++) x += Math.sqrt(i);
+  const t1 = mainThreadCpuMs(), c1 = cpuMs();
+  assert.ok(x > 0);
+  if (!fs.existsSync('/proc/thread-self/schedstat')) return assert.equal(t0, null);
+  const thread = t1! - t0!, proc = c1 - c0;
+  assert.ok(thread > 1, `main thread ${thread} ms for 2e7 square roots`);
+  assert.ok(thread <= proc + 1, `main thread ${thread} ms within the process's ${proc} ms`);
 });

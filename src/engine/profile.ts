@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import type { FloatArray, Kernels } from './kernels.js';
 
 /** Time and calls of one kernel kind in one phase; flops for GEMMs. */
@@ -14,6 +15,29 @@ export interface KernelTime {
 export function cpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e3;
+}
+
+let schedstat: number | null | undefined;
+const schedstatBuf = Buffer.alloc(128);
+
+/**
+ * Time the calling (main) thread has spent on a CPU, in ms (Linux schedstat, ns resolution), or
+ * null where the kernel does not expose it. With the OpenMP work split evenly, the main thread is
+ * busy for the whole of an idle machine's wall time and is charged nothing while it waits for
+ * CPUs held by other processes, so this estimates the idle wall time on a shared machine. Process
+ * CPU time over the thread count does not: it halves the single-threaded TypeScript.
+ */
+export function mainThreadCpuMs(): number | null {
+  if (schedstat === undefined) {
+    try {
+      schedstat = fs.openSync('/proc/thread-self/schedstat', 'r');
+    } catch {
+      schedstat = null;
+    }
+  }
+  if (schedstat === null) return null;
+  const n = fs.readSync(schedstat, schedstatBuf, 0, schedstatBuf.length, 0);
+  return Number(schedstatBuf.toString('latin1', 0, n).split(' ')[0]) / 1e6;
 }
 
 /**
