@@ -20,7 +20,8 @@ the step's model rate 6 * params * tokens/s against the GEMM rate of a 2048^3 pr
 between the steps (best step against best GEMM, so a loaded machine disturbs both alike). The
 same ratio from the main thread's time on a CPU (Linux) follows: other processes stretch wall
 time while the main thread waits for a CPU, which that time leaves out, so on a busy machine it
-is the better estimate of the idle ratio.
+is the better estimate of the idle ratio (from above, exactly when the threads share the work
+evenly). 6 * params counts the embedding table, which costs no GEMM, so the ratio can pass 100%.
 --profile times every kernel call by kind and phase (forward, backward, optimizer) and what each
 phase spends outside the kernels (TypeScript: tape, ops, allocation), from the same steps, in
 wall and CPU time.`;

@@ -22,10 +22,11 @@ const schedstatBuf = Buffer.alloc(128);
 
 /**
  * Time the calling (main) thread has spent on a CPU, in ms (Linux schedstat, ns resolution), or
- * null where the kernel does not expose it. With the OpenMP work split evenly, the main thread is
- * busy for the whole of an idle machine's wall time and is charged nothing while it waits for
- * CPUs held by other processes, so this estimates the idle wall time on a shared machine. Process
- * CPU time over the thread count does not: it halves the single-threaded TypeScript.
+ * null where the kernel does not expose it. The main thread is charged nothing while it waits for
+ * CPUs held by other processes, so on a shared machine this estimates the idle wall time: from
+ * below, exactly when the parallel work is split evenly (a thread with the larger share makes the
+ * idle wall longer). Process CPU time over the thread count is a worse estimate: it also halves
+ * the single-threaded TypeScript.
  */
 export function mainThreadCpuMs(): number | null {
   if (schedstat === undefined) {
