@@ -30,7 +30,7 @@ interface Speed {
   tokens: number[];
 }
 
-const perSecond = (n: number, ns: bigint) => Math.round((n * 1e9) / Number(ns) * 10) / 10;
+const perSecond = (n: number, ns: bigint) => Math.round(((n * 1e9) / Number(ns)) * 10) / 10;
 
 /** Times the first step (prefill of the prompt plus one token) and the N-1 steps after it. */
 function oursRun(model: Llama<Float32Array>, prompt: number[], n: number): Speed {
@@ -40,7 +40,11 @@ function oursRun(model: Llama<Float32Array>, prompt: number[], n: number): Speed
   const t1 = process.hrtime.bigint();
   while (!d.done()) d.step();
   const t2 = process.hrtime.bigint();
-  return { prefill_tokens_per_s: perSecond(prompt.length, t1 - t0), decode_tokens_per_s: perSecond(n - 1, t2 - t1), tokens: d.results()[0][0].ids };
+  return {
+    prefill_tokens_per_s: perSecond(prompt.length, t1 - t0),
+    decode_tokens_per_s: perSecond(n - 1, t2 - t1),
+    tokens: d.results()[0][0].ids,
+  };
 }
 
 /** llama.cpp through node-llama-cpp: one context kept for every run (as llama.cpp's own tools do). */
@@ -49,8 +53,11 @@ async function llamaCpp(file: string, prompt: number[], n: number, threads: numb
   const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
   const ctx = await model.createContext({
-    contextSize: prompt.length + n + 8, batchSize: Math.max(512, prompt.length), threads: { ideal: threads, min: threads },
-    experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv,
+    contextSize: prompt.length + n + 8,
+    batchSize: Math.max(512, prompt.length),
+    threads: { ideal: threads, min: threads },
+    experimentalKvCacheKeyType: kv,
+    experimentalKvCacheValueType: kv,
     // exact attention like ours; on CPU llama.cpp's flash attention decodes slower anyway (it rounds through f16)
     flashAttention: false,
   });
@@ -73,7 +80,11 @@ async function llamaCpp(file: string, prompt: number[], n: number, threads: numb
   return {
     run: async (): Promise<Speed> => {
       const r = await evaluate(prompt as Ids, n);
-      return { prefill_tokens_per_s: perSecond(prompt.length, r.t1 - r.t0), decode_tokens_per_s: perSecond(n - 1, r.t2 - r.t1), tokens: r.out };
+      return {
+        prefill_tokens_per_s: perSecond(prompt.length, r.t1 - r.t0),
+        decode_tokens_per_s: perSecond(n - 1, r.t2 - r.t1),
+        tokens: r.out,
+      };
     },
     dispose: async () => {
       await ctx.dispose();
@@ -85,30 +96,57 @@ async function llamaCpp(file: string, prompt: number[], n: number, threads: numb
 /** The best prefill and the best decode rate over runs (the tokens of the first). */
 function best(runs: Speed[]): Speed {
   return {
-    prefill_tokens_per_s: Math.max(...runs.map((r) => r.prefill_tokens_per_s)), decode_tokens_per_s: Math.max(...runs.map((r) => r.decode_tokens_per_s)),
+    prefill_tokens_per_s: Math.max(...runs.map((r) => r.prefill_tokens_per_s)),
+    decode_tokens_per_s: Math.max(...runs.map((r) => r.decode_tokens_per_s)),
     tokens: runs[0].tokens,
   };
 }
 
 /** One JSON line: ours and llama.cpp's prefill / decode tokens/s on the same f32 model. */
 export async function benchGenerate(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(argv, {
-    vocab: { type: 'string' }, dim: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
-    ffn: { type: 'string' }, prompt: { type: 'string' }, tokens: { type: 'string' }, repeat: { type: 'string' }, threads: { type: 'string' },
-    'llama-kv': { type: 'string' }, json: { type: 'boolean' },
-  }, USAGE);
-  if (a.help) { process.stdout.write(USAGE + '\n'); return null; }
-  const P = a.int('prompt', 128), N = a.int('tokens', 64), R = a.int('repeat', 3), heads = a.int('heads', 8);
+  const a = parse(
+    argv,
+    {
+      vocab: { type: 'string' },
+      dim: { type: 'string' },
+      layers: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      ffn: { type: 'string' },
+      prompt: { type: 'string' },
+      tokens: { type: 'string' },
+      repeat: { type: 'string' },
+      threads: { type: 'string' },
+      'llama-kv': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+  );
+  if (a.help) {
+    process.stdout.write(USAGE + '\n');
+    return null;
+  }
+  const P = a.int('prompt', 128),
+    N = a.int('tokens', 64),
+    R = a.int('repeat', 3),
+    heads = a.int('heads', 8);
   if (N < 2) throw new UsageError('--tokens: at least 2 (the first new token is timed with the prefill)');
   if (R < 1) throw new UsageError('--repeat: at least 1');
   const kv = (a.str('llama-kv') ?? 'f32').toUpperCase();
   if (kv !== 'F32' && kv !== 'F16') throw new UsageError(`--llama-kv: expected f32 or f16, got "${a.str('llama-kv')}"`);
   if (a.str('threads')) setThreads(a.int('threads'));
-  const config = parseModelConfig({
-    vocab_size: a.int('vocab', 8000), hidden_size: a.int('dim', 512), intermediate_size: a.int('ffn', 1408),
-    num_hidden_layers: a.int('layers', 8), num_attention_heads: heads, num_key_value_heads: a.int('kv-heads', heads),
-    max_position_embeddings: P + N + 8,
-  }, 'bench arguments');
+  const config = parseModelConfig(
+    {
+      vocab_size: a.int('vocab', 8000),
+      hidden_size: a.int('dim', 512),
+      intermediate_size: a.int('ffn', 1408),
+      num_hidden_layers: a.int('layers', 8),
+      num_attention_heads: heads,
+      num_key_value_heads: a.int('kv-heads', heads),
+      max_position_embeddings: P + N + 8,
+    },
+    'bench arguments',
+  );
   const model = Llama.random(nativeKernels, config, 1, false);
   // the byte tokenizer: any vocabulary size works (rows past it are unused tokens in the GGUF)
   const tokenizer = Tokenizer.bytes();
@@ -117,13 +155,17 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   const prompt = Array.from({ length: P }, () => rng.int(256));
 
   oursRun(model, prompt.slice(0, 8), 4); // warm-up: workspace, page-in
-  const oursRuns: Speed[] = [], theirRuns: Speed[] = [];
+  const oursRuns: Speed[] = [],
+    theirRuns: Speed[] = [];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chimed-bench-gen-'));
   let unavailable: string | undefined;
   try {
     const file = path.join(dir, 'model.gguf');
     await writeLlamaGguf(file, { model, tokenizer, template: ChatTemplate.builtin('chatml'), name: 'bench' }, 'f32');
-    const them = await llamaCpp(file, prompt, N, getThreads(), kv).catch((e: Error) => { unavailable = e.message; return null; });
+    const them = await llamaCpp(file, prompt, N, getThreads(), kv).catch((e: Error) => {
+      unavailable = e.message;
+      return null;
+    });
     try {
       for (let r = 0; r < R; r++) {
         oursRuns.push(oursRun(model, prompt, N));
@@ -135,22 +177,45 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const ours = best(oursRuns), theirs = theirRuns.length ? best(theirRuns) : null;
+  const ours = best(oursRuns),
+    theirs = theirRuns.length ? best(theirRuns) : null;
   let agree = 0;
   while (theirs && agree < N && ours.tokens[agree] === theirs.tokens[agree]) agree++;
   const result = {
     bench: 'generate',
     ours: { prefill_tokens_per_s: ours.prefill_tokens_per_s, decode_tokens_per_s: ours.decode_tokens_per_s },
-    llama_cpp: theirs ? { prefill_tokens_per_s: theirs.prefill_tokens_per_s, decode_tokens_per_s: theirs.decode_tokens_per_s, kv_cache: kv, flash_attention: false } : null,
+    llama_cpp: theirs
+      ? {
+          prefill_tokens_per_s: theirs.prefill_tokens_per_s,
+          decode_tokens_per_s: theirs.decode_tokens_per_s,
+          kv_cache: kv,
+          flash_attention: false,
+        }
+      : null,
     ...(unavailable !== undefined && { llama_cpp_unavailable: unavailable }),
     prefill_ratio: theirs ? Math.round((ours.prefill_tokens_per_s / theirs.prefill_tokens_per_s) * 100) / 100 : null,
     decode_ratio: theirs ? Math.round((ours.decode_tokens_per_s / theirs.decode_tokens_per_s) * 100) / 100 : null,
     greedy_agree: theirs ? agree : null,
-    params: model.params.size, vocab: config.vocab_size, dim: config.hidden_size, layers: config.num_hidden_layers, heads, kv_heads: config.num_key_value_heads,
-    ffn: config.intermediate_size, prompt: P, tokens: N, repeat: R, threads: getThreads(), gemm: describeGemmChoice(gemmChoice()),
+    params: model.params.size,
+    vocab: config.vocab_size,
+    dim: config.hidden_size,
+    layers: config.num_hidden_layers,
+    heads,
+    kv_heads: config.num_key_value_heads,
+    ffn: config.intermediate_size,
+    prompt: P,
+    tokens: N,
+    repeat: R,
+    threads: getThreads(),
+    gemm: describeGemmChoice(gemmChoice()),
   };
-  process.stdout.write(a.flag('json') ? JSON.stringify(result) + '\n' :
-    `ours: prefill ${result.ours.prefill_tokens_per_s} tok/s, decode ${result.ours.decode_tokens_per_s} tok/s; ` +
-    (theirs ? `llama.cpp: prefill ${theirs.prefill_tokens_per_s} tok/s, decode ${theirs.decode_tokens_per_s} tok/s (prefill ratio ${result.prefill_ratio}, decode ratio ${result.decode_ratio})\n` : `llama.cpp unavailable: ${unavailable}\n`));
+  process.stdout.write(
+    a.flag('json')
+      ? JSON.stringify(result) + '\n'
+      : `ours: prefill ${result.ours.prefill_tokens_per_s} tok/s, decode ${result.ours.decode_tokens_per_s} tok/s; ` +
+          (theirs
+            ? `llama.cpp: prefill ${theirs.prefill_tokens_per_s} tok/s, decode ${theirs.decode_tokens_per_s} tok/s (prefill ratio ${result.prefill_ratio}, decode ratio ${result.decode_ratio})\n`
+            : `llama.cpp unavailable: ${unavailable}\n`),
+  );
   return result;
 }

@@ -69,7 +69,9 @@ const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** di
 
 function benchGemm(shape: GemmShape, rng: Rng, haveBlas: boolean) {
   const { M, N, K, transA, transB } = shape;
-  const A = randomArray(M * K, rng), B = randomArray(K * N, rng), C = new Float32Array(M * N);
+  const A = randomArray(M * K, rng),
+    B = randomArray(K * N, rng),
+    C = new Float32Array(M * N);
   const gflops = (ms: number) => round((2 * M * N * K) / 1e6 / ms);
   const paths = [() => gemmBuiltin(transA, transB, M, N, K, 1, A, B, 0, C)];
   if (haveBlas) paths.push(() => gemmOpenblas(transA, transB, M, N, K, 1, A, B, 0, C));
@@ -81,34 +83,56 @@ function benchGemm(shape: GemmShape, rng: Rng, haveBlas: boolean) {
 
 function benchAttention(T: number, H: number, KVH: number, headDim: number, rng: Rng) {
   const dims = { B: 1, Tq: T, Tk: T, kvCap: T, H, KVH, headDim, scale: 1 / Math.sqrt(headDim) };
-  const nq = T * H * headDim, nkv = T * KVH * headDim;
-  const q = randomArray(nq, rng), k = randomArray(nkv, rng), v = randomArray(nkv, rng), dout = randomArray(nq, rng);
-  const out = new Float32Array(nq), lse = new Float32Array(H * T);
-  const dq = new Float32Array(nq), dk = new Float32Array(nkv), dv = new Float32Array(nkv);
+  const nq = T * H * headDim,
+    nkv = T * KVH * headDim;
+  const q = randomArray(nq, rng),
+    k = randomArray(nkv, rng),
+    v = randomArray(nkv, rng),
+    dout = randomArray(nq, rng);
+  const out = new Float32Array(nq),
+    lse = new Float32Array(H * T);
+  const dq = new Float32Array(nq),
+    dk = new Float32Array(nkv),
+    dv = new Float32Array(nkv);
   const minMs = T >= 4096 ? 0 : 300;
   const [fwdMs] = bestMs([() => nk.attentionForward(out, lse, q, k, v, dims, null)], minMs, T >= 4096 ? 2 : 20);
   const [bwdMs] = bestMs([() => nk.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, dims, null)], minMs, T >= 4096 ? 2 : 20);
   // visible (query, key) pairs; forward does 2 products of 2*hd flops per pair, backward 5
   const pairs = (H * T * (T + 1)) / 2;
   return {
-    T, H, KVH, headDim,
-    forward_ms: round(fwdMs), backward_ms: round(bwdMs),
+    T,
+    H,
+    KVH,
+    headDim,
+    forward_ms: round(fwdMs),
+    backward_ms: round(bwdMs),
     forward_gflops: round((4 * headDim * pairs) / 1e9 / (fwdMs / 1e3)),
     backward_gflops: round((10 * headDim * pairs) / 1e9 / (bwdMs / 1e3)),
   };
 }
 
 function benchCrossEntropy(rows: number, V: number, rng: Rng) {
-  const logits = randomArray(rows * V, rng), dlogits = new Float32Array(rows * V);
+  const logits = randomArray(rows * V, rng),
+    dlogits = new Float32Array(rows * V);
   const targets = Int32Array.from({ length: rows }, () => Math.floor(rng.next() * V));
-  const logp = new Float32Array(rows), lse = new Float32Array(rows), dlogp = new Float32Array(rows).fill(-1 / rows);
+  const logp = new Float32Array(rows),
+    lse = new Float32Array(rows),
+    dlogp = new Float32Array(rows).fill(-1 / rows);
   nk.crossEntropyForward(logp, lse, logits, targets, V);
   const [fwdMs, bwdMs] = bestMs([
     () => nk.crossEntropyForward(logp, lse, logits, targets, V),
     () => nk.crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V),
   ]);
   const gbps = (ms: number) => round((rows * V * 4) / 1e6 / ms); // logits read once per pass
-  return { rows, V, forward_ms: round(fwdMs, 2), backward_ms: round(bwdMs, 2), forward_gbps: gbps(fwdMs), backward_gbps: gbps(bwdMs), forward_over_backward: round(fwdMs / bwdMs, 2) };
+  return {
+    rows,
+    V,
+    forward_ms: round(fwdMs, 2),
+    backward_ms: round(bwdMs, 2),
+    forward_gbps: gbps(fwdMs),
+    backward_gbps: gbps(bwdMs),
+    forward_over_backward: round(fwdMs / bwdMs, 2),
+  };
 }
 
 function parseGemmShapes(list: string[]): GemmShape[] {
@@ -121,28 +145,52 @@ function parseGemmShapes(list: string[]): GemmShape[] {
 
 /** `chimed bench kernels`: prints one JSON object (or a table) and returns it. */
 export async function benchKernels(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(argv, {
-    threads: { type: 'string' }, seq: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
-    'head-dim': { type: 'string' }, gemm: { type: 'string' }, ce: { type: 'string' }, json: { type: 'boolean' },
-  }, USAGE);
+  const a = parse(
+    argv,
+    {
+      threads: { type: 'string' },
+      seq: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      'head-dim': { type: 'string' },
+      gemm: { type: 'string' },
+      ce: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+  );
   if (a.help) {
     process.stdout.write(USAGE + '\n');
     return null;
   }
   if (a.str('threads') !== undefined) setThreads(a.int('threads'));
   const seqs = a.list('seq').map(Number);
-  const H = a.int('heads', 8), KVH = a.int('kv-heads', H), headDim = a.int('head-dim', 64);
+  const H = a.int('heads', 8),
+    KVH = a.int('kv-heads', H),
+    headDim = a.int('head-dim', 64);
   const rng = new Rng(1);
-  const info = nativeInfo(), choice = gemmChoice();
+  const info = nativeInfo(),
+    choice = gemmChoice();
   const gemm = (a.str('gemm') ? parseGemmShapes(a.list('gemm')) : DEFAULT_GEMMS).map((s) => benchGemm(s, rng, info.openblas !== null));
   const attention = (seqs.length ? seqs : [256, 1024, 4096]).map((T) => benchAttention(T, H, KVH, headDim, rng));
   const ce = /^(\d+)x(\d+)$/.exec(a.str('ce') ?? '2048x32000');
   if (!ce) throw new Error(`--ce: expected ROWSxVOCAB (e.g. 2048x32000), got "${a.str('ce')}"`);
   const crossEntropy = benchCrossEntropy(+ce[1], +ce[2], rng);
   const result = {
-    bench: 'kernels', ...info, threads: getThreads(), cpu: choice.machine.cpu,
-    gemm_choice: { summary: describeGemmChoice(choice), source: choice.source, cache: gemmCachePath(), backends: choice.backends, measured_ms: choice.measuredMs ?? null },
-    gemm, attention, cross_entropy: crossEntropy,
+    bench: 'kernels',
+    ...info,
+    threads: getThreads(),
+    cpu: choice.machine.cpu,
+    gemm_choice: {
+      summary: describeGemmChoice(choice),
+      source: choice.source,
+      cache: gemmCachePath(),
+      backends: choice.backends,
+      measured_ms: choice.measuredMs ?? null,
+    },
+    gemm,
+    attention,
+    cross_entropy: crossEntropy,
   };
   if (a.flag('json')) process.stdout.write(JSON.stringify(result) + '\n');
   else {
@@ -155,9 +203,13 @@ export async function benchKernels(argv: string[]): Promise<Record<string, unkno
       lines.push(`gemm ${g.label.padEnd(22)} ${`${g.M}x${g.N}x${g.K}`.padEnd(16)} ${g.class.padEnd(10)} -> ${g.path.padEnd(8)} ${rates}`);
     }
     for (const t of attention)
-      lines.push(`attention T=${t.T} H=${t.H} KVH=${t.KVH} hd=${t.headDim}: forward ${t.forward_ms} ms (${t.forward_gflops} GFLOP/s), backward ${t.backward_ms} ms (${t.backward_gflops} GFLOP/s)`);
+      lines.push(
+        `attention T=${t.T} H=${t.H} KVH=${t.KVH} hd=${t.headDim}: forward ${t.forward_ms} ms (${t.forward_gflops} GFLOP/s), backward ${t.backward_ms} ms (${t.backward_gflops} GFLOP/s)`,
+      );
     const c = crossEntropy;
-    lines.push(`cross-entropy ${c.rows}x${c.V}: forward ${c.forward_ms} ms (${c.forward_gbps} GB/s), backward ${c.backward_ms} ms (${c.backward_gbps} GB/s), forward/backward ${c.forward_over_backward}`);
+    lines.push(
+      `cross-entropy ${c.rows}x${c.V}: forward ${c.forward_ms} ms (${c.forward_gbps} GB/s), backward ${c.backward_ms} ms (${c.backward_gbps} GB/s), forward/backward ${c.forward_over_backward}`,
+    );
     process.stdout.write(lines.join('\n') + '\n');
   }
   return result;

@@ -55,7 +55,12 @@ interface RunTime extends PhaseTime {
 
 const PHASES = ['forward', 'backward', 'optimizer'] as const;
 
-function profileRows(times: Map<string, Map<string, KernelTime>>, phases: Record<string, PhaseTime>, steps: number, step: PhaseTime): ProfileRow[] {
+function profileRows(
+  times: Map<string, Map<string, KernelTime>>,
+  phases: Record<string, PhaseTime>,
+  steps: number,
+  step: PhaseTime,
+): ProfileRow[] {
   const kinds = new Map<string, ProfileRow & { flops: number }>();
   for (const [phase, byKind] of times)
     for (const [kind, t] of byKind) {
@@ -74,7 +79,9 @@ function profileRows(times: Map<string, Map<string, KernelTime>>, phases: Record
     ts.total_ms += ts.ms[phase];
     ts.cpu_ms += Math.max(0, wall.cpuMs - inKernels.reduce((s, t) => s + t.cpuMs, 0) / steps);
   }
-  const rows: ProfileRow[] = [...kinds.values()].map(({ flops, ...r }) => (flops > 0 ? { ...r, gflops: round(flops / 1e6 / r.total_ms) } : r));
+  const rows: ProfileRow[] = [...kinds.values()].map(({ flops, ...r }) =>
+    flops > 0 ? { ...r, gflops: round(flops / 1e6 / r.total_ms) } : r,
+  );
   rows.push(ts);
   for (const r of rows) {
     r.share = round((100 * r.total_ms) / step.ms);
@@ -89,45 +96,97 @@ function profileRows(times: Map<string, Map<string, KernelTime>>, phases: Record
 
 function profileTable(rows: ProfileRow[], phases: Record<string, PhaseTime>): string {
   const names = Object.keys(phases);
-  const head = ['kind'.padEnd(30), ...names.map((p) => p.padStart(10)), 'wall'.padStart(9), '%wall'.padStart(7), 'cpu'.padStart(9), '%cpu'.padStart(7),
-    'calls'.padStart(7), 'GFLOP/s'.padStart(9)].join(' ');
-  const line = (r: ProfileRow) => [r.kind.padEnd(30), ...names.map((p) => String(r.ms[p] ?? '').padStart(10)), String(r.total_ms).padStart(9),
-    `${r.share}%`.padStart(7), String(r.cpu_ms).padStart(9), `${r.cpu_share}%`.padStart(7), String(r.calls).padStart(7), String(r.gflops ?? '').padStart(9)].join(' ');
-  const wall = ['phase wall ms (cpu ms)'.padEnd(30), ...names.map((p) => `${round(phases[p].ms)} (${round(phases[p].cpuMs)})`.padStart(10))].join(' ');
+  const head = [
+    'kind'.padEnd(30),
+    ...names.map((p) => p.padStart(10)),
+    'wall'.padStart(9),
+    '%wall'.padStart(7),
+    'cpu'.padStart(9),
+    '%cpu'.padStart(7),
+    'calls'.padStart(7),
+    'GFLOP/s'.padStart(9),
+  ].join(' ');
+  const line = (r: ProfileRow) =>
+    [
+      r.kind.padEnd(30),
+      ...names.map((p) => String(r.ms[p] ?? '').padStart(10)),
+      String(r.total_ms).padStart(9),
+      `${r.share}%`.padStart(7),
+      String(r.cpu_ms).padStart(9),
+      `${r.cpu_share}%`.padStart(7),
+      String(r.calls).padStart(7),
+      String(r.gflops ?? '').padStart(9),
+    ].join(' ');
+  const wall = [
+    'phase wall ms (cpu ms)'.padEnd(30),
+    ...names.map((p) => `${round(phases[p].ms)} (${round(phases[p].cpuMs)})`.padStart(10)),
+  ].join(' ');
   return ['(phase columns and wall: wall ms per step; cpu: CPU ms of all threads per step)', head, ...rows.map(line), wall].join('\n');
 }
 
 /** One 2048^3 GEMM on the path this machine dispatches it to: its times. */
 function gemmProbe(k: Kernels<F>): () => RunTime {
-  const n = 2048, rng = new Rng(9);
-  const A = Float32Array.from({ length: n * n }, () => rng.next() - 0.5), B = Float32Array.from({ length: n * n }, () => rng.next() - 0.5);
+  const n = 2048,
+    rng = new Rng(9);
+  const A = Float32Array.from({ length: n * n }, () => rng.next() - 0.5),
+    B = Float32Array.from({ length: n * n }, () => rng.next() - 0.5);
   const C = new Float32Array(n * n);
   return () => timed(() => k.gemm(false, false, n, n, n, 1, A, B, 0, C));
 }
 
 function timed(fn: () => void): RunTime {
-  const m0 = mainThreadCpuMs(), c0 = cpuMs(), t0 = process.hrtime.bigint();
+  const m0 = mainThreadCpuMs(),
+    c0 = cpuMs(),
+    t0 = process.hrtime.bigint();
   fn();
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6, cpu = cpuMs() - c0, m1 = mainThreadCpuMs();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6,
+    cpu = cpuMs() - c0,
+    m1 = mainThreadCpuMs();
   return { ms, cpuMs: cpu, threadMs: m0 === null || m1 === null ? null : m1 - m0 };
 }
 
 /** One JSON line: {tokens_per_s, ms_per_step, params, peak_rss_mb, ...}. */
 export async function benchTrain(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(argv, {
-    vocab: { type: 'string' }, dim: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
-    ffn: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, recompute: { type: 'boolean' },
-    profile: { type: 'boolean' }, threads: { type: 'string' }, json: { type: 'boolean' },
-  }, USAGE);
-  if (a.help) { process.stdout.write(USAGE + '\n'); return null; }
+  const a = parse(
+    argv,
+    {
+      vocab: { type: 'string' },
+      dim: { type: 'string' },
+      layers: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      ffn: { type: 'string' },
+      seq: { type: 'string' },
+      batch: { type: 'string' },
+      steps: { type: 'string' },
+      recompute: { type: 'boolean' },
+      profile: { type: 'boolean' },
+      threads: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+  );
+  if (a.help) {
+    process.stdout.write(USAGE + '\n');
+    return null;
+  }
   if (a.str('threads')) setThreads(a.int('threads'));
-  const T = a.int('seq', 256), B = a.int('batch', 8), steps = a.int('steps', 5);
+  const T = a.int('seq', 256),
+    B = a.int('batch', 8),
+    steps = a.int('steps', 5);
   const heads = a.int('heads', 4);
-  const config = parseModelConfig({
-    vocab_size: a.int('vocab', 8000), hidden_size: a.int('dim', 256), intermediate_size: a.int('ffn', 704),
-    num_hidden_layers: a.int('layers', 4), num_attention_heads: heads, num_key_value_heads: a.int('kv-heads', heads),
-    max_position_embeddings: Math.max(4096, T),
-  }, 'bench arguments');
+  const config = parseModelConfig(
+    {
+      vocab_size: a.int('vocab', 8000),
+      hidden_size: a.int('dim', 256),
+      intermediate_size: a.int('ffn', 704),
+      num_hidden_layers: a.int('layers', 4),
+      num_attention_heads: heads,
+      num_key_value_heads: a.int('kv-heads', heads),
+      max_position_embeddings: Math.max(4096, T),
+    },
+    'bench arguments',
+  );
   const profile = a.flag('profile') ? new KernelProfile(nativeKernels, gemmClassOf) : null;
   const kernels = profile?.kernels ?? nativeKernels;
   const model = Llama.random(kernels, config, 1);
@@ -145,22 +204,23 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     const t = timed(fn);
     phases[name] = { ms: (phases[name]?.ms ?? 0) + t.ms, cpuMs: (phases[name]?.cpuMs ?? 0) + t.cpuMs };
   };
-  const step = () => timed(() => {
-    phase('optimizer', () => model.params.zeroGrad());
-    let l: ReturnType<typeof weightedSum<F>> | undefined;
-    phase('forward', () => {
-      l = weightedSum(ctx, model.logprobs(ctx, batch, targets, { recompute: a.flag('recompute') }), weights);
-      loss = l.data[0];
+  const step = () =>
+    timed(() => {
+      phase('optimizer', () => model.params.zeroGrad());
+      let l: ReturnType<typeof weightedSum<F>> | undefined;
+      phase('forward', () => {
+        l = weightedSum(ctx, model.logprobs(ctx, batch, targets, { recompute: a.flag('recompute') }), weights);
+        loss = l.data[0];
+      });
+      phase('backward', () => {
+        ctx.backward(l!);
+        ctx.reset();
+      });
+      phase('optimizer', () => {
+        opt.clip(1.0);
+        opt.update(1e-4);
+      });
     });
-    phase('backward', () => {
-      ctx.backward(l!);
-      ctx.reset();
-    });
-    phase('optimizer', () => {
-      opt.clip(1.0);
-      opt.update(1e-4);
-    });
-  });
   step();
   step();
   const probe = gemmProbe(nativeKernels);
@@ -169,7 +229,8 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   for (const p of PHASES) phases[p] = { ms: 0, cpuMs: 0 };
   const total: PhaseTime = { ms: 0, cpuMs: 0 };
   type Best = Omit<RunTime, 'cpuMs'>;
-  const bestStep: Best = { ms: Infinity, threadMs: Infinity }, bestGemm: Best = { ms: Infinity, threadMs: Infinity };
+  const bestStep: Best = { ms: Infinity, threadMs: Infinity },
+    bestGemm: Best = { ms: Infinity, threadMs: Infinity };
   const keepBest = (best: Best, t: RunTime) => {
     best.ms = Math.min(best.ms, t.ms);
     best.threadMs = best.threadMs === null || t.threadMs === null ? null : Math.min(best.threadMs, t.threadMs);
@@ -181,27 +242,57 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     keepBest(bestStep, t);
     keepBest(bestGemm, probe());
   }
-  const ms = total.ms / steps, stepFlops = 6 * model.params.size * B * T, gemmFlops = 2 * 2048 ** 3;
+  const ms = total.ms / steps,
+    stepFlops = 6 * model.params.size * B * T,
+    gemmFlops = 2 * 2048 ** 3;
   const threads = getThreads();
-  const modelGflops = stepFlops / 1e6 / bestStep.ms, gemmGflops = gemmFlops / 1e6 / bestGemm.ms;
-  const onCpu = bestStep.threadMs === null || bestGemm.threadMs === null ? null : { model: stepFlops / 1e6 / bestStep.threadMs, gemm: gemmFlops / 1e6 / bestGemm.threadMs };
+  const modelGflops = stepFlops / 1e6 / bestStep.ms,
+    gemmGflops = gemmFlops / 1e6 / bestGemm.ms;
+  const onCpu =
+    bestStep.threadMs === null || bestGemm.threadMs === null
+      ? null
+      : { model: stepFlops / 1e6 / bestStep.threadMs, gemm: gemmFlops / 1e6 / bestGemm.threadMs };
   for (const p of PHASES) phases[p] = { ms: phases[p].ms / steps, cpuMs: phases[p].cpuMs / steps };
   const rows = profile ? profileRows(profile.snapshot(), phases, steps, { ms, cpuMs: total.cpuMs / steps }) : null;
   const result = {
-    bench: 'train', tokens_per_s: Math.round((B * T * 1000) / ms), ms_per_step: round(ms), best_ms_per_step: round(bestStep.ms),
+    bench: 'train',
+    tokens_per_s: Math.round((B * T * 1000) / ms),
+    ms_per_step: round(ms),
+    best_ms_per_step: round(bestStep.ms),
     cpu_ms_per_step: round(total.cpuMs / steps),
-    model_gflops: round(modelGflops), gemm_2048_gflops: round(gemmGflops), fraction_of_gemm: round(modelGflops / gemmGflops, 3),
-    ...(onCpu && { oncpu_model_gflops: round(onCpu.model), oncpu_gemm_2048_gflops: round(onCpu.gemm), oncpu_fraction_of_gemm: round(onCpu.model / onCpu.gemm, 3) }),
-    params: model.params.size, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-    workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20), loss: Math.round(loss * 1e4) / 1e4,
-    vocab: config.vocab_size, dim: config.hidden_size, layers: config.num_hidden_layers, heads, kv_heads: config.num_key_value_heads,
-    ffn: config.intermediate_size, seq: T, batch: B, steps, recompute: a.flag('recompute'), threads, gemm: describeGemmChoice(gemmChoice()),
+    model_gflops: round(modelGflops),
+    gemm_2048_gflops: round(gemmGflops),
+    fraction_of_gemm: round(modelGflops / gemmGflops, 3),
+    ...(onCpu && {
+      oncpu_model_gflops: round(onCpu.model),
+      oncpu_gemm_2048_gflops: round(onCpu.gemm),
+      oncpu_fraction_of_gemm: round(onCpu.model / onCpu.gemm, 3),
+    }),
+    params: model.params.size,
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20),
+    loss: Math.round(loss * 1e4) / 1e4,
+    vocab: config.vocab_size,
+    dim: config.hidden_size,
+    layers: config.num_hidden_layers,
+    heads,
+    kv_heads: config.num_key_value_heads,
+    ffn: config.intermediate_size,
+    seq: T,
+    batch: B,
+    steps,
+    recompute: a.flag('recompute'),
+    threads,
+    gemm: describeGemmChoice(gemmChoice()),
     ...(rows && { profile: { phases_ms: Object.fromEntries(PHASES.map((p) => [p, round(phases[p].ms)])), kernels: rows } }),
   };
-  process.stdout.write(a.flag('json') ? JSON.stringify(result) + '\n' :
-    `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step (best ${result.best_ms_per_step}), ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n` +
-    `model rate 6*params*tokens/s ${result.model_gflops} GFLOP/s = ${round(100 * result.fraction_of_gemm)}% of the 2048^3 GEMM's ${result.gemm_2048_gflops} GFLOP/s ` +
-    `(${onCpu ? `from the main thread's time on a CPU: ${result.oncpu_model_gflops} = ${round(100 * result.oncpu_fraction_of_gemm!)}% of ${result.oncpu_gemm_2048_gflops}; ` : ''}gemm: ${result.gemm})\n` +
-    (rows ? `\nprofile, per step:\n${profileTable(rows, phases)}\n` : ''));
+  process.stdout.write(
+    a.flag('json')
+      ? JSON.stringify(result) + '\n'
+      : `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step (best ${result.best_ms_per_step}), ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n` +
+          `model rate 6*params*tokens/s ${result.model_gflops} GFLOP/s = ${round(100 * result.fraction_of_gemm)}% of the 2048^3 GEMM's ${result.gemm_2048_gflops} GFLOP/s ` +
+          `(${onCpu ? `from the main thread's time on a CPU: ${result.oncpu_model_gflops} = ${round(100 * result.oncpu_fraction_of_gemm!)}% of ${result.oncpu_gemm_2048_gflops}; ` : ''}gemm: ${result.gemm})\n` +
+          (rows ? `\nprofile, per step:\n${profileTable(rows, phases)}\n` : ''),
+  );
   return result;
 }

@@ -15,16 +15,29 @@ function gradCheck(name: string, x: Tensor<Float64Array>, f: (ctx: Context<Float
   const h = 1e-6;
   for (let i = 0; i < x.size; i++) {
     const orig = x.data[i];
-    x.data[i] = orig + h; const up = f(new Context(k, undefined, false, true)).data[0];
-    x.data[i] = orig - h; const down = f(new Context(k, undefined, false, true)).data[0];
+    x.data[i] = orig + h;
+    const up = f(new Context(k, undefined, false, true)).data[0];
+    x.data[i] = orig - h;
+    const down = f(new Context(k, undefined, false, true)).data[0];
     x.data[i] = orig;
     const fd = (up - down) / (2 * h);
     assert.ok(Math.abs(fd - x.grad[i]) <= 1e-6 * Math.max(1, Math.abs(fd)), `${name}[${i}]: analytic ${x.grad[i]} vs numeric ${fd}`);
   }
 }
 
-const rand = (n: number, seed: number) => { const r = new Rng(seed); return Float64Array.from({ length: n }, () => r.normal()); };
-const param = (shape: number[], seed: number) => new Tensor(rand(shape.reduce((a, b) => a * b), seed), shape, true);
+const rand = (n: number, seed: number) => {
+  const r = new Rng(seed);
+  return Float64Array.from({ length: n }, () => r.normal());
+};
+const param = (shape: number[], seed: number) =>
+  new Tensor(
+    rand(
+      shape.reduce((a, b) => a * b),
+      seed,
+    ),
+    shape,
+    true,
+  );
 
 test('gatherRows and segmentSum backpropagate to the rows they read', () => {
   const x = param([5, 3], 1);
@@ -57,7 +70,8 @@ test('dropout: mask is a pure function of the seed, off outside training, gradie
   const x = param([4, 6], 5);
   const W = param([3, 6], 6);
   gradCheck('dropout', x, (ctx) => weightedSum(ctx, linear(ctx, dropout(ctx, x, 0.3, 99), W), rand(12, 7)));
-  const a = dropout(new Context(k), x, 0.5, 1).data, b = dropout(new Context(k), x, 0.5, 1).data;
+  const a = dropout(new Context(k), x, 0.5, 1).data,
+    b = dropout(new Context(k), x, 0.5, 1).data;
   assert.deepEqual(a, b);
   assert.ok(a.some((v) => v === 0) && a.some((v, i) => Math.abs(v - 2 * x.data[i]) < 1e-12));
   assert.equal(dropout(new Context(k, undefined, false), x, 0.5, 1), x);
@@ -66,7 +80,8 @@ test('dropout: mask is a pure function of the seed, off outside training, gradie
 test('KernelProfile counts every kernel call by phase and kind, GEMM flops by label, and computes the same as the kernels it wraps', () => {
   // linear forward is NT with M=10, its backward NN (dx, M=10) and TN (dW, M=12)
   const profile = new KernelProfile(k, (tA, tB, M) => (M <= 10 ? 'few-rows' : `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}-big`));
-  const W = param([12, 3], 5), x = param([10, 3], 6);
+  const W = param([12, 3], 5),
+    x = param([10, 3], 6);
   const run = (kern: typeof k) => {
     const ctx = new Context(kern);
     const y = weightedSum(ctx, linear(ctx, x, W), rand(120, 7));
@@ -89,14 +104,17 @@ test('KernelProfile counts every kernel call by phase and kind, GEMM flops by la
   assert.equal(profile.kernels.name, 'reference');
 });
 
-test('mainThreadCpuMs counts the main thread\'s work, a part of the process CPU time (null without Linux schedstat)', () => {
-  const t0 = mainThreadCpuMs(), c0 = cpuMs();
+test("mainThreadCpuMs counts the main thread's work, a part of the process CPU time (null without Linux schedstat)", () => {
+  const t0 = mainThreadCpuMs(),
+    c0 = cpuMs();
   let x = 0;
   for (let i = 0; i < 2e7; i++) x += Math.sqrt(i);
-  const t1 = mainThreadCpuMs(), c1 = cpuMs();
+  const t1 = mainThreadCpuMs(),
+    c1 = cpuMs();
   assert.ok(x > 0);
   if (!fs.existsSync('/proc/thread-self/schedstat')) return assert.equal(t0, null);
-  const thread = t1! - t0!, proc = c1 - c0;
+  const thread = t1! - t0!,
+    proc = c1 - c0;
   assert.ok(thread > 1, `main thread ${thread} ms for 2e7 square roots`);
   assert.ok(thread <= proc + 1, `main thread ${thread} ms within the process's ${proc} ms`);
 });

@@ -63,7 +63,9 @@ function readCpuModel(): string {
     // virtual machines often report a bare "AMD EPYC": family/model/stepping tell generations apart
     const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
     const field = (key: string) => new RegExp(`^${key}\\s*:\\s*(.+)$`, 'm').exec(info)?.[1].trim();
-    const family = field('cpu family'), model = field('model'), stepping = field('stepping');
+    const family = field('cpu family'),
+      model = field('model'),
+      stepping = field('stepping');
     if (family && model) return `${name} (family ${family} model ${model}${stepping ? ` stepping ${stepping}` : ''})`;
   } catch {
     // not Linux: the model name alone
@@ -137,7 +139,9 @@ function writeCache(file: string, entries: Record<string, CacheEntry>): void {
     fs.writeFileSync(tmp, JSON.stringify({ version: CACHE_VERSION, entries }, null, 1) + '\n');
     fs.renameSync(tmp, file);
   } catch (e) {
-    process.stderr.write(`chimed: cannot write the GEMM choice cache ${file} (${(e as Error).message}); set CHIMED_GEMM_CACHE to another file or "off"\n`);
+    process.stderr.write(
+      `chimed: cannot write the GEMM choice cache ${file} (${(e as Error).message}); set CHIMED_GEMM_CACHE to another file or "off"\n`,
+    );
   }
 }
 
@@ -158,18 +162,22 @@ export function decideGemmChoice(o: DecideOptions): GemmChoice {
     throw new Error(`CHIMED_GEMM must be auto, builtin or openblas, got "${o.env}"`);
   }
   if (mode === 'openblas' && !o.machine.openblas) {
-    throw new Error('CHIMED_GEMM=openblas, but this build of the addon has no OpenBLAS (cblas.h was not found when it was built): ' +
-      'install libopenblas-dev and rebuild (npm run install), or unset CHIMED_GEMM');
+    throw new Error(
+      'CHIMED_GEMM=openblas, but this build of the addon has no OpenBLAS (cblas.h was not found when it was built): ' +
+        'install libopenblas-dev and rebuild (npm run install), or unset CHIMED_GEMM',
+    );
   }
   if (mode !== 'auto') return { backends: uniform(o.classes, mode), source: 'env', machine: o.machine };
   if (!o.machine.openblas) return { backends: uniform(o.classes, 'builtin'), source: 'builtin-only', machine: o.machine };
   const key = machineKey(o.machine);
   const entries = o.cacheFile ? readCache(o.cacheFile) : {};
   const hit = entries[key];
-  if (hit && isBackends(hit.backends, o.classes)) return { backends: hit.backends, source: 'cache', machine: o.machine, measuredMs: hit.measuredMs };
+  if (hit && isBackends(hit.backends, o.classes))
+    return { backends: hit.backends, source: 'cache', machine: o.machine, measuredMs: hit.measuredMs };
   const measuredMs = o.measure();
   const backends = chooseBackends(measuredMs);
-  if (o.cacheFile) writeCache(o.cacheFile, { ...entries, [key]: { machine: o.machine, backends, measuredMs, at: new Date().toISOString() } });
+  if (o.cacheFile)
+    writeCache(o.cacheFile, { ...entries, [key]: { machine: o.machine, backends, measuredMs, at: new Date().toISOString() } });
   return { backends, source: 'measured', machine: o.machine, measuredMs };
 }
 
@@ -186,10 +194,15 @@ function current(): GemmChoice {
   let choice: GemmChoice;
   if (pinned) choice = { backends: pinned, source: 'set', machine };
   else {
-    choice = decided.get(threads) ?? decideGemmChoice({
-      env: process.env.CHIMED_GEMM, cacheFile: gemmCachePath(), machine, classes: Object.keys(addon().getGemmBackends()),
-      measure: () => addon().gemmMeasure(MEASURE_ROUNDS),
-    });
+    choice =
+      decided.get(threads) ??
+      decideGemmChoice({
+        env: process.env.CHIMED_GEMM,
+        cacheFile: gemmCachePath(),
+        machine,
+        classes: Object.keys(addon().getGemmBackends()),
+        measure: () => addon().gemmMeasure(MEASURE_ROUNDS),
+      });
     decided.set(threads, choice);
   }
   addon().setGemmBackends(choice.backends);
@@ -235,7 +248,15 @@ export interface EngineRecord {
 export function engineRecord(k: Kernels<FloatArray>): EngineRecord | null {
   if (k.name !== 'native') return null;
   const c = gemmChoice();
-  return { kernels: k.name, cpu: c.machine.cpu, threads: c.machine.threads, simd: c.machine.simd, openblas: c.machine.openblas, gemm: c.backends, gemm_source: c.source };
+  return {
+    kernels: k.name,
+    cpu: c.machine.cpu,
+    threads: c.machine.threads,
+    simd: c.machine.simd,
+    openblas: c.machine.openblas,
+    gemm: c.backends,
+    gemm_source: c.source,
+  };
 }
 
 /**
@@ -248,7 +269,8 @@ export function restoreEngineRecord(k: Kernels<FloatArray>, record: unknown): st
   if (k.name !== 'native' || record === undefined) return [];
   const r = record as Partial<EngineRecord>;
   const classes = Object.keys(addon().getGemmBackends());
-  if (!isBackends(r.gemm, classes)) return ['the recorded GEMM choice is missing or names other shape classes; using this machine\'s choice'];
+  if (!isBackends(r.gemm, classes))
+    return ["the recorded GEMM choice is missing or names other shape classes; using this machine's choice"];
   const problems: string[] = [];
   const threads = addon().getThreads();
   if (r.threads !== threads) problems.push(`it ran on ${r.threads} threads, this run has ${threads}`);
@@ -268,8 +290,15 @@ export function pinnedGemmChoice(): GemmBackends | null {
 /** One line for logs and benchmarks: "builtin (measured)", "builtin; openblas for NT-narrow (cache)". */
 export function describeGemmChoice(c: GemmChoice): string {
   const byPath = (p: GemmBackend) => Object.keys(c.backends).filter((k) => c.backends[k] === p);
-  const blas = byPath('openblas'), builtin = byPath('builtin');
-  const text = blas.length === 0 ? 'builtin' : builtin.length === 0 ? 'openblas' :
-    blas.length <= builtin.length ? `builtin; openblas for ${blas.join(', ')}` : `openblas; builtin for ${builtin.join(', ')}`;
+  const blas = byPath('openblas'),
+    builtin = byPath('builtin');
+  const text =
+    blas.length === 0
+      ? 'builtin'
+      : builtin.length === 0
+        ? 'openblas'
+        : blas.length <= builtin.length
+          ? `builtin; openblas for ${blas.join(', ')}`
+          : `openblas; builtin for ${builtin.join(', ')}`;
   return `${text} (${c.source})`;
 }

@@ -55,9 +55,11 @@ export class KernelProfile<F extends FloatArray> {
 
   constructor(inner: Kernels<F>, gemmLabel: (transA: boolean, transB: boolean, M: number, N: number, K: number) => string = () => '') {
     const timed = (kind: string, flops: number, fn: () => void) => {
-      const c0 = cpuMs(), t0 = process.hrtime.bigint();
+      const c0 = cpuMs(),
+        t0 = process.hrtime.bigint();
       fn();
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6, cpu = cpuMs() - c0;
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6,
+        cpu = cpuMs() - c0;
       let phase = this.times.get(this.phase);
       if (!phase) this.times.set(this.phase, (phase = new Map()));
       const t = phase.get(kind) ?? { ms: 0, cpuMs: 0, calls: 0, flops: 0 };
@@ -67,14 +69,19 @@ export class KernelProfile<F extends FloatArray> {
     for (const key of Object.keys(inner) as (keyof Kernels<F>)[]) {
       const fn = inner[key];
       if (key === 'name' || key === 'alloc' || typeof fn !== 'function') continue;
-      wrapped[key] = key === 'gemm'
-        ? (tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, A: F, B: F, beta: number, C: F) =>
-          timed(`gemm ${gemmLabel(tA, tB, M, N, K) || `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`}`, 2 * M * N * K, () => inner.gemm(tA, tB, M, N, K, alpha, A, B, beta, C))
-        : (...args: unknown[]) => {
-          let r: unknown;
-          timed(key, 0, () => { r = (fn as (...a: unknown[]) => unknown).apply(inner, args); });
-          return r;
-        };
+      wrapped[key] =
+        key === 'gemm'
+          ? (tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, A: F, B: F, beta: number, C: F) =>
+              timed(`gemm ${gemmLabel(tA, tB, M, N, K) || `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`}`, 2 * M * N * K, () =>
+                inner.gemm(tA, tB, M, N, K, alpha, A, B, beta, C),
+              )
+          : (...args: unknown[]) => {
+              let r: unknown;
+              timed(key, 0, () => {
+                r = (fn as (...a: unknown[]) => unknown).apply(inner, args);
+              });
+              return r;
+            };
     }
     this.kernels = wrapped as unknown as Kernels<F>;
   }

@@ -34,8 +34,20 @@ export interface TrainerConfig {
 }
 
 export const trainerDefaults: Omit<TrainerConfig, 'lr' | 'maxSteps'> = {
-  warmupRatio: 0.05, schedule: 'cosine', minLrRatio: 0.1, weightDecay: 0.01, beta1: 0.9, beta2: 0.95,
-  eps: 1e-8, clipNorm: 1.0, gradAccum: 1, evalEvery: 0, saveEvery: 0, keepCheckpoints: 2, logEvery: 1, seed: 42,
+  warmupRatio: 0.05,
+  schedule: 'cosine',
+  minLrRatio: 0.1,
+  weightDecay: 0.01,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  clipNorm: 1.0,
+  gradAccum: 1,
+  evalEvery: 0,
+  saveEvery: 0,
+  keepCheckpoints: 2,
+  logEvery: 1,
+  seed: 42,
 };
 
 export interface MicroResult {
@@ -130,7 +142,8 @@ export class Trainer<F extends FloatArray> {
     for (let step = resumedFrom; step < cfg.maxSteps; step++) {
       const tStep = Date.now();
       task.params.zeroGrad();
-      let loss = 0, tokens = 0;
+      let loss = 0,
+        tokens = 0;
       const extra: Record<string, number> = {};
       for (let a = 0; a < cfg.gradAccum; a++) {
         const r = task.microStep(ctx, step * cfg.gradAccum + a, 1 / cfg.gradAccum);
@@ -142,9 +155,11 @@ export class Trainer<F extends FloatArray> {
       const gradNorm = opt.clip(cfg.clipNorm);
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         progress.stop();
-        throw new TrainingError(`${this.stage}: step ${step + 1}: ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} is not finite ` +
-          `(loss ${loss}, grad norm ${gradNorm}); weights were not updated. Lower the learning rate or check the data; ` +
-          `the last checkpoint in ${this.stageDir} is intact and a re-run resumes from it.`);
+        throw new TrainingError(
+          `${this.stage}: step ${step + 1}: ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} is not finite ` +
+            `(loss ${loss}, grad norm ${gradNorm}); weights were not updated. Lower the learning rate or check the data; ` +
+            `the last checkpoint in ${this.stageDir} is intact and a re-run resumes from it.`,
+        );
       }
       const lr = learningRate(step, cfg.maxSteps, warmup, cfg.lr, cfg.schedule, cfg.minLrRatio);
       opt.update(lr);
@@ -154,7 +169,17 @@ export class Trainer<F extends FloatArray> {
       const stepSeconds = (Date.now() - tStep) / 1000;
       const tokensPerS = tokensSinceStart / Math.max(1e-9, (Date.now() - t0) / 1000);
       if (done % cfg.logEvery === 0 || done === cfg.maxSteps) {
-        this.metrics.append({ stage: this.stage, step: done, loss, lr, grad_norm: gradNorm, tokens, tokens_per_s: tokensPerS, step_s: stepSeconds, ...extra });
+        this.metrics.append({
+          stage: this.stage,
+          step: done,
+          loss,
+          lr,
+          grad_norm: gradNorm,
+          tokens,
+          tokens_per_s: tokensPerS,
+          step_s: stepSeconds,
+          ...extra,
+        });
       }
       progress.update(done, { loss, tokensPerS });
       const last = done === cfg.maxSteps;
@@ -162,7 +187,11 @@ export class Trainer<F extends FloatArray> {
         evals = task.evaluate(ctx);
         ctx.reset();
         this.metrics.append({ stage: this.stage, step: done, ...evals });
-        progress.note(Object.entries(evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  '));
+        progress.note(
+          Object.entries(evals)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .join('  '),
+        );
       }
       // the step is synchronous: yield once so a pending SIGINT / SIGTERM handler runs now
       await new Promise((r) => setImmediate(r));
@@ -184,7 +213,8 @@ export class Trainer<F extends FloatArray> {
 
   private checkpointDirs(): { step: number; dir: string }[] {
     if (!fs.existsSync(this.stageDir)) return [];
-    return fs.readdirSync(this.stageDir)
+    return fs
+      .readdirSync(this.stageDir)
       .map((n) => ({ m: CKPT.exec(n), dir: path.join(this.stageDir, n) }))
       .filter((e): e is { m: RegExpExecArray; dir: string } => !!e.m && fs.existsSync(path.join(e.dir, 'trainer_state.json')))
       .map((e) => ({ step: Number(e.m[1]), dir: e.dir }))
@@ -197,7 +227,11 @@ export class Trainer<F extends FloatArray> {
       await task.saveWeights(tmp);
       await saveOptimizer(path.join(tmp, 'optimizer.safetensors'), task.params, opt);
       await writeJsonAtomic(path.join(tmp, 'trainer_state.json'), {
-        stage: this.stage, global_step: step, max_steps: this.cfg.maxSteps, seed: this.cfg.seed, ...(this.engine && { engine: this.engine }),
+        stage: this.stage,
+        global_step: step,
+        max_steps: this.cfg.maxSteps,
+        seed: this.cfg.seed,
+        ...(this.engine && { engine: this.engine }),
       });
     });
     for (const old of this.checkpointDirs().slice(0, -this.cfg.keepCheckpoints)) fs.rmSync(old.dir, { recursive: true, force: true });
@@ -209,13 +243,20 @@ export class Trainer<F extends FloatArray> {
     if (!latest) return 0;
     const state = JSON.parse(fs.readFileSync(path.join(latest.dir, 'trainer_state.json'), 'utf8'));
     if (state.max_steps !== this.cfg.maxSteps) {
-      throw new TrainingError(`${latest.dir}: checkpoint was made for a ${state.max_steps}-step run but this run has ${this.cfg.maxSteps} steps; ` +
-        `resume with the same settings or start in a new directory`);
+      throw new TrainingError(
+        `${latest.dir}: checkpoint was made for a ${state.max_steps}-step run but this run has ${this.cfg.maxSteps} steps; ` +
+          `resume with the same settings or start in a new directory`,
+      );
     }
     const tensors = await readSafetensors(path.join(latest.dir, 'optimizer.safetensors'));
-    for (const [name, buf] of [['params', task.params.data], ['exp_avg', opt.m], ['exp_avg_sq', opt.v]] as const) {
+    for (const [name, buf] of [
+      ['params', task.params.data],
+      ['exp_avg', opt.m],
+      ['exp_avg_sq', opt.v],
+    ] as const) {
       const t = tensors.get(name);
-      if (!t || t.data.length !== buf.length) throw new TrainingError(`${latest.dir}/optimizer.safetensors: ${name} missing or of the wrong size for this model`);
+      if (!t || t.data.length !== buf.length)
+        throw new TrainingError(`${latest.dir}/optimizer.safetensors: ${name} missing or of the wrong size for this model`);
       buf.set(t.data);
     }
     opt.step = state.global_step;
@@ -230,9 +271,13 @@ export class Trainer<F extends FloatArray> {
  */
 async function saveOptimizer<F extends FloatArray>(file: string, params: ParamStore<F>, opt: AdamW<F>): Promise<void> {
   const f32 = (a: FloatArray) => (a instanceof Float32Array ? a : Float32Array.from(a));
-  await writeSafetensors(file, [
-    { name: 'params', shape: [params.size], data: f32(params.data) },
-    { name: 'exp_avg', shape: [params.size], data: f32(opt.m) },
-    { name: 'exp_avg_sq', shape: [params.size], data: f32(opt.v) },
-  ], { step: String(opt.step) });
+  await writeSafetensors(
+    file,
+    [
+      { name: 'params', shape: [params.size], data: f32(params.data) },
+      { name: 'exp_avg', shape: [params.size], data: f32(opt.m) },
+      { name: 'exp_avg_sq', shape: [params.size], data: f32(opt.v) },
+    ],
+    { step: String(opt.step) },
+  );
 }
