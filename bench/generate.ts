@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { getThreads, nativeInfo, nativeKernels, setThreads } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
-import { writeLlamaGguf } from '../src/io/gguf-llama.js';
+import { writeLlamaGguf } from '../src/model/gguf-llama.js';
 import { parseLlamaConfig } from '../src/model/config.js';
 import { Decoder } from '../src/model/generate.js';
 import { Llama } from '../src/model/llama.js';

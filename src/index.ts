@@ -44,7 +44,7 @@ export { LlamaEvalModel } from './eval/model.js';
 export { perplexity } from './eval/suite.js';
 
 export { readSafetensors, writeSafetensors, readCheckpointTensors } from './io/safetensors.js';
-export { writeLlamaGguf } from './io/gguf-llama.js';
+export { writeLlamaGguf } from './model/gguf-llama.js';
 export { parseRunConfig, readRunConfig, type RunConfig } from './pipeline/config.js';
 export { runPipeline } from './pipeline/run.js';
 export { writeReport } from './report/report.js';

@@ -6,7 +6,7 @@ import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { dequantizeQ8_0, kv, quantizeQ8_0, readGguf, readGgufTensor, writeGguf, type GgufMetadata } from '../src/io/gguf.js';
-import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, TOKEN_TYPE, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
+import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, TOKEN_TYPE, writeLlamaGguf, type GgufExportDtype } from '../src/model/gguf-llama.js';
 import { decodeF16, encodeF16, f32Bits } from '../src/io/half.js';
 import type { LlamaConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';

@@ -1,7 +1,7 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GGUF_EXPORT_DTYPES, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
+import { GGUF_EXPORT_DTYPES, writeLlamaGguf, type GgufExportDtype } from '../model/gguf-llama.js';
 import { saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';

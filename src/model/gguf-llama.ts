@@ -2,12 +2,12 @@
 // architecture: the metadata keys, tensor names and tokenizer fields that llama.cpp's
 // convert_hf_to_gguf.py writes for an HF LlamaForCausalLM with a byte-level BPE tokenizer
 // (conversion/llama.py and base.py there; key names from gguf-py/gguf/constants.py).
-import { headDim, type LlamaConfig } from '../model/config.js';
-import type { Llama } from '../model/llama.js';
+import { headDim, type LlamaConfig } from './config.js';
+import type { Llama } from './llama.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
 import type { HfTokenizerJson, Tokenizer } from '../tokenizer/index.js';
 import { GPT2_PATTERN, QWEN_PATTERN } from '../tokenizer/regex.js';
-import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from './gguf.js';
+import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from '../io/gguf.js';
 
 export type GgufExportDtype = 'f32' | 'f16' | 'q8_0';
 export const GGUF_EXPORT_DTYPES: readonly GgufExportDtype[] = ['f32', 'f16', 'q8_0'];
