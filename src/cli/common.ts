@@ -1,7 +1,7 @@
 import { nativeKernels, setThreads } from '../engine/native.js';
 import { loadModel, readConfigFile } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
-import { UsageError } from './args.js';
+import { UsageError } from '../io/argv.js';
 
 /** Applies --threads (0 or absent keeps the OpenMP default: all cores). */
 export function applyThreads(n: number | undefined): void {

@@ -6,7 +6,7 @@ import { saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
-import { parse, UsageError } from './args.js';
+import { dispatch, parse, UsageError, type Command } from '../io/argv.js';
 import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
 
 type Parsed = ReturnType<typeof parse>;
@@ -47,13 +47,14 @@ ${MODEL_USAGE}`;
 
 const USAGE = `chimed export hf|gguf|merge ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}`;
 
-export async function exportCommand(argv: string[]): Promise<number> {
-  const [what, ...rest] = argv;
-  if (what === 'hf') return exportHf(rest, HF_USAGE, false);
-  if (what === 'merge') return exportHf(rest, MERGE_USAGE, true);
-  if (what === 'gguf') return exportGguf(rest);
-  if (what === '--help' || what === '-h') { process.stdout.write(USAGE + '\n'); return 0; }
-  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf or merge\n\n${USAGE}`);
+const EXPORTS: Record<string, Command> = {
+  hf: { summary: 'HF model folder', run: (argv) => exportHf(argv, HF_USAGE, false) },
+  gguf: { summary: 'GGUF file for llama.cpp', run: exportGguf },
+  merge: { summary: 'a LoRA adapter folded into its base', run: (argv) => exportHf(argv, MERGE_USAGE, true) },
+};
+
+export function exportCommand(argv: string[]): Promise<number> {
+  return dispatch(argv, EXPORTS, USAGE, 'export');
 }
 
 /** HF generation_config.json: the template's stop tokens end generation; sampling defaults from the flags. */

@@ -4,7 +4,7 @@ import type { ChatMessage } from '../tokenizer/chat-template.js';
 import { readJsonl, toMessages } from '../train/conversations.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { generate } from '../model/generate.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 import { applyThreads } from './common.js';
 import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { saveModel } from '../model/checkpoint.js';
 import { Tokenizer } from '../tokenizer/index.js';
-import { parse } from './args.js';
+import { parse } from '../io/argv.js';
 import { modelFrom } from './common.js';
 
 const USAGE = `chimed init --config MODEL.json --out DIR [--seed N] [--tokenizer DIR] [--dtype F32|F16|BF16]

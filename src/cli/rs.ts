@@ -9,7 +9,7 @@ import { readJsonl, toMessages } from '../train/conversations.js';
 import { MetricsLog } from '../train/metrics.js';
 import { greedyReward, roundSummary, sampleAndRank, writeRound, type RoundRecord, type RsOptions, type RsPrompt } from '../train/rejection.js';
 import { encodeSft, SftTask } from '../train/sft.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 import { applyThreads } from './common.js';
 import { LORA_FLAGS, LORA_USAGE, MODEL_FLAGS, MODEL_USAGE, TRAINER_FLAGS, TRAINER_USAGE, loraFrom, runStage, splitHeldout, trainerConfig } from './stage.js';
 

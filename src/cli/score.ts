@@ -5,7 +5,7 @@ import { Context } from '../engine/tensor.js';
 import { loadModel } from '../model/checkpoint.js';
 import { sequentialPositions } from '../model/llama.js';
 import { Tokenizer } from '../tokenizer/index.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { RewardModel } from '../model/reward.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';

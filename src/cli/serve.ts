@@ -1,6 +1,6 @@
 import { Annotator } from '../serve/annotate.js';
 import { buildServer, startServer, stopServer } from '../serve/server.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 import { applyThreads } from './common.js';
 import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
 

@@ -9,7 +9,7 @@ import type { Llama } from '../model/llama.js';
 import { ALL_LINEAR, LoraAdapter } from '../model/lora.js';
 import { MetricsLog } from '../train/metrics.js';
 import { Trainer, trainerDefaults, type TrainerConfig, type TrainResult, type TrainTask } from '../train/trainer.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 
 type Parsed = ReturnType<typeof parse>;
 

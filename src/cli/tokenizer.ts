@@ -1,35 +1,43 @@
 import { readDocuments } from '../train/documents.js';
 import { Tokenizer } from '../tokenizer/index.js';
-import { parse, UsageError } from './args.js';
+import { commandList, dispatch, parse, UsageError, type Command } from '../io/argv.js';
 
-const USAGE = `chimed tokenizer train --data FILE[,FILE] --out DIR [--vocab-size N] [--min-frequency N]
-chimed tokenizer encode --tokenizer DIR --text T [--json]
+const TRAIN_USAGE = `chimed tokenizer train --data FILE[,FILE] --out DIR [--vocab-size N] [--min-frequency N]
 
-train: byte-level BPE for Chinese medical text (frequent characters become whole tokens
-first), written as HF tokenizer.json + tokenizer_config.json (ChatML template).
+Byte-level BPE for Chinese medical text (frequent characters become whole tokens first),
+written as HF tokenizer.json + tokenizer_config.json (ChatML template).
 Data: .jsonl with "text" (or prompt/response) and plain .txt files.`;
 
-export async function tokenizerCommand(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  const a = parse(rest, {
-    data: { type: 'string' }, out: { type: 'string' }, 'vocab-size': { type: 'string' }, 'min-frequency': { type: 'string' },
-    tokenizer: { type: 'string' }, text: { type: 'string' }, json: { type: 'boolean' },
-  }, USAGE);
-  if (a.help || !sub) { process.stdout.write(USAGE + '\n'); return sub ? 0 : 1; }
-  if (sub === 'train') {
-    const files = a.list('data');
-    if (!files.length) throw new UsageError(`--data is required\n\n${USAGE}`);
-    const t0 = Date.now();
-    const tok = await Tokenizer.train(readDocuments(files), { vocabSize: a.int('vocab-size', 8000), minFrequency: a.int('min-frequency', 2) });
-    await tok.save(a.need('out'));
-    process.stdout.write(`tokenizer: ${tok.vocabSize} tokens in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${a.need('out')}\n`);
-    return 0;
-  }
-  if (sub === 'encode') {
-    const tok = Tokenizer.fromDir(a.need('tokenizer'));
-    const ids = tok.encode(a.need('text'));
-    process.stdout.write(a.flag('json') ? JSON.stringify({ ids, tokens: ids.map((i) => tok.decode([i])) }) + '\n' : ids.join(' ') + '\n');
-    return 0;
-  }
-  throw new UsageError(`unknown tokenizer command "${sub}"\n\n${USAGE}`);
+const ENCODE_USAGE = 'chimed tokenizer encode --tokenizer DIR --text T [--json]';
+
+const COMMANDS: Record<string, Command> = {
+  train: {
+    summary: 'train a byte-level BPE tokenizer',
+    async run(argv) {
+      const a = parse(argv, { data: { type: 'string' }, out: { type: 'string' }, 'vocab-size': { type: 'string' }, 'min-frequency': { type: 'string' } }, TRAIN_USAGE);
+      if (a.help) { process.stdout.write(TRAIN_USAGE + '\n'); return 0; }
+      const files = a.list('data');
+      if (!files.length) throw new UsageError(`--data is required\n\n${TRAIN_USAGE}`);
+      const t0 = Date.now();
+      const tok = await Tokenizer.train(readDocuments(files), { vocabSize: a.int('vocab-size', 8000), minFrequency: a.int('min-frequency', 2) });
+      await tok.save(a.need('out'));
+      process.stdout.write(`tokenizer: ${tok.vocabSize} tokens in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${a.need('out')}\n`);
+      return 0;
+    },
+  },
+  encode: {
+    summary: 'token ids (and tokens with --json) of a text',
+    async run(argv) {
+      const a = parse(argv, { tokenizer: { type: 'string' }, text: { type: 'string' }, json: { type: 'boolean' } }, ENCODE_USAGE);
+      if (a.help) { process.stdout.write(ENCODE_USAGE + '\n'); return 0; }
+      const tok = Tokenizer.fromDir(a.need('tokenizer'));
+      const ids = tok.encode(a.need('text'));
+      process.stdout.write(a.flag('json') ? JSON.stringify({ ids, tokens: ids.map((i) => tok.decode([i])) }) + '\n' : ids.join(' ') + '\n');
+      return 0;
+    },
+  },
+};
+
+export function tokenizerCommand(argv: string[]): Promise<number> {
+  return dispatch(argv, COMMANDS, `chimed tokenizer train|encode ...\n\n${commandList(COMMANDS)}\n\n${TRAIN_USAGE}\n\n${ENCODE_USAGE}`, 'tokenizer command');
 }

@@ -12,7 +12,7 @@ import { PretrainTask, preparePretrainData } from '../train/pretrain.js';
 import { RewardTask } from '../train/reward.js';
 import { encodeSft, SftTask } from '../train/sft.js';
 import { Context } from '../engine/tensor.js';
-import { parse, UsageError } from './args.js';
+import { commandList, dispatch, parse, UsageError, type Command } from '../io/argv.js';
 import { applyThreads, modelFrom } from './common.js';
 import { rsCommand } from './rs.js';
 import {
@@ -20,7 +20,7 @@ import {
   loadPolicy, loraFrom, runStage, splitHeldout, trainerConfig,
 } from './stage.js';
 
-const STAGES: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
+const STAGES: Record<string, Command> = {
   pt: { summary: 'continued pre-training on packed text blocks', run: trainPretrain },
   sft: { summary: 'supervised fine-tuning on conversations (full or LoRA)', run: trainSft },
   rm: { summary: 'reward model on preference pairs (pairwise loss)', run: trainReward },
@@ -28,13 +28,8 @@ const STAGES: Record<string, { summary: string; run: (argv: string[]) => Promise
   dpo: { summary: 'direct preference optimisation (sigmoid or IPO loss)', run: trainDpo },
 };
 
-export async function trainCommand(argv: string[]): Promise<number> {
-  const [stage, ...rest] = argv;
-  const s = stage ? STAGES[stage] : undefined;
-  if (s) return s.run(rest);
-  const list = Object.entries(STAGES).map(([n, x]) => `  ${n.padEnd(5)} ${x.summary}`).join('\n');
-  if (!stage || stage === '--help' || stage === '-h') { process.stdout.write(`chimed train STAGE [options]   (STAGE --help for its options)\n\n${list}\n`); return stage ? 0 : 1; }
-  throw new UsageError(`unknown training stage "${stage}"\n\n${list}`);
+export function trainCommand(argv: string[]): Promise<number> {
+  return dispatch(argv, STAGES, `chimed train STAGE [options]   (STAGE --help for its options)\n\n${commandList(STAGES)}`, 'training stage');
 }
 
 const QA_FLAGS = { data: { type: 'string' }, 'eval-data': { type: 'string' }, 'eval-fraction': { type: 'string' }, 'max-source': { type: 'string' }, 'max-target': { type: 'string' } } as const;
