@@ -4,10 +4,11 @@ import fs from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { main } from '../src/cli/main.js';
-import { ConfigError, loadBuildConfig, parseBuildConfig } from '../src/data/build-config.js';
+import { loadBuildConfig, parseBuildConfig } from '../src/data/build-config.js';
+import { ConfigError } from '../src/model/config.js';
 import { buildDatasets } from '../src/data/build.js';
 import { DataError } from '../src/data/errors.js';
-import { formatTable, displayWidth } from '../src/data/stats.js';
+import { formatTable, displayWidth } from '../src/data/table.js';
 import { tmpDir } from './helpers.js';
 
 const jsonl = (...rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';

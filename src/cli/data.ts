@@ -15,7 +15,8 @@ import { JsonlWriter } from '../data/jsonl-writer.js';
 import { FORMAT_NAMES, type FormatName } from '../data/readers/format.js';
 import { recordText, type RecordKind, type Tagged } from '../data/records.js';
 import { RejectSink } from '../data/rejects.js';
-import { formatStatsTable, formatTable, StatsCollector, type DatasetStats } from '../data/stats.js';
+import { formatStatsTable, StatsCollector, type DatasetStats } from '../data/stats.js';
+import { formatTable } from '../data/table.js';
 
 const HELP = `chimed data <command> ...
 

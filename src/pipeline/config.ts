@@ -3,6 +3,7 @@ import path from 'node:path';
 import * as z from 'zod';
 import YAML from 'yaml';
 import { BuildConfigSchema } from '../data/build-config.js';
+import { ConfigError } from '../model/config.js';
 
 /**
  * `chimed run CONFIG.yaml`: data, tokenizer, model, the ordered stages with their settings,
@@ -86,26 +87,24 @@ type BuildConfig = z.output<typeof BuildConfigSchema>;
 export type RunConfig = Omit<z.output<typeof RunConfigSchema>, 'data'> & { data: Omit<BuildConfig, 'sources'> & { sources: BuildConfig['sources'] } };
 export type StageConfig = RunConfig['stages'][number];
 
-export class RunConfigError extends Error {}
-
 const ORDER = ['pt', 'sft', 'rm', 'rs', 'dpo'] as const;
 
 /** Validates a parsed config; errors name the file and the field path. */
 export function parseRunConfig(raw: unknown, source: string): RunConfig {
   const r = RunConfigSchema.safeParse(raw);
   if (!r.success) {
-    throw new RunConfigError(`${source}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    throw new ConfigError(`${source}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
   }
   // the data section is a data-build config; with the built-in corpus its sources may be empty,
   // so it is checked here with a stand-in source that is dropped again
   const rawSources = Array.isArray(r.data.data.sources) ? r.data.data.sources : [];
-  if (!rawSources.length && r.data.builtin_corpus === false) throw new RunConfigError(`${source}: data.sources: give at least one source, or enable builtin_corpus`);
+  if (!rawSources.length && r.data.builtin_corpus === false) throw new ConfigError(`${source}: data.sources: give at least one source, or enable builtin_corpus`);
   const placeholder = !rawSources.length;
   const d = BuildConfigSchema.safeParse({ ...r.data.data, sources: placeholder ? [{ path: 'builtin-corpus' }] : rawSources });
-  if (!d.success) throw new RunConfigError(`${source}: ${d.error.issues.map((i) => `data.${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!d.success) throw new ConfigError(`${source}: ${d.error.issues.map((i) => `data.${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const c: RunConfig = { ...r.data, data: { ...d.data, sources: placeholder ? [] : d.data.sources } };
   const types = c.stages.map((s) => s.type);
-  const fail = (msg: string) => { throw new RunConfigError(`${source}: stages: ${msg}`); };
+  const fail = (msg: string) => { throw new ConfigError(`${source}: stages: ${msg}`); };
   types.forEach((t, i) => {
     if (types.indexOf(t) !== i) fail(`${t} appears twice`);
     if (i > 0 && ORDER.indexOf(t) < ORDER.indexOf(types[i - 1])) fail(`${t} cannot come after ${types[i - 1]} (order: ${ORDER.join(' → ')})`);
@@ -117,12 +116,12 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
 }
 
 export function readRunConfig(file: string): RunConfig {
-  if (!fs.existsSync(file)) throw new RunConfigError(`${file}: no such config file`);
+  if (!fs.existsSync(file)) throw new ConfigError(`${file}: no such config file`);
   let raw: unknown;
   try {
     raw = YAML.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new RunConfigError(`${file}: not valid YAML: ${(e as Error).message}`);
+    throw new ConfigError(`${file}: not valid YAML: ${(e as Error).message}`);
   }
   const cfg = parseRunConfig(raw, file);
   // relative paths are relative to the config file, as in `chimed data build`

@@ -10,7 +10,7 @@ import { setThreads } from '../engine/native.js';
 import { nativeKernels } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { saveModel } from '../model/checkpoint.js';
-import { parseLlamaConfig } from '../model/config.js';
+import { ConfigError, parseLlamaConfig } from '../model/config.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel } from '../model/load.js';
 import { Tokenizer } from '../tokenizer/index.js';
@@ -19,8 +19,8 @@ import { readDocuments } from '../train/documents.js';
 import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
 import { writeReport } from '../report/report.js';
-import { formatTable, type Row } from '../report/table.js';
-import { RunConfigError, type RunConfig, type StageConfig } from './config.js';
+import { summaryTable, type Row } from '../report/table.js';
+import { type RunConfig, type StageConfig } from './config.js';
 import { evaluateStage, type EvalFiles } from './evaluate.js';
 import { stageArgs } from './stage-args.js';
 
@@ -60,7 +60,7 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
     if (st.type === 'rm') rmDir = res; else policy = res;
     await evaluate(st.type, st.type !== 'pt');
   }
-  const table = formatTable(rows);
+  const table = summaryTable(rows);
   await writeJsonAtomic(path.join(runDir, 'summary.json'), { rows, policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
   const reportDir = await writeReport(runDir);
@@ -72,7 +72,7 @@ async function recordConfig(cfg: RunConfig, runDir: string): Promise<void> {
   const file = path.join(runDir, 'config.yaml');
   const text = YAML.stringify(cfg);
   if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') !== text) {
-    throw new RunConfigError(`${file}: this run directory was made with a different config; use a new directory (or delete ${runDir}) to start over`);
+    throw new ConfigError(`${file}: this run directory was made with a different config; use a new directory (or delete ${runDir}) to start over`);
   }
   await writeFileAtomic(file, text);
 }
@@ -152,7 +152,7 @@ async function prepareBase(cfg: RunConfig, runDir: string, tokDir: string): Prom
   if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
   const tok = Tokenizer.fromDir(tokDir);
   const config = parseLlamaConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${runDir}/config.yaml: model.config`);
-  if (config.vocab_size < tok.vocabSize) throw new RunConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
+  if (config.vocab_size < tok.vocabSize) throw new ConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
   const model = Llama.random(nativeKernels, config, cfg.seed, false);
   await saveModel(dir, model);
   await tok.save(dir);

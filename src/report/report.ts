@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { formatTable, type Row } from './table.js';
+import { summaryTable, type Row } from './table.js';
 import { MetricsLog, type MetricRecord } from '../train/metrics.js';
 import { barChart, groupedBarChart, lineChart, type ChartImage } from './charts.js';
 
@@ -39,7 +39,7 @@ export async function writeReport(runDir: string): Promise<string> {
   const add = async (title: string, file: string, alt: string, make: () => Promise<ChartImage>, text?: string) => {
     sections.push({ title, text, chart: { file, image: await make(), alt } });
   };
-  if (rows.length) sections.push({ title: 'Measured after each stage', text: formatTable(rows) });
+  if (rows.length) sections.push({ title: 'Measured after each stage', text: summaryTable(rows) });
   const loss = series(metrics, 'loss').filter((s) => s.points.length > 1);
   if (loss.length) await add('Training loss', 'loss.png', 'training loss per stage', () => lineChart({ title: 'Training loss per stage', x: 'step', y: 'loss', series: loss, logY: true }));
   const evalLoss = series(metrics, 'eval_loss').filter((s) => s.points.length > 0);

@@ -1,3 +1,5 @@
+import { formatTable } from '../data/table.js';
+
 /** One evaluation row per stage: metric name -> value (the summary table and report read these). */
 export type Row = Record<string, number | string | null>;
 
@@ -7,12 +9,11 @@ const COLUMNS: [string, string, number][] = [
 ];
 
 /** One row per stage, measured metrics as columns (markdown). */
-export function formatTable(rows: Row[]): string {
+export function summaryTable(rows: Row[]): string {
   const cols = COLUMNS.filter(([k]) => rows.some((r) => r[k] !== undefined && r[k] !== null));
   const cell = (r: Row, [k, , d]: [string, string, number]) => {
     const v = r[k];
     return v === undefined || v === null ? '' : typeof v === 'number' ? v.toFixed(d) : String(v);
   };
-  const lines = [`| ${cols.map((c) => c[1]).join(' | ')} |`, `|${cols.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${cols.map((c) => cell(r, c)).join(' | ')} |`)];
-  return lines.join('\n');
+  return formatTable(cols.map((c) => c[1]), rows.map((r) => cols.map((c) => cell(r, c))), 'markdown');
 }
