@@ -10,8 +10,7 @@ import { writeJsonAtomic } from '../io/atomic.js';
 import { loadChatModel } from '../model/load.js';
 import { isRewardModel } from '../model/reward.js';
 import { commandList, dispatch, parse, UsageError, type Command } from '../io/argv.js';
-import { applyThreads } from './common.js';
-import { MODEL_FLAGS, MODEL_USAGE } from './stage.js';
+import { applyThreads, MODEL_FLAGS, MODEL_USAGE } from './common.js';
 
 const COMMON = { ...MODEL_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' }, chat: { type: 'boolean' }, threads: { type: 'string' } } as const;
 const COMMON_USAGE = `  --data FILE[,FILE]   evaluation items
@@ -46,7 +45,7 @@ the answer, length-normalised (for small / base models); generate: answer extrac
 ${COMMON_USAGE}`;
       const a = parse(argv, { ...COMMON, dev: { type: 'string' }, k: { type: 'string' }, mode: { type: 'string' } }, usage);
       if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-      applyThreads(a.str('threads') ? a.int('threads') : undefined);
+      applyThreads(a);
       const mode = a.str('mode') ?? 'loglik';
       if (mode !== 'loglik' && mode !== 'cloze' && mode !== 'generate') throw new UsageError(`--mode: expected loglik, cloze or generate, got "${mode}"`);
       const cm = await loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template') });
@@ -69,7 +68,7 @@ ${COMMON_USAGE}`;
       const usage = `chimed eval gen --model DIR --data CONVERSATIONS.jsonl [--max-new-tokens 128]\n\n${COMMON_USAGE}`;
       const a = parse(argv, { ...COMMON, 'max-new-tokens': { type: 'string' } }, usage);
       if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-      applyThreads(a.str('threads') ? a.int('threads') : undefined);
+      applyThreads(a);
       const cm = await loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template') });
       const r = await generationScores(cm, a.need('data'), { limit: a.int('limit', 200), maxNewTokens: a.int('max-new-tokens', 128) });
       const text = `on ${r.n} conversations: BLEU-1 ${r.bleu1.toFixed(2)}  BLEU-2 ${r.bleu2.toFixed(2)}  BLEU-3 ${r.bleu3.toFixed(2)}  BLEU-4 ${r.bleu4.toFixed(2)}  ROUGE-1 ${r.rouge1.toFixed(2)}  ROUGE-2 ${r.rouge2.toFixed(2)}  ROUGE-L ${r.rougeL.toFixed(2)}`;
@@ -83,7 +82,7 @@ ${COMMON_USAGE}`;
       const usage = `chimed eval ner --model DIR --data TEST --shots TRAIN [--k 3] [--format ner|cmeee|ccks]\n\n${COMMON_USAGE}`;
       const a = parse(argv, { ...COMMON, shots: { type: 'string' }, k: { type: 'string' }, format: { type: 'string' } }, usage);
       if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-      applyThreads(a.str('threads') ? a.int('threads') : undefined);
+      applyThreads(a);
       const fmt = a.str('format') as 'ner' | 'cmeee' | 'ccks' | undefined;
       const cm = await loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template') });
       const examples = (await readNerFile(a.need('data'), fmt)).slice(0, a.str('limit') ? a.int('limit') : undefined);
@@ -107,7 +106,7 @@ reverse-coded items flipped, and subscale / total scores compared across the mod
 ${COMMON_USAGE}`;
       const a = parse(argv, { ...COMMON, scale: { type: 'string' }, samples: { type: 'string' }, temperature: { type: 'string' } }, usage);
       if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-      applyThreads(a.str('threads') ? a.int('threads') : undefined);
+      applyThreads(a);
       const which = a.str('scale') ?? 'zh';
       const scale = which === 'zh' ? loadScale(bundledScalePath('mental_illness_attitudes_zh.json'))
         : which === 'cami' ? loadCamiJsonl(path.resolve('../shared/data/dev/cami_adapted_27_en.jsonl'))
@@ -130,7 +129,7 @@ ${COMMON_USAGE}`;
       const usage = `chimed eval ppl --model DIR --data FILE[,FILE] [--block-size 256] [--max-blocks 64]\n\n${COMMON_USAGE}`;
       const a = parse(argv, { ...COMMON, 'block-size': { type: 'string' }, 'max-blocks': { type: 'string' } }, usage);
       if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-      applyThreads(a.str('threads') ? a.int('threads') : undefined);
+      applyThreads(a);
       const cm = await loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template') });
       const r = await perplexity(cm, a.list('data'), a.int('block-size', 256), a.int('max-blocks', 64));
       return report(a, r, r, `perplexity ${r.ppl.toFixed(3)} (loss ${r.loss.toFixed(4)}) over ${r.tokens} tokens`);

@@ -7,7 +7,7 @@ import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
 import { dispatch, parse, UsageError, type Command } from '../io/argv.js';
-import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
+import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './common.js';
 
 type Parsed = ReturnType<typeof parse>;
 

@@ -1,8 +1,7 @@
 import { Annotator } from '../serve/annotate.js';
 import { buildServer, startServer, stopServer } from '../serve/server.js';
 import { parse, UsageError } from '../io/argv.js';
-import { applyThreads } from './common.js';
-import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
+import { applyThreads, MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './common.js';
 
 const USAGE = `chimed serve --model DIR [options]
 
@@ -41,7 +40,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const prompts = a.str('annotate-prompts'), out = a.str('annotate-out');
   if (Boolean(prompts) !== Boolean(out)) throw new UsageError(`--annotate-prompts and --annotate-out go together\n\n${USAGE}`);
   const apiKey = a.str('api-key') ?? process.env.CHIMED_API_KEY;
-  applyThreads(a.str('threads') ? a.int('threads') : undefined);
+  applyThreads(a);
 
   const chat = await loadPolicy(a, false);
   const annotator = prompts && out ? await Annotator.open({ promptsFile: prompts, outFile: out }) : undefined;

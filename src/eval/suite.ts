@@ -3,10 +3,9 @@ import { Context } from '../engine/tensor.js';
 import { generateReplies } from '../model/chat.js';
 import type { ChatModel } from '../model/load.js';
 import type { RewardModel } from '../model/reward.js';
-import { readJsonl, toMessages } from '../train/conversations.js';
-import { readDocuments } from '../train/documents.js';
+import { messagesOf, preferenceOf, readDocuments, readJsonl } from '../data/stage-files.js';
 import { nllSum } from '../train/lm-loss.js';
-import { collatePairs, encodeResponse, toPreference } from '../train/preference.js';
+import { collatePairs, encodeResponse } from '../train/preference.js';
 import { scoreAnswers } from '../train/rejection.js';
 import { sequentialPositions } from '../model/llama.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
@@ -46,7 +45,7 @@ export async function mcqAccuracy(cm: ChatModel, testFile: string, devFile: stri
 async function conversations(file: string, limit: number): Promise<{ prompt: ChatMessage[]; reference: string }[]> {
   const out: { prompt: ChatMessage[]; reference: string }[] = [];
   for (const { rec, where } of await readJsonl(file)) {
-    const msgs = toMessages(rec, where);
+    const msgs = messagesOf(rec, where);
     if (msgs.at(-1)?.role !== 'assistant') continue;
     out.push({ prompt: msgs.slice(0, -1), reference: msgs.at(-1)!.content });
     if (out.length >= limit) break;
@@ -68,7 +67,7 @@ export async function generationScores(cm: ChatModel, file: string, o: { limit: 
 export async function preferenceAccuracy(cm: ChatModel, file: string, limit = 200) {
   const rows = (await readJsonl(file)).slice(0, limit);
   const pairs = rows.map(({ rec, where }) => {
-    const p = toPreference(rec, where);
+    const p = preferenceOf(rec, where);
     return {
       kind: typeof rec.rejected_kind === 'string' ? rec.rejected_kind : 'all', prompt: p.prompt,
       chosen: encodeResponse(cm.tokenizer, cm.template, p.prompt, p.chosen, 256, 256),

@@ -4,51 +4,28 @@ import * as z from 'zod';
 import YAML from 'yaml';
 import { BuildConfigSchema } from '../data/build-config.js';
 import { ConfigError } from '../model/config.js';
+import { ContextSchema } from '../train/stages/common.js';
+import { DpoConfigSchema } from '../train/stages/dpo.js';
+import { PtConfigSchema } from '../train/stages/pt.js';
+import { RmConfigSchema } from '../train/stages/rm.js';
+import { RsConfigSchema } from '../train/stages/rs.js';
+import { SftConfigSchema } from '../train/stages/sft.js';
 
 /**
- * `chimed run CONFIG.yaml`: data, tokenizer, model, the ordered stages with their settings,
- * and the evaluations run after every stage. Defaults are the papers' (DESIGN.md table);
- * the resolved config with every default filled in is written to RUN/config.yaml.
+ * `chimed run CONFIG.yaml`: data, tokenizer, model, the ordered stages with their settings
+ * (each stage module's schema, train/stages/), and the evaluations run after every stage.
+ * Defaults are the papers' (DESIGN.md table); the resolved config with every default filled
+ * in is written to RUN/config.yaml.
  */
 const posInt = z.number().int().positive();
-const fraction = z.number().min(0).max(1);
 
-const trainer = {
-  lr: z.number().positive(),
-  epochs: z.number().positive().default(1),
-  max_steps: posInt.optional().describe('overrides epochs'),
-  batch_size: posInt.default(8),
-  grad_accum: posInt.default(1),
-  warmup_ratio: fraction.default(0.05),
-  weight_decay: z.number().min(0).default(0.01),
-  clip: z.number().min(0).default(1),
-  schedule: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
-  eval_every: z.number().int().min(0).default(0),
-  save_every: posInt.default(100),
-  recompute: z.boolean().default(false),
-};
-
-const LoraSchema = z.strictObject({
-  r: posInt.default(8),
-  alpha: z.number().positive().default(32),
-  dropout: fraction.default(0.05),
-  target_modules: z.array(z.string()).min(1).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
-});
-
-const lengths = { max_source: posInt.default(256), max_target: posInt.default(256) };
-
+/** One entry of `stages`: a stage's settings (its module's schema) under its `type`. */
 const StageSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('pt'), ...trainer, lr: trainer.lr.default(2e-4), epochs: trainer.epochs.default(3), block_size: posInt.max(32768).default(1024), eval_fraction: fraction.default(0.05) }),
-  z.strictObject({ type: z.literal('sft'), ...trainer, lr: trainer.lr.default(2e-5), epochs: trainer.epochs.default(3), weight_decay: trainer.weight_decay.default(0.05), lora: z.union([z.literal(false), LoraSchema]).default(false), train_on_prompt: z.boolean().default(false), ...lengths }),
-  z.strictObject({ type: z.literal('rm'), ...trainer, lr: trainer.lr.default(2e-5), batch_size: posInt.default(4), lora: z.union([z.literal(false), LoraSchema]).default(false), ...lengths }),
-  z.strictObject({
-    type: z.literal('rs'), ...trainer, lr: trainer.lr.default(2e-5), weight_decay: trainer.weight_decay.default(0.05), lora: z.union([z.literal(false), LoraSchema]).default(false),
-    k: posInt.default(4), keep: posInt.default(1), threshold: z.number().nullable().default(null), rounds: posInt.default(1),
-    temperature: z.number().min(0).default(0.8), top_p: z.number().gt(0).max(1).default(0.9), max_new_tokens: posInt.default(128),
-    prompts: z.number().int().positive().optional().describe('at most this many SFT prompts per round (default all)'),
-    external: z.string().optional().describe('JSONL of extra candidates {id or prompt, response}'), ...lengths,
-  }),
-  z.strictObject({ type: z.literal('dpo'), ...trainer, lr: trainer.lr.default(2e-5), batch_size: posInt.default(4), weight_decay: trainer.weight_decay.default(0.05), beta: z.number().positive().default(0.1), loss: z.enum(['sigmoid', 'ipo']).default('sigmoid'), lora: z.union([z.literal(false), LoraSchema]).default({ r: 8, alpha: 16, dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }), ...lengths }),
+  z.strictObject({ type: z.literal('pt'), ...PtConfigSchema.shape }),
+  z.strictObject({ type: z.literal('sft'), ...SftConfigSchema.shape }),
+  z.strictObject({ type: z.literal('rm'), ...RmConfigSchema.shape }),
+  z.strictObject({ type: z.literal('rs'), ...RsConfigSchema.shape }),
+  z.strictObject({ type: z.literal('dpo'), ...DpoConfigSchema.shape }),
 ]);
 
 const EvalSchema = z.strictObject({
@@ -66,20 +43,32 @@ const EvalSchema = z.strictObject({
   scale: z.strictObject({ file: z.string().optional(), samples: posInt.default(1), mode: z.enum(['generate', 'loglik']).default('generate').describe('loglik: the most likely option (small models)') }).or(z.literal(false)).prefault({}),
 });
 
+/** Training a byte-level BPE tokenizer (the run config's `tokenizer.train`, and `chimed tokenizer train`). */
+export const TokenizerTrainSchema = z.strictObject({
+  vocab_size: posInt.default(8000).describe('size of the vocabulary (at most), special tokens included'),
+  min_frequency: posInt.default(2).describe('characters and pairs seen fewer times do not become tokens'),
+});
+
 export const RunConfigSchema = z.strictObject({
-  name: z.string().regex(/^[\w.-]+$/).default('run'),
-  seed: z.number().int().default(42),
-  threads: z.number().int().min(0).default(0).describe('0 = all cores'),
-  builtin_corpus: z.union([z.literal(false), z.strictObject({ seed: z.number().int().default(7), heldout_fraction: z.number().gt(0).lt(1).default(0.1) })]).default(false)
+  name: z.string().regex(/^[\w.-]+$/).default('run').describe('the run directory is runs/NAME unless --out is given'),
+  seed: ContextSchema.shape.seed,
+  threads: ContextSchema.shape.threads,
+  builtin_corpus: z.union([z.literal(false), z.strictObject({
+    seed: z.number().int().default(7).describe('seed of the generated texts and the held-out split'),
+    heldout_fraction: z.number().gt(0).lt(1).default(0.1).describe('share of the diseases held out for evaluation'),
+  })]).default(false)
     .describe('generate the built-in medical corpus and use its train / held-out files as sources'),
   data: z.record(z.string(), z.unknown()).default({}).describe('a `chimed data build` config (sources, dedup, decontam); sources may be empty with builtin_corpus'),
   tokenizer: z.union([
-    z.strictObject({ path: z.string() }),
-    z.strictObject({ train: z.strictObject({ vocab_size: posInt.default(8000), min_frequency: posInt.default(2) }).prefault({}) }),
-    z.strictObject({ bytes: z.literal(true) }),
-  ]).default({ train: { vocab_size: 8000, min_frequency: 2 } }),
-  model: z.union([z.strictObject({ path: z.string() }), z.strictObject({ config: z.record(z.string(), z.unknown()) })]),
-  stages: z.array(StageSchema).min(1),
+    z.strictObject({ path: z.string().describe('a folder with tokenizer.json (and tokenizer_config.json)') }),
+    z.strictObject({ train: TokenizerTrainSchema.prefault({}).describe('train a byte-level BPE on the pre-training and SFT data') }),
+    z.strictObject({ bytes: z.literal(true).describe('UTF-8 bytes, no training') }),
+  ]).default({ train: TokenizerTrainSchema.parse({}) }),
+  model: z.union([
+    z.strictObject({ path: z.string().describe('an HF model folder to start from') }),
+    z.strictObject({ config: z.record(z.string(), z.unknown()).describe('HF LlamaConfig keys of a fresh random model (vocab_size from the tokenizer)') }),
+  ]),
+  stages: z.array(StageSchema).min(1).describe('the stages in order, any subset of pt → sft → rm → rs → dpo (see Stages below)'),
   eval: EvalSchema.prefault({}),
 });
 

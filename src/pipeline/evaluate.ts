@@ -1,7 +1,7 @@
-import path from 'node:path';
 import { nativeKernels } from '../engine/native.js';
 import { attitudeScale, generationScores, mcqAccuracy, meanReward, perplexity, preferenceAccuracy } from '../eval/suite.js';
 import { bundledScalePath } from '../eval/scale.js';
+import { RunDir } from '../io/run-dir.js';
 import { loadChatModel } from '../model/load.js';
 import { RewardModel } from '../model/reward.js';
 import type { Row } from '../report/table.js';
@@ -43,7 +43,7 @@ export async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: st
     row.mean_reward = await meanReward(cm, rm, f.gen!, { limit: e.gen ? Math.min(e.gen.limit, 50) : 50, maxNewTokens: e.gen ? e.gen.max_new_tokens : 64 });
   });
   if (stage === 'rm') {
-    const last = new MetricsLog(path.join(runDir, 'metrics.jsonl')).read('rm').filter((x) => x.eval_accuracy !== undefined).at(-1);
+    const last = new MetricsLog(new RunDir(runDir).metrics).read('rm').filter((x) => x.eval_accuracy !== undefined).at(-1);
     if (last) row.rm_acc = last.eval_accuracy as number;
   }
   if (e.scale && (chat || e.scale.mode === 'loglik')) await step('attitude scale', async () => {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
+import { RunDir } from '../io/run-dir.js';
 import { summaryTable, type Row } from './table.js';
 import { MetricsLog, type MetricRecord } from '../train/metrics.js';
 import { barChart, groupedBarChart, lineChart, type ChartImage } from './charts.js';
@@ -30,10 +31,11 @@ function series(records: MetricRecord[], key: string, byStage = true) {
  * stages and attitude-scale scores, as PNG (and inline SVG in the HTML) charts.
  */
 export async function writeReport(runDir: string): Promise<string> {
-  const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl')).read();
-  const summaryFile = path.join(runDir, 'summary.json');
+  const run = new RunDir(runDir);
+  const metrics = new MetricsLog(run.metrics).read();
+  const summaryFile = run.summaryJson;
   const rows: Row[] = fs.existsSync(summaryFile) ? JSON.parse(fs.readFileSync(summaryFile, 'utf8')).rows : [];
-  const outDir = path.join(runDir, 'report');
+  const outDir = run.report;
   fs.mkdirSync(outDir, { recursive: true });
   const sections: Section[] = [];
   const add = async (title: string, file: string, alt: string, make: () => Promise<ChartImage>, text?: string) => {
