@@ -76,6 +76,15 @@ export const policyInputs = {
   template: z.string().optional().meta({ arg: 'NAME', description: 'built-in chat template to use instead of the tokenizer\'s' }),
 };
 
+/** The inputs of the stages that read preference pairs (rm, dpo). */
+export const pairInputs = {
+  data: z.array(z.string()).min(1).meta({ arg: 'FILE', description: 'preference JSONL: {prompt, chosen, rejected} (prompt a string or messages; history?, system?)' }),
+  eval_data: z.string().optional().meta({ arg: 'FILE', description: 'held-out pairs (default: eval_fraction of the data)' }),
+};
+
+/** Whether a LoRA stage also writes its adapter merged into the model (the pipeline's next model). */
+export const mergeInput = (stage: string) => z.boolean().default(false).describe(`with lora: also write the adapter merged into the model (stages/${stage}/merged)`);
+
 /** Where and how a stage runs: the run context the CLI's --out / --seed / --threads give. */
 export const ContextSchema = z.strictObject({
   out: z.string().meta({ arg: 'RUN_DIR', description: 'run directory: RUN_DIR/stages/STAGE holds checkpoints and the final model; a re-run resumes' }),

@@ -6,7 +6,7 @@ import { Context } from '../../engine/tensor.js';
 import { saveModel } from '../../model/checkpoint.js';
 import { DpoTask } from '../dpo.js';
 import {
-  attachLora, encodePairs, heldoutSetting, lengthSettings, loadPolicy, loraSetting, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
+  attachLora, encodePairs, heldoutSetting, lengthSettings, loadPolicy, loraSetting, mergeInput, pairInputs, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
   type StageContext, type StageResult,
 } from './common.js';
 
@@ -21,10 +21,9 @@ export const DpoConfigSchema = z.strictObject({
 export type DpoConfig = z.output<typeof DpoConfigSchema>;
 
 export const DpoInputsSchema = z.strictObject({
-  data: z.array(z.string()).min(1).meta({ arg: 'FILE', description: 'preference JSONL: {prompt, chosen, rejected} (prompt a string or messages; history?, system?)' }),
-  eval_data: z.string().optional().meta({ arg: 'FILE', description: 'held-out pairs (default: eval_fraction of the data)' }),
+  ...pairInputs,
   ...policyInputs,
-  merge: z.boolean().default(false).describe('with lora: also write the adapter merged into the model (stages/dpo/merged)'),
+  merge: mergeInput('dpo'),
 });
 export type DpoInputs = z.input<typeof DpoInputsSchema>;
 

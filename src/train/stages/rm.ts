@@ -7,7 +7,7 @@ import { ChatTemplate } from '../../tokenizer/chat-template.js';
 import { Tokenizer } from '../../tokenizer/index.js';
 import { RewardTask } from '../reward.js';
 import {
-  attachLora, encodePairs, heldoutSetting, lengthSettings, loraSetting, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
+  attachLora, encodePairs, heldoutSetting, lengthSettings, loraSetting, pairInputs, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
   type StageContext, type StageResult,
 } from './common.js';
 
@@ -20,8 +20,7 @@ export const RmConfigSchema = z.strictObject({
 export type RmConfig = z.output<typeof RmConfigSchema>;
 
 export const RmInputsSchema = z.strictObject({
-  data: z.array(z.string()).min(1).meta({ arg: 'FILE', description: 'preference JSONL: {prompt, chosen, rejected} (prompt a string or messages; history?, system?)' }),
-  eval_data: z.string().optional().meta({ arg: 'FILE', description: 'held-out pairs (default: eval_fraction of the data)' }),
+  ...pairInputs,
   model: policyInputs.model.meta({ arg: 'DIR', description: 'a causal LM (the score head is added) or a reward model to continue' }),
   tokenizer: policyInputs.tokenizer,
   template: policyInputs.template,

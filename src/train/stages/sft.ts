@@ -5,7 +5,7 @@ import { messagesOf } from '../../data/stage-files.js';
 import { saveModel } from '../../model/checkpoint.js';
 import { encodeSft, SftTask } from '../sft.js';
 import {
-  attachLora, heldoutSetting, lengthSettings, loadPolicy, loraSetting, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
+  attachLora, heldoutSetting, lengthSettings, loadPolicy, loraSetting, mergeInput, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
   type StageContext, type StageResult,
 } from './common.js';
 
@@ -22,7 +22,7 @@ export const SftInputsSchema = z.strictObject({
   data: z.array(z.string()).min(1).meta({ arg: 'FILE', description: 'conversations JSONL: {messages} or {prompt, response, history?, system?}' }),
   eval_data: z.string().optional().meta({ arg: 'FILE', description: 'held-out conversations (default: eval_fraction of the data)' }),
   ...policyInputs,
-  merge: z.boolean().default(false).describe('with lora: also write the adapter merged into the model (stages/sft/merged)'),
+  merge: mergeInput('sft'),
 });
 export type SftInputs = z.input<typeof SftInputsSchema>;
 
