@@ -8,6 +8,7 @@ import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
 import { dispatch, parse, UsageError, type Command } from '../io/argv.js';
 import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './common.js';
+import { exportLlamaFactoryCommand, LLAMAFACTORY_USAGE } from './export-llamafactory.js';
 
 type Parsed = ReturnType<typeof parse>;
 
@@ -45,12 +46,13 @@ llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are
 
 ${MODEL_USAGE}`;
 
-const USAGE = `chimed export hf|gguf|merge ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}`;
+const USAGE = `chimed export hf|gguf|merge|llamafactory ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}\n\n${LLAMAFACTORY_USAGE}`;
 
 const EXPORTS: Record<string, Command> = {
   hf: { summary: 'HF model folder', run: (argv) => exportHf(argv, HF_USAGE, false) },
   gguf: { summary: 'GGUF file for llama.cpp', run: exportGguf },
   merge: { summary: 'a LoRA adapter folded into its base', run: (argv) => exportHf(argv, MERGE_USAGE, true) },
+  llamafactory: { summary: "a run's datasets and stage settings for LLaMA-Factory", run: exportLlamaFactoryCommand },
 };
 
 export function exportCommand(argv: string[]): Promise<number> {
