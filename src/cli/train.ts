@@ -10,23 +10,37 @@ import { STAGES, type Stage } from '../train/stages/index.js';
  * reads, its settings (the run config's stage keys, same names and defaults) and the run
  * context (--out, --seed, --threads).
  */
-function stageCommand(st: Stage): Command {
-  const sections: [string, z.ZodObject, OptionField[]][] = [
+function sectionsOf(st: Stage): [string, z.ZodObject, OptionField[]][] {
+  return [
     ['Inputs', st.inputs, optionFields(st.inputs)],
     [`Settings (the run config's \`${st.name}\` stage keys, snake_case)`, st.config, optionFields(st.config)],
     ['Run', ContextSchema, optionFields(ContextSchema)],
   ];
-  const usage = [`chimed train ${st.name} [options]`, st.about, ...sections.map(([title, , fields]) => `${title}:\n${helpLines(fields).join('\n')}`)].join('\n\n');
+}
+
+export function stageUsage(st: Stage): string {
+  return [`chimed train ${st.name} [options]`, st.about, ...sectionsOf(st).map(([title, , fields]) => `${title}:\n${helpLines(fields).join('\n')}`)].join('\n\n');
+}
+
+/** The command line of `chimed train STAGE` as the stage's inputs, settings and run context; null for --help. */
+export function readStageArgv(st: Stage, argv: string[]) {
+  const sections = sectionsOf(st);
+  const usage = stageUsage(st);
+  const a = parse(argv, Object.assign({}, ...sections.map(([, , fields]) => parseOptions(fields))), usage);
+  if (a.help) return null;
+  if (a.positionals.length) throw new UsageError(`unexpected argument "${a.positionals[0]}"\n\n${usage}`);
+  const [inputs, settings, context] = sections.map(([, schema, fields]) => parseGiven(schema, fields, givenValues(fields, a), usage));
+  return { inputs, settings, context: context as z.output<typeof ContextSchema> };
+}
+
+function stageCommand(st: Stage): Command {
   return {
     summary: st.summary,
     async run(argv) {
-      const a = parse(argv, Object.assign({}, ...sections.map(([, , fields]) => parseOptions(fields))), usage);
-      if (a.help) { process.stdout.write(`${usage}\n`); return 0; }
-      if (a.positionals.length) throw new UsageError(`unexpected argument "${a.positionals[0]}"\n\n${usage}`);
-      const [inputs, config, context] = sections.map(([, schema, fields]) => parseGiven(schema, fields, givenValues(fields, a), usage));
-      const ctx = context as z.output<typeof ContextSchema>;
-      if (ctx.threads > 0) setThreads(ctx.threads);
-      await st.run(config, { ...inputs, runDir: ctx.out, seed: ctx.seed });
+      const r = readStageArgv(st, argv);
+      if (!r) { process.stdout.write(`${stageUsage(st)}\n`); return 0; }
+      if (r.context.threads > 0) setThreads(r.context.threads);
+      await st.run(r.settings, { ...r.inputs, runDir: r.context.out, seed: r.context.seed });
       return 0;
     },
   };

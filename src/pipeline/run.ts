@@ -77,7 +77,7 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
  * is read with today's schema (so settings added since take their defaults) and must resolve
  * to the same config.
  */
-async function recordConfig(cfg: RunConfig, run: RunDir): Promise<void> {
+export async function recordConfig(cfg: RunConfig, run: RunDir): Promise<void> {
   const text = YAML.stringify(cfg);
   if (fs.existsSync(run.config)) {
     const before = fs.readFileSync(run.config, 'utf8');
