@@ -11,7 +11,7 @@ import { repoRoot, tmpDir } from './helpers.js';
 test('the package API: load a chat model and reply, as the index documents', async () => {
   const dir = tmpDir();
   const tok = chimed.Tokenizer.fromDir(await qaTokenizer(dir));
-  const config = chimed.parseLlamaConfig({ vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 }, 'api test');
+  const config = chimed.parseModelConfig({ vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 }, 'api test');
   const out = path.join(dir, 'm');
   await chimed.saveModel(out, chimed.Llama.random(chimed.nativeKernels, config, 1, false));
   await tok.save(out);
@@ -26,7 +26,7 @@ test('the package API: load a chat model and reply, as the index documents', asy
 
 test('stage functions fill in the papers\' defaults and name a bad setting', async () => {
   await assert.rejects(chimed.runSft({ lr: -1 }, { runDir: tmpDir(), seed: 1, model: 'x', data: ['y'] }), /sft: lr: Too small/);
-  assert.deepEqual(chimed.DpoConfigSchema.parse({}).lora, { r: 8, alpha: 16, dropout: 0.05, target_modules: chimed.ALL_LINEAR });
+  assert.deepEqual(chimed.DpoConfigSchema.parse({}).lora, { r: 8, alpha: 16, dropout: 0.05, target_modules: 'all-linear' });
   assert.equal((chimed.SftConfigSchema.parse({ lora: {} }).lora as { alpha: number }).alpha, 32);
 });
 
@@ -38,7 +38,7 @@ test("README's TypeScript example runs: LoRA SFT, then DPO on the merged model",
   writeJsonl(path.join(dir, 'sft.jsonl'), sft);
   writeJsonl(path.join(dir, 'pairs.jsonl'), pairs);
   const tok = chimed.Tokenizer.fromDir(await qaTokenizer(dir));
-  const config = chimed.parseLlamaConfig({ vocab_size: tok.vocabSize, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 }, 'api test');
+  const config = chimed.parseModelConfig({ vocab_size: tok.vocabSize, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 }, 'api test');
   await chimed.saveModel(path.join(dir, 'base'), chimed.Llama.random(chimed.nativeKernels, config, 1, false));
   await tok.save(path.join(dir, 'base'));
   // the example as a user runs it, with `chimed` resolving to this build

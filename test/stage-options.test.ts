@@ -31,6 +31,10 @@ test('flags map to the settings: kebab-case keys, LoRA fields, renamed flags, nu
   assert.equal((settings(STAGES.dpo as Stage, ['--lora-alpha', '8']).lora as { alpha: number }).alpha, 8);
   const rs = settings(STAGES.rs as Stage, ['--limit', '5', '--threshold', '0.5', '--k', '2']);
   assert.deepEqual([rs.prompts, rs.threshold, rs.k], [5, 0.5, 2]);
+  // a list or its named alternative; an object as its values joined by ':'
+  assert.equal((settings(STAGES.sft as Stage, ['--lora', '--target-modules', 'all-linear']).lora as { target_modules: unknown }).target_modules, 'all-linear');
+  assert.deepEqual(settings(STAGES.pt as Stage, ['--rope-scaling', 'yarn:2']).rope_scaling, { type: 'yarn', factor: 2 });
+  assert.equal(settings(STAGES.pt as Stage, []).rope_scaling, undefined);
 });
 
 test('bad flags are usage errors naming the flag', () => {
@@ -42,6 +46,10 @@ test('bad flags are usage errors naming the flag', () => {
     [['--schedule', 'step'], /--schedule: Invalid option/],
     [['--no-lora', '--lora-r', '4'], /--no-lora cannot go with --lora/],
     [['--frobnicate'], /Unknown option '--frobnicate'/],
+    [['--rope-scaling', 'yarn'], /--rope-scaling: expected TYPE:FACTOR, got "yarn"/],
+    [['--rope-scaling', 'yarn:x'], /--rope-scaling: expected TYPE:FACTOR, got "yarn:x"/],
+    [['--rope-scaling', 'cubic:2'], /--rope-scaling type: Invalid option/],
+    [['--rope-scaling', 'linear:1'], /--rope-scaling factor: Too small/],
   ];
   for (const [argv, re] of cases) assert.throws(() => readStageArgv(sft, [...required(sft), ...argv]), (e: Error) => e instanceof UsageError && re.test(e.message), argv.join(' '));
   assert.throws(() => readStageArgv(sft, ['--out', 'run']), /--data is required/);

@@ -1,9 +1,9 @@
 import * as z from 'zod';
 import { setThreads } from '../engine/native.js';
 import { isPositiveInt, type Options, type Parsed } from '../io/argv.js';
-import { helpLines, optionFields, parseOptions } from '../io/schema-options.js';
+import { givenValues, helpLines, optionFields, parseGiven, parseOptions } from '../io/schema-options.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
-import { policyInputs } from '../train/stages/common.js';
+import { policyInputs, ropeSetting } from '../train/stages/common.js';
 
 /** Applies --threads (absent keeps the OpenMP default: all cores). */
 export function applyThreads(a: Parsed): void {
@@ -16,7 +16,14 @@ const MODEL_FIELDS = optionFields(z.strictObject(policyInputs));
 export const MODEL_FLAGS: Options = parseOptions(MODEL_FIELDS);
 export const MODEL_USAGE = helpLines(MODEL_FIELDS).join('\n');
 
-/** Loads --model (merging --adapter into it), its tokenizer and chat template. */
+/** --rope-scaling TYPE:FACTOR, as the training stages spell it. */
+const ROPE_SCHEMA = z.strictObject(ropeSetting);
+const ROPE_FIELDS = optionFields(ROPE_SCHEMA);
+export const ROPE_FLAGS: Options = parseOptions(ROPE_FIELDS);
+export const ROPE_USAGE = helpLines(ROPE_FIELDS).join('\n');
+
+/** Loads --model (merging --adapter into it, RoPE scaled by --rope-scaling where the command takes it), its tokenizer and chat template. */
 export function loadPolicy(a: Parsed, trainable: boolean): Promise<ChatModel> {
-  return loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template'), trainable });
+  const { rope_scaling } = parseGiven(ROPE_SCHEMA, ROPE_FIELDS, givenValues(ROPE_FIELDS, a), ROPE_USAGE);
+  return loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template'), trainable, ropeScaling: rope_scaling });
 }

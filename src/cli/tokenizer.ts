@@ -14,7 +14,9 @@ Data: .jsonl with "text" (or prompt/response) and plain .txt files.
 
 ${helpLines(TRAIN_FIELDS).join('\n')}`;
 
-const ENCODE_USAGE = 'chimed tokenizer encode --tokenizer DIR --text T [--json]';
+const ENCODE_USAGE = `chimed tokenizer encode --tokenizer DIR --text T [--json]
+
+With any model's tokenizer folder (tokenizer.json or SentencePiece tokenizer.model).`;
 
 const COMMANDS: Record<string, Command> = {
   train: {

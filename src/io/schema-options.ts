@@ -7,7 +7,8 @@
 //   boolean            --key (a default of true gives --no-key)
 //   number / integer   --key X (a nullable number is null unless given)
 //   string / enum      --key S
-//   list of strings    --key A,B,C
+//   list of strings    --key A,B,C (a list or a named string, e.g. all-linear: --key all-linear)
+//   {object}           --key V1:V2 in the object's key order (rope_scaling: --rope-scaling linear:2)
 //   false | {object}   an optional feature: --key / --no-key, and --key-FIELD for its fields
 //                      (giving one turns the feature on)
 import * as z from 'zod';
@@ -19,7 +20,7 @@ export interface OptionField {
   /** Path of the value in the parsed object, e.g. ['lora', 'r']. */
   path: string[];
   flag: string;
-  kind: 'boolean' | 'number' | 'integer' | 'string' | 'list' | 'feature';
+  kind: 'boolean' | 'number' | 'integer' | 'string' | 'list' | 'feature' | 'tuple';
   values?: string[];
   required: boolean;
   default?: unknown;
@@ -28,6 +29,9 @@ export interface OptionField {
   arg: string;
   /** A feature's own fields. */
   fields?: OptionField[];
+  /** A list's named alternatives (all-linear); a tuple's parts, in order. */
+  names?: string[];
+  parts?: { key: string; numeric: boolean }[];
 }
 
 const kebab = (key: string) => key.replace(/_/g, '-');
@@ -48,7 +52,15 @@ function fieldsOfJson(j: Json, parent: OptionField | null): OptionField[] {
     const types = ([] as unknown[]).concat(p.type ?? anyOf.map((x) => x.type)).filter((t) => t !== 'null');
     const t = String(types[0] ?? 'string');
     if (t === 'boolean') return { ...base, kind: 'boolean', arg: '' };
-    if (t === 'array') return { ...base, kind: 'list', arg: typeof p.arg === 'string' ? `${p.arg}[,${p.arg}...]` : 'A,B,...' };
+    if (types.includes('array')) {
+      const names = anyOf.filter((x) => typeof x.const === 'string').map((x) => String(x.const));
+      return { ...base, kind: 'list', names, arg: [typeof p.arg === 'string' ? `${p.arg}[,${p.arg}...]` : 'A,B,...', ...names].join('|') };
+    }
+    if (t === 'object') {
+      const props = Object.entries((p.properties ?? {}) as Record<string, Json>);
+      const parts = props.map(([key, q]) => ({ key, numeric: q.type === 'number' || q.type === 'integer' }));
+      return { ...base, kind: 'tuple', parts, arg: typeof p.arg === 'string' ? p.arg : props.map(([k]) => k.toUpperCase()).join(':') };
+    }
     if (t === 'number' || t === 'integer') return { ...base, kind: t, arg: typeof p.arg === 'string' ? p.arg : t === 'integer' ? 'N' : 'X' };
     const values = Array.isArray(p.enum) ? p.enum.map(String) : undefined;
     return { ...base, kind: 'string', values, arg: typeof p.arg === 'string' ? p.arg : values ? values.join('|') : 'S' };
@@ -107,7 +119,13 @@ export function helpLines(fields: OptionField[], indent = '  '): string[] {
 function valueOf(f: OptionField, a: Parsed): unknown {
   const v = a.str(f.flag);
   if (v === undefined) return undefined;
-  if (f.kind === 'list') return v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (f.kind === 'list') return f.names?.includes(v.trim()) ? v.trim() : v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (f.kind === 'tuple') {
+    const parts = f.parts ?? [];
+    const vs = v.split(':').map((s) => s.trim());
+    if (vs.length !== parts.length || vs.some((s, i) => s === '' || (parts[i].numeric && !Number.isFinite(Number(s))))) throw new UsageError(`--${f.flag}: expected ${f.arg}, got "${v}"`);
+    return Object.fromEntries(parts.map((p, i) => [p.key, p.numeric ? Number(vs[i]) : vs[i]]));
+  }
   if (f.kind === 'number' || f.kind === 'integer') {
     const x = Number(v);
     if (v.trim() === '' || !Number.isFinite(x) || (f.kind === 'integer' && !Number.isInteger(x))) {
@@ -150,9 +168,14 @@ export function parseGiven<S extends z.ZodType>(schema: S, fields: OptionField[]
   if (r.success) return r.data;
   const byPath = new Map(flat(fields).map((f) => [f.path.join('.'), f]));
   const msg = r.error.issues.map((i) => {
-    const f = byPath.get(i.path.join('.'));
-    if (f?.required && i.code === 'invalid_type' && i.input === undefined) return `--${f.flag} is required`;
-    return `${f ? `--${f.flag}` : i.path.join('.') || 'options'}: ${i.message}`;
+    const keys = i.path.map(String);
+    // the flag of the longest path prefix, the rest named after it (--rope-scaling factor)
+    let n = keys.length;
+    while (n > 0 && !byPath.has(keys.slice(0, n).join('.'))) n--;
+    const f = byPath.get(keys.slice(0, n).join('.'));
+    if (f?.required && n === keys.length && i.code === 'invalid_type' && i.input === undefined) return `--${f.flag} is required`;
+    const rest = keys.slice(n).join('.');
+    return `${f ? `--${f.flag}${rest ? ` ${rest}` : ''}` : rest || 'options'}: ${i.message}`;
   }).join('\n');
   throw new UsageError(`${msg}\n\n${usage}`);
 }

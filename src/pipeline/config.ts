@@ -10,6 +10,7 @@ import { PtConfigSchema } from '../train/stages/pt.js';
 import { RmConfigSchema } from '../train/stages/rm.js';
 import { RsConfigSchema } from '../train/stages/rs.js';
 import { SftConfigSchema } from '../train/stages/sft.js';
+import { BUILTIN_TEMPLATES } from '../tokenizer/chat-template.js';
 
 /**
  * `chimed run CONFIG.yaml`: data, tokenizer, model, the ordered stages with their settings
@@ -60,13 +61,17 @@ export const RunConfigSchema = z.strictObject({
     .describe('generate the built-in medical corpus and use its train / held-out files as sources'),
   data: z.record(z.string(), z.unknown()).default({}).describe('a `chimed data build` config (sources, dedup, decontam); sources may be empty with builtin_corpus'),
   tokenizer: z.union([
-    z.strictObject({ path: z.string().describe('a folder with tokenizer.json (and tokenizer_config.json)') }),
+    z.strictObject({
+      path: z.string().describe('a folder with tokenizer.json or tokenizer.model (and tokenizer_config.json)'),
+      template: z.enum(Object.keys(BUILTIN_TEMPLATES) as [string, ...string[]]).optional()
+        .describe('a built-in chat template for a tokenizer without one (or instead of its own); every stage and evaluation uses it'),
+    }),
     z.strictObject({ train: TokenizerTrainSchema.prefault({}).describe('train a byte-level BPE on the pre-training and SFT data') }),
     z.strictObject({ bytes: z.literal(true).describe('UTF-8 bytes, no training') }),
   ]).default({ train: TokenizerTrainSchema.parse({}) }),
   model: z.union([
-    z.strictObject({ path: z.string().describe('an HF model folder to start from') }),
-    z.strictObject({ config: z.record(z.string(), z.unknown()).describe('HF LlamaConfig keys of a fresh random model (vocab_size from the tokenizer)') }),
+    z.strictObject({ path: z.string().describe('an HF model folder: Llama-2/3, Qwen2/2.5, Qwen3 or Baichuan(2)-7B (config.json + safetensors)') }),
+    z.strictObject({ config: z.record(z.string(), z.unknown()).describe('a fresh model: HF config.json keys of model_type llama (default), qwen2, qwen3 or baichuan (vocab_size from the tokenizer); unknown keys are errors') }),
   ]),
   stages: z.array(StageSchema).min(1).describe('the stages in order, any subset of pt → sft → rm → rs → dpo (see Stages below)'),
   eval: EvalSchema.prefault({}),
@@ -75,6 +80,11 @@ export const RunConfigSchema = z.strictObject({
 type BuildConfig = z.output<typeof BuildConfigSchema>;
 export type RunConfig = Omit<z.output<typeof RunConfigSchema>, 'data'> & { data: Omit<BuildConfig, 'sources'> & { sources: BuildConfig['sources'] } };
 export type StageConfig = RunConfig['stages'][number];
+
+/** The built-in chat template the config chooses (tokenizer.template), if any. */
+export function templateOf(cfg: RunConfig): string | undefined {
+  return 'template' in cfg.tokenizer ? cfg.tokenizer.template : undefined;
+}
 
 const ORDER = ['pt', 'sft', 'rm', 'rs', 'dpo'] as const;
 

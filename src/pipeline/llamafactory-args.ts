@@ -77,7 +77,7 @@ type Lora = LoraSetting;
 
 function methodArgs(stage: string, lora: Lora, deepspeed: string): Record<string, YamlValue> {
   const ft: Record<string, YamlValue> = lora
-    ? { finetuning_type: 'lora', lora_rank: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, lora_target: lora.target_modules.join(',') }
+    ? { finetuning_type: 'lora', lora_rank: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, lora_target: lora.target_modules === 'all-linear' ? 'all' : lora.target_modules.join(',') }
     : { finetuning_type: 'full' };
   return { stage, do_train: true, ...ft, deepspeed };
 }

@@ -16,7 +16,7 @@ import { readJsonl } from '../data/stage-files.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { RunDir } from '../io/run-dir.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
-import { Tokenizer } from '../tokenizer/index.js';
+import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
 import type { RoundRecord } from '../train/rejection.js';
 import { readRunConfig, type RunConfig } from './config.js';
 import { llamaFactoryPlan, renderYaml, zeroConfig, type LfStep } from './llamafactory-args.js';
@@ -142,9 +142,9 @@ export async function exportLlamaFactory(runDir: string, o: LfExportOptions): Pr
   await writeJsonAtomic(path.join(dataDir, DATASET_INFO_FILE), Object.fromEntries(datasets.map((d) => [d.name, d.entry])));
 
   const tokDir = run.tokenizer;
-  if (!fs.existsSync(path.join(tokDir, 'tokenizer.json'))) throw new DataError(`${tokDir}: no tokenizer yet; let "chimed run" prepare it first`);
+  if (!hasTokenizerFiles(tokDir)) throw new DataError(`${tokDir}: no tokenizer yet; let "chimed run" prepare it first`);
   const tok = Tokenizer.fromDir(tokDir);
-  const template = matchLlamaFactoryTemplate(ChatTemplate.fromDir(tokDir), { bos: tok.bosToken, eos: tok.eosToken });
+  const template = matchLlamaFactoryTemplate(ChatTemplate.forModel(tok, tokDir), { bos: tok.bosToken, eos: tok.eosToken });
   const base = 'path' in cfg.model ? cfg.model.path : path.resolve(run.base);
   const model = o.model ?? base;
   const zero = o.zero ?? 3;

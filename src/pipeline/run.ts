@@ -11,9 +11,10 @@ import { nativeKernels, setThreads } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { inputHashes, RunDir } from '../io/run-dir.js';
 import { saveModel } from '../model/checkpoint.js';
-import { ConfigError, parseLlamaConfig } from '../model/config.js';
+import { ConfigError, parseModelConfig } from '../model/config.js';
 import { Llama } from '../model/llama.js';
-import { Tokenizer } from '../tokenizer/index.js';
+import { ChatTemplate } from '../tokenizer/chat-template.js';
+import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
 import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
 import type { StageResult } from '../train/stages/common.js';
@@ -24,7 +25,7 @@ import { runRs } from '../train/stages/rs.js';
 import { runSft } from '../train/stages/sft.js';
 import { writeReport } from '../report/report.js';
 import { summaryTable, type Row } from '../report/table.js';
-import { parseRunConfig, type RunConfig, type StageConfig } from './config.js';
+import { parseRunConfig, templateOf, type RunConfig, type StageConfig } from './config.js';
 import { evaluateStage, type EvalFiles } from './evaluate.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -115,7 +116,7 @@ async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
 
 async function prepareTokenizer(cfg: RunConfig, run: RunDir): Promise<string> {
   const dir = run.tokenizer;
-  if (fs.existsSync(path.join(dir, 'tokenizer.json'))) return dir;
+  if (hasTokenizerFiles(dir)) return dir;
   const t = cfg.tokenizer;
   let tok: Tokenizer;
   if ('path' in t) tok = Tokenizer.fromDir(t.path);
@@ -124,7 +125,8 @@ async function prepareTokenizer(cfg: RunConfig, run: RunDir): Promise<string> {
     log(`tokenizer: training a ${t.train.vocab_size}-token byte-level BPE on the pre-training and SFT data`);
     tok = await Tokenizer.train(readDocuments([run.dataset('pt'), run.dataset('sft')].filter((f) => fs.existsSync(f))), { vocabSize: t.train.vocab_size, minFrequency: t.train.min_frequency });
   }
-  await tok.save(dir);
+  const template = templateOf(cfg);
+  await tok.save(dir, { template: template ? ChatTemplate.builtin(template) : undefined });
   return dir;
 }
 
@@ -159,7 +161,7 @@ async function prepareBase(cfg: RunConfig, run: RunDir, tokDir: string): Promise
   const dir = run.base;
   if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
   const tok = Tokenizer.fromDir(tokDir);
-  const config = parseLlamaConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${run.config}: model.config`);
+  const config = parseModelConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${run.config}: model.config`, { strict: true });
   if (config.vocab_size < tok.vocabSize) throw new ConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
   const model = Llama.random(nativeKernels, config, cfg.seed, false);
   await saveModel(dir, model);
@@ -174,14 +176,16 @@ const settingsOf = <T extends { type: string }>({ type, ...settings }: T) => set
 /** Runs one configured stage on the run's data, starting from `policy`. */
 function runStage(cfg: RunConfig, run: RunDir, st: StageConfig, policy: string, rmDir: string | null, tokDir: string): Promise<StageResult> {
   const ctx = { runDir: run.root, seed: cfg.seed };
+  // every chat stage renders with the template the config chose, if it chose one
+  const chat = { ...ctx, model: policy, template: templateOf(cfg) };
   switch (st.type) {
     case 'pt': return runPt(settingsOf(st), { ...ctx, data: [run.dataset('pt')], model: policy, tokenizer: tokDir });
-    case 'sft': return runSft(settingsOf(st), { ...ctx, data: [run.dataset('sft')], model: policy, merge: true });
-    case 'rm': return runRm(settingsOf(st), { ...ctx, data: [run.dataset('pref')], model: policy });
+    case 'sft': return runSft(settingsOf(st), { ...chat, data: [run.dataset('sft')], merge: true });
+    case 'rm': return runRm(settingsOf(st), { ...chat, data: [run.dataset('pref')] });
     case 'rs':
       if (!rmDir) throw new ConfigError('rs needs a reward model stage before it');
-      return runRs(settingsOf(st), { ...ctx, prompts: run.dataset('sft'), model: policy, reward: rmDir });
-    case 'dpo': return runDpo(settingsOf(st), { ...ctx, data: [run.dataset('pref')], model: policy, merge: true });
+      return runRs(settingsOf(st), { ...chat, prompts: run.dataset('sft'), reward: rmDir });
+    case 'dpo': return runDpo(settingsOf(st), { ...chat, data: [run.dataset('pref')], merge: true });
   }
 }
 

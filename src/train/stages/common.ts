@@ -12,9 +12,9 @@ import { replaceDirAtomic, writeJsonAtomic } from '../../io/atomic.js';
 import { RunDir } from '../../io/run-dir.js';
 import { ConfigError } from '../../model/config.js';
 import type { Llama } from '../../model/llama.js';
-import { loadChatModel, type ChatModel } from '../../model/load.js';
-import { ALL_LINEAR, LoraAdapter } from '../../model/lora.js';
-import type { ChatTemplate, TemplateTokenizer } from '../../tokenizer/chat-template.js';
+import { loadChatModel, type ChatModel, type RopeScalingRequest } from '../../model/load.js';
+import { LoraAdapter } from '../../model/lora.js';
+import { BUILTIN_TEMPLATES, type ChatTemplate, type TemplateTokenizer } from '../../tokenizer/chat-template.js';
 import { MetricsLog } from '../metrics.js';
 import { encodeResponse, type PreferencePair } from '../preference.js';
 import { Trainer, trainerDefaults, type TrainerConfig, type TrainResult, type TrainTask } from '../trainer.js';
@@ -48,7 +48,10 @@ export function loraSchema(alpha: number) {
     r: posInt.default(8).describe('rank of the update'),
     alpha: z.number().positive().default(alpha).describe('the update is scaled by alpha / r'),
     dropout: fraction.default(0.05).describe('dropout on the adapter input'),
-    target_modules: z.array(z.string()).min(1).default([...ALL_LINEAR]).meta({ flag: 'target-modules', description: 'linear layers that get an adapter (PEFT names)' }),
+    target_modules: z.union([z.literal('all-linear'), z.array(z.string()).min(1)]).default('all-linear').meta({
+      flag: 'target-modules',
+      description: "linear layers that get an adapter: PEFT module names (q_proj, ..., W_pack for Baichuan) or all-linear, every linear layer of the model's family",
+    }),
   });
 }
 
@@ -59,6 +62,17 @@ export function loraSetting(alpha: number, on: boolean) {
   const s = loraSchema(alpha);
   return z.union([z.literal(false), s]).default(on ? s.parse({}) : false).describe('train a LoRA adapter (PEFT layout) instead of all weights');
 }
+
+/** RoPE scaling to train past the model's length; the saved config.json carries it. */
+export const ropeSetting = {
+  rope_scaling: z.strictObject({
+    type: z.enum(['linear', 'dynamic', 'yarn']).describe('linear (positions divided by factor), dynamic (NTK, as the length grows) or yarn'),
+    factor: z.number().gt(1).describe('how many times the context grows'),
+  }).optional().meta({
+    arg: 'TYPE:FACTOR',
+    description: "scale RoPE to train past the model's length (e.g. linear:2 for 2k -> 4k); written into the saved config.json",
+  }),
+};
 
 /** Prompt and answer lengths of the chat stages (Qilin-Med: 256 / 256). */
 export const lengthSettings = {
@@ -73,7 +87,8 @@ export const policyInputs = {
   model: z.string().meta({ arg: 'DIR', description: 'HF model folder to start from' }),
   adapter: z.string().optional().meta({ arg: 'DIR', description: 'a PEFT LoRA adapter merged into the model first (stacking, as Qilin-Med)' }),
   tokenizer: z.string().optional().meta({ arg: 'DIR', description: 'tokenizer folder (default: the model folder)' }),
-  template: z.string().optional().meta({ arg: 'NAME', description: 'built-in chat template to use instead of the tokenizer\'s' }),
+  template: z.enum(Object.keys(BUILTIN_TEMPLATES) as [string, ...string[]]).optional()
+    .describe("a built-in chat template instead of the model's own; a model without one needs it to chat"),
 };
 
 /** The inputs of the stages that read preference pairs (rm, dpo). */
@@ -124,9 +139,9 @@ export function trainerConfig(s: TrainerSettings, examples: number, seed: number
   };
 }
 
-/** Loads the policy (adapter merged in), its tokenizer and chat template. */
-export function loadPolicy(inputs: { model: string; adapter?: string; tokenizer?: string; template?: string }, trainable: boolean): Promise<ChatModel> {
-  return loadChatModel({ model: inputs.model, adapter: inputs.adapter, tokenizer: inputs.tokenizer, template: inputs.template, trainable });
+/** Loads the policy (adapter merged in, RoPE scaled), its tokenizer and chat template. */
+export function loadPolicy(inputs: { model: string; adapter?: string; tokenizer?: string; template?: string }, trainable: boolean, ropeScaling?: RopeScalingRequest): Promise<ChatModel> {
+  return loadChatModel({ model: inputs.model, adapter: inputs.adapter, tokenizer: inputs.tokenizer, template: inputs.template, trainable, ropeScaling });
 }
 
 /** A LoRA adapter on the model, initialised and attached, or null when the setting is off. */
@@ -150,7 +165,7 @@ export async function readSplit(files: string[], evalFile: string | undefined, f
 export function weightWriters(chat: Pick<ChatModel, 'tokenizer' | 'template'>, writeModel: (dir: string) => Promise<void>, adapter: LoraAdapter<Float32Array> | null, baseDir: string) {
   const withTokenizer = (write: (dir: string) => Promise<void>) => async (dir: string) => {
     await write(dir);
-    await chat.tokenizer.save(dir, { chatTemplate: chat.template.source });
+    await chat.tokenizer.save(dir, { template: chat.template });
   };
   const model = withTokenizer(writeModel);
   return { model, stage: adapter ? withTokenizer((dir) => adapter.save(dir, baseDir)) : model };

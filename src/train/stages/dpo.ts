@@ -6,12 +6,13 @@ import { Context } from '../../engine/tensor.js';
 import { saveModel } from '../../model/checkpoint.js';
 import { DpoTask } from '../dpo.js';
 import {
-  attachLora, encodePairs, heldoutSetting, lengthSettings, loadPolicy, loraSetting, mergeInput, pairInputs, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
+  attachLora, encodePairs, heldoutSetting, lengthSettings, loadPolicy, loraSetting, mergeInput, pairInputs, policyInputs, readSplit, ropeSetting, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
   type StageContext, type StageResult,
 } from './common.js';
 
 export const DpoConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-5, epochs: 1, batch_size: 4, weight_decay: 0.05 }),
+  ...ropeSetting,
   beta: z.number().positive().default(0.1).describe('strength of the pull towards the reference model'),
   loss: z.enum(['sigmoid', 'ipo']).default('sigmoid').describe('sigmoid (Rafailov et al.) or IPO'),
   lora: loraSetting(16, true),
@@ -30,7 +31,7 @@ export type DpoInputs = z.input<typeof DpoInputsSchema>;
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runDpo(settings: z.input<typeof DpoConfigSchema>, ctx: StageContext & DpoInputs): Promise<StageResult> {
   const config = resolveSettings(DpoConfigSchema, settings, 'dpo');
-  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora);
+  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora, config.rope_scaling);
   const split = await readSplit(ctx.data, ctx.eval_data, config.eval_fraction, ctx.seed);
   const train = encodePairs(split.train, tokenizer, template, config), heldout = encodePairs(split.heldout, tokenizer, template, config);
   const adapter = attachLora(config.lora, model, ctx.seed);

@@ -3,15 +3,17 @@ import * as z from 'zod';
 import { nativeKernels } from '../../engine/native.js';
 import { RunDir } from '../../io/run-dir.js';
 import { loadModel, readConfigFile, saveModel } from '../../model/checkpoint.js';
-import { ConfigError } from '../../model/config.js';
+import { ConfigError, contextLength } from '../../model/config.js';
 import { Llama } from '../../model/llama.js';
+import { scaleRope } from '../../model/load.js';
 import { Tokenizer } from '../../tokenizer/index.js';
 import { PretrainTask, preparePretrainData } from '../pretrain.js';
-import { heldoutSetting, posInt, trainerConfig, resolveSettings, trainerSettings, trainStage, type StageContext, type StageResult } from './common.js';
+import { heldoutSetting, posInt, ropeSetting, trainerConfig, resolveSettings, trainerSettings, trainStage, type StageContext, type StageResult } from './common.js';
 
 export const PtConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-4, epochs: 3, batch_size: 8, weight_decay: 0.01 }),
-  block_size: posInt.max(32768).default(1024).describe("tokens per packed block (at most the model's max_position_embeddings)"),
+  ...ropeSetting,
+  block_size: posInt.max(32768).default(1024).describe("tokens per packed block (at most the model's context: max_position_embeddings, extended by rope_scaling)"),
   eval_fraction: heldoutSetting(0.05, 'documents'),
   eval_blocks: posInt.default(64).describe('held-out blocks scored per evaluation'),
 });
@@ -31,17 +33,18 @@ export type PtInputs = z.output<typeof PtInputsSchema>;
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runPt(settings: z.input<typeof PtConfigSchema>, ctx: StageContext & PtInputs): Promise<StageResult> {
   const config = resolveSettings(PtConfigSchema, settings, 'pt');
-  const model = ctx.model ? await loadModel(ctx.model, nativeKernels, true)
+  const loaded = ctx.model ? await loadModel(ctx.model, nativeKernels, true)
     : ctx.config ? Llama.random(nativeKernels, readConfigFile(ctx.config), ctx.seed, true)
     : null;
-  if (!model) throw new ConfigError('pt: give a model folder to continue from, or a model config (MODEL.json) for a fresh model');
+  if (!loaded) throw new ConfigError('pt: give a model folder to continue from, or a model config (MODEL.json) for a fresh model');
+  const model = scaleRope(loaded, config.rope_scaling);
   const tokDir = ctx.tokenizer ?? ctx.model;
   const tokenizer = tokDir ? Tokenizer.fromDir(tokDir) : Tokenizer.bytes();
   if (tokenizer.vocabSize > model.config.vocab_size) {
     throw new ConfigError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
   }
-  if (config.block_size > model.config.max_position_embeddings) {
-    throw new ConfigError(`block_size ${config.block_size} exceeds the model's max_position_embeddings (${model.config.max_position_embeddings})`);
+  if (config.block_size > contextLength(model.config)) {
+    throw new ConfigError(`block_size ${config.block_size} exceeds the model's context of ${contextLength(model.config)} positions (max_position_embeddings; rope_scaling extends it)`);
   }
   const data = await preparePretrainData(ctx.data, tokenizer, new RunDir(ctx.runDir).data, config.block_size, config.eval_fraction, ctx.seed);
   const cfg = trainerConfig(config, data.train.count, ctx.seed);

@@ -2,17 +2,19 @@
 // trained on preference pairs with the pairwise loss -log sigmoid(r_chosen - r_rejected).
 import * as z from 'zod';
 import { nativeKernels } from '../../engine/native.js';
+import { scaleRope } from '../../model/load.js';
 import { isRewardModel, RewardModel } from '../../model/reward.js';
 import { ChatTemplate } from '../../tokenizer/chat-template.js';
 import { Tokenizer } from '../../tokenizer/index.js';
 import { RewardTask } from '../reward.js';
 import {
-  attachLora, encodePairs, heldoutSetting, lengthSettings, loraSetting, pairInputs, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
+  attachLora, encodePairs, heldoutSetting, lengthSettings, loraSetting, pairInputs, policyInputs, readSplit, ropeSetting, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
   type StageContext, type StageResult,
 } from './common.js';
 
 export const RmConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-5, epochs: 1, batch_size: 4, weight_decay: 0.01 }),
+  ...ropeSetting,
   lora: loraSetting(32, false),
   ...lengthSettings,
   eval_fraction: heldoutSetting(0.1, 'pairs'),
@@ -31,9 +33,10 @@ export type RmInputs = z.input<typeof RmInputsSchema>;
 export async function runRm(settings: z.input<typeof RmConfigSchema>, ctx: StageContext & RmInputs): Promise<StageResult> {
   const config = resolveSettings(RmConfigSchema, settings, 'rm');
   const dir = ctx.model;
-  const rm = isRewardModel(dir) ? await RewardModel.load(dir, nativeKernels, !config.lora) : await RewardModel.fromCausalLm(dir, nativeKernels, !config.lora, ctx.seed);
+  const loaded = isRewardModel(dir) ? await RewardModel.load(dir, nativeKernels, !config.lora) : await RewardModel.fromCausalLm(dir, nativeKernels, !config.lora, ctx.seed);
+  const rm = new RewardModel(scaleRope(loaded.lm, config.rope_scaling));
   const tokenizer = Tokenizer.fromDir(ctx.tokenizer ?? dir);
-  const template = ctx.template ? ChatTemplate.builtin(ctx.template) : ChatTemplate.fromDir(ctx.tokenizer ?? dir);
+  const template = ChatTemplate.forModel(tokenizer, ctx.tokenizer ?? dir, ctx.template);
   const split = await readSplit(ctx.data, ctx.eval_data, config.eval_fraction, ctx.seed);
   const train = encodePairs(split.train, tokenizer, template, config), heldout = encodePairs(split.heldout, tokenizer, template, config);
   const adapter = attachLora(config.lora, rm.lm, ctx.seed, ['score']);

@@ -5,12 +5,13 @@ import { messagesOf } from '../../data/stage-files.js';
 import { saveModel } from '../../model/checkpoint.js';
 import { encodeSft, SftTask } from '../sft.js';
 import {
-  attachLora, heldoutSetting, lengthSettings, loadPolicy, loraSetting, mergeInput, policyInputs, readSplit, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
+  attachLora, heldoutSetting, lengthSettings, loadPolicy, loraSetting, mergeInput, policyInputs, readSplit, ropeSetting, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
   type StageContext, type StageResult,
 } from './common.js';
 
 export const SftConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-5, epochs: 3, batch_size: 8, weight_decay: 0.05 }),
+  ...ropeSetting,
   lora: loraSetting(32, false),
   train_on_prompt: z.boolean().default(false).describe('also train on the system and user tokens'),
   ...lengthSettings,
@@ -29,7 +30,7 @@ export type SftInputs = z.input<typeof SftInputsSchema>;
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runSft(settings: z.input<typeof SftConfigSchema>, ctx: StageContext & SftInputs): Promise<StageResult> {
   const config = resolveSettings(SftConfigSchema, settings, 'sft');
-  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora);
+  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora, config.rope_scaling);
   const split = await readSplit(ctx.data, ctx.eval_data, config.eval_fraction, ctx.seed);
   const enc = { maxSource: config.max_source, maxTarget: config.max_target, trainOnPrompt: config.train_on_prompt };
   const train = encodeSft(split.train.map((r) => messagesOf(r.rec, r.where)), tokenizer, template, enc);
