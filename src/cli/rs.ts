@@ -113,7 +113,7 @@ export async function rsCommand(argv: string[]): Promise<number> {
       await writeCandidates(roundDir, records);
     }
     const set = roundTrainingSet(records, train, o, round);
-    const savePolicy = async (out: string) => { await saveModel(out, model); await tokenizer.save(out, { chatTemplate: template.source }); };
+    const savePolicy = async (out: string) => { await saveModel(out, model); await tokenizer.save(out, { template: template }); };
     let selectedStep = 0;
     if (set.kept) {
       const adapter = loraFrom(a, model, { r: 8, alpha: 32, dropout: 0.05 });
