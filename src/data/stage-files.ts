@@ -108,10 +108,15 @@ export function messagesOf(rec: Record<string, unknown>, where: string): ChatMes
  * an error.
  */
 export function promptOf(rec: Record<string, unknown>, where: string, dropAnswer: boolean): ChatMessage[] {
-  let msgs = messagesOf(rec, where);
-  if (dropAnswer && msgs.at(-1)?.role === 'assistant') msgs = msgs.slice(0, -1);
+  return promptAndAnswer(rec, where, dropAnswer).prompt;
+}
+
+/** A prompt as promptOf, and the final assistant turn it left out (with `dropAnswer`), if any. */
+export function promptAndAnswer(rec: Record<string, unknown>, where: string, dropAnswer = true): { prompt: ChatMessage[]; answer?: string } {
+  const msgs = messagesOf(rec, where);
+  const answer = dropAnswer && msgs.at(-1)?.role === 'assistant' ? msgs.pop()!.content : undefined;
   if (msgs.at(-1)?.role !== 'user') throw new DataError(`${where}: the conversation must end with a user turn`);
-  return msgs;
+  return { prompt: msgs, answer };
 }
 
 /**

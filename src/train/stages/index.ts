@@ -38,10 +38,15 @@ export const STAGES = {
   }),
   rs: stage({
     name: 'rs', summary: 'rejection sampling: k samples, reward-ranked, SFT on the best, in rounds', config: RsConfigSchema, inputs: RsInputsSchema, run: runRs,
-    about: "ChiMed-GPT's rejection sampling: per round, k answers per prompt from the policy plus any external candidates\n" +
-      'are scored by the reward model; the best --keep per prompt (above --threshold) become an SFT set the policy is\n' +
-      'fine-tuned on. Candidates, rewards and choices of each round go to RUN_DIR/stages/rs/round-N/candidates.jsonl, the\n' +
-      "round's policy to round-N/policy; the held-out prompts' greedy-answer reward is logged before the first round and after each.",
+    about: "ChiMed-GPT's rejection sampling: per round, the policy's greedy answer and k samples per prompt, any external\n" +
+      "candidates and the prompt's reference answer are scored by the reward model; the best --keep samples that beat the\n" +
+      "greedy answer's reward by more than --margin (and above --threshold) become an SFT set, with --replay of it reference\n" +
+      'answers, the policy is fine-tuned on. A prompt whose samples do not beat its greedy answer teaches nothing that round;\n' +
+      "the round keeps the weights whose greedy answers to the held-out prompts score best without their reference answers'\n" +
+      'loss rising by more than --max-loss-rise, so it never leaves the policy worse on them, nor drifted from what SFT taught.\n' +
+      'Candidates, rewards and choices of each round go to RUN_DIR/stages/rs/round-N/candidates.jsonl, its report (kept\n' +
+      'fraction, mean reward of kept vs greedy vs reference answers, held-out reward before and after) to summary.json,\n' +
+      "metrics.jsonl and stdout; the round's policy to round-N/policy.",
   }),
   dpo: stage({
     name: 'dpo', summary: 'direct preference optimisation (sigmoid or IPO loss)', config: DpoConfigSchema, inputs: DpoInputsSchema, run: runDpo,
