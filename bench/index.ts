@@ -1,3 +1,4 @@
+import { benchContention } from './contention.js';
 import { benchDataCommand } from './data.js';
 import { benchGenerate } from './generate.js';
 import { benchKernels } from './kernels.js';
@@ -10,6 +11,7 @@ import { benchTrain } from './train.js';
 /** `npm run bench -- NAME ...` and `chimed bench NAME ...` share this table. */
 export const benches: Record<string, { summary: string; run: (argv: string[]) => Promise<unknown> }> = {
   train: { summary: 'training step throughput and memory of a LLaMA configuration', run: benchTrain },
+  contention: { summary: 'MCQ scoring items/s alone, two processes at once, and next to a busy chimed serve (shares of solo)', run: benchContention },
   data: { summary: 'import and dedup MB/s', run: benchDataCommand },
   generate: { summary: 'prefill/decode tokens/s vs llama.cpp (node-llama-cpp) on the same f32 model', run: benchGenerate },
   kernels: { summary: 'GEMM GFLOP/s (OpenBLAS and built-in) and attention forward/backward times', run: benchKernels },

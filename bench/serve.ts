@@ -34,7 +34,7 @@ function percentile(sorted: number[], p: number): number {
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** One streamed chat request, timed from sending to the first content delta and to [DONE]. */
-async function streamOnce(url: string, headers: Record<string, string>, body: object): Promise<Sample> {
+export async function streamOnce(url: string, headers: Record<string, string>, body: object): Promise<Sample> {
   const t0 = performance.now();
   let ttft = NaN, tokens = 0, done = false;
   try {
@@ -62,7 +62,7 @@ async function streamOnce(url: string, headers: Record<string, string>, body: ob
 }
 
 /** Starts `chimed serve` in a child process and resolves with its URL once it listens. */
-function startServerProcess(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+export function startServerProcess(args: string[]): Promise<{ child: ChildProcess; url: string }> {
   const bin = fileURLToPath(new URL('../../bin/chimed.js', import.meta.url));
   const child = spawn(process.execPath, [bin, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {

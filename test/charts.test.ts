@@ -63,9 +63,8 @@ test('bar and grouped bar charts', async () => {
   assert.throws(() => groupedBarChart({ title: 'g', x: '', y: '', categories: ['a', 'b'], series: [{ name: 's', values: [1] }] }), /series "s" has 1 values for 2 categories/);
 });
 
-const cjk = cjkFontFamilies();
-
-test('Chinese labels are drawn', { skip: cjk.length === 0 && 'no CJK font installed (Debian: apt-get install fonts-wqy-zenhei)' }, async () => {
+test('Chinese labels are drawn', async () => {
+  assert.ok(cjkFontFamilies().length > 0, 'no CJK font installed (Debian: apt-get install fonts-wqy-zenhei, as .ci/run does)');
   const c = await barChart({ title: '高血压', x: '', y: '', bars: [{ label: 'a', value: 1 }] });
   assert.ok(c.svg.includes('>高血压<'));
   // with the glyphs removed the picture must change, or nothing was drawn for them

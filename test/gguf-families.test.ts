@@ -23,6 +23,7 @@ import { compareGreedy, compareLogits, llamaCppUnavailable } from './llama-cpp.j
 const dir = tmpDir('chimed-gguf-families-');
 const template = ChatTemplate.builtin('chatml');
 let tok: Tokenizer;
+/** Why llama.cpp cannot load: the tests that compare with it fail (not skip) on it, as npm ci installs it. */
 let skip: string | false = false;
 
 before(async () => {
@@ -58,8 +59,8 @@ function randomModel(raw: Record<string, unknown>, seed: number): Llama<Float32A
 
 
 FAMILIES.forEach(([label, raw, arch], i) => {
-  test(`llama.cpp ${arch} architecture agrees with ${label}: logits at every position, greedy continuation`, async (t) => {
-    if (skip) return t.skip(skip);
+  test(`llama.cpp ${arch} architecture agrees with ${label}: logits at every position, greedy continuation`, async () => {
+    assert.ok(!skip, skip || undefined);
     const model = randomModel(raw, 10 + i);
     assert.equal(ggufArchitecture(model.config).arch, arch);
     const file = path.join(dir, `family-${i}.gguf`);

@@ -56,3 +56,15 @@ export function medicalText(paragraphs = 60): string {
   }
   return out.join('\n\n') + '\n';
 }
+
+/**
+ * The seed of a test whose assertion is a training outcome: `def`, or CHIMED_TEST_SEED when
+ * set. Each such margin is measured over several seeds (written next to the assertion), and
+ * the test is re-run under other seeds with this variable to check it holds beyond one float path.
+ */
+export function trainingSeed(def: number): number {
+  const v = process.env.CHIMED_TEST_SEED;
+  if (v === undefined || v === '') return def;
+  if (!/^\d+$/.test(v)) throw new Error(`CHIMED_TEST_SEED: expected a non-negative integer, got "${v}"`);
+  return Number(v);
+}

@@ -12,7 +12,7 @@ import { parseModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { LoraAdapter } from '../src/model/lora.js';
 import { AdamW } from '../src/engine/optim.js';
-import { tmpDir } from './helpers.js';
+import { tmpDir, trainingSeed } from './helpers.js';
 
 const tinyKeys = { vocab_size: 17, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, initializer_range: 0.4 };
 const cfg = parseModelConfig({ ...tinyKeys, num_key_value_heads: 1 }, 'test');
@@ -89,10 +89,11 @@ test('LoRA target names are the family\'s PEFT names: W_pack for Baichuan; a nam
   assert.deepEqual(new LoraAdapter(Llama.random(nativeKernels, familyCfgs.qwen3, 1, false), { r: 2, alpha: 4, dropout: 0, targetModules: 'all-linear' }).targets, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
 });
 
-test('LoRA training updates only the adapter; PEFT files round-trip with PEFT tensor names', async () => {
-  const model = Llama.random(nativeKernels, cfg, 2, false);
+test('LoRA training updates only the adapter; PEFT files round-trip with PEFT tensor names', async (t) => {
+  const seed = trainingSeed(2);
+  const model = Llama.random(nativeKernels, cfg, seed, false);
   const base = Float32Array.from(model.params.data);
-  const a = new LoraAdapter(model, { r: 4, alpha: 8, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] }).init(5).attach();
+  const a = new LoraAdapter(model, { r: 4, alpha: 8, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] }).init(seed + 3).attach();
   const opt = new AdamW(a.params, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
   assert.equal(opt.m.length, a.params.size);
   let first = 0, last = 0;
@@ -106,7 +107,9 @@ test('LoRA training updates only the adapter; PEFT files round-trip with PEFT te
     ctx.backward(l);
     opt.update(1e-2);
   }
-  assert.ok(last < first, `loss ${first} -> ${last}`);
+  t.diagnostic(`seed ${seed}: LoRA loss ${first} -> ${last} (ratio ${last / first})`);
+  // seeds 1-5 and 42: ratio 0.42-0.64 (sd 0.07)
+  assert.ok(last < first * 0.85, `loss ${first} -> ${last}`);
   assert.deepEqual(model.params.data, base);
   const dir = tmpDir();
   await a.save(dir, 'base');
@@ -117,7 +120,7 @@ test('LoRA training updates only the adapter; PEFT files round-trip with PEFT te
   assert.ok(tensors.has('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight'));
   assert.deepEqual(tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')!.shape, [4, 8]);
   assert.equal(tensors.size, 2 * 2 * 2);
-  const fresh = Llama.random(nativeKernels, cfg, 2, false);
+  const fresh = Llama.random(nativeKernels, cfg, seed, false);
   const b = await LoraAdapter.load(dir, fresh);
   assert.deepEqual(b.params.data, a.params.data);
   b.attach();

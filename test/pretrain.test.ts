@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { medicalText, runCli, runCliKilledWhen, tmpDir } from './helpers.js';
+import { medicalText, runCli, runCliKilledWhen, tmpDir, trainingSeed } from './helpers.js';
 
 const MODEL = { vocab_size: 300, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 };
 
@@ -15,7 +15,7 @@ function setup() {
 
 const ptArgs = (dir: string, run: string, extra: string[] = []) => [
   'train', 'pt', '--data', path.join(dir, 'corpus.txt'), '--config', path.join(dir, 'model.json'), '--out', path.join(dir, run),
-  '--block-size', '64', '--batch-size', '4', '--lr', '3e-3', '--warmup-ratio', '0.1', '--eval-fraction', '0.1', '--threads', '2', ...extra,
+  '--block-size', '64', '--batch-size', '4', '--lr', '3e-3', '--warmup-ratio', '0.1', '--eval-fraction', '0.1', '--threads', '2', '--seed', String(trainingSeed(42)), ...extra,
 ];
 
 function losses(metricsFile: string): { step: number; loss: number }[] {
@@ -23,18 +23,20 @@ function losses(metricsFile: string): { step: number; loss: number }[] {
     .filter((r) => r.loss !== undefined).map((r) => ({ step: r.step, loss: r.loss }));
 }
 
-test('continued pre-training lowers the loss and reports held-out perplexity', () => {
+test('continued pre-training lowers the loss and reports held-out perplexity', (t) => {
   const dir = setup();
   const r = runCli(ptArgs(dir, 'run', ['--max-steps', '40', '--eval-every', '20']));
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /held-out perplexity \d+\.\d+/);
   const metrics = path.join(dir, 'run/metrics.jsonl');
   const ls = losses(metrics);
-  assert.equal(ls.length, 40);
-  assert.ok(ls.at(-1)!.loss < ls[0].loss * 0.75, `loss ${ls[0].loss} -> ${ls.at(-1)!.loss}`);
   const evals = fs.readFileSync(metrics, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((x) => x.eval_ppl);
+  t.diagnostic(`seed ${trainingSeed(42)}: loss ${ls[0].loss} -> ${ls.at(-1)!.loss} (ratio ${ls.at(-1)!.loss / ls[0].loss}); held-out loss ${evals.map((e) => e.eval_loss).join(' -> ')}`);
+  assert.equal(ls.length, 40);
+  // seeds 1-5 and 42: loss ratio 0.633-0.645, held-out loss down by 0.40-0.45 from step 20 to 40
+  assert.ok(ls.at(-1)!.loss < ls[0].loss * 0.75, `loss ${ls[0].loss} -> ${ls.at(-1)!.loss}`);
   assert.equal(evals.length, 2);
-  assert.ok(evals[1].eval_loss < evals[0].eval_loss + 0.05);
+  assert.ok(evals[1].eval_loss < evals[0].eval_loss - 0.2, `held-out loss ${evals[0].eval_loss} -> ${evals[1].eval_loss}`);
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(fs.existsSync(path.join(dir, 'run/stages/pt/final', f)), f);
   // the exported model scores text through the CLI
   const s = runCli(['score', '--model', path.join(dir, 'run/stages/pt/final'), '--text', '高血压患者', '--json']);

@@ -40,7 +40,10 @@ export async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: st
   });
   if (e.pref && rmDir && chat && f.gen) await step('reward', async () => {
     const rm = await RewardModel.load(rmDir, nativeKernels, false);
-    row.mean_reward = await meanReward(cm, rm, f.gen!, { limit: e.gen ? Math.min(e.gen.limit, 50) : 50, maxNewTokens: e.gen ? e.gen.max_new_tokens : 64 });
+    // the configured generation settings even where this stage skips BLEU/ROUGE (the rm row), so
+    // every row's reward is measured on the same prompts and lengths
+    const g = cfg.eval.gen;
+    row.mean_reward = await meanReward(cm, rm, f.gen!, { limit: g ? Math.min(g.limit, 50) : 50, maxNewTokens: g ? g.max_new_tokens : 64 });
   });
   if (stage === 'rm') {
     const last = new MetricsLog(path.join(runDir, 'metrics.jsonl')).read('rm').filter((x) => x.eval_accuracy !== undefined).at(-1);

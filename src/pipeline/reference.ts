@@ -32,8 +32,9 @@ function table(schema: z.ZodType, title: string, intro: string): string {
   const j = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Json;
   const out = [`## ${title}`, '', intro, '', '| key | type | default | meaning |', '|---|---|---|---|'];
   rows(j, '', out);
-  // the stages are a union by `type`: one table per stage
-  const stages = ((j.properties as Record<string, Json>).stages?.items as Json | undefined)?.anyOf as Json[] | undefined;
+  // the stages are a union by `type` (a discriminated union: JSON Schema's oneOf): one table per stage
+  const items = (j.properties as Record<string, Json>).stages?.items as Json | undefined;
+  const stages = (items?.oneOf ?? items?.anyOf) as Json[] | undefined;
   for (const st of stages ?? []) {
     const type = ((st.properties as Record<string, Json>).type.const as string);
     out.push('', `### stage \`${type}\``, '', '| key | type | default | meaning |', '|---|---|---|---|');

@@ -55,6 +55,7 @@ export function stageArgs(cfg: RunConfig, runDir: string, st: StageConfig, polic
       if (!rmDir) throw new Error('rs needs a reward model stage before it');
       const prompts = data('sft.jsonl');
       const argv = ['--prompts', prompts, '--model', policy, ...template, '--reward', rmDir, '--k', String(st.k), '--keep', String(st.keep), '--rounds', String(st.rounds),
+        '--margin', String(st.margin), '--replay', String(st.replay), '--eval-fraction', String(st.eval_fraction), '--max-loss-rise', String(st.max_loss_rise), ...(st.beat_reference ? ['--beat-reference'] : []), ...(st.reference_candidate ? ['--reference-candidate'] : []),
         '--temperature', String(st.temperature), '--top-p', String(st.top_p), '--max-new-tokens', String(st.max_new_tokens), ...lengths, ...common, ...loraArgs(st.lora)];
       if (st.threshold !== null) argv.push('--threshold', String(st.threshold));
       if (st.external) argv.push('--external', st.external);
