@@ -337,7 +337,9 @@ export function scoreNer(examples: NerExample[], outputs: (string | NerSpan[])[]
     predictions: examples.map((e, i) => {
       const { tp, fp, fn } = nerScores([gold[i]], [parsed[i].spans], [parsed[i].unlocated]).strict.micro;
       const o = outputs[i];
-      return { id: e.id, output: typeof o === 'string' ? o : formatNerAnswer(parsed[i].mentions.map((m, j) => ({ ...parsed[i].spans[j], text: m.text })), f), spans: parsed[i].spans, unlocated: parsed[i].unlocated, tp, fp, fn };
+      // a span list is shown in the line format, as a model's answer would be
+      const output = typeof o === 'string' ? o : formatNerAnswer(parsed[i].mentions.map((m, j) => ({ ...parsed[i].spans[j], text: m.text })), f);
+      return { id: e.id, output, spans: parsed[i].spans, unlocated: parsed[i].unlocated, tp, fp, fn };
     }),
   };
 }

@@ -46,15 +46,21 @@ export async function mcqEvalItems(cm: ChatModel, testFile: string, devFile: str
   return mcqItems(items, r.predictions);
 }
 
-/** The first `limit` conversations of a file that end with an assistant turn; an id-less one is keyed FILE_NAME-LINE as the importer does. */
+/** A JSONL record's id: its own, or FILE_NAME-LINE for one without, as the data importer keys records. */
+function recordId(rec: Record<string, unknown>, where: string): string {
+  if (typeof rec.id === 'string' && rec.id.trim()) return rec.id;
+  if (typeof rec.id === 'number') return String(rec.id);
+  const at = where.lastIndexOf(':');
+  return `${path.basename(where.slice(0, at)).replace(/\.[^.]*$/, '')}-${where.slice(at + 1)}`;
+}
+
+/** The first `limit` conversations of a file that end with an assistant turn. */
 export async function readConversations(file: string, limit = Infinity): Promise<Conversation[]> {
   const out: Conversation[] = [];
-  const source = path.basename(file).replace(/\.[^.]*$/, '');
   for (const { rec, where } of await readJsonl(file)) {
     const msgs = toMessages(rec, where);
     if (msgs.at(-1)?.role !== 'assistant') continue;
-    const id = typeof rec.id === 'string' && rec.id.trim() ? rec.id : typeof rec.id === 'number' ? String(rec.id) : `${source}-${where.slice(where.lastIndexOf(':') + 1)}`;
-    out.push({ id, prompt: msgs.slice(0, -1), reference: msgs.at(-1)!.content });
+    out.push({ id: recordId(rec, where), prompt: msgs.slice(0, -1), reference: msgs.at(-1)!.content });
     if (out.length >= limit) break;
   }
   checkUniqueIds(out, file);
@@ -74,10 +80,9 @@ export async function nerEvalItems(cm: ChatModel, examples: NerExample[], shots:
 }
 
 async function preferencePairs(file: string, limit: number) {
-  const source = path.basename(file).replace(/\.[^.]*$/, '');
   const pairs = (await readJsonl(file)).slice(0, limit).map(({ rec, where }) => ({
     ...toPreference(rec, where),
-    id: typeof rec.id === 'string' || typeof rec.id === 'number' ? String(rec.id) : `${source}-${where.slice(where.lastIndexOf(':') + 1)}`,
+    id: recordId(rec, where),
     kind: typeof rec.rejected_kind === 'string' ? rec.rejected_kind : 'all',
   }));
   checkUniqueIds(pairs, file);
