@@ -6,7 +6,7 @@ import { genItems } from '../src/eval/items.js';
 import { compareItems, metricDef, summarizeItems } from '../src/eval/metrics.js';
 import { weightedF1 } from '../src/eval/mcq.js';
 import { nerScores } from '../src/eval/ner.js';
-import { corpusBleu, scoresOfSentences, sentenceScores, textgenScores } from '../src/eval/textgen.js';
+import { corpusBleu, sentenceScores, textgenScores } from '../src/eval/textgen.js';
 import { medicalText } from './helpers.js';
 
 const close = (a: number, b: number, eps = 1e-9) => assert.ok(Math.abs(a - b) < eps, `${a} != ${b}`);
@@ -73,15 +73,16 @@ test('corpus BLEU is recomputed per resample from summed counts, not averaged ov
 test('per-sentence statistics give the corpus scores of the direct computation on real text', () => {
   const paras = medicalText(40).split('\n\n').filter(Boolean);
   const hyps = paras.slice(0, 20), refs = paras.slice(20, 40).map((r, i) => (i % 3 ? r : [r, paras[i]]));
-  const all = Int32Array.from(hyps.keys());
+  const items: GenEvalItem[] = sentenceScores(hyps, refs).map((x, i) => ({ eval: 'gen', id: String(i), prompt: [], reference: '', output: hyps[i], ...x }));
+  const viaStats = (k: string, pick: Int32Array) => metricDef(k).stat(items)(pick);
   const direct = textgenScores(hyps, refs);
-  const viaStats = scoresOfSentences(sentenceScores(hyps, refs), all);
-  for (const k of Object.keys(direct) as (keyof typeof direct)[]) close(viaStats[k], direct[k], 1e-9);
   // a resample with repeats is the corpus with those sentences repeated
   const pick = idx(3, 3, 7, 0, 19, 19, 19);
-  const rep = scoresOfSentences(sentenceScores(hyps, refs), pick);
   const again = textgenScores(Array.from(pick, (i) => hyps[i]), Array.from(pick, (i) => refs[i]));
-  for (const k of Object.keys(direct) as (keyof typeof direct)[]) close(rep[k], again[k], 1e-9);
+  for (const k of Object.keys(direct) as (keyof typeof direct)[]) {
+    close(viaStats(k, Int32Array.from(hyps.keys())), direct[k], 1e-9);
+    close(viaStats(k, pick), again[k], 1e-9);
+  }
 });
 
 test('NER F1 and weighted F1 per resample equal the direct scores of the resampled examples', () => {

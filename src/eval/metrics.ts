@@ -3,8 +3,8 @@
 // bootstrap of its change between two systems scored on the same items.
 import { bootstrap, pairedDifference, type BootstrapOptions, type Difference, type Interval, type Statistic } from './bootstrap.js';
 import { itemsOf, type EvalItem, type EvalItemOf, type EvalKind } from './items.js';
-import { weightedF1 } from './mcq.js';
-import { scoresOfSentences, type TextgenScores } from './textgen.js';
+import { codeLabels, weightedF1Coded } from './mcq.js';
+import { bleuFromStats } from './textgen.js';
 
 export interface MetricDef {
   key: string;
@@ -31,9 +31,25 @@ function mean(values: number[]): Statistic {
   };
 }
 
-function textgen(key: keyof TextgenScores, label: string): MetricDef {
-  return metric(key, label, 2, 'gen', (items) => (idx) => scoresOfSentences(items, idx)[key]);
+/** Cumulative BLEU-n of the corpus of sentences at the indices, from their summed counts. */
+function bleu(n: number): MetricDef {
+  return metric(`bleu${n}`, `BLEU-${n}`, 2, 'gen', (items) => {
+    // each sentence's counts in one flat row: matches, totals, hypothesis and reference length
+    const orders = items[0]?.bleu.matches.length ?? 4, w = 2 * orders + 2;
+    const flat = new Float64Array(items.length * w);
+    items.forEach((it, i) => flat.set([...it.bleu.matches, ...it.bleu.totals, it.bleu.hyp_len, it.bleu.ref_len], i * w));
+    const sum = new Float64Array(w);
+    return (idx) => {
+      sum.fill(0);
+      for (let j = 0; j < idx.length; j++) for (let k = 0, o = idx[j] * w; k < w; k++) sum[k] += flat[o + k];
+      const s = Array.from(sum);
+      return bleuFromStats({ matches: s.slice(0, orders), totals: s.slice(orders, 2 * orders), hyp_len: s[2 * orders], ref_len: s[2 * orders + 1] }).bleu[n - 1];
+    };
+  });
 }
+
+/** ROUGE is a mean of per-sentence F1 (0: ROUGE-1, 1: ROUGE-2, 2: ROUGE-L). */
+const rouge = (key: string, label: string, k: number) => metric(key, label, 2, 'gen', (items) => mean(items.map((it) => it.rouge[k])));
 
 const PREF_KINDS = ['wrong_fact', 'unsafe', 'evasive'];
 
@@ -47,9 +63,12 @@ export const METRICS: readonly MetricDef[] = [
     return Math.exp(nll / tokens);
   }),
   metric('mcq_acc', 'MCQ acc', 3, 'mcq', (items) => mean(items.map((it) => (it.pred === it.gold ? 1 : 0)))),
-  metric('mcq_f1', 'MCQ F1', 3, 'mcq', (items) => (idx) => weightedF1(Array.from(idx, (i) => items[i].gold), Array.from(idx, (i) => items[i].pred))),
-  textgen('bleu1', 'BLEU-1'), textgen('bleu2', 'BLEU-2'), textgen('bleu3', 'BLEU-3'), textgen('bleu4', 'BLEU-4'),
-  textgen('rouge1', 'ROUGE-1'), textgen('rouge2', 'ROUGE-2'), textgen('rougeL', 'ROUGE-L'),
+  metric('mcq_f1', 'MCQ F1', 3, 'mcq', (items) => {
+    const coded = codeLabels(items.map((it) => it.gold), items.map((it) => it.pred));
+    return (idx) => weightedF1Coded(coded, idx);
+  }),
+  bleu(1), bleu(2), bleu(3), bleu(4),
+  rouge('rouge1', 'ROUGE-1', 0), rouge('rouge2', 'ROUGE-2', 1), rouge('rougeL', 'ROUGE-L', 2),
   metric('ner_f1', 'NER F1', 3, 'ner', (items) => (idx) => {
     let tp = 0, fp = 0, fn = 0;
     for (let j = 0; j < idx.length; j++) {

@@ -133,7 +133,7 @@ export function sentenceBleuStats(hyp: string[], refs: string[][], maxOrder = 4)
 }
 
 /** Adds `b` into `a` (same order). */
-export function addBleuStats(a: BleuStats, b: BleuStats): BleuStats {
+function addBleuStats(a: BleuStats, b: BleuStats): BleuStats {
   for (let n = 0; n < a.matches.length; n++) {
     a.matches[n] += b.matches[n];
     a.totals[n] += b.totals[n];
@@ -143,7 +143,7 @@ export function addBleuStats(a: BleuStats, b: BleuStats): BleuStats {
   return a;
 }
 
-export const emptyBleuStats = (maxOrder = 4): BleuStats => ({ matches: new Array<number>(maxOrder).fill(0), totals: new Array<number>(maxOrder).fill(0), hyp_len: 0, ref_len: 0 });
+const emptyBleuStats = (maxOrder = 4): BleuStats => ({ matches: new Array<number>(maxOrder).fill(0), totals: new Array<number>(maxOrder).fill(0), hyp_len: 0, ref_len: 0 });
 
 /** BLEU-1..maxOrder from counts summed over a corpus. */
 export function bleuFromStats(s: BleuStats, smoothing: BleuSmoothing = 'exp', epsilon = 0.1): BleuResult {
@@ -267,21 +267,6 @@ export function sentenceScores(hyps: string[], refs: References[], opts: { token
     const r = sentenceRouge(h, rs);
     return { bleu: sentenceBleuStats(h, rs), rouge: [100 * r.rouge1.f1, 100 * r.rouge2.f1, 100 * r.rougeL.f1] };
   });
-}
-
-/** Corpus scores of the sentences at `indices` (a resample may repeat a sentence). */
-export function scoresOfSentences(items: readonly SentenceScores[], indices: ArrayLike<number>, smoothing: BleuSmoothing = 'exp'): TextgenScores {
-  if (indices.length === 0) throw new Error('empty corpus: no hypotheses to score');
-  const sum = emptyBleuStats(items[indices[0]].bleu.matches.length);
-  const rouge = [0, 0, 0];
-  for (let j = 0; j < indices.length; j++) {
-    const it = items[indices[j]];
-    addBleuStats(sum, it.bleu);
-    for (let k = 0; k < 3; k++) rouge[k] += it.rouge[k];
-  }
-  const b = bleuFromStats(sum, smoothing).bleu;
-  if (b.length < 4) throw new Error('TextgenScores needs BLEU up to order 4');
-  return { bleu1: b[0], bleu2: b[1], bleu3: b[2], bleu4: b[3], rouge1: rouge[0] / indices.length, rouge2: rouge[1] / indices.length, rougeL: rouge[2] / indices.length };
 }
 
 /** The figures a report table shows for generated text, 0-100. */
