@@ -26,7 +26,7 @@ export function demoConfig(fast: boolean): Record<string, unknown> {
     eval: {
       mcq: { k_shot: 0, mode: 'cloze', limit: steps(300, 100) },
       gen: { limit: steps(48, 20), max_new_tokens: 64 },
-      ner: { k_shot: 2, limit: steps(40, 12), max_new_tokens: 64 },
+      ner: { k_shot: 2, limit: steps(32, 12), max_new_tokens: 48 },
       scale: { samples: 1, mode: 'loglik' },
     },
   };
