@@ -6,7 +6,7 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { nativeKernels } from '../src/engine/native.js';
 import { saveModel } from '../src/model/checkpoint.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Llama } from '../src/model/llama.js';
 import { loadChatModel } from '../src/model/load.js';
 import { ChatTemplate, type ChatMessage } from '../src/tokenizer/chat-template.js';
@@ -28,7 +28,7 @@ test('one conversation gives the same token ids through training, inference, exp
   const template = ChatTemplate.builtin('chatml');
   // the model folder as training leaves it: weights, tokenizer, template in tokenizer_config.json
   const modelDir = path.join(dir, 'model');
-  await saveModel(modelDir, Llama.random(nativeKernels, parseLlamaConfig({ vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 }, 't'), 1, false));
+  await saveModel(modelDir, Llama.random(nativeKernels, parseModelConfig({ vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 }, 't'), 1, false));
   await tok.save(modelDir, { chatTemplate: template.source });
   const loaded = await loadChatModel({ model: modelDir });
   const hfTok = new HfTokenizer(JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer_config.json'), 'utf8')));

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '../src/tokenizer/index.js';
+import { sharedModels } from './helpers.js';
 
 /** Small medical QA set: question, sound answer, and two rejected kinds (wrong fact, evasive). */
 export function qaSet() {
@@ -33,5 +34,19 @@ export async function qaTokenizer(dir: string, vocabSize = 400): Promise<string>
   const tok = await Tokenizer.train(texts, { vocabSize, minFrequency: 1 });
   const out = path.join(dir, 'tok');
   await tok.save(out);
+  return out;
+}
+
+/** A public config.json with every key kept and the sizes cut down (GQA and head_dim != hidden/heads kept where the real one has them). */
+export function tinyVariant(file: string, vocab: number): Record<string, unknown> {
+  const dir = sharedModels();
+  if (!dir) throw new Error('../shared/models is absent');
+  const raw = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
+  const heads = 4, gqa = raw.num_key_value_heads !== undefined && raw.num_key_value_heads !== raw.num_attention_heads;
+  const out: Record<string, unknown> = { ...raw, vocab_size: vocab, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: heads, initializer_range: 0.1 };
+  if (raw.num_key_value_heads !== undefined) out.num_key_value_heads = gqa ? 2 : heads;
+  if (raw.head_dim !== undefined) out.head_dim = (raw.head_dim as number) === (raw.hidden_size as number) / (raw.num_attention_heads as number) ? 16 : 24;
+  // the special token ids of the real vocabulary do not exist in a small one
+  for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id']) delete out[k];
   return out;
 }

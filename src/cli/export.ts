@@ -1,13 +1,14 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GGUF_EXPORT_DTYPES, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
-import { saveModel } from '../model/checkpoint.js';
+import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
+import { copyRemoteCode, saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
 import { parse, UsageError } from './args.js';
-import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
+import { exportLlamaFactoryCommand, LLAMAFACTORY_USAGE } from './export-llamafactory.js';
+import { MODEL_FLAGS, MODEL_USAGE, ROPE_FLAGS, ROPE_USAGE, loadPolicy } from './stage.js';
 
 type Parsed = ReturnType<typeof parse>;
 
@@ -35,25 +36,28 @@ Folds a PEFT LoRA adapter into its base model and writes a plain HF model folder
 (as chimed export hf without --keep-adapter).
 
 ${SAMPLING_USAGE}
-${MODEL_USAGE}`;
+${MODEL_USAGE}
+${ROPE_USAGE} (the scaling the adapter was trained with)`;
 
 const GGUF_USAGE = `chimed export gguf --model DIR [--adapter DIR] --out FILE.gguf [--dtype f32|f16|q8_0] [--name NAME]
 
-Writes a GGUF file for llama.cpp (llama architecture): weights (an --adapter merged first),
+Writes a GGUF file for llama.cpp (llama, qwen2, qwen3 or baichuan architecture, after the
+model's family): weights (an --adapter merged first),
 the byte-level BPE tokenizer and the chat template. f16 and q8_0 keep the norms in f32, as
 llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are stored f16.
 
 ${MODEL_USAGE}`;
 
-const USAGE = `chimed export hf|gguf|merge ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}`;
+const USAGE = `chimed export hf|gguf|merge|llamafactory ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}\n\n${LLAMAFACTORY_USAGE}`;
 
 export async function exportCommand(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
   if (what === 'hf') return exportHf(rest, HF_USAGE, false);
   if (what === 'merge') return exportHf(rest, MERGE_USAGE, true);
   if (what === 'gguf') return exportGguf(rest);
+  if (what === 'llamafactory') return exportLlamaFactoryCommand(rest);
   if (what === '--help' || what === '-h') { process.stdout.write(USAGE + '\n'); return 0; }
-  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf or merge\n\n${USAGE}`);
+  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf, merge or llamafactory\n\n${USAGE}`);
 }
 
 /** HF generation_config.json: the template's stop tokens end generation; sampling defaults from the flags. */
@@ -74,18 +78,19 @@ export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unk
   };
 }
 
-/** Model folder: weights, tokenizer with the chat template, generation_config.json. */
+/** Model folder: weights, tokenizer with the chat template, generation_config.json, remote code (Baichuan). */
 async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F32' | 'F16' | 'BF16'): Promise<void> {
   const { model, tokenizer, template } = chat;
   // config.json names the special tokens too, as transformers writes it
   const config = { ...model.config, eos_token_id: tokenizer.eosId, pad_token_id: tokenizer.padId, ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }) };
   await saveModel(out, new Llama(config, model.params), dtype);
+  copyRemoteCode(model.config, chat.dir, out);
   await tokenizer.save(out, { chatTemplate: template.source });
   await writeJsonAtomic(path.join(out, 'generation_config.json'), generationConfig(chat, a));
 }
 
 async function exportHf(argv: string[], usage: string, merge: boolean): Promise<number> {
-  const a = parse(argv, { ...MODEL_FLAGS, ...SAMPLING_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, 'keep-adapter': { type: 'boolean' } }, usage);
+  const a = parse(argv, { ...MODEL_FLAGS, ...ROPE_FLAGS, ...SAMPLING_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, 'keep-adapter': { type: 'boolean' } }, usage);
   if (a.help) { process.stdout.write(usage + '\n'); return 0; }
   const out = a.need('out');
   const adapter = a.str('adapter');
@@ -116,7 +121,8 @@ async function exportGguf(argv: string[]): Promise<number> {
   if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
   const chat = await loadPolicy(a, false);
   await mkdir(path.dirname(path.resolve(out)), { recursive: true });
-  await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
-  process.stdout.write(`gguf (${dtype}): ${out}\n`);
+  const notes = await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
+  for (const n of notes) process.stderr.write(`note: ${n}\n`);
+  process.stdout.write(`gguf (${dtype}, ${ggufArchitecture(chat.model.config).arch} architecture): ${out}\n`);
   return 0;
 }

@@ -1,11 +1,26 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { FloatArray } from '../engine/kernels.js';
 import { nativeKernels } from '../engine/native.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { CheckpointError, loadModel } from './checkpoint.js';
-import type { Llama } from './llama.js';
+import { withRopeScaling } from './config.js';
+import { Llama } from './llama.js';
 import { LoraAdapter } from './lora.js';
+
+/** A RoPE scaling a stage applies to train or run past the model's length (see withRopeScaling). */
+export interface RopeScalingRequest {
+  type: 'linear' | 'dynamic' | 'yarn';
+  factor: number;
+}
+
+/** The same weights under a config with RoPE scaled (a no-op when the model already has exactly this scaling). */
+export function scaleRope<F extends FloatArray>(model: Llama<F>, r: RopeScalingRequest | null | undefined): Llama<F> {
+  if (!r) return model;
+  const config = withRopeScaling(model.config, r.type, r.factor);
+  return config === model.config ? model : new Llama(config, model.params);
+}
 
 export interface ChatModelSource {
   /** HF model folder. */
@@ -17,6 +32,8 @@ export interface ChatModelSource {
   /** Built-in template name, overriding the tokenizer's chat_template. */
   template?: string;
   trainable?: boolean;
+  /** RoPE scaling applied after loading; saved checkpoints then carry it in config.json. */
+  ropeScaling?: RopeScalingRequest | null;
 }
 
 export interface ChatModel {
@@ -28,7 +45,7 @@ export interface ChatModel {
 
 /** A model ready to chat: weights (adapter merged), tokenizer and the one chat template. */
 export async function loadChatModel(src: ChatModelSource): Promise<ChatModel> {
-  const model = await loadModel(src.model, nativeKernels, src.trainable ?? false);
+  const model = scaleRope(await loadModel(src.model, nativeKernels, src.trainable ?? false), src.ropeScaling);
   if (src.adapter) (await LoraAdapter.load(src.adapter, model)).merge();
   const tokDir = src.tokenizer ?? src.model;
   if (!fs.existsSync(path.join(tokDir, 'tokenizer.json'))) throw new CheckpointError(`${tokDir}: no tokenizer.json (give a tokenizer folder)`);

@@ -10,7 +10,7 @@ import { setThreads } from '../engine/native.js';
 import { nativeKernels } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { saveModel } from '../model/checkpoint.js';
-import { parseLlamaConfig } from '../model/config.js';
+import { parseModelConfig } from '../model/config.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel } from '../model/load.js';
 import { Tokenizer } from '../tokenizer/index.js';
@@ -137,7 +137,7 @@ async function prepareBase(cfg: RunConfig, runDir: string, tokDir: string): Prom
   const dir = path.join(runDir, 'stages', 'base');
   if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
   const tok = Tokenizer.fromDir(tokDir);
-  const config = parseLlamaConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${runDir}/config.yaml: model.config`);
+  const config = parseModelConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${runDir}/config.yaml: model.config`, { strict: true });
   if (config.vocab_size < tok.vocabSize) throw new RunConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
   const model = Llama.random(nativeKernels, config, cfg.seed, false);
   await saveModel(dir, model);
@@ -166,7 +166,8 @@ async function runStageOnce(cfg: RunConfig, runDir: string, st: StageConfig, pol
   const code = await trainCommand([st.type, ...argv]);
   if (code !== 0) throw new Error(`stage ${st.type} failed (exit ${code})`);
   if (merge) {
-    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter });
+    // the adapter was trained under the stage's RoPE scaling: the merged model keeps it
+    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter, ropeScaling: 'rope_scaling' in st ? st.rope_scaling : null });
     await saveModel(output, cm.model);
     await cm.tokenizer.save(output, { chatTemplate: cm.template.source });
   }

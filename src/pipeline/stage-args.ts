@@ -12,9 +12,9 @@ export interface StagePlan {
   merge: { base: string; adapter: string } | null;
 }
 
-type Lora = false | { r: number; alpha: number; dropout: number; target_modules: string[] };
+type Lora = false | { r: number; alpha: number; dropout: number; target_modules: string[] | 'all-linear' };
 
-const loraArgs = (l: Lora) => (l ? ['--lora', '--lora-r', String(l.r), '--lora-alpha', String(l.alpha), '--lora-dropout', String(l.dropout), '--target-modules', l.target_modules.join(',')] : []);
+const loraArgs = (l: Lora) => (l ? ['--lora', '--lora-r', String(l.r), '--lora-alpha', String(l.alpha), '--lora-dropout', String(l.dropout), '--target-modules', [l.target_modules].flat().join(',')] : []);
 
 function trainerArgs(st: StageConfig, seed: number, threads: number): string[] {
   const a = [
@@ -23,6 +23,7 @@ function trainerArgs(st: StageConfig, seed: number, threads: number): string[] {
     ...(st.max_steps ? ['--max-steps', String(st.max_steps)] : ['--epochs', String(st.epochs)]),
   ];
   if (st.eval_every) a.push('--eval-every', String(st.eval_every));
+  if ('rope_scaling' in st && st.rope_scaling) a.push('--rope-scaling', `${st.rope_scaling.type}:${st.rope_scaling.factor}`);
   if (st.recompute) a.push('--recompute');
   if (threads) a.push('--threads', String(threads));
   return a;
