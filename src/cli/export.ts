@@ -22,8 +22,9 @@ const SAMPLING_USAGE = `  generation_config.json defaults (chimed generate's def
 
 const HF_USAGE = `chimed export hf --model DIR [--adapter DIR [--keep-adapter]] --out DIR [--dtype F32|F16|BF16]
 
-Writes an HF model folder: config.json, model.safetensors, tokenizer.json,
-tokenizer_config.json (with the chat template) and generation_config.json (eos = the chat
+Writes an HF model folder: config.json, model.safetensors, the tokenizer as it came
+(tokenizer.json and/or tokenizer.model, tokenizer_config.json, the chat template in its own
+form: a config string or list, or chat_template.jinja) and generation_config.json (eos = the chat
 template's stop tokens). An --adapter is merged into the weights, or with --keep-adapter
 written beside the base: OUT/base (the model folder) and OUT/adapter (the PEFT adapter).
 
@@ -42,8 +43,9 @@ ${ROPE_USAGE} (the scaling the adapter was trained with)`;
 const GGUF_USAGE = `chimed export gguf --model DIR [--adapter DIR] --out FILE.gguf [--dtype f32|f16|q8_0] [--name NAME]
 
 Writes a GGUF file for llama.cpp (llama, qwen2, qwen3 or baichuan architecture, after the
-model's family): weights (an --adapter merged first),
-the byte-level BPE tokenizer and the chat template. f16 and q8_0 keep the norms in f32, as
+model's family): weights (an --adapter merged first), the tokenizer (byte-level BPE as
+tokenizer.ggml.model gpt2; SentencePiece-style vocabularies, Llama-2's or Baichuan's, as llama
+with scores and token types) and the chat template. f16 and q8_0 keep the norms in f32, as
 llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are stored f16.
 
 ${MODEL_USAGE}`;
@@ -85,7 +87,7 @@ async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F3
   const config = { ...model.config, eos_token_id: tokenizer.eosId, pad_token_id: tokenizer.padId, ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }) };
   await saveModel(out, new Llama(config, model.params), dtype);
   copyRemoteCode(model.config, chat.dir, out);
-  await tokenizer.save(out, { chatTemplate: template.source });
+  await tokenizer.save(out, { template });
   await writeJsonAtomic(path.join(out, 'generation_config.json'), generationConfig(chat, a));
 }
 

@@ -54,7 +54,8 @@ export const MODEL_FLAGS = { model: { type: 'string' }, adapter: { type: 'string
 export const MODEL_USAGE = `  --model DIR          HF model folder to start from
   --adapter DIR        a PEFT LoRA adapter merged into --model first (stacking, as Qilin-Med)
   --tokenizer DIR      tokenizer folder (default: the --model folder)
-  --template NAME      chat template when the tokenizer has none (default chatml)`;
+  --template NAME      a built-in chat template (chatml, vicuna, llama2) instead of the model's own;
+                       a model without one needs it to chat`;
 
 export interface StageDefaults {
   lr: number;

@@ -130,7 +130,7 @@ async function trainSft(argv: string[]): Promise<number> {
   process.stderr.write(`sft: ${train.stats.examples} conversations (${train.stats.truncated} truncated, ${train.stats.droppedHistoryTurns} old turns dropped, ${train.stats.skippedNoTarget} without answer tokens skipped), ${held.stats.examples} held out; ${cfg.maxSteps} steps\n`);
   const save = async (out: string) => {
     if (adapter) await adapter.save(out, dir); else await saveModel(out, model);
-    await tokenizer.save(out, { chatTemplate: template.source });
+    await tokenizer.save(out, { template: template });
   };
   const task = new SftTask(model, train.examples, held.examples, { batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: cfg.seed }, adapter, save);
   await runStage('sft', runDir, cfg, task, { ...enc, model: dir, adapter: a.str('adapter') ?? null, lora: adapter?.config ?? null, template: template.name, stats: train.stats });
@@ -170,7 +170,7 @@ async function trainReward(argv: string[]): Promise<number> {
   const loaded = isRewardModel(dir) ? await RewardModel.load(dir, nativeKernels, !lora) : await RewardModel.fromCausalLm(dir, nativeKernels, !lora, seed);
   const rm = new RewardModel(scaleRope(loaded.lm, ropeScalingFrom(a)));
   const tokenizer = Tokenizer.fromDir(a.str('tokenizer') ?? dir);
-  const template = a.str('template') ? ChatTemplate.builtin(a.str('template')!) : ChatTemplate.fromDir(a.str('tokenizer') ?? dir);
+  const template = ChatTemplate.forModel(tokenizer, a.str('tokenizer') ?? dir, a.str('template'));
   const data = await readPairs(a, RM_USAGE, tokenizer, template);
   const adapter = loraFrom(a, rm.lm, { r: 8, alpha: 32, dropout: 0.05 }, ['score']);
   if (adapter) rm.useHead(adapter.saved('score'));
@@ -178,7 +178,7 @@ async function trainReward(argv: string[]): Promise<number> {
   process.stderr.write(`rm: ${data.train.length} pairs, ${data.heldout.length} held out; ${cfg.maxSteps} steps\n`);
   const save = async (out: string) => {
     if (adapter) await adapter.save(out, dir); else await rm.save(out);
-    await tokenizer.save(out, { chatTemplate: template.source });
+    await tokenizer.save(out, { template: template });
   };
   const task = new RewardTask(rm, data.train, data.heldout, { batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: cfg.seed }, adapter, save);
   const r = await runStage('rm', runDir, cfg, task, { model: dir, lora: adapter?.config ?? null, maxSource: data.maxSource, maxTarget: data.maxTarget });
@@ -186,7 +186,7 @@ async function trainReward(argv: string[]): Promise<number> {
     adapter.merge();
     const merged = path.join(runDir, 'stages', 'rm', 'merged');
     await rm.save(merged);
-    await tokenizer.save(merged, { chatTemplate: template.source });
+    await tokenizer.save(merged, { template: template });
     process.stdout.write(`merged reward model: ${merged}\n`);
   }
   return r ? 0 : 1;
@@ -219,7 +219,7 @@ async function trainDpo(argv: string[]): Promise<number> {
   const cfg = trainerConfig(a, data.train.length, { lr: 2e-5, epochs: 1, batchSize: 4, warmupRatio: 0.05, weightDecay: 0.05 });
   const save = async (out: string) => {
     if (adapter) await adapter.save(out, dir); else await saveModel(out, model);
-    await tokenizer.save(out, { chatTemplate: template.source });
+    await tokenizer.save(out, { template: template });
   };
   const opts = { beta: a.num('beta', 0.1), loss: loss as 'sigmoid' | 'ipo', batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: cfg.seed };
   process.stderr.write(`dpo: ${data.train.length} pairs, ${data.heldout.length} held out; ${cfg.maxSteps} steps (reference log-probs cached)\n`);

@@ -1,15 +1,15 @@
 // Our model + Tokenizer + chat template as the GGUF llama.cpp loads for the family's
-// architecture (llama, qwen2, qwen3, baichuan): the metadata keys, tensor names and tokenizer
-// fields that llama.cpp's convert_hf_to_gguf.py writes for the HF model with a byte-level BPE
-// tokenizer (conversion/llama.py, qwen.py, baichuan.py and base.py there; key names from
-// gguf-py/gguf/constants.py; what each architecture reads from src/models/*.cpp).
+// architecture (llama, qwen2, qwen3, baichuan): the metadata keys and tensor names that
+// llama.cpp's convert_hf_to_gguf.py writes for the HF model (conversion/llama.py, qwen.py,
+// baichuan.py and base.py there; key names from gguf-py/gguf/constants.py; what each
+// architecture reads from src/models/*.cpp); the tokenizer's keys come from gguf-tokenizer.ts.
 import type { ModelConfig } from '../model/config.js';
 import { Llama } from '../model/llama.js';
 import { ropeFrequencies } from '../model/rope.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
-import type { HfTokenizerJson, Tokenizer } from '../tokenizer/index.js';
-import { GPT2_PATTERN, QWEN_PATTERN } from '../tokenizer/regex.js';
+import type { Tokenizer } from '../tokenizer/index.js';
 import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from './gguf.js';
+import { tokenizerMetadata } from './gguf-tokenizer.js';
 
 export type GgufExportDtype = 'f32' | 'f16' | 'q8_0';
 export const GGUF_EXPORT_DTYPES: readonly GgufExportDtype[] = ['f32', 'f16', 'q8_0'];
@@ -26,9 +26,6 @@ export interface LlamaGgufSource {
 const FILE_TYPE: Record<GgufExportDtype, number> = { f32: 0, f16: 1, q8_0: 7 };
 /** GGML_QNT_VERSION; convert_hf_to_gguf.py writes it into every file. */
 const QUANTIZATION_VERSION = 2;
-
-/** llama_token_type as llama.cpp reads tokenizer.ggml.token_type. */
-export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 /**
  * HF LLaMA rotates q/k with rotate-half RoPE (pairs (i, i + headDim/2)); llama.cpp's llama
@@ -189,68 +186,6 @@ function hyperparameters(c: ModelConfig, arch: string): GgufMetadata {
   } else if (s?.rope_type === 'llama3' && arch !== 'llama') {
     throw new Error(`GGUF export: llama.cpp's ${arch} architecture has no per-frequency RoPE factors (Llama-3 scaling)`);
   }
-  return meta;
-}
-
-/** llama.cpp's pre-tokenizer names for the split regexes it implements exactly as HF does. */
-const LLAMA_CPP_PRE = new Map([[QWEN_PATTERN, 'qwen2'], [GPT2_PATTERN, 'gpt-2']]);
-
-/**
- * tokenizer.ggml.pre for the tokenizer's split rule: a Split on a known regex followed by
- * ByteLevel without its own regex (ours, Qwen's), or a plain GPT-2 ByteLevel. Anything else
- * would tokenize differently in llama.cpp, so it is refused rather than mislabelled.
- * Unicode normalisation: llama.cpp has none for BPE, so an NFC tokenizer agrees on NFC text.
- */
-function preTokenizerName(json: HfTokenizerJson): string {
-  const pre = json.pre_tokenizer as { type?: string; pretokenizers?: unknown[]; pattern?: { Regex?: string }; behavior?: string; invert?: boolean; use_regex?: boolean } | null;
-  const parts = (pre?.type === 'Sequence' ? pre.pretokenizers ?? [] : [pre]) as (typeof pre)[];
-  let regex: string | undefined;
-  if (parts.length === 2 && parts[0]?.type === 'Split' && parts[0].behavior === 'Isolated' && !parts[0].invert && parts[1]?.type === 'ByteLevel' && parts[1].use_regex === false) regex = parts[0].pattern?.Regex;
-  else if (parts.length === 1 && parts[0]?.type === 'ByteLevel' && parts[0].use_regex !== false) regex = GPT2_PATTERN;
-  const name = regex === undefined ? undefined : LLAMA_CPP_PRE.get(regex);
-  if (!name) throw new Error(`GGUF export: the tokenizer's pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent (supported: the Qwen2 split regex, GPT-2 byte level)`);
-  const norm = json.normalizer as { type?: string } | null;
-  if (norm !== null && norm.type !== 'NFC') throw new Error(`GGUF export: the tokenizer's normalizer ${JSON.stringify(norm)} has no llama.cpp equivalent`);
-  return name;
-}
-
-/**
- * tokenizer.ggml.* as convert_hf_to_gguf.py's _set_vocab_gpt2 writes it: one entry per
- * model row (ids the tokenizer lacks become "[PAD<id>]", type unused), tokens in the
- * byte-symbol alphabet (llama.cpp maps bytes the same way), merges as "left right".
- */
-function tokenizerMetadata(tok: Tokenizer, template: ChatTemplate, vocabSize: number): GgufMetadata {
-  if (tok.vocabSize > vocabSize) throw new Error(`GGUF export: the tokenizer has ${tok.vocabSize} tokens but the model only ${vocabSize} rows`);
-  const json = tok.toJSON();
-  const added = new Map(json.added_tokens.map((t) => [t.id, t]));
-  const tokens: string[] = [], types: number[] = [];
-  for (let id = 0; id < vocabSize; id++) {
-    const t = tok.idToToken(id);
-    const a = added.get(id);
-    tokens.push(t ?? `[PAD${id}]`);
-    types.push(t === undefined ? TOKEN_TYPE.unused : a ? (a.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined) : TOKEN_TYPE.normal);
-  }
-  const merges = json.model.merges.map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
-  // What encode() adds around any text is what llama.cpp must add: BOS and/or EOS flags.
-  const wrap = tok.encode('', { addSpecialTokens: true });
-  const meta: GgufMetadata = new Map([
-    ['tokenizer.ggml.model', kv.str('gpt2')],
-    ['tokenizer.ggml.pre', kv.str(preTokenizerName(json))],
-    ['tokenizer.ggml.tokens', kv.strings(tokens)],
-    ['tokenizer.ggml.token_type', kv.i32s(types)],
-    ['tokenizer.ggml.merges', kv.strings(merges)],
-    // With no BOS key llama.cpp's BPE default is id 11, an arbitrary token; a tokenizer
-    // without BOS (Qwen's convention, ours) names its EOS, as Qwen's GGUFs do, and never adds it.
-    ['tokenizer.ggml.bos_token_id', kv.u32(tok.bosId ?? tok.eosId)],
-    ['tokenizer.ggml.eos_token_id', kv.u32(tok.eosId)],
-    ['tokenizer.ggml.padding_token_id', kv.u32(tok.padId)],
-    ['tokenizer.ggml.add_bos_token', kv.bool(tok.bosId !== null && wrap[0] === tok.bosId)],
-    ['tokenizer.ggml.add_eos_token', kv.bool(wrap.length > 0 && wrap[wrap.length - 1] === tok.eosId)],
-  ]);
-  // The end-of-turn marker (<|im_end|> for ChatML) ends generation in llama.cpp as EOT.
-  const eot = template.stopIds(tok).find((id) => id !== tok.eosId);
-  if (eot !== undefined) meta.set('tokenizer.ggml.eot_token_id', kv.u32(eot));
-  meta.set('tokenizer.chat_template', kv.str(template.source));
   return meta;
 }
 

@@ -1,9 +1,7 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { FloatArray } from '../engine/kernels.js';
 import { nativeKernels } from '../engine/native.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
-import { Tokenizer } from '../tokenizer/index.js';
+import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
 import { CheckpointError, loadModel } from './checkpoint.js';
 import { withRopeScaling } from './config.js';
 import { Llama } from './llama.js';
@@ -29,7 +27,7 @@ export interface ChatModelSource {
   adapter?: string;
   /** Tokenizer folder (default: the model folder). */
   tokenizer?: string;
-  /** Built-in template name, overriding the tokenizer's chat_template. */
+  /** Built-in template name, chosen explicitly (a model without a template needs one to chat). */
   template?: string;
   trainable?: boolean;
   /** RoPE scaling applied after loading; saved checkpoints then carry it in config.json. */
@@ -48,9 +46,9 @@ export async function loadChatModel(src: ChatModelSource): Promise<ChatModel> {
   const model = scaleRope(await loadModel(src.model, nativeKernels, src.trainable ?? false), src.ropeScaling);
   if (src.adapter) (await LoraAdapter.load(src.adapter, model)).merge();
   const tokDir = src.tokenizer ?? src.model;
-  if (!fs.existsSync(path.join(tokDir, 'tokenizer.json'))) throw new CheckpointError(`${tokDir}: no tokenizer.json (give a tokenizer folder)`);
+  if (!hasTokenizerFiles(tokDir)) throw new CheckpointError(`${tokDir}: no tokenizer.json or tokenizer.model (give a tokenizer folder)`);
   const tokenizer = Tokenizer.fromDir(tokDir);
-  const template = src.template ? ChatTemplate.builtin(src.template) : ChatTemplate.fromDir(tokDir);
+  const template = ChatTemplate.forModel(tokenizer, tokDir, src.template);
   if (tokenizer.vocabSize > model.config.vocab_size) throw new CheckpointError(`${tokDir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
   return { model, tokenizer, template, dir: src.model };
 }

@@ -4,6 +4,7 @@ import * as z from 'zod';
 import YAML from 'yaml';
 import { BuildConfigSchema } from '../data/build-config.js';
 import { EvalSchema, resolveEvalPaths } from '../eval/config.js';
+import { BUILTIN_TEMPLATES } from '../tokenizer/chat-template.js';
 
 /**
  * `chimed run CONFIG.yaml`: data, tokenizer, model, the ordered stages with their settings,
@@ -65,7 +66,11 @@ export const RunConfigSchema = z.strictObject({
     .describe('generate the built-in medical corpus and use its train / held-out files as sources'),
   data: z.record(z.string(), z.unknown()).default({}).describe('a `chimed data build` config (sources, dedup, decontam); sources may be empty with builtin_corpus'),
   tokenizer: z.union([
-    z.strictObject({ path: z.string() }),
+    z.strictObject({
+      path: z.string(),
+      template: z.enum(Object.keys(BUILTIN_TEMPLATES) as [string, ...string[]]).optional()
+        .describe("a built-in chat template for a tokenizer without one (or instead of its own); every stage and evaluation uses it"),
+    }),
     z.strictObject({ train: z.strictObject({ vocab_size: posInt.default(8000), min_frequency: posInt.default(2) }).prefault({}) }),
     z.strictObject({ bytes: z.literal(true) }),
   ]).default({ train: { vocab_size: 8000, min_frequency: 2 } }),
@@ -82,6 +87,11 @@ export type RunConfig = Omit<z.output<typeof RunConfigSchema>, 'data'> & { data:
 export type StageConfig = RunConfig['stages'][number];
 
 export class RunConfigError extends Error {}
+
+/** The built-in chat template the config chooses (tokenizer.template), if any. */
+export function templateOf(cfg: RunConfig): string | undefined {
+  return 'template' in cfg.tokenizer ? cfg.tokenizer.template : undefined;
+}
 
 const ORDER = ['pt', 'sft', 'rm', 'rs', 'dpo'] as const;
 

@@ -19,7 +19,7 @@ import { loadChatModel, type ChatModel } from '../model/load.js';
 import { RewardModel } from '../model/reward.js';
 import { formatTable, tableLegend, type Row } from '../report/table.js';
 import { MetricsLog } from '../train/metrics.js';
-import type { RunConfig } from './config.js';
+import { templateOf, type RunConfig } from './config.js';
 
 /** Files the evaluations read; from the config, or the built-in corpus's held-out files. */
 export interface EvalFiles {
@@ -93,7 +93,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
   if (unchanged && !items.length) items.push(...previous.filter((it) => POLICY_KINDS.has(it.eval)));
   const have = new Set(items.map((it) => it.eval));
   let cm: ChatModel | undefined;
-  const model = async () => (cm ??= await loadChatModel({ model: s.model }));
+  const model = async () => (cm ??= await loadChatModel({ model: s.model, template: templateOf(cfg) }));
   const run = async (kind: EvalKind, name: string, when: unknown, fn: () => Promise<EvalItem[]>) => {
     if (!when || have.has(kind)) return;
     const t = Date.now();
