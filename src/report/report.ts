@@ -103,13 +103,18 @@ export async function writeReport(runDir: string): Promise<string> {
     const s = ['rewards/margins', 'rewards/accuracies'].flatMap((k) => series(dpo, k, false));
     if (s.length) await add('DPO implicit rewards', 'dpo.png', 'DPO reward margins and accuracies', () => lineChart({ title: 'DPO: reward margin and accuracy', x: 'step', y: 'value', series: s }));
   }
+  // a row that repeats another stage's policy (rm) shows only its own metrics, not the repeats
+  const own = (r: Row, k: string) => {
+    const src = r.same_policy_as ? all.find((x) => x.stage === r.same_policy_as) : undefined;
+    return src && value(src, k) !== undefined ? undefined : value(r, k);
+  };
   const grouped = async (title: string, file: string, y: string, keys: string[]) => {
     const ks = keys.filter((k) => all.some((r) => value(r, k) !== undefined));
     if (!ks.length) return;
-    const withAny = all.filter((r) => ks.some((k) => value(r, k) !== undefined) && !r.same_policy_as);
+    const withAny = all.filter((r) => ks.some((k) => own(r, k) !== undefined));
     await add(title, file, `${title.toLowerCase()} with 95% intervals`, () => groupedBarChart({
       title: `${title} (95% intervals)`, x: 'metric', y, categories: ks.map((k) => metricDef(k).label),
-      series: withAny.map((r) => ({ name: r.kind === 'baseline' ? `${r.stage} (external)` : r.stage, values: ks.map((k) => value(r, k) ?? NaN), ci: ks.map((k) => r.ci?.[k]) })),
+      series: withAny.map((r) => ({ name: r.kind === 'baseline' ? `${r.stage} (external)` : r.stage, values: ks.map((k) => own(r, k) ?? NaN), ci: ks.map((k) => r.ci?.[k]) })),
     }));
   };
   await grouped('Accuracies across stages', 'accuracy.png', 'accuracy', ['mcq_acc', 'mcq_f1', 'ner_f1', 'rm_acc', 'pref_acc']);
