@@ -86,6 +86,9 @@ test('chimed run: intervals, paired changes, baselines, published figures and ca
     assert.ok(report.includes(s), s);
   }
   assert.ok(fs.existsSync(path.join(out, 'report/eval_loss.png')));
+  // pt evaluates after each of its 3 steps: its held-out loss is one line through 3 points
+  const html = fs.readFileSync(path.join(out, 'report/report.html'), 'utf8');
+  assert.match(html, /aria-label="step: 1; loss: [^;"]+; series: pt" role="graphics-symbol" aria-roledescription="line mark" d="M[^"L]+L[^"L]+L[^"L]+"/);
 
   // an evaluation interrupted after its items were written: the re-run scores them without generating
   fs.rmSync(path.join(out, 'eval/sft.json'));
