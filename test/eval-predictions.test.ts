@@ -97,6 +97,7 @@ test('chimed eval gen|mcq|ner --predictions print every metric with its interval
   const g = runCli(['eval', 'gen', '--predictions', write('g.jsonl', convs), '--data', convFile, '--resamples', '200', '--json']);
   assert.equal(g.code, 0, g.stderr);
   const out = JSON.parse(g.stdout);
+  assert.equal(out.n, 3);
   for (const k of ['bleu1', 'bleu2', 'bleu4', 'rouge1', 'rougeL']) assert.ok(out.ci[k][0] <= out[k] && out[k] <= out.ci[k][1], `${k} ${out[k]} in ${out.ci[k]}`);
   const m = runCli(['eval', 'mcq', '--predictions', write('m.jsonl', [{ id: 'm1', answer: 'A' }, { id: 'm2', answer: 'B' }, { id: 'm3', answer: 'A' }, { id: 'm4', answer: 'D' }]), '--data', mcqFile]);
   assert.equal(m.code, 0, m.stderr);

@@ -49,10 +49,10 @@ async function report(a: Parsed, summary: Record<string, unknown>, full: unknown
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
-/** Every metric of the items with its interval, for the text and JSON summaries. */
+/** Every metric of the items with its interval, for the text and JSON summaries (n: the items scored, one kind per subcommand). */
 function estimates(a: Parsed, items: EvalItem[], keys: string[]) {
   const s = summarizeItems(items, { resamples: a.int('resamples', 1000), seed: a.str('seed') ? a.num('seed') : 0 });
-  return { text: describeEstimates(s, keys), json: { ...s.values, ci: s.ci, n: s.n } };
+  return { text: describeEstimates(s, keys), json: { ...s.values, ci: s.ci, n: items.length } };
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {
