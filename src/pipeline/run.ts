@@ -17,12 +17,11 @@ import { ChatTemplate } from '../tokenizer/chat-template.js';
 import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
 import { readJsonl } from '../train/conversations.js';
 import { readDocuments } from '../train/documents.js';
-import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
 import { writeReport } from '../report/report.js';
-import { formatTable, type Row } from '../report/table.js';
+import type { Row } from '../report/table.js';
 import { RunConfigError, templateOf, type RunConfig, type StageConfig } from './config.js';
-import { evaluateStage, type EvalFiles } from './evaluate.js';
+import { evalFiles, evaluateAfterStage, writeSummary, type EvalFiles } from './evaluate.js';
 import { stageArgs } from './stage-args.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -43,17 +42,8 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   let policy = await prepareBase(cfg, runDir, tokDir);
   let rmDir: string | null = null;
   const rows: Row[] = [];
-  const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
   const evaluate = async (stage: string, chat: boolean) => {
-    const done = path.join(runDir, 'eval', `${stage}.json`);
-    if (fs.existsSync(done)) { rows.push(JSON.parse(fs.readFileSync(done, 'utf8'))); return; }
-    // the rm stage leaves the policy as it was: its row repeats the last one, plus RM accuracy and reward
-    const reuse = stage === 'rm' ? rows.at(-1) : undefined;
-    const row: Row = { ...reuse, stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage, !!reuse)) };
-    fs.mkdirSync(path.dirname(done), { recursive: true });
-    await writeJsonAtomic(done, row);
-    metrics.append({ ...row, stage: `eval/${stage}`, step: 0 });
-    rows.push(row);
+    rows.push(await evaluateAfterStage(cfg, runDir, evalFiles, { stage, model: policy, rm: rmDir, chat, previous: rows.at(-1) }));
   };
   await evaluate('base', false);
   for (const st of cfg.stages) {
@@ -61,9 +51,7 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
     if (st.type === 'rm') rmDir = res; else policy = res;
     await evaluate(st.type, st.type !== 'pt');
   }
-  const table = formatTable(rows);
-  await writeJsonAtomic(path.join(runDir, 'summary.json'), { rows, policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
-  await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
+  const table = await writeSummary(cfg, runDir, evalFiles, rows, { policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   const reportDir = await writeReport(runDir);
   process.stdout.write(`\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\nreport: ${path.join(reportDir, 'report.html')}\n`);
   return rows;
@@ -80,10 +68,9 @@ async function recordConfig(cfg: RunConfig, runDir: string): Promise<void> {
 
 async function prepareData(cfg: RunConfig, runDir: string): Promise<EvalFiles> {
   const sources: Record<string, unknown>[] = cfg.data.sources.map((s) => ({ ...s }));
-  const u = cfg.eval.files;
-  let files: EvalFiles = { ppl: u.ppl, mcqTest: u.mcq ?? null, mcqDev: u.mcq_dev ?? null, gen: u.gen ?? null, pref: u.pref ?? null };
+  const dir = path.join(runDir, 'corpus');
+  const files = evalFiles(cfg.eval, cfg.builtin_corpus ? dir : null);
   if (cfg.builtin_corpus) {
-    const dir = path.join(runDir, 'corpus');
     if (!fs.existsSync(path.join(dir, 'manifest.json'))) {
       log('data: generating the built-in medical corpus');
       await writeCorpus(dir, { seed: cfg.builtin_corpus.seed, heldoutFraction: cfg.builtin_corpus.heldout_fraction });
@@ -93,7 +80,6 @@ async function prepareData(cfg: RunConfig, runDir: string): Promise<EvalFiles> {
       { path: c('pt_train.jsonl'), stages: ['pt'] }, { path: c('sft_train.jsonl'), stages: ['sft', 'pt'] },
       { path: c('pref_train.jsonl'), stages: ['pref'] }, { path: c('mcq_test.jsonl'), stages: ['eval'] },
     );
-    files = { ppl: [c('pt_heldout.jsonl')], mcqTest: c('mcq_test.jsonl'), mcqDev: c('mcq_dev.jsonl'), gen: c('sft_heldout.jsonl'), pref: c('pref_heldout.jsonl') };
   }
   if (!fs.existsSync(path.join(runDir, 'data', 'stats.json'))) {
     const build = BuildConfigSchema.parse({ ...cfg.data, sources });
