@@ -20,11 +20,21 @@ function tempSibling(target: string, kind: string): string {
   return `${target}.${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
+/** One write(2) call; tests inject short writes and ENOSPC through it. */
+export type WriteFn = (fh: FileHandle, chunk: Uint8Array, offset: number, length: number) => Promise<{ bytesWritten: number }>;
+
+const osWrite: WriteFn = (fh, chunk, offset, length) => fh.write(chunk, offset, length);
+
+/**
+ * Writes every byte of `chunk`, continuing after short writes; a write that accepts nothing
+ * is an error (a full disk may answer 0 rather than ENOSPC).
+ */
+export async function writeAll(fh: FileHandle, chunk: Uint8Array, write: WriteFn = osWrite): Promise<void> {
   let done = 0;
   while (done < chunk.length) {
     const len = Math.min(chunk.length - done, MAX_WRITE_BYTES);
-    const { bytesWritten } = await fh.write(chunk, done, len);
+    const { bytesWritten } = await write(fh, chunk, done, len);
+    if (bytesWritten <= 0) throw Object.assign(new Error(`the write stopped after ${done} of ${chunk.length} bytes`), { code: 'ENOSPC' });
     done += bytesWritten;
   }
 }
@@ -42,7 +52,7 @@ async function writeData(fh: FileHandle, data: AtomicData): Promise<void> {
  * Makes a directory entry (a rename, a new file) durable. Some platforms (Windows) cannot
  * open or fsync a directory; there the rename is as durable as the OS makes it anyway.
  */
-async function syncDir(dir: string): Promise<void> {
+export async function syncDir(dir: string): Promise<void> {
   let fh: FileHandle | undefined;
   try {
     fh = await open(dir, 'r');

@@ -11,6 +11,7 @@ import { generateRepliesAsync } from '../model/chat.js';
 import { generateAsync, type Generation } from '../model/generate.js';
 import type { ChatModel } from '../model/load.js';
 import { allowedHostSet, checkHost, checkKey, normaliseTarget, routerUrl, type RequestTarget } from './access.js';
+import { AppendError } from '../io/append-jsonl.js';
 import { Annotator, sampleDistinct, VerdictError } from './annotate.js';
 import {
   ApiError, chatChunk, chatCompletion, chatCompletionSchema, completionSchema, finishReason, modelObject, paramOf, refuseUnsupported,
@@ -194,6 +195,8 @@ function toApiError(err: FastifyError | Error): ApiError {
   if (err instanceof QueueClosedError) return new ApiError(503, err.message, 'service_unavailable', null, 'shutting_down');
   if (err instanceof ClientGone) return new ApiError(499, err.message);
   if (err instanceof VerdictError) return new ApiError(400, err.message);
+  // a save that did not happen says why (disk full, file replaced): never a bare 500
+  if (err instanceof AppendError) return new ApiError(err.status, err.message, 'server_error', null, err.code);
   const fe = err as FastifyError;
   if (fe.validation?.length) {
     const v = fe.validation[0];
