@@ -5,7 +5,7 @@
 // when the share of rejects passes the configured limit.
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { openDecoded, type TextEncoding } from './encoding.js';
+import { invalidTextReason, openDecoded, type InvalidText, type TextEncoding } from './encoding.js';
 import { DataError } from './errors.js';
 import { detectFormat, FORMATS, getFormat } from './formats.js';
 import { readCsvRows } from './readers/csv.js';
@@ -104,6 +104,32 @@ function containerRows(container: Container, chunks: AsyncIterable<string>): Asy
   }
 }
 
+/**
+ * Rows holding bytes that did not decode become row errors naming the line and byte (their
+ * text carries U+FFFD, never imported as if it were the data); bad bytes outside every row
+ * (a CSV header, a blank line) are reported as rows of their own. `invalid` fills as the
+ * decoder reads ahead of the rows, so it covers each row's lines when the row arrives.
+ */
+async function* withInvalidText(rows: AsyncIterable<RawRow>, invalid: InvalidText[], encoding: TextEncoding): AsyncGenerator<RawRow> {
+  let next = 0;
+  const outside = (bad: InvalidText): RawRow => ({ line: bad.line, error: `${invalidTextReason(bad, encoding)} (outside any record)`, raw: '' });
+  for await (const row of rows) {
+    const last = row.line + countLines(row.raw);
+    while (next < invalid.length && invalid[next].line < row.line) yield outside(invalid[next++]);
+    let hit: InvalidText | undefined;
+    while (next < invalid.length && invalid[next].line <= last) hit ??= invalid[next++];
+    if (!hit) yield row;
+    else yield { line: row.line, error: invalidTextReason(hit, encoding) + (isRowError(row) ? `; ${row.error}` : ''), raw: row.raw };
+  }
+  while (next < invalid.length) yield outside(invalid[next++]);
+}
+
+function countLines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
 const SAMPLE_ROWS = 8;
 
 /** Reads the first rows to pick a format, then replays them ahead of the rest. */
@@ -142,7 +168,7 @@ export async function openImport(file: string, opts: ImportOptions = {}): Promis
   const decoded = await openDecoded(file, opts.encoding === 'auto' ? undefined : opts.encoding);
   const { first, all } = await peekChunks(decoded.chunks);
   const container = chooseContainer(file, first, wanted?.name);
-  let rows = containerRows(container, all);
+  let rows: AsyncIterable<RawRow> = withInvalidText(containerRows(container, all), decoded.invalid, decoded.encoding);
   let format: Format;
   if (wanted) format = wanted;
   else if (container === 'text') format = getFormat('text');
