@@ -168,3 +168,43 @@ export async function replaceDirAtomic(
   await syncDir(path.dirname(finalDir));
   if (movedOld) await rm(oldDir, { recursive: true, force: true });
 }
+
+/** The temp siblings writeFileAtomic and replaceDirAtomic make: TARGET.tmp-PID-RAND, TARGET.old-PID-RAND. */
+const LEFTOVER = /^(.+)\.(tmp|old)-\d+-[0-9a-f]{12}$/;
+
+/**
+ * Finishes what atomic writes killed mid-way (kill -9, power loss) left in `dir`: a temp file
+ * or directory that never got its final name is removed; a previous version moved aside is
+ * put back when its target is missing (the crash fell between replaceDirAtomic's two
+ * renames), else removed. Only for a directory no other process is writing to right now.
+ * Returns one line per entry it handled.
+ */
+export async function cleanAtomicLeftovers(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const done: string[] = [];
+  const leftovers = names.map((n) => ({ n, m: LEFTOVER.exec(n) })).filter((e): e is { n: string; m: RegExpExecArray } => !!e.m);
+  // previous versions first: one may be the only complete copy of its target
+  for (const { n, m } of leftovers.filter((e) => e.m[2] === 'old')) {
+    const p = path.join(dir, n), target = path.join(dir, m[1]);
+    if (await exists(target)) {
+      await rm(p, { recursive: true, force: true });
+      done.push(`removed ${p}, the previous version of ${target} left by an interrupted write`);
+    } else {
+      await rename(p, target);
+      done.push(`restored ${target} from ${p}: an interrupted write had moved it aside`);
+    }
+  }
+  for (const { n } of leftovers.filter((e) => e.m[2] === 'tmp')) {
+    const p = path.join(dir, n);
+    await rm(p, { recursive: true, force: true });
+    done.push(`removed ${p}, left unfinished by an interrupted write`);
+  }
+  if (done.length) await syncDir(dir);
+  return done;
+}
