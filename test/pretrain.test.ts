@@ -4,6 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { writeChecksums } from '../src/io/checksums.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { qaTokenizer } from './fixtures.js';
 import { medicalText, runCli, runCliKilledWhen, tmpDir } from './helpers.js';
 
 const MODEL = { vocab_size: 300, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 };
@@ -173,6 +174,24 @@ test('trainer_state with an impossible global_step (1400 of 24, "abc") is invali
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /checkpoint-18\/trainer_state\.json: sha256/);
   assert.match(r.stdout, /resumed at 12/);
+});
+
+test('a model folder with a NaN or infinite weight is refused on load, naming the tensor', async () => {
+  const dir = setup();
+  const m = path.join(dir, 'm');
+  const tok = await qaTokenizer(dir, 300);
+  assert.equal(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', m]).code, 0);
+  const st = path.join(m, 'model.safetensors');
+  const t = await readSafetensors(st);
+  t.get('model.layers.1.mlp.up_proj.weight')!.data[5] = NaN;
+  t.get('model.layers.1.mlp.up_proj.weight')!.data[9] = Infinity;
+  await writeSafetensors(st, [...t].map(([name, v]) => ({ name, shape: v.shape, data: v.data })), { format: 'pt' });
+  for (const args of [['score', '--model', m, '--ids', '1,2,3'], ['generate', '--model', m, '--prompt', '高血压', '--max-new-tokens', '2']]) {
+    const r = runCli(args);
+    assert.equal(r.code, 1, `${args[0]}: ${r.stdout}`);
+    assert.match(r.stderr, /model\.layers\.1\.mlp\.up_proj\.weight holds NaN at index 5 \(2 of \d+ values are NaN or infinite\)/, args[0]);
+    assert.match(r.stderr, new RegExp(m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'the folder is named');
+  }
 });
 
 test('pre-tokenised token-id files (.bin) train directly; ids outside the vocabulary are refused', () => {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FloatArray, Kernels } from '../engine/kernels.js';
 import { ParamStore, numel } from '../engine/params.js';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { checkFiniteTensors } from '../io/finite.js';
 import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
 import { parseLlamaConfig, toHfConfig, type LlamaConfig } from './config.js';
 import { Llama } from './llama.js';
@@ -49,6 +50,7 @@ const IGNORED = /\.rotary_emb\.inv_freq$/;
 export async function loadModel<F extends FloatArray>(dir: string, k: Kernels<F>, trainable = true): Promise<Llama<F>> {
   const config = readModelConfig(dir);
   const tensors = await readCheckpointTensors(dir);
+  checkFiniteTensors(tensors, dir);
   const params = new ParamStore(k, Llama.paramSpecs(config), trainable);
   fillStore(params, tensors, dir, config.tie_word_embeddings ? /^lm_head\.weight$/ : null);
   return new Llama(config, params);
