@@ -349,6 +349,25 @@ test('CSV: a quote never closed is rejected on the line it opens; the rows after
   });
 });
 
+test('CSV: CRLF and LF mixed in one file, and CRLF inside quoted fields, keep every row and its line', async () => {
+  const csv = 'Question,A,B,C,D,Answer\r\n问题1,甲,乙,丙,丁,A\r\n问题2,甲,乙,丙,丁,B\n"问题3\r\n续",甲,乙,丙,丁,C\r\n问题4,甲,乙,丙,丁,D\r\n';
+  await withFiles({ 'dev_mixed.csv': csv }, async (p) => {
+    const { records, rejects } = await importAll(p('dev_mixed.csv'));
+    assert.deepEqual(rejects, []);
+    assert.deepEqual(records.map((r) => [r.line, (r.record as McqItem).question, (r.record as McqItem).answer]), [[2, '问题1', 'A'], [3, '问题2', 'B'], [4, '问题3\n续', 'C'], [6, '问题4', 'D']]);
+  });
+});
+
+test('JSON nested absurdly deep is a reject naming its line, not a crash of the whole import', async () => {
+  const deep = '{"text":"正文","x":' + '['.repeat(100_000) + ']'.repeat(100_000) + '}';
+  await withFiles({ 'deep.jsonl': jsonl({ text: '第一条' }, deep, { text: '第三条' }) }, async (p) => {
+    const { records, rejects } = await importAll(p('deep.jsonl'), { maxRejectRate: 1 });
+    assert.deepEqual(records.map((r) => r.line), [1, 3]);
+    assert.deepEqual(rejects.map((r) => [r.line, r.reason]), [[2, 'JSON nested deeper than 100 levels']]);
+    for (const r of records) JSON.stringify(r.record); // what the writers do next
+  });
+});
+
 test('CSV: quoted multi-line fields keep their start line; wrong field counts are rejects', async () => {
   const csv = ',Question,A,B,C,D,Answer\n0,"第一行\n第二行",甲,乙,丙,丁,B\n1,少一列,甲,乙,丙,A\n2,"含""引号""",甲,乙,丙,丁,d\n';
   await withFiles({ 'dev_anatomy.csv': csv }, async (p) => {

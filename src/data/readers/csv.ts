@@ -44,7 +44,7 @@ async function* readFrom(chunks: AsyncIterable<string> | Iterable<string>, delim
         const line = at.line + newlines - countNewlines(text);
         const nl = text.indexOf('\n');
         const first = nl < 0 ? text : text.slice(0, nl);
-        skipped.push({ line, raw: first.replace(/\r$/, ''), rest: nl < 0 ? '' : text.slice(nl + 1), error: `unreadable CSV: the quote opened on line ${line} is never closed` });
+        skipped.push({ line, raw: first, rest: nl < 0 ? '' : text.slice(nl + 1), error: `unreadable CSV: the quote opened on line ${line} is never closed` });
         return;
       }
       skipped.push({ line: at.line - 1 + Number(err?.lines ?? 0), error: `unreadable CSV: ${err?.message ?? 'unknown error'}`, raw: text });
@@ -52,9 +52,15 @@ async function* readFrom(chunks: AsyncIterable<string> | Iterable<string>, delim
   });
   // Feed the parser from the decoded chunks while we consume its records, respecting its
   // back-pressure so memory stays bounded.
+  // CRLF is read as LF: csv-parse fixes one record delimiter per file and miscounts lines
+  // when CRLF and LF mix (or CRLF sits inside a quoted field)
+  let cr = '';
   const feed = (async () => {
-    for await (const chunk of chunks) {
+    for await (const text of chunks) {
       if (parser.destroyed) return; // the consumer stopped early; leaving the loop closes the file
+      let chunk = cr + text;
+      cr = chunk.endsWith('\r') ? '\r' : '';
+      chunk = (cr ? chunk.slice(0, -1) : chunk).replace(/\r\n/g, '\n');
       newlines += countNewlines(chunk);
       if (!parser.write(chunk)) {
         await new Promise<void>((resolve) => {
@@ -68,6 +74,7 @@ async function* readFrom(chunks: AsyncIterable<string> | Iterable<string>, delim
         });
       }
     }
+    if (cr && !parser.destroyed) parser.write(cr);
     parser.end();
   })();
   // a read or decoding error ends the parse with that error
@@ -77,7 +84,7 @@ async function* readFrom(chunks: AsyncIterable<string> | Iterable<string>, delim
     for await (const item of parser as AsyncIterable<{ record: string[]; info: { lines: number }; raw: string }>) {
       const { record, info, raw } = item;
       // info.lines is the line the record ends on; count back over its own line breaks.
-      const body = raw.endsWith('\n') ? raw.slice(0, raw.endsWith('\r\n') ? -2 : -1) : raw;
+      const body = raw.endsWith('\n') ? raw.slice(0, -1) : raw;
       const line = at.line - 1 + info.lines - countNewlines(body);
       // rows come out in line order: a skipped row is held until the rows before it are out
       while (skipped.length && skipped[0].line <= line && skipped[0].rest === undefined) yield skipped.shift()!;
