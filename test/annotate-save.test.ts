@@ -115,6 +115,8 @@ test('on start an incomplete last line is moved to FILE.partial with a warning, 
   const again: string[] = [];
   await (await Annotator.open({ promptsFile: prompts, outFile: out, warn: (m) => again.push(m) })).close();
   assert.deepEqual(again, [], 'a clean file opens without a warning');
+  // a device would swallow the saves, or never end when read back
+  for (const dev of ['/dev/null', '/dev/zero']) await assert.rejects(Annotator.open({ promptsFile: prompts, outFile: dev }), /not a regular file/);
 });
 
 test('POST /annotate/save on a full disk answers 507 with the reason and keeps the pair for a retry', async () => {

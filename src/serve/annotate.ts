@@ -167,6 +167,8 @@ export class Annotator {
     const warn = o.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
     const done = new Set<string>();
     for (const f of files) {
+      // a device or pipe would swallow saves (/dev/null) or never end when read (/dev/zero)
+      if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new InputError(`${f}: not a regular file; annotations must go to a file`);
       // a save cut short by a crash: kept aside, never appended onto nor discarded
       const moved = await moveIncompleteLastLine(f);
       if (moved) warn(`${f}: the last line was incomplete (${moved} bytes of a save cut short); moved it to ${partialFile(f)}`);
