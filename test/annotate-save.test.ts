@@ -13,8 +13,8 @@ import { loadChatModel, type ChatModel } from '../src/model/load.js';
 import { Annotator } from '../src/serve/annotate.js';
 import { buildServer, startServer } from '../src/serve/server.js';
 import { toPreference } from '../src/train/preference.js';
-import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
-import { runCli, tmpDir } from './helpers.js';
+import { qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
+import { tmpDir } from './helpers.js';
 
 const dir = tmpDir('chimed-annotate-save-');
 const { sft } = qaSet();
@@ -37,11 +37,7 @@ const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n');
 const records = (f: string) => lines(f).filter(Boolean).map((l) => JSON.parse(l));
 
 before(async () => {
-  const tok = await qaTokenizer(dir);
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 256 }));
-  const r = runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'model')]);
-  assert.equal(r.code, 0, r.stderr);
-  chat = await loadChatModel({ model: path.join(dir, 'model') });
+  chat = await loadChatModel({ model: await untrainedChatModel(dir) });
 });
 
 after(async () => {

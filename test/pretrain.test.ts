@@ -103,13 +103,17 @@ function editJson(file: string, change: Record<string, unknown>): void {
   fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...change }));
 }
 
-test('a corrupt newest checkpoint (flipped byte, NaN in optimizer state) is moved aside and the run resumes from the previous one', async () => {
+/** A finished 24-step run that kept checkpoint-12 and checkpoint-18, and its losses. */
+function checkpointedRun() {
   const dir = setup();
   const extra = ['--max-steps', '24', '--save-every', '6'];
   assert.equal(runCli(ptArgs(dir, 'run', extra)).code, 0);
   const metrics = path.join(dir, 'run/metrics.jsonl');
-  const reference = losses(metrics);
-  const stageDir = path.join(dir, 'run/stages/pt');
+  return { dir, extra, metrics, reference: losses(metrics), stageDir: path.join(dir, 'run/stages/pt') };
+}
+
+test('a corrupt newest checkpoint (flipped byte, NaN in optimizer state) is moved aside and the run resumes from the previous one', async () => {
+  const { dir, extra, metrics, reference, stageDir } = checkpointedRun();
   const ckpt = (n: number) => path.join(stageDir, `checkpoint-${n}`);
 
   // a flipped byte inside the optimizer's tensors: the file still parses, the checksum does not match
@@ -146,12 +150,7 @@ test('a corrupt newest checkpoint (flipped byte, NaN in optimizer state) is move
 });
 
 test('trainer_state with an impossible global_step (1400 of 24, "abc") is invalid, not a reason to skip training; with no valid checkpoint the run stops', async () => {
-  const dir = setup();
-  const extra = ['--max-steps', '24', '--save-every', '6'];
-  assert.equal(runCli(ptArgs(dir, 'run', extra)).code, 0);
-  const metrics = path.join(dir, 'run/metrics.jsonl');
-  const reference = losses(metrics);
-  const stageDir = path.join(dir, 'run/stages/pt');
+  const { dir, extra, metrics, reference, stageDir } = checkpointedRun();
   const state = (n: number) => path.join(stageDir, `checkpoint-${n}`, 'trainer_state.json');
   await rewriteCheckpoint(path.dirname(state(18)), () => editJson(state(18), { global_step: 1400 }));
   await rewriteCheckpoint(path.dirname(state(12)), () => editJson(state(12), { global_step: 'abc' }));

@@ -13,8 +13,8 @@ import { loadChatModel, type ChatModel } from '../src/model/load.js';
 import { hostName, normaliseTarget, routerUrl } from '../src/serve/access.js';
 import { Annotator } from '../src/serve/annotate.js';
 import { buildServer, startServer, type ServeOptions } from '../src/serve/server.js';
-import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
-import { runCli, tmpDir } from './helpers.js';
+import { qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
+import { tmpDir } from './helpers.js';
 
 const dir = tmpDir('chimed-serve-access-');
 const KEY = 's3cret';
@@ -53,11 +53,7 @@ function raw(port: number, method: string, target: string, o: { host?: string; k
 }
 
 before(async () => {
-  const tok = await qaTokenizer(dir);
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 256 }));
-  const r = runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'model')]);
-  assert.equal(r.code, 0, r.stderr);
-  chat = await loadChatModel({ model: path.join(dir, 'model') });
+  chat = await loadChatModel({ model: await untrainedChatModel(dir) });
 });
 
 after(async () => {
