@@ -71,9 +71,13 @@ dedup_report.json and decontam_report.json from the build config (YAML or JSON) 
 the statistics table. RUN_DIR defaults to the config's "out".
 
 Config keys: sources: [{path, name?, format?, encoding?, stages?: [pt|sft|pref|eval],
-textMaxChars?, kgOutput?, maxRejectRate?}], dedup: {exact, near: {threshold, ngram, numPerm,
-seed} | false, substring: {minLength, keep: none|first, shardChars, minDocChars} | false,
-stages}, decontam: {ngram, threshold, minChars, action: drop|flag} | false, maxRejectRate.`,
+textMaxChars?, kgOutput?, maxRejectRate?, datasets?}], dedup: {exact, near: {threshold, ngram,
+numPerm, seed} | false, substring: {minLength, keep: none|first, shardChars, minDocChars} |
+false, stages}, decontam: {ngram, threshold, minChars, action: drop|flag} | false, maxRejectRate.
+
+A source whose path is a LLaMA-Factory dataset_info.json stands for the datasets it describes
+(alpaca, sharegpt, ranking pairs, pre-training text, read with its columns and tags), each a
+source named after its dataset; "datasets" picks some of them.`,
   dedup: `chimed data dedup FILE --out OUT [options]
 
 Removes exact duplicates (normalised text hash), near duplicates (MinHash + LSH over

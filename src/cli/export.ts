@@ -7,6 +7,7 @@ import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
 import { parse, UsageError } from './args.js';
+import { exportLlamaFactoryCommand, LLAMAFACTORY_USAGE } from './export-llamafactory.js';
 import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
 
 type Parsed = ReturnType<typeof parse>;
@@ -45,15 +46,16 @@ llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are
 
 ${MODEL_USAGE}`;
 
-const USAGE = `chimed export hf|gguf|merge ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}`;
+const USAGE = `chimed export hf|gguf|merge|llamafactory ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}\n\n${LLAMAFACTORY_USAGE}`;
 
 export async function exportCommand(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
   if (what === 'hf') return exportHf(rest, HF_USAGE, false);
   if (what === 'merge') return exportHf(rest, MERGE_USAGE, true);
   if (what === 'gguf') return exportGguf(rest);
+  if (what === 'llamafactory') return exportLlamaFactoryCommand(rest);
   if (what === '--help' || what === '-h') { process.stdout.write(USAGE + '\n'); return 0; }
-  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf or merge\n\n${USAGE}`);
+  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf, merge or llamafactory\n\n${USAGE}`);
 }
 
 /** HF generation_config.json: the template's stop tokens end generation; sampling defaults from the flags. */

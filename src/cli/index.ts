@@ -25,7 +25,7 @@ const commands: Record<string, { summary: string; run: (argv: string[]) => Promi
   generate: { summary: 'answer prompts (file or argument) with a model, JSONL out', run: generateCommand },
   chat: { summary: 'multi-turn chat in the terminal, streamed', run: chatCommand },
   serve: { summary: 'OpenAI-compatible API + web chat and preference annotation at /', run: serveCommand },
-  export: { summary: 'export models: hf, gguf (f32/f16/q8_0), merge (LoRA into its base)', run: exportCommand },
+  export: { summary: 'export models: hf, gguf (f32/f16/q8_0), merge (LoRA into its base); llamafactory (a run for GPU clusters)', run: exportCommand },
   bench: { summary: 'benchmarks printing figures (train)', run: benchCommand },
 };
 

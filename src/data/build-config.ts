@@ -19,7 +19,7 @@ const fraction = z.number().min(0).max(1);
 
 const SourceSchema = z
   .strictObject({
-    path: z.string().min(1).describe('input file; relative paths resolve against the config file'),
+    path: z.string().min(1).describe('input file, or a LLaMA-Factory dataset_info.json (its datasets); relative paths resolve against the config file'),
     name: z
       .string()
       .regex(/^[\w.-]+$/, 'use letters, digits, "_", "-" or "." (it names files and table rows)')
@@ -35,6 +35,7 @@ const SourceSchema = z
     textMaxChars: z.number().int().positive().default(IMPORT_DEFAULTS.textMaxChars),
     kgOutput: z.enum(['text', 'qa', 'both']).default(IMPORT_DEFAULTS.kgOutput),
     maxRejectRate: fraction.optional().describe('overrides the top-level maxRejectRate for this source'),
+    datasets: z.array(z.string().min(1)).min(1).optional().describe('a LLaMA-Factory dataset_info.json source: the datasets to read (default all)'),
   })
   .refine((s) => !(s.stages?.includes('eval') && s.stages.length > 1), {
     message: 'a source used for eval cannot also feed a training stage (that would contaminate the evaluation)',

@@ -10,8 +10,9 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { DataError } from './errors.js';
-import type { BuildConfig, SourceConfig, Stage } from './build-config.js';
+import type { BuildConfig, Stage } from './build-config.js';
 import { sourceName, TRAINING_STAGES } from './build-config.js';
+import { expandDatasetInfo, type OpenSource } from './dataset-info.js';
 import { Decontaminator, DecontamTracker, flagContamination, type DecontamReport } from './decontam.js';
 import { StageDeduper, type DedupStageReport } from './dedup.js';
 import { openImport, type ImportSummary } from './import.js';
@@ -87,14 +88,14 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
     }));
   }
 
-  const open = (src: SourceConfig, sink = rejects) =>
+  const open = (src: OpenSource, sink = rejects) =>
     openImport(src.path, {
-      format: src.format, encoding: src.encoding, source: sourceName(src), textMaxChars: src.textMaxChars,
+      format: src.format, reader: src.reader, encoding: src.encoding, source: sourceName(src), textMaxChars: src.textMaxChars,
       kgOutput: src.kgOutput, rejects: sink, maxRejectRate: src.maxRejectRate ?? cfg.maxRejectRate,
     });
   // A source without `stages` is an eval source when its records default to eval (MCQ, NER);
   // its first record tells, read through a throwaway reject sink.
-  const isEval = async (src: SourceConfig): Promise<boolean> => {
+  const isEval = async (src: OpenSource): Promise<boolean> => {
     if (src.stages) return src.stages.includes('eval');
     const it = (await open(src, new RejectSink()))[Symbol.asyncIterator]();
     try {
@@ -112,9 +113,10 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
 
   try {
     // Eval sources first: decontamination needs their items before any training record.
+    const sources = await expandDatasetInfo(cfg.sources);
     const evalFlags: boolean[] = [];
-    for (const src of cfg.sources) evalFlags.push(await isEval(src));
-    const ordered = [...cfg.sources.filter((_, i) => evalFlags[i]), ...cfg.sources.filter((_, i) => !evalFlags[i])];
+    for (const src of sources) evalFlags.push(await isEval(src));
+    const ordered = [...sources.filter((_, i) => evalFlags[i]), ...sources.filter((_, i) => !evalFlags[i])];
     for (const src of ordered) {
       const name = sourceName(src);
       const stream = await open(src);

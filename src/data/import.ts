@@ -21,6 +21,8 @@ export type Container = 'jsonl' | 'json' | 'csv' | 'tsv' | 'text';
 
 export interface ImportOptions {
   format?: FormatName | 'auto';
+  /** A reader made for this file (a LLaMA-Factory dataset_info.json entry); overrides `format`. */
+  reader?: Format;
   encoding?: TextEncoding | 'auto';
   /** Source name for the records; default: the record's own `source` field, else the file stem. */
   source?: string;
@@ -181,7 +183,7 @@ export function subjectFromFile(file: string): string {
 export async function openImport(file: string, opts: ImportOptions = {}): Promise<ImportStream> {
   const fileStat = await stat(file).catch(() => undefined);
   if (!fileStat?.isFile()) throw new DataError(`${file}: no such file`);
-  const wanted = opts.format && opts.format !== 'auto' ? getFormat(opts.format) : undefined;
+  const wanted = opts.reader ?? (opts.format && opts.format !== 'auto' ? getFormat(opts.format) : undefined);
   const decoded = await openDecoded(file, opts.encoding === 'auto' ? undefined : opts.encoding);
   const { first, all } = await peekChunks(decoded.chunks);
   const container = chooseContainer(file, first, wanted?.name);
