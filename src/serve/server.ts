@@ -9,9 +9,9 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { generateRepliesAsync } from '../model/chat.js';
 import { generateAsync, type Generation } from '../model/generate.js';
+import { AppendError } from '../io/append-jsonl.js';
 import type { ChatModel } from '../model/load.js';
 import { allowedHostSet, checkHost, checkKey, normaliseTarget, routerUrl, type RequestTarget } from './access.js';
-import { AppendError } from '../io/append-jsonl.js';
 import { Annotator, sampleDistinct, VerdictError } from './annotate.js';
 import {
   ApiError, chatChunk, chatCompletion, chatCompletionSchema, completionSchema, finishReason, modelObject, paramOf, refuseUnsupported,
