@@ -325,6 +325,50 @@ test('a stray invalid byte or a character cut at the end keeps a UTF-8 file UTF-
   });
 });
 
+test('bad bytes at and around the 1 MiB read boundaries are found on their lines; characters split between reads decode whole', async () => {
+  const texts = Array.from({ length: 40_000 }, (_, i) => `第${i + 1}行：高血压患者应低盐饮食，按时服药。`);
+  const good = Buffer.from(jsonl(...texts.map((text) => ({ text }))));
+  const lineOf = (byte: number) => good.subarray(0, byte).toString('latin1').split('\n').length;
+  // 0xff (never valid) as the last byte of the first read and the first byte of the third
+  const spots = [(1 << 20) - 1, (2 << 20) - 1];
+  const bad = Buffer.concat([good.subarray(0, spots[0]), Buffer.from([0xff]), good.subarray(spots[0], spots[1]), Buffer.from([0xff]), good.subarray(spots[1])]);
+  assert.deepEqual([bad[(1 << 20) - 1], bad[2 << 20]], [0xff, 0xff]);
+  await withFiles({ 'boundary.jsonl': bad }, async (p) => {
+    const { records, rejects, summary } = await importAll(p('boundary.jsonl'));
+    assert.equal(summary.encoding, 'utf-8');
+    const badLines = spots.map(lineOf);
+    assert.deepEqual(rejects.map((r) => r.line), badLines);
+    assert.match(rejects[0].reason, new RegExp(`at byte ${spots[0]} on line ${badLines[0]}`));
+    assert.match(rejects[1].reason, new RegExp(`at byte ${spots[1] + 1} on line ${badLines[1]}`));
+    assert.deepEqual(records.map((r) => (r.record as Document).text), texts.filter((_, i) => !badLines.includes(i + 1)));
+  });
+});
+
+test('the streaming UTF-8 decoder matches a whole-buffer decode for any split into pieces, and finds every bad line', () => {
+  let seed = 11;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const alphabet = ['a', '\n', '高', '血', '压', '😀', 'é', ' '];
+  for (let trial = 0; trial < 300; trial++) {
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      // stray continuation bytes, leads that never complete, bytes UTF-8 never uses
+      if (rand(40) === 0) parts.push(Buffer.from([[0xff, 0x80, 0xc3, 0xe4, 0xed, 0xf4, 0xc0][rand(7)]]));
+      parts.push(Buffer.from(alphabet[rand(alphabet.length)]));
+    }
+    const all = Buffer.concat(parts);
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < all.length;) { const n = 1 + rand(9); pieces.push(all.subarray(at, at + n)); at += n; }
+    const whole = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(all);
+    const streamed = decodeBytes(pieces, 'utf-8');
+    assert.equal(streamed.text, whole, `trial ${trial}`);
+    const wholeLines = decodeBytes(all, 'utf-8').invalid.map((x) => x.line);
+    assert.deepEqual(streamed.invalid.map((x) => x.line), wholeLines, `trial ${trial}: lines`);
+    // every reported line holds U+FFFD, and every line holding one is reported
+    const withFffd = whole.split('\n').flatMap((l, i) => (l.includes('\uFFFD') ? [i + 1] : []));
+    assert.deepEqual(wholeLines, withFffd, `trial ${trial}`);
+  }
+});
+
 test('binary data is refused, not imported as documents', async () => {
   let seed = 7;
   const random = Buffer.from(Array.from({ length: 100_000 }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 0xff));

@@ -50,11 +50,10 @@ function scanUtf8(b: Uint8Array, from = 0, to = b.length): { multibyte: number; 
   while (i < to) {
     const c = b[i];
     if (c < 0x80) { i++; continue; }
-    let need: number, lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) need = 1;
-    else if (c >= 0xe0 && c <= 0xef) { need = 2; if (c === 0xe0) lo = 0xa0; else if (c === 0xed) hi = 0x9f; }
-    else if (c >= 0xf0 && c <= 0xf4) { need = 3; if (c === 0xf0) lo = 0x90; else if (c === 0xf4) hi = 0x8f; }
-    else { invalid.push(i++); continue; }
+    const lead = utf8Lead(c);
+    if (!lead) { invalid.push(i++); continue; }
+    let { lo, hi } = lead;
+    const need = lead.need - 1;
     let j = i + 1, got = 0;
     for (; got < need && j < to && b[j] >= lo && b[j] <= hi; got++, j++) { lo = 0x80; hi = 0xbf; }
     if (got === need) multibyte++;
@@ -64,15 +63,24 @@ function scanUtf8(b: Uint8Array, from = 0, to = b.length): { multibyte: number; 
   return { multibyte, invalid };
 }
 
+/** Bytes a sequence starting with lead c needs in all, and the range of its second byte; null if c is no lead. */
+function utf8Lead(c: number): { need: number; lo: number; hi: number } | null {
+  if (c >= 0xc2 && c <= 0xdf) return { need: 2, lo: 0x80, hi: 0xbf };
+  if (c >= 0xe0 && c <= 0xef) return { need: 3, lo: c === 0xe0 ? 0xa0 : 0x80, hi: c === 0xed ? 0x9f : 0xbf };
+  if (c >= 0xf0 && c <= 0xf4) return { need: 4, lo: c === 0xf0 ? 0x90 : 0x80, hi: c === 0xf4 ? 0x8f : 0xbf };
+  return null;
+}
+
 /** The length of b without a trailing, so far valid, but incomplete multi-byte sequence. */
 function completeLength(b: Uint8Array): number {
   for (let back = 1; back <= Math.min(3, b.length); back++) {
     const c = b[b.length - back];
-    if (c < 0x80) return b.length;
-    if (c >= 0xc0) {
-      const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-      return back < need ? b.length - back : b.length;
-    }
+    if (c >= 0x80 && c < 0xc0) continue; // a continuation byte: look further back for its lead
+    const lead = utf8Lead(c);
+    // only a valid prefix is held back: anything else is invalid where it stands
+    if (!lead || back >= lead.need) return b.length;
+    if (back > 1 && (b[b.length - back + 1] < lead.lo || b[b.length - back + 1] > lead.hi)) return b.length;
+    return b.length - back;
   }
   return b.length;
 }
@@ -167,49 +175,58 @@ function noteInvalid(invalid: InvalidText[], bad: InvalidText): void {
 }
 
 /**
- * UTF-8: a strict decode per chunk (the fast path); a chunk that fails is scanned for where
- * its bad sequences are and decoded with U+FFFD for them. A multi-byte character split
- * between chunks is carried over; one cut by the end of the file is invalid.
+ * UTF-8: a strict streaming decode (the fast path; it holds a character split between chunks
+ * itself); a chunk that fails is scanned for where its bad sequences are and decoded with
+ * U+FFFD for them. A character cut by the end of the file is invalid.
  */
 function utf8Decoder(invalid: InvalidText[]): ChunkDecoder {
-  const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const options = { fatal: true, ignoreBOM: true };
+  let strict = new TextDecoder('utf-8', options);
   const lenient = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
-  let carry: Uint8Array = new Uint8Array(0);
-  let offset = 0; // file offset of the next byte to decode
-  let line = 1; // the line that byte is on
+  let held: Uint8Array = new Uint8Array(0); // the incomplete character the strict decoder holds
+  let fed = 0; // bytes fed so far
+  let line = 1; // the line of byte `fed` (held bytes are never newlines)
   let bom = true;
-  const decode = (b: Uint8Array): string => {
-    let text: string;
-    try {
-      text = strict.decode(b);
-    } catch {
-      text = lenient.decode(b);
-      let at = 0, l = line;
-      for (const p of scanUtf8(b).invalid) {
-        for (let nl = b.indexOf(0x0a, at); nl >= 0 && nl < p; nl = b.indexOf(0x0a, nl + 1)) { l++; at = nl + 1; }
-        noteInvalid(invalid, { line: l, byte: offset + p });
-      }
+  /** Decodes b (starting at file offset `at`) with U+FFFD for bad sequences, noting their lines. */
+  const lenientDecode = (b: Uint8Array, at: number): string => {
+    let pos = 0, l = line;
+    for (const p of scanUtf8(b).invalid) {
+      for (let nl = b.indexOf(0x0a, pos); nl >= 0 && nl < p; nl = b.indexOf(0x0a, nl + 1)) { l++; pos = nl + 1; }
+      noteInvalid(invalid, { line: l, byte: at + p });
     }
-    for (let nl = b.indexOf(0x0a); nl >= 0; nl = b.indexOf(0x0a, nl + 1)) line++;
-    offset += b.length;
-    // a byte-order mark starts the text only (TextDecoder would drop one at every call)
-    if (bom && text.length) {
-      bom = false;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    }
-    return text;
+    return lenient.decode(b);
+  };
+  // a byte-order mark starts the text only
+  const strip = (text: string): string => {
+    if (!bom || !text.length) return text;
+    bom = false;
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   };
   return {
     write(chunk) {
-      const b = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      const n = completeLength(b);
-      carry = b.slice(n);
-      return decode(b.subarray(0, n));
+      let text: string;
+      try {
+        text = strict.decode(chunk, { stream: true });
+        held = chunk.length >= 4 ? chunk.subarray(completeLength(chunk)) : (() => { const b = Buffer.concat([held, chunk]); return b.subarray(completeLength(b)); })();
+      } catch {
+        // a decoder that threw starts over: decode held + chunk here, give it the new incomplete tail
+        strict = new TextDecoder('utf-8', options);
+        const b = Buffer.concat([held, chunk]);
+        const n = completeLength(b);
+        text = lenientDecode(b.subarray(0, n), fed - held.length);
+        held = b.subarray(n);
+        strict.decode(held, { stream: true });
+      }
+      for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, nl + 1)) line++;
+      fed += chunk.length;
+      return strip(text);
     },
     end() {
-      const rest = carry;
-      carry = new Uint8Array(0);
-      return rest.length ? decode(rest) : '';
+      try {
+        return strip(strict.decode());
+      } catch {
+        return strip(lenientDecode(held, fed - held.length));
+      }
     },
   };
 }
@@ -247,15 +264,19 @@ export function invalidTextReason(bad: InvalidText, encoding: TextEncoding): str
 }
 
 /**
- * Decodes a whole buffer, detecting the encoding unless one is given. `invalid` lists the
- * lines whose bytes did not decode (they hold U+FFFD in `text`).
+ * Decodes a whole buffer, or its pieces in order as a stream would deliver them, detecting
+ * the encoding unless one is given. `invalid` lists the lines whose
+ * bytes did not decode (they hold U+FFFD in `text`).
  */
-export function decodeBytes(bytes: Uint8Array, encoding?: TextEncoding): { text: string; encoding: TextEncoding; invalid: InvalidText[] } {
-  if (encoding) checkGivenEncoding(bytes, true, encoding);
-  const enc = encoding ?? detectEncoding(bytes, true);
+export function decodeBytes(bytes: Uint8Array | Uint8Array[], encoding?: TextEncoding): { text: string; encoding: TextEncoding; invalid: InvalidText[] } {
+  const pieces = Array.isArray(bytes) ? bytes : [bytes];
+  const all = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+  const head = all.subarray(0, DETECT_BYTES), complete = all.length <= DETECT_BYTES;
+  if (encoding) checkGivenEncoding(head, complete, encoding);
+  const enc = encoding ?? detectEncoding(head, complete);
   const invalid: InvalidText[] = [];
   const d = makeDecoder(enc, invalid);
-  return { text: d.write(bytes) + d.end(), encoding: enc, invalid };
+  return { text: pieces.map((p) => d.write(p)).join('') + d.end(), encoding: enc, invalid };
 }
 
 export interface DecodedStream {
