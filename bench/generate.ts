@@ -4,7 +4,7 @@ import path from 'node:path';
 import { getThreads, nativeInfo, nativeKernels, setThreads } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { writeLlamaGguf } from '../src/io/gguf-llama.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Decoder } from '../src/model/generate.js';
 import { Llama } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
@@ -89,7 +89,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   const kv = (a.str('llama-kv') ?? 'f32').toUpperCase();
   if (kv !== 'F32' && kv !== 'F16') throw new UsageError(`--llama-kv: expected f32 or f16, got "${a.str('llama-kv')}"`);
   if (a.str('threads')) setThreads(a.int('threads'));
-  const config = parseLlamaConfig({
+  const config = parseModelConfig({
     vocab_size: a.int('vocab', 8000), hidden_size: a.int('dim', 512), intermediate_size: a.int('ffn', 1408),
     num_hidden_layers: a.int('layers', 8), num_attention_heads: heads, num_key_value_heads: a.int('kv-heads', heads),
     max_position_embeddings: P + N + 8,

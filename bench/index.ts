@@ -2,6 +2,7 @@ import { benchDataCommand } from './data.js';
 import { benchGenerate } from './generate.js';
 import { benchKernels } from './kernels.js';
 import { benchMcq } from './mcq.js';
+import { benchParity } from './parity.js';
 import { benchServe } from './serve.js';
 import { benchTokenize } from './tokenize.js';
 import { benchTrain } from './train.js';
@@ -13,6 +14,7 @@ export const benches: Record<string, { summary: string; run: (argv: string[]) =>
   generate: { summary: 'prefill/decode tokens/s vs llama.cpp (node-llama-cpp) on the same f32 model', run: benchGenerate },
   kernels: { summary: 'GEMM GFLOP/s (OpenBLAS and built-in) and attention forward/backward times', run: benchKernels },
   mcq: { summary: 'MCQ log-likelihood scoring items/s (k-shot prompts)', run: benchMcq },
+  parity: { summary: 'tokenizer parity (records, id and decode mismatches) vs @huggingface/tokenizers and SentencePiece on the shared data', run: benchParity },
   serve: { summary: 'N concurrent streaming clients on loopback: requests/s, time to first token, p50/p95 latency', run: benchServe },
   tokenize: { summary: 'encode MB/s vs @huggingface/tokenizers on the same text and vocabulary', run: benchTokenize },
 };

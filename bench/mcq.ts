@@ -6,7 +6,7 @@ import { evaluateMcq } from '../src/eval/mcq.js';
 import { LlamaEvalModel } from '../src/eval/model.js';
 import { readMcqFile } from '../src/eval/read.js';
 import { saveModel } from '../src/model/checkpoint.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Llama } from '../src/model/llama.js';
 import { loadChatModel } from '../src/model/load.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
@@ -31,7 +31,7 @@ export async function benchMcq(argv: string[]): Promise<Record<string, unknown> 
       modelDir = path.join(tmp, 'model');
       const tok = Tokenizer.bytes();
       const dim = a.int('dim', 256);
-      const cfg = parseLlamaConfig({ vocab_size: tok.vocabSize, hidden_size: dim, intermediate_size: Math.round((dim * 8) / 3 / 32) * 32, num_hidden_layers: a.int('layers', 4), num_attention_heads: Math.max(1, dim / 64), max_position_embeddings: 8192 }, 'bench');
+      const cfg = parseModelConfig({ vocab_size: tok.vocabSize, hidden_size: dim, intermediate_size: Math.round((dim * 8) / 3 / 32) * 32, num_hidden_layers: a.int('layers', 4), num_attention_heads: Math.max(1, dim / 64), max_position_embeddings: 8192 }, 'bench');
       await saveModel(modelDir, Llama.random(nativeKernels, cfg, 1, false));
       await tok.save(modelDir);
     }

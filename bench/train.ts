@@ -3,7 +3,7 @@ import { weightedSum } from '../src/engine/ops.js';
 import { AdamW } from '../src/engine/optim.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { parse } from '../src/cli/args.js';
 
@@ -22,7 +22,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   if (a.help) { process.stdout.write(USAGE + '\n'); return null; }
   const T = a.int('seq', 256), B = a.int('batch', 8), steps = a.int('steps', 5);
   const heads = a.int('heads', 4);
-  const config = parseLlamaConfig({
+  const config = parseModelConfig({
     vocab_size: a.int('vocab', 8000), hidden_size: a.int('dim', 256), intermediate_size: a.int('ffn', 704),
     num_hidden_layers: a.int('layers', 4), num_attention_heads: heads, num_key_value_heads: a.int('kv-heads', heads),
     max_position_embeddings: Math.max(4096, T),

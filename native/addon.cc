@@ -75,6 +75,7 @@ class Args {
   }
 
   View<float> floats(size_t i, const char* name) const { return typed<float, napi_float32_array>(info_[i], name, "Float32Array"); }
+  View<double> doubles(size_t i, const char* name) const { return typed<double, napi_float64_array>(info_[i], name, "Float64Array"); }
   View<std::int32_t> ints(size_t i, const char* name) const {
     return typed<std::int32_t, napi_int32_array>(info_[i], name, "Int32Array");
   }
@@ -220,16 +221,68 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
 
 template <bool BACKWARD>
 Napi::Value Rope(const Napi::CallbackInfo& info) {
-  const Args a(info, BACKWARD ? "ropeBackward" : "ropeForward", 6);
+  const Args a(info, BACKWARD ? "ropeBackward" : "ropeForward", 7);
   const auto dst = a.floats(0, BACKWARD ? "dx" : "out"), src = a.floats(1, BACKWARD ? "dout" : "x");
   const auto pos = a.ints(2, "pos");
   const i64 heads = a.size(3, "heads", 1), hd = a.size(4, "headDim", 2);
-  const double theta = a.number(5, "theta");
+  const auto invFreq = a.doubles(5, "invFreq");
+  const double scale = a.number(6, "scale");
   if (hd % 2 != 0) a.fail(true, "headDim must be even, got " + std::to_string(hd));
-  if (theta <= 0) a.fail(true, "theta must be > 0");
+  a.length(invFreq, hd / 2, "headDim/2");
+  for (i64 i = 0; i < invFreq.length; ++i)
+    if (!std::isfinite(invFreq.data[i])) a.fail(true, "invFreq[" + std::to_string(i) + "] must be finite");
   a.length(src, product({pos.length, heads, hd}), "pos.length*heads*headDim");
   a.length(dst, product({pos.length, heads, hd}), "pos.length*heads*headDim");
-  (BACKWARD ? ropeBackward : ropeForward)(dst.data, src.data, pos.data, pos.length, heads, hd, theta);
+  (BACKWARD ? ropeBackward : ropeForward)(dst.data, src.data, pos.data, pos.length, heads, hd, invFreq.data, static_cast<float>(scale));
+  return info.Env().Undefined();
+}
+
+template <bool BACKWARD>
+Napi::Value Bias(const Napi::CallbackInfo& info) {
+  const Args a(info, BACKWARD ? "biasBackward" : "biasForward", 4);
+  const auto b = a.floats(BACKWARD ? 0 : 1, BACKWARD ? "db" : "b"), y = a.floats(BACKWARD ? 1 : 0, BACKWARD ? "dy" : "y");
+  const i64 rows = a.size(2, "rows"), dim = a.size(3, "dim", 1);
+  a.length(y, product({rows, dim}), "rows*dim");
+  a.length(b, dim, "dim");
+  if (BACKWARD) biasBackward(b.data, y.data, rows, dim);
+  else biasForward(y.data, b.data, rows, dim);
+  return info.Env().Undefined();
+}
+
+template <bool BACKWARD>
+Napi::Value SliceColumns(const Napi::CallbackInfo& info) {
+  const Args a(info, BACKWARD ? "sliceColumnsBackward" : "sliceColumnsForward", 6);
+  const auto wide = a.floats(BACKWARD ? 0 : 1, BACKWARD ? "dx" : "x"), narrow = a.floats(BACKWARD ? 1 : 0, BACKWARD ? "dout" : "out");
+  const i64 rows = a.size(2, "rows"), cols = a.size(3, "cols", 1), start = a.size(4, "start"), width = a.size(5, "width", 1);
+  if (start + width > cols) a.fail(true, "start + width (" + std::to_string(start + width) + ") exceeds cols (" + std::to_string(cols) + ")");
+  a.length(wide, product({rows, cols}), "rows*cols");
+  a.length(narrow, product({rows, width}), "rows*width");
+  (BACKWARD ? sliceColumnsBackward : sliceColumnsForward)(BACKWARD ? wide.data : narrow.data, BACKWARD ? narrow.data : wide.data, rows, cols, start, width);
+  return info.Env().Undefined();
+}
+
+Napi::Value NormalizeRowsForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "normalizeRowsForward", 6);
+  const auto out = a.floats(0, "out"), norm = a.floats(1, "norm"), w = a.floats(2, "w");
+  const i64 rows = a.size(3, "rows"), dim = a.size(4, "dim", 1);
+  const double eps = a.number(5, "eps");
+  if (eps <= 0) a.fail(true, "eps must be > 0");
+  a.length(w, product({rows, dim}), "rows*dim");
+  a.length(out, product({rows, dim}), "rows*dim");
+  a.length(norm, rows, "rows");
+  normalizeRowsForward(out.data, norm.data, w.data, rows, dim, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+Napi::Value NormalizeRowsBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "normalizeRowsBackward", 7);
+  const auto dw = a.floats(0, "dw"), dout = a.floats(1, "dout"), out = a.floats(2, "out"), norm = a.floats(3, "norm");
+  const i64 rows = a.size(4, "rows"), dim = a.size(5, "dim", 1);
+  const double eps = a.number(6, "eps");
+  if (eps <= 0) a.fail(true, "eps must be > 0");
+  for (const auto* t : {&dw, &dout, &out}) a.length(*t, product({rows, dim}), "rows*dim");
+  a.length(norm, rows, "rows");
+  normalizeRowsBackward(dw.data, dout.data, out.data, norm.data, rows, dim, static_cast<float>(eps));
   return info.Env().Undefined();
 }
 
@@ -469,6 +522,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   expose<RmsnormBackward>(env, exports, "rmsnormBackward");
   expose<Rope<false>>(env, exports, "ropeForward");
   expose<Rope<true>>(env, exports, "ropeBackward");
+  expose<Bias<false>>(env, exports, "biasForward");
+  expose<Bias<true>>(env, exports, "biasBackward");
+  expose<SliceColumns<false>>(env, exports, "sliceColumnsForward");
+  expose<SliceColumns<true>>(env, exports, "sliceColumnsBackward");
+  expose<NormalizeRowsForward>(env, exports, "normalizeRowsForward");
+  expose<NormalizeRowsBackward>(env, exports, "normalizeRowsBackward");
   expose<AttentionForward>(env, exports, "attentionForward");
   expose<AttentionBackward>(env, exports, "attentionBackward");
   expose<SwigluForward>(env, exports, "swigluForward");

@@ -30,8 +30,15 @@ void embeddingForward(float* out, const float* table, const std::int32_t* ids, i
 void embeddingBackward(float* dtable, const float* dout, const std::int32_t* ids, i64 n, i64 dim);
 void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps);
 void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, i64 rows, i64 dim);
-void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta);
-void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta);
+// invFreq has hd/2 entries; cos and sin are multiplied by scale (YaRN's attention factor).
+void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale);
+void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale);
+void biasForward(float* y, const float* b, i64 rows, i64 dim);
+void biasBackward(float* db, const float* dy, i64 rows, i64 dim);
+void sliceColumnsForward(float* out, const float* x, i64 rows, i64 cols, i64 start, i64 width);
+void sliceColumnsBackward(float* dx, const float* dout, i64 rows, i64 cols, i64 start, i64 width);
+void normalizeRowsForward(float* out, float* norm, const float* w, i64 rows, i64 dim, float eps);
+void normalizeRowsBackward(float* dw, const float* dout, const float* out, const float* norm, i64 rows, i64 dim, float eps);
 void swigluForward(float* out, const float* gate, const float* up, i64 n);
 void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
 void crossEntropyForward(float* logp, float* lse, const float* logits, const std::int32_t* targets, i64 rows, i64 V);

@@ -1,5 +1,5 @@
-// Row-wise and elementwise kernels: embedding, RMSNorm, RoPE, SwiGLU, softmax cross-entropy,
-// AdamW and the small vector ops. All are memory bound, so the aim is one vectorised pass with
+// Row-wise and elementwise kernels: embedding, RMSNorm, RoPE, bias, column slices, row
+// normalisation, SwiGLU, softmax cross-entropy, AdamW and the small vector ops. All are memory bound, so the aim is one vectorised pass with
 // OpenMP over rows (or over columns where rows would have to be reduced, which keeps those
 // reductions in a fixed order for any thread count).
 #include <omp.h>
@@ -28,63 +28,67 @@ void columnRange(i64 n, i64& begin, i64& end) {
   end = std::min(n, begin + chunk);
 }
 
-// cos/sin of pos * theta^(-2i/hd), computed in double and rounded once, cached per thread for
-// positions [0, size) because the same positions recur in every layer and every step.
+// scale * cos/sin of pos * invFreq[i], computed in double and rounded once, cached per thread for
+// positions [0, size) because the same positions and frequencies recur in every layer and step.
+// The frequencies (plain, linear, NTK, YaRN or Llama-3 RoPE) come from the caller; the table is
+// rebuilt when they change.
 class RopeTable {
  public:
   // Returns false for positions the table does not cover (negative, or beyond its size limit);
   // callers then use angles() directly.
-  bool ensure(const std::int32_t* pos, i64 rows, i64 hd, double theta) {
-    const i64 half = hd / 2, limit = MAX_ENTRIES / half;
+  bool ensure(const std::int32_t* pos, i64 rows, i64 half, const double* invFreq, float scale) {
+    const i64 limit = MAX_ENTRIES / half;
     i64 lo = 0, hi = -1;
     for (i64 r = 0; r < rows; ++r) {
       lo = std::min<i64>(lo, pos[r]);
       hi = std::max<i64>(hi, pos[r]);
     }
     if (lo < 0 || hi >= limit) return false;
-    if (hd != hd_ || theta != theta_) {
-      hd_ = hd;
-      theta_ = theta;
+    if (half != static_cast<i64>(invFreq_.size()) || scale != scale_ || !std::equal(invFreq, invFreq + half, invFreq_.begin())) {
+      invFreq_.assign(invFreq, invFreq + half);
+      scale_ = scale;
       size_ = 0;
     }
     if (hi >= size_) {
       const i64 size = std::min(limit, std::max<i64>(hi + 1, 2 * size_));
       cos_.resize(size * half);
       sin_.resize(size * half);
-      for (i64 p = size_; p < size; ++p) angles(p, hd, theta, &cos_[p * half], &sin_[p * half]);
+      for (i64 p = size_; p < size; ++p) angles(p, half, invFreq, scale, &cos_[p * half], &sin_[p * half]);
       size_ = size;
     }
     return true;
   }
-  const float* cos(std::int32_t p) const { return &cos_[p * (hd_ / 2)]; }
-  const float* sin(std::int32_t p) const { return &sin_[p * (hd_ / 2)]; }
+  const float* cos(std::int32_t p) const { return &cos_[p * invFreq_.size()]; }
+  const float* sin(std::int32_t p) const { return &sin_[p * invFreq_.size()]; }
 
-  static void angles(i64 p, i64 hd, double theta, float* c, float* s) {
-    for (i64 i = 0; i < hd / 2; ++i) {
-      const double a = static_cast<double>(p) * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(hd));
-      c[i] = static_cast<float>(std::cos(a));
-      s[i] = static_cast<float>(std::sin(a));
+  static void angles(i64 p, i64 half, const double* invFreq, float scale, float* c, float* s) {
+    for (i64 i = 0; i < half; ++i) {
+      const double a = static_cast<double>(p) * invFreq[i];
+      c[i] = static_cast<float>(scale * std::cos(a));
+      s[i] = static_cast<float>(scale * std::sin(a));
     }
   }
 
  private:
   static constexpr i64 MAX_ENTRIES = 1 << 22;  // per table: 16 MiB each for cos and sin
-  i64 hd_ = 0, size_ = 0;
-  double theta_ = 0;
+  i64 size_ = 0;
+  double scale_ = 0;
+  std::vector<double> invFreq_;
   std::vector<float> cos_, sin_;
 };
 
 // The calling thread's table, or null when it cannot cover these positions.
-const RopeTable* ropeTable(const std::int32_t* pos, i64 rows, i64 hd, double theta) {
+const RopeTable* ropeTable(const std::int32_t* pos, i64 rows, i64 half, const double* invFreq, float scale) {
   static thread_local RopeTable table;
-  return table.ensure(pos, rows, hd, theta) ? &table : nullptr;
+  return table.ensure(pos, rows, half, invFreq, scale) ? &table : nullptr;
 }
 
 // Applies fn(row, cos, sin) to every row of `heads` heads, cos/sin of length hd/2 for that
 // row's position.
 template <typename Fn>
-void forEachRopeRow(const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta, Fn fn) {
-  const RopeTable* table = ropeTable(pos, rows, hd, theta);
+void forEachRopeRow(const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale, Fn fn) {
+  const i64 half = hd / 2;
+  const RopeTable* table = ropeTable(pos, rows, half, invFreq, scale);
   const bool cached = table != nullptr;
   std::vector<float> scratch(cached ? 0 : omp_get_max_threads() * hd);
 #pragma omp parallel for schedule(static) if (rows * heads * hd > PARALLEL_MIN)
@@ -93,8 +97,8 @@ void forEachRopeRow(const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double
       fn(r, table->cos(pos[r]), table->sin(pos[r]));
     } else {
       float* c = &scratch[omp_get_thread_num() * hd];
-      RopeTable::angles(pos[r], hd, theta, c, c + hd / 2);
-      fn(r, c, c + hd / 2);
+      RopeTable::angles(pos[r], half, invFreq, scale, c, c + half);
+      fn(r, c, c + half);
     }
   }
 }
@@ -164,9 +168,9 @@ void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, co
   }
 }
 
-void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta) {
+void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale) {
   const i64 half = hd / 2;
-  forEachRopeRow(pos, rows, heads, hd, theta, [&](i64 r, const float* c, const float* s) {
+  forEachRopeRow(pos, rows, heads, hd, invFreq, scale, [&](i64 r, const float* c, const float* s) {
     for (i64 h = 0; h < heads; ++h) {
       const i64 off = (r * heads + h) * hd;
       const float* xa = x + off;
@@ -184,9 +188,9 @@ void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, 
   });
 }
 
-void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, double theta) {
+void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale) {
   const i64 half = hd / 2;
-  forEachRopeRow(pos, rows, heads, hd, theta, [&](i64 r, const float* c, const float* s) {
+  forEachRopeRow(pos, rows, heads, hd, invFreq, scale, [&](i64 r, const float* c, const float* s) {
     for (i64 h = 0; h < heads; ++h) {
       const i64 off = (r * heads + h) * hd;
       const float* __restrict ga = dout + off;
@@ -199,6 +203,80 @@ void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 row
       }
     }
   });
+}
+
+void biasForward(float* y, const float* b, i64 rows, i64 dim) {
+#pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    float* __restrict yr = y + r * dim;
+#pragma omp simd
+    for (i64 c = 0; c < dim; ++c) yr[c] += b[c];
+  }
+}
+
+void biasBackward(float* db, const float* dy, i64 rows, i64 dim) {
+  // db_c += sum_r dy_rc in double, each thread owning a column range (deterministic).
+  std::vector<double> acc(dim, 0.0);
+#pragma omp parallel if (rows * dim > PARALLEL_MIN)
+  {
+    i64 c0, c1;
+    columnRange(dim, c0, c1);
+    double* __restrict a = acc.data();
+    for (i64 r = 0; r < rows; ++r) {
+      const float* __restrict g = dy + r * dim;
+      for (i64 c = c0; c < c1; ++c) a[c] += g[c];
+    }
+    for (i64 c = c0; c < c1; ++c) db[c] += static_cast<float>(a[c]);
+  }
+}
+
+void sliceColumnsForward(float* out, const float* x, i64 rows, i64 cols, i64 start, i64 width) {
+#pragma omp parallel for schedule(static) if (rows * width > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) std::copy_n(x + r * cols + start, width, out + r * width);
+}
+
+void sliceColumnsBackward(float* dx, const float* dout, i64 rows, i64 cols, i64 start, i64 width) {
+#pragma omp parallel for schedule(static) if (rows * width > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    float* __restrict d = dx + r * cols + start;
+    const float* __restrict g = dout + r * width;
+#pragma omp simd
+    for (i64 c = 0; c < width; ++c) d[c] += g[c];
+  }
+}
+
+void normalizeRowsForward(float* out, float* norm, const float* w, i64 rows, i64 dim, float eps) {
+#pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    const float* wr = w + r * dim;
+    double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+    for (i64 c = 0; c < dim; ++c) ss += static_cast<double>(wr[c]) * wr[c];
+    const float n = std::max(static_cast<float>(std::sqrt(ss)), eps);
+    norm[r] = n;
+    const float inv = 1.0f / n;
+    float* o = out + r * dim;
+#pragma omp simd
+    for (i64 c = 0; c < dim; ++c) o[c] = wr[c] * inv;
+  }
+}
+
+void normalizeRowsBackward(float* dw, const float* dout, const float* out, const float* norm, i64 rows, i64 dim, float eps) {
+#pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) {
+    const float* __restrict o = out + r * dim;
+    const float* __restrict g = dout + r * dim;
+    float* __restrict d = dw + r * dim;
+    const float inv = 1.0f / norm[r];
+    // a row shorter than eps was divided by the constant eps: no gradient through the norm
+    float dot = 0.0f;
+    if (norm[r] > eps) {
+#pragma omp simd reduction(+ : dot)
+      for (i64 c = 0; c < dim; ++c) dot += o[c] * g[c];
+    }
+#pragma omp simd
+    for (i64 c = 0; c < dim; ++c) d[c] += (g[c] - o[c] * dot) * inv;
+  }
 }
 
 void swigluForward(float* out, const float* gate, const float* up, i64 n) {

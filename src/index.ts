@@ -12,11 +12,11 @@ export { ParamStore } from './engine/params.js';
 export { AdamW, learningRate } from './engine/optim.js';
 export { Rng } from './engine/rng.js';
 
-export { parseLlamaConfig, toHfConfig, type LlamaConfig } from './model/config.js';
+export { parseModelConfig, toHfConfig, withRopeScaling, type ModelConfig, type ModelType, type RopeScaling } from './model/config.js';
 export { Llama, KvCache, sequentialPositions, type TokenBatch } from './model/llama.js';
 export { loadModel, saveModel, readModelConfig } from './model/checkpoint.js';
 export { loadChatModel, type ChatModel, type ChatModelSource } from './model/load.js';
-export { LoraAdapter, ALL_LINEAR, type LoraConfig } from './model/lora.js';
+export { LoraAdapter, type LoraConfig } from './model/lora.js';
 export { RewardModel, isRewardModel } from './model/reward.js';
 export { generate, generateAsync, Decoder, type GenerateOptions, type Generation } from './model/generate.js';
 export { generateReplies, generateRepliesAsync } from './model/chat.js';

@@ -8,7 +8,7 @@ import { tmpDir } from './helpers.js';
 test('the package API: load a chat model and reply, as the index documents', async () => {
   const dir = tmpDir();
   const tok = chimed.Tokenizer.fromDir(await qaTokenizer(dir));
-  const config = chimed.parseLlamaConfig({ vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 }, 'api test');
+  const config = chimed.parseModelConfig({ vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 }, 'api test');
   const out = path.join(dir, 'm');
   await chimed.saveModel(out, chimed.Llama.random(chimed.nativeKernels, config, 1, false));
   await tok.save(out);

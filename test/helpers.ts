@@ -13,6 +13,12 @@ export function sharedData(rel = ''): string | null {
   return fs.existsSync(p) ? p : null;
 }
 
+/** ../shared/models (public config.json files of real base models), or null when absent. */
+export function sharedModels(): string | null {
+  const p = path.resolve(repoRoot, '../shared/models');
+  return fs.existsSync(p) ? p : null;
+}
+
 export function tmpDir(prefix = 'chimed-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

@@ -223,43 +223,144 @@ describe('rmsnorm', () => {
   });
 });
 
+/** Plain RoPE frequencies theta^(-2i/hd) (scaled variants are tested in test/rope.test.ts). */
+const plainFreq = (hd: number, theta: number) => Float64Array.from({ length: hd / 2 }, (_, i) => theta ** ((-2 * i) / hd));
+
 describe('rope', () => {
-  const cases: [string, number, number, number, Int32Array][] = [
-    ['small head, theta 1e4', 3, 8, 1e4, randInts(5, 0, 64)],
-    ['hd 64, theta 1e6, large positions', 4, 64, 1e6, randInts(9, 0, 40000)],
-    ['negative and huge positions (uncached path)', 2, 16, 1e4, Int32Array.from([-3, 5, 2_000_000, 0])],
+  const cases: [string, number, number, Float64Array, number, Int32Array][] = [
+    ['small head, theta 1e4', 3, 8, plainFreq(8, 1e4), 1, randInts(5, 0, 64)],
+    ['hd 64, theta 1e6, large positions', 4, 64, plainFreq(64, 1e6), 1, randInts(9, 0, 40000)],
+    ['scaled frequencies and cos/sin scale (YaRN-like)', 2, 32, plainFreq(32, 5e5).map((f, i) => (i > 8 ? f / 4 : f)), 1.1386, randInts(7, 0, 9000)],
+    ['negative and huge positions (uncached path)', 2, 16, plainFreq(16, 1e4), 1, Int32Array.from([-3, 5, 2_000_000, 0])],
   ];
-  for (const [label, heads, hd, theta, pos] of cases)
+  for (const [label, heads, hd, freq, scale, pos] of cases)
     test(`native matches reference: ${label}`, () => {
       const n = pos.length * heads * hd;
       const x = rand(n), expected = new Float64Array(n);
-      rk.ropeForward(expected, x, pos, heads, hd, theta);
+      rk.ropeForward(expected, x, pos, heads, hd, freq, scale);
       const out = new Float32Array(n);
-      nk.ropeForward(out, f32(x), pos, heads, hd, theta);
+      nk.ropeForward(out, f32(x), pos, heads, hd, freq, scale);
       assertClose(out, expected, 'out', 1e-5, 2e-6);
       const inPlace = f32(x);
-      nk.ropeForward(inPlace, inPlace, pos, heads, hd, theta);
+      nk.ropeForward(inPlace, inPlace, pos, heads, hd, freq, scale);
       assert.deepEqual(inPlace, out, 'out may alias x');
 
       const dout = rand(n), dx0 = rand(n);
       const dx = dx0.slice();
-      rk.ropeBackward(dx, dout, pos, heads, hd, theta);
+      rk.ropeBackward(dx, dout, pos, heads, hd, freq, scale);
       const dx32 = f32(dx0);
-      nk.ropeBackward(dx32, f32(dout), pos, heads, hd, theta);
+      nk.ropeBackward(dx32, f32(dout), pos, heads, hd, freq, scale);
       assertClose(dx32, dx, 'dx', 1e-5, 4e-6);
     });
 
+  test('the cached table follows changed frequencies (dynamic NTK recomputes them per step)', () => {
+    const pos = Int32Array.from([0, 3, 9]), heads = 1, hd = 8, n = pos.length * heads * hd, x = f32(rand(n));
+    const run = (freq: Float64Array) => { const out = new Float32Array(n); nk.ropeForward(out, x, pos, heads, hd, freq, 1); return out; };
+    const a = run(plainFreq(hd, 1e4)), b = run(plainFreq(hd, 3e4));
+    assert.notDeepEqual(a, b);
+    assert.deepEqual(run(plainFreq(hd, 1e4)), a);
+  });
+
   test('reference gradient matches finite differences', () => {
     const pos = Int32Array.from([0, 1, 17, 300]), heads = 2, hd = 6, n = pos.length * heads * hd;
-    const x = rand(n), w = rand(n);
+    const x = rand(n), w = rand(n), freq = plainFreq(hd, 10000).map((f) => f / 3);
     const loss = () => {
       const out = new Float64Array(n);
-      rk.ropeForward(out, x, pos, heads, hd, 10000);
+      rk.ropeForward(out, x, pos, heads, hd, freq, 1.2);
       return weightedSum(out, w);
     };
     const dx = new Float64Array(n);
-    rk.ropeBackward(dx, w, pos, heads, hd, 10000);
+    rk.ropeBackward(dx, w, pos, heads, hd, freq, 1.2);
     gradCheck('dx', loss, x, dx, n);
+  });
+});
+
+// ---------------------------------------------------------------- bias, column slices, row normalisation
+
+describe('bias', () => {
+  for (const [rows, dim] of [[3, 7], [500, 130]])
+    test(`native matches reference, rows=${rows} dim=${dim}`, () => {
+      const y0 = rand(rows * dim), b = rand(dim), dy = rand(rows * dim), db0 = rand(dim);
+      const y = y0.slice(), db = db0.slice();
+      rk.biasForward(y, b, rows, dim);
+      rk.biasBackward(db, dy, rows, dim);
+      const y32 = f32(y0), db32 = f32(db0);
+      nk.biasForward(y32, f32(b), rows, dim);
+      nk.biasBackward(db32, f32(dy), rows, dim);
+      assertClose(y32, y, 'y', 1e-6, 1e-7);
+      assertClose(db32, db, 'db', 1e-5, 1e-5);
+    });
+
+  test('db is identical for 1 and 2 threads', () => {
+    const rows = 600, dim = 96, dy = f32(rand(rows * dim));
+    const run = (threads: number) => withThreads(threads, () => { const db = new Float32Array(dim); nk.biasBackward(db, dy, rows, dim); return db; });
+    assert.deepEqual(run(1), run(2));
+  });
+
+  test('reference gradient matches finite differences', () => {
+    const rows = 4, dim = 5, x = rand(rows * dim), b = rand(dim), w = rand(rows * dim);
+    const loss = () => { const y = x.slice(); rk.biasForward(y, b, rows, dim); return weightedSum(y, w); };
+    const db = new Float64Array(dim);
+    rk.biasBackward(db, w, rows, dim);
+    gradCheck('db', loss, b, db, dim);
+  });
+});
+
+describe('sliceColumns', () => {
+  test('native matches reference; backward adds into the slice only', () => {
+    const rows = 300, cols = 150, start = 40, width = 70;
+    const x = rand(rows * cols), dout = rand(rows * width), dx0 = rand(rows * cols);
+    const out = new Float64Array(rows * width), dx = dx0.slice();
+    rk.sliceColumnsForward(out, x, rows, cols, start, width);
+    rk.sliceColumnsBackward(dx, dout, rows, cols, start, width);
+    const o32 = new Float32Array(rows * width), dx32 = f32(dx0);
+    nk.sliceColumnsForward(o32, f32(x), rows, cols, start, width);
+    nk.sliceColumnsBackward(dx32, f32(dout), rows, cols, start, width);
+    assert.deepEqual(f64(o32), out);
+    assertClose(dx32, dx, 'dx', 1e-6, 1e-7);
+    assert.equal(dx[5], dx0[5], 'columns outside the slice are untouched');
+    assert.equal(out[width + 2], x[cols + start + 2]);
+  });
+
+  test('reference gradient matches finite differences', () => {
+    const rows = 3, cols = 9, start = 3, width = 4, x = rand(rows * cols), w = rand(rows * width);
+    const loss = () => { const y = new Float64Array(rows * width); rk.sliceColumnsForward(y, x, rows, cols, start, width); return weightedSum(y, w); };
+    const dx = new Float64Array(rows * cols);
+    rk.sliceColumnsBackward(dx, w, rows, cols, start, width);
+    gradCheck('dx', loss, x, dx, rows * cols);
+  });
+});
+
+describe('normalizeRows', () => {
+  test('native matches reference, with a row below eps', () => {
+    const rows = 400, dim = 100, eps = 1e-12;
+    const w = rand(rows * dim);
+    w.fill(0, 7 * dim, 8 * dim);
+    w[7 * dim + 3] = 1e-14;
+    const out = new Float64Array(rows * dim), norm = new Float64Array(rows);
+    rk.normalizeRowsForward(out, norm, w, rows, dim, eps);
+    const o32 = new Float32Array(rows * dim), n32 = new Float32Array(rows);
+    nk.normalizeRowsForward(o32, n32, f32(w), rows, dim, eps);
+    assertClose(o32, out, 'out', 1e-5, 1e-6);
+    assertClose(n32, norm, 'norm', 1e-6, 1e-14);
+    const dout = rand(rows * dim), dw0 = rand(rows * dim);
+    const dw = dw0.slice();
+    rk.normalizeRowsBackward(dw, dout, out, norm, rows, dim, eps);
+    const dw32 = f32(dw0);
+    nk.normalizeRowsBackward(dw32, f32(dout), o32, n32, rows, dim, eps);
+    for (let r = 0; r < rows; r++) if (r !== 7) assertClose(dw32.subarray(r * dim, (r + 1) * dim), dw.subarray(r * dim, (r + 1) * dim), `dw row ${r}`, 1e-4, 1e-5);
+    let unit = 0;
+    for (let c = 0; c < dim; c++) unit += out[dim + c] ** 2;
+    assert.ok(Math.abs(unit - 1) < 1e-12, 'rows have unit length');
+  });
+
+  test('reference gradient matches finite differences', () => {
+    const rows = 3, dim = 6, w = rand(rows * dim), lw = rand(rows * dim);
+    const forward = () => { const out = new Float64Array(rows * dim), norm = new Float64Array(rows); rk.normalizeRowsForward(out, norm, w, rows, dim, 1e-12); return { out, norm }; };
+    const { out, norm } = forward();
+    const dw = new Float64Array(rows * dim);
+    rk.normalizeRowsBackward(dw, lw, out, norm, rows, dim, 1e-12);
+    gradCheck('dw', () => weightedSum(forward().out, lw), w, dw, rows * dim);
   });
 });
 
@@ -542,7 +643,12 @@ describe('validation', () => {
     ['undefined arguments', () => (nk.gemm as unknown as () => void).call(null), /gemm: transA must be a boolean, got undefined/, TypeError],
     ['id out of range', () => nk.embeddingForward(f(6), f(9), Int32Array.from([0, 3]), 3), /embeddingForward: ids\[1\] = 3 is out of range \[0, 3\)/, RangeError],
     ['ids not Int32Array', () => nk.embeddingBackward(f(9), f(6), [0, 1] as never, 3), /embeddingBackward: ids must be a Int32Array/, TypeError],
-    ['odd headDim', () => nk.ropeForward(f(6), f(6), Int32Array.from([0]), 2, 3, 1e4), /ropeForward: headDim must be even/, RangeError],
+    ['odd headDim', () => nk.ropeForward(f(6), f(6), Int32Array.from([0]), 2, 3, new Float64Array(1), 1), /ropeForward: headDim must be even/, RangeError],
+    ['invFreq length', () => nk.ropeForward(f(8), f(8), Int32Array.from([0]), 2, 4, new Float64Array(3), 1), /ropeForward: invFreq has length 3, expected headDim\/2 = 2/, RangeError],
+    ['invFreq type', () => nk.ropeBackward(f(8), f(8), Int32Array.from([0]), 2, 4, f(2) as never, 1), /ropeBackward: invFreq must be a Float64Array/, TypeError],
+    ['slice past the end', () => nk.sliceColumnsForward(f(4), f(10), 2, 5, 3, 3), /sliceColumnsForward: start \+ width \(6\) exceeds cols \(5\)/, RangeError],
+    ['bias length', () => nk.biasForward(f(6), f(2), 2, 3), /biasForward: b has length 2, expected dim = 3/, RangeError],
+    ['normalize eps', () => nk.normalizeRowsForward(f(6), f(2), f(6), 2, 3, 0), /normalizeRowsForward: eps must be > 0/, RangeError],
     ['H % KVH', () => nk.attentionForward(f(12), f(3), f(12), f(8), f(8), dims(1, 1, 1, 1, 3, 2, 4), null), /attentionForward: dims.H \(3\) must be a multiple of dims.KVH \(2\)/, RangeError],
     ['Tq > Tk', () => nk.attentionForward(f(8), f(2), f(8), f(4), f(4), dims(1, 2, 1, 1, 1, 1, 4), null), /dims.Tq \(2\) must be <= dims.Tk \(1\)/, RangeError],
     ['Tk > kvCap', () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), dims(1, 1, 2, 1, 1, 1, 4), null), /dims.Tk \(2\) must be <= dims.kvCap \(1\)/, RangeError],

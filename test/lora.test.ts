@@ -8,13 +8,28 @@ import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { readSafetensors } from '../src/io/safetensors.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
-import { ALL_LINEAR, LoraAdapter } from '../src/model/lora.js';
+import { LoraAdapter } from '../src/model/lora.js';
 import { AdamW } from '../src/engine/optim.js';
 import { tmpDir } from './helpers.js';
 
-const cfg = parseLlamaConfig({ vocab_size: 17, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, initializer_range: 0.4 }, 'test');
+const tinyKeys = { vocab_size: 17, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, initializer_range: 0.4 };
+const cfg = parseModelConfig({ ...tinyKeys, num_key_value_heads: 1 }, 'test');
+/** LoRA over each family's projections: plain, biased (qwen2, llama attention/mlp bias), q/k-normed qwen3, Baichuan's fused W_pack. */
+const familyCfgs = {
+  llama: cfg,
+  'llama with biases': parseModelConfig({ ...tinyKeys, num_key_value_heads: 1, attention_bias: true, mlp_bias: true, head_dim: 6 }, 'test'),
+  qwen2: parseModelConfig({ ...tinyKeys, model_type: 'qwen2', num_key_value_heads: 1, tie_word_embeddings: true }, 'test'),
+  qwen3: parseModelConfig({ ...tinyKeys, model_type: 'qwen3', num_key_value_heads: 1, head_dim: 6 }, 'test'),
+  baichuan2: parseModelConfig({ ...tinyKeys, model_type: 'baichuan' }, 'test'),
+};
+/** Biases off zero, so the frozen base's biases show in what the adapter learns against. */
+function withBiases<F extends Float32Array | Float64Array>(model: Llama<F>): Llama<F> {
+  const r = new Rng(12);
+  for (const s of model.params.specs) if (s.name.endsWith('.bias')) model.params.get(s.name).data.forEach((_, i, arr) => { arr[i] = r.normal() * 0.3; });
+  return model;
+}
 const B = 2, T = 5;
 const rng = new Rng(3);
 const ids = Int32Array.from({ length: B * T }, () => rng.int(17));
@@ -24,7 +39,7 @@ const batch = { ids, pos: sequentialPositions(B, T), B, T };
 
 /** An adapter with random (non-zero) B so the side path contributes. */
 function adapter<F extends Float32Array | Float64Array>(model: Llama<F>, dropout = 0) {
-  const a = new LoraAdapter(model, { r: 3, alpha: 6, dropout, targetModules: ALL_LINEAR }).init(1);
+  const a = new LoraAdapter(model, { r: 3, alpha: 6, dropout, targetModules: 'all-linear' }).init(1);
   const r = new Rng(9);
   for (const s of a.params.specs) if (s.name.includes('lora_B')) a.params.get(s.name).data.forEach((_, i, arr) => { arr[i] = r.normal() * 0.3; });
   return a.attach();
@@ -32,8 +47,8 @@ function adapter<F extends Float32Array | Float64Array>(model: Llama<F>, dropout
 
 const lossOf = <F extends Float32Array | Float64Array>(model: Llama<F>, ctx: Context<F>) => weightedSum(ctx, model.logprobs(ctx, batch, targets), w);
 
-test('LoRA: adapter gradients match central differences; the frozen base gets none', () => {
-  const model = Llama.random(k, cfg, 2, false);
+for (const [family, c] of Object.entries(familyCfgs)) test(`LoRA (${family}): adapter gradients match central differences; the frozen base gets none`, () => {
+  const model = withBiases(Llama.random(k, c, 2, false));
   const a = adapter(model, 0.2);
   a.stepSeed = 77;
   const ctx = new Context(k);
@@ -50,8 +65,8 @@ test('LoRA: adapter gradients match central differences; the frozen base gets no
   }
 });
 
-test('LoRA: merged and unmerged outputs are equal; unmerge restores the base', () => {
-  const model = Llama.random(k, cfg, 2, false);
+for (const [family, c] of Object.entries(familyCfgs)) test(`LoRA (${family}): merged and unmerged outputs are equal; unmerge restores the base`, () => {
+  const model = withBiases(Llama.random(k, c, 2, false));
   const base = Float64Array.from(model.params.data);
   const a = adapter(model);
   const inf = () => Float64Array.from(model.logprobs(new Context(k, undefined, false), batch, targets).data);
@@ -62,6 +77,16 @@ test('LoRA: merged and unmerged outputs are equal; unmerge restores the base', (
   assert.ok(model.params.data.some((v, i) => v !== base[i]));
   a.unmerge();
   for (let i = 0; i < base.length; i++) assert.ok(Math.abs(model.params.data[i] - base[i]) < 1e-12);
+});
+
+test('LoRA target names are the family\'s PEFT names: W_pack for Baichuan; a name the family lacks is refused', () => {
+  const bc = new LoraAdapter(Llama.random(nativeKernels, familyCfgs.baichuan2, 1, false), { r: 2, alpha: 4, dropout: 0, targetModules: 'all-linear' });
+  assert.deepEqual(bc.targets, ['W_pack', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
+  assert.ok(bc.modules.includes('model.layers.1.self_attn.W_pack'));
+  assert.deepEqual(bc.params.get('base_model.model.model.layers.0.self_attn.W_pack.lora_B.weight').shape, [24, 2]);
+  assert.throws(() => new LoraAdapter(Llama.random(nativeKernels, familyCfgs.baichuan2, 1, false), { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj'] }),
+    /LoRA target_modules \["q_proj","v_proj"\]: no such linear module in this baichuan model \(available: W_pack, o_proj, gate_proj, up_proj, down_proj, or all-linear\)/);
+  assert.deepEqual(new LoraAdapter(Llama.random(nativeKernels, familyCfgs.qwen3, 1, false), { r: 2, alpha: 4, dropout: 0, targetModules: 'all-linear' }).targets, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
 });
 
 test('LoRA training updates only the adapter; PEFT files round-trip with PEFT tensor names', async () => {

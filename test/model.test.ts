@@ -7,15 +7,15 @@ import { ParamStore } from '../src/engine/params.js';
 import { referenceKernels } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
-import { parseLlamaConfig, type LlamaConfig } from '../src/model/config.js';
+import { parseModelConfig, type ModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions, type TokenBatch } from '../src/model/llama.js';
 
-const tiny = (over: Record<string, unknown> = {}): LlamaConfig => parseLlamaConfig({
+const tiny = (over: Record<string, unknown> = {}): ModelConfig => parseModelConfig({
   vocab_size: 13, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2,
   num_key_value_heads: 1, rope_theta: 10000, initializer_range: 0.4, ...over,
 }, 'test');
 
-function batchFor(c: LlamaConfig, B: number, T: number, seed: number) {
+function batchFor(c: ModelConfig, B: number, T: number, seed: number) {
   const rng = new Rng(seed);
   const ids = Int32Array.from({ length: B * T }, () => rng.int(c.vocab_size));
   // some ignored targets, as in SFT with masked prompts
@@ -43,28 +43,59 @@ function copyWeights<A extends FloatArray, B extends FloatArray>(from: Llama<A>,
   to.params.data.set(from.params.data);
 }
 
-for (const tied of [false, true]) {
-  test(`whole 2-layer model: analytic gradients match central differences (float64, tied=${tied})`, () => {
-    const c = tiny({ tie_word_embeddings: tied });
-    const model = Llama.random(referenceKernels, c, 3);
+/**
+ * Every family and RoPE variant, tiny: biases (llama attention/mlp, qwen2 q/k/v), per-head q/k
+ * RMSNorm and head_dim != hidden/heads (qwen3), fused W_pack (baichuan), NormHead (baichuan 2),
+ * and each RoPE scaling with lengths past the scaled-from length (dynamic NTK at T=5 > 4).
+ */
+export const FAMILY_VARIANTS: Record<string, Record<string, unknown>> = {
+  'llama, untied': {},
+  'llama, tied': { tie_word_embeddings: true },
+  'llama3: head_dim, attention/mlp bias, llama3 RoPE': { head_dim: 6, attention_bias: true, mlp_bias: true, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 } },
+  'llama, linear RoPE': { rope_scaling: { type: 'linear', factor: 2 } },
+  'llama, dynamic NTK RoPE': { max_position_embeddings: 4, rope_scaling: { type: 'dynamic', factor: 2 } },
+  'llama, yarn RoPE (mscale)': { max_position_embeddings: 32, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 8, mscale: 1, mscale_all_dim: 0.5 } },
+  'qwen2: q/k/v bias, tied': { model_type: 'qwen2', tie_word_embeddings: true },
+  'qwen3: q/k norm, head_dim 6': { model_type: 'qwen3', head_dim: 6, attention_bias: true },
+  'baichuan-7b: W_pack': { architectures: ['BaiChuanForCausalLM'], num_key_value_heads: undefined },
+  'baichuan2-7b: W_pack, NormHead': { architectures: ['BaichuanForCausalLM'], num_key_value_heads: undefined },
+};
+
+/** Moves every weight off its initial value (biases off 0, norm gains off 1), so each switch shows in the output. */
+function perturb<F extends FloatArray>(model: Llama<F>, seed: number, std = 0.2): Llama<F> {
+  const rng = new Rng(seed);
+  for (const s of model.params.specs) {
+    const t = model.params.get(s.name).data;
+    if (s.noDecay) for (let i = 0; i < t.length; i++) t[i] += rng.normal() * std;
+  }
+  return model;
+}
+
+for (const [label, over] of Object.entries(FAMILY_VARIANTS)) {
+  test(`whole 2-layer model: analytic gradients match central differences (float64, ${label})`, () => {
+    const c = tiny(over);
+    const model = perturb(Llama.random(referenceKernels, c, 3), 4);
     const d = batchFor(c, 2, 5, 11);
     const { grad } = lossAndGrads(model, d);
     const p = model.params.data;
     const rng = new Rng(5);
     const h = 1e-5;
-    let checked = 0;
+    const ctx = new Context(model.k, undefined, false);
+    const names = new Set<string>();
     for (const [spec, off, n] of model.params.ranges()) {
+      names.add(spec.name.replace(/\.\d+\./, '.N.'));
       for (let s = 0; s < 4; s++) {
         const i = off + rng.int(n);
         const orig = p[i];
-        const f = (x: number) => { p[i] = x; const v = loss(model, new Context(model.k, undefined, false), d).data[0]; p[i] = orig; return v; };
+        const f = (x: number) => { p[i] = x; const v = loss(model, ctx, d).data[0]; ctx.reset(); p[i] = orig; return v; };
         const fd = (f(orig + h) - f(orig - h)) / (2 * h);
         const err = Math.abs(fd - grad[i]) / Math.max(1e-7, Math.abs(fd) + Math.abs(grad[i]));
         assert.ok(err < 1e-5 || Math.abs(fd - grad[i]) < 1e-9, `${spec.name}[${i - off}]: analytic ${grad[i]} vs finite difference ${fd}`);
-        checked++;
       }
     }
-    assert.ok(checked >= 4 * 20);
+    // every switch of the variant has its own tensors, each checked above
+    const want = Object.entries({ qkv_bias: 'self_attn.q_proj.bias', o_bias: 'self_attn.o_proj.bias', mlp_bias: 'mlp.down_proj.bias', qk_norm: 'self_attn.k_norm.weight', fused_qkv: 'self_attn.W_pack.weight' });
+    for (const [k, name] of want) assert.equal(names.has(`model.layers.N.${name}`), (c as unknown as Record<string, boolean>)[k], `${k}: ${name}`);
   });
 }
 
@@ -84,13 +115,22 @@ function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return num / Math.max(den, 1e-12);
 }
 
-function agreement(native: Kernels<Float32Array>, c: LlamaConfig, B: number, T: number) {
-  const ref = Llama.random(referenceKernels, c, 8);
+function agreement(native: Kernels<Float32Array>, c: ModelConfig, B: number, T: number) {
+  const ref = perturb(Llama.random(referenceKernels, c, 8), 9, 0.05);
   const nat = new Llama(c, new ParamStore(native, Llama.paramSpecs(c), true));
   copyWeights(ref, nat);
   const d = batchFor(c, B, T, 21);
   const r = lossAndGrads(ref, d), n = lossAndGrads(nat, d, true);
   return { lossErr: Math.abs(r.value - n.value) / Math.abs(r.value), gradErr: maxRelErr(n.grad, r.grad) };
+}
+
+for (const [label, over] of Object.entries(FAMILY_VARIANTS)) {
+  test(`native float32 model agrees with the float64 reference (${label})`, () => {
+    const c = tiny({ vocab_size: 97, hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, initializer_range: 0.05, ...over, ...('head_dim' in over && { head_dim: 24 }) });
+    const { lossErr, gradErr } = agreement(nativeKernels, c, 2, 13);
+    assert.ok(lossErr < 1e-5, `loss rel err ${lossErr}`);
+    assert.ok(gradErr < 1e-3, `grad rel err ${gradErr}`);
+  });
 }
 
 test('native float32 model agrees with the float64 reference (loss and every gradient)', () => {

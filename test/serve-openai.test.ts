@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import OpenAI from 'openai';
 import { nativeKernels } from '../src/engine/native.js';
 import { saveModel } from '../src/model/checkpoint.js';
-import { parseLlamaConfig } from '../src/model/config.js';
+import { parseModelConfig } from '../src/model/config.js';
 import { Llama } from '../src/model/llama.js';
 import { loadChatModel } from '../src/model/load.js';
 import { buildServer, startServer, stopServer } from '../src/serve/server.js';
@@ -16,7 +16,7 @@ test('the official OpenAI client works against chimed serve unchanged', async ()
   const dir = tmpDir();
   const tok = Tokenizer.fromDir(await qaTokenizer(dir));
   const out = path.join(dir, 'm');
-  await saveModel(out, Llama.random(nativeKernels, parseLlamaConfig({ vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 256 }, 't'), 3, false));
+  await saveModel(out, Llama.random(nativeKernels, parseModelConfig({ vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 256 }, 't'), 3, false));
   await tok.save(out);
   const app = await buildServer({ chat: await loadChatModel({ model: out }) });
   const url = await startServer(app, '127.0.0.1', 0);

@@ -9,6 +9,7 @@ import { Annotator, preferencePairs, preferencePrompt, readAnnotationPrompts } f
 import { QueueClosedError, QueueFullError, RequestQueue } from '../src/serve/queue.js';
 import { buildServer, startServer, stopServer, type ServeOptions } from '../src/serve/server.js';
 import { TextDelta } from '../src/serve/stream.js';
+import { cleanUpTokenization } from '../src/tokenizer/index.js';
 import { toPreference } from '../src/train/preference.js';
 import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
 import { repoRoot, runCli, tmpDir } from './helpers.js';
@@ -465,6 +466,10 @@ test('TextDelta holds back partial UTF-8 and possible stop-string starts, and ne
   assert.equal(bytes('药。好').map((b) => t.push(b)).join(''), '药。好', 'a held-back start is released once it cannot become the stop');
   const e = new TextDelta(decode, [], 'echo:');
   assert.equal(e.push(0x61) + e.finish('ab'), 'echo:ab');
+  // a space that the tokenizer's clean-up later removes is never sent
+  const c = new TextDelta((ids) => cleanUpTokenization(decode(ids)), []);
+  const parts = bytes('ok . yes').map((b) => c.push(b));
+  assert.equal(parts.join('') + c.finish('ok. yes'), 'ok. yes');
 });
 
 test('chimed serve: starts from the CLI flags, answers, and exits 0 on SIGTERM; bad flags exit 2', async () => {

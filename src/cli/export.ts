@@ -1,14 +1,14 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GGUF_EXPORT_DTYPES, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
-import { saveModel } from '../model/checkpoint.js';
+import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
+import { copyRemoteCode, saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
 import { parse, UsageError } from './args.js';
 import { exportLlamaFactoryCommand, LLAMAFACTORY_USAGE } from './export-llamafactory.js';
-import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
+import { MODEL_FLAGS, MODEL_USAGE, ROPE_FLAGS, ROPE_USAGE, loadPolicy } from './stage.js';
 
 type Parsed = ReturnType<typeof parse>;
 
@@ -22,8 +22,9 @@ const SAMPLING_USAGE = `  generation_config.json defaults (chimed generate's def
 
 const HF_USAGE = `chimed export hf --model DIR [--adapter DIR [--keep-adapter]] --out DIR [--dtype F32|F16|BF16]
 
-Writes an HF model folder: config.json, model.safetensors, tokenizer.json,
-tokenizer_config.json (with the chat template) and generation_config.json (eos = the chat
+Writes an HF model folder: config.json, model.safetensors, the tokenizer as it came
+(tokenizer.json and/or tokenizer.model, tokenizer_config.json, the chat template in its own
+form: a config string or list, or chat_template.jinja) and generation_config.json (eos = the chat
 template's stop tokens). An --adapter is merged into the weights, or with --keep-adapter
 written beside the base: OUT/base (the model folder) and OUT/adapter (the PEFT adapter).
 
@@ -36,12 +37,15 @@ Folds a PEFT LoRA adapter into its base model and writes a plain HF model folder
 (as chimed export hf without --keep-adapter).
 
 ${SAMPLING_USAGE}
-${MODEL_USAGE}`;
+${MODEL_USAGE}
+${ROPE_USAGE} (the scaling the adapter was trained with)`;
 
 const GGUF_USAGE = `chimed export gguf --model DIR [--adapter DIR] --out FILE.gguf [--dtype f32|f16|q8_0] [--name NAME]
 
-Writes a GGUF file for llama.cpp (llama architecture): weights (an --adapter merged first),
-the byte-level BPE tokenizer and the chat template. f16 and q8_0 keep the norms in f32, as
+Writes a GGUF file for llama.cpp (llama, qwen2, qwen3 or baichuan architecture, after the
+model's family): weights (an --adapter merged first), the tokenizer (byte-level BPE as
+tokenizer.ggml.model gpt2; SentencePiece-style vocabularies, Llama-2's or Baichuan's, as llama
+with scores and token types) and the chat template. f16 and q8_0 keep the norms in f32, as
 llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are stored f16.
 
 ${MODEL_USAGE}`;
@@ -76,18 +80,19 @@ export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unk
   };
 }
 
-/** Model folder: weights, tokenizer with the chat template, generation_config.json. */
+/** Model folder: weights, tokenizer with the chat template, generation_config.json, remote code (Baichuan). */
 async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F32' | 'F16' | 'BF16'): Promise<void> {
   const { model, tokenizer, template } = chat;
   // config.json names the special tokens too, as transformers writes it
   const config = { ...model.config, eos_token_id: tokenizer.eosId, pad_token_id: tokenizer.padId, ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }) };
   await saveModel(out, new Llama(config, model.params), dtype);
-  await tokenizer.save(out, { chatTemplate: template.source });
+  copyRemoteCode(model.config, chat.dir, out);
+  await tokenizer.save(out, { template });
   await writeJsonAtomic(path.join(out, 'generation_config.json'), generationConfig(chat, a));
 }
 
 async function exportHf(argv: string[], usage: string, merge: boolean): Promise<number> {
-  const a = parse(argv, { ...MODEL_FLAGS, ...SAMPLING_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, 'keep-adapter': { type: 'boolean' } }, usage);
+  const a = parse(argv, { ...MODEL_FLAGS, ...ROPE_FLAGS, ...SAMPLING_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, 'keep-adapter': { type: 'boolean' } }, usage);
   if (a.help) { process.stdout.write(usage + '\n'); return 0; }
   const out = a.need('out');
   const adapter = a.str('adapter');
@@ -118,7 +123,8 @@ async function exportGguf(argv: string[]): Promise<number> {
   if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
   const chat = await loadPolicy(a, false);
   await mkdir(path.dirname(path.resolve(out)), { recursive: true });
-  await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
-  process.stdout.write(`gguf (${dtype}): ${out}\n`);
+  const notes = await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
+  for (const n of notes) process.stderr.write(`note: ${n}\n`);
+  process.stdout.write(`gguf (${dtype}, ${ggufArchitecture(chat.model.config).arch} architecture): ${out}\n`);
   return 0;
 }

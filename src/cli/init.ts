@@ -6,9 +6,12 @@ import { modelFrom } from './common.js';
 
 const USAGE = `chimed init --config MODEL.json --out DIR [--seed N] [--tokenizer DIR] [--dtype F32|F16|BF16]
 
-Writes a random-initialised LLaMA model in HF layout (config.json + model.safetensors).
-MODEL.json uses HF LlamaConfig keys (vocab_size, hidden_size, intermediate_size,
-num_hidden_layers, num_attention_heads, num_key_value_heads, rope_theta, ...).`;
+Writes a random-initialised model in HF layout (config.json + model.safetensors) of the
+family MODEL.json names: an HF config.json of Llama-2/3 (LlamaForCausalLM), Qwen2/2.5
+(Qwen2ForCausalLM), Qwen3 (Qwen3ForCausalLM) or Baichuan-7B / Baichuan2-7B
+(BaiChuanForCausalLM / BaichuanForCausalLM), e.g. a real model's config.json with smaller
+sizes. Without architectures / model_type it is a LLaMA. Keys that would change the maths
+in a way chimed does not implement are refused, naming the key.`;
 
 export async function initCommand(argv: string[]): Promise<number> {
   const a = parse(argv, { config: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' }, dtype: { type: 'string' } }, USAGE);

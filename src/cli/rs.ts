@@ -99,7 +99,7 @@ export async function rsCommand(argv: string[]): Promise<number> {
     const kept = records.flatMap((r) => r.kept.map((i) => [...r.prompt, { role: 'assistant' as const, content: r.candidates[i].text }]));
     if (!kept.length) throw new UsageError(`rs: round ${round}: no candidate passed the threshold ${o.threshold}; lower --threshold`);
     const adapter = loraFrom(a, model, { r: 8, alpha: 32, dropout: 0.05 });
-    const savePolicy = async (out: string) => { await saveModel(out, model); await tokenizer.save(out, { chatTemplate: template.source }); };
+    const savePolicy = async (out: string) => { await saveModel(out, model); await tokenizer.save(out, { template: template }); };
     const enc = encodeSft(kept, tokenizer, template, { maxSource: o.maxSource, maxTarget: o.maxTarget, trainOnPrompt: false });
     const cfg = trainerConfig(a, enc.examples.length, { lr: 2e-5, epochs: 1, batchSize: 8, warmupRatio: 0.05, weightDecay: 0.05 });
     const task = new SftTask(model, enc.examples, [], { batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: seed + round }, adapter,

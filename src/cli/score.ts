@@ -1,10 +1,8 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { nativeKernels } from '../engine/native.js';
 import { Context } from '../engine/tensor.js';
 import { loadModel } from '../model/checkpoint.js';
 import { sequentialPositions } from '../model/llama.js';
-import { Tokenizer } from '../tokenizer/index.js';
+import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
 import { parse, UsageError } from './args.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { RewardModel } from '../model/reward.js';
@@ -39,7 +37,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
       return x;
     });
   } else if (a.str('text') !== undefined) {
-    if (!fs.existsSync(path.join(dir, 'tokenizer.json'))) throw new UsageError(`${dir}: no tokenizer.json; use --ids`);
+    if (!hasTokenizerFiles(dir)) throw new UsageError(`${dir}: no tokenizer.json or tokenizer.model; use --ids`);
     tokenizer = Tokenizer.fromDir(dir);
     ids = tokenizer.encode(a.str('text')!);
   } else throw new UsageError(`give --ids or --text\n\n${USAGE}`);
@@ -64,7 +62,7 @@ export async function scoreCommand(argv: string[]): Promise<number> {
 async function scoreRewards(dir: string, file: string, out: string | undefined): Promise<number> {
   const rm = await RewardModel.load(dir, nativeKernels, false);
   const tok = Tokenizer.fromDir(dir);
-  const template = ChatTemplate.fromDir(dir);
+  const template = ChatTemplate.forModel(tok, dir);
   const rows = await readJsonl(file);
   const items = rows.flatMap(({ rec, where }) => {
     if (typeof rec.chosen === 'string') {

@@ -4,9 +4,9 @@ import { nativeKernels } from '../engine/native.js';
 import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { loadChatModel, type ChatModel } from '../model/load.js';
+import { loadChatModel, type ChatModel, type RopeScalingRequest } from '../model/load.js';
 import type { Llama } from '../model/llama.js';
-import { ALL_LINEAR, LoraAdapter } from '../model/lora.js';
+import { LoraAdapter } from '../model/lora.js';
 import { MetricsLog } from '../train/metrics.js';
 import { Trainer, trainerDefaults, type TrainerConfig, type TrainResult, type TrainTask } from '../train/trainer.js';
 import { parse, UsageError } from './args.js';
@@ -32,14 +32,30 @@ export const LORA_FLAGS = {
 } as const;
 
 export const LORA_USAGE = `  --lora               train a LoRA adapter (PEFT layout) instead of all weights
-  --lora-r N  --lora-alpha X  --lora-dropout X  --target-modules q_proj,v_proj,... (default all linear)`;
+  --lora-r N  --lora-alpha X  --lora-dropout X  --target-modules q_proj,v_proj,... (default all-linear:
+                       the family's linear layers, W_pack instead of q/k/v_proj for Baichuan)`;
+
+export const ROPE_FLAGS = { 'rope-scaling': { type: 'string' } } as const;
+
+export const ROPE_USAGE = `  --rope-scaling TYPE:FACTOR   train past the model's length: linear, dynamic or yarn RoPE
+                       scaling by FACTOR (e.g. linear:2 for 2k -> 4k), written into config.json`;
+
+/** --rope-scaling TYPE:FACTOR, or null. */
+export function ropeScalingFrom(a: Parsed): RopeScalingRequest | null {
+  const v = a.str('rope-scaling');
+  if (v === undefined) return null;
+  const m = /^(linear|dynamic|yarn):(\d+(?:\.\d+)?)$/.exec(v.trim());
+  if (!m || !(Number(m[2]) > 1)) throw new UsageError(`--rope-scaling: expected linear|dynamic|yarn:FACTOR with FACTOR > 1, got "${v}"`);
+  return { type: m[1] as RopeScalingRequest['type'], factor: Number(m[2]) };
+}
 
 export const MODEL_FLAGS = { model: { type: 'string' }, adapter: { type: 'string' }, tokenizer: { type: 'string' }, template: { type: 'string' } } as const;
 
 export const MODEL_USAGE = `  --model DIR          HF model folder to start from
   --adapter DIR        a PEFT LoRA adapter merged into --model first (stacking, as Qilin-Med)
   --tokenizer DIR      tokenizer folder (default: the --model folder)
-  --template NAME      chat template when the tokenizer has none (default chatml)`;
+  --template NAME      a built-in chat template (chatml, vicuna, llama2) instead of the model's own;
+                       a model without one needs it to chat`;
 
 export interface StageDefaults {
   lr: number;
@@ -64,7 +80,7 @@ export function trainerConfig(a: Parsed, examples: number, d: StageDefaults): Tr
 
 /** Loads --model (merging --adapter into it), its tokenizer and chat template. */
 export function loadPolicy(a: Parsed, trainable: boolean): Promise<ChatModel> {
-  return loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template'), trainable });
+  return loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template'), trainable, ropeScaling: ropeScalingFrom(a) });
 }
 
 export function loraFrom(a: Parsed, model: Llama<Float32Array>, d: { r: number; alpha: number; dropout: number }, modulesToSave?: string[]): LoraAdapter<Float32Array> | null {
@@ -72,7 +88,7 @@ export function loraFrom(a: Parsed, model: Llama<Float32Array>, d: { r: number; 
   const targets = a.list('target-modules');
   return new LoraAdapter(model, {
     r: a.int('lora-r', d.r), alpha: a.num('lora-alpha', d.alpha), dropout: a.num('lora-dropout', d.dropout),
-    targetModules: targets.length ? targets : ALL_LINEAR, modulesToSave,
+    targetModules: !targets.length || (targets.length === 1 && targets[0] === 'all-linear') ? 'all-linear' : targets, modulesToSave,
   }).init(a.num('seed', 42)).attach();
 }
 

@@ -7,7 +7,8 @@ chimed tokenizer encode --tokenizer DIR --text T [--json]
 
 train: byte-level BPE for Chinese medical text (frequent characters become whole tokens
 first), written as HF tokenizer.json + tokenizer_config.json (ChatML template).
-Data: .jsonl with "text" (or prompt/response) and plain .txt files.`;
+Data: .jsonl with "text" (or prompt/response) and plain .txt files.
+encode: with any model's tokenizer folder (tokenizer.json or SentencePiece tokenizer.model).`;
 
 export async function tokenizerCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;

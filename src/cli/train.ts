@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { nativeKernels } from '../engine/native.js';
 import { saveModel } from '../model/checkpoint.js';
+import { contextLength } from '../model/config.js';
+import { scaleRope } from '../model/load.js';
 import { isRewardModel, RewardModel } from '../model/reward.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
 import { Tokenizer } from '../tokenizer/index.js';
@@ -16,8 +18,8 @@ import { parse, UsageError } from './args.js';
 import { applyThreads, modelFrom } from './common.js';
 import { rsCommand } from './rs.js';
 import {
-  LORA_FLAGS, LORA_USAGE, MODEL_FLAGS, MODEL_USAGE, TRAINER_FLAGS, TRAINER_USAGE,
-  loadPolicy, loraFrom, runStage, splitHeldout, trainerConfig,
+  LORA_FLAGS, LORA_USAGE, MODEL_FLAGS, MODEL_USAGE, ROPE_FLAGS, ROPE_USAGE, TRAINER_FLAGS, TRAINER_USAGE,
+  loadPolicy, loraFrom, ropeScalingFrom, runStage, splitHeldout, trainerConfig,
 } from './stage.js';
 
 const STAGES: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
@@ -52,11 +54,12 @@ or token-id files (.bin, raw uint32: the first trains, an optional second is hel
   --block-size N       tokens per block (default 1024, up to the model's max positions)
   --eval-fraction X    documents held out for eval loss / perplexity (default 0.05)
   --eval-blocks N      held-out blocks per evaluation (default 64)
+${ROPE_USAGE}
 ${TRAINER_USAGE}`;
 
 async function trainPretrain(argv: string[]): Promise<number> {
   const a = parse(argv, {
-    ...TRAINER_FLAGS, data: { type: 'string' }, config: { type: 'string' }, model: { type: 'string' }, tokenizer: { type: 'string' },
+    ...TRAINER_FLAGS, ...ROPE_FLAGS, data: { type: 'string' }, config: { type: 'string' }, model: { type: 'string' }, tokenizer: { type: 'string' },
     'block-size': { type: 'string' }, 'eval-fraction': { type: 'string' }, 'eval-blocks': { type: 'string' },
   }, PT_USAGE);
   if (a.help) { process.stdout.write(PT_USAGE + '\n'); return 0; }
@@ -65,15 +68,15 @@ async function trainPretrain(argv: string[]): Promise<number> {
   const data = a.list('data');
   if (!data.length) throw new UsageError(`--data is required\n\n${PT_USAGE}`);
   const seed = a.num('seed', 42, Number.isInteger, 'an integer');
-  const model = await modelFrom({ model: a.str('model'), config: a.str('config'), seed, trainable: true });
+  const model = await modelFrom({ model: a.str('model'), config: a.str('config'), seed, trainable: true, ropeScaling: ropeScalingFrom(a) });
   const tokDir = a.str('tokenizer') ?? a.str('model');
   const tokenizer = tokDir ? Tokenizer.fromDir(tokDir) : Tokenizer.bytes();
   if (tokenizer.vocabSize > model.config.vocab_size) {
     throw new UsageError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
   }
   const blockSize = a.int('block-size', 1024);
-  if (blockSize > model.config.max_position_embeddings) {
-    throw new UsageError(`--block-size ${blockSize} exceeds the model's max_position_embeddings (${model.config.max_position_embeddings})`);
+  if (blockSize > contextLength(model.config)) {
+    throw new UsageError(`--block-size ${blockSize} exceeds the model's context of ${contextLength(model.config)} positions (max_position_embeddings; --rope-scaling extends it)`);
   }
   const ptData = await preparePretrainData(data, tokenizer, path.join(runDir, 'data'), blockSize, a.num('eval-fraction', 0.05), seed);
   const cfg = trainerConfig(a, ptData.train.count, { lr: 2e-4, epochs: 3, batchSize: 8, warmupRatio: 0.05, weightDecay: 0.01 });
@@ -109,10 +112,11 @@ ${QA_USAGE}
   --train-on-prompt    also train on system/user tokens
 ${MODEL_USAGE}
 ${LORA_USAGE}
+${ROPE_USAGE}
 ${TRAINER_USAGE}`;
 
 async function trainSft(argv: string[]): Promise<number> {
-  const a = parse(argv, { ...TRAINER_FLAGS, ...LORA_FLAGS, ...MODEL_FLAGS, ...QA_FLAGS, 'train-on-prompt': { type: 'boolean' } }, SFT_USAGE);
+  const a = parse(argv, { ...TRAINER_FLAGS, ...ROPE_FLAGS, ...LORA_FLAGS, ...MODEL_FLAGS, ...QA_FLAGS, 'train-on-prompt': { type: 'boolean' } }, SFT_USAGE);
   if (a.help) { process.stdout.write(SFT_USAGE + '\n'); return 0; }
   applyThreads(a.str('threads') ? a.int('threads') : undefined);
   const runDir = a.need('out');
@@ -126,7 +130,7 @@ async function trainSft(argv: string[]): Promise<number> {
   process.stderr.write(`sft: ${train.stats.examples} conversations (${train.stats.truncated} truncated, ${train.stats.droppedHistoryTurns} old turns dropped, ${train.stats.skippedNoTarget} without answer tokens skipped), ${held.stats.examples} held out; ${cfg.maxSteps} steps\n`);
   const save = async (out: string) => {
     if (adapter) await adapter.save(out, dir); else await saveModel(out, model);
-    await tokenizer.save(out, { chatTemplate: template.source });
+    await tokenizer.save(out, { template: template });
   };
   const task = new SftTask(model, train.examples, held.examples, { batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: cfg.seed }, adapter, save);
   await runStage('sft', runDir, cfg, task, { ...enc, model: dir, adapter: a.str('adapter') ?? null, lora: adapter?.config ?? null, template: template.name, stats: train.stats });
@@ -153,18 +157,20 @@ head is trained beside the adapter and the final model is written merged, head i
 ${QA_USAGE}
 ${MODEL_USAGE}
 ${LORA_USAGE}
+${ROPE_USAGE}
 ${TRAINER_USAGE}`;
 
 async function trainReward(argv: string[]): Promise<number> {
-  const a = parse(argv, { ...TRAINER_FLAGS, ...LORA_FLAGS, ...MODEL_FLAGS, ...QA_FLAGS }, RM_USAGE);
+  const a = parse(argv, { ...TRAINER_FLAGS, ...ROPE_FLAGS, ...LORA_FLAGS, ...MODEL_FLAGS, ...QA_FLAGS }, RM_USAGE);
   if (a.help) { process.stdout.write(RM_USAGE + '\n'); return 0; }
   applyThreads(a.str('threads') ? a.int('threads') : undefined);
   const runDir = a.need('out'), dir = a.need('model');
   const lora = a.flag('lora');
   const seed = a.num('seed', 42);
-  const rm = isRewardModel(dir) ? await RewardModel.load(dir, nativeKernels, !lora) : await RewardModel.fromCausalLm(dir, nativeKernels, !lora, seed);
+  const loaded = isRewardModel(dir) ? await RewardModel.load(dir, nativeKernels, !lora) : await RewardModel.fromCausalLm(dir, nativeKernels, !lora, seed);
+  const rm = new RewardModel(scaleRope(loaded.lm, ropeScalingFrom(a)));
   const tokenizer = Tokenizer.fromDir(a.str('tokenizer') ?? dir);
-  const template = a.str('template') ? ChatTemplate.builtin(a.str('template')!) : ChatTemplate.fromDir(a.str('tokenizer') ?? dir);
+  const template = ChatTemplate.forModel(tokenizer, a.str('tokenizer') ?? dir, a.str('template'));
   const data = await readPairs(a, RM_USAGE, tokenizer, template);
   const adapter = loraFrom(a, rm.lm, { r: 8, alpha: 32, dropout: 0.05 }, ['score']);
   if (adapter) rm.useHead(adapter.saved('score'));
@@ -172,7 +178,7 @@ async function trainReward(argv: string[]): Promise<number> {
   process.stderr.write(`rm: ${data.train.length} pairs, ${data.heldout.length} held out; ${cfg.maxSteps} steps\n`);
   const save = async (out: string) => {
     if (adapter) await adapter.save(out, dir); else await rm.save(out);
-    await tokenizer.save(out, { chatTemplate: template.source });
+    await tokenizer.save(out, { template: template });
   };
   const task = new RewardTask(rm, data.train, data.heldout, { batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: cfg.seed }, adapter, save);
   const r = await runStage('rm', runDir, cfg, task, { model: dir, lora: adapter?.config ?? null, maxSource: data.maxSource, maxTarget: data.maxTarget });
@@ -180,7 +186,7 @@ async function trainReward(argv: string[]): Promise<number> {
     adapter.merge();
     const merged = path.join(runDir, 'stages', 'rm', 'merged');
     await rm.save(merged);
-    await tokenizer.save(merged, { chatTemplate: template.source });
+    await tokenizer.save(merged, { template: template });
     process.stdout.write(`merged reward model: ${merged}\n`);
   }
   return r ? 0 : 1;
@@ -197,10 +203,11 @@ starting weights and cached. Qilin-Med: --lora (r 8, alpha 16) on the SFT-merged
 ${QA_USAGE}
 ${MODEL_USAGE}
 ${LORA_USAGE}
+${ROPE_USAGE}
 ${TRAINER_USAGE}`;
 
 async function trainDpo(argv: string[]): Promise<number> {
-  const a = parse(argv, { ...TRAINER_FLAGS, ...LORA_FLAGS, ...MODEL_FLAGS, ...QA_FLAGS, beta: { type: 'string' }, loss: { type: 'string' } }, DPO_USAGE);
+  const a = parse(argv, { ...TRAINER_FLAGS, ...ROPE_FLAGS, ...LORA_FLAGS, ...MODEL_FLAGS, ...QA_FLAGS, beta: { type: 'string' }, loss: { type: 'string' } }, DPO_USAGE);
   if (a.help) { process.stdout.write(DPO_USAGE + '\n'); return 0; }
   applyThreads(a.str('threads') ? a.int('threads') : undefined);
   const runDir = a.need('out');
@@ -212,7 +219,7 @@ async function trainDpo(argv: string[]): Promise<number> {
   const cfg = trainerConfig(a, data.train.length, { lr: 2e-5, epochs: 1, batchSize: 4, warmupRatio: 0.05, weightDecay: 0.05 });
   const save = async (out: string) => {
     if (adapter) await adapter.save(out, dir); else await saveModel(out, model);
-    await tokenizer.save(out, { chatTemplate: template.source });
+    await tokenizer.save(out, { template: template });
   };
   const opts = { beta: a.num('beta', 0.1), loss: loss as 'sigmoid' | 'ipo', batchSize: cfg.batchSize, recompute: a.flag('recompute'), seed: cfg.seed };
   process.stderr.write(`dpo: ${data.train.length} pairs, ${data.heldout.length} held out; ${cfg.maxSteps} steps (reference log-probs cached)\n`);

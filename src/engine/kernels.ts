@@ -33,13 +33,30 @@ export interface Kernels<F extends FloatArray = FloatArray> {
 
   /**
    * HF rotate-half RoPE over x = [rows, heads, headDim], rows = B*T, pos[r] = position of row r.
-   * inv_freq[i] = theta^(-2i/headDim), i < headDim/2; angles computed in double precision.
-   * For i < headDim/2: out[i] = x[i]cos - x[i+h/2]sin, out[i+h/2] = x[i+h/2]cos + x[i]sin.
+   * invFreq[i], i < headDim/2, are the rotation frequencies (plain RoPE: theta^(-2i/headDim);
+   * scaled variants are computed by the model, src/model/rope.ts); angles pos * invFreq[i] are
+   * computed in double precision. With c = scale*cos, s = scale*sin (scale: YaRN's attention
+   * factor, else 1): out[i] = x[i]c - x[i+h/2]s, out[i+h/2] = x[i+h/2]c + x[i]s.
    * out may alias x.
    */
-  ropeForward(out: F, x: F, pos: Int32Array, heads: number, headDim: number, theta: number): void;
+  ropeForward(out: F, x: F, pos: Int32Array, heads: number, headDim: number, invFreq: Float64Array, scale: number): void;
   /** dx += R(pos)^T dout. */
-  ropeBackward(dx: F, dout: F, pos: Int32Array, heads: number, headDim: number, theta: number): void;
+  ropeBackward(dx: F, dout: F, pos: Int32Array, heads: number, headDim: number, invFreq: Float64Array, scale: number): void;
+
+  /** y[r, :] += b for every row of y = [rows, dim]. */
+  biasForward(y: F, b: F, rows: number, dim: number): void;
+  /** db += sum over rows of dy. Deterministic for any thread count. */
+  biasBackward(db: F, dy: F, rows: number, dim: number): void;
+
+  /** out[r, :] = x[r, start : start+width]; x is [rows, cols] (one part of a fused projection). */
+  sliceColumnsForward(out: F, x: F, rows: number, cols: number, start: number, width: number): void;
+  /** dx[r, start : start+width] += dout[r, :]. */
+  sliceColumnsBackward(dx: F, dout: F, rows: number, cols: number, start: number, width: number): void;
+
+  /** out[r] = w[r] / norm[r], norm[r] = max(||w[r]||, eps) (torch F.normalize over rows of [rows, dim]). */
+  normalizeRowsForward(out: F, norm: F, w: F, rows: number, dim: number, eps: number): void;
+  /** dw[r] += (dout[r] - out[r] (out[r] . dout[r])) / norm[r]; a row clamped at eps gets dout[r] / eps. */
+  normalizeRowsBackward(dw: F, dout: F, out: F, norm: F, rows: number, dim: number, eps: number): void;
 
   /**
    * Causal grouped-query attention, never materialising the [Tq, Tk] score matrix.

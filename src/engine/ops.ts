@@ -8,19 +8,41 @@ import { Context, Tensor } from './tensor.js';
  * [rows, features]; rows = batch * time.
  */
 
-/** y = x W^T, W in HF layout [out, in]. */
-export function linear<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: Tensor<F>): Tensor<F> {
+/** y = x W^T (+ b), W in HF layout [out, in], b [out]. */
+export function linear<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: Tensor<F>, b: Tensor<F> | null = null): Tensor<F> {
   const [outF, inF] = W.shape;
   const N = x.size / inF;
   if (!Number.isInteger(N)) throw new RangeError(`linear: input of ${x.size} values is not a multiple of in_features ${inF}`);
-  const y = ctx.tensor([N, outF], x.requiresGrad || W.requiresGrad);
+  if (b && b.size !== outF) throw new RangeError(`linear: bias of ${b.size} values for ${outF} outputs`);
+  const y = ctx.tensor([N, outF], x.requiresGrad || W.requiresGrad || !!b?.requiresGrad);
   ctx.k.gemm(false, true, N, outF, inF, 1, x.data, W.data, 0, y.data);
-  ctx.record([x, W], () => {
+  if (b) ctx.k.biasForward(y.data, b.data, N, outF);
+  ctx.record(b ? [x, W, b] : [x, W], () => {
     const dy = y.grad;
     if (!dy) return;
     if (x.requiresGrad) ctx.k.gemm(false, false, N, inF, outF, 1, dy, W.data, 1, ctx.gradOf(x));
     if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, N, 1, dy, x.data, 1, ctx.gradOf(W));
+    if (b?.requiresGrad) ctx.k.biasBackward(ctx.gradOf(b), dy, N, outF);
   });
+  return y;
+}
+
+/** Columns [start, start + width) of x [rows, cols]: one part of a fused projection (Baichuan's W_pack). */
+export function sliceColumns<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, start: number, width: number): Tensor<F> {
+  const cols = x.shape[x.shape.length - 1], rows = x.size / cols;
+  const y = ctx.tensor([rows, width], x.requiresGrad);
+  ctx.k.sliceColumnsForward(y.data, x.data, rows, cols, start, width);
+  ctx.record([x], () => y.grad && ctx.k.sliceColumnsBackward(ctx.gradOf(x), y.grad, rows, cols, start, width));
+  return y;
+}
+
+/** Each row of W [rows, dim] divided by max(its L2 norm, eps): torch's F.normalize(W), Baichuan 2's NormHead. */
+export function normalizeRows<F extends FloatArray>(ctx: Context<F>, W: Tensor<F>, eps = 1e-12): Tensor<F> {
+  const [rows, dim] = W.shape;
+  const y = ctx.tensor(W.shape, W.requiresGrad);
+  const norm = ctx.ws.alloc(rows);
+  ctx.k.normalizeRowsForward(y.data, norm, W.data, rows, dim, eps);
+  ctx.record([W], () => y.grad && ctx.k.normalizeRowsBackward(ctx.gradOf(W), y.grad, y.data, norm, rows, dim, eps));
   return y;
 }
 
@@ -47,10 +69,16 @@ export function rmsnorm<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, w: 
   return y;
 }
 
-export function rope<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, pos: Int32Array, heads: number, headDim: number, theta: number): Tensor<F> {
+/** Rotation frequencies of a RoPE variant and its cos/sin multiplier (see src/model/rope.ts). */
+export interface RopeFrequencies {
+  invFreq: Float64Array;
+  scale: number;
+}
+
+export function rope<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, pos: Int32Array, heads: number, headDim: number, f: RopeFrequencies): Tensor<F> {
   const y = ctx.tensor(x.shape, x.requiresGrad);
-  ctx.k.ropeForward(y.data, x.data, pos, heads, headDim, theta);
-  ctx.record([x], () => y.grad && ctx.k.ropeBackward(ctx.gradOf(x), y.grad, pos, heads, headDim, theta));
+  ctx.k.ropeForward(y.data, x.data, pos, heads, headDim, f.invFreq, f.scale);
+  ctx.record([x], () => y.grad && ctx.k.ropeBackward(ctx.gradOf(x), y.grad, pos, heads, headDim, f.invFreq, f.scale));
   return y;
 }
 

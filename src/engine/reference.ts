@@ -73,26 +73,44 @@ function dot(a: F, aOff: number, b: F, bOff: number, n: number): number {
   return s;
 }
 
-/** cos/sin of the RoPE angles of one position: pos * theta^(-2i/headDim), i < headDim/2. */
-function ropeAngles(pos: number, headDim: number, theta: number): { cos: number[]; sin: number[] } {
+/** scale * cos/sin of the RoPE angles of one position: pos * invFreq[i]. */
+function ropeAngles(pos: number, invFreq: Float64Array, scale: number): { cos: number[]; sin: number[] } {
   const cos: number[] = [];
   const sin: number[] = [];
-  for (let i = 0; i < headDim / 2; i++) {
-    const a = pos * Math.pow(theta, (-2 * i) / headDim);
-    cos.push(Math.cos(a));
-    sin.push(Math.sin(a));
+  for (const f of invFreq) {
+    cos.push(scale * Math.cos(pos * f));
+    sin.push(scale * Math.sin(pos * f));
   }
   return { cos, sin };
 }
 
-function checkRope(kernel: string, dst: F, src: F, pos: Int32Array, heads: number, headDim: number, theta: number): void {
+function checkRope(kernel: string, dst: F, src: F, pos: Int32Array, heads: number, headDim: number, invFreq: Float64Array, scale: number): void {
   expectType(kernel, 'pos', pos, Int32Array);
+  expectType(kernel, 'invFreq', invFreq, Float64Array);
   expectSize(kernel, 'heads', heads, 1);
   expectSize(kernel, 'headDim', headDim, 2);
   if (headDim % 2 !== 0) fail(kernel, `headDim must be even, got ${headDim}`);
-  if (!(theta > 0)) fail(kernel, `theta must be > 0`);
+  expectLength(kernel, 'invFreq', invFreq, headDim / 2, 'headDim/2');
+  if (!invFreq.every(Number.isFinite)) fail(kernel, 'invFreq must be finite');
+  if (!Number.isFinite(scale)) fail(kernel, `scale must be finite, got ${scale}`);
   expectLength(kernel, 'x', src, pos.length * heads * headDim, 'pos.length*heads*headDim');
   expectLength(kernel, 'out', dst, pos.length * heads * headDim, 'pos.length*heads*headDim');
+}
+
+function checkRows(kernel: string, arrays: [string, F][], rows: number, dim: number): void {
+  expectSize(kernel, 'rows', rows);
+  expectSize(kernel, 'dim', dim, 1);
+  for (const [name, a] of arrays) expectLength(kernel, name, a, rows * dim, 'rows*dim');
+}
+
+function checkSlice(kernel: string, wideName: string, wide: F, narrowName: string, narrow: F, rows: number, cols: number, start: number, width: number): void {
+  expectSize(kernel, 'rows', rows);
+  expectSize(kernel, 'cols', cols, 1);
+  expectSize(kernel, 'start', start);
+  expectSize(kernel, 'width', width, 1);
+  if (start + width > cols) fail(kernel, `start + width (${start + width}) exceeds cols (${cols})`);
+  expectLength(kernel, wideName, wide, rows * cols, 'rows*cols');
+  expectLength(kernel, narrowName, narrow, rows * width, 'rows*width');
 }
 
 /** Row r's max and log-sum-exp of logits[r, :]. */
@@ -167,11 +185,11 @@ export const referenceKernels: Kernels<Float64Array> = {
     }
   },
 
-  ropeForward(out, x, pos, heads, headDim, theta) {
-    checkRope('ropeForward', out, x, pos, heads, headDim, theta);
+  ropeForward(out, x, pos, heads, headDim, invFreq, scale) {
+    checkRope('ropeForward', out, x, pos, heads, headDim, invFreq, scale);
     const half = headDim / 2;
     pos.forEach((p, r) => {
-      const { cos, sin } = ropeAngles(p, headDim, theta);
+      const { cos, sin } = ropeAngles(p, invFreq, scale);
       for (let h = 0; h < heads; h++) {
         const o = (r * heads + h) * headDim;
         for (let i = 0; i < half; i++) {
@@ -184,11 +202,11 @@ export const referenceKernels: Kernels<Float64Array> = {
     });
   },
 
-  ropeBackward(dx, dout, pos, heads, headDim, theta) {
-    checkRope('ropeBackward', dx, dout, pos, heads, headDim, theta);
+  ropeBackward(dx, dout, pos, heads, headDim, invFreq, scale) {
+    checkRope('ropeBackward', dx, dout, pos, heads, headDim, invFreq, scale);
     const half = headDim / 2;
     pos.forEach((p, r) => {
-      const { cos, sin } = ropeAngles(p, headDim, theta);
+      const { cos, sin } = ropeAngles(p, invFreq, scale);
       for (let h = 0; h < heads; h++) {
         const o = (r * heads + h) * headDim;
         for (let i = 0; i < half; i++) {
@@ -199,6 +217,50 @@ export const referenceKernels: Kernels<Float64Array> = {
         }
       }
     });
+  },
+
+  biasForward(y, b, rows, dim) {
+    checkRows('biasForward', [['y', y]], rows, dim);
+    expectLength('biasForward', 'b', b, dim, 'dim');
+    for (let r = 0; r < rows; r++) for (let c = 0; c < dim; c++) y[r * dim + c] += b[c];
+  },
+
+  biasBackward(db, dy, rows, dim) {
+    checkRows('biasBackward', [['dy', dy]], rows, dim);
+    expectLength('biasBackward', 'db', db, dim, 'dim');
+    for (let r = 0; r < rows; r++) for (let c = 0; c < dim; c++) db[c] += dy[r * dim + c];
+  },
+
+  sliceColumnsForward(out, x, rows, cols, start, width) {
+    checkSlice('sliceColumnsForward', 'x', x, 'out', out, rows, cols, start, width);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) out[r * width + c] = x[r * cols + start + c];
+  },
+
+  sliceColumnsBackward(dx, dout, rows, cols, start, width) {
+    checkSlice('sliceColumnsBackward', 'dx', dx, 'dout', dout, rows, cols, start, width);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) dx[r * cols + start + c] += dout[r * width + c];
+  },
+
+  normalizeRowsForward(out, norm, w, rows, dim, eps) {
+    checkRows('normalizeRowsForward', [['out', out], ['w', w]], rows, dim);
+    expectLength('normalizeRowsForward', 'norm', norm, rows, 'rows');
+    if (!(eps > 0)) fail('normalizeRowsForward', 'eps must be > 0');
+    for (let r = 0; r < rows; r++) {
+      const n = Math.max(Math.sqrt(dot(w, r * dim, w, r * dim, dim)), eps);
+      norm[r] = n;
+      for (let c = 0; c < dim; c++) out[r * dim + c] = w[r * dim + c] / n;
+    }
+  },
+
+  normalizeRowsBackward(dw, dout, out, norm, rows, dim, eps) {
+    checkRows('normalizeRowsBackward', [['dw', dw], ['dout', dout], ['out', out]], rows, dim);
+    expectLength('normalizeRowsBackward', 'norm', norm, rows, 'rows');
+    if (!(eps > 0)) fail('normalizeRowsBackward', 'eps must be > 0');
+    for (let r = 0; r < rows; r++) {
+      // d(w / |w|) = (I - u u^T) / |w|; below eps the divisor is the constant eps
+      const proj = norm[r] > eps ? dot(out, r * dim, dout, r * dim, dim) : 0;
+      for (let c = 0; c < dim; c++) dw[r * dim + c] += (dout[r * dim + c] - out[r * dim + c] * proj) / norm[r];
+    }
   },
 
   attentionForward(out, lse, q, k, v, d, keyStart) {

@@ -1,13 +1,15 @@
-// Our Llama + Tokenizer + chat template as the GGUF llama.cpp loads for its `llama`
-// architecture: the metadata keys, tensor names and tokenizer fields that llama.cpp's
-// convert_hf_to_gguf.py writes for an HF LlamaForCausalLM with a byte-level BPE tokenizer
-// (conversion/llama.py and base.py there; key names from gguf-py/gguf/constants.py).
-import { headDim, type LlamaConfig } from '../model/config.js';
-import type { Llama } from '../model/llama.js';
+// Our model + Tokenizer + chat template as the GGUF llama.cpp loads for the family's
+// architecture (llama, qwen2, qwen3, baichuan): the metadata keys and tensor names that
+// llama.cpp's convert_hf_to_gguf.py writes for the HF model (conversion/llama.py, qwen.py,
+// baichuan.py and base.py there; key names from gguf-py/gguf/constants.py; what each
+// architecture reads from src/models/*.cpp); the tokenizer's keys come from gguf-tokenizer.ts.
+import type { ModelConfig } from '../model/config.js';
+import { Llama } from '../model/llama.js';
+import { ropeFrequencies } from '../model/rope.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
-import type { HfTokenizerJson, Tokenizer } from '../tokenizer/index.js';
-import { GPT2_PATTERN, QWEN_PATTERN } from '../tokenizer/regex.js';
+import type { Tokenizer } from '../tokenizer/index.js';
 import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from './gguf.js';
+import { tokenizerMetadata } from './gguf-tokenizer.js';
 
 export type GgufExportDtype = 'f32' | 'f16' | 'q8_0';
 export const GGUF_EXPORT_DTYPES: readonly GgufExportDtype[] = ['f32', 'f16', 'q8_0'];
@@ -24,9 +26,6 @@ export interface LlamaGgufSource {
 const FILE_TYPE: Record<GgufExportDtype, number> = { f32: 0, f16: 1, q8_0: 7 };
 /** GGML_QNT_VERSION; convert_hf_to_gguf.py writes it into every file. */
 const QUANTIZATION_VERSION = 2;
-
-/** llama_token_type as llama.cpp reads tokenizer.ggml.token_type. */
-export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 /**
  * HF LLaMA rotates q/k with rotate-half RoPE (pairs (i, i + headDim/2)); llama.cpp's llama
@@ -52,23 +51,44 @@ export function permuteForRope(w: Float32Array, nHead: number, cols: number): Fl
   return out;
 }
 
+/**
+ * The llama.cpp architecture of a model and whether its q/k rows are permuted: llama.cpp's
+ * llama and baichuan graphs rotate adjacent pairs (RoPE "norm"), its qwen2 and qwen3 graphs
+ * rotate halves as HF does ("neox"). llama.cpp's baichuan graph applies RoPE only to 32-layer
+ * models (its 7B; 40 layers means the 13B with ALiBi, any other count gets no positions at
+ * all), so a Baichuan of another depth is written as llama, the same graph once W_pack is
+ * split, with `note` saying so.
+ */
+export function ggufArchitecture(c: ModelConfig): { arch: 'llama' | 'qwen2' | 'qwen3' | 'baichuan'; permute: boolean; notes: string[] } {
+  const notes: string[] = [];
+  // dynamic NTK equals plain RoPE up to max_position_embeddings, where context_length stops
+  if (c.rope_scaling?.rope_type === 'dynamic') notes.push(`llama.cpp has no dynamic NTK RoPE: the GGUF uses plain RoPE, exact up to its context_length of ${c.max_position_embeddings} tokens`);
+  if (c.model_type === 'qwen2' || c.model_type === 'qwen3') return { arch: c.model_type, permute: false, notes };
+  if (c.model_type === 'baichuan' && c.num_hidden_layers !== 32) {
+    notes.push(`llama.cpp's baichuan architecture applies RoPE only to 32-layer models; this ${c.num_hidden_layers}-layer Baichuan is written as the llama architecture, which computes the same`);
+    return { arch: 'llama', permute: true, notes };
+  }
+  return { arch: c.model_type === 'baichuan' ? 'baichuan' : 'llama', permute: true, notes };
+}
+
 const GLOBAL_NAMES: Record<string, string> = { 'model.embed_tokens.weight': 'token_embd.weight', 'model.norm.weight': 'output_norm.weight', 'lm_head.weight': 'output.weight' };
 const BLOCK_NAMES: Record<string, string> = {
   input_layernorm: 'attn_norm', 'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v',
+  'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm',
   'self_attn.o_proj': 'attn_output', post_attention_layernorm: 'ffn_norm', 'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
 };
 
-/** HF tensor name -> GGUF tensor name for the llama architecture. */
+/** HF tensor name -> GGUF tensor name (W_pack is split before naming). */
 function ggufTensorName(hf: string): string {
   if (GLOBAL_NAMES[hf]) return GLOBAL_NAMES[hf];
-  const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(hf);
+  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hf);
   if (!m || !BLOCK_NAMES[m[2]]) throw new Error(`GGUF export: no llama.cpp name for tensor ${hf}`);
-  return `blk.${m[1]}.${BLOCK_NAMES[m[2]]}.weight`;
+  return `blk.${m[1]}.${BLOCK_NAMES[m[2]]}.${m[3]}`;
 }
 
 /**
- * Storage type per tensor as convert_hf_to_gguf.py chooses it: vectors (the norms) stay F32;
- * a Q8_0 matrix whose rows are not whole 32-value blocks falls back to F16.
+ * Storage type per tensor as convert_hf_to_gguf.py chooses it: vectors (norms, biases) stay
+ * F32; a Q8_0 matrix whose rows are not whole 32-value blocks falls back to F16.
  */
 function tensorDtype(shape: readonly number[], dtype: GgufExportDtype): GgmlDtype {
   if (shape.length < 2 || dtype === 'f32') return 'F32';
@@ -76,116 +96,116 @@ function tensorDtype(shape: readonly number[], dtype: GgufExportDtype): GgmlDtyp
   return 'Q8_0';
 }
 
-/** The model's tensors under llama.cpp's names, q/k rows permuted; no output.weight when tied (llama.cpp reuses token_embd). */
+/** Rows [start, start + n) of a row-major [rows, cols] matrix. */
+const rowSlice = (w: Float32Array, cols: number, start: number, n: number) => w.subarray(start * cols, (start + n) * cols);
+
+/**
+ * The model's tensors under llama.cpp's names: W_pack split into q/k/v, q/k rows (and biases)
+ * permuted for the norm-RoPE architectures, Baichuan 2's lm_head rows normalised (llama.cpp
+ * has no NormHead; its converter leaves them as stored), Llama-3's RoPE factors as
+ * rope_freqs.weight. No output.weight when tied (llama.cpp reuses token_embd).
+ */
 export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDtype): GgufTensorToWrite[] {
   if (model.hook) throw new Error('GGUF export: the model has an attached adapter; merge it first');
-  const c = model.config;
-  return model.params.specs.map((spec) => {
+  const c = model.config, { arch, permute } = ggufArchitecture(c);
+  if (arch === 'qwen3' && c.o_bias) throw new Error("GGUF export: llama.cpp's qwen3 architecture loads no o_proj.bias (this model has attention_bias: true)");
+  const out: GgufTensorToWrite[] = [];
+  const push = (hf: string, shape: readonly number[], data: Float32Array | (() => Float32Array)) => out.push({ name: ggufTensorName(hf), shape, data, dtype: tensorDtype(shape, dtype) });
+  // q/k weights [heads*hd, D] and biases [heads*hd] (as one column)
+  const rotated = (data: Float32Array, heads: number, cols: number) => (permute ? () => permuteForRope(data, heads, cols) : data);
+  for (const spec of model.params.specs) {
     const data = model.params.get(spec.name).data;
-    const q = spec.name.endsWith('.self_attn.q_proj.weight'), k = spec.name.endsWith('.self_attn.k_proj.weight');
-    const heads = q ? c.num_attention_heads : c.num_key_value_heads;
-    return {
-      name: ggufTensorName(spec.name),
-      shape: spec.shape,
-      data: q || k ? () => permuteForRope(data, heads, c.hidden_size) : data,
-      dtype: tensorDtype(spec.shape, dtype),
-    };
-  });
-}
-
-function hyperparameters(c: LlamaConfig): GgufMetadata {
-  return new Map([
-    ['llama.context_length', kv.u32(c.max_position_embeddings)],
-    ['llama.embedding_length', kv.u32(c.hidden_size)],
-    ['llama.block_count', kv.u32(c.num_hidden_layers)],
-    ['llama.feed_forward_length', kv.u32(c.intermediate_size)],
-    ['llama.attention.head_count', kv.u32(c.num_attention_heads)],
-    ['llama.attention.head_count_kv', kv.u32(c.num_key_value_heads)],
-    ['llama.rope.freq_base', kv.f32(c.rope_theta)],
-    ['llama.attention.layer_norm_rms_epsilon', kv.f32(c.rms_norm_eps)],
-    ['llama.rope.dimension_count', kv.u32(headDim(c))],
-    ['llama.vocab_size', kv.u32(c.vocab_size)],
-  ]);
-}
-
-/** llama.cpp's pre-tokenizer names for the split regexes it implements exactly as HF does. */
-const LLAMA_CPP_PRE = new Map([[QWEN_PATTERN, 'qwen2'], [GPT2_PATTERN, 'gpt-2']]);
-
-/**
- * tokenizer.ggml.pre for the tokenizer's split rule: a Split on a known regex followed by
- * ByteLevel without its own regex (ours, Qwen's), or a plain GPT-2 ByteLevel. Anything else
- * would tokenize differently in llama.cpp, so it is refused rather than mislabelled.
- * Unicode normalisation: llama.cpp has none for BPE, so an NFC tokenizer agrees on NFC text.
- */
-function preTokenizerName(json: HfTokenizerJson): string {
-  const pre = json.pre_tokenizer as { type?: string; pretokenizers?: unknown[]; pattern?: { Regex?: string }; behavior?: string; invert?: boolean; use_regex?: boolean } | null;
-  const parts = (pre?.type === 'Sequence' ? pre.pretokenizers ?? [] : [pre]) as (typeof pre)[];
-  let regex: string | undefined;
-  if (parts.length === 2 && parts[0]?.type === 'Split' && parts[0].behavior === 'Isolated' && !parts[0].invert && parts[1]?.type === 'ByteLevel' && parts[1].use_regex === false) regex = parts[0].pattern?.Regex;
-  else if (parts.length === 1 && parts[0]?.type === 'ByteLevel' && parts[0].use_regex !== false) regex = GPT2_PATTERN;
-  const name = regex === undefined ? undefined : LLAMA_CPP_PRE.get(regex);
-  if (!name) throw new Error(`GGUF export: the tokenizer's pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent (supported: the Qwen2 split regex, GPT-2 byte level)`);
-  const norm = json.normalizer as { type?: string } | null;
-  if (norm !== null && norm.type !== 'NFC') throw new Error(`GGUF export: the tokenizer's normalizer ${JSON.stringify(norm)} has no llama.cpp equivalent`);
-  return name;
-}
-
-/**
- * tokenizer.ggml.* as convert_hf_to_gguf.py's _set_vocab_gpt2 writes it: one entry per
- * model row (ids the tokenizer lacks become "[PAD<id>]", type unused), tokens in the
- * byte-symbol alphabet (llama.cpp maps bytes the same way), merges as "left right".
- */
-function tokenizerMetadata(tok: Tokenizer, template: ChatTemplate, vocabSize: number): GgufMetadata {
-  if (tok.vocabSize > vocabSize) throw new Error(`GGUF export: the tokenizer has ${tok.vocabSize} tokens but the model only ${vocabSize} rows`);
-  const json = tok.toJSON();
-  const added = new Map(json.added_tokens.map((t) => [t.id, t]));
-  const tokens: string[] = [], types: number[] = [];
-  for (let id = 0; id < vocabSize; id++) {
-    const t = tok.idToToken(id);
-    const a = added.get(id);
-    tokens.push(t ?? `[PAD${id}]`);
-    types.push(t === undefined ? TOKEN_TYPE.unused : a ? (a.special ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined) : TOKEN_TYPE.normal);
+    const cols = spec.shape.length === 2 ? spec.shape[1] : 1;
+    const m = /^(model\.layers\.\d+\.self_attn\.)(W_pack|q_proj|k_proj)\.(weight|bias)$/.exec(spec.name);
+    if (m?.[2] === 'W_pack') {
+      const qD = c.num_attention_heads * c.head_dim, kvD = c.num_key_value_heads * c.head_dim;
+      const shape = (rows: number) => (spec.shape.length === 2 ? [rows, cols] : [rows]);
+      push(`${m[1]}q_proj.${m[3]}`, shape(qD), rotated(rowSlice(data, cols, 0, qD), c.num_attention_heads, cols));
+      push(`${m[1]}k_proj.${m[3]}`, shape(kvD), rotated(rowSlice(data, cols, qD, kvD), c.num_key_value_heads, cols));
+      push(`${m[1]}v_proj.${m[3]}`, shape(kvD), rowSlice(data, cols, qD + kvD, kvD));
+    } else if (m) {
+      push(spec.name, spec.shape, rotated(data, m[2] === 'q_proj' ? c.num_attention_heads : c.num_key_value_heads, cols));
+    } else if (spec.name === 'lm_head.weight' && c.norm_head) {
+      push(spec.name, spec.shape, () => normalisedRows(data, cols));
+    } else {
+      push(spec.name, spec.shape, data);
+    }
   }
-  const merges = json.model.merges.map((m) => (typeof m === 'string' ? m : `${m[0]} ${m[1]}`));
-  // What encode() adds around any text is what llama.cpp must add: BOS and/or EOS flags.
-  const wrap = tok.encode('', { addSpecialTokens: true });
+  if (c.norm_head && c.tie_word_embeddings) push('lm_head.weight', [c.vocab_size, c.hidden_size], () => normalisedRows(model.params.get('model.embed_tokens.weight').data, c.hidden_size));
+  if (c.rope_scaling?.rope_type === 'llama3') {
+    // llama.cpp divides each angle by its factor: factor_i = plain frequency / scaled frequency
+    const plain = ropeFrequencies({ ...c, rope_scaling: null }, 0).invFreq, scaled = ropeFrequencies(c, 0).invFreq;
+    out.push({ name: 'rope_freqs.weight', shape: [c.head_dim / 2], data: Float32Array.from(plain, (f, i) => f / scaled[i]), dtype: 'F32' });
+  }
+  return out;
+}
+
+/** Rows divided by their L2 norm (torch F.normalize, eps 1e-12), in double. */
+function normalisedRows(w: Float32Array, cols: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < w.length / cols; r++) {
+    let ss = 0;
+    for (let j = 0; j < cols; j++) ss += w[r * cols + j] ** 2;
+    const n = Math.max(Math.sqrt(ss), 1e-12);
+    for (let j = 0; j < cols; j++) out[r * cols + j] = w[r * cols + j] / n;
+  }
+  return out;
+}
+
+/** The architecture's hyperparameters, RoPE scaling as llama.cpp reads it. */
+function hyperparameters(c: ModelConfig, arch: string): GgufMetadata {
   const meta: GgufMetadata = new Map([
-    ['tokenizer.ggml.model', kv.str('gpt2')],
-    ['tokenizer.ggml.pre', kv.str(preTokenizerName(json))],
-    ['tokenizer.ggml.tokens', kv.strings(tokens)],
-    ['tokenizer.ggml.token_type', kv.i32s(types)],
-    ['tokenizer.ggml.merges', kv.strings(merges)],
-    // With no BOS key llama.cpp's BPE default is id 11, an arbitrary token; a tokenizer
-    // without BOS (Qwen's convention, ours) names its EOS, as Qwen's GGUFs do, and never adds it.
-    ['tokenizer.ggml.bos_token_id', kv.u32(tok.bosId ?? tok.eosId)],
-    ['tokenizer.ggml.eos_token_id', kv.u32(tok.eosId)],
-    ['tokenizer.ggml.padding_token_id', kv.u32(tok.padId)],
-    ['tokenizer.ggml.add_bos_token', kv.bool(tok.bosId !== null && wrap[0] === tok.bosId)],
-    ['tokenizer.ggml.add_eos_token', kv.bool(wrap.length > 0 && wrap[wrap.length - 1] === tok.eosId)],
+    [`${arch}.context_length`, kv.u32(c.max_position_embeddings)],
+    [`${arch}.embedding_length`, kv.u32(c.hidden_size)],
+    [`${arch}.block_count`, kv.u32(c.num_hidden_layers)],
+    [`${arch}.feed_forward_length`, kv.u32(c.intermediate_size)],
+    [`${arch}.attention.head_count`, kv.u32(c.num_attention_heads)],
+    [`${arch}.attention.head_count_kv`, kv.u32(c.num_key_value_heads)],
+    [`${arch}.rope.freq_base`, kv.f32(c.rope_theta)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, kv.f32(c.rms_norm_eps)],
+    [`${arch}.attention.key_length`, kv.u32(c.head_dim)],
+    [`${arch}.attention.value_length`, kv.u32(c.head_dim)],
+    [`${arch}.rope.dimension_count`, kv.u32(c.head_dim)],
   ]);
-  // The end-of-turn marker (<|im_end|> for ChatML) ends generation in llama.cpp as EOT.
-  const eot = template.stopIds(tok).find((id) => id !== tok.eosId);
-  if (eot !== undefined) meta.set('tokenizer.ggml.eot_token_id', kv.u32(eot));
-  meta.set('tokenizer.chat_template', kv.str(template.source));
+  if (arch === 'llama') meta.set('llama.vocab_size', kv.u32(c.vocab_size));
+  const s = c.rope_scaling;
+  if (s?.rope_type === 'linear') {
+    meta.set(`${arch}.rope.scaling.type`, kv.str('linear'));
+    meta.set(`${arch}.rope.scaling.factor`, kv.f32(s.factor));
+  } else if (s?.rope_type === 'yarn') {
+    // llama.cpp reads neither YaRN's betas nor truncate for these architectures (defaults 32 / 1, truncated)
+    if ((s.beta_fast ?? 32) !== 32 || (s.beta_slow ?? 1) !== 1 || s.truncate === false) {
+      throw new Error('GGUF export: llama.cpp applies YaRN with beta_fast 32, beta_slow 1 and truncated correction dims only; this rope_scaling differs');
+    }
+    meta.set(`${arch}.rope.scaling.type`, kv.str('yarn'));
+    meta.set(`${arch}.rope.scaling.factor`, kv.f32(s.factor));
+    meta.set(`${arch}.rope.scaling.original_context_length`, kv.u32(s.original_max_position_embeddings ?? c.max_position_embeddings));
+    // llama.cpp scales cos/sin by 1 + 0.1 ln(factor) itself, times this factor
+    const attn = ropeFrequencies(c, 0).scale / (1 + 0.1 * Math.log(s.factor));
+    if (Math.abs(attn - 1) > 1e-7) meta.set(`${arch}.rope.scaling.attn_factor`, kv.f32(attn));
+  } else if (s?.rope_type === 'llama3' && arch !== 'llama') {
+    throw new Error(`GGUF export: llama.cpp's ${arch} architecture has no per-frequency RoPE factors (Llama-3 scaling)`);
+  }
   return meta;
 }
 
 /** Every metadata key of the exported file, general.* first as llama.cpp's tools print them. */
 export function llamaGgufMetadata(src: LlamaGgufSource, dtype: GgufExportDtype): GgufMetadata {
-  const c = src.model.config;
+  const c = src.model.config, { arch } = ggufArchitecture(c);
   return new Map([
-    ['general.architecture', kv.str('llama')],
+    ['general.architecture', kv.str(arch)],
     ['general.name', kv.str(src.name ?? 'chimed')],
     ['general.file_type', kv.u32(FILE_TYPE[dtype])],
     ['general.quantization_version', kv.u32(QUANTIZATION_VERSION)],
     ['general.alignment', kv.u32(32)],
-    ...hyperparameters(c),
+    ...hyperparameters(c, arch),
     ...tokenizerMetadata(src.tokenizer, src.template, c.vocab_size),
   ]);
 }
 
-/** Writes a llama.cpp-loadable GGUF of the model, its tokenizer and chat template (atomic). */
-export async function writeLlamaGguf(file: string, src: LlamaGgufSource, dtype: GgufExportDtype = 'f32'): Promise<void> {
+/** Writes a llama.cpp-loadable GGUF of the model, its tokenizer and chat template (atomic); returns notes for the user (see ggufArchitecture). */
+export async function writeLlamaGguf(file: string, src: LlamaGgufSource, dtype: GgufExportDtype = 'f32'): Promise<string[]> {
   if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new Error(`GGUF export: unknown dtype ${JSON.stringify(dtype)} (${GGUF_EXPORT_DTYPES.join(', ')})`);
   await writeGguf(file, llamaGgufMetadata(src, dtype), llamaGgufTensors(src.model, dtype));
+  return ggufArchitecture(src.model.config).notes;
 }

@@ -1,6 +1,7 @@
 import type { FloatArray } from '../engine/kernels.js';
 import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
+import { contextLength } from './config.js';
 import { KvCache, Llama } from './llama.js';
 
 export interface SamplingOptions {
@@ -58,8 +59,9 @@ export class Decoder<F extends FloatArray> {
     const c = model.config;
     if (prompts.some((p) => p.length === 0)) throw new RangeError('generate: empty prompt');
     const P = Math.max(...prompts.map((p) => p.length));
-    if (P + opts.maxNewTokens > c.max_position_embeddings) {
-      throw new RangeError(`generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed max_position_embeddings (${c.max_position_embeddings})`);
+    if (P + opts.maxNewTokens > contextLength(c)) {
+      const dyn = c.rope_scaling?.rope_type === 'dynamic' ? ` x dynamic RoPE factor ${c.rope_scaling.factor}` : '';
+      throw new RangeError(`generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed the model's context: max_position_embeddings ${c.max_position_embeddings}${dyn} = ${contextLength(c)}`);
     }
     const rows = prompts.flatMap((p) => Array.from({ length: this.n }, () => p));
     this.B = rows.length;

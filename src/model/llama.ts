@@ -1,9 +1,10 @@
 import type { AttentionDims, FloatArray, Kernels } from '../engine/kernels.js';
-import { add, attention, checkpoint, embedding, linear, linearLogprobs, rmsnorm, rope, swiglu } from '../engine/ops.js';
+import { add, attention, checkpoint, embedding, linear, linearLogprobs, normalizeRows, rmsnorm, rope, sliceColumns, swiglu, type RopeFrequencies } from '../engine/ops.js';
 import { ParamStore, type ParamSpec } from '../engine/params.js';
 import { Rng } from '../engine/rng.js';
 import { Context, Tensor } from '../engine/tensor.js';
-import { headDim, type LlamaConfig } from './config.js';
+import { kvWidth, qWidth, type ModelConfig } from './config.js';
+import { ropeDependsOnLength, ropeFrequencies } from './rope.js';
 
 /** A batch of token rows: ids and positions are [B, T] flattened. */
 export interface TokenBatch {
@@ -34,13 +35,13 @@ export class KvCache<F extends FloatArray> {
   readonly v: F[] = [];
   length = 0;
 
-  constructor(kern: Kernels<F>, readonly config: LlamaConfig, readonly B: number, readonly capacity: number) {
-    const n = B * capacity * config.num_key_value_heads * headDim(config);
+  constructor(kern: Kernels<F>, readonly config: ModelConfig, readonly B: number, readonly capacity: number) {
+    const n = B * capacity * kvWidth(config);
     for (let l = 0; l < config.num_hidden_layers; l++) { this.k.push(kern.alloc(n)); this.v.push(kern.alloc(n)); }
   }
 
   private get rowWidth(): number {
-    return this.config.num_key_value_heads * headDim(this.config);
+    return kvWidth(this.config);
   }
 
   /** Copies T new positions of each row into the cache after the current length. */
@@ -55,43 +56,68 @@ export class KvCache<F extends FloatArray> {
   }
 }
 
-const LAYER_LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+/** A layer's linear modules (HF names under model.layers.N.), with their bias switch. */
+function layerLinears(c: ModelConfig): { module: string; bias: boolean }[] {
+  const attn = c.fused_qkv
+    ? [{ module: 'self_attn.W_pack', bias: c.qkv_bias }]
+    : ['q_proj', 'k_proj', 'v_proj'].map((m) => ({ module: `self_attn.${m}`, bias: c.qkv_bias }));
+  return [
+    ...attn,
+    { module: 'self_attn.o_proj', bias: c.o_bias },
+    ...['gate_proj', 'up_proj', 'down_proj'].map((m) => ({ module: `mlp.${m}`, bias: c.mlp_bias })),
+  ];
+}
+
+/** The linear module names of a family as PEFT targets them (its all-linear set): W_pack for Baichuan. */
+export function linearTargetNames(c: ModelConfig): string[] {
+  return layerLinears(c).map((l) => l.module.split('.').pop()!);
+}
 
 /**
- * LLaMA decoder (HF LlamaForCausalLM semantics and tensor names), written out as plainly as
- * llm.c: embedding, N x (RMSNorm, GQA attention with RoPE, residual, RMSNorm, SwiGLU MLP,
- * residual), final RMSNorm, output projection.
+ * The decoder of every supported family (HF LlamaForCausalLM semantics, with the per-family
+ * switches of ModelConfig), written out as plainly as llm.c: embedding, N x (RMSNorm,
+ * attention: q/k/v projections (fused W_pack, biases, per-head q/k RMSNorm), RoPE, causal GQA,
+ * o_proj, residual; RMSNorm, SwiGLU MLP, residual), final RMSNorm, output projection
+ * (row-normalised for Baichuan 2). Tensor names are each family's HF names.
  */
 export class Llama<F extends FloatArray = FloatArray> {
   /** Optional LoRA (or other) side paths; null means plain projections. */
   hook: ProjectionHook<F> | null = null;
+  /** RoPE frequencies when they do not depend on the sequence length (all but dynamic NTK). */
+  private readonly fixedRope: RopeFrequencies | null;
 
-  constructor(readonly config: LlamaConfig, readonly params: ParamStore<F>) {}
+  constructor(readonly config: ModelConfig, readonly params: ParamStore<F>) {
+    this.fixedRope = ropeDependsOnLength(config) ? null : ropeFrequencies(config, 0);
+  }
 
   get k(): Kernels<F> {
     return this.params.k;
   }
 
   /**
-   * HF tensor names and shapes. head 'lm' is LlamaForCausalLM (lm_head unless tied);
-   * 'score' is LlamaForSequenceClassification with one label (a reward model): no lm_head,
-   * a [1, D] score weight.
+   * HF tensor names and shapes. head 'lm' is *ForCausalLM (lm_head unless tied); 'score' is
+   * *ForSequenceClassification with one label (a reward model): no lm_head, a [1, D] score weight.
    */
-  static paramSpecs(c: LlamaConfig, head: 'lm' | 'score' = 'lm'): ParamSpec[] {
-    const D = c.hidden_size, F = c.intermediate_size, kvD = c.num_key_value_heads * headDim(c);
+  static paramSpecs(c: ModelConfig, head: 'lm' | 'score' = 'lm'): ParamSpec[] {
+    const D = c.hidden_size, F = c.intermediate_size, qD = qWidth(c), kvD = kvWidth(c);
+    const shapes: Record<string, [number, number]> = {
+      'self_attn.W_pack': [qD + 2 * kvD, D], 'self_attn.q_proj': [qD, D], 'self_attn.k_proj': [kvD, D], 'self_attn.v_proj': [kvD, D],
+      'self_attn.o_proj': [D, qD], 'mlp.gate_proj': [F, D], 'mlp.up_proj': [F, D], 'mlp.down_proj': [D, F],
+    };
     const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocab_size, D] }];
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const p = `model.layers.${l}.`;
+      const linears = (modules: string[]) => layerLinears(c).filter((x) => modules.includes(x.module)).flatMap(({ module, bias }) => [
+        { name: `${p}${module}.weight`, shape: shapes[module] },
+        ...(bias ? [{ name: `${p}${module}.bias`, shape: [shapes[module][0]], noDecay: true }] : []),
+      ]);
       specs.push(
         { name: `${p}input_layernorm.weight`, shape: [D], noDecay: true },
-        { name: `${p}self_attn.q_proj.weight`, shape: [D, D] },
-        { name: `${p}self_attn.k_proj.weight`, shape: [kvD, D] },
-        { name: `${p}self_attn.v_proj.weight`, shape: [kvD, D] },
-        { name: `${p}self_attn.o_proj.weight`, shape: [D, D] },
+        ...linears(['self_attn.W_pack', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj']),
+        ...(c.qk_norm ? [{ name: `${p}self_attn.q_norm.weight`, shape: [c.head_dim], noDecay: true }, { name: `${p}self_attn.k_norm.weight`, shape: [c.head_dim], noDecay: true }] : []),
+        ...linears(['self_attn.o_proj']),
         { name: `${p}post_attention_layernorm.weight`, shape: [D], noDecay: true },
-        { name: `${p}mlp.gate_proj.weight`, shape: [F, D] },
-        { name: `${p}mlp.up_proj.weight`, shape: [F, D] },
-        { name: `${p}mlp.down_proj.weight`, shape: [D, F] },
+        ...linears(['mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']),
       );
     }
     specs.push({ name: 'model.norm.weight', shape: [D], noDecay: true });
@@ -100,23 +126,24 @@ export class Llama<F extends FloatArray = FloatArray> {
     return specs;
   }
 
-  static linearModules(c: LlamaConfig): string[] {
+  static linearModules(c: ModelConfig): string[] {
     const mods: string[] = [];
-    for (let l = 0; l < c.num_hidden_layers; l++) for (const m of LAYER_LINEARS) mods.push(`model.layers.${l}.${m}`);
+    for (let l = 0; l < c.num_hidden_layers; l++) for (const { module } of layerLinears(c)) mods.push(`model.layers.${l}.${module}`);
     return mods;
   }
 
   /**
-   * Random initialisation as HF does (normal(0, initializer_range), norms at 1), except that
-   * the two projections feeding the residual stream are scaled by 1/sqrt(2 * layers) as in
-   * GPT-2, which keeps small models trained from scratch stable.
+   * Random initialisation as HF does (normal(0, initializer_range), norms at 1, biases at 0),
+   * except that the two projections feeding the residual stream are scaled by
+   * 1/sqrt(2 * layers) as in GPT-2, which keeps small models trained from scratch stable.
    */
-  static random<F extends FloatArray>(k: Kernels<F>, c: LlamaConfig, seed: number, trainable = true): Llama<F> {
+  static random<F extends FloatArray>(k: Kernels<F>, c: ModelConfig, seed: number, trainable = true): Llama<F> {
     const params = new ParamStore(k, Llama.paramSpecs(c), trainable);
     const rng = new Rng(seed);
     const residualStd = c.initializer_range / Math.sqrt(2 * c.num_hidden_layers);
     for (const spec of params.specs) {
       const t = params.get(spec.name).data;
+      if (spec.name.endsWith('.bias')) continue;
       if (spec.noDecay) { t.fill(1); continue; }
       const std = /o_proj|down_proj/.test(spec.name) ? residualStd : c.initializer_range;
       for (let i = 0; i < t.length; i++) t[i] = rng.normal() * std;
@@ -129,12 +156,22 @@ export class Llama<F extends FloatArray = FloatArray> {
   }
 
   private proj(ctx: Context<F>, x: Tensor<F>, module: string): Tensor<F> {
-    const y = linear(ctx, x, this.w(`${module}.weight`));
+    const bias = `${module}.bias`;
+    const y = linear(ctx, x, this.w(`${module}.weight`), this.params.has(bias) ? this.w(bias) : null);
     return this.hook ? this.hook(ctx, x, y, module) : y;
   }
 
-  private block(ctx: Context<F>, x: Tensor<F>, l: number, batch: TokenBatch, opts: ForwardOptions): Tensor<F> {
-    const c = this.config, hd = headDim(c), p = `model.layers.${l}.`;
+  /** q, k, v of a layer: three projections, or the columns of the fused W_pack. */
+  private qkv(ctx: Context<F>, h: Tensor<F>, p: string): [Tensor<F>, Tensor<F>, Tensor<F>] {
+    const c = this.config;
+    if (!c.fused_qkv) return [this.proj(ctx, h, `${p}self_attn.q_proj`), this.proj(ctx, h, `${p}self_attn.k_proj`), this.proj(ctx, h, `${p}self_attn.v_proj`)];
+    const packed = this.proj(ctx, h, `${p}self_attn.W_pack`);
+    const qD = qWidth(c), kvD = kvWidth(c);
+    return [sliceColumns(ctx, packed, 0, qD), sliceColumns(ctx, packed, qD, kvD), sliceColumns(ctx, packed, qD + kvD, kvD)];
+  }
+
+  private block(ctx: Context<F>, x: Tensor<F>, l: number, batch: TokenBatch, freqs: RopeFrequencies, opts: ForwardOptions): Tensor<F> {
+    const c = this.config, hd = c.head_dim, p = `model.layers.${l}.`;
     const cache = opts.cache as KvCache<F> | undefined;
     const past = cache?.length ?? 0;
     const dims: AttentionDims = {
@@ -142,9 +179,13 @@ export class Llama<F extends FloatArray = FloatArray> {
       H: c.num_attention_heads, KVH: c.num_key_value_heads, headDim: hd, scale: 1 / Math.sqrt(hd),
     };
     const h = rmsnorm(ctx, x, this.w(`${p}input_layernorm.weight`), c.rms_norm_eps);
-    const q = rope(ctx, this.proj(ctx, h, `${p}self_attn.q_proj`), batch.pos, dims.H, hd, c.rope_theta);
-    let k = rope(ctx, this.proj(ctx, h, `${p}self_attn.k_proj`), batch.pos, dims.KVH, hd, c.rope_theta);
-    let v = this.proj(ctx, h, `${p}self_attn.v_proj`);
+    let [q, k, v] = this.qkv(ctx, h, p);
+    if (c.qk_norm) {
+      q = rmsnorm(ctx, q, this.w(`${p}self_attn.q_norm.weight`), c.rms_norm_eps);
+      k = rmsnorm(ctx, k, this.w(`${p}self_attn.k_norm.weight`), c.rms_norm_eps);
+    }
+    q = rope(ctx, q, batch.pos, dims.H, hd, freqs);
+    k = rope(ctx, k, batch.pos, dims.KVH, hd, freqs);
     if (cache) {
       cache.write(l, k.data, v.data, batch.T);
       const shape = [batch.B, cache.capacity, dims.KVH, hd];
@@ -165,26 +206,35 @@ export class Llama<F extends FloatArray = FloatArray> {
       throw new RangeError(`batch of ${batch.ids.length} ids / ${batch.pos.length} positions is not B*T = ${batch.B}x${batch.T}`);
     }
     if (opts.cache && opts.recompute) throw new Error('recompute is for training; a KV cache is for generation');
+    const freqs = this.fixedRope ?? ropeFrequencies(c, batch.pos.reduce((m, p) => Math.max(m, p + 1), 0));
     let x = embedding(ctx, this.w('model.embed_tokens.weight'), batch.ids);
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      x = opts.recompute ? checkpoint(ctx, x, (cc, xx) => this.block(cc, xx, l, batch, opts)) : this.block(ctx, x, l, batch, opts);
+      x = opts.recompute ? checkpoint(ctx, x, (cc, xx) => this.block(cc, xx, l, batch, freqs, opts)) : this.block(ctx, x, l, batch, freqs, opts);
     }
     if (opts.cache) opts.cache.length += batch.T;
     return rmsnorm(ctx, x, this.w('model.norm.weight'), c.rms_norm_eps);
   }
 
+  /** The output projection as stored: lm_head, or the embedding when tied. */
   outputWeight(): Tensor<F> {
     return this.w(this.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
   }
 
+  /** The output projection as applied: with NormHead (Baichuan 2) its rows normalised to unit length. */
+  private head(ctx: Context<F>): Tensor<F> {
+    const W = this.outputWeight();
+    return this.config.norm_head ? normalizeRows(ctx, W) : W;
+  }
+
   /** Per-position log p(targets[r] | prefix); targets < 0 are ignored (logp 0). */
   logprobs(ctx: Context<F>, batch: TokenBatch, targets: Int32Array, opts: ForwardOptions = {}): Tensor<F> {
-    return linearLogprobs(ctx, this.hidden(ctx, batch, opts), this.outputWeight(), targets);
+    const h = this.hidden(ctx, batch, opts);
+    return linearLogprobs(ctx, h, this.head(ctx), targets);
   }
 
   /** Logits [rows, V] for the given hidden rows, no gradient (generation, scoring). */
   logits(ctx: Context<F>, hidden: Tensor<F>): F {
-    const W = this.outputWeight();
+    const W = this.head(ctx.inference());
     const [V, D] = W.shape;
     const rows = hidden.size / D;
     const out = ctx.ws.alloc(rows * V);

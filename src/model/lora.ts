@@ -8,19 +8,17 @@ import { Context, Tensor } from '../engine/tensor.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { fillStore, CheckpointError } from './checkpoint.js';
-import { Llama } from './llama.js';
+import { Llama, linearTargetNames } from './llama.js';
 
 export interface LoraConfig {
   r: number;
   alpha: number;
   dropout: number;
-  /** Module suffixes as PEFT writes them (q_proj, ..., down_proj); default all linear layers. */
-  targetModules: string[];
+  /** Module names as PEFT writes them (q_proj, ..., down_proj; W_pack for Baichuan), or PEFT's 'all-linear'. */
+  targetModules: string[] | 'all-linear';
   /** Whole modules trained beside the adapter (PEFT modules_to_save), e.g. a reward model's `score`. */
   modulesToSave?: string[];
 }
-
-export const ALL_LINEAR = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
 /** PEFT's keys for a module's adapter matrix and for a modules_to_save copy. */
 const peftName = (module: string, m: 'A' | 'B') => `base_model.model.${module}.lora_${m}.weight`;
@@ -34,14 +32,21 @@ const savedName = (module: string) => `base_model.model.${module}.weight`;
 export class LoraAdapter<F extends FloatArray> {
   readonly params: ParamStore<F>;
   readonly modules: string[];
+  /** The target names, 'all-linear' resolved for the model's family (as PEFT saves them). */
+  readonly targets: string[];
   /** Set per micro-batch by the stage: dropout masks derive from it, so runs are reproducible. */
   stepSeed = 0;
   private merged = false;
 
   constructor(readonly model: Llama<F>, readonly config: LoraConfig) {
     const dims = new Map(model.params.specs.map((s) => [s.name, s.shape]));
-    this.modules = Llama.linearModules(model.config).filter((m) => config.targetModules.some((t) => m.endsWith(`.${t}`)));
-    if (!this.modules.length) throw new Error(`LoRA target_modules ${JSON.stringify(config.targetModules)} match no linear layer (available: ${ALL_LINEAR.join(', ')})`);
+    const available = linearTargetNames(model.config);
+    this.targets = config.targetModules === 'all-linear' ? available : config.targetModules;
+    const missing = this.targets.filter((t) => !available.includes(t));
+    if (missing.length || !this.targets.length) {
+      throw new Error(`LoRA target_modules ${JSON.stringify(missing.length ? missing : this.targets)}: no such linear module in this ${model.config.model_type} model (available: ${available.join(', ')}, or all-linear)`);
+    }
+    this.modules = Llama.linearModules(model.config).filter((m) => this.targets.some((t) => m.endsWith(`.${t}`)));
     const specs: ParamSpec[] = this.modules.flatMap((m) => {
       const [out, inF] = dims.get(`${m}.weight`)!;
       return [{ name: peftName(m, 'A'), shape: [config.r, inF] }, { name: peftName(m, 'B'), shape: [out, config.r] }];
@@ -126,7 +131,7 @@ export class LoraAdapter<F extends FloatArray> {
     })), { format: 'pt' });
     await writeJsonAtomic(path.join(dir, 'adapter_config.json'), {
       peft_type: 'LORA', task_type: 'CAUSAL_LM', r: this.config.r, lora_alpha: this.config.alpha, lora_dropout: this.config.dropout,
-      target_modules: this.config.targetModules, bias: 'none', fan_in_fan_out: false, inference_mode: true,
+      target_modules: this.targets, bias: 'none', fan_in_fan_out: false, inference_mode: true,
       init_lora_weights: true, base_model_name_or_path: baseModel, modules_to_save: this.config.modulesToSave ?? null,
     });
   }
@@ -139,8 +144,7 @@ export class LoraAdapter<F extends FloatArray> {
     if (c.peft_type !== 'LORA') throw new CheckpointError(`${cfgFile}: peft_type is ${c.peft_type}, only LORA is supported`);
     for (const k of ['r', 'lora_alpha']) if (typeof c[k] !== 'number' || c[k] <= 0) throw new CheckpointError(`${cfgFile}: ${k} must be a positive number`);
     if (c.use_dora || c.use_rslora) throw new CheckpointError(`${cfgFile}: DoRA / rsLoRA adapters are not supported`);
-    const targets: string[] = typeof c.target_modules === 'string'
-      ? (c.target_modules === 'all-linear' ? ALL_LINEAR : [c.target_modules]) : c.target_modules;
+    const targets: string[] | 'all-linear' = typeof c.target_modules === 'string' && c.target_modules !== 'all-linear' ? [c.target_modules] : c.target_modules;
     const adapter = new LoraAdapter(model, { r: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout ?? 0, targetModules: targets, modulesToSave: c.modules_to_save ?? undefined });
     const file = path.join(dir, 'adapter_model.safetensors');
     fillStore(adapter.params, await readSafetensors(file), file);

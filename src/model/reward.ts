@@ -8,20 +8,22 @@ import { Context, Tensor } from '../engine/tensor.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
 import { fillStore, readModelConfig, storeTensors } from './checkpoint.js';
-import { toHfConfig } from './config.js';
+import { sequenceClassificationArchitecture, toHfConfig } from './config.js';
 import { Llama, type TokenBatch } from './llama.js';
 
-/** Whether DIR holds a reward model (config.json names LlamaForSequenceClassification). */
+/** Whether DIR holds a reward model (config.json names a *ForSequenceClassification class, e.g. Qwen2ForSequenceClassification). */
 export function isRewardModel(dir: string): boolean {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) return false;
   const arch = JSON.parse(fs.readFileSync(file, 'utf8')).architectures;
-  return Array.isArray(arch) && arch.includes('LlamaForSequenceClassification');
+  return Array.isArray(arch) && arch.some((a) => typeof a === 'string' && a.endsWith('ForSequenceClassification'));
 }
 
 /**
- * A reward model: the LLaMA backbone plus a scalar head read at each sequence's last real
- * token, saved as HF LlamaForSequenceClassification (num_labels 1, tensor `score.weight`).
+ * A reward model: the decoder backbone plus a scalar head read at each sequence's last real
+ * token, saved as the family's HF *ForSequenceClassification (LlamaForSequenceClassification,
+ * Qwen2ForSequenceClassification, ...; num_labels 1, tensor `score.weight`). Baichuan's remote
+ * code has no such class; its reward model is named BaichuanForSequenceClassification alike.
  * Its parameter store holds backbone and head together, so full fine-tuning is one store;
  * under LoRA the head is trained as an adapter-side copy (PEFT's modules_to_save) that
  * `useHead` points at, and merging copies it back: a merged model never loses its head.
@@ -82,7 +84,7 @@ export class RewardModel<F extends FloatArray> {
     fs.mkdirSync(dir, { recursive: true });
     await writeSafetensors(path.join(dir, 'model.safetensors'), storeTensors(this.lm.params), { format: 'pt' });
     await writeJsonAtomic(path.join(dir, 'config.json'), {
-      ...toHfConfig(this.lm.config), architectures: ['LlamaForSequenceClassification'], num_labels: 1,
+      ...toHfConfig(this.lm.config), architectures: [sequenceClassificationArchitecture(this.lm.config)], num_labels: 1,
       id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 },
     });
   }

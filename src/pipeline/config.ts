@@ -3,6 +3,7 @@ import path from 'node:path';
 import * as z from 'zod';
 import YAML from 'yaml';
 import { BuildConfigSchema } from '../data/build-config.js';
+import { BUILTIN_TEMPLATES } from '../tokenizer/chat-template.js';
 
 /**
  * `chimed run CONFIG.yaml`: data, tokenizer, model, the ordered stages with their settings,
@@ -31,15 +32,21 @@ const LoraSchema = z.strictObject({
   r: posInt.default(8),
   alpha: z.number().positive().default(32),
   dropout: fraction.default(0.05),
-  target_modules: z.array(z.string()).min(1).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
+  target_modules: z.union([z.literal('all-linear'), z.array(z.string()).min(1)]).default('all-linear')
+    .describe("PEFT module names (q_proj, ..., W_pack for Baichuan) or all-linear: every linear layer of the model's family"),
 });
+
+const rope = {
+  rope_scaling: z.strictObject({ type: z.enum(['linear', 'dynamic', 'yarn']), factor: z.number().gt(1) }).optional()
+    .describe('scale RoPE to train past the model\'s length (e.g. linear 2: 2k -> 4k); written into the saved config.json'),
+};
 
 const lengths = { max_source: posInt.default(256), max_target: posInt.default(256) };
 
 const StageSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('pt'), ...trainer, lr: trainer.lr.default(2e-4), epochs: trainer.epochs.default(3), block_size: posInt.max(32768).default(1024), eval_fraction: fraction.default(0.05) }),
-  z.strictObject({ type: z.literal('sft'), ...trainer, lr: trainer.lr.default(2e-5), epochs: trainer.epochs.default(3), weight_decay: trainer.weight_decay.default(0.05), lora: z.union([z.literal(false), LoraSchema]).default(false), train_on_prompt: z.boolean().default(false), ...lengths }),
-  z.strictObject({ type: z.literal('rm'), ...trainer, lr: trainer.lr.default(2e-5), batch_size: posInt.default(4), lora: z.union([z.literal(false), LoraSchema]).default(false), ...lengths }),
+  z.strictObject({ type: z.literal('pt'), ...trainer, ...rope, lr: trainer.lr.default(2e-4), epochs: trainer.epochs.default(3), block_size: posInt.max(32768).default(1024), eval_fraction: fraction.default(0.05) }),
+  z.strictObject({ type: z.literal('sft'), ...trainer, ...rope, lr: trainer.lr.default(2e-5), epochs: trainer.epochs.default(3), weight_decay: trainer.weight_decay.default(0.05), lora: z.union([z.literal(false), LoraSchema]).default(false), train_on_prompt: z.boolean().default(false), ...lengths }),
+  z.strictObject({ type: z.literal('rm'), ...trainer, ...rope, lr: trainer.lr.default(2e-5), batch_size: posInt.default(4), lora: z.union([z.literal(false), LoraSchema]).default(false), ...lengths }),
   z.strictObject({
     type: z.literal('rs'), ...trainer, lr: trainer.lr.default(2e-5), weight_decay: trainer.weight_decay.default(0.05), lora: z.union([z.literal(false), LoraSchema]).default(false),
     k: posInt.default(4), keep: posInt.default(1), threshold: z.number().nullable().default(null), rounds: posInt.default(1),
@@ -47,7 +54,7 @@ const StageSchema = z.discriminatedUnion('type', [
     prompts: z.number().int().positive().optional().describe('at most this many SFT prompts per round (default all)'),
     external: z.string().optional().describe('JSONL of extra candidates {id or prompt, response}'), ...lengths,
   }),
-  z.strictObject({ type: z.literal('dpo'), ...trainer, lr: trainer.lr.default(2e-5), batch_size: posInt.default(4), weight_decay: trainer.weight_decay.default(0.05), beta: z.number().positive().default(0.1), loss: z.enum(['sigmoid', 'ipo']).default('sigmoid'), lora: z.union([z.literal(false), LoraSchema]).default({ r: 8, alpha: 16, dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }), ...lengths }),
+  z.strictObject({ type: z.literal('dpo'), ...trainer, ...rope, lr: trainer.lr.default(2e-5), batch_size: posInt.default(4), weight_decay: trainer.weight_decay.default(0.05), beta: z.number().positive().default(0.1), loss: z.enum(['sigmoid', 'ipo']).default('sigmoid'), lora: z.union([z.literal(false), LoraSchema]).default({ r: 8, alpha: 16, dropout: 0.05, target_modules: 'all-linear' }), ...lengths }),
 ]);
 
 const EvalSchema = z.strictObject({
@@ -73,11 +80,18 @@ export const RunConfigSchema = z.strictObject({
     .describe('generate the built-in medical corpus and use its train / held-out files as sources'),
   data: z.record(z.string(), z.unknown()).default({}).describe('a `chimed data build` config (sources, dedup, decontam); sources may be empty with builtin_corpus'),
   tokenizer: z.union([
-    z.strictObject({ path: z.string() }),
+    z.strictObject({
+      path: z.string(),
+      template: z.enum(Object.keys(BUILTIN_TEMPLATES) as [string, ...string[]]).optional()
+        .describe("a built-in chat template for a tokenizer without one (or instead of its own); every stage and evaluation uses it"),
+    }),
     z.strictObject({ train: z.strictObject({ vocab_size: posInt.default(8000), min_frequency: posInt.default(2) }).prefault({}) }),
     z.strictObject({ bytes: z.literal(true) }),
   ]).default({ train: { vocab_size: 8000, min_frequency: 2 } }),
-  model: z.union([z.strictObject({ path: z.string() }), z.strictObject({ config: z.record(z.string(), z.unknown()) })]),
+  model: z.union([
+    z.strictObject({ path: z.string().describe('an HF model folder: Llama-2/3, Qwen2/2.5, Qwen3 or Baichuan(2)-7B (config.json + safetensors)') }),
+    z.strictObject({ config: z.record(z.string(), z.unknown()).describe('a fresh model: HF config.json keys of model_type llama (default), qwen2, qwen3 or baichuan; unknown keys are errors') }),
+  ]),
   stages: z.array(StageSchema).min(1),
   eval: EvalSchema.prefault({}),
 });
@@ -87,6 +101,11 @@ export type RunConfig = Omit<z.output<typeof RunConfigSchema>, 'data'> & { data:
 export type StageConfig = RunConfig['stages'][number];
 
 export class RunConfigError extends Error {}
+
+/** The built-in chat template the config chooses (tokenizer.template), if any. */
+export function templateOf(cfg: RunConfig): string | undefined {
+  return 'template' in cfg.tokenizer ? cfg.tokenizer.template : undefined;
+}
 
 const ORDER = ['pt', 'sft', 'rm', 'rs', 'dpo'] as const;
 

@@ -6,7 +6,7 @@ import { loadChatModel } from '../model/load.js';
 import { RewardModel } from '../model/reward.js';
 import type { Row } from '../report/table.js';
 import { MetricsLog } from '../train/metrics.js';
-import type { RunConfig } from './config.js';
+import { templateOf, type RunConfig } from './config.js';
 
 /** Files the evaluations read; from the built-in corpus, or absent. */
 export interface EvalFiles {
@@ -22,7 +22,7 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 /** The evaluations configured in `cfg.eval`, run on one stage's model; one summary row. */
 export async function evaluateStage(cfg: RunConfig, runDir: string, modelDir: string, rmDir: string | null, f: EvalFiles, chat: boolean, stage: string, policyUnchanged: boolean): Promise<Row> {
   const t0 = Date.now();
-  const cm = await loadChatModel({ model: modelDir });
+  const cm = await loadChatModel({ model: modelDir, template: templateOf(cfg) });
   const row: Row = {};
   const e = policyUnchanged ? { ...cfg.eval, ppl: false, mcq: false as const, gen: false as const, scale: false as const } : cfg.eval;
   const step = async (name: string, fn: () => Promise<void>) => {

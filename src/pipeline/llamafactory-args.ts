@@ -75,11 +75,11 @@ function evalArgs(st: StageConfig, valSize: number): Record<string, YamlValue> {
   return { val_size: valSize, per_device_eval_batch_size: st.batch_size, ...when };
 }
 
-type Lora = false | { r: number; alpha: number; dropout: number; target_modules: string[] };
+type Lora = false | { r: number; alpha: number; dropout: number; target_modules: string[] | 'all-linear' };
 
 function methodArgs(stage: string, lora: Lora, deepspeed: string): Record<string, YamlValue> {
   const ft: Record<string, YamlValue> = lora
-    ? { finetuning_type: 'lora', lora_rank: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, lora_target: lora.target_modules.join(',') }
+    ? { finetuning_type: 'lora', lora_rank: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, lora_target: lora.target_modules === 'all-linear' ? 'all' : lora.target_modules.join(',') }
     : { finetuning_type: 'full' };
   return { stage, do_train: true, ...ft, deepspeed };
 }

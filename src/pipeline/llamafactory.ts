@@ -14,7 +14,7 @@ import { DATASET_INFO_FILE, type DatasetInfoEntry } from '../data/readers/llamaf
 import type { Message, Tagged } from '../data/records.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
-import { Tokenizer } from '../tokenizer/index.js';
+import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
 import { readJsonl } from '../train/conversations.js';
 import type { RoundRecord } from '../train/rejection.js';
 import { readRunConfig, type RunConfig } from './config.js';
@@ -140,9 +140,9 @@ export async function exportLlamaFactory(runDir: string, o: LfExportOptions): Pr
   await writeJsonAtomic(path.join(dataDir, DATASET_INFO_FILE), Object.fromEntries(datasets.map((d) => [d.name, d.entry])));
 
   const tokDir = path.join(runDir, 'tokenizer');
-  if (!fs.existsSync(path.join(tokDir, 'tokenizer.json'))) throw new DataError(`${tokDir}: no tokenizer yet; let "chimed run" prepare it first`);
+  if (!hasTokenizerFiles(tokDir)) throw new DataError(`${tokDir}: no tokenizer yet; let "chimed run" prepare it first`);
   const tok = Tokenizer.fromDir(tokDir);
-  const template = matchLlamaFactoryTemplate(ChatTemplate.fromDir(tokDir), { bos: tok.bosToken, eos: tok.eosToken });
+  const template = matchLlamaFactoryTemplate(ChatTemplate.forModel(tok, tokDir), { bos: tok.bosToken, eos: tok.eosToken });
   const base = 'path' in cfg.model ? cfg.model.path : path.join(path.resolve(runDir), 'stages', 'base');
   const model = o.model ?? base;
   const zero = o.zero ?? 3;

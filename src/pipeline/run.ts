@@ -10,17 +10,18 @@ import { setThreads } from '../engine/native.js';
 import { nativeKernels } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { saveModel } from '../model/checkpoint.js';
-import { parseLlamaConfig } from '../model/config.js';
+import { parseModelConfig } from '../model/config.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel } from '../model/load.js';
-import { Tokenizer } from '../tokenizer/index.js';
+import { ChatTemplate } from '../tokenizer/chat-template.js';
+import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
 import { readJsonl } from '../train/conversations.js';
 import { readDocuments } from '../train/documents.js';
 import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
 import { writeReport } from '../report/report.js';
 import { formatTable, type Row } from '../report/table.js';
-import { RunConfigError, type RunConfig, type StageConfig } from './config.js';
+import { RunConfigError, templateOf, type RunConfig, type StageConfig } from './config.js';
 import { evaluateStage, type EvalFiles } from './evaluate.js';
 import { stageArgs } from './stage-args.js';
 
@@ -104,7 +105,7 @@ async function prepareData(cfg: RunConfig, runDir: string): Promise<EvalFiles> {
 
 async function prepareTokenizer(cfg: RunConfig, runDir: string): Promise<string> {
   const dir = path.join(runDir, 'tokenizer');
-  if (fs.existsSync(path.join(dir, 'tokenizer.json'))) return dir;
+  if (hasTokenizerFiles(dir)) return dir;
   const t = cfg.tokenizer;
   let tok: Tokenizer;
   if ('path' in t) tok = Tokenizer.fromDir(t.path);
@@ -114,7 +115,8 @@ async function prepareTokenizer(cfg: RunConfig, runDir: string): Promise<string>
     const data = path.join(runDir, 'data');
     tok = await Tokenizer.train(readDocuments([path.join(data, 'pt.jsonl'), path.join(data, 'sft.jsonl')].filter((f) => fs.existsSync(f))), { vocabSize: t.train.vocab_size, minFrequency: t.train.min_frequency });
   }
-  await tok.save(dir);
+  const template = templateOf(cfg);
+  await tok.save(dir, { template: template ? ChatTemplate.builtin(template) : undefined });
   return dir;
 }
 
@@ -151,7 +153,7 @@ async function prepareBase(cfg: RunConfig, runDir: string, tokDir: string): Prom
   const dir = path.join(runDir, 'stages', 'base');
   if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
   const tok = Tokenizer.fromDir(tokDir);
-  const config = parseLlamaConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${runDir}/config.yaml: model.config`);
+  const config = parseModelConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${runDir}/config.yaml: model.config`, { strict: true });
   if (config.vocab_size < tok.vocabSize) throw new RunConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
   const model = Llama.random(nativeKernels, config, cfg.seed, false);
   await saveModel(dir, model);
@@ -180,9 +182,10 @@ async function runStageOnce(cfg: RunConfig, runDir: string, st: StageConfig, pol
   const code = await trainCommand([st.type, ...argv]);
   if (code !== 0) throw new Error(`stage ${st.type} failed (exit ${code})`);
   if (merge) {
-    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter });
+    // the adapter was trained under the stage's RoPE scaling: the merged model keeps it
+    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter, template: templateOf(cfg), ropeScaling: 'rope_scaling' in st ? st.rope_scaling : null });
     await saveModel(output, cm.model);
-    await cm.tokenizer.save(output, { chatTemplate: cm.template.source });
+    await cm.tokenizer.save(output, { template: cm.template });
   }
   // lineage: what went in, so a changed input is visible when comparing runs
   await writeJsonAtomic(doneFile, { stage: st.type, output, inputs: Object.fromEntries(inputs.map((f) => [f, sha1([f, path.join(f, 'model.safetensors')])])), args: argv });

@@ -27,6 +27,9 @@ export class TextDelta {
   private stable(text: string): string {
     let end = text.length;
     while (end > 0 && text.charCodeAt(end - 1) === 0xfffd) end--;
+    // a trailing space may still vanish: transformers' clean-up (Llama-3's tokenizer_config)
+    // turns " ." into "." once the next token arrives
+    while (end > 0 && text.charCodeAt(end - 1) === 0x20) end--;
     for (const s of this.stops) {
       const at = text.indexOf(s);
       if (at >= 0 && at < end) end = at;

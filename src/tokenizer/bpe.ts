@@ -5,11 +5,12 @@
 
 import { utf8Into } from './byte-level.js';
 
-/** One merge rule: left id + right id -> result id; its rank is its index. */
+/** One merge rule: left id + right id -> result id; its rank is `rank`, else its index. */
 export interface Merge {
   left: number;
   right: number;
   result: number;
+  rank?: number;
 }
 
 function hashPair(a: number, b: number): number {
@@ -38,7 +39,7 @@ export class MergeTable {
       // A pair listed twice keeps its last rank, as the Rust crate's HashMap insert does.
       e[slot] = m.left;
       e[slot + 1] = m.right;
-      e[slot + 2] = rank;
+      e[slot + 2] = m.rank ?? rank;
       e[slot + 3] = m.result;
     });
   }
@@ -161,20 +162,22 @@ class AtomicChars {
   }
 }
 
-export class BytePairEncoder {
+/**
+ * Applies merges to a symbol sequence: the lowest rank first, the leftmost on ties. Shared by
+ * byte-level BPE, character BPE with byte fallback and SentencePiece BPE (whose piece scores
+ * become ranks), so one tested loop does all merging.
+ */
+export class SymbolMerger {
   readonly table: MergeTable;
-  private readonly atomic: AtomicChars;
-  // Scratch space for pieces of up to `capacity` symbols; a heap never holds more than
+  // Scratch space for sequences of up to `capacity` symbols; a heap never holds more than
   // the n - 1 initial pairs plus 2 per merge.
   private sym = new Int32Array(0);
   private next = new Int32Array(0);
   private prev = new Int32Array(0);
   private heap = new Float64Array(0);
 
-  /** byteIds[b] is the vocab id of the one-byte token for byte b. */
-  constructor(merges: readonly Merge[], private readonly byteIds: Int32Array) {
+  constructor(merges: readonly Merge[]) {
     this.table = new MergeTable(merges);
-    this.atomic = new AtomicChars(merges, this.table, byteIds);
     this.reserve(768);
   }
 
@@ -185,10 +188,83 @@ export class BytePairEncoder {
     this.heap = new Float64Array(3 * capacity);
   }
 
+  /** A buffer for at least n symbols, to fill and pass to merge(); valid until the next call. */
+  symbols(n: number): Int32Array {
+    if (n > this.sym.length) this.reserve(Math.max(n, this.sym.length * 2));
+    return this.sym;
+  }
+
+  /**
+   * Merges symbols()[0, n). Heap keys are rank * n + position, so the smallest key is the
+   * lowest rank and, among equal ranks, the leftmost pair. Positions are the original
+   * index of a pair's left symbol, which merging never reorders. Stale entries (a side
+   * already merged away) are recognised on pop by re-looking-up the current pair.
+   * Returns a number when one symbol remains, else the symbols in order.
+   */
+  merge(n: number): number | Int32Array {
+    if (n === 1) return this.sym[0];
+    const { sym, next, prev, heap, table } = this;
+    const entries = table.entries;
+    let size = 0;
+    for (let i = 0; i < n; i++) {
+      next[i] = i + 1 < n ? i + 1 : -1;
+      prev[i] = i - 1;
+      if (i + 1 < n) {
+        const slot = table.find(sym[i], sym[i + 1]);
+        if (slot >= 0) heapPush(heap, size++, entries[slot + 2] * n + i);
+      }
+    }
+    let count = n;
+    while (size > 0) {
+      const top = heapPop(heap, size--);
+      let rank = Math.floor(top / n);
+      let pos = top - rank * n;
+      if (pos < 0) { rank--; pos += n; } else if (pos >= n) { rank++; pos -= n; }
+      const right = next[pos];
+      if (sym[pos] === MERGED || right < 0) continue;
+      const slot = table.find(sym[pos], sym[right]);
+      if (slot < 0 || entries[slot + 2] !== rank) continue;
+      sym[pos] = entries[slot + 3];
+      sym[right] = MERGED;
+      const after = next[right];
+      next[pos] = after;
+      if (after >= 0) prev[after] = pos;
+      count--;
+      const before = prev[pos];
+      if (before >= 0) {
+        const s = table.find(sym[before], sym[pos]);
+        if (s >= 0) heapPush(heap, size++, entries[s + 2] * n + before);
+      }
+      if (after >= 0) {
+        const s = table.find(sym[pos], sym[after]);
+        if (s >= 0) heapPush(heap, size++, entries[s + 2] * n + pos);
+      }
+    }
+    if (count === 1) return sym[0];
+    const out = new Int32Array(count);
+    for (let i = 0, k = 0; i >= 0; i = next[i]) out[k++] = sym[i];
+    return out;
+  }
+}
+
+/** Marks a symbol merged into its left neighbour; symbol ids are >= MERGED + 1 (negative ids are allowed). */
+const MERGED = -0x80000000;
+
+/** Byte-level BPE: a pre-token's UTF-8 bytes (as their byte tokens) merged. */
+export class BytePairEncoder {
+  private readonly merger: SymbolMerger;
+  private readonly atomic: AtomicChars;
+
+  /** byteIds[b] is the vocab id of the one-byte token for byte b. */
+  constructor(merges: readonly Merge[], private readonly byteIds: Int32Array) {
+    this.merger = new SymbolMerger(merges);
+    this.atomic = new AtomicChars(merges, this.merger.table, byteIds);
+  }
+
   /** The ids of one pre-token: a number when it is a single token, else an Int32Array. */
   encode(piece: string): number | Int32Array {
-    if (piece.length * 3 > this.sym.length) this.reserve(Math.max(piece.length * 3, this.sym.length * 2));
-    const { sym, byteIds } = this;
+    const sym = this.merger.symbols(piece.length * 3);
+    const byteIds = this.byteIds;
     let n = 0;
     for (let i = 0; i < piece.length; i++) {
       let c = piece.charCodeAt(i);
@@ -222,57 +298,6 @@ export class BytePairEncoder {
         sym[n++] = byteIds[0x80 | (c & 63)];
       }
     }
-    if (n === 1) return sym[0];
-    return this.mergeAll(n);
-  }
-
-  /**
-   * Heap of candidate merges keyed rank * n + position, so the smallest key is the
-   * lowest rank and, among equal ranks, the leftmost pair. Positions are the original
-   * index of a pair's left symbol, which merging never reorders. Stale entries (a side
-   * already merged away) are recognised on pop by re-looking-up the current pair.
-   */
-  private mergeAll(n: number): number | Int32Array {
-    const { sym, next, prev, heap, table } = this;
-    const entries = table.entries;
-    let size = 0;
-    for (let i = 0; i < n; i++) {
-      next[i] = i + 1 < n ? i + 1 : -1;
-      prev[i] = i - 1;
-      if (i + 1 < n) {
-        const slot = table.find(sym[i], sym[i + 1]);
-        if (slot >= 0) heapPush(heap, size++, entries[slot + 2] * n + i);
-      }
-    }
-    let count = n;
-    while (size > 0) {
-      const top = heapPop(heap, size--);
-      let rank = Math.floor(top / n);
-      let pos = top - rank * n;
-      if (pos < 0) { rank--; pos += n; } else if (pos >= n) { rank++; pos -= n; }
-      const right = next[pos];
-      if (sym[pos] < 0 || right < 0) continue;
-      const slot = table.find(sym[pos], sym[right]);
-      if (slot < 0 || entries[slot + 2] !== rank) continue;
-      sym[pos] = entries[slot + 3];
-      sym[right] = -1;
-      const after = next[right];
-      next[pos] = after;
-      if (after >= 0) prev[after] = pos;
-      count--;
-      const before = prev[pos];
-      if (before >= 0) {
-        const s = table.find(sym[before], sym[pos]);
-        if (s >= 0) heapPush(heap, size++, entries[s + 2] * n + before);
-      }
-      if (after >= 0) {
-        const s = table.find(sym[pos], sym[after]);
-        if (s >= 0) heapPush(heap, size++, entries[s + 2] * n + pos);
-      }
-    }
-    if (count === 1) return sym[0];
-    const out = new Int32Array(count);
-    for (let i = 0, k = 0; i >= 0; i = next[i]) out[k++] = sym[i];
-    return out;
+    return this.merger.merge(n);
   }
 }

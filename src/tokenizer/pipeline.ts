@@ -1,13 +1,18 @@
 // Runs the normalizer, pre-tokenizer and post-processor sections of an HF tokenizer.json with
-// the semantics of the Rust `tokenizers` crate. Anything outside what a byte-level BPE uses
-// is rejected with the field that holds it, so a tokenizer is never silently encoded wrong.
+// the semantics of the Rust `tokenizers` crate. Anything outside what the supported tokenizers
+// use (byte-level BPE as GPT-2 / Qwen / Llama-3, SentencePiece-style BPE as Llama-2) is
+// rejected with the field that holds it, so a tokenizer is never silently encoded wrong.
 
+import { metaspacePrepends } from './decoders.js';
 import { compileOnigurumaPattern, escapeLiteral, GPT2_PATTERN } from './regex.js';
 import { fieldError, isObject, type JsonObject } from './hf-json.js';
 
 export type Normalize = (text: string) => string;
-/** Calls emit with each pre-token of text, in order; never with an empty string. */
-export type PreTokenize = (text: string, emit: (piece: string) => void) => void;
+/**
+ * Calls emit with each pre-token of text, in order; never with an empty string. `first`: the
+ * text starts the input (no added token before it), which Metaspace's prepend_scheme "first" needs.
+ */
+export type PreTokenize = (text: string, emit: (piece: string) => void, first: boolean) => void;
 
 const UNICODE_FORMS: Record<string, string> = { NFC: 'NFC', NFD: 'NFD', NFKC: 'NFKC', NFKD: 'NFKD' };
 
@@ -20,6 +25,22 @@ export function compileNormalizer(cfg: unknown, source: string, field = 'normali
     return (s) => s.normalize(form);
   }
   if (type === 'Lowercase') return (s) => s.toLowerCase();
+  // Prepend: only to non-empty text, as the crate does.
+  if (type === 'Prepend') {
+    if (typeof cfg.prepend !== 'string') throw fieldError(source, `${field}.prepend`, 'expected a string');
+    const prefix = cfg.prepend;
+    return (s) => (s ? prefix + s : s);
+  }
+  if (type === 'Replace') {
+    const re = patternRegex(cfg, source, field);
+    if (typeof cfg.content !== 'string') throw fieldError(source, `${field}.content`, 'expected a string');
+    const content = cfg.content;
+    return (s) => s.replace(re, () => content);
+  }
+  if (type === 'Strip') {
+    const left = cfg.strip_left === true, right = cfg.strip_right === true;
+    return (s) => (left && right ? s.replace(/^\s+|\s+$/gu, '') : left ? s.replace(/^\s+/u, '') : right ? s.replace(/\s+$/u, '') : s);
+  }
   if (type === 'Sequence') {
     if (!Array.isArray(cfg.normalizers)) throw fieldError(source, `${field}.normalizers`, 'expected an array');
     const parts = cfg.normalizers
@@ -110,20 +131,22 @@ function splitter(re: RegExp, behavior: Behavior, invert: boolean): PreTokenize 
 }
 
 
-function compileSplit(cfg: JsonObject, source: string, field: string): PreTokenize {
+/** The `pattern` of a Split / Replace section ({Regex} in Oniguruma syntax, or {String}) as a global RegExp. */
+function patternRegex(cfg: JsonObject, source: string, field: string): RegExp {
   const pattern = cfg.pattern;
-  let re: RegExp;
   if (isObject(pattern) && typeof pattern.Regex === 'string') {
     try {
-      re = compileOnigurumaPattern(pattern.Regex);
+      return compileOnigurumaPattern(pattern.Regex);
     } catch (e) {
       throw fieldError(source, `${field}.pattern.Regex`, (e as Error).message);
     }
-  } else if (isObject(pattern) && typeof pattern.String === 'string') {
-    re = new RegExp(escapeLiteral(pattern.String), 'gu');
-  } else {
-    throw fieldError(source, `${field}.pattern`, 'expected {Regex: string} or {String: string}');
   }
+  if (isObject(pattern) && typeof pattern.String === 'string') return new RegExp(escapeLiteral(pattern.String), 'gu');
+  throw fieldError(source, `${field}.pattern`, 'expected {Regex: string} or {String: string}');
+}
+
+function compileSplit(cfg: JsonObject, source: string, field: string): PreTokenize {
+  const re = patternRegex(cfg, source, field);
   const behavior = cfg.behavior;
   if (typeof behavior !== 'string' || !BEHAVIORS.has(behavior)) {
     throw fieldError(source, `${field}.behavior`, `unsupported split behavior ${JSON.stringify(behavior)}`);
@@ -138,11 +161,30 @@ function compileByteLevel(cfg: JsonObject): PreTokenize | null {
   if (!addPrefixSpace) return split;
   const prefixed = (text: string) => (text.startsWith(' ') ? text : ' ' + text);
   if (split === null) return (text, emit) => emit(prefixed(text));
-  return (text, emit) => split(prefixed(text), emit);
+  return (text, emit, first) => split(prefixed(text), emit, first);
 }
 
 function chain(steps: PreTokenize[]): PreTokenize {
-  return steps.reduceRight((next, step) => (text, emit) => step(text, (piece) => next(piece, emit)));
+  return steps.reduceRight((next, step) => (text, emit, first) => step(text, (piece) => next(piece, emit, first), first));
+}
+
+/**
+ * Metaspace: spaces become the replacement character, which is prepended (unless already
+ * there) always or only to the text that starts the input; with split, the text is cut before
+ * each replacement character (MergedWithNext).
+ */
+function compileMetaspace(cfg: JsonObject, source: string, field: string): PreTokenize {
+  const rep = cfg.replacement ?? '\u2581';
+  if (typeof rep !== 'string' || [...rep].length !== 1) throw fieldError(source, `${field}.replacement`, 'expected one character');
+  const scheme = metaspacePrepends(cfg, source, field);
+  const split = cfg.split !== false;
+  const cut = split ? splitter(new RegExp(escapeLiteral(rep), 'gu'), 'MergedWithNext', false) : null;
+  return (text, emit, first) => {
+    let t = text.replaceAll(' ', rep);
+    if (!t.startsWith(rep) && (scheme === 'always' || (scheme === 'first' && first))) t = rep + t;
+    if (cut) cut(t, emit, first);
+    else if (t) emit(t);
+  };
 }
 
 export function compilePreTokenizer(cfg: unknown, source: string, field = 'pre_tokenizer'): PreTokenize | null {
@@ -155,6 +197,8 @@ export function compilePreTokenizer(cfg: unknown, source: string, field = 'pre_t
       return compileByteLevel(cfg);
     case 'Digits':
       return splitter(/\p{N}/gu, cfg.individual_digits === true ? 'Isolated' : 'Contiguous', false);
+    case 'Metaspace':
+      return compileMetaspace(cfg, source, field);
     case 'Sequence': {
       if (!Array.isArray(cfg.pretokenizers)) throw fieldError(source, `${field}.pretokenizers`, 'expected an array');
       const steps = cfg.pretokenizers
@@ -211,11 +255,4 @@ function templateWrap(cfg: JsonObject, source: string, field: string): SpecialWr
   });
   if (!seenSequence) throw fieldError(source, `${field}.single`, 'has no $A sequence');
   return wrap;
-}
-
-export function checkDecoder(cfg: unknown, source: string): void {
-  const ok = isObject(cfg) && (cfg.type === 'ByteLevel' ||
-    (cfg.type === 'Sequence' && Array.isArray(cfg.decoders) && cfg.decoders.length === 1 &&
-      isObject(cfg.decoders[0]) && cfg.decoders[0].type === 'ByteLevel'));
-  if (!ok) throw fieldError(source, 'decoder', 'only a ByteLevel decoder is supported (byte-level BPE)');
 }

@@ -100,7 +100,7 @@ async function countPieces(
 ): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   const addPiece = (p: string) => counts.set(p, (counts.get(p) ?? 0) + 1);
-  const addText = (t: string) => s.preTokenize(s.normalize ? s.normalize(t) : t, addPiece);
+  const addText = (t: string) => s.preTokenize(s.normalize ? s.normalize(t) : t, addPiece, true);
   // Special tokens in the corpus are markup, not text to learn merges from.
   const specials = s.specials.length > 0
     ? new AddedTokenMatcher(s.specials.map((content, id) => ({ id, content, lstrip: false, rstrip: false, singleWord: false })))
