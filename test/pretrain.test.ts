@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { nativeKernels } from '../src/engine/native.js';
 import { writeChecksums } from '../src/io/checksums.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { RewardModel } from '../src/model/reward.js';
 import { qaTokenizer } from './fixtures.js';
 import { medicalText, runCli, runCliKilledWhen, tmpDir } from './helpers.js';
 
@@ -191,6 +193,8 @@ test('a model folder with a NaN or infinite weight is refused on load, naming th
     assert.match(r.stderr, /model\.layers\.1\.mlp\.up_proj\.weight holds NaN at index 5 \(2 of \d+ values are NaN or infinite\)/, args[0]);
     assert.match(r.stderr, new RegExp(m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'the folder is named');
   }
+  // the reward model's loader too (it fills its own store)
+  await assert.rejects(RewardModel.fromCausalLm(m, nativeKernels, false, 1), /model\.layers\.1\.mlp\.up_proj\.weight holds NaN at index 5/);
 });
 
 test('pre-tokenised token-id files (.bin) train directly; ids outside the vocabulary are refused', () => {

@@ -72,7 +72,6 @@ const IGNORED = /\.rotary_emb\.inv_freq$/;
 export async function loadModel<F extends FloatArray>(dir: string, k: Kernels<F>, trainable = true): Promise<Llama<F>> {
   const config = readModelConfig(dir);
   const tensors = await readCheckpointTensors(dir);
-  checkFiniteTensors(tensors, dir);
   const params = new ParamStore(k, Llama.paramSpecs(config), trainable);
   fillStore(params, tensors, dir, config.tie_word_embeddings ? tiedLmHead(tensors, dir) : null);
   return new Llama(config, params);
@@ -93,10 +92,14 @@ export function tiedLmHead(tensors: Tensors, source: string): RegExp {
   return /^lm_head\.weight$/;
 }
 
-/** Copies named tensors into a store; every store tensor must be present with its exact shape. */
+/**
+ * Copies named tensors into a store; every store tensor must be present with its exact shape
+ * and finite (every loader — model, reward model, adapter — comes through here).
+ */
 export function fillStore<F extends FloatArray>(
   store: ParamStore<F>, tensors: Tensors, source: string, alsoIgnore: RegExp | null = null,
 ): void {
+  checkFiniteTensors(tensors, source);
   for (const spec of store.specs) {
     const t = tensors.get(spec.name);
     if (!t) throw new CheckpointError(`${source}: tensor ${spec.name} is missing`);
