@@ -58,6 +58,10 @@ export { evaluateScale, loadScale } from './eval/scale.js';
 export { textgenScores, corpusBleu, corpusRouge } from './eval/textgen.js';
 export { LlamaEvalModel } from './eval/model.js';
 export { perplexity } from './eval/suite.js';
+export { bootstrap, pairedDifference, percentileInterval } from './eval/bootstrap.js';
+export { summarizeItems, compareItems, METRICS } from './eval/metrics.js';
+export { genPredictionItems, mcqPredictionItems, nerPredictions } from './eval/predictions.js';
+export { PUBLISHED } from './eval/benchmarks.js';
 
 export { readSafetensors, writeSafetensors, readCheckpointTensors } from './io/safetensors.js';
 export { writeLlamaGguf } from './model/gguf-llama.js';

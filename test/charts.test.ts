@@ -63,6 +63,22 @@ test('bar and grouped bar charts', async () => {
   assert.throws(() => groupedBarChart({ title: 'g', x: '', y: '', categories: ['a', 'b'], series: [{ name: 's', values: [1] }] }), /series "s" has 1 values for 2 categories/);
 });
 
+test('held-out curves one panel per series; bars with interval whiskers', async () => {
+  const c = await lineChart({ title: 'held-out loss', x: 'step', y: 'loss', facet: true, series: [
+    { name: 'pt', points: [[20, 5.6], [40, 4.7], [60, 4.2]] }, { name: 'rm', points: [[10, 0.3], [20, 0.47]] }, { name: 'dpo', points: [[30, 0.4]] },
+  ] });
+  for (const name of ['pt', 'rm', 'dpo']) assert.ok(c.svg.includes(`>${name}<`), `panel title ${name}`);
+  assert.equal((c.svg.match(/role-axis"/g) ?? []).length >= 6, true, 'each panel has its own axes');
+  fs.writeFileSync(path.join(out, 'facet.png'), c.png);
+  const rules = (svg: string) => (svg.match(/class="mark-rule role-mark/g) ?? []).length;
+  const plain = await barChart({ title: 'ppl', x: '', y: '', bars: [{ label: 'a', value: 3 }, { label: 'b', value: 2 }] });
+  const whiskers = await barChart({ title: 'ppl', x: '', y: '', bars: [{ label: 'a', value: 3, ci: [2.5, 3.4] }, { label: 'b', value: 2, ci: [1.8, 2.1] }] });
+  assert.ok(rules(whiskers.svg) > rules(plain.svg), 'interval whiskers drawn');
+  const grouped = await groupedBarChart({ title: 'acc', x: '', y: '', categories: ['MCQ acc'], series: [{ name: 'sft', values: [0.4], ci: [[0.3, 0.5]] }, { name: 'dpo', values: [0.45], ci: [null] }] });
+  assert.ok(rules(grouped.svg) > 0);
+  fs.writeFileSync(path.join(out, 'grouped-ci.png'), grouped.png);
+});
+
 test('Chinese labels are drawn', async () => {
   assert.ok(cjkFontFamilies().length > 0, 'no CJK font installed (Debian: apt-get install fonts-wqy-zenhei, as .ci/run does)');
   const c = await barChart({ title: '高血压', x: '', y: '', bars: [{ label: 'a', value: 1 }] });

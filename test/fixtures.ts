@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { sharedModels } from './helpers.js';
+import { runCli, sharedModels } from './helpers.js';
 import { spmReference } from '../bench/parity.js';
 
 /** Small medical QA set: question, sound answer, and two rejected kinds (wrong fact, evasive). */
@@ -35,6 +35,16 @@ export async function qaTokenizer(dir: string, vocabSize = 400): Promise<string>
   const tok = await Tokenizer.train(texts, { vocabSize, minFrequency: 1 });
   const out = path.join(dir, 'tok');
   await tok.save(out);
+  return out;
+}
+
+/** A tiny untrained chat model (random weights, the QA tokenizer) saved to DIR/model; returns that folder. */
+export async function untrainedChatModel(dir: string): Promise<string> {
+  const tok = await qaTokenizer(dir);
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 256 }));
+  const out = path.join(dir, 'model');
+  const r = runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', out]);
+  if (r.code !== 0) throw new Error(`chimed init failed: ${r.stderr}`);
   return out;
 }
 

@@ -89,11 +89,14 @@ for (const name of ['qilin-med', 'chimed-gpt']) {
     // same sources, stages and formats; only the sizes are cut down so CI stays fast
     for (const s of cfg.data.sources) s.path = abs(s.path);
     cfg.eval.files.ppl = cfg.eval.files.ppl.map(abs);
-    for (const k of ['mcq', 'gen', 'pref']) if (cfg.eval.files[k]) cfg.eval.files[k] = abs(cfg.eval.files[k]);
+    for (const k of ['mcq', 'gen', 'pref', 'ner', 'ner_shots']) {
+      const f = cfg.eval.files[k];
+      if (f) cfg.eval.files[k] = typeof f === 'string' ? abs(f) : { ...f, path: abs(f.path) };
+    }
     cfg.tokenizer = { train: { vocab_size: 1200 } };
     cfg.model.config = { ...cfg.model.config, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 };
     for (const s of cfg.stages) Object.assign(s, { max_steps: 3, batch_size: 2 }, s.type === 'pt' ? { block_size: Math.min(s.block_size ?? 1024, 1024) } : {}, s.type === 'rs' ? { prompts: 4, max_new_tokens: 16 } : {});
-    cfg.eval = { ...cfg.eval, mcq: { k_shot: 0, limit: 10 }, gen: { limit: 4, max_new_tokens: 16 }, scale: false };
+    cfg.eval = { ...cfg.eval, mcq: { k_shot: 0, limit: 10 }, gen: { limit: 4, max_new_tokens: 16 }, ner: { k_shot: 1, limit: 3, max_new_tokens: 16 }, scale: false, bootstrap: { resamples: 200 } };
     const dir = tmpDir();
     fs.writeFileSync(path.join(dir, 'c.yaml'), YAML.stringify(cfg));
     const r = runCli(['run', path.join(dir, 'c.yaml'), '--out', path.join(dir, 'run')]);

@@ -219,6 +219,9 @@ test('bad requests get 4xx errors in the OpenAI shape and the server keeps servi
     ['max_tokens past the context', { ...good, max_tokens: 1020 }, 400, 'max_tokens', 'context_length_exceeded'],
     ['prompt past the context', { ...good, messages: [{ role: 'user', content: 'x'.repeat(3000) }] }, 400, 'messages', 'context_length_exceeded'],
     ['logprobs', { ...good, logprobs: true }, 400, 'logprobs', null],
+    ['JSON mode', { ...good, response_format: { type: 'json_object' } }, 400, 'response_format', null],
+    ['logit_bias', { ...good, logit_bias: { 5: 100 } }, 400, 'logit_bias', null],
+    ['functions', { ...good, functions: [{ name: 'lookup', parameters: {} }] }, 400, 'functions', null],
     ['five stop strings', { ...good, stop: ['a', 'b', 'c', 'd', 'e'] }, 400, 'stop', null],
     ['oversize body', { ...good, messages: [{ role: 'user', content: 'x'.repeat(1.2 * 2 ** 20) }] }, 413, null, 'FST_ERR_CTP_BODY_TOO_LARGE'],
   ];

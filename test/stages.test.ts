@@ -124,7 +124,7 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
   assert.equal(m[1]['rs/kept_fraction'], summary['rs/kept_fraction']);
   // a round that kept something fine-tuned the policy on it, judged at steps 2 and 4; it hands on
   // the best judged weights (step 0: the starting policy), never a worse policy on those prompts
-  t.diagnostic(`seed ${seed}: kept ${kept} of ${recs.length}, held-out greedy reward ${summary['rs/heldout_greedy_reward_before']} -> ${summary['rs/heldout_greedy_reward']} (step ${summary['rs/selected_step']})`);
+  t.diagnostic(`seed ${seed}: kept ${kept} answers for ${recs.length} prompts, held-out greedy reward ${summary['rs/heldout_greedy_reward_before']} -> ${summary['rs/heldout_greedy_reward']} (step ${summary['rs/selected_step']})`);
   assert.ok(kept > 0, 'the reference answers, as external candidates, beat the untrained greedy answers');
   const judged = metrics('rs').filter((x) => x.stage === 'rs/round-1' && x.eval_greedy_reward !== undefined);
   assert.deepEqual(judged.map((x) => x.step), [2, 4]);

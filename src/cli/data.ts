@@ -43,7 +43,8 @@ const IMPORT_OPTIONS = {
 
 const IMPORT_HELP = `  --format F            auto (default: by extension and the first records' keys) or one of
                         ${FORMAT_NAMES.join(', ')}
-  --encoding E          utf-8|utf-8-bom|gb18030|gbk|auto (default auto: BOM, strict UTF-8, else GB18030)
+  --encoding E          utf-8|utf-8-bom|gb18030|gbk|auto (default auto: BOM, UTF-8, else GB18030;
+                        lines with bytes that do not decode are rejected; binary data is refused)
   --source NAME         source name for the records (default: the record's own, else the file name)
   --max-reject-rate R   stop when more than this share of rows is rejected (default ${IMPORT_DEFAULTS.maxRejectRate})
   --text-max-chars N    plain text: characters per document (default ${IMPORT_DEFAULTS.textMaxChars})

@@ -216,23 +216,37 @@ export interface McqResult extends McqScores {
 /** Per-class F1 weighted by gold support over the classes seen in gold or predictions. */
 export function weightedF1(gold: string[], pred: (string | null)[]): number {
   if (gold.length !== pred.length) throw new Error(`${gold.length} gold labels but ${pred.length} predictions`);
-  if (gold.length === 0) return 0;
-  const support = new Map<string, number>(), predicted = new Map<string, number>(), hits = new Map<string, number>();
-  const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
-  gold.forEach((g, i) => {
-    bump(support, g);
-    const p = pred[i];
-    if (p === null) return;
-    bump(predicted, p);
-    if (p === g) bump(hits, g);
-  });
-  let sum = 0;
-  for (const [label, n] of support) {
-    const tp = hits.get(label) ?? 0;
-    const f1 = tp === 0 ? 0 : (2 * tp) / (n + (predicted.get(label) ?? 0));
-    sum += n * f1;
+  const c = codeLabels(gold, pred);
+  return weightedF1Coded(c, Int32Array.from(gold.keys()));
+}
+
+/** Labels as class numbers (a prediction of no class is -1), for scoring many subsets fast. */
+export interface CodedLabels {
+  gold: Int32Array;
+  pred: Int32Array;
+  classes: number;
+}
+
+export function codeLabels(gold: readonly string[], pred: readonly (string | null)[]): CodedLabels {
+  const ids = new Map<string, number>();
+  const id = (l: string) => ids.get(l) ?? ids.set(l, ids.size).size - 1;
+  return { gold: Int32Array.from(gold, id), pred: Int32Array.from(pred, (p) => (p === null ? -1 : id(p))), classes: ids.size };
+}
+
+/** weightedF1 of the items at `indices` (repeats count repeatedly). */
+export function weightedF1Coded(c: CodedLabels, indices: ArrayLike<number>): number {
+  if (indices.length === 0) return 0;
+  const support = new Int32Array(c.classes), predicted = new Int32Array(c.classes), hits = new Int32Array(c.classes);
+  for (let j = 0; j < indices.length; j++) {
+    const g = c.gold[indices[j]], p = c.pred[indices[j]];
+    support[g]++;
+    if (p < 0) continue;
+    predicted[p]++;
+    if (p === g) hits[g]++;
   }
-  return sum / gold.length;
+  let sum = 0;
+  for (let k = 0; k < c.classes; k++) if (hits[k]) sum += support[k] * ((2 * hits[k]) / (support[k] + predicted[k]));
+  return sum / indices.length;
 }
 
 export function mcqScores(preds: McqPrediction[]): McqScores {

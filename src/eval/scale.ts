@@ -194,6 +194,8 @@ export interface ScaleItemResult {
   score: number | null;
   failures: number;
   outputs: string[];
+  /** The item's score as the total counts it (flipped again for a reverse_in_total subscale). */
+  total_score: number | null;
 }
 
 export interface ScaleResult {
@@ -248,8 +250,9 @@ export function scoreScale(scale: ScaleDefinition, choices: Map<string, (number 
   });
   const subscales = scale.subscales.map((s) => summarize(s.name, items.filter((it) => it.subscale === s.name).map((it) => it.score), lo, hi));
   const inverted = new Set(scale.subscales.filter((s) => s.reverse_in_total).map((s) => s.name));
-  const total = summarize('total', items.map((it) => (it.score === null ? null : inverted.has(it.subscale) ? flip(it.score) : it.score)), lo, hi);
-  return { items, subscales, total };
+  const scored = items.map((it) => ({ ...it, total_score: it.score === null ? null : inverted.has(it.subscale) ? flip(it.score) : it.score }));
+  const total = summarize('total', scored.map((it) => it.total_score), lo, hi);
+  return { items: scored, subscales, total };
 }
 
 export async function evaluateScale(model: EvalModel, scale: ScaleDefinition, opts: ScaleEvalOptions = {}): Promise<ScaleResult> {

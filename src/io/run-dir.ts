@@ -60,12 +60,12 @@ export class StageDir {
     return path.join(this.dir, `checkpoint-${step}`);
   }
 
-  /** Complete checkpoints (their trainer_state.json written last), oldest first. */
+  /** The checkpoint-STEP folders, oldest first (the trainer verifies one before resuming from it). */
   checkpoints(): { step: number; dir: string }[] {
     if (!fs.existsSync(this.dir)) return [];
     return fs.readdirSync(this.dir)
       .map((n) => ({ m: CHECKPOINT.exec(n), dir: path.join(this.dir, n) }))
-      .filter((e): e is { m: RegExpExecArray; dir: string } => !!e.m && fs.existsSync(path.join(e.dir, 'trainer_state.json')))
+      .filter((e): e is { m: RegExpExecArray; dir: string } => !!e.m && fs.statSync(e.dir).isDirectory())
       .map((e) => ({ step: Number(e.m[1]), dir: e.dir }))
       .sort((a, b) => a.step - b.step);
   }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FloatArray, Kernels } from '../engine/kernels.js';
 import { ParamStore, numel } from '../engine/params.js';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { checkFiniteTensors } from '../io/finite.js';
 import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
 import { parseModelConfig, toHfConfig, type ModelConfig } from './config.js';
 import { Llama } from './llama.js';
@@ -91,10 +92,14 @@ export function tiedLmHead(tensors: Tensors, source: string): RegExp {
   return /^lm_head\.weight$/;
 }
 
-/** Copies named tensors into a store; every store tensor must be present with its exact shape. */
+/**
+ * Copies named tensors into a store; every store tensor must be present with its exact shape
+ * and finite (every loader — model, reward model, adapter — comes through here).
+ */
 export function fillStore<F extends FloatArray>(
   store: ParamStore<F>, tensors: Tensors, source: string, alsoIgnore: RegExp | null = null,
 ): void {
+  checkFiniteTensors(tensors, source);
   for (const spec of store.specs) {
     const t = tensors.get(spec.name);
     if (!t) throw new CheckpointError(`${source}: tensor ${spec.name} is missing`);

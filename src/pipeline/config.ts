@@ -10,6 +10,7 @@ import { PtConfigSchema } from '../train/stages/pt.js';
 import { RmConfigSchema } from '../train/stages/rm.js';
 import { RsConfigSchema } from '../train/stages/rs.js';
 import { SftConfigSchema } from '../train/stages/sft.js';
+import { EvalSchema, resolveEvalPaths } from '../eval/config.js';
 import { BUILTIN_TEMPLATES } from '../tokenizer/chat-template.js';
 
 /**
@@ -29,22 +30,6 @@ const StageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('dpo'), ...DpoConfigSchema.shape }),
 ]);
 
-const EvalSchema = z.strictObject({
-  files: z.strictObject({
-    ppl: z.array(z.string()).default([]).describe('held-out text (.txt / .jsonl with text) for perplexity'),
-    mcq: z.string().optional().describe('MCQ test items (CMMLU/C-Eval CSV, CMExam or normalised JSONL)'),
-    mcq_dev: z.string().optional().describe('MCQ dev items for k-shot prompts (same subjects)'),
-    gen: z.string().optional().describe('held-out conversations for BLEU/ROUGE and the reward of greedy answers'),
-    pref: z.string().optional().describe('held-out preference pairs for preference accuracy'),
-  }).prefault({}).describe('evaluation sets; the built-in corpus supplies its own held-out files'),
-  ppl: z.boolean().default(true).describe('held-out perplexity on the evaluation documents'),
-  mcq: z.strictObject({ k_shot: z.number().int().min(0).default(5), mode: z.enum(['loglik', 'cloze', 'generate']).default('loglik'), limit: posInt.optional() }).or(z.literal(false)).prefault({}),
-  gen: z.strictObject({ limit: posInt.default(100), max_new_tokens: posInt.default(96) }).or(z.literal(false)).prefault({}),
-  pref: z.boolean().default(true).describe('policy preference accuracy on held-out pairs, and reward of greedy answers once a reward model exists'),
-  scale: z.strictObject({ file: z.string().optional(), samples: posInt.default(1), mode: z.enum(['generate', 'loglik']).default('generate').describe('loglik: the most likely option (small models)') }).or(z.literal(false)).prefault({}),
-});
-
-/** Training a byte-level BPE tokenizer (the run config's `tokenizer.train`, and `chimed tokenizer train`). */
 export const TokenizerTrainSchema = z.strictObject({
   vocab_size: posInt.default(8000).describe('size of the vocabulary (at most), special tokens included'),
   min_frequency: posInt.default(2).describe('characters and pairs seen fewer times do not become tokens'),
@@ -130,9 +115,6 @@ export function readRunConfig(file: string): RunConfig {
   if ('path' in cfg.tokenizer) cfg.tokenizer.path = abs(cfg.tokenizer.path);
   if ('path' in cfg.model) cfg.model.path = abs(cfg.model.path);
   for (const s of cfg.stages) if (s.type === 'rs' && s.external) s.external = abs(s.external);
-  if (cfg.eval.scale && cfg.eval.scale.file) cfg.eval.scale.file = abs(cfg.eval.scale.file);
-  const f = cfg.eval.files;
-  f.ppl = f.ppl.map(abs);
-  for (const k of ['mcq', 'mcq_dev', 'gen', 'pref'] as const) if (f[k]) f[k] = abs(f[k]!);
+  resolveEvalPaths(cfg.eval, abs);
   return cfg;
 }

@@ -20,18 +20,19 @@ export function demoConfig(fast: boolean, seed = DEMO_SEED): Record<string, unkn
         : { hidden_size: 256, intermediate_size: 704, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 1024 },
     },
     stages: [
-      { type: 'pt', block_size: 256, batch_size: 8, max_steps: steps(300, 80), lr: 2e-3, warmup_ratio: 0.05, weight_decay: 0.01 },
-      { type: 'sft', batch_size: 16, max_steps: steps(300, 60), lr: 1e-3, max_source: 128, max_target: 128 },
+      { type: 'pt', block_size: 256, batch_size: 8, max_steps: steps(300, 80), eval_every: steps(60, 20), lr: 2e-3, warmup_ratio: 0.05, weight_decay: 0.01 },
+      { type: 'sft', batch_size: 16, max_steps: steps(300, 60), eval_every: steps(60, 20), lr: 1e-3, max_source: 128, max_target: 128 },
       { type: 'rm', batch_size: 8, max_steps: steps(100, 40), eval_every: steps(20, 10), lr: 5e-4, max_source: 128, max_target: 128 },
       // a quarter of the round's prompts judge it (greedy-answer reward every eval_every steps):
       // with the default tenth of 24 prompts, one or two prompts chose the weights and a round
       // could keep the starting policy or one that answered the evaluation prompts worse
       { type: 'rs', k: 4, keep: 1, rounds: 1, prompts: steps(192, 64), eval_fraction: 0.25, eval_every: steps(4, 2), max_new_tokens: 64, batch_size: 16, max_steps: steps(24, 10), lr: 3e-4, max_source: 128, max_target: 128 },
-      { type: 'dpo', batch_size: 8, max_steps: steps(60, 30), lr: fast ? 1e-3 : 5e-4, beta: 0.1, max_source: 128, max_target: 128 },
+      { type: 'dpo', batch_size: 8, max_steps: steps(60, 30), eval_every: steps(20, 10), lr: fast ? 1e-3 : 5e-4, beta: 0.1, max_source: 128, max_target: 128 },
     ],
     eval: {
       mcq: { k_shot: 0, mode: 'cloze', limit: steps(300, 100) },
       gen: { limit: steps(48, 20), max_new_tokens: 64 },
+      ner: { k_shot: 2, limit: steps(32, 12), max_new_tokens: 48 },
       scale: { samples: 1, mode: 'loglik' },
     },
   };

@@ -15,7 +15,6 @@ import { ConfigError, parseModelConfig } from '../model/config.js';
 import { Llama } from '../model/llama.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
 import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
-import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
 import type { StageResult } from '../train/stages/common.js';
 import { runDpo } from '../train/stages/dpo.js';
@@ -24,9 +23,9 @@ import { runRm } from '../train/stages/rm.js';
 import { runRs } from '../train/stages/rs.js';
 import { runSft } from '../train/stages/sft.js';
 import { writeReport } from '../report/report.js';
-import { summaryTable, type Row } from '../report/table.js';
+import type { Row } from '../report/table.js';
 import { parseRunConfig, templateOf, type RunConfig, type StageConfig } from './config.js';
-import { evaluateStage, type EvalFiles } from './evaluate.js';
+import { evalFiles, evaluateAfterStage, writeSummary, type EvalFiles } from './evaluate.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -47,17 +46,8 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   let policy = await prepareBase(cfg, run, tokDir);
   let rmDir: string | null = null;
   const rows: Row[] = [];
-  const metrics = new MetricsLog(run.metrics);
   const evaluate = async (stage: string, chat: boolean) => {
-    const done = run.evaluation(stage);
-    if (fs.existsSync(done)) { rows.push(JSON.parse(fs.readFileSync(done, 'utf8'))); return; }
-    // the rm stage leaves the policy as it was: its row repeats the last one, plus RM accuracy and reward
-    const reuse = stage === 'rm' ? rows.at(-1) : undefined;
-    const row: Row = { ...reuse, stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage, !!reuse)) };
-    fs.mkdirSync(path.dirname(done), { recursive: true });
-    await writeJsonAtomic(done, row);
-    metrics.append({ ...row, stage: `eval/${stage}`, step: 0 });
-    rows.push(row);
+    rows.push(await evaluateAfterStage(cfg, runDir, evalFiles, { stage, model: policy, rm: rmDir, chat, previous: rows.at(-1) }));
   };
   await evaluate('base', false);
   for (const st of cfg.stages) {
@@ -65,9 +55,7 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
     if (st.type === 'rm') rmDir = res; else policy = res;
     await evaluate(st.type, st.type !== 'pt');
   }
-  const table = summaryTable(rows);
-  await writeJsonAtomic(run.summaryJson, { rows, policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
-  await writeFileAtomic(run.summaryMd, table + '\n');
+  const table = await writeSummary(cfg, runDir, evalFiles, rows, { policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   const reportDir = await writeReport(runDir);
   process.stdout.write(`\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\nreport: ${path.join(reportDir, 'report.html')}\n`);
   return rows;
@@ -91,10 +79,9 @@ export async function recordConfig(cfg: RunConfig, run: RunDir): Promise<void> {
 
 async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
   const sources: Record<string, unknown>[] = cfg.data.sources.map((s) => ({ ...s }));
-  const u = cfg.eval.files;
-  let files: EvalFiles = { ppl: u.ppl, mcqTest: u.mcq ?? null, mcqDev: u.mcq_dev ?? null, gen: u.gen ?? null, pref: u.pref ?? null };
+  const dir = run.corpus;
+  const files = evalFiles(cfg.eval, cfg.builtin_corpus ? dir : null);
   if (cfg.builtin_corpus) {
-    const dir = run.corpus;
     if (!fs.existsSync(path.join(dir, 'manifest.json'))) {
       log('data: generating the built-in medical corpus');
       await writeCorpus(dir, { seed: cfg.builtin_corpus.seed, heldoutFraction: cfg.builtin_corpus.heldout_fraction });
@@ -104,7 +91,6 @@ async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
       { path: c('pt_train.jsonl'), stages: ['pt'] }, { path: c('sft_train.jsonl'), stages: ['sft', 'pt'] },
       { path: c('pref_train.jsonl'), stages: ['pref'] }, { path: c('mcq_test.jsonl'), stages: ['eval'] },
     );
-    files = { ppl: [c('pt_heldout.jsonl')], mcqTest: c('mcq_test.jsonl'), mcqDev: c('mcq_dev.jsonl'), gen: c('sft_heldout.jsonl'), pref: c('pref_heldout.jsonl') };
   }
   if (!fs.existsSync(run.stats)) {
     const build = BuildConfigSchema.parse({ ...cfg.data, sources });

@@ -77,6 +77,8 @@ export interface LineChartSpec {
   logY?: boolean;
   /** Start the y axis at zero (default false: curves are read for their shape). */
   yZero?: boolean;
+  /** One small panel per series with its own axes (series of different quantities or step ranges). */
+  facet?: boolean;
 }
 
 const size = (s: { width?: number; height?: number }) => ({ width: s.width ?? 560, height: s.height ?? 300 });
@@ -94,27 +96,38 @@ export function lineChart(s: LineChartSpec, opts?: RenderOptions): Promise<Chart
     ser.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!s.logY || y > 0)).map(([x, y]) => ({ series: ser.name, x, y })),
   );
   const order = s.series.map((x) => x.name);
-  return renderVegaLite(
-    {
-      title: s.title,
-      ...size(s),
-      data: { values },
-      mark: { type: 'line', point: values.length <= 60, strokeWidth: 2 },
-      encoding: {
-        x: { field: 'x', type: 'quantitative', title: s.x },
-        y: { field: 'y', type: 'quantitative', title: s.y, scale: s.logY ? { type: 'log' } : { type: 'linear', zero: s.yZero ?? false } },
-        color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order } },
+  const mark = { type: 'line', point: values.length <= 60, strokeWidth: 2 } as const;
+  const encoding = {
+    x: { field: 'x', type: 'quantitative', title: s.x },
+    y: { field: 'y', type: 'quantitative', title: s.y, scale: s.logY ? { type: 'log' as const } : { type: 'linear' as const, zero: s.yZero ?? false } },
+    color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order }, legend: s.facet ? null : {} },
+  } as const;
+  if (s.facet) {
+    const { width, height } = size(s);
+    const columns = Math.min(order.length, 3);
+    return renderVegaLite(
+      {
+        title: s.title,
+        data: { values },
+        facet: { field: 'series', type: 'nominal', title: null, sort: order },
+        columns,
+        spec: { width: Math.floor(width / columns) - 30, height: Math.floor(height / 1.6), mark, encoding },
+        resolve: { scale: { x: 'independent', y: 'independent' } },
       },
-    },
-    opts,
-  );
+      opts,
+    );
+  }
+  return renderVegaLite({ title: s.title, ...size(s), data: { values }, mark, encoding }, opts);
 }
+
+/** A 95% interval drawn on a bar: [lo, hi] in the bar's units. */
+export type ErrorBar = [number, number] | null | undefined;
 
 export interface BarChartSpec {
   title: string;
   x: string;
   y: string;
-  bars: { label: string; value: number }[];
+  bars: { label: string; value: number; ci?: ErrorBar }[];
   width?: number;
   height?: number;
 }
@@ -126,10 +139,12 @@ export function barChart(s: BarChartSpec, opts?: RenderOptions): Promise<ChartIm
     {
       title: s.title,
       ...size(s),
-      data: { values: s.bars.filter((b) => Number.isFinite(b.value)) },
+      // the label sits above the bar, or above its whisker
+      data: { values: s.bars.filter((b) => Number.isFinite(b.value)).map((b) => ({ ...b, ...bounds(b.ci), top: Math.max(b.value, b.ci?.[1] ?? -Infinity) })) },
       layer: [
         { mark: { type: 'bar', color: '#4c78a8' } },
-        { mark: { type: 'text', dy: -6, fontSize: 11 }, encoding: { text: { field: 'value', type: 'quantitative', format: '.3~f' } } },
+        ...errorRules(s.bars.some((b) => b.ci)),
+        { mark: { type: 'text', dy: -6, fontSize: 11 }, encoding: { y: { field: 'top', type: 'quantitative' }, text: { field: 'value', type: 'quantitative', format: '.3~f' } } },
       ],
       encoding: {
         x: { field: 'label', type: 'nominal', title: s.x, sort: s.bars.map((b) => b.label), axis: { labelAngle: 0 } },
@@ -140,14 +155,25 @@ export function barChart(s: BarChartSpec, opts?: RenderOptions): Promise<ChartIm
   );
 }
 
+const bounds = (ci: ErrorBar) => (ci ? { lo: ci[0], hi: ci[1] } : {});
+
+/** Interval whiskers on bars whose data carry lo / hi. */
+function errorRules(any: boolean) {
+  if (!any) return [];
+  return [{
+    mark: { type: 'rule', color: '#222', strokeWidth: 1.5 },
+    encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
+  }] as const;
+}
+
 export interface GroupedBarChartSpec {
   title: string;
   x: string;
   y: string;
   /** The groups along x (metrics, subscales). */
   categories: string[];
-  /** One bar per series in each group (stages, models); values align with categories. */
-  series: { name: string; values: number[] }[];
+  /** One bar per series in each group (stages, models); values (and intervals) align with categories. */
+  series: { name: string; values: number[]; ci?: ErrorBar[] }[];
   width?: number;
   height?: number;
 }
@@ -162,19 +188,26 @@ export function groupedBarChart(s: GroupedBarChartSpec, opts?: RenderOptions): P
     }
   }
   const order = s.series.map((x) => x.name);
-  const values = s.series.flatMap((ser) => ser.values.map((value, i) => ({ category: s.categories[i], series: ser.name, value }))).filter((v) => Number.isFinite(v.value));
+  const values = s.series.flatMap((ser) => ser.values.map((value, i) => ({ category: s.categories[i], series: ser.name, value, ...bounds(ser.ci?.[i]) }))).filter((v) => Number.isFinite(v.value));
   return renderVegaLite(
     {
       title: s.title,
       ...size(s),
       data: { values },
-      mark: 'bar',
       encoding: {
         x: { field: 'category', type: 'nominal', title: s.x, sort: s.categories, axis: { labelAngle: 0 } },
         xOffset: { field: 'series', type: 'nominal', sort: order },
-        y: { field: 'value', type: 'quantitative', title: s.y },
-        color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order } },
       },
+      layer: [
+        {
+          mark: 'bar',
+          encoding: {
+            y: { field: 'value', type: 'quantitative', title: s.y },
+            color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order } },
+          },
+        },
+        ...errorRules(s.series.some((x) => x.ci?.some(Boolean))),
+      ],
     },
     opts,
   );

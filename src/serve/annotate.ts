@@ -3,8 +3,7 @@
 // `chimed train dpo` read directly.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
+import { AppendOnlyJsonl, moveIncompleteLastLine, partialFile, type AppendOptions } from '../io/append-jsonl.js';
 import { generateRepliesAsync } from '../model/chat.js';
 import type { ChatModel } from '../model/load.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
@@ -41,43 +40,10 @@ export async function readAnnotationPrompts(file: string): Promise<AnnotationPro
   return out;
 }
 
-/**
- * A JSONL file that only grows: each append is one write of whole lines followed by fsync,
- * serialised so concurrent saves never interleave, so a record the UI reports saved survives
- * a crash or power loss.
- */
-export class AppendOnlyJsonl {
-  private tail: Promise<void> = Promise.resolve();
-
-  private constructor(readonly file: string, private readonly fh: FileHandle) {}
-
-  static async open(file: string): Promise<AppendOnlyJsonl> {
-    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    return new AppendOnlyJsonl(file, await open(file, 'a'));
-  }
-
-  append(records: unknown[]): Promise<void> {
-    const text = records.map((r) => JSON.stringify(r) + '\n').join('');
-    const next = this.tail.then(async () => {
-      if (!text) return;
-      await this.fh.write(text);
-      await this.fh.sync();
-    });
-    this.tail = next.catch(() => undefined); // one failed write must not block the next
-    return next;
-  }
-
-  async close(): Promise<void> {
-    await this.tail;
-    await this.fh.close();
-  }
-}
-
 /** `prompt_id`s already recorded in a file this annotator wrote before (resuming a session). */
 async function recordedPromptIds(file: string): Promise<Set<string>> {
   if (!fs.existsSync(file)) return new Set();
   const text = fs.readFileSync(file, 'utf8');
-  if (text && !text.endsWith('\n')) throw new DataError(`${file}: the last line is incomplete (a write cut short); remove it before annotating further`);
   return new Set(parseJsonl(text, file).filter((r) => r.rec.prompt_id !== undefined).map((r) => String(r.rec.prompt_id)));
 }
 
@@ -151,7 +117,7 @@ export async function sampleDistinct(chat: ChatModel, messages: ChatMessage[], o
   return [...distinct];
 }
 
-export interface AnnotatorOptions {
+export interface AnnotatorOptions extends AppendOptions {
   promptsFile: string;
   outFile: string;
 }
@@ -174,9 +140,19 @@ export class Annotator {
 
   static async open(o: AnnotatorOptions): Promise<Annotator> {
     const prompts = await readAnnotationPrompts(o.promptsFile);
-    const badFile = Annotator.badFile(o.outFile);
-    const done = new Set([...await recordedPromptIds(o.outFile), ...await recordedPromptIds(badFile)]);
-    return new Annotator(prompts, await AppendOnlyJsonl.open(o.outFile), await AppendOnlyJsonl.open(badFile), done);
+    const files = [o.outFile, Annotator.badFile(o.outFile)];
+    const warn = o.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+    const done = new Set<string>();
+    for (const f of files) {
+      // a device or pipe would swallow saves (/dev/null) or never end when read (/dev/zero)
+      if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new DataError(`${f}: not a regular file; annotations must go to a file`);
+      // a save cut short by a crash: kept aside, never appended onto nor discarded
+      const moved = await moveIncompleteLastLine(f);
+      if (moved) warn(`${f}: the last line was incomplete (${moved} bytes of a save cut short); moved it to ${partialFile(f)}`);
+      for (const id of await recordedPromptIds(f)) done.add(id);
+    }
+    const [out, bad] = await Promise.all(files.map((f) => AppendOnlyJsonl.open(f, { ...o, warn })));
+    return new Annotator(prompts, out, bad, done);
   }
 
   get outFile(): string {

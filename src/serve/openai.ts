@@ -88,6 +88,9 @@ interface SamplingRequest {
   tools?: unknown;
   suffix?: unknown;
   best_of?: unknown;
+  functions?: unknown;
+  logit_bias?: unknown;
+  response_format?: unknown;
 }
 
 export interface ChatCompletionRequest extends SamplingRequest {
@@ -108,9 +111,18 @@ export function refuseUnsupported(req: SamplingRequest): void {
   if (set(req.tools)) throw new ApiError(400, 'tools (function calling) are not supported by this server', 'invalid_request_error', 'tools');
   if (set(req.suffix)) throw new ApiError(400, 'suffix (insertion) is not supported by this server', 'invalid_request_error', 'suffix');
   if (typeof req.best_of === 'number' && req.best_of > 1) throw new ApiError(400, 'best_of is not supported by this server', 'invalid_request_error', 'best_of');
+  if (set(req.functions)) throw new ApiError(400, 'functions (function calling) are not supported by this server', 'invalid_request_error', 'functions');
+  const bias = req.logit_bias;
+  if (bias !== undefined && bias !== null && !(typeof bias === 'object' && !Array.isArray(bias) && Object.keys(bias).length === 0)) {
+    throw new ApiError(400, 'logit_bias is not supported by this server', 'invalid_request_error', 'logit_bias');
+  }
+  // JSON mode / structured output would be a promise the sampler does not keep
+  const format = req.response_format as { type?: unknown } | null | undefined;
+  if (format !== undefined && format !== null && format.type !== 'text') {
+    throw new ApiError(400, `response_format ${JSON.stringify(format).slice(0, 80)} is not supported by this server (only {"type": "text"})`, 'invalid_request_error', 'response_format');
+  }
 }
 
-/** OpenAI's messages as the chat template's: text parts joined, `developer` read as `system`. */
 /**
  * OpenAI messages as chat-template messages. Content may not contain the tokenizer's special
  * tokens (`reserved`): the rendered prompt is tokenised as a whole, so a user typing

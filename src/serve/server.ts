@@ -1,14 +1,17 @@
 // The HTTP server: OpenAI-compatible endpoints, the web UI's files and the annotation API on
 // Fastify (schema validation, body limits and content-type parsing come from the framework;
 // every error leaves in OpenAI's shape).
-import { randomInt, timingSafeEqual } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { generateRepliesAsync } from '../model/chat.js';
 import { generateAsync, type Generation } from '../model/generate.js';
+import { AppendError } from '../io/append-jsonl.js';
 import type { ChatModel } from '../model/load.js';
+import { allowedHostSet, checkHost, checkKey, normaliseTarget, routerUrl, type RequestTarget } from './access.js';
 import { Annotator, sampleDistinct, VerdictError } from './annotate.js';
 import {
   ApiError, chatChunk, chatCompletion, chatCompletionSchema, completionSchema, finishReason, modelObject, paramOf, refuseUnsupported,
@@ -22,8 +25,13 @@ export interface ServeOptions {
   chat: ChatModel;
   /** The id clients put in `model` (default "chimed"). */
   modelName?: string;
-  /** When set, /v1/* and /annotate/* need `Authorization: Bearer KEY`. */
+  /** When set, every route but /health, the UI files and /ui/config needs `Authorization: Bearer KEY`. */
   apiKey?: string;
+  /**
+   * Without a key, requests must name this machine (localhost, 127.0.0.1, ::1) or one of
+   * these hosts in their Host header (DNS-rebinding defence). Ignored when a key is set.
+   */
+  allowedHosts?: string[];
   /** Generations running at once (default 1: the CPU model runs one batch at a time). */
   concurrency?: number;
   /** Requests waiting for a slot before new ones get 429 (default 16). */
@@ -49,7 +57,15 @@ export interface AnnotateSampling {
   seed?: number;
 }
 
-type Settings = Required<Omit<ServeOptions, 'apiKey' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: AnnotateSampling };
+type Settings = Required<Omit<ServeOptions, 'apiKey' | 'allowedHosts' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: AnnotateSampling };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Served without the API key (the UI files, /health, /ui/config); every other route needs it. */
+    public?: boolean;
+  }
+}
+const PUBLIC = { config: { public: true } };
 
 /** Most generated rows (prompts x n) in one request: the KV cache grows with each. */
 const MAX_ROWS = 16;
@@ -116,8 +132,16 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     annotate: { k: 2, temperature: 1, topP: 1, maxNewTokens: 256, ...opts.annotate },
   };
   const state = new ServerState(o);
+  const allowed = allowedHostSet(opts.allowedHosts);
+  const targets = new WeakMap<IncomingMessage, RequestTarget>();
   const app = Fastify({
     bodyLimit: o.bodyLimit,
+    // the router reads the normalised target, the checks below the route it chose
+    rewriteUrl: (req) => {
+      const t = normaliseTarget(req.url ?? '/');
+      targets.set(req, t);
+      return routerUrl(t);
+    },
     logger: opts.logLevel && opts.logLevel !== 'silent' ? { level: opts.logLevel } : false,
     // types are checked, never coerced ("5" is not a number), and unknown fields are kept:
     // OpenAI clients send fields (user, stream_options, ...) that we may ignore
@@ -130,19 +154,24 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     if (!reply.sent) void reply.code(e.status).send(e.body());
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, 'not_found_error', null, 'not_found').body());
+    void reply.code(404).send(new ApiError(404, `no route ${req.method} ${targets.get(req.raw)?.path}`, 'not_found_error', null, 'not_found').body());
   });
-  if (o.apiKey) app.addHook('onRequest', async (req) => checkKey(req, o.apiKey!));
+  app.addHook('onRequest', async (req) => {
+    const t = targets.get(req.raw)!;
+    if (t.error) throw new ApiError(400, t.error, 'invalid_request_error', null, 'bad_request_target');
+    if (!o.apiKey) checkHost(req.raw, t, allowed);
+    else if (!req.routeOptions.config.public) checkKey(req.headers.authorization, o.apiKey);
+  });
   app.addHook('onClose', async () => { await o.annotator?.close(); });
 
   const ui = uiDir();
   for (const [route, file] of Object.entries(UI_FILES)) {
     const body = fs.readFileSync(path.join(ui, file));
-    app.get(route, (_req, reply) => reply.header('content-type', MIME[path.extname(file)]).header('cache-control', 'no-cache').send(body));
+    app.get(route, PUBLIC, (_req, reply) => reply.header('content-type', MIME[path.extname(file)]).header('cache-control', 'no-cache').send(body));
   }
 
-  app.get('/health', async () => ({ status: 'ok', model: o.modelName, queue: state.queue.stats, totals: state.totals }));
-  app.get('/ui/config', async () => ({ model: o.modelName, auth: Boolean(o.apiKey), annotate: Boolean(o.annotator), k: o.annotate.k, max_tokens_limit: o.maxTokensLimit }));
+  app.get('/health', PUBLIC, async () => ({ status: 'ok', model: o.modelName, queue: state.queue.stats, totals: state.totals }));
+  app.get('/ui/config', PUBLIC, async () => ({ model: o.modelName, auth: Boolean(o.apiKey), annotate: Boolean(o.annotator), k: o.annotate.k, max_tokens_limit: o.maxTokensLimit }));
   app.get('/v1/models', async () => ({ object: 'list', data: [modelObject(o.modelName, state.created)] }));
   app.get<{ Params: { id: string } }>('/v1/models/:id', async (req) => {
     checkModel(req.params.id, o.modelName, 'id');
@@ -156,16 +185,6 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
   return app;
 }
 
-function checkKey(req: FastifyRequest, key: string): void {
-  const url = req.url;
-  if (!url.startsWith('/v1/') && !url.startsWith('/annotate/')) return;
-  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-  const given = Buffer.from(m?.[1].trim() ?? ''), want = Buffer.from(key);
-  if (given.length !== want.length || !timingSafeEqual(given, want)) {
-    throw new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key');
-  }
-}
-
 function checkModel(name: string, served: string, param = 'model'): void {
   if (name !== served) throw new ApiError(404, `The model \`${name}\` does not exist; this server serves \`${served}\`.`, 'invalid_request_error', param, 'model_not_found');
 }
@@ -176,6 +195,8 @@ function toApiError(err: FastifyError | Error): ApiError {
   if (err instanceof QueueClosedError) return new ApiError(503, err.message, 'service_unavailable', null, 'shutting_down');
   if (err instanceof ClientGone) return new ApiError(499, err.message);
   if (err instanceof VerdictError) return new ApiError(400, err.message);
+  // a save that did not happen says why (disk full, file replaced): never a bare 500
+  if (err instanceof AppendError) return new ApiError(err.status, err.message, 'server_error', null, err.code);
   const fe = err as FastifyError;
   if (fe.validation?.length) {
     const v = fe.validation[0];
