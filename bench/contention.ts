@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse } from '../src/cli/args.js';
+import { parse } from '../src/io/argv.js';
 import { GOMP_SPINCOUNT_DEFAULT } from '../src/engine/native.js';
 import { randomBenchModel } from './mcq.js';
 import { startServerProcess, streamOnce } from './serve.js';

@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { getThreads, nativeInfo, nativeKernels, setThreads } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
-import { writeLlamaGguf } from '../src/io/gguf-llama.js';
+import { writeLlamaGguf } from '../src/model/gguf-llama.js';
 import { parseModelConfig } from '../src/model/config.js';
 import { Decoder } from '../src/model/generate.js';
 import { Llama } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { parse, UsageError } from '../src/cli/args.js';
+import { parse, UsageError } from '../src/io/argv.js';
 
 const USAGE = `chimed bench generate [--vocab V] [--dim D] [--layers L] [--heads H] [--kv-heads K] [--ffn F]
                       [--prompt P] [--tokens N] [--threads N] [--llama-kv f32|f16] [--json]

@@ -7,6 +7,7 @@ import { benchParity } from './parity.js';
 import { benchServe } from './serve.js';
 import { benchTokenize } from './tokenize.js';
 import { benchTrain } from './train.js';
+import { commandList, dispatch } from '../src/io/argv.js';
 
 /** `npm run bench -- NAME ...` and `chimed bench NAME ...` share this table. */
 export const benches: Record<string, { summary: string; run: (argv: string[]) => Promise<unknown> }> = {
@@ -21,15 +22,10 @@ export const benches: Record<string, { summary: string; run: (argv: string[]) =>
   tokenize: { summary: 'encode MB/s vs @huggingface/tokenizers on the same text and vocabulary', run: benchTokenize },
 };
 
-export async function benchCommand(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  const b = name ? benches[name] : undefined;
-  if (!b) {
-    process.stdout.write(`chimed bench NAME [options] --json\n\n${Object.entries(benches).map(([n, x]) => `  ${n.padEnd(10)} ${x.summary}`).join('\n')}\n`);
-    return name ? 1 : 0;
-  }
-  await b.run(rest);
-  return 0;
+const runs = Object.fromEntries(Object.entries(benches).map(([n, b]) => [n, { summary: b.summary, run: async (argv: string[]) => { await b.run(argv); return 0; } }]));
+
+export function benchCommand(argv: string[]): Promise<number> {
+  return dispatch(argv, runs, `chimed bench NAME [options] --json\n\n${commandList(runs)}`, 'benchmark');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) process.exitCode = await benchCommand(process.argv.slice(2));

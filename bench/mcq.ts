@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nativeKernels, getThreads } from '../src/engine/native.js';
+import { nativeKernels, getThreads, setThreads } from '../src/engine/native.js';
 import { evaluateMcq } from '../src/eval/mcq.js';
 import { LlamaEvalModel } from '../src/eval/model.js';
 import { readMcqFile } from '../src/eval/read.js';
@@ -11,8 +11,7 @@ import { Llama } from '../src/model/llama.js';
 import { loadChatModel } from '../src/model/load.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { writeCorpus } from '../src/corpus/generate.js';
-import { parse } from '../src/cli/args.js';
-import { applyThreads } from '../src/cli/common.js';
+import { isPositiveInt, parse } from '../src/io/argv.js';
 
 const USAGE = `chimed bench mcq [--model DIR] [--dim 256 --layers 4] [--k 5] [--limit 200] [--seconds S] [--threads N] [--json]
 
@@ -34,7 +33,8 @@ export async function randomBenchModel(dir: string, dim: number, layers: number)
 export async function benchMcq(argv: string[]): Promise<Record<string, unknown> | null> {
   const a = parse(argv, { model: { type: 'string' }, dim: { type: 'string' }, layers: { type: 'string' }, k: { type: 'string' }, limit: { type: 'string' }, seconds: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
   if (a.help) { process.stdout.write(USAGE + '\n'); return null; }
-  applyThreads(a.str('threads') ? a.int('threads') : undefined);
+  const threads = a.optNum('threads', isPositiveInt, 'a positive integer');
+  if (threads) setThreads(threads);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chimed-bench-mcq-'));
   try {
     const modelDir = a.str('model') ?? await randomBenchModel(path.join(tmp, 'model'), a.int('dim', 256), a.int('layers', 4));

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse } from '../src/cli/args.js';
+import { parse } from '../src/io/argv.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { readSpmModel, writeSpmModel } from '../src/tokenizer/spm-proto.js';
 import type { JsonObject } from '../src/tokenizer/hf-json.js';

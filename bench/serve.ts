@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parse, UsageError } from '../src/cli/args.js';
+import { parse, UsageError } from '../src/io/argv.js';
 
 const USAGE = `chimed bench serve (--model DIR [--tokenizer DIR] [--adapter DIR] | --url URL [--api-key KEY]) [options] [--json]
 

@@ -5,7 +5,7 @@ import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { parseModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
-import { parse } from '../src/cli/args.js';
+import { parse } from '../src/io/argv.js';
 
 const USAGE = `chimed bench train --vocab V --dim D --layers L --heads H [--kv-heads K] --ffn F --seq T --batch B [--steps N] [--recompute] [--threads N] [--json]
 

@@ -12,7 +12,7 @@ import { AppendError, AppendOnlyJsonl, partialFile } from '../src/io/append-json
 import { loadChatModel, type ChatModel } from '../src/model/load.js';
 import { Annotator } from '../src/serve/annotate.js';
 import { buildServer, startServer } from '../src/serve/server.js';
-import { toPreference } from '../src/train/preference.js';
+import { preferenceOf } from '../src/data/stage-files.js';
 import { qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
 import { tmpDir } from './helpers.js';
 
@@ -140,5 +140,5 @@ test('POST /annotate/save on a full disk answers 507 with the reason and keeps t
   assert.equal(saved.status, 200, JSON.stringify(saved.json));
   const recs = records(out);
   assert.equal(recs.length, saved.json.saved);
-  for (const r of recs) assert.equal(toPreference(r, out).chosen, sft[0].response);
+  for (const r of recs) assert.equal(preferenceOf(r, out).chosen, sft[0].response);
 });

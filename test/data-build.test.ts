@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { dataCommand } from '../src/cli/data.js';
-import { ConfigError, loadBuildConfig, parseBuildConfig } from '../src/data/build-config.js';
+import { main } from '../src/cli/main.js';
+import { loadBuildConfig, parseBuildConfig } from '../src/data/build-config.js';
+import { ConfigError } from '../src/model/config.js';
 import { buildDatasets } from '../src/data/build.js';
 import { DataError } from '../src/data/errors.js';
-import { formatTable, displayWidth } from '../src/data/stats.js';
+import { formatTable, displayWidth } from '../src/data/table.js';
 import { tmpDir } from './helpers.js';
 
 const jsonl = (...rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -74,14 +75,14 @@ async function withFixtures(fn: (dir: string) => Promise<void>) {
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const [log, error] = [console.log, console.error];
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  const [stdout, stderr] = [process.stdout.write, process.stderr.write];
+  process.stdout.write = ((s: string) => out.push(String(s)) > 0) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => err.push(String(s)) > 0) as typeof process.stderr.write;
   try {
-    const code = await dataCommand(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
+    const code = await main(['data', ...argv]);
+    return { code, out: out.join(''), err: err.join('') };
   } finally {
-    [console.log, console.error] = [log, error];
+    [process.stdout.write, process.stderr.write] = [stdout, stderr];
   }
 }
 

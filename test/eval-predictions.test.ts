@@ -53,7 +53,7 @@ test('bad prediction files name the file and line', async () => {
     [[{ output: 'a' }], /bad\.jsonl:1: a prediction needs an "id"/],
     [[{ id: 'c1', output: 'a' }], /bad\.jsonl: no prediction for 2 of the 3 items of .*conv\.jsonl \("conv-2", "c3"\)/],
     [[{ id: 'c1', output: 1 }, { id: 'conv-2', output: 'x' }, { id: 'c3', output: 'y' }], /bad\.jsonl:1: expected a string field output \| response/],
-    [['{"id": "c1", '], /bad\.jsonl:1: invalid JSON/],
+    [['{"id": "c1", '], /bad\.jsonl:1: malformed JSON/],
   ];
   for (const [rows, re] of cases) await assert.rejects(genPredictionItems(write('bad.jsonl', rows), convs, convs, convFile), re);
   const mcq = await readMcqFile(mcqFile);

@@ -5,7 +5,7 @@ import { before, test } from 'node:test';
 import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { readGguf, readGgufTensor } from '../src/io/gguf.js';
-import { llamaGgufTensors, permuteForRope } from '../src/io/gguf-llama.js';
+import { llamaGgufTensors, permuteForRope } from '../src/model/gguf-llama.js';
 import { readSafetensors, readSafetensorsHeader } from '../src/io/safetensors.js';
 import { loadModel } from '../src/model/checkpoint.js';
 import { loadChatModel } from '../src/model/load.js';

@@ -12,7 +12,7 @@ import { before, test } from 'node:test';
 import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { readGguf } from '../src/io/gguf.js';
-import { ggufArchitecture, llamaGgufTensors, writeLlamaGguf } from '../src/io/gguf-llama.js';
+import { ggufArchitecture, llamaGgufTensors, writeLlamaGguf } from '../src/model/gguf-llama.js';
 import { parseModelConfig } from '../src/model/config.js';
 import { Llama } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';

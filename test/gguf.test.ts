@@ -5,7 +5,7 @@ import { before, test } from 'node:test';
 import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { dequantizeQ8_0, kv, quantizeQ8_0, readGguf, readGgufTensor, writeGguf, type GgufMetadata } from '../src/io/gguf.js';
-import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, writeLlamaGguf, type GgufExportDtype } from '../src/io/gguf-llama.js';
+import { llamaGgufMetadata, llamaGgufTensors, permuteForRope, writeLlamaGguf, type GgufExportDtype } from '../src/model/gguf-llama.js';
 import { TOKEN_TYPE } from '../src/io/gguf-tokenizer.js';
 import { decodeF16, encodeF16, f32Bits } from '../src/io/half.js';
 import { parseModelConfig } from '../src/model/config.js';

@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import YAML from 'yaml';
 import { parseRunConfig, readRunConfig } from '../src/pipeline/config.js';
 import { configReference } from '../src/pipeline/reference.js';
+import { recordConfig } from '../src/pipeline/run.js';
+import { RunDir } from '../src/io/run-dir.js';
 import { repoRoot, runCli, sharedData, tmpDir, trainingSeed } from './helpers.js';
 
 const base = { builtin_corpus: {}, model: { config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 } } };
@@ -29,6 +31,21 @@ test('run config: defaults from the papers are filled in; bad configs name the f
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, 'x.yaml'), 'stages: [\n');
   assert.throws(() => readRunConfig(path.join(dir, 'x.yaml')), /x\.yaml: not valid YAML/);
+});
+
+test('a run directory keeps its config; one made before a setting was added still resumes', async () => {
+  const run = new RunDir(tmpDir());
+  const cfg = parseRunConfig({ ...base, stages: [{ type: 'sft', lora: {} }, { type: 'dpo' }] }, 'c.yaml');
+  await recordConfig(cfg, run);
+  await recordConfig(cfg, run);
+  // as an older chimed wrote it: without the held-out shares the stages have since gained
+  const old = YAML.parse(fs.readFileSync(run.config, 'utf8'));
+  for (const st of old.stages) delete st.eval_fraction;
+  fs.writeFileSync(run.config, YAML.stringify(old));
+  await recordConfig(cfg, run);
+  assert.equal(fs.readFileSync(run.config, 'utf8'), YAML.stringify(cfg), 'rewritten with today\'s keys');
+  const changed = parseRunConfig({ ...base, stages: [{ type: 'sft', lora: {}, lr: 1e-3 }, { type: 'dpo' }] }, 'c.yaml');
+  await assert.rejects(recordConfig(changed, run), /config\.yaml: this run directory was made with a different config/);
 });
 
 test('docs/config.md is the reference generated from the current schema', () => {

@@ -12,7 +12,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { loadChatModel } from '../src/model/load.js';
 import { Annotator } from '../src/serve/annotate.js';
 import { buildServer, startServer } from '../src/serve/server.js';
-import { toPreference } from '../src/train/preference.js';
+import { preferenceOf } from '../src/data/stage-files.js';
 import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
 import { runCli, tmpDir } from './helpers.js';
 
@@ -141,5 +141,5 @@ test('annotation: pick, edit and all-bad verdicts land in the preference JSONL',
 
   const all = readPrefs();
   assert.ok(all.at(-1).chosen === '肺炎常用阿莫西林，请遵医嘱。' && all.at(-1).prompt === sft[4].prompt);
-  for (const [i, rec] of all.entries()) toPreference(rec, `${outFile}:${i + 1}`); // what `chimed train rm` / `dpo` read
+  for (const [i, rec] of all.entries()) preferenceOf(rec, `${outFile}:${i + 1}`); // what `chimed train rm` / `dpo` read
 });

@@ -9,8 +9,8 @@ import { Annotator, preferencePairs, preferencePrompt, readAnnotationPrompts } f
 import { QueueClosedError, QueueFullError, RequestQueue } from '../src/serve/queue.js';
 import { buildServer, startServer, stopServer, type ServeOptions } from '../src/serve/server.js';
 import { TextDelta } from '../src/serve/stream.js';
+import { preferenceOf } from '../src/data/stage-files.js';
 import { cleanUpTokenization } from '../src/tokenizer/index.js';
-import { toPreference } from '../src/train/preference.js';
 import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
 import { repoRoot, runCli, tmpDir, trainingSeed } from './helpers.js';
 
@@ -386,14 +386,14 @@ test('annotation API: next prompt, k sampled replies, verdicts appended as prefe
   const lines = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, pair.json.responses.length + p2.json.responses.length);
   for (const [i, l] of lines.entries()) {
-    const pref = toPreference(l, `line ${i + 1}`); // what `chimed train rm` / `dpo` do with each line
+    const pref = preferenceOf(l, `line ${i + 1}`); // what `chimed train rm` / `dpo` do with each line
     assert.equal(pref.prompt.at(-1)!.content, l.prompt);
   }
   assert.deepEqual(lines.filter((l) => l.prompt_id === 'p1').map((l) => [l.prompt, l.chosen, l.edited]), pair.json.responses.map(() => [sft[0].prompt, sft[0].response + '（已核对）', true]));
   assert.deepEqual(lines.filter((l) => l.prompt_id === 'p1').map((l) => l.rejected).sort(), [...pair.json.responses].sort());
   const l2 = lines.find((l) => l.prompt_id === 'p2');
   assert.deepEqual([l2.history, l2.system, l2.chosen], [[[sft[1].prompt, sft[1].response]], '你是医生。', '糖尿病常用二甲双胍。']);
-  assert.deepEqual(toPreference(l2, 'p2').prompt.map((m) => m.role), ['system', 'user', 'assistant', 'user']);
+  assert.deepEqual(preferenceOf(l2, 'p2').prompt.map((m) => m.role), ['system', 'user', 'assistant', 'user']);
   const bad = fs.readFileSync(Annotator.badFile(out), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(bad.map((b) => [b.prompt_id, b.responses]), [['p3', p3.json.responses]]);
   // the trainers take the file as it is

@@ -12,9 +12,8 @@ import { generationItems, perplexity, readConversations } from '../eval/suite.js
 import { writeJsonAtomic } from '../io/atomic.js';
 import { loadChatModel } from '../model/load.js';
 import { isRewardModel } from '../model/reward.js';
-import { parse, UsageError } from './args.js';
-import { applyThreads } from './common.js';
-import { MODEL_FLAGS, MODEL_USAGE } from './stage.js';
+import { commandList, dispatch, parse, UsageError, type Command } from '../io/argv.js';
+import { applyThreads, MODEL_FLAGS, MODEL_USAGE } from './common.js';
 
 const COMMON = {
   ...MODEL_FLAGS, data: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' }, chat: { type: 'boolean' }, threads: { type: 'string' },
@@ -31,13 +30,13 @@ const COMMON_USAGE = `  --data FILE[,FILE]   evaluation items
   --json               print the summary as JSON
 ${MODEL_USAGE}`;
 
-const USAGE = `chimed eval mcq|gen|ner|scale|ppl --model DIR [options]   (SUBCOMMAND --help for its options)
-
-  mcq    multiple-choice accuracy and weighted F1 (CMMLU/C-Eval CSV, CMExam, normalised JSONL)
-  gen    BLEU-1..4 and ROUGE-1/2/L of replies to held-out conversations
-  ner    few-shot NER: strict and type-agnostic span F1 (CCKS-2019, CMeEE)
-  scale  attitude scales per subscale (CAMI adapted, the project's Chinese scale, your own)
-  ppl    perplexity on held-out text`;
+const SUMMARIES: Record<string, string> = {
+  mcq: 'multiple-choice accuracy and weighted F1 (CMMLU/C-Eval CSV, CMExam, normalised JSONL)',
+  gen: 'BLEU-1..4 and ROUGE-1/2/L of replies to held-out conversations',
+  ner: 'few-shot NER: strict and type-agnostic span F1 (CCKS-2019, CMeEE)',
+  scale: "attitude scales per subscale (CAMI adapted, the project's Chinese scale, your own)",
+  ppl: 'perplexity on held-out text',
+};
 
 type Parsed = ReturnType<typeof parse>;
 
@@ -55,14 +54,9 @@ function estimates(a: Parsed, items: EvalItem[], keys: string[]) {
   return { text: describeEstimates(s, keys), json: { ...s.values, ci: s.ci, n: items.length } };
 }
 
-export async function evalCommand(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  const run = SUBCOMMANDS[sub ?? ''];
-  if (!run) {
-    if (!sub || sub === '--help' || sub === '-h') { process.stdout.write(USAGE + '\n'); return sub ? 0 : 1; }
-    throw new UsageError(`unknown evaluation "${sub}"\n\n${USAGE}`);
-  }
-  return run(rest);
+export function evalCommand(argv: string[]): Promise<number> {
+  const commands: Record<string, Command> = Object.fromEntries(Object.entries(SUBCOMMANDS).map(([name, run]) => [name, { summary: SUMMARIES[name], run }]));
+  return dispatch(argv, commands, `chimed eval mcq|gen|ner|scale|ppl --model DIR [options]   (SUBCOMMAND --help for its options)\n\n${commandList(commands)}`, 'evaluation');
 }
 
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -75,7 +69,7 @@ the answer, length-normalised (for small / base models); generate: answer extrac
 ${COMMON_USAGE}`;
     const a = parse(argv, { ...COMMON, dev: { type: 'string' }, k: { type: 'string' }, mode: { type: 'string' } }, usage);
     if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-    applyThreads(a.str('threads') ? a.int('threads') : undefined);
+    applyThreads(a);
     const mode = a.str('mode') ?? 'loglik';
     if (mode !== 'loglik' && mode !== 'cloze' && mode !== 'generate') throw new UsageError(`--mode: expected loglik, cloze or generate, got "${mode}"`);
     const all = (await Promise.all(a.list('data').map(readMcqFile))).flat();
@@ -104,7 +98,7 @@ ${COMMON_USAGE}`;
     const usage = `chimed eval gen --model DIR --data CONVERSATIONS.jsonl [--max-new-tokens 128]\n       chimed eval gen --predictions FILE --data CONVERSATIONS.jsonl\n\n${COMMON_USAGE}`;
     const a = parse(argv, { ...COMMON, 'max-new-tokens': { type: 'string' } }, usage);
     if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-    applyThreads(a.str('threads') ? a.int('threads') : undefined);
+    applyThreads(a);
     const data = a.need('data');
     const all = await readConversations(data);
     const convs = all.slice(0, a.int('limit', 200));
@@ -120,7 +114,7 @@ ${COMMON_USAGE}`;
     const usage = `chimed eval ner --model DIR --data TEST --shots TRAIN [--k 3] [--format ner|cmeee|ccks] [--max-new-tokens 512]\n       chimed eval ner --predictions FILE --data TEST\n\n${COMMON_USAGE}`;
     const a = parse(argv, { ...COMMON, shots: { type: 'string' }, k: { type: 'string' }, format: { type: 'string' }, 'max-new-tokens': { type: 'string' } }, usage);
     if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-    applyThreads(a.str('threads') ? a.int('threads') : undefined);
+    applyThreads(a);
     const fmt = a.str('format') as 'ner' | 'cmeee' | 'ccks' | undefined;
     const data = a.need('data');
     const all = await readNerFile(data, fmt);
@@ -148,7 +142,7 @@ reverse-coded items flipped, and subscale / total scores compared across the mod
 ${COMMON_USAGE}`;
     const a = parse(argv, { ...COMMON, scale: { type: 'string' }, samples: { type: 'string' }, temperature: { type: 'string' } }, usage);
     if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-    applyThreads(a.str('threads') ? a.int('threads') : undefined);
+    applyThreads(a);
     const which = a.str('scale') ?? 'zh';
     const scale = which === 'zh' ? loadScale(bundledScalePath('mental_illness_attitudes_zh.json'))
       : which === 'cami' ? loadCamiJsonl(path.resolve('../shared/data/dev/cami_adapted_27_en.jsonl'))
@@ -168,7 +162,7 @@ ${COMMON_USAGE}`;
     const usage = `chimed eval ppl --model DIR --data FILE[,FILE] [--block-size 256] [--max-blocks 64]\n\n${COMMON_USAGE}`;
     const a = parse(argv, { ...COMMON, 'block-size': { type: 'string' }, 'max-blocks': { type: 'string' } }, usage);
     if (a.help) { process.stdout.write(usage + '\n'); return 0; }
-    applyThreads(a.str('threads') ? a.int('threads') : undefined);
+    applyThreads(a);
     const cm = await loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template') });
     const r = await perplexity(cm, a.list('data'), a.int('block-size', 256), a.int('max-blocks', 64));
     return report(a, r, r, `perplexity ${r.ppl.toFixed(3)} (loss ${r.loss.toFixed(4)}) over ${r.tokens} tokens`);

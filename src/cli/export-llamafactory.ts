@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { exportLlamaFactory } from '../pipeline/llamafactory.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 
 export const LLAMAFACTORY_USAGE = `chimed export llamafactory RUN_DIR --out DIR [--model PATH_OR_HUB_ID] [--zero 2|3]
 

@@ -1,14 +1,14 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
+import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../model/gguf-llama.js';
 import { copyRemoteCode, saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
-import { parse, UsageError } from './args.js';
+import { dispatch, parse, UsageError, type Command } from '../io/argv.js';
+import { MODEL_FLAGS, MODEL_USAGE, ROPE_FLAGS, ROPE_USAGE, loadPolicy } from './common.js';
 import { exportLlamaFactoryCommand, LLAMAFACTORY_USAGE } from './export-llamafactory.js';
-import { MODEL_FLAGS, MODEL_USAGE, ROPE_FLAGS, ROPE_USAGE, loadPolicy } from './stage.js';
 
 type Parsed = ReturnType<typeof parse>;
 
@@ -52,14 +52,15 @@ ${MODEL_USAGE}`;
 
 const USAGE = `chimed export hf|gguf|merge|llamafactory ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}\n\n${LLAMAFACTORY_USAGE}`;
 
-export async function exportCommand(argv: string[]): Promise<number> {
-  const [what, ...rest] = argv;
-  if (what === 'hf') return exportHf(rest, HF_USAGE, false);
-  if (what === 'merge') return exportHf(rest, MERGE_USAGE, true);
-  if (what === 'gguf') return exportGguf(rest);
-  if (what === 'llamafactory') return exportLlamaFactoryCommand(rest);
-  if (what === '--help' || what === '-h') { process.stdout.write(USAGE + '\n'); return 0; }
-  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf, merge or llamafactory\n\n${USAGE}`);
+const EXPORTS: Record<string, Command> = {
+  hf: { summary: 'HF model folder', run: (argv) => exportHf(argv, HF_USAGE, false) },
+  gguf: { summary: 'GGUF file for llama.cpp', run: exportGguf },
+  merge: { summary: 'a LoRA adapter folded into its base', run: (argv) => exportHf(argv, MERGE_USAGE, true) },
+  llamafactory: { summary: "a run's datasets and stage settings for LLaMA-Factory", run: exportLlamaFactoryCommand },
+};
+
+export function exportCommand(argv: string[]): Promise<number> {
+  return dispatch(argv, EXPORTS, USAGE, 'export');
 }
 
 /** HF generation_config.json: the template's stop tokens end generation; sampling defaults from the flags. */

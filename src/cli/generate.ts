@@ -1,12 +1,11 @@
 import readline from 'node:readline/promises';
 import { generateReplies } from '../model/chat.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
-import { readJsonl, toMessages } from '../train/conversations.js';
+import { promptOf, readJsonl, recordId } from '../data/stage-files.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { generate } from '../model/generate.js';
-import { parse, UsageError } from './args.js';
-import { applyThreads } from './common.js';
-import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
+import { parse, UsageError } from '../io/argv.js';
+import { applyThreads, MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './common.js';
 
 const SAMPLING_FLAGS = {
   'max-new-tokens': { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' },
@@ -40,14 +39,13 @@ export async function generateCommand(argv: string[]): Promise<number> {
     raw: { type: 'boolean' }, 'batch-size': { type: 'string' },
   }, GEN_USAGE);
   if (a.help) { process.stdout.write(GEN_USAGE + '\n'); return 0; }
-  applyThreads(a.str('threads') ? a.int('threads') : undefined);
+  applyThreads(a);
   const { model, tokenizer, template } = await loadPolicy(a, false);
   const items: { id: string; messages: ChatMessage[] }[] = [];
   if (a.str('prompt') !== undefined) items.push({ id: '0', messages: [{ role: 'user', content: a.str('prompt')! }] });
   else if (a.str('input')) {
     for (const [i, { rec, where }] of (await readJsonl(a.str('input')!)).entries()) {
-      const messages = Array.isArray(rec.messages) ? toMessages(rec, where) : toMessages({ ...rec, response: '' }, where).slice(0, -1);
-      items.push({ id: rec.id !== undefined ? String(rec.id) : String(i), messages });
+      items.push({ id: recordId(rec, i), messages: promptOf(rec, where, true) });
     }
   } else throw new UsageError(`give --prompt or --input\n\n${GEN_USAGE}`);
   const s = { ...samplingFrom(a), n: a.int('n', 1), batchSize: a.int('batch-size', 8) };
@@ -71,7 +69,7 @@ ${MODEL_USAGE}`;
 export async function chatCommand(argv: string[]): Promise<number> {
   const a = parse(argv, { ...MODEL_FLAGS, ...SAMPLING_FLAGS }, CHAT_USAGE);
   if (a.help) { process.stdout.write(CHAT_USAGE + '\n'); return 0; }
-  applyThreads(a.str('threads') ? a.int('threads') : undefined);
+  applyThreads(a);
   const { model, tokenizer, template } = await loadPolicy(a, false);
   const s = samplingFrom(a);
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });

@@ -1,5 +1,5 @@
 import { writeReport } from '../report/report.js';
-import { parse } from './args.js';
+import { parse } from '../io/argv.js';
 
 const USAGE = `chimed report RUN_DIR
 

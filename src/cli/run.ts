@@ -3,7 +3,7 @@ import { parseRunConfig, readRunConfig } from '../pipeline/config.js';
 import { DEMO_SEED, demoConfig } from '../pipeline/demo.js';
 import { configReference } from '../pipeline/reference.js';
 import { runPipeline } from '../pipeline/run.js';
-import { parse } from './args.js';
+import { parse } from '../io/argv.js';
 
 const RUN_USAGE = `chimed run CONFIG.yaml [--out RUN_DIR]
 chimed run --reference        print the configuration reference (docs/config.md)

@@ -3,12 +3,11 @@ import { Context } from '../engine/tensor.js';
 import { loadModel } from '../model/checkpoint.js';
 import { sequentialPositions } from '../model/llama.js';
 import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { RewardModel } from '../model/reward.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
-import { readJsonl, toMessages } from '../train/conversations.js';
-import { toPreference } from '../train/preference.js';
+import { messagesOf, preferenceOf, readJsonl } from '../data/stage-files.js';
 import { scoreAnswers } from '../train/rejection.js';
 
 const USAGE = `chimed score --model DIR (--ids 1,2,3 | --text T) [--json]
@@ -66,10 +65,10 @@ async function scoreRewards(dir: string, file: string, out: string | undefined):
   const rows = await readJsonl(file);
   const items = rows.flatMap(({ rec, where }) => {
     if (typeof rec.chosen === 'string') {
-      const p = toPreference(rec, where);
+      const p = preferenceOf(rec, where);
       return [{ prompt: p.prompt, answer: p.chosen }, { prompt: p.prompt, answer: p.rejected }];
     }
-    const msgs = toMessages(rec, where);
+    const msgs = messagesOf(rec, where);
     if (msgs.at(-1)?.role !== 'assistant') throw new UsageError(`${where}: expected a response (or chosen/rejected) to score`);
     return [{ prompt: msgs.slice(0, -1), answer: msgs.at(-1)!.content }];
   });

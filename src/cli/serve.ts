@@ -1,9 +1,8 @@
 import { allowedHostSet, LOCAL_HOSTS } from '../serve/access.js';
 import { Annotator } from '../serve/annotate.js';
 import { buildServer, startServer, stopServer } from '../serve/server.js';
-import { parse, UsageError } from './args.js';
-import { applyThreads } from './common.js';
-import { MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './stage.js';
+import { parse, UsageError } from '../io/argv.js';
+import { applyThreads, MODEL_FLAGS, MODEL_USAGE, loadPolicy } from './common.js';
 
 const USAGE = `chimed serve --model DIR [options]
 
@@ -55,7 +54,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`--allowed-hosts: ${(e as Error).message}`);
   }
-  applyThreads(a.str('threads') ? a.int('threads') : undefined);
+  applyThreads(a);
 
   const chat = await loadPolicy(a, false);
   const annotator = prompts && out ? await Annotator.open({ promptsFile: prompts, outFile: out }) : undefined;

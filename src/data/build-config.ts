@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as z from 'zod';
 import YAML from 'yaml';
 import { DECONTAM_DEFAULTS } from './decontam.js';
-import { DataError } from './errors.js';
+import { ConfigError } from '../model/config.js';
 import { NEAR_DUP_DEFAULTS, SUBSTRING_DEFAULTS } from './dedup.js';
 import { IMPORT_DEFAULTS } from './import.js';
 import { FORMAT_NAMES } from './readers/format.js';
@@ -92,8 +92,6 @@ export const BuildConfigSchema = z
 
 export type BuildConfig = z.output<typeof BuildConfigSchema>;
 export type SourceConfig = BuildConfig['sources'][number];
-
-export class ConfigError extends DataError {}
 
 export function sourceName(s: { path: string; name?: string }): string {
   return s.name ?? path.basename(s.path, path.extname(s.path));

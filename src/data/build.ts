@@ -9,6 +9,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { RunDir } from '../io/run-dir.js';
 import { DataError } from './errors.js';
 import type { BuildConfig, Stage } from './build-config.js';
 import { sourceName, TRAINING_STAGES } from './build-config.js';
@@ -58,7 +59,8 @@ function asDocument(t: Tagged): Document {
 
 export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promise<BuildResult> {
   const log = opts.log ?? (() => undefined);
-  const dataDir = path.join(opts.runDir, 'data');
+  const run = new RunDir(opts.runDir);
+  const dataDir = run.data;
   await mkdir(dataDir, { recursive: true });
   const files: Record<string, string> = {};
   const rejects = new RejectSink(path.join(dataDir, 'rejects.jsonl'));
@@ -184,7 +186,7 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
   for (const [st, dd] of dedupers) dedupReport.stages[st] = dd.report;
   const decontamReport: DecontamReport | { enabled: false } = decontam ? decontam.result() : { enabled: false };
   const result = stats.result();
-  files.stats = path.join(dataDir, 'stats.json');
+  files.stats = run.stats;
   files.dedup_report = path.join(dataDir, 'dedup_report.json');
   files.decontam_report = path.join(dataDir, 'decontam_report.json');
   await writeJsonAtomic(files.stats, { config: cfg, stages: result, imports, rejects: rejects.total });

@@ -2,13 +2,10 @@
 // per kind. Validators return the first problem as "field: what is wrong" so a reject names
 // the exact field; they never throw.
 
-export type Role = 'system' | 'user' | 'assistant';
-export const ROLES: readonly Role[] = ['system', 'user', 'assistant'];
+import type { ChatMessage, Role } from '../tokenizer/chat-template.js';
 
-export interface Message {
-  role: Role;
-  content: string;
-}
+export type { ChatMessage, Role };
+export const ROLES: readonly Role[] = ['system', 'user', 'assistant'];
 
 /** Upstream fields the importer did not map, kept so nothing about a record is lost. */
 export type Meta = Record<string, unknown>;
@@ -25,7 +22,7 @@ export interface Document {
 export interface Conversation {
   id: string;
   source: string;
-  messages: Message[];
+  messages: ChatMessage[];
   meta?: Meta;
 }
 
@@ -33,7 +30,7 @@ export interface Conversation {
 export interface Preference {
   id: string;
   source: string;
-  prompt: Message[];
+  prompt: ChatMessage[];
   chosen: string;
   rejected: string;
   meta?: Meta;
@@ -118,7 +115,7 @@ function checkMessages(messages: unknown, field: string, mustEndWith?: Role): st
     expect = expect === 'user' ? 'assistant' : 'user';
   }
   if (expect === 'user' && messages.length === 1) return `${field}: only a system message`;
-  const last = (messages[messages.length - 1] as Message).role;
+  const last = (messages[messages.length - 1] as ChatMessage).role;
   if (mustEndWith && last !== mustEndWith) return `${field}: must end with a ${mustEndWith} message, ends with ${last}`;
   return undefined;
 }
@@ -197,7 +194,7 @@ export function validateRecord(kind: RecordKind, record: unknown): string | unde
  * stray spaces and newlines around answers). NER text is left alone: offsets point into it.
  */
 export function tidyRecord(t: Tagged): Tagged {
-  const trimMessages = (ms: Message[]) => ms.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content.trim() : m.content }));
+  const trimMessages = (ms: ChatMessage[]) => ms.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content.trim() : m.content }));
   const trim = <T>(x: T): T => (typeof x === 'string' ? (x.trim() as T) : x);
   switch (t.kind) {
     case 'document':

@@ -9,7 +9,7 @@
 // file is an error (a prediction file for another split), while items of the file that are
 // not evaluated (beyond a limit, NER demonstrations) may have lines that are then unused.
 import type { McqItem, NerExample } from '../data/records.js';
-import { readJsonl } from '../train/conversations.js';
+import { readJsonl } from '../data/stage-files.js';
 import { genItems, mcqItems, type Conversation, type GenEvalItem, type McqEvalItem } from './items.js';
 import { extractAnswer } from './mcq.js';
 import { scoreNer, type NerEvalResult, type NerFormat, type NerSpan } from './ner.js';

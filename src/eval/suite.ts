@@ -5,10 +5,9 @@ import { Context } from '../engine/tensor.js';
 import { generateReplies } from '../model/chat.js';
 import type { ChatModel } from '../model/load.js';
 import type { RewardModel } from '../model/reward.js';
-import { readJsonl, toMessages } from '../train/conversations.js';
-import { readDocuments } from '../train/documents.js';
+import { messagesOf, preferenceOf, readDocuments, readJsonl } from '../data/stage-files.js';
 import { nllSum } from '../train/lm-loss.js';
-import { collatePairs, encodeResponse, toPreference } from '../train/preference.js';
+import { collatePairs, encodeResponse } from '../train/preference.js';
 import { scoreAnswers } from '../train/rejection.js';
 import { sequentialPositions } from '../model/llama.js';
 import { checkUniqueIds, genItems, mcqItems, nerItems, type Conversation, type GenEvalItem, type McqEvalItem, type NerEvalItem, type PairEvalItem, type PplEvalItem, type RewardEvalItem, type ScaleEvalItem } from './items.js';
@@ -58,7 +57,7 @@ function recordId(rec: Record<string, unknown>, where: string): string {
 export async function readConversations(file: string, limit = Infinity): Promise<Conversation[]> {
   const out: Conversation[] = [];
   for (const { rec, where } of await readJsonl(file)) {
-    const msgs = toMessages(rec, where);
+    const msgs = messagesOf(rec, where);
     if (msgs.at(-1)?.role !== 'assistant') continue;
     out.push({ id: recordId(rec, where), prompt: msgs.slice(0, -1), reference: msgs.at(-1)!.content });
     if (out.length >= limit) break;
@@ -81,7 +80,7 @@ export async function nerEvalItems(cm: ChatModel, examples: NerExample[], shots:
 
 async function preferencePairs(file: string, limit: number) {
   const pairs = (await readJsonl(file)).slice(0, limit).map(({ rec, where }) => ({
-    ...toPreference(rec, where),
+    ...preferenceOf(rec, where),
     id: recordId(rec, where),
     kind: typeof rec.rejected_kind === 'string' ? rec.rejected_kind : 'all',
   }));

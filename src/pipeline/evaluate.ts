@@ -17,7 +17,7 @@ import {
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { RewardModel } from '../model/reward.js';
-import { formatTable, tableLegend, type Row } from '../report/table.js';
+import { summaryTable, tableLegend, type Row } from '../report/table.js';
 import { MetricsLog } from '../train/metrics.js';
 import { templateOf, type RunConfig } from './config.js';
 
@@ -201,7 +201,7 @@ export function caseStudies(cfg: RunConfig, runDir: string, rows: Row[], baselin
 export async function writeSummary(cfg: RunConfig, runDir: string, f: EvalFiles, rows: Row[], extra: Record<string, unknown>): Promise<string> {
   const baselines = rows.length ? await evaluateBaselines(cfg, runDir, f, rows.at(-1)!.stage) : [];
   const cases = caseStudies(cfg, runDir, rows, baselines);
-  const table = `${formatTable([...rows, ...baselines], cfg.eval.table)}\n\n${tableLegend(cfg.eval.bootstrap.level)}`;
+  const table = `${summaryTable([...rows, ...baselines], cfg.eval.table)}\n\n${tableLegend(cfg.eval.bootstrap.level)}`;
   await writeJsonAtomic(path.join(runDir, 'summary.json'), { rows, baselines, table: cfg.eval.table, bootstrap: cfg.eval.bootstrap, benchmarks: f.benchmarks, cases, ...extra });
   await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
   return table;

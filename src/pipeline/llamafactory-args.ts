@@ -4,6 +4,7 @@
 // is a LLaMA-Factory argument (src/llamafactory/hparams/*.py) or a transformers
 // Seq2SeqTrainingArguments field; test/llamafactory.test.ts keeps the list with its commits.
 import YAML from 'yaml';
+import type { LoraSetting } from '../train/stages/common.js';
 import { trainerDefaults } from '../train/trainer.js';
 import type { RunConfig, StageConfig } from './config.js';
 
@@ -31,9 +32,6 @@ export interface LfPlanOptions {
   /** DeepSpeed config file name (relative to the export folder). */
   deepspeed: string;
 }
-
-/** The share of each stage's data chimed holds out for its eval loss (cli/train.ts defaults, pipeline/stage-args.ts). */
-const HELD_OUT: Partial<Record<StageConfig['type'], number>> = { sft: 0.05, rm: 0.1, dpo: 0.1 };
 
 const saves = (name: string) => `saves/${name}`;
 
@@ -75,7 +73,7 @@ function evalArgs(st: StageConfig, valSize: number): Record<string, YamlValue> {
   return { val_size: valSize, per_device_eval_batch_size: st.batch_size, ...when };
 }
 
-type Lora = false | { r: number; alpha: number; dropout: number; target_modules: string[] | 'all-linear' };
+type Lora = LoraSetting;
 
 function methodArgs(stage: string, lora: Lora, deepspeed: string): Record<string, YamlValue> {
   const ft: Record<string, YamlValue> = lora
@@ -129,17 +127,17 @@ export function llamaFactoryPlan(cfg: RunConfig, o: LfPlanOptions): LfStep[] {
         train('pt', 'pt.yaml', 'pt', st, need(o.datasets.pt, 'pt', 'pre-training'), false, st.block_size, {}, st.eval_fraction);
         break;
       case 'sft':
-        train('sft', 'sft.yaml', 'sft', st, need(o.datasets.sft, 'sft', 'SFT'), st.lora, lengths, { data: st.train_on_prompt ? { train_on_prompt: true } : {} }, HELD_OUT.sft!);
+        train('sft', 'sft.yaml', 'sft', st, need(o.datasets.sft, 'sft', 'SFT'), st.lora, lengths, { data: st.train_on_prompt ? { train_on_prompt: true } : {} }, st.eval_fraction);
         break;
       case 'rm':
-        train('rm', 'rm.yaml', 'rm', st, need(o.datasets.pref, 'rm', 'preference'), st.lora, lengths, {}, HELD_OUT.rm!);
+        train('rm', 'rm.yaml', 'rm', st, need(o.datasets.pref, 'rm', 'preference'), st.lora, lengths, {}, st.eval_fraction);
         break;
       case 'rs':
         // the kept answers are fixed data now: each round is an SFT pass on its own set
         o.datasets.rs.forEach((dataset, i) => train(`rs-round-${i + 1}`, `rs_round${i + 1}.yaml`, 'sft', st, dataset, st.lora, lengths, {}, 0));
         break;
       case 'dpo':
-        train('dpo', 'dpo.yaml', 'dpo', st, need(o.datasets.pref, 'dpo', 'preference'), st.lora, lengths, { method: { pref_beta: st.beta, pref_loss: st.loss } }, HELD_OUT.dpo!);
+        train('dpo', 'dpo.yaml', 'dpo', st, need(o.datasets.pref, 'dpo', 'preference'), st.lora, lengths, { method: { pref_beta: st.beta, pref_loss: st.loss } }, st.eval_fraction);
         break;
     }
   }

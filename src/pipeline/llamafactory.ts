@@ -11,11 +11,12 @@ import { openImport } from '../data/import.js';
 import { JsonlWriter } from '../data/jsonl-writer.js';
 import type { FormatName } from '../data/readers/format.js';
 import { DATASET_INFO_FILE, type DatasetInfoEntry } from '../data/readers/llamafactory.js';
-import type { Message, Tagged } from '../data/records.js';
+import type { ChatMessage, Tagged } from '../data/records.js';
+import { readJsonl } from '../data/stage-files.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { RunDir } from '../io/run-dir.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
 import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
-import { readJsonl } from '../train/conversations.js';
 import type { RoundRecord } from '../train/rejection.js';
 import { readRunConfig, type RunConfig } from './config.js';
 import { llamaFactoryPlan, renderYaml, zeroConfig, type LfStep } from './llamafactory-args.js';
@@ -90,11 +91,11 @@ async function* stageRows(file: string, format: FormatName): AsyncGenerator<Reco
 }
 
 /** The answers each rejection-sampling round kept, as SFT conversations (RUN/stages/rs/round-N/candidates.jsonl). */
-async function rsRounds(runDir: string, cfg: RunConfig): Promise<{ round: number; rows: Record<string, unknown>[] }[]> {
+async function rsRounds(run: RunDir, cfg: RunConfig): Promise<{ round: number; rows: Record<string, unknown>[] }[]> {
   const rs = cfg.stages.find((s) => s.type === 'rs');
   const out: { round: number; rows: Record<string, unknown>[] }[] = [];
   for (let round = 1; rs && round <= rs.rounds; round++) {
-    const file = path.join(runDir, 'stages', 'rs', `round-${round}`, 'candidates.jsonl');
+    const file = run.stage('rs').round(round).candidates;
     if (!fs.existsSync(file)) break;
     const rows: Record<string, unknown>[] = [];
     for (const { rec, where } of await readJsonl(file)) {
@@ -103,7 +104,7 @@ async function rsRounds(runDir: string, cfg: RunConfig): Promise<{ round: number
       for (const k of r.kept) {
         const answer = r.candidates[k]?.text;
         if (typeof answer !== 'string') throw new DataError(`${where}: kept index ${k} names no candidate`);
-        const messages: Message[] = [...r.prompt, { role: 'assistant', content: answer }];
+        const messages: ChatMessage[] = [...r.prompt, { role: 'assistant', content: answer }];
         rows.push({ id: `${r.id}.rs${round}.${k}`, source: `rs-round-${round}`, messages });
       }
     }
@@ -114,7 +115,8 @@ async function rsRounds(runDir: string, cfg: RunConfig): Promise<{ round: number
 
 /** Exports a run directory for LLaMA-Factory; see the file comment. */
 export async function exportLlamaFactory(runDir: string, o: LfExportOptions): Promise<LfExportResult> {
-  const configFile = path.join(runDir, 'config.yaml');
+  const run = new RunDir(runDir);
+  const configFile = run.config;
   if (!fs.existsSync(configFile)) throw new DataError(`${runDir}: not a run directory (no config.yaml); run "chimed run" first`);
   const cfg = readRunConfig(configFile);
   const dataDir = path.join(o.out, 'data');
@@ -130,20 +132,20 @@ export async function exportLlamaFactory(runDir: string, o: LfExportOptions): Pr
   };
   const names: { pt?: string; sft?: string; pref?: string; rs: string[] } = { rs: [] };
   for (const [stage, format] of [['pt', 'document'], ['sft', 'messages'], ['pref', 'preference']] as const) {
-    const file = path.join(runDir, 'data', `${stage}.jsonl`);
+    const file = run.dataset(stage);
     if (fs.existsSync(file)) names[stage] = await add(`${cfg.name}_${stage}`, stage, stageRows(file, format));
   }
-  for (const { round, rows } of await rsRounds(runDir, cfg)) {
+  for (const { round, rows } of await rsRounds(run, cfg)) {
     const name = await add(`${cfg.name}_rs_round${round}`, 'sft', rows);
     if (name) names.rs.push(name);
   }
   await writeJsonAtomic(path.join(dataDir, DATASET_INFO_FILE), Object.fromEntries(datasets.map((d) => [d.name, d.entry])));
 
-  const tokDir = path.join(runDir, 'tokenizer');
+  const tokDir = run.tokenizer;
   if (!hasTokenizerFiles(tokDir)) throw new DataError(`${tokDir}: no tokenizer yet; let "chimed run" prepare it first`);
   const tok = Tokenizer.fromDir(tokDir);
   const template = matchLlamaFactoryTemplate(ChatTemplate.forModel(tok, tokDir), { bos: tok.bosToken, eos: tok.eosToken });
-  const base = 'path' in cfg.model ? cfg.model.path : path.join(path.resolve(runDir), 'stages', 'base');
+  const base = 'path' in cfg.model ? cfg.model.path : path.resolve(run.base);
   const model = o.model ?? base;
   const zero = o.zero ?? 3;
   const deepspeed = `ds_z${zero}_config.json`;
@@ -173,7 +175,7 @@ function readme(runDir: string, cfg: RunConfig, r: LfExportResult, zero: number,
     ...r.datasets.map((d) => `| ${d.name} | data/${d.file} | ${d.records} | ${d.entry.formatting ?? 'alpaca'}${d.entry.ranking ? ' ranking' : ''}${d.entry.formatting ? '' : ' (pre-training text)'} |`)];
   const tpl = r.template
     ? `The YAMLs use LLaMA-Factory's \`${r.template.name}\` template: it lays conversations out as the model's own chat template does${r.template.exact ? '' : ' (up to whitespace)'}.`
-    : `No LLaMA-Factory template (at commit ${LLAMAFACTORY_COMMIT.slice(0, 8)}) lays conversations out as this model's chat template does, so the YAMLs leave \`template\` unset: LLaMA-Factory then builds one from the \`chat_template\` in the model's tokenizer_config.json (${path.join(runDir, 'tokenizer')} holds the run's). Set \`template:\` yourself if one of its templates fits your base model.`;
+    : `No LLaMA-Factory template (at commit ${LLAMAFACTORY_COMMIT.slice(0, 8)}) lays conversations out as this model's chat template does, so the YAMLs leave \`template\` unset: LLaMA-Factory then builds one from the \`chat_template\` in the model's tokenizer_config.json (${new RunDir(runDir).tokenizer} holds the run's). Set \`template:\` yourself if one of its templates fits your base model.`;
   const lines = r.steps.map((s) => [s.command === 'train' ? `FORCE_TORCHRUN=1 llamafactory-cli train ${s.file}` : `llamafactory-cli export ${s.file}`,
     s.command === 'train' ? s.stage : `merge the ${s.stage} LoRA adapter into its base`]);
   const width = Math.max(...lines.map(([c]) => c.length));
@@ -183,7 +185,7 @@ function readme(runDir: string, cfg: RunConfig, r: LfExportResult, zero: number,
 
 Exported by \`chimed export llamafactory ${runDir}\`. The datasets are the run's stage datasets after
 deduplication and decontamination; the YAMLs carry its resolved hyperparameters
-(${path.join(runDir, 'config.yaml')}). Names follow LLaMA-Factory at commit ${LLAMAFACTORY_COMMIT}.
+(${new RunDir(runDir).config}). Names follow LLaMA-Factory at commit ${LLAMAFACTORY_COMMIT}.
 
 ## Data (data/dataset_info.json)
 

@@ -1,3 +1,4 @@
+import { formatTable } from '../data/table.js';
 import type { Difference, Interval } from '../eval/bootstrap.js';
 import { DEFAULT_TABLE, metricDef, type MetricDef } from '../eval/metrics.js';
 
@@ -70,8 +71,7 @@ export function changesGrid(rows: Row[], columns: readonly string[] = DEFAULT_TA
 export function gridMarkdown(g: Grid): string {
   if (!g.rows.length || g.head.length < 2) return '';
   const text = (c: Cell | null) => (c ? c.value + (c.ci ? ` (${c.ci})` : '') + (c.noise ? ' ≈' : '') : '');
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  return [line(g.head), `|${g.head.map(() => '---').join('|')}|`, ...g.rows.map((r) => line([r.name, ...r.cells.map(text)]))].join('\n');
+  return formatTable(g.head, g.rows.map((r) => [r.name, ...r.cells.map(text)]), 'markdown');
 }
 
 const esc = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
@@ -85,6 +85,6 @@ export function gridHtml(g: Grid): string {
 }
 
 /** One row per system, the chosen metrics as columns with their intervals and marks (markdown). */
-export function formatTable(rows: Row[], columns: readonly string[] = DEFAULT_TABLE): string {
+export function summaryTable(rows: Row[], columns: readonly string[] = DEFAULT_TABLE): string {
   return gridMarkdown(summaryGrid(rows, columns));
 }

@@ -7,8 +7,8 @@ import { AppendOnlyJsonl, moveIncompleteLastLine, partialFile, type AppendOption
 import { generateRepliesAsync } from '../model/chat.js';
 import type { ChatModel } from '../model/load.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
-import { toMessages } from '../train/conversations.js';
-import { InputError, utf8Lines } from '../train/documents.js';
+import { DataError } from '../data/errors.js';
+import { jsonlRecords, parseJsonl, promptOf, utf8Lines } from '../data/stage-files.js';
 
 export interface AnnotationPrompt {
   index: number;
@@ -22,52 +22,29 @@ export interface AnnotationPrompt {
  * `{id?, messages}` ending with a user turn; any other file: one prompt per non-empty line.
  */
 export async function readAnnotationPrompts(file: string): Promise<AnnotationPrompt[]> {
-  if (!fs.existsSync(file)) throw new InputError(`${file}: no such prompts file`);
-  const jsonl = /\.jsonl?$/i.test(file);
-  const out: AnnotationPrompt[] = [];
-  const seen = new Map<string, number>();
-  for await (const { line, lineNo } of utf8Lines(file)) {
-    if (!line.trim()) continue;
-    const where = `${file}:${lineNo}`;
-    let id = String(out.length), messages: ChatMessage[];
-    if (jsonl) {
-      let rec: Record<string, unknown>;
-      try {
-        rec = JSON.parse(line);
-      } catch (e) {
-        throw new InputError(`${where}: invalid JSON: ${(e as Error).message}`);
-      }
-      if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) throw new InputError(`${where}: expected a JSON object`);
-      messages = Array.isArray(rec.messages) ? toMessages(rec, where) : toMessages({ ...rec, response: '' }, where).slice(0, -1);
-      if (messages.at(-1)?.role !== 'user') throw new InputError(`${where}: the conversation must end with a user turn`);
-      if (rec.id !== undefined) id = String(rec.id);
-    } else {
-      messages = [{ role: 'user', content: line.trim() }];
-    }
-    if (seen.has(id)) throw new InputError(`${where}: duplicate id "${id}" (first on line ${seen.get(id)})`);
-    seen.set(id, lineNo);
-    out.push({ index: out.length, id, messages });
+  if (!fs.existsSync(file)) throw new DataError(`${file}: no such prompts file`);
+  const rows: { id?: string; messages: ChatMessage[]; where: string; line: number }[] = [];
+  if (/\.jsonl?$/i.test(file)) {
+    for await (const { rec, where, line } of jsonlRecords(file)) rows.push({ id: rec.id === undefined ? undefined : String(rec.id), messages: promptOf(rec, where, false), where, line });
+  } else {
+    for await (const { line, text } of utf8Lines(file)) if (text.trim()) rows.push({ messages: [{ role: 'user', content: text.trim() }], where: `${file}:${line}`, line });
   }
-  if (!out.length) throw new InputError(`${file}: no prompts`);
+  const seen = new Map<string, number>();
+  const out = rows.map((r, index) => {
+    const id = r.id ?? String(index);
+    if (seen.has(id)) throw new DataError(`${r.where}: duplicate id "${id}" (first on line ${seen.get(id)})`);
+    seen.set(id, r.line);
+    return { index, id, messages: r.messages };
+  });
+  if (!out.length) throw new DataError(`${file}: no prompts`);
   return out;
 }
 
 /** `prompt_id`s already recorded in a file this annotator wrote before (resuming a session). */
 async function recordedPromptIds(file: string): Promise<Set<string>> {
-  const ids = new Set<string>();
-  if (!fs.existsSync(file)) return ids;
+  if (!fs.existsSync(file)) return new Set();
   const text = fs.readFileSync(file, 'utf8');
-  text.split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let rec: { prompt_id?: unknown };
-    try {
-      rec = JSON.parse(line);
-    } catch (e) {
-      throw new InputError(`${file}:${i + 1}: invalid JSON: ${(e as Error).message} (fix or remove this line; the file is append-only otherwise)`);
-    }
-    if (rec.prompt_id !== undefined) ids.add(String(rec.prompt_id));
-  });
-  return ids;
+  return new Set(parseJsonl(text, file).filter((r) => r.rec.prompt_id !== undefined).map((r) => String(r.rec.prompt_id)));
 }
 
 /**
@@ -168,7 +145,7 @@ export class Annotator {
     const done = new Set<string>();
     for (const f of files) {
       // a device or pipe would swallow saves (/dev/null) or never end when read (/dev/zero)
-      if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new InputError(`${f}: not a regular file; annotations must go to a file`);
+      if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new DataError(`${f}: not a regular file; annotations must go to a file`);
       // a save cut short by a crash: kept aside, never appended onto nor discarded
       const moved = await moveIncompleteLastLine(f);
       if (moved) warn(`${f}: the last line was incomplete (${moved} bytes of a save cut short); moved it to ${partialFile(f)}`);

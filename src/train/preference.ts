@@ -1,7 +1,5 @@
 import type { ChatMessage, ChatTemplate, TemplateTokenizer } from '../tokenizer/chat-template.js';
 import type { TokenBatch } from '../model/llama.js';
-import { InputError } from './documents.js';
-import { toMessages } from './conversations.js';
 
 /** One side of a pair: the whole conversation's ids and the [start, end) of the final answer. */
 export interface EncodedResponse {
@@ -14,20 +12,6 @@ export interface PreferencePair {
   prompt: ChatMessage[];
   chosen: EncodedResponse;
   rejected: EncodedResponse;
-}
-
-/**
- * `{prompt: [messages], chosen, rejected}` (what `chimed data build` writes),
- * `{messages (ending with a user turn), chosen, rejected}` or the normalised
- * `{prompt: string, chosen, rejected, history?, system?}`.
- */
-export function toPreference(rec: Record<string, unknown>, where: string): { prompt: ChatMessage[]; chosen: string; rejected: string } {
-  if (typeof rec.chosen !== 'string' || typeof rec.rejected !== 'string') throw new InputError(`${where}: expected "chosen" and "rejected" strings`);
-  const prompt = Array.isArray(rec.messages) ? toMessages(rec, where)
-    : Array.isArray(rec.prompt) ? toMessages({ messages: rec.prompt }, where)
-    : toMessages({ ...rec, response: '' }, where).slice(0, -1);
-  if (prompt.at(-1)?.role !== 'user') throw new InputError(`${where}: the prompt must end with a user turn`);
-  return { prompt, chosen: rec.chosen, rejected: rec.rejected };
 }
 
 /**

@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { FloatArray } from '../engine/kernels.js';
 import { Context } from '../engine/tensor.js';
 import { Llama, sequentialPositions, type TokenBatch } from '../model/llama.js';
-import { InputError, readDocuments } from './documents.js';
+import { DataError } from '../data/errors.js';
+import { readDocuments } from '../data/stage-files.js';
 import { lmLossStep, lossMetrics, nllSum } from './lm-loss.js';
 import { TokenBlocks, tokenizeDocuments, type Encoder, type TokenFileMeta } from './tokens.js';
 import type { MicroResult, TrainTask } from './trainer.js';
@@ -23,7 +24,7 @@ export async function preparePretrainData(
 ): Promise<PretrainData> {
   fs.mkdirSync(dataDir, { recursive: true });
   const given = files.filter((f) => f.endsWith('.bin'));
-  if (given.length && given.length !== files.length) throw new InputError(`${files.join(', ')}: give either token-id files (.bin) or text files, not both`);
+  if (given.length && given.length !== files.length) throw new DataError(`${files.join(', ')}: give either token-id files (.bin) or text files, not both`);
   // token-id files (raw little-endian uint32, as llm.c writes): the first trains, a second is held out
   const [trainFile, evalFile] = given.length ? [given[0], given[1] ?? ''] : [path.join(dataDir, 'pt_train.bin'), path.join(dataDir, 'pt_eval.bin')];
   const meta = given.length ? { train: binMeta(trainFile, enc.vocabSize), eval: evalFile ? binMeta(evalFile, enc.vocabSize) : { file: '', tokens: 0, documents: 0, vocab_size: enc.vocabSize } }
@@ -31,11 +32,11 @@ export async function preparePretrainData(
     ? { train: readMeta(`${trainFile}.json`), eval: readMeta(`${evalFile}.json`) }
     : await tokenizeDocuments(readDocuments(files), enc, trainFile, evalFile, evalFraction, seed);
   if (meta.train.vocab_size !== enc.vocabSize) {
-    throw new InputError(`${trainFile}: tokenised with a vocabulary of ${meta.train.vocab_size}, but the tokenizer has ${enc.vocabSize}; delete ${dataDir}/pt_*.bin to re-tokenise`);
+    throw new DataError(`${trainFile}: tokenised with a vocabulary of ${meta.train.vocab_size}, but the tokenizer has ${enc.vocabSize}; delete ${dataDir}/pt_*.bin to re-tokenise`);
   }
-  if (meta.train.tokens === 0) throw new InputError(`${files.join(', ')}: no text to train on (the corpus is empty)`);
+  if (meta.train.tokens === 0) throw new DataError(`${files.join(', ')}: no text to train on (the corpus is empty)`);
   if (meta.train.tokens < blockSize + 1) {
-    throw new InputError(`${files.join(', ')}: only ${meta.train.tokens} training tokens, fewer than one block of ${blockSize}; lower --block-size or add data`);
+    throw new DataError(`${files.join(', ')}: only ${meta.train.tokens} training tokens, fewer than one block of ${blockSize}; lower --block-size or add data`);
   }
   const heldout = meta.eval.tokens >= blockSize + 1 ? new TokenBlocks(evalFile, blockSize, seed) : null;
   return { train: new TokenBlocks(trainFile, blockSize, seed), heldout, meta };
@@ -43,15 +44,15 @@ export async function preparePretrainData(
 
 /** Checks a raw uint32 token file: whole ids, all inside the vocabulary. */
 function binMeta(file: string, vocab: number): TokenFileMeta {
-  if (!fs.existsSync(file)) throw new InputError(`${file}: no such file`);
+  if (!fs.existsSync(file)) throw new DataError(`${file}: no such file`);
   const size = fs.statSync(file).size;
-  if (size % 4) throw new InputError(`${file}: ${size} bytes is not a whole number of uint32 token ids`);
+  if (size % 4) throw new DataError(`${file}: ${size} bytes is not a whole number of uint32 token ids`);
   const fd = fs.openSync(file, 'r');
   const buf = new Uint32Array(1 << 16);
   try {
     for (let off = 0; off < size; off += buf.byteLength) {
       const n = fs.readSync(fd, new Uint8Array(buf.buffer), 0, Math.min(buf.byteLength, size - off), off) / 4;
-      for (let i = 0; i < n; i++) if (buf[i] >= vocab) throw new InputError(`${file}: token id ${buf[i]} at position ${off / 4 + i} is outside the vocabulary (${vocab})`);
+      for (let i = 0; i < n; i++) if (buf[i] >= vocab) throw new DataError(`${file}: token id ${buf[i]} at position ${off / 4 + i} is outside the vocabulary (${vocab})`);
     }
   } finally {
     fs.closeSync(fd);

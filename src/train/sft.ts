@@ -4,7 +4,7 @@ import { Context } from '../engine/tensor.js';
 import type { LoraAdapter } from '../model/lora.js';
 import type { Llama, TokenBatch } from '../model/llama.js';
 import type { ChatMessage, ChatTemplate, TemplateTokenizer } from '../tokenizer/chat-template.js';
-import { InputError } from './documents.js';
+import { DataError } from '../data/errors.js';
 import { lmLossStep, lossMetrics, nllSum } from './lm-loss.js';
 import { EpochSampler } from './sampler.js';
 import type { MicroResult, TrainTask } from './trainer.js';
@@ -94,7 +94,7 @@ export class SftTask<F extends FloatArray> implements TrainTask<F> {
     readonly adapter: LoraAdapter<F> | null,
     readonly saveWeights: (dir: string) => Promise<void>,
   ) {
-    if (!train.length) throw new InputError('SFT: no training conversations left after encoding');
+    if (!train.length) throw new DataError('SFT: no training conversations left after encoding');
     this.sampler = new EpochSampler(train.length, opts.seed);
   }
 

@@ -8,6 +8,7 @@ import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { cleanAtomicLeftovers, replaceDirAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { firstNonFinite } from '../io/finite.js';
+import { StageDir } from '../io/run-dir.js';
 import { MetricsLog } from './metrics.js';
 import { Progress } from './progress.js';
 
@@ -34,10 +35,14 @@ export interface TrainerConfig {
   seed: number;
 }
 
-export const trainerDefaults: Omit<TrainerConfig, 'lr' | 'maxSteps'> = {
-  warmupRatio: 0.05, schedule: 'cosine', minLrRatio: 0.1, weightDecay: 0.01, beta1: 0.9, beta2: 0.95,
-  eps: 1e-8, clipNorm: 1.0, gradAccum: 1, evalEvery: 0, saveEvery: 0, keepCheckpoints: 2, logEvery: 1, seed: 42,
-};
+/**
+ * The optimizer and bookkeeping constants no stage setting covers; the rest of a
+ * TrainerConfig comes from a stage's settings (train/stages/common.ts), where each default
+ * is written once.
+ */
+export const trainerDefaults = {
+  minLrRatio: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, keepCheckpoints: 2, logEvery: 1,
+} satisfies Partial<TrainerConfig>;
 
 export interface MicroResult {
   /** Mean loss over the micro-batch. */
@@ -75,25 +80,27 @@ export interface TrainResult {
   evals: Record<string, number>;
 }
 
-const CKPT = /^checkpoint-(\d+)$/;
 const OPTIMIZER_TENSORS = ['params', 'exp_avg', 'exp_avg_sq'] as const;
 
 /**
  * The loop every stage shares: gradient accumulation, warmup + decay schedule, clipping,
  * a NaN/Inf guard, evaluation, atomic checkpoints with resume, metrics.jsonl and progress.
- * Layout under stageDir: checkpoint-STEP/{weights, optimizer.safetensors, trainer_state.json,
+ * Layout under stageDir (io/run-dir.ts): checkpoint-STEP/{weights, optimizer.safetensors, trainer_state.json,
  * checksums.sha256}, final/. Resume takes the newest checkpoint that verifies, moving broken
  * ones aside as checkpoint-STEP.invalid-TIME.
  */
 export class Trainer<F extends FloatArray> {
   private stopRequested = false;
+  private readonly layout: StageDir;
 
   constructor(
     readonly stage: string,
     readonly stageDir: string,
     readonly cfg: TrainerConfig,
     readonly metrics: MetricsLog,
-  ) {}
+  ) {
+    this.layout = new StageDir(stageDir);
+  }
 
   /** Asks the loop to checkpoint and return after the current step (SIGINT / SIGTERM). */
   requestStop(): void {
@@ -160,7 +167,7 @@ export class Trainer<F extends FloatArray> {
       }
     }
     progress.stop();
-    const finalDir = path.join(this.stageDir, 'final');
+    const finalDir = this.layout.final;
     await replaceDirAtomic(finalDir, (tmp) => task.saveWeights(tmp));
     return { steps: cfg.maxSteps, resumedFrom, finalDir, lastLoss, evals };
   }
@@ -169,24 +176,15 @@ export class Trainer<F extends FloatArray> {
     process.stderr.write(`${this.stage}: warning: ${message}\n`);
   }
 
-  private checkpointDirs(): { step: number; dir: string }[] {
-    if (!fs.existsSync(this.stageDir)) return [];
-    return fs.readdirSync(this.stageDir)
-      .map((n) => ({ m: CKPT.exec(n), dir: path.join(this.stageDir, n) }))
-      .filter((e): e is { m: RegExpExecArray; dir: string } => !!e.m && fs.statSync(e.dir).isDirectory())
-      .map((e) => ({ step: Number(e.m[1]), dir: e.dir }))
-      .sort((a, b) => a.step - b.step);
-  }
-
   private async checkpoint(task: TrainTask<F>, opt: AdamW<F>, step: number): Promise<void> {
-    const dir = path.join(this.stageDir, `checkpoint-${step}`);
+    const dir = this.layout.checkpoint(step);
     await replaceDirAtomic(dir, async (tmp) => {
       await task.saveWeights(tmp);
       await saveOptimizer(path.join(tmp, 'optimizer.safetensors'), task.params, opt);
       await writeJsonAtomic(path.join(tmp, 'trainer_state.json'), { stage: this.stage, global_step: step, max_steps: this.cfg.maxSteps, seed: this.cfg.seed });
       await writeChecksums(tmp);
     });
-    for (const old of this.checkpointDirs().slice(0, -this.cfg.keepCheckpoints)) fs.rmSync(old.dir, { recursive: true, force: true });
+    for (const old of this.layout.checkpoints().slice(0, -this.cfg.keepCheckpoints)) fs.rmSync(old.dir, { recursive: true, force: true });
   }
 
   /**
@@ -196,7 +194,7 @@ export class Trainer<F extends FloatArray> {
    */
   private async resume(task: TrainTask<F>, opt: AdamW<F>): Promise<number> {
     const problems: string[] = [];
-    for (const c of this.checkpointDirs().reverse()) {
+    for (const c of this.layout.checkpoints().reverse()) {
       try {
         const step = await this.restore(c, task, opt);
         if (problems.length) this.warn(`resuming from ${c.dir} (step ${step}), the newest checkpoint that verifies`);

@@ -8,7 +8,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DataError } from '../errors.js';
-import type { Message, RecordKind, Tagged } from '../records.js';
+import type { ChatMessage, RecordKind, Tagged } from '../records.js';
 import { describe, isObj } from '../records.js';
 import { asText, Fields, historyMessages, RecordError, rowFormat, withSystem, type Format, type Obj, type ReadContext } from './format.js';
 
@@ -167,7 +167,7 @@ function alpacaRow(e: DatasetEntry): Convert {
     }
     // as LLaMA-Factory: a response that is not a string leaves a prompt without an answer
     const response = f.get([c.response!]);
-    const messages: Message[] = typeof response === 'string' ? [...prompt, { role: 'assistant', content: response }] : prompt;
+    const messages: ChatMessage[] = typeof response === 'string' ? [...prompt, { role: 'assistant', content: response }] : prompt;
     return { kind: 'conversation', record: { ...f.header(ctx, line), messages } };
   };
 }
@@ -181,7 +181,7 @@ function sharegptRow(e: DatasetEntry): Convert {
   const c = e.columns;
   const t = e.tags as Record<TagName, string | undefined>;
   const role = t.role_tag!, content = t.content_tag!;
-  const turn = (m: unknown, field: string, want: 'user' | 'assistant'): Message => {
+  const turn = (m: unknown, field: string, want: 'user' | 'assistant'): ChatMessage => {
     if (!isObj(m)) throw new RecordError(`${field}: expected a message object, got ${describe(m)}`);
     const tag = want === 'user' ? t.user_tag : t.assistant_tag;
     const got = m[role];

@@ -3,13 +3,13 @@
 // llama.cpp's convert_hf_to_gguf.py writes for the HF model (conversion/llama.py, qwen.py,
 // baichuan.py and base.py there; key names from gguf-py/gguf/constants.py; what each
 // architecture reads from src/models/*.cpp); the tokenizer's keys come from gguf-tokenizer.ts.
-import type { ModelConfig } from '../model/config.js';
-import { Llama } from '../model/llama.js';
-import { ropeFrequencies } from '../model/rope.js';
+import type { ModelConfig } from './config.js';
+import { Llama } from './llama.js';
+import { ropeFrequencies } from './rope.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/index.js';
-import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from './gguf.js';
-import { tokenizerMetadata } from './gguf-tokenizer.js';
+import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from '../io/gguf.js';
+import { tokenizerMetadata } from '../io/gguf-tokenizer.js';
 
 export type GgufExportDtype = 'f32' | 'f16' | 'q8_0';
 export const GGUF_EXPORT_DTYPES: readonly GgufExportDtype[] = ['f32', 'f16', 'q8_0'];
