@@ -25,8 +25,10 @@ export function demoConfig(fast: boolean, seed = DEMO_SEED): Record<string, unkn
       { type: 'rm', batch_size: 8, max_steps: steps(100, 40), eval_every: steps(20, 10), lr: 5e-4, max_source: 128, max_target: 128 },
       // a quarter of the round's prompts judge it (greedy-answer reward every eval_every steps):
       // with the default tenth of 24 prompts, one or two prompts chose the weights and a round
-      // could keep the starting policy or one that answered the evaluation prompts worse
-      { type: 'rs', k: 4, keep: 1, rounds: 1, prompts: steps(192, 64), eval_fraction: 0.25, eval_every: steps(4, 2), max_new_tokens: 64, batch_size: 16, max_steps: steps(24, 10), lr: 3e-4, max_source: 128, max_target: 128 },
+      // could keep the starting policy or one that answered the evaluation prompts worse. The
+      // full demo's best step raises the references' loss by about 9% (0.75 -> 0.82, seed 42):
+      // the default 2% bound kept the starting policy there; the fast demo's stays under 1%
+      { type: 'rs', k: 4, keep: 1, rounds: 1, prompts: steps(192, 64), eval_fraction: 0.25, eval_every: steps(4, 2), max_loss_rise: 0.1, max_new_tokens: 64, batch_size: 16, max_steps: steps(24, 10), lr: 3e-4, max_source: 128, max_target: 128 },
       { type: 'dpo', batch_size: 8, max_steps: steps(60, 30), eval_every: steps(20, 10), lr: fast ? 1e-3 : 5e-4, beta: 0.1, max_source: 128, max_target: 128 },
     ],
     eval: {
