@@ -13,7 +13,7 @@ import { tokenizerCommand } from './tokenizer.js';
 import { trainCommand } from './train.js';
 
 const commands: Record<string, Command> = {
-  demo: { summary: 'the whole regime on the built-in medical corpus (about 8 min on 2 cores; --fast under 1)', run: demoCommand },
+  demo: { summary: 'the whole regime on the built-in medical corpus (about 10 min on 2 cores; --fast about 1)', run: demoCommand },
   run: { summary: 'the whole regime from a YAML config; resumes', run: runCommand },
   data: { summary: 'import, build (dedup + decontamination), dedup, decontam, stats', run: dataCommand },
   tokenizer: { summary: 'train a byte-level BPE tokenizer; encode text', run: tokenizerCommand },

@@ -26,7 +26,7 @@ const DEMO_USAGE = `chimed demo [--fast] [--seed N] [--out RUN_DIR]
 
 The whole regime on the built-in medical corpus with a small model: data build, tokenizer,
 pre-training, SFT, reward model, rejection sampling, DPO, with evaluation after each stage
-and a summary table (about 8 minutes on 2 cores; --fast under 1).
+and a summary table (about 10 minutes on 2 cores; --fast about 1).
 
   --seed N    seeds everything: the corpus and its held-out split, the initialisation, data
               order and sampling (default ${DEMO_SEED}); runs differ only by it`;

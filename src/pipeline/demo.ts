@@ -1,6 +1,6 @@
 /**
- * The built-in demo: the whole regime on the built-in corpus with a small model, about 8
- * minutes on 2 cores (`fast`: under one, for tests). The settings are tuned so that
+ * The built-in demo: the whole regime on the built-in corpus with a small model, about 10
+ * minutes on 2 cores (`fast`: about one, for tests). The settings are tuned so that
  * each stage moves the metric it targets on this corpus; the paper defaults (config.ts) are
  * for real models and data. `seed` seeds everything: the corpus (its phrasings and which
  * diseases and templates are held out), the initialisation, data order, sampling and splits.
