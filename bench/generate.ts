@@ -28,7 +28,7 @@ interface Speed {
   tokens: number[];
 }
 
-const perSecond = (n: number, ns: bigint) => Math.round((n * 1e9) / Number(ns) * 10) / 10;
+const perSecond = (n: number, ns: bigint) => Math.round(((n * 1e9) / Number(ns)) * 10) / 10;
 
 /** Times the first step (prefill of the prompt plus one token) and the N-1 steps after it. */
 function oursSpeed(model: Llama<Float32Array>, prompt: number[], n: number): Speed {
@@ -39,7 +39,11 @@ function oursSpeed(model: Llama<Float32Array>, prompt: number[], n: number): Spe
   const t1 = process.hrtime.bigint();
   while (!d.done()) d.step();
   const t2 = process.hrtime.bigint();
-  return { prefill_tokens_per_s: perSecond(prompt.length, t1 - t0), decode_tokens_per_s: perSecond(n - 1, t2 - t1), tokens: d.results()[0][0].ids };
+  return {
+    prefill_tokens_per_s: perSecond(prompt.length, t1 - t0),
+    decode_tokens_per_s: perSecond(n - 1, t2 - t1),
+    tokens: d.results()[0][0].ids,
+  };
 }
 
 async function llamaCppSpeed(file: string, prompt: number[], n: number, threads: number, kv: 'F32' | 'F16'): Promise<Speed> {
@@ -47,8 +51,11 @@ async function llamaCppSpeed(file: string, prompt: number[], n: number, threads:
   const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
   const ctx = await model.createContext({
-    contextSize: prompt.length + n + 8, batchSize: Math.max(512, prompt.length), threads: { ideal: threads, min: threads },
-    experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv,
+    contextSize: prompt.length + n + 8,
+    batchSize: Math.max(512, prompt.length),
+    threads: { ideal: threads, min: threads },
+    experimentalKvCacheKeyType: kv,
+    experimentalKvCacheValueType: kv,
     // exact attention like ours; on CPU llama.cpp's flash attention decodes slower anyway (it rounds through f16)
     flashAttention: false,
   });
@@ -70,7 +77,11 @@ async function llamaCppSpeed(file: string, prompt: number[], n: number, threads:
     await run(ids.slice(0, 8), 4); // warm-up
     await seq.clearHistory();
     const r = await run(ids, n);
-    return { prefill_tokens_per_s: perSecond(prompt.length, r.t1 - r.t0), decode_tokens_per_s: perSecond(n - 1, r.t2 - r.t1), tokens: r.out };
+    return {
+      prefill_tokens_per_s: perSecond(prompt.length, r.t1 - r.t0),
+      decode_tokens_per_s: perSecond(n - 1, r.t2 - r.t1),
+      tokens: r.out,
+    };
   } finally {
     await ctx.dispose();
     await model.dispose();
@@ -79,21 +90,46 @@ async function llamaCppSpeed(file: string, prompt: number[], n: number, threads:
 
 /** One JSON line: ours and llama.cpp's prefill / decode tokens/s on the same f32 model. */
 export async function benchGenerate(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(argv, {
-    vocab: { type: 'string' }, dim: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
-    ffn: { type: 'string' }, prompt: { type: 'string' }, tokens: { type: 'string' }, threads: { type: 'string' }, 'llama-kv': { type: 'string' }, json: { type: 'boolean' },
-  }, USAGE);
-  if (a.help) { process.stdout.write(USAGE + '\n'); return null; }
-  const P = a.int('prompt', 128), N = a.int('tokens', 64), heads = a.int('heads', 8);
+  const a = parse(
+    argv,
+    {
+      vocab: { type: 'string' },
+      dim: { type: 'string' },
+      layers: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      ffn: { type: 'string' },
+      prompt: { type: 'string' },
+      tokens: { type: 'string' },
+      threads: { type: 'string' },
+      'llama-kv': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+  );
+  if (a.help) {
+    process.stdout.write(USAGE + '\n');
+    return null;
+  }
+  const P = a.int('prompt', 128),
+    N = a.int('tokens', 64),
+    heads = a.int('heads', 8);
   if (N < 2) throw new UsageError('--tokens: at least 2 (the first new token is timed with the prefill)');
   const kv = (a.str('llama-kv') ?? 'f32').toUpperCase();
   if (kv !== 'F32' && kv !== 'F16') throw new UsageError(`--llama-kv: expected f32 or f16, got "${a.str('llama-kv')}"`);
   if (a.str('threads')) setThreads(a.int('threads'));
-  const config = parseModelConfig({
-    vocab_size: a.int('vocab', 8000), hidden_size: a.int('dim', 512), intermediate_size: a.int('ffn', 1408),
-    num_hidden_layers: a.int('layers', 8), num_attention_heads: heads, num_key_value_heads: a.int('kv-heads', heads),
-    max_position_embeddings: P + N + 8,
-  }, 'bench arguments');
+  const config = parseModelConfig(
+    {
+      vocab_size: a.int('vocab', 8000),
+      hidden_size: a.int('dim', 512),
+      intermediate_size: a.int('ffn', 1408),
+      num_hidden_layers: a.int('layers', 8),
+      num_attention_heads: heads,
+      num_key_value_heads: a.int('kv-heads', heads),
+      max_position_embeddings: P + N + 8,
+    },
+    'bench arguments',
+  );
   const model = Llama.random(nativeKernels, config, 1, false);
   // the byte tokenizer: any vocabulary size works (rows past it are unused tokens in the GGUF)
   const tokenizer = Tokenizer.bytes();
@@ -103,7 +139,8 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
 
   const ours = oursSpeed(model, prompt, N);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chimed-bench-gen-'));
-  let theirs: Awaited<ReturnType<typeof llamaCppSpeed>> | null = null, unavailable: string | undefined;
+  let theirs: Awaited<ReturnType<typeof llamaCppSpeed>> | null = null,
+    unavailable: string | undefined;
   try {
     const file = path.join(dir, 'model.gguf');
     await writeLlamaGguf(file, { model, tokenizer, template: ChatTemplate.builtin('chatml'), name: 'bench' }, 'f32');
@@ -118,15 +155,36 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   const result = {
     bench: 'generate',
     ours: { prefill_tokens_per_s: ours.prefill_tokens_per_s, decode_tokens_per_s: ours.decode_tokens_per_s },
-    llama_cpp: theirs ? { prefill_tokens_per_s: theirs.prefill_tokens_per_s, decode_tokens_per_s: theirs.decode_tokens_per_s, kv_cache: kv, flash_attention: false } : null,
+    llama_cpp: theirs
+      ? {
+          prefill_tokens_per_s: theirs.prefill_tokens_per_s,
+          decode_tokens_per_s: theirs.decode_tokens_per_s,
+          kv_cache: kv,
+          flash_attention: false,
+        }
+      : null,
     ...(unavailable !== undefined && { llama_cpp_unavailable: unavailable }),
     decode_ratio: theirs ? Math.round((ours.decode_tokens_per_s / theirs.decode_tokens_per_s) * 100) / 100 : null,
     greedy_agree: theirs ? agree : null,
-    params: model.params.size, vocab: config.vocab_size, dim: config.hidden_size, layers: config.num_hidden_layers, heads, kv_heads: config.num_key_value_heads,
-    ffn: config.intermediate_size, prompt: P, tokens: N, threads: getThreads(), blas: nativeInfo().blas,
+    params: model.params.size,
+    vocab: config.vocab_size,
+    dim: config.hidden_size,
+    layers: config.num_hidden_layers,
+    heads,
+    kv_heads: config.num_key_value_heads,
+    ffn: config.intermediate_size,
+    prompt: P,
+    tokens: N,
+    threads: getThreads(),
+    blas: nativeInfo().blas,
   };
-  process.stdout.write(a.flag('json') ? JSON.stringify(result) + '\n' :
-    `ours: prefill ${result.ours.prefill_tokens_per_s} tok/s, decode ${result.ours.decode_tokens_per_s} tok/s; ` +
-    (theirs ? `llama.cpp: prefill ${theirs.prefill_tokens_per_s} tok/s, decode ${theirs.decode_tokens_per_s} tok/s (decode ratio ${result.decode_ratio})\n` : `llama.cpp unavailable: ${unavailable}\n`));
+  process.stdout.write(
+    a.flag('json')
+      ? JSON.stringify(result) + '\n'
+      : `ours: prefill ${result.ours.prefill_tokens_per_s} tok/s, decode ${result.ours.decode_tokens_per_s} tok/s; ` +
+          (theirs
+            ? `llama.cpp: prefill ${theirs.prefill_tokens_per_s} tok/s, decode ${theirs.decode_tokens_per_s} tok/s (decode ratio ${result.decode_ratio})\n`
+            : `llama.cpp unavailable: ${unavailable}\n`),
+  );
   return result;
 }

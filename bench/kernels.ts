@@ -32,7 +32,8 @@ const DEFAULT_GEMMS: GemmShape[] = [
 /** Best wall time in ms of fn over runs that together take at least minMs (after one warm-up). */
 function bestMs(fn: () => void, minMs = 300, maxRuns = 20): number {
   fn();
-  let best = Infinity, total = 0;
+  let best = Infinity,
+    total = 0;
   for (let run = 0; run < maxRuns && (run < 2 || total < minMs); run++) {
     const t0 = process.hrtime.bigint();
     fn();
@@ -53,7 +54,9 @@ const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** di
 
 function benchGemm(shape: GemmShape, rng: Rng) {
   const { M, N, K, transA, transB } = shape;
-  const A = randomArray(M * K, rng), B = randomArray(K * N, rng), C = new Float32Array(M * N);
+  const A = randomArray(M * K, rng),
+    B = randomArray(K * N, rng),
+    C = new Float32Array(M * N);
   const gflop = (2 * M * N * K) / 1e9;
   const blasMs = bestMs(() => nk.gemm(transA, transB, M, N, K, 1, A, B, 0, C));
   const builtinMs = bestMs(() => gemmBuiltin(transA, transB, M, N, K, 1, A, B, 0, C));
@@ -62,18 +65,29 @@ function benchGemm(shape: GemmShape, rng: Rng) {
 
 function benchAttention(T: number, H: number, KVH: number, headDim: number, rng: Rng) {
   const dims = { B: 1, Tq: T, Tk: T, kvCap: T, H, KVH, headDim, scale: 1 / Math.sqrt(headDim) };
-  const nq = T * H * headDim, nkv = T * KVH * headDim;
-  const q = randomArray(nq, rng), k = randomArray(nkv, rng), v = randomArray(nkv, rng), dout = randomArray(nq, rng);
-  const out = new Float32Array(nq), lse = new Float32Array(H * T);
-  const dq = new Float32Array(nq), dk = new Float32Array(nkv), dv = new Float32Array(nkv);
+  const nq = T * H * headDim,
+    nkv = T * KVH * headDim;
+  const q = randomArray(nq, rng),
+    k = randomArray(nkv, rng),
+    v = randomArray(nkv, rng),
+    dout = randomArray(nq, rng);
+  const out = new Float32Array(nq),
+    lse = new Float32Array(H * T);
+  const dq = new Float32Array(nq),
+    dk = new Float32Array(nkv),
+    dv = new Float32Array(nkv);
   const minMs = T >= 4096 ? 0 : 300;
   const fwdMs = bestMs(() => nk.attentionForward(out, lse, q, k, v, dims, null), minMs, T >= 4096 ? 2 : 20);
   const bwdMs = bestMs(() => nk.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, dims, null), minMs, T >= 4096 ? 2 : 20);
   // visible (query, key) pairs; forward does 2 products of 2*hd flops per pair, backward 5
   const pairs = (H * T * (T + 1)) / 2;
   return {
-    T, H, KVH, headDim,
-    forward_ms: round(fwdMs), backward_ms: round(bwdMs),
+    T,
+    H,
+    KVH,
+    headDim,
+    forward_ms: round(fwdMs),
+    backward_ms: round(bwdMs),
     forward_gflops: round((4 * headDim * pairs) / 1e9 / (fwdMs / 1e3)),
     backward_gflops: round((10 * headDim * pairs) / 1e9 / (bwdMs / 1e3)),
   };
@@ -89,17 +103,28 @@ function parseGemmShapes(list: string[]): GemmShape[] {
 
 /** `chimed bench kernels`: prints one JSON object (or a table) and returns it. */
 export async function benchKernels(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(argv, {
-    threads: { type: 'string' }, seq: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
-    'head-dim': { type: 'string' }, gemm: { type: 'string' }, json: { type: 'boolean' },
-  }, USAGE);
+  const a = parse(
+    argv,
+    {
+      threads: { type: 'string' },
+      seq: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      'head-dim': { type: 'string' },
+      gemm: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+  );
   if (a.help) {
     process.stdout.write(USAGE + '\n');
     return null;
   }
   if (a.str('threads') !== undefined) setThreads(a.int('threads'));
   const seqs = a.list('seq').map(Number);
-  const H = a.int('heads', 8), KVH = a.int('kv-heads', H), headDim = a.int('head-dim', 64);
+  const H = a.int('heads', 8),
+    KVH = a.int('kv-heads', H),
+    headDim = a.int('head-dim', 64);
   const rng = new Rng(1);
   const gemm = (a.str('gemm') ? parseGemmShapes(a.list('gemm')) : DEFAULT_GEMMS).map((s) => benchGemm(s, rng));
   const attention = (seqs.length ? seqs : [256, 1024, 4096]).map((T) => benchAttention(T, H, KVH, headDim, rng));
@@ -107,9 +132,14 @@ export async function benchKernels(argv: string[]): Promise<Record<string, unkno
   if (a.flag('json')) process.stdout.write(JSON.stringify(result) + '\n');
   else {
     const lines = [`blas ${result.blas}, ${result.threads} threads, ${result.simd}`];
-    for (const g of gemm) lines.push(`gemm ${g.label.padEnd(22)} ${`${g.M}x${g.N}x${g.K}`.padEnd(16)} gemm ${g.gemm_gflops} GFLOP/s, builtin ${g.builtin_gflops} GFLOP/s`);
+    for (const g of gemm)
+      lines.push(
+        `gemm ${g.label.padEnd(22)} ${`${g.M}x${g.N}x${g.K}`.padEnd(16)} gemm ${g.gemm_gflops} GFLOP/s, builtin ${g.builtin_gflops} GFLOP/s`,
+      );
     for (const t of attention)
-      lines.push(`attention T=${t.T} H=${t.H} KVH=${t.KVH} hd=${t.headDim}: forward ${t.forward_ms} ms (${t.forward_gflops} GFLOP/s), backward ${t.backward_ms} ms (${t.backward_gflops} GFLOP/s)`);
+      lines.push(
+        `attention T=${t.T} H=${t.H} KVH=${t.KVH} hd=${t.headDim}: forward ${t.forward_ms} ms (${t.forward_gflops} GFLOP/s), backward ${t.backward_ms} ms (${t.backward_gflops} GFLOP/s)`,
+      );
     process.stdout.write(lines.join('\n') + '\n');
   }
   return result;

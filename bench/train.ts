@@ -14,19 +14,44 @@ tokens, after one untimed warm-up step. Prints tokens/s, ms/step, parameters and
 
 /** One JSON line: {tokens_per_s, ms_per_step, params, peak_rss_mb, ...}. */
 export async function benchTrain(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(argv, {
-    vocab: { type: 'string' }, dim: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
-    ffn: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' }, recompute: { type: 'boolean' },
-    threads: { type: 'string' }, json: { type: 'boolean' },
-  }, USAGE);
-  if (a.help) { process.stdout.write(USAGE + '\n'); return null; }
-  const T = a.int('seq', 256), B = a.int('batch', 8), steps = a.int('steps', 5);
+  const a = parse(
+    argv,
+    {
+      vocab: { type: 'string' },
+      dim: { type: 'string' },
+      layers: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      ffn: { type: 'string' },
+      seq: { type: 'string' },
+      batch: { type: 'string' },
+      steps: { type: 'string' },
+      recompute: { type: 'boolean' },
+      threads: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+  );
+  if (a.help) {
+    process.stdout.write(USAGE + '\n');
+    return null;
+  }
+  const T = a.int('seq', 256),
+    B = a.int('batch', 8),
+    steps = a.int('steps', 5);
   const heads = a.int('heads', 4);
-  const config = parseModelConfig({
-    vocab_size: a.int('vocab', 8000), hidden_size: a.int('dim', 256), intermediate_size: a.int('ffn', 704),
-    num_hidden_layers: a.int('layers', 4), num_attention_heads: heads, num_key_value_heads: a.int('kv-heads', heads),
-    max_position_embeddings: Math.max(4096, T),
-  }, 'bench arguments');
+  const config = parseModelConfig(
+    {
+      vocab_size: a.int('vocab', 8000),
+      hidden_size: a.int('dim', 256),
+      intermediate_size: a.int('ffn', 704),
+      num_hidden_layers: a.int('layers', 4),
+      num_attention_heads: heads,
+      num_key_value_heads: a.int('kv-heads', heads),
+      max_position_embeddings: Math.max(4096, T),
+    },
+    'bench arguments',
+  );
   const model = Llama.random(nativeKernels, config, 1);
   const opt = new AdamW(model.params, { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01 });
   const rng = new Rng(7);
@@ -50,13 +75,30 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   for (let i = 0; i < steps; i++) step();
   const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
   const result = {
-    bench: 'train', tokens_per_s: Math.round((B * T * 1000) / ms), ms_per_step: Math.round(ms * 10) / 10,
-    params: model.params.size, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-    workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20), loss: Math.round(loss * 1e4) / 1e4,
-    vocab: config.vocab_size, dim: config.hidden_size, layers: config.num_hidden_layers, heads, kv_heads: config.num_key_value_heads,
-    ffn: config.intermediate_size, seq: T, batch: B, steps, recompute: a.flag('recompute'), threads: getThreads(), blas: nativeInfo().blas,
+    bench: 'train',
+    tokens_per_s: Math.round((B * T * 1000) / ms),
+    ms_per_step: Math.round(ms * 10) / 10,
+    params: model.params.size,
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20),
+    loss: Math.round(loss * 1e4) / 1e4,
+    vocab: config.vocab_size,
+    dim: config.hidden_size,
+    layers: config.num_hidden_layers,
+    heads,
+    kv_heads: config.num_key_value_heads,
+    ffn: config.intermediate_size,
+    seq: T,
+    batch: B,
+    steps,
+    recompute: a.flag('recompute'),
+    threads: getThreads(),
+    blas: nativeInfo().blas,
   };
-  process.stdout.write(a.flag('json') ? JSON.stringify(result) + '\n' :
-    `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step, ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n`);
+  process.stdout.write(
+    a.flag('json')
+      ? JSON.stringify(result) + '\n'
+      : `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step, ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n`,
+  );
   return result;
 }

@@ -34,7 +34,10 @@ function fillingDisk() {
 }
 
 const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n');
-const records = (f: string) => lines(f).filter(Boolean).map((l) => JSON.parse(l));
+const records = (f: string) =>
+  lines(f)
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 before(async () => {
   chat = await loadChatModel({ model: await untrainedChatModel(dir) });
@@ -50,7 +53,10 @@ test('a full disk: the append rejects with 507 and why, the file keeps only comp
   const w = await AppendOnlyJsonl.open(f, { write: disk.write });
   await w.append([{ id: 1, text: '第一条' }]);
   disk.full = true;
-  const err = await w.append([{ id: 2, text: '第二条'.repeat(50) }]).then(() => null, (e) => e);
+  const err = await w.append([{ id: 2, text: '第二条'.repeat(50) }]).then(
+    () => null,
+    (e) => e,
+  );
   assert.ok(err instanceof AppendError, String(err));
   assert.equal(err.status, 507);
   assert.equal(err.code, 'disk_full');
@@ -61,12 +67,19 @@ test('a full disk: the append rejects with 507 and why, the file keeps only comp
   disk.full = false;
   await w.append([{ id: 3 }]);
   await w.close();
-  assert.deepEqual(records(f).map((r) => r.id), [1, 3], 'the next save starts on a line of its own');
+  assert.deepEqual(
+    records(f).map((r) => r.id),
+    [1, 3],
+    'the next save starts on a line of its own',
+  );
 });
 
-test('the kernel\'s own ENOSPC (/dev/full) is an error naming the file, never a silent success', async () => {
+test("the kernel's own ENOSPC (/dev/full) is an error naming the file, never a silent success", async () => {
   const w = await AppendOnlyJsonl.open('/dev/full');
-  const err = await w.append([{ id: 1 }]).then(() => null, (e) => e);
+  const err = await w.append([{ id: 1 }]).then(
+    () => null,
+    (e) => e,
+  );
   assert.ok(err instanceof AppendError, String(err));
   assert.ok(err.status >= 500);
   assert.match(err.message, /\/dev\/full/);
@@ -80,23 +93,44 @@ test('deleted while open: recreated with everything saved before; replaced: appe
   await w.append([{ id: 1 }, { id: 2 }]);
   fs.rmSync(path.dirname(f), { recursive: true });
   await w.append([{ id: 3 }]);
-  assert.deepEqual(records(f).map((r) => r.id), [1, 2, 3]);
+  assert.deepEqual(
+    records(f).map((r) => r.id),
+    [1, 2, 3],
+  );
   assert.match(warnings.join('\n'), /deleted while the server was running; recreated/);
   fs.writeFileSync(`${f}.new`, '{"other":true}\n');
   fs.renameSync(`${f}.new`, f);
-  const err = await w.append([{ id: 4 }]).then(() => null, (e) => e);
+  const err = await w.append([{ id: 4 }]).then(
+    () => null,
+    (e) => e,
+  );
   assert.equal(err?.code, 'file_replaced', String(err));
-  assert.equal((await w.append([{ id: 5 }]).then(() => null, (e) => e))?.code, 'file_replaced', 'and stays stopped');
-  assert.deepEqual(records(f), [{ other: true }], 'the other program\'s file is untouched');
+  assert.equal(
+    (
+      await w.append([{ id: 5 }]).then(
+        () => null,
+        (e) => e,
+      )
+    )?.code,
+    'file_replaced',
+    'and stays stopped',
+  );
+  assert.deepEqual(records(f), [{ other: true }], "the other program's file is untouched");
   await w.close();
 });
 
 test('on start an incomplete last line is moved to FILE.partial with a warning, and annotation continues', async () => {
-  const prompts = writeJsonl(path.join(dir, 'prompts.jsonl'), [0, 2, 4].map((i) => ({ id: `q${i}`, prompt: sft[i].prompt })));
+  const prompts = writeJsonl(
+    path.join(dir, 'prompts.jsonl'),
+    [0, 2, 4].map((i) => ({ id: `q${i}`, prompt: sft[i].prompt })),
+  );
   const out = path.join(dir, 'crashed/prefs.jsonl');
   fs.mkdirSync(path.dirname(out));
   const good = JSON.stringify({ id: 'q0', prompt_id: 'q0', prompt: sft[0].prompt, chosen: '好', rejected: '坏' });
-  const cut = Buffer.from(JSON.stringify({ id: 'q2', prompt_id: 'q2', prompt: sft[2].prompt, chosen: '甲乙', rejected: '丙' })).subarray(0, 40);
+  const cut = Buffer.from(JSON.stringify({ id: 'q2', prompt_id: 'q2', prompt: sft[2].prompt, chosen: '甲乙', rejected: '丙' })).subarray(
+    0,
+    40,
+  );
   fs.writeFileSync(out, Buffer.concat([Buffer.from(good + '\n'), cut]));
   const warnings: string[] = [];
   const a = await Annotator.open({ promptsFile: prompts, outFile: out, warn: (m) => warnings.push(m) });
@@ -107,12 +141,16 @@ test('on start an incomplete last line is moved to FILE.partial with a warning, 
   const id = a.hold(1, ['甲', '乙']);
   await a.save(id, { choice: 0 });
   await a.close();
-  assert.deepEqual(records(out).map((r) => r.prompt_id), ['q0', 'q2']);
+  assert.deepEqual(
+    records(out).map((r) => r.prompt_id),
+    ['q0', 'q2'],
+  );
   const again: string[] = [];
   await (await Annotator.open({ promptsFile: prompts, outFile: out, warn: (m) => again.push(m) })).close();
   assert.deepEqual(again, [], 'a clean file opens without a warning');
   // a device would swallow the saves, or never end when read back
-  for (const dev of ['/dev/null', '/dev/zero']) await assert.rejects(Annotator.open({ promptsFile: prompts, outFile: dev }), /not a regular file/);
+  for (const dev of ['/dev/null', '/dev/zero'])
+    await assert.rejects(Annotator.open({ promptsFile: prompts, outFile: dev }), /not a regular file/);
 });
 
 test('POST /annotate/save on a full disk answers 507 with the reason and keeps the pair for a retry', async () => {

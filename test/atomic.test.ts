@@ -125,7 +125,10 @@ test('a failed replaceDirAtomic keeps the previous directory and removes its tem
     assert.deepEqual(await readdir(dir), ['final']);
 
     const fresh = path.join(dir, 'never');
-    await assert.rejects(replaceDirAtomic(fresh, async () => Promise.reject(new Error('boom'))), /boom/);
+    await assert.rejects(
+      replaceDirAtomic(fresh, async () => Promise.reject(new Error('boom'))),
+      /boom/,
+    );
     assert.deepEqual(await readdir(dir), ['final']);
   });
 });

@@ -15,7 +15,8 @@ const mean = (v: number[]) => (i: Int32Array) => Array.from(i, (k) => v[k]).redu
 
 /** Wilson score interval of a proportion (Wilson 1927), the usual reference for a binomial accuracy. */
 function wilson(correct: number, n: number, z = 1.959963984540054): [number, number] {
-  const p = correct / n, z2 = z * z;
+  const p = correct / n,
+    z2 = z * z;
   const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
   const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
   return [centre - half, centre + half];
@@ -56,7 +57,13 @@ test('percentile interval by hand with fixed resample indices', () => {
 
 test('corpus BLEU is recomputed per resample from summed counts, not averaged over sentences', () => {
   // 我爱北京 / 我爱上海: matches [2,1,0,0] of [4,3,2,1]; 我爱 / 我爱北京: matches [2,1] of [2,1], lengths 2 vs 4
-  const items = genItems([{ id: 'a', prompt: [], reference: '我爱上海' }, { id: 'b', prompt: [], reference: '我爱北京' }], ['我爱北京', '我爱']);
+  const items = genItems(
+    [
+      { id: 'a', prompt: [], reference: '我爱上海' },
+      { id: 'b', prompt: [], reference: '我爱北京' },
+    ],
+    ['我爱北京', '我爱'],
+  );
   const bleu2 = metricDef('bleu2').stat(items);
   // [0,1]: p1 4/6, p2 2/4, BP exp(1 - 8/6); [0,0]: p1 4/8, p2 2/6, BP 1; [1,1]: p1 = p2 = 1, BP exp(1 - 8/4)
   close(bleu2(idx(0, 1)), 100 * Math.exp(1 - 8 / 6) * Math.sqrt((4 / 6) * (2 / 4)));
@@ -72,13 +79,24 @@ test('corpus BLEU is recomputed per resample from summed counts, not averaged ov
 
 test('per-sentence statistics give the corpus scores of the direct computation on real text', () => {
   const paras = medicalText(40).split('\n\n').filter(Boolean);
-  const hyps = paras.slice(0, 20), refs = paras.slice(20, 40).map((r, i) => (i % 3 ? r : [r, paras[i]]));
-  const items: GenEvalItem[] = sentenceScores(hyps, refs).map((x, i) => ({ eval: 'gen', id: String(i), prompt: [], reference: '', output: hyps[i], ...x }));
+  const hyps = paras.slice(0, 20),
+    refs = paras.slice(20, 40).map((r, i) => (i % 3 ? r : [r, paras[i]]));
+  const items: GenEvalItem[] = sentenceScores(hyps, refs).map((x, i) => ({
+    eval: 'gen',
+    id: String(i),
+    prompt: [],
+    reference: '',
+    output: hyps[i],
+    ...x,
+  }));
   const viaStats = (k: string, pick: Int32Array) => metricDef(k).stat(items)(pick);
   const direct = textgenScores(hyps, refs);
   // a resample with repeats is the corpus with those sentences repeated
   const pick = idx(3, 3, 7, 0, 19, 19, 19);
-  const again = textgenScores(Array.from(pick, (i) => hyps[i]), Array.from(pick, (i) => refs[i]));
+  const again = textgenScores(
+    Array.from(pick, (i) => hyps[i]),
+    Array.from(pick, (i) => refs[i]),
+  );
   for (const k of Object.keys(direct) as (keyof typeof direct)[]) {
     close(viaStats(k, Int32Array.from(hyps.keys())), direct[k], 1e-9);
     close(viaStats(k, pick), again[k], 1e-9);
@@ -86,22 +104,65 @@ test('per-sentence statistics give the corpus scores of the direct computation o
 });
 
 test('NER F1 and weighted F1 per resample equal the direct scores of the resampled examples', () => {
-  const gold = [[{ start: 0, end: 2, type: 'dis' }], [{ start: 1, end: 3, type: 'sym' }, { start: 4, end: 6, type: 'dru' }], []];
+  const gold = [
+    [{ start: 0, end: 2, type: 'dis' }],
+    [
+      { start: 1, end: 3, type: 'sym' },
+      { start: 4, end: 6, type: 'dru' },
+    ],
+    [],
+  ];
   const pred = [[{ start: 0, end: 2, type: 'dis' }], [{ start: 1, end: 3, type: 'dis' }], [{ start: 0, end: 1, type: 'sym' }]];
-  const items: NerEvalItem[] = gold.map((g, i) => ({ eval: 'ner', id: String(i), text: '', gold: '', output: '', ...nerScores([g], [pred[i]]).strict.micro }));
+  const items: NerEvalItem[] = gold.map((g, i) => ({
+    eval: 'ner',
+    id: String(i),
+    text: '',
+    gold: '',
+    output: '',
+    ...nerScores([g], [pred[i]]).strict.micro,
+  }));
   const pick = idx(1, 1, 0, 2);
-  close(metricDef('ner_f1').stat(items)(pick), nerScores(Array.from(pick, (i) => gold[i]), Array.from(pick, (i) => pred[i])).strict.micro.f1);
-  const mcq: McqEvalItem[] = ['A', 'B', 'B', 'C'].map((g, i) => ({ eval: 'mcq', id: String(i), question: '', options: {}, gold: g, pred: ['A', 'B', null, 'B'][i] }));
+  close(
+    metricDef('ner_f1').stat(items)(pick),
+    nerScores(
+      Array.from(pick, (i) => gold[i]),
+      Array.from(pick, (i) => pred[i]),
+    ).strict.micro.f1,
+  );
+  const mcq: McqEvalItem[] = ['A', 'B', 'B', 'C'].map((g, i) => ({
+    eval: 'mcq',
+    id: String(i),
+    question: '',
+    options: {},
+    gold: g,
+    pred: ['A', 'B', null, 'B'][i],
+  }));
   const p2 = idx(0, 3, 3, 2);
-  close(metricDef('mcq_f1').stat(mcq)(p2), weightedF1(Array.from(p2, (i) => mcq[i].gold), Array.from(p2, (i) => mcq[i].pred)));
+  close(
+    metricDef('mcq_f1').stat(mcq)(p2),
+    weightedF1(
+      Array.from(p2, (i) => mcq[i].gold),
+      Array.from(p2, (i) => mcq[i].pred),
+    ),
+  );
 });
 
 test('accuracy interval agrees with the Wilson interval on 400 items', () => {
   // the draws are integer arithmetic, so these figures are the same on every machine. Measured
   // gaps to Wilson, seeds 0-19: p = 0.6 typically 0.001-0.004, at worst 0.0082 (seed 7); p = 0.88
   // 0.002-0.0055. Seeds 0-4 (p = 0.6) give at most 0.0057.
-  for (const [correct, seeds] of [[240, [0, 1, 2, 3, 4]], [352, [0, 1]]] as const) {
-    const items: EvalItem[] = Array.from({ length: 400 }, (_, i) => ({ eval: 'mcq', id: `q${i}`, question: '', options: {}, gold: 'A', pred: i < correct ? 'A' : 'B' }));
+  for (const [correct, seeds] of [
+    [240, [0, 1, 2, 3, 4]],
+    [352, [0, 1]],
+  ] as const) {
+    const items: EvalItem[] = Array.from({ length: 400 }, (_, i) => ({
+      eval: 'mcq',
+      id: `q${i}`,
+      question: '',
+      options: {},
+      gold: 'A',
+      pred: i < correct ? 'A' : 'B',
+    }));
     const w = wilson(correct, 400);
     for (const seed of seeds) {
       const s = summarizeItems(items, { seed });
@@ -119,7 +180,11 @@ test('seeded draws repeat; paired comparison of a system with itself is exactly 
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
   assert.ok(a.flat().every((i) => i >= 0 && i < 10));
-  const gens = (outs: string[]): GenEvalItem[] => genItems(outs.map((_, i) => ({ id: `g${i}`, prompt: [], reference: '高血压患者应低盐饮食并规律服药' })), outs);
+  const gens = (outs: string[]): GenEvalItem[] =>
+    genItems(
+      outs.map((_, i) => ({ id: `g${i}`, prompt: [], reference: '高血压患者应低盐饮食并规律服药' })),
+      outs,
+    );
   const good = gens(Array.from({ length: 30 }, () => '高血压患者应低盐饮食并规律服药'));
   const bad = gens(Array.from({ length: 30 }, (_, i) => (i % 2 ? '多喝水' : '注意休息')));
   const self = compareItems(good, good, { resamples: 200 });

@@ -27,7 +27,8 @@ const f64 = (a: Float32Array) => Float64Array.from(a);
 function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, rtol = 1e-5, atol = 1e-5): void {
   assert.equal(actual.length, expected.length, `${label}: length`);
   for (let i = 0; i < expected.length; i++) {
-    const a = actual[i], e = expected[i];
+    const a = actual[i],
+      e = expected[i];
     if (!Number.isFinite(e)) {
       assert.equal(a, e, `${label}[${i}]`);
       continue;
@@ -53,8 +54,11 @@ function withThreads<T>(n: number, fn: () => T): T {
  */
 function gradCheck(label: string, loss: () => number, x: F64, grad: F64, samples = 24): void {
   const h = 1e-6;
-  const idx = Array.from({ length: Math.min(samples, x.length) }, (_, i) => (x.length <= samples ? i : Math.floor(((i + 0.5) * x.length) / samples)));
-  let diff = 0, norm = 0;
+  const idx = Array.from({ length: Math.min(samples, x.length) }, (_, i) =>
+    x.length <= samples ? i : Math.floor(((i + 0.5) * x.length) / samples),
+  );
+  let diff = 0,
+    norm = 0;
   for (const i of idx) {
     const x0 = x[i];
     x[i] = x0 + h;
@@ -77,16 +81,33 @@ const weightedSum = (y: F64, w: F64) => y.reduce((s, v, i) => s + v * w[i], 0);
 
 describe('gemm', () => {
   // M <= 8 takes the few-rows path (with and without BLAS), larger M the packed one
-  const shapes: [number, number, number][] = [[1, 1, 1], [7, 5, 3], [8, 40, 70], [3, 2000, 300], [33, 65, 17], [9, 100, 300], [130, 70, 513]];
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [7, 5, 3],
+    [8, 40, 70],
+    [3, 2000, 300],
+    [33, 65, 17],
+    [9, 100, 300],
+    [130, 70, 513],
+  ];
   for (const [M, N, K] of shapes)
     test(`${M}x${N}x${K}, all transposes, alpha/beta, BLAS and builtin`, () => {
       for (const transA of [false, true])
         for (const transB of [false, true])
-          for (const [alpha, beta] of [[1, 0], [-0.5, 1], [2, 0.3]]) {
-            const A = rand(M * K), B = rand(K * N), C0 = rand(M * N);
+          for (const [alpha, beta] of [
+            [1, 0],
+            [-0.5, 1],
+            [2, 0.3],
+          ]) {
+            const A = rand(M * K),
+              B = rand(K * N),
+              C0 = rand(M * N);
             const expected = C0.slice();
             rk.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
-            for (const [name, fn] of [['gemm', nk.gemm], ['gemmBuiltin', gemmBuiltin]] as const) {
+            for (const [name, fn] of [
+              ['gemm', nk.gemm],
+              ['gemmBuiltin', gemmBuiltin],
+            ] as const) {
               // beta = 0 must overwrite C, NaN included
               const C = beta === 0 ? new Float32Array(M * N).fill(NaN) : f32(C0);
               fn(transA, transB, M, N, K, alpha, f32(A), f32(B), beta, C);
@@ -96,20 +117,29 @@ describe('gemm', () => {
     });
 
   test('builtin GEMM agrees with the BLAS path on a large product', () => {
-    const M = 301, N = 257, K = 1100;
-    const A = f32(rand(M * K)), B = f32(rand(N * K));
-    const C1 = new Float32Array(M * N), C2 = new Float32Array(M * N);
+    const M = 301,
+      N = 257,
+      K = 1100;
+    const A = f32(rand(M * K)),
+      B = f32(rand(N * K));
+    const C1 = new Float32Array(M * N),
+      C2 = new Float32Array(M * N);
     nk.gemm(false, true, M, N, K, 1, A, B, 0, C1);
     gemmBuiltin(false, true, M, N, K, 1, A, B, 0, C2);
     assertClose(C2, C1, 'builtin vs gemm', 1e-5, 1e-4);
   });
 
   test('subarray views use their own offset', () => {
-    const M = 5, N = 6, K = 7;
-    const A = rand(M * K), B = rand(K * N);
+    const M = 5,
+      N = 6,
+      K = 7;
+    const A = rand(M * K),
+      B = rand(K * N);
     const expected = new Float64Array(M * N);
     rk.gemm(false, false, M, N, K, 1, A, B, 0, expected);
-    const bufA = new Float32Array(M * K + 13), bufB = new Float32Array(K * N + 5), bufC = new Float32Array(M * N + 9).fill(7);
+    const bufA = new Float32Array(M * K + 13),
+      bufB = new Float32Array(K * N + 5),
+      bufC = new Float32Array(M * N + 9).fill(7);
     bufA.set(A, 13);
     bufB.set(B, 5);
     nk.gemm(false, false, M, N, K, 1, bufA.subarray(13), bufB.subarray(5, 5 + K * N), 0, bufC.subarray(4, 4 + M * N));
@@ -123,14 +153,19 @@ describe('gemm', () => {
     nk.gemm(false, false, 3, 4, 0, 1, new Float32Array(0), new Float32Array(0), 0.5, C);
     assertClose(C, expected, 'K=0');
     gemmBuiltin(true, true, 3, 4, 2, 0, new Float32Array(6), new Float32Array(8), 2, C);
-    assertClose(C, expected.map((c) => 2 * c), 'alpha=0');
+    assertClose(
+      C,
+      expected.map((c) => 2 * c),
+      'alpha=0',
+    );
   });
 });
 
 // ---------------------------------------------------------------- embedding, rmsnorm, rope
 
 describe('embedding', () => {
-  const vocab = 50, dim = 67;
+  const vocab = 50,
+    dim = 67;
   const table = rand(vocab * dim);
   const ids = Int32Array.from([3, 7, 3, 49, 0, 3, 12, 7]);
 
@@ -143,7 +178,8 @@ describe('embedding', () => {
   });
 
   test('backward accumulates repeated ids', () => {
-    const dout = rand(ids.length * dim), d0 = rand(vocab * dim);
+    const dout = rand(ids.length * dim),
+      d0 = rand(vocab * dim);
     const expected = d0.slice();
     rk.embeddingBackward(expected, dout, ids, dim);
     const got = f32(d0);
@@ -152,13 +188,17 @@ describe('embedding', () => {
   });
 
   test('backward is identical for 1 and 2 threads (large enough to run in parallel)', () => {
-    const n = 3000, D = 96, V = 40;
-    const manyIds = randInts(n, 0, V), dout = f32(rand(n * D));
-    const run = (threads: number) => withThreads(threads, () => {
-      const d = new Float32Array(V * D);
-      nk.embeddingBackward(d, dout, manyIds, D);
-      return d;
-    });
+    const n = 3000,
+      D = 96,
+      V = 40;
+    const manyIds = randInts(n, 0, V),
+      dout = f32(rand(n * D));
+    const run = (threads: number) =>
+      withThreads(threads, () => {
+        const d = new Float32Array(V * D);
+        nk.embeddingBackward(d, dout, manyIds, D);
+        return d;
+      });
     assert.deepEqual(run(1), run(2));
   });
 
@@ -176,46 +216,66 @@ describe('embedding', () => {
 });
 
 describe('rmsnorm', () => {
-  for (const [rows, dim] of [[5, 67], [300, 130]])
+  for (const [rows, dim] of [
+    [5, 67],
+    [300, 130],
+  ])
     test(`native matches reference, rows=${rows} dim=${dim}`, () => {
-      const x = rand(rows * dim, 2), w = rand(dim), eps = 1e-5;
-      const out = new Float64Array(rows * dim), rstd = new Float64Array(rows);
+      const x = rand(rows * dim, 2),
+        w = rand(dim),
+        eps = 1e-5;
+      const out = new Float64Array(rows * dim),
+        rstd = new Float64Array(rows);
       rk.rmsnormForward(out, rstd, x, w, rows, dim, eps);
-      const o32 = new Float32Array(rows * dim), r32 = new Float32Array(rows);
+      const o32 = new Float32Array(rows * dim),
+        r32 = new Float32Array(rows);
       nk.rmsnormForward(o32, r32, f32(x), f32(w), rows, dim, eps);
       assertClose(o32, out, 'out');
       assertClose(r32, rstd, 'rstd');
 
-      const dout = rand(rows * dim), dx0 = rand(rows * dim), dw0 = rand(dim);
-      const dx = dx0.slice(), dw = dw0.slice();
+      const dout = rand(rows * dim),
+        dx0 = rand(rows * dim),
+        dw0 = rand(dim);
+      const dx = dx0.slice(),
+        dw = dw0.slice();
       rk.rmsnormBackward(dx, dw, dout, x, w, rstd, rows, dim);
-      const dx32 = f32(dx0), dw32 = f32(dw0);
+      const dx32 = f32(dx0),
+        dw32 = f32(dw0);
       nk.rmsnormBackward(dx32, dw32, f32(dout), f32(x), f32(w), r32, rows, dim);
       assertClose(dx32, dx, 'dx', 1e-4, 1e-5);
       assertClose(dw32, dw, 'dw', 1e-4, 1e-4);
     });
 
   test('dw is identical for 1 and 2 threads', () => {
-    const rows = 400, dim = 128;
+    const rows = 400,
+      dim = 128;
     const args = [f32(rand(rows * dim)), f32(rand(rows * dim)), f32(rand(dim)), f32(rand(rows, 1).map((v) => 1 + Math.abs(v)))] as const;
-    const run = (threads: number) => withThreads(threads, () => {
-      const dx = new Float32Array(rows * dim), dw = new Float32Array(dim);
-      nk.rmsnormBackward(dx, dw, args[0], args[1], args[2], args[3], rows, dim);
-      return [dx, dw];
-    });
+    const run = (threads: number) =>
+      withThreads(threads, () => {
+        const dx = new Float32Array(rows * dim),
+          dw = new Float32Array(dim);
+        nk.rmsnormBackward(dx, dw, args[0], args[1], args[2], args[3], rows, dim);
+        return [dx, dw];
+      });
     assert.deepEqual(run(1), run(2));
   });
 
   test('reference gradients match finite differences', () => {
-    const rows = 3, dim = 11, eps = 1e-5;
-    const x = rand(rows * dim, 2), w = rand(dim), wl = rand(rows * dim);
+    const rows = 3,
+      dim = 11,
+      eps = 1e-5;
+    const x = rand(rows * dim, 2),
+      w = rand(dim),
+      wl = rand(rows * dim);
     const forward = () => {
-      const out = new Float64Array(rows * dim), rstd = new Float64Array(rows);
+      const out = new Float64Array(rows * dim),
+        rstd = new Float64Array(rows);
       rk.rmsnormForward(out, rstd, x, w, rows, dim, eps);
       return { out, rstd };
     };
     const { rstd } = forward();
-    const dx = new Float64Array(rows * dim), dw = new Float64Array(dim);
+    const dx = new Float64Array(rows * dim),
+      dw = new Float64Array(dim);
     rk.rmsnormBackward(dx, dw, wl, x, w, rstd, rows, dim);
     const loss = () => weightedSum(forward().out, wl);
     gradCheck('dx', loss, x, dx, 33);
@@ -230,13 +290,21 @@ describe('rope', () => {
   const cases: [string, number, number, Float64Array, number, Int32Array][] = [
     ['small head, theta 1e4', 3, 8, plainFreq(8, 1e4), 1, randInts(5, 0, 64)],
     ['hd 64, theta 1e6, large positions', 4, 64, plainFreq(64, 1e6), 1, randInts(9, 0, 40000)],
-    ['scaled frequencies and cos/sin scale (YaRN-like)', 2, 32, plainFreq(32, 5e5).map((f, i) => (i > 8 ? f / 4 : f)), 1.1386, randInts(7, 0, 9000)],
+    [
+      'scaled frequencies and cos/sin scale (YaRN-like)',
+      2,
+      32,
+      plainFreq(32, 5e5).map((f, i) => (i > 8 ? f / 4 : f)),
+      1.1386,
+      randInts(7, 0, 9000),
+    ],
     ['negative and huge positions (uncached path)', 2, 16, plainFreq(16, 1e4), 1, Int32Array.from([-3, 5, 2_000_000, 0])],
   ];
   for (const [label, heads, hd, freq, scale, pos] of cases)
     test(`native matches reference: ${label}`, () => {
       const n = pos.length * heads * hd;
-      const x = rand(n), expected = new Float64Array(n);
+      const x = rand(n),
+        expected = new Float64Array(n);
       rk.ropeForward(expected, x, pos, heads, hd, freq, scale);
       const out = new Float32Array(n);
       nk.ropeForward(out, f32(x), pos, heads, hd, freq, scale);
@@ -245,7 +313,8 @@ describe('rope', () => {
       nk.ropeForward(inPlace, inPlace, pos, heads, hd, freq, scale);
       assert.deepEqual(inPlace, out, 'out may alias x');
 
-      const dout = rand(n), dx0 = rand(n);
+      const dout = rand(n),
+        dx0 = rand(n);
       const dx = dx0.slice();
       rk.ropeBackward(dx, dout, pos, heads, hd, freq, scale);
       const dx32 = f32(dx0);
@@ -254,16 +323,30 @@ describe('rope', () => {
     });
 
   test('the cached table follows changed frequencies (dynamic NTK recomputes them per step)', () => {
-    const pos = Int32Array.from([0, 3, 9]), heads = 1, hd = 8, n = pos.length * heads * hd, x = f32(rand(n));
-    const run = (freq: Float64Array) => { const out = new Float32Array(n); nk.ropeForward(out, x, pos, heads, hd, freq, 1); return out; };
-    const a = run(plainFreq(hd, 1e4)), b = run(plainFreq(hd, 3e4));
+    const pos = Int32Array.from([0, 3, 9]),
+      heads = 1,
+      hd = 8,
+      n = pos.length * heads * hd,
+      x = f32(rand(n));
+    const run = (freq: Float64Array) => {
+      const out = new Float32Array(n);
+      nk.ropeForward(out, x, pos, heads, hd, freq, 1);
+      return out;
+    };
+    const a = run(plainFreq(hd, 1e4)),
+      b = run(plainFreq(hd, 3e4));
     assert.notDeepEqual(a, b);
     assert.deepEqual(run(plainFreq(hd, 1e4)), a);
   });
 
   test('reference gradient matches finite differences', () => {
-    const pos = Int32Array.from([0, 1, 17, 300]), heads = 2, hd = 6, n = pos.length * heads * hd;
-    const x = rand(n), w = rand(n), freq = plainFreq(hd, 10000).map((f) => f / 3);
+    const pos = Int32Array.from([0, 1, 17, 300]),
+      heads = 2,
+      hd = 6,
+      n = pos.length * heads * hd;
+    const x = rand(n),
+      w = rand(n),
+      freq = plainFreq(hd, 10000).map((f) => f / 3);
     const loss = () => {
       const out = new Float64Array(n);
       rk.ropeForward(out, x, pos, heads, hd, freq, 1.2);
@@ -278,13 +361,21 @@ describe('rope', () => {
 // ---------------------------------------------------------------- bias, column slices, row normalisation
 
 describe('bias', () => {
-  for (const [rows, dim] of [[3, 7], [500, 130]])
+  for (const [rows, dim] of [
+    [3, 7],
+    [500, 130],
+  ])
     test(`native matches reference, rows=${rows} dim=${dim}`, () => {
-      const y0 = rand(rows * dim), b = rand(dim), dy = rand(rows * dim), db0 = rand(dim);
-      const y = y0.slice(), db = db0.slice();
+      const y0 = rand(rows * dim),
+        b = rand(dim),
+        dy = rand(rows * dim),
+        db0 = rand(dim);
+      const y = y0.slice(),
+        db = db0.slice();
       rk.biasForward(y, b, rows, dim);
       rk.biasBackward(db, dy, rows, dim);
-      const y32 = f32(y0), db32 = f32(db0);
+      const y32 = f32(y0),
+        db32 = f32(db0);
       nk.biasForward(y32, f32(b), rows, dim);
       nk.biasBackward(db32, f32(dy), rows, dim);
       assertClose(y32, y, 'y', 1e-6, 1e-7);
@@ -292,14 +383,29 @@ describe('bias', () => {
     });
 
   test('db is identical for 1 and 2 threads', () => {
-    const rows = 600, dim = 96, dy = f32(rand(rows * dim));
-    const run = (threads: number) => withThreads(threads, () => { const db = new Float32Array(dim); nk.biasBackward(db, dy, rows, dim); return db; });
+    const rows = 600,
+      dim = 96,
+      dy = f32(rand(rows * dim));
+    const run = (threads: number) =>
+      withThreads(threads, () => {
+        const db = new Float32Array(dim);
+        nk.biasBackward(db, dy, rows, dim);
+        return db;
+      });
     assert.deepEqual(run(1), run(2));
   });
 
   test('reference gradient matches finite differences', () => {
-    const rows = 4, dim = 5, x = rand(rows * dim), b = rand(dim), w = rand(rows * dim);
-    const loss = () => { const y = x.slice(); rk.biasForward(y, b, rows, dim); return weightedSum(y, w); };
+    const rows = 4,
+      dim = 5,
+      x = rand(rows * dim),
+      b = rand(dim),
+      w = rand(rows * dim);
+    const loss = () => {
+      const y = x.slice();
+      rk.biasForward(y, b, rows, dim);
+      return weightedSum(y, w);
+    };
     const db = new Float64Array(dim);
     rk.biasBackward(db, w, rows, dim);
     gradCheck('db', loss, b, db, dim);
@@ -308,12 +414,19 @@ describe('bias', () => {
 
 describe('sliceColumns', () => {
   test('native matches reference; backward adds into the slice only', () => {
-    const rows = 300, cols = 150, start = 40, width = 70;
-    const x = rand(rows * cols), dout = rand(rows * width), dx0 = rand(rows * cols);
-    const out = new Float64Array(rows * width), dx = dx0.slice();
+    const rows = 300,
+      cols = 150,
+      start = 40,
+      width = 70;
+    const x = rand(rows * cols),
+      dout = rand(rows * width),
+      dx0 = rand(rows * cols);
+    const out = new Float64Array(rows * width),
+      dx = dx0.slice();
     rk.sliceColumnsForward(out, x, rows, cols, start, width);
     rk.sliceColumnsBackward(dx, dout, rows, cols, start, width);
-    const o32 = new Float32Array(rows * width), dx32 = f32(dx0);
+    const o32 = new Float32Array(rows * width),
+      dx32 = f32(dx0);
     nk.sliceColumnsForward(o32, f32(x), rows, cols, start, width);
     nk.sliceColumnsBackward(dx32, f32(dout), rows, cols, start, width);
     assert.deepEqual(f64(o32), out);
@@ -323,8 +436,17 @@ describe('sliceColumns', () => {
   });
 
   test('reference gradient matches finite differences', () => {
-    const rows = 3, cols = 9, start = 3, width = 4, x = rand(rows * cols), w = rand(rows * width);
-    const loss = () => { const y = new Float64Array(rows * width); rk.sliceColumnsForward(y, x, rows, cols, start, width); return weightedSum(y, w); };
+    const rows = 3,
+      cols = 9,
+      start = 3,
+      width = 4,
+      x = rand(rows * cols),
+      w = rand(rows * width);
+    const loss = () => {
+      const y = new Float64Array(rows * width);
+      rk.sliceColumnsForward(y, x, rows, cols, start, width);
+      return weightedSum(y, w);
+    };
     const dx = new Float64Array(rows * cols);
     rk.sliceColumnsBackward(dx, w, rows, cols, start, width);
     gradCheck('dx', loss, x, dx, rows * cols);
@@ -333,30 +455,44 @@ describe('sliceColumns', () => {
 
 describe('normalizeRows', () => {
   test('native matches reference, with a row below eps', () => {
-    const rows = 400, dim = 100, eps = 1e-12;
+    const rows = 400,
+      dim = 100,
+      eps = 1e-12;
     const w = rand(rows * dim);
     w.fill(0, 7 * dim, 8 * dim);
     w[7 * dim + 3] = 1e-14;
-    const out = new Float64Array(rows * dim), norm = new Float64Array(rows);
+    const out = new Float64Array(rows * dim),
+      norm = new Float64Array(rows);
     rk.normalizeRowsForward(out, norm, w, rows, dim, eps);
-    const o32 = new Float32Array(rows * dim), n32 = new Float32Array(rows);
+    const o32 = new Float32Array(rows * dim),
+      n32 = new Float32Array(rows);
     nk.normalizeRowsForward(o32, n32, f32(w), rows, dim, eps);
     assertClose(o32, out, 'out', 1e-5, 1e-6);
     assertClose(n32, norm, 'norm', 1e-6, 1e-14);
-    const dout = rand(rows * dim), dw0 = rand(rows * dim);
+    const dout = rand(rows * dim),
+      dw0 = rand(rows * dim);
     const dw = dw0.slice();
     rk.normalizeRowsBackward(dw, dout, out, norm, rows, dim, eps);
     const dw32 = f32(dw0);
     nk.normalizeRowsBackward(dw32, f32(dout), o32, n32, rows, dim, eps);
-    for (let r = 0; r < rows; r++) if (r !== 7) assertClose(dw32.subarray(r * dim, (r + 1) * dim), dw.subarray(r * dim, (r + 1) * dim), `dw row ${r}`, 1e-4, 1e-5);
+    for (let r = 0; r < rows; r++)
+      if (r !== 7) assertClose(dw32.subarray(r * dim, (r + 1) * dim), dw.subarray(r * dim, (r + 1) * dim), `dw row ${r}`, 1e-4, 1e-5);
     let unit = 0;
     for (let c = 0; c < dim; c++) unit += out[dim + c] ** 2;
     assert.ok(Math.abs(unit - 1) < 1e-12, 'rows have unit length');
   });
 
   test('reference gradient matches finite differences', () => {
-    const rows = 3, dim = 6, w = rand(rows * dim), lw = rand(rows * dim);
-    const forward = () => { const out = new Float64Array(rows * dim), norm = new Float64Array(rows); rk.normalizeRowsForward(out, norm, w, rows, dim, 1e-12); return { out, norm }; };
+    const rows = 3,
+      dim = 6,
+      w = rand(rows * dim),
+      lw = rand(rows * dim);
+    const forward = () => {
+      const out = new Float64Array(rows * dim),
+        norm = new Float64Array(rows);
+      rk.normalizeRowsForward(out, norm, w, rows, dim, 1e-12);
+      return { out, norm };
+    };
     const { out, norm } = forward();
     const dw = new Float64Array(rows * dim);
     rk.normalizeRowsBackward(dw, lw, out, norm, rows, dim, 1e-12);
@@ -390,23 +526,32 @@ const attentionCases: AttentionCase[] = [
 ];
 
 function attentionInputs(d: AttentionDims) {
-  const nq = d.B * d.Tq * d.H * d.headDim, nkv = d.B * d.kvCap * d.KVH * d.headDim;
+  const nq = d.B * d.Tq * d.H * d.headDim,
+    nkv = d.B * d.kvCap * d.KVH * d.headDim;
   return { q: rand(nq, 1.5), k: rand(nkv, 1.5), v: rand(nkv), dout: rand(nq), dq0: rand(nq), dk0: rand(nkv), dv0: rand(nkv) };
 }
 
 function referenceAttention(d: AttentionDims, keyStart: Int32Array | null, x: ReturnType<typeof attentionInputs>) {
-  const out = new Float64Array(x.q.length), lse = new Float64Array(d.B * d.H * d.Tq);
+  const out = new Float64Array(x.q.length),
+    lse = new Float64Array(d.B * d.H * d.Tq);
   rk.attentionForward(out, lse, x.q, x.k, x.v, d, keyStart);
-  const dq = x.dq0.slice(), dk = x.dk0.slice(), dv = x.dv0.slice();
+  const dq = x.dq0.slice(),
+    dk = x.dk0.slice(),
+    dv = x.dv0.slice();
   rk.attentionBackward(dq, dk, dv, x.dout, x.q, x.k, x.v, out, lse, d, keyStart);
   return { out, lse, dq, dk, dv };
 }
 
 function nativeAttention(d: AttentionDims, keyStart: Int32Array | null, x: ReturnType<typeof attentionInputs>) {
-  const q = f32(x.q), k = f32(x.k), v = f32(x.v);
-  const out = new Float32Array(x.q.length), lse = new Float32Array(d.B * d.H * d.Tq);
+  const q = f32(x.q),
+    k = f32(x.k),
+    v = f32(x.v);
+  const out = new Float32Array(x.q.length),
+    lse = new Float32Array(d.B * d.H * d.Tq);
   nk.attentionForward(out, lse, q, k, v, d, keyStart);
-  const dq = f32(x.dq0), dk = f32(x.dk0), dv = f32(x.dv0);
+  const dq = f32(x.dq0),
+    dk = f32(x.dk0),
+    dv = f32(x.dv0);
   nk.attentionBackward(dq, dk, dv, f32(x.dout), q, k, v, out, lse, d, keyStart);
   return { out, lse, dq, dk, dv };
 }
@@ -425,7 +570,8 @@ describe('attention', () => {
     });
 
   test('fully masked queries give zero output and lse = -Infinity', () => {
-    const d = dims(1, 6, 6, 6, 2, 1, 8), keyStart = Int32Array.from([4]);
+    const d = dims(1, 6, 6, 6, 2, 1, 8),
+      keyStart = Int32Array.from([4]);
     const x = attentionInputs(d);
     const got = nativeAttention(d, keyStart, x);
     for (let h = 0; h < 2; h++)
@@ -438,7 +584,8 @@ describe('attention', () => {
   test('backward is deterministic, also across thread counts', () => {
     const d = dims(2, 96, 96, 96, 4, 2, 32);
     const x = attentionInputs(d);
-    const a = nativeAttention(d, null, x), b = nativeAttention(d, null, x);
+    const a = nativeAttention(d, null, x),
+      b = nativeAttention(d, null, x);
     const c = withThreads(1, () => nativeAttention(d, null, x));
     for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
       assert.deepEqual(a[key], b[key], `${key} run twice`);
@@ -447,7 +594,12 @@ describe('attention', () => {
   });
 
   test('T = 2048 agrees with the reference on slices (first and last queries)', () => {
-    const T = 2048, H = 4, KVH = 2, hd = 64, S = 6, d = dims(1, T, T, T, H, KVH, hd);
+    const T = 2048,
+      H = 4,
+      KVH = 2,
+      hd = 64,
+      S = 6,
+      d = dims(1, T, T, T, H, KVH, hd);
     const x = attentionInputs(d);
     const qRows = (a: F64, from: number, to: number) => a.slice(from * H * hd, to * H * hd);
     const kvRows = (a: F64, from: number, to: number) => a.slice(from * KVH * hd, to * KVH * hd);
@@ -459,7 +611,12 @@ describe('attention', () => {
 
     // the last S queries are a KV-cache call with Tq = S over all T keys
     const tail = referenceAttention(dims(1, S, T, T, H, KVH, hd), null, {
-      ...x, q: qRows(x.q, T - S, T), dout: qRows(dout, T - S, T), dq0: zeros(S * H * hd), dk0: zeros(x.k.length), dv0: zeros(x.v.length),
+      ...x,
+      q: qRows(x.q, T - S, T),
+      dout: qRows(dout, T - S, T),
+      dq0: zeros(S * H * hd),
+      dk0: zeros(x.k.length),
+      dv0: zeros(x.v.length),
     });
     assertClose(qRows(f64(got.out), T - S, T), tail.out, 'out (last queries)', 1e-4, 1e-5);
     assertClose(qRows(f64(got.dq), T - S, T), tail.dq, 'dq (last queries)', 1e-4, 1e-5);
@@ -470,15 +627,30 @@ describe('attention', () => {
 
     // the first S queries are a prompt of length S
     const head = referenceAttention(dims(1, S, S, S, H, KVH, hd), null, {
-      q: qRows(x.q, 0, S), k: kvRows(x.k, 0, S), v: kvRows(x.v, 0, S), dout: zeros(S * H * hd), dq0: zeros(S * H * hd), dk0: zeros(S * KVH * hd), dv0: zeros(S * KVH * hd),
+      q: qRows(x.q, 0, S),
+      k: kvRows(x.k, 0, S),
+      v: kvRows(x.v, 0, S),
+      dout: zeros(S * H * hd),
+      dq0: zeros(S * H * hd),
+      dk0: zeros(S * KVH * hd),
+      dv0: zeros(S * KVH * hd),
     });
     assertClose(qRows(f64(got.out), 0, S), head.out, 'out (first queries)', 1e-4, 1e-5);
   });
 
   test('T = 4096, H = 8, hd = 64 runs without materialising scores', () => {
-    const T = 4096, d = dims(1, T, T, T, 8, 8, 64), n = T * 8 * 64;
-    const q = f32(rand(n)), k = f32(rand(n)), v = f32(rand(n)), dout = f32(rand(n));
-    const out = new Float32Array(n), lse = new Float32Array(8 * T), dq = new Float32Array(n), dk = new Float32Array(n), dv = new Float32Array(n);
+    const T = 4096,
+      d = dims(1, T, T, T, 8, 8, 64),
+      n = T * 8 * 64;
+    const q = f32(rand(n)),
+      k = f32(rand(n)),
+      v = f32(rand(n)),
+      dout = f32(rand(n));
+    const out = new Float32Array(n),
+      lse = new Float32Array(8 * T),
+      dq = new Float32Array(n),
+      dk = new Float32Array(n),
+      dv = new Float32Array(n);
     for (const a of [out, lse, dq, dk, dv]) a.fill(0); // fault the output pages in before measuring
     const before = process.memoryUsage().rss;
     nk.attentionForward(out, lse, q, k, v, d, null);
@@ -499,12 +671,15 @@ describe('attention', () => {
     test(`reference gradients match finite differences: ${label}`, () => {
       const x = attentionInputs(d);
       const forward = () => {
-        const out = new Float64Array(x.q.length), lse = new Float64Array(d.B * d.H * d.Tq);
+        const out = new Float64Array(x.q.length),
+          lse = new Float64Array(d.B * d.H * d.Tq);
         rk.attentionForward(out, lse, x.q, x.k, x.v, d, keyStart);
         return { out, lse };
       };
       const { out, lse } = forward();
-      const dq = new Float64Array(x.q.length), dk = new Float64Array(x.k.length), dv = new Float64Array(x.v.length);
+      const dq = new Float64Array(x.q.length),
+        dk = new Float64Array(x.k.length),
+        dv = new Float64Array(x.v.length);
       rk.attentionBackward(dq, dk, dv, x.dout, x.q, x.k, x.v, out, lse, d, keyStart);
       const loss = () => weightedSum(forward().out, x.dout);
       gradCheck('dq', loss, x.q, dq, 48);
@@ -518,7 +693,8 @@ describe('attention', () => {
 describe('swiglu', () => {
   test('native matches reference, including saturated gates', () => {
     const n = 40000;
-    const gate = rand(n, 8), up = rand(n);
+    const gate = rand(n, 8),
+      up = rand(n);
     gate.set([30, -30, 100, -100, 0]);
     const out = new Float64Array(n);
     rk.swigluForward(out, gate, up);
@@ -526,23 +702,31 @@ describe('swiglu', () => {
     nk.swigluForward(o32, f32(gate), f32(up));
     assertClose(o32, out, 'out', 1e-5, 1e-6);
 
-    const dout = rand(n), dg0 = rand(n), du0 = rand(n);
-    const dg = dg0.slice(), du = du0.slice();
+    const dout = rand(n),
+      dg0 = rand(n),
+      du0 = rand(n);
+    const dg = dg0.slice(),
+      du = du0.slice();
     rk.swigluBackward(dg, du, dout, gate, up);
-    const dg32 = f32(dg0), du32 = f32(du0);
+    const dg32 = f32(dg0),
+      du32 = f32(du0);
     nk.swigluBackward(dg32, du32, f32(dout), f32(gate), f32(up));
     assertClose(dg32, dg, 'dgate', 1e-5, 1e-6);
     assertClose(du32, du, 'dup', 1e-5, 1e-6);
   });
 
   test('reference gradients match finite differences', () => {
-    const n = 30, gate = rand(n, 4), up = rand(n), w = rand(n);
+    const n = 30,
+      gate = rand(n, 4),
+      up = rand(n),
+      w = rand(n);
     const loss = () => {
       const out = new Float64Array(n);
       rk.swigluForward(out, gate, up);
       return weightedSum(out, w);
     };
-    const dg = new Float64Array(n), du = new Float64Array(n);
+    const dg = new Float64Array(n),
+      du = new Float64Array(n);
     rk.swigluBackward(dg, du, w, gate, up);
     gradCheck('dgate', loss, gate, dg, n);
     gradCheck('dup', loss, up, du, n);
@@ -550,16 +734,21 @@ describe('swiglu', () => {
 });
 
 describe('cross-entropy', () => {
-  for (const [rows, V, scale] of [[7, 33, 3], [4, 32000, 12]])
+  for (const [rows, V, scale] of [
+    [7, 33, 3],
+    [4, 32000, 12],
+  ])
     test(`native matches reference, rows=${rows} V=${V}, ignored rows, aliasing backward`, () => {
       const logits = rand(rows * V, scale);
       logits[5] = 50; // a dominant logit
       const targets = randInts(rows, 0, V);
       targets[1] = -100;
       targets[rows - 1] = -1;
-      const logp = new Float64Array(rows), lse = new Float64Array(rows);
+      const logp = new Float64Array(rows),
+        lse = new Float64Array(rows);
       rk.crossEntropyForward(logp, lse, logits, targets, V);
-      const logp32 = new Float32Array(rows), lse32 = new Float32Array(rows);
+      const logp32 = new Float32Array(rows),
+        lse32 = new Float32Array(rows);
       const logits32 = f32(logits);
       nk.crossEntropyForward(logp32, lse32, logits32, targets, V);
       assertClose(logp32, logp, 'logp', 1e-5, 2e-5);
@@ -571,13 +760,21 @@ describe('cross-entropy', () => {
       rk.crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V);
       nk.crossEntropyBackward(logits32, logits32, lse32, targets, f32(dlogp), V); // in place
       assertClose(logits32, dlogits, 'dlogits', 1e-4, 1e-6);
-      assert.ok(logits32.subarray(V, 2 * V).every((x) => x === 0), 'ignored row gets zero gradient');
+      assert.ok(
+        logits32.subarray(V, 2 * V).every((x) => x === 0),
+        'ignored row gets zero gradient',
+      );
     });
 
   test('reference gradient matches finite differences', () => {
-    const rows = 4, V = 9, logits = rand(rows * V, 3), targets = Int32Array.from([2, -100, 8, 0]), c = rand(rows);
+    const rows = 4,
+      V = 9,
+      logits = rand(rows * V, 3),
+      targets = Int32Array.from([2, -100, 8, 0]),
+      c = rand(rows);
     const forward = () => {
-      const logp = new Float64Array(rows), lse = new Float64Array(rows);
+      const logp = new Float64Array(rows),
+        lse = new Float64Array(rows);
       rk.crossEntropyForward(logp, lse, logits, targets, V);
       return { logp, lse };
     };
@@ -593,8 +790,12 @@ describe('cross-entropy', () => {
 describe('adamw and vector ops', () => {
   test('adamw matches reference over several steps', () => {
     const n = 50001;
-    const p = rand(n), m = new Float64Array(n), v = new Float64Array(n);
-    const p32 = f32(p), m32 = new Float32Array(n), v32 = new Float32Array(n);
+    const p = rand(n),
+      m = new Float64Array(n),
+      v = new Float64Array(n);
+    const p32 = f32(p),
+      m32 = new Float32Array(n),
+      v32 = new Float32Array(n);
     for (let step = 1; step <= 4; step++) {
       const g = rand(n, 0.1 * step);
       rk.adamw(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, step);
@@ -616,16 +817,21 @@ describe('adamw and vector ops', () => {
   });
 
   test('scale, axpy, add (with aliasing)', () => {
-    const n = 40007, a = rand(n), b = rand(n);
-    const ra = a.slice(), na = f32(a);
+    const n = 40007,
+      a = rand(n),
+      b = rand(n);
+    const ra = a.slice(),
+      na = f32(a);
     rk.scale(ra, -1.5);
     nk.scale(na, -1.5);
     assertClose(na, ra, 'scale');
-    const ry = b.slice(), ny = f32(b);
+    const ry = b.slice(),
+      ny = f32(b);
     rk.axpy(ry, a, 0.25);
     nk.axpy(ny, f32(a), 0.25);
     assertClose(ny, ry, 'axpy', 1e-6, 1e-7);
-    const rs = new Float64Array(n), ns = f32(a);
+    const rs = new Float64Array(n),
+      ns = f32(a);
     rk.add(rs, a, b);
     nk.add(ns, ns, f32(b));
     assertClose(ns, rs, 'add', 1e-6, 1e-7);
@@ -637,33 +843,133 @@ describe('adamw and vector ops', () => {
 describe('validation', () => {
   const f = (n: number) => new Float32Array(n);
   const cases: [string, () => void, RegExp, ErrorConstructor][] = [
-    ['float64 operand', () => nk.gemm(false, false, 2, 2, 2, 1, new Float64Array(4) as never, f(4), 0, f(4)), /gemm: A must be a Float32Array, got Float64Array/, TypeError],
+    [
+      'float64 operand',
+      () => nk.gemm(false, false, 2, 2, 2, 1, new Float64Array(4) as never, f(4), 0, f(4)),
+      /gemm: A must be a Float32Array, got Float64Array/,
+      TypeError,
+    ],
     ['wrong C length', () => nk.gemm(false, false, 2, 3, 2, 1, f(4), f(6), 0, f(5)), /gemm: C has length 5, expected M\*N = 6/, RangeError],
     ['non-integer size', () => nk.gemm(false, false, 2.5, 2, 2, 1, f(5), f(4), 0, f(5)), /gemm: M must be an integer/, RangeError],
-    ['undefined arguments', () => (nk.gemm as unknown as () => void).call(null), /gemm: transA must be a boolean, got undefined/, TypeError],
-    ['id out of range', () => nk.embeddingForward(f(6), f(9), Int32Array.from([0, 3]), 3), /embeddingForward: ids\[1\] = 3 is out of range \[0, 3\)/, RangeError],
-    ['ids not Int32Array', () => nk.embeddingBackward(f(9), f(6), [0, 1] as never, 3), /embeddingBackward: ids must be a Int32Array/, TypeError],
-    ['odd headDim', () => nk.ropeForward(f(6), f(6), Int32Array.from([0]), 2, 3, new Float64Array(1), 1), /ropeForward: headDim must be even/, RangeError],
-    ['invFreq length', () => nk.ropeForward(f(8), f(8), Int32Array.from([0]), 2, 4, new Float64Array(3), 1), /ropeForward: invFreq has length 3, expected headDim\/2 = 2/, RangeError],
-    ['invFreq type', () => nk.ropeBackward(f(8), f(8), Int32Array.from([0]), 2, 4, f(2) as never, 1), /ropeBackward: invFreq must be a Float64Array/, TypeError],
-    ['slice past the end', () => nk.sliceColumnsForward(f(4), f(10), 2, 5, 3, 3), /sliceColumnsForward: start \+ width \(6\) exceeds cols \(5\)/, RangeError],
+    [
+      'undefined arguments',
+      () => (nk.gemm as unknown as () => void).call(null),
+      /gemm: transA must be a boolean, got undefined/,
+      TypeError,
+    ],
+    [
+      'id out of range',
+      () => nk.embeddingForward(f(6), f(9), Int32Array.from([0, 3]), 3),
+      /embeddingForward: ids\[1\] = 3 is out of range \[0, 3\)/,
+      RangeError,
+    ],
+    [
+      'ids not Int32Array',
+      () => nk.embeddingBackward(f(9), f(6), [0, 1] as never, 3),
+      /embeddingBackward: ids must be a Int32Array/,
+      TypeError,
+    ],
+    [
+      'odd headDim',
+      () => nk.ropeForward(f(6), f(6), Int32Array.from([0]), 2, 3, new Float64Array(1), 1),
+      /ropeForward: headDim must be even/,
+      RangeError,
+    ],
+    [
+      'invFreq length',
+      () => nk.ropeForward(f(8), f(8), Int32Array.from([0]), 2, 4, new Float64Array(3), 1),
+      /ropeForward: invFreq has length 3, expected headDim\/2 = 2/,
+      RangeError,
+    ],
+    [
+      'invFreq type',
+      () => nk.ropeBackward(f(8), f(8), Int32Array.from([0]), 2, 4, f(2) as never, 1),
+      /ropeBackward: invFreq must be a Float64Array/,
+      TypeError,
+    ],
+    [
+      'slice past the end',
+      () => nk.sliceColumnsForward(f(4), f(10), 2, 5, 3, 3),
+      /sliceColumnsForward: start \+ width \(6\) exceeds cols \(5\)/,
+      RangeError,
+    ],
     ['bias length', () => nk.biasForward(f(6), f(2), 2, 3), /biasForward: b has length 2, expected dim = 3/, RangeError],
     ['normalize eps', () => nk.normalizeRowsForward(f(6), f(2), f(6), 2, 3, 0), /normalizeRowsForward: eps must be > 0/, RangeError],
-    ['H % KVH', () => nk.attentionForward(f(12), f(3), f(12), f(8), f(8), dims(1, 1, 1, 1, 3, 2, 4), null), /attentionForward: dims.H \(3\) must be a multiple of dims.KVH \(2\)/, RangeError],
-    ['Tq > Tk', () => nk.attentionForward(f(8), f(2), f(8), f(4), f(4), dims(1, 2, 1, 1, 1, 1, 4), null), /dims.Tq \(2\) must be <= dims.Tk \(1\)/, RangeError],
-    ['Tk > kvCap', () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), dims(1, 1, 2, 1, 1, 1, 4), null), /dims.Tk \(2\) must be <= dims.kvCap \(1\)/, RangeError],
-    ['keyStart range', () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), dims(1, 1, 1, 1, 1, 1, 4), Int32Array.from([2])), /attentionForward: keyStart\[0\] = 2 is out of range/, RangeError],
-    ['k length', () => nk.attentionBackward(f(4), f(3), f(4), f(4), f(4), f(3), f(4), f(4), f(1), dims(1, 1, 1, 1, 1, 1, 4), null), /attentionBackward: dk has length 3/, RangeError],
-    ['dims type', () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), null as never, null), /attentionForward: dims must be an object/, TypeError],
-    ['target >= V', () => nk.crossEntropyForward(f(2), f(2), f(6), Int32Array.from([0, 3]), 3), /crossEntropyForward: targets\[1\] = 3 is out of range/, RangeError],
-    ['adamw step 0', () => nk.adamw(f(2), f(2), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 0), /adamw: step must be an integer >= 1/, RangeError],
-    ['adamw lengths', () => nk.adamw(f(2), f(3), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 1), /adamw: g has length 3 but p has length 2/, RangeError],
+    [
+      'H % KVH',
+      () => nk.attentionForward(f(12), f(3), f(12), f(8), f(8), dims(1, 1, 1, 1, 3, 2, 4), null),
+      /attentionForward: dims.H \(3\) must be a multiple of dims.KVH \(2\)/,
+      RangeError,
+    ],
+    [
+      'Tq > Tk',
+      () => nk.attentionForward(f(8), f(2), f(8), f(4), f(4), dims(1, 2, 1, 1, 1, 1, 4), null),
+      /dims.Tq \(2\) must be <= dims.Tk \(1\)/,
+      RangeError,
+    ],
+    [
+      'Tk > kvCap',
+      () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), dims(1, 1, 2, 1, 1, 1, 4), null),
+      /dims.Tk \(2\) must be <= dims.kvCap \(1\)/,
+      RangeError,
+    ],
+    [
+      'keyStart range',
+      () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), dims(1, 1, 1, 1, 1, 1, 4), Int32Array.from([2])),
+      /attentionForward: keyStart\[0\] = 2 is out of range/,
+      RangeError,
+    ],
+    [
+      'k length',
+      () => nk.attentionBackward(f(4), f(3), f(4), f(4), f(4), f(3), f(4), f(4), f(1), dims(1, 1, 1, 1, 1, 1, 4), null),
+      /attentionBackward: dk has length 3/,
+      RangeError,
+    ],
+    [
+      'dims type',
+      () => nk.attentionForward(f(4), f(1), f(4), f(4), f(4), null as never, null),
+      /attentionForward: dims must be an object/,
+      TypeError,
+    ],
+    [
+      'target >= V',
+      () => nk.crossEntropyForward(f(2), f(2), f(6), Int32Array.from([0, 3]), 3),
+      /crossEntropyForward: targets\[1\] = 3 is out of range/,
+      RangeError,
+    ],
+    [
+      'adamw step 0',
+      () => nk.adamw(f(2), f(2), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 0),
+      /adamw: step must be an integer >= 1/,
+      RangeError,
+    ],
+    [
+      'adamw lengths',
+      () => nk.adamw(f(2), f(3), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 1),
+      /adamw: g has length 3 but p has length 2/,
+      RangeError,
+    ],
     ['swiglu lengths', () => nk.swigluForward(f(2), f(3), f(2)), /swigluForward: gate has length 3/, RangeError],
-    ['rmsnorm w length', () => nk.rmsnormForward(f(6), f(2), f(6), f(2), 2, 3, 1e-5), /rmsnormForward: w has length 2, expected dim = 3/, RangeError],
+    [
+      'rmsnorm w length',
+      () => nk.rmsnormForward(f(6), f(2), f(6), f(2), 2, 3, 1e-5),
+      /rmsnormForward: w has length 2, expected dim = 3/,
+      RangeError,
+    ],
     ['non-finite scalar', () => nk.scale(f(2), NaN), /scale: s must be finite/, RangeError],
     ['setThreads(0)', () => setThreads(0), /setThreads: n must be an integer >= 1/, RangeError],
-    ['reference checks too', () => rk.gemm(false, false, 2, 2, 2, 1, new Float64Array(3), new Float64Array(4), 0, new Float64Array(4)), /gemm: A has length 3/, RangeError],
-    ['reference ids', () => rk.embeddingForward(new Float64Array(2), new Float64Array(4), Int32Array.from([2]), 2), /embeddingForward: ids\[0\] = 2/, RangeError],
+    [
+      'reference checks too',
+      () => rk.gemm(false, false, 2, 2, 2, 1, new Float64Array(3), new Float64Array(4), 0, new Float64Array(4)),
+      /gemm: A has length 3/,
+      RangeError,
+    ],
+    [
+      'reference ids',
+      () => rk.embeddingForward(new Float64Array(2), new Float64Array(4), Int32Array.from([2]), 2),
+      /embeddingForward: ids\[0\] = 2/,
+      RangeError,
+    ],
   ];
   for (const [label, fn, message, type] of cases)
     test(label, () => assert.throws(fn, (e: Error) => e instanceof type && message.test(e.message)));

@@ -46,7 +46,9 @@ function folderOf(file: string): string {
 /** Relative imports of a file (type-only ones included: they are dependencies too), resolved to .ts files. */
 function importsOf(file: string): string[] {
   const { importedFiles } = ts.preProcessFile(fs.readFileSync(path.join(repoRoot, file), 'utf8'), true, true);
-  return importedFiles.map((f) => f.fileName).filter((s) => s.startsWith('.'))
+  return importedFiles
+    .map((f) => f.fileName)
+    .filter((s) => s.startsWith('.'))
     .map((s) => path.normalize(path.join(path.dirname(file), s)).replace(/\.js$/, '.ts'));
 }
 

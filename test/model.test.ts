@@ -10,10 +10,21 @@ import { Context } from '../src/engine/tensor.js';
 import { parseModelConfig, type ModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions, type TokenBatch } from '../src/model/llama.js';
 
-const tiny = (over: Record<string, unknown> = {}): ModelConfig => parseModelConfig({
-  vocab_size: 13, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2,
-  num_key_value_heads: 1, rope_theta: 10000, initializer_range: 0.4, ...over,
-}, 'test');
+const tiny = (over: Record<string, unknown> = {}): ModelConfig =>
+  parseModelConfig(
+    {
+      vocab_size: 13,
+      hidden_size: 8,
+      intermediate_size: 12,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      rope_theta: 10000,
+      initializer_range: 0.4,
+      ...over,
+    },
+    'test',
+  );
 
 function batchFor(c: ModelConfig, B: number, T: number, seed: number) {
   const rng = new Rng(seed);
@@ -51,10 +62,18 @@ function copyWeights<A extends FloatArray, B extends FloatArray>(from: Llama<A>,
 export const FAMILY_VARIANTS: Record<string, Record<string, unknown>> = {
   'llama, untied': {},
   'llama, tied': { tie_word_embeddings: true },
-  'llama3: head_dim, attention/mlp bias, llama3 RoPE': { head_dim: 6, attention_bias: true, mlp_bias: true, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 } },
+  'llama3: head_dim, attention/mlp bias, llama3 RoPE': {
+    head_dim: 6,
+    attention_bias: true,
+    mlp_bias: true,
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 },
+  },
   'llama, linear RoPE': { rope_scaling: { type: 'linear', factor: 2 } },
   'llama, dynamic NTK RoPE': { max_position_embeddings: 4, rope_scaling: { type: 'dynamic', factor: 2 } },
-  'llama, yarn RoPE (mscale)': { max_position_embeddings: 32, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 8, mscale: 1, mscale_all_dim: 0.5 } },
+  'llama, yarn RoPE (mscale)': {
+    max_position_embeddings: 32,
+    rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 8, mscale: 1, mscale_all_dim: 0.5 },
+  },
   'qwen2: q/k/v bias, tied': { model_type: 'qwen2', tie_word_embeddings: true },
   'qwen3: q/k norm, head_dim 6': { model_type: 'qwen3', head_dim: 6, attention_bias: true },
   'baichuan-7b: W_pack': { architectures: ['BaiChuanForCausalLM'], num_key_value_heads: undefined },
@@ -87,15 +106,28 @@ for (const [label, over] of Object.entries(FAMILY_VARIANTS)) {
       for (let s = 0; s < 4; s++) {
         const i = off + rng.int(n);
         const orig = p[i];
-        const f = (x: number) => { p[i] = x; const v = loss(model, ctx, d).data[0]; ctx.reset(); p[i] = orig; return v; };
+        const f = (x: number) => {
+          p[i] = x;
+          const v = loss(model, ctx, d).data[0];
+          ctx.reset();
+          p[i] = orig;
+          return v;
+        };
         const fd = (f(orig + h) - f(orig - h)) / (2 * h);
         const err = Math.abs(fd - grad[i]) / Math.max(1e-7, Math.abs(fd) + Math.abs(grad[i]));
         assert.ok(err < 1e-5 || Math.abs(fd - grad[i]) < 1e-9, `${spec.name}[${i - off}]: analytic ${grad[i]} vs finite difference ${fd}`);
       }
     }
     // every switch of the variant has its own tensors, each checked above
-    const want = Object.entries({ qkv_bias: 'self_attn.q_proj.bias', o_bias: 'self_attn.o_proj.bias', mlp_bias: 'mlp.down_proj.bias', qk_norm: 'self_attn.k_norm.weight', fused_qkv: 'self_attn.W_pack.weight' });
-    for (const [k, name] of want) assert.equal(names.has(`model.layers.N.${name}`), (c as unknown as Record<string, boolean>)[k], `${k}: ${name}`);
+    const want = Object.entries({
+      qkv_bias: 'self_attn.q_proj.bias',
+      o_bias: 'self_attn.o_proj.bias',
+      mlp_bias: 'mlp.down_proj.bias',
+      qk_norm: 'self_attn.k_norm.weight',
+      fused_qkv: 'self_attn.W_pack.weight',
+    });
+    for (const [k, name] of want)
+      assert.equal(names.has(`model.layers.N.${name}`), (c as unknown as Record<string, boolean>)[k], `${k}: ${name}`);
   });
 }
 
@@ -110,8 +142,12 @@ test('recomputation gives the same loss and gradients as keeping activations', (
 });
 
 function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) { num = Math.max(num, Math.abs(a[i] - b[i])); den = Math.max(den, Math.abs(b[i])); }
+  let num = 0,
+    den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
   return num / Math.max(den, 1e-12);
 }
 
@@ -120,13 +156,23 @@ function agreement(native: Kernels<Float32Array>, c: ModelConfig, B: number, T: 
   const nat = new Llama(c, new ParamStore(native, Llama.paramSpecs(c), true));
   copyWeights(ref, nat);
   const d = batchFor(c, B, T, 21);
-  const r = lossAndGrads(ref, d), n = lossAndGrads(nat, d, true);
+  const r = lossAndGrads(ref, d),
+    n = lossAndGrads(nat, d, true);
   return { lossErr: Math.abs(r.value - n.value) / Math.abs(r.value), gradErr: maxRelErr(n.grad, r.grad) };
 }
 
 for (const [label, over] of Object.entries(FAMILY_VARIANTS)) {
   test(`native float32 model agrees with the float64 reference (${label})`, () => {
-    const c = tiny({ vocab_size: 97, hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, initializer_range: 0.05, ...over, ...('head_dim' in over && { head_dim: 24 }) });
+    const c = tiny({
+      vocab_size: 97,
+      hidden_size: 64,
+      intermediate_size: 96,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      initializer_range: 0.05,
+      ...over,
+      ...('head_dim' in over && { head_dim: 24 }),
+    });
     const { lossErr, gradErr } = agreement(nativeKernels, c, 2, 13);
     assert.ok(lossErr < 1e-5, `loss rel err ${lossErr}`);
     assert.ok(gradErr < 1e-3, `grad rel err ${gradErr}`);
@@ -134,14 +180,28 @@ for (const [label, over] of Object.entries(FAMILY_VARIANTS)) {
 }
 
 test('native float32 model agrees with the float64 reference (loss and every gradient)', () => {
-  const c = tiny({ vocab_size: 97, hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, initializer_range: 0.05 });
+  const c = tiny({
+    vocab_size: 97,
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    initializer_range: 0.05,
+  });
   const { lossErr, gradErr } = agreement(nativeKernels, c, 3, 17);
   assert.ok(lossErr < 1e-5, `loss rel err ${lossErr}`);
   assert.ok(gradErr < 1e-3, `grad rel err ${gradErr}`);
 });
 
 test('native and reference agree on a longer sequence with plain multi-head attention', () => {
-  const c = tiny({ vocab_size: 50, hidden_size: 32, intermediate_size: 40, num_attention_heads: 2, num_key_value_heads: 2, initializer_range: 0.05 });
+  const c = tiny({
+    vocab_size: 50,
+    hidden_size: 32,
+    intermediate_size: 40,
+    num_attention_heads: 2,
+    num_key_value_heads: 2,
+    initializer_range: 0.05,
+  });
   const { lossErr, gradErr } = agreement(nativeKernels, c, 1, 300);
   assert.ok(lossErr < 1e-5, `loss rel err ${lossErr}`);
   assert.ok(gradErr < 2e-3, `grad rel err ${gradErr}`);
@@ -151,7 +211,8 @@ test('a forward pass is deterministic', () => {
   const c = tiny({ vocab_size: 40, hidden_size: 32, intermediate_size: 48, num_attention_heads: 4, num_key_value_heads: 4 });
   const model = Llama.random(nativeKernels, c, 2);
   const d = batchFor(c, 2, 33, 3);
-  const a = lossAndGrads(model, d), b = lossAndGrads(model, d);
+  const a = lossAndGrads(model, d),
+    b = lossAndGrads(model, d);
   assert.equal(a.value, b.value);
   assert.deepEqual(a.grad, b.grad);
 });

@@ -13,16 +13,29 @@ function gradCheck(name: string, x: Tensor<Float64Array>, f: (ctx: Context<Float
   const h = 1e-6;
   for (let i = 0; i < x.size; i++) {
     const orig = x.data[i];
-    x.data[i] = orig + h; const up = f(new Context(k, undefined, false, true)).data[0];
-    x.data[i] = orig - h; const down = f(new Context(k, undefined, false, true)).data[0];
+    x.data[i] = orig + h;
+    const up = f(new Context(k, undefined, false, true)).data[0];
+    x.data[i] = orig - h;
+    const down = f(new Context(k, undefined, false, true)).data[0];
     x.data[i] = orig;
     const fd = (up - down) / (2 * h);
     assert.ok(Math.abs(fd - x.grad[i]) <= 1e-6 * Math.max(1, Math.abs(fd)), `${name}[${i}]: analytic ${x.grad[i]} vs numeric ${fd}`);
   }
 }
 
-const rand = (n: number, seed: number) => { const r = new Rng(seed); return Float64Array.from({ length: n }, () => r.normal()); };
-const param = (shape: number[], seed: number) => new Tensor(rand(shape.reduce((a, b) => a * b), seed), shape, true);
+const rand = (n: number, seed: number) => {
+  const r = new Rng(seed);
+  return Float64Array.from({ length: n }, () => r.normal());
+};
+const param = (shape: number[], seed: number) =>
+  new Tensor(
+    rand(
+      shape.reduce((a, b) => a * b),
+      seed,
+    ),
+    shape,
+    true,
+  );
 
 test('gatherRows and segmentSum backpropagate to the rows they read', () => {
   const x = param([5, 3], 1);
@@ -55,7 +68,8 @@ test('dropout: mask is a pure function of the seed, off outside training, gradie
   const x = param([4, 6], 5);
   const W = param([3, 6], 6);
   gradCheck('dropout', x, (ctx) => weightedSum(ctx, linear(ctx, dropout(ctx, x, 0.3, 99), W), rand(12, 7)));
-  const a = dropout(new Context(k), x, 0.5, 1).data, b = dropout(new Context(k), x, 0.5, 1).data;
+  const a = dropout(new Context(k), x, 0.5, 1).data,
+    b = dropout(new Context(k), x, 0.5, 1).data;
   assert.deepEqual(a, b);
   assert.ok(a.some((v) => v === 0) && a.some((v, i) => Math.abs(v - 2 * x.data[i]) < 1e-12));
   assert.equal(dropout(new Context(k, undefined, false), x, 0.5, 1), x);

@@ -4,13 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import {
-  bf16BitsToF32Bits,
-  decodeF16,
-  f16BitsToF32Bits,
-  f32BitsToBf16Bits,
-  f32BitsToF16Bits,
-} from '../src/io/half.js';
+import { bf16BitsToF32Bits, decodeF16, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from '../src/io/half.js';
 import {
   readCheckpointTensors,
   readSafetensors,
@@ -118,12 +112,7 @@ test('every f16 pattern decodes to the value the IEEE formula gives and encodes 
     const sign = h & 0x8000 ? -1 : 1;
     const exp = (h >> 10) & 0x1f;
     const mant = h & 0x3ff;
-    const want =
-      exp === 0x1f
-        ? mant
-          ? NaN
-          : sign * Infinity
-        : sign * (exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15));
+    const want = exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15));
     assert.ok(Object.is(decoded[h], want), `0x${h.toString(16)}: ${decoded[h]} != ${want}`);
     if (!Number.isNaN(want)) assert.equal(f32BitsToF16Bits(bitsOf(decoded[h])), h);
   }
@@ -135,7 +124,7 @@ test('f16 encoding rounds random floats to the nearest value, ties to even', () 
   for (let h = 0; h <= 0x7bff; h++) values.push(floatOf(f16BitsToF32Bits(h)));
   values.push(65536); // the rounding boundary beyond 65504 is infinity
   let seed = 12345;
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = (): number => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   for (let i = 0; i < 20000; i++) {
     const x = Math.fround(2 ** (rand() * 44 - 27) * (1 + rand()));
     let lo = 0;
@@ -228,9 +217,24 @@ test('written bytes equal a file built by hand from the spec', async () => {
       '"c":{"dtype":"BF16","shape":[1,2],"data_offsets":[8,12]},' +
       '"a":{"dtype":"F16","shape":[3],"data_offsets":[12,18]}}';
     const data = [
-      0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x40, // F32 1.0, 2.0
-      0x80, 0x3f, 0x20, 0xc0, // BF16 1.0, -2.5
-      0x00, 0x3c, 0x00, 0xc1, 0xff, 0x7b, // F16 1.0, -2.5, 65504
+      0x00,
+      0x00,
+      0x80,
+      0x3f,
+      0x00,
+      0x00,
+      0x00,
+      0x40, // F32 1.0, 2.0
+      0x80,
+      0x3f,
+      0x20,
+      0xc0, // BF16 1.0, -2.5
+      0x00,
+      0x3c,
+      0x00,
+      0xc1,
+      0xff,
+      0x7b, // F16 1.0, -2.5, 65504
     ];
     const expected = handFile(header, data);
     const f = path.join(dir, 'x.safetensors');
@@ -336,7 +340,12 @@ test('malformed files fail with errors naming the file and the problem', async (
     await attempt(longLen, 'header length 1000 runs past the end of the file (16 bytes)');
     await attempt(handFile('{"a": [1,'), 'header is not valid JSON');
     await attempt(handFile('[1,2]'), 'header JSON is not an object');
-    await attempt(handFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', [0, 0, 0, 0]), 'tensor "a"', 'span 4 bytes', 'needs 8');
+    await attempt(
+      handFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', [0, 0, 0, 0]),
+      'tensor "a"',
+      'span 4 bytes',
+      'needs 8',
+    );
     await attempt(handFile('{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}', [0]), 'unknown dtype "Q4"');
     await attempt(handFile('{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}', [0, 0, 0, 0]), 'shape [-1]');
     await attempt(handFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}', [0, 0, 0, 0]), 'data_offsets [4,0]');
@@ -345,7 +354,10 @@ test('malformed files fail with errors naming the file and the problem', async (
       'header lists "a" more than once',
     );
     await attempt(
-      handFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', [0, 0, 0, 0, 0, 0, 0, 0]),
+      handFile(
+        '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+        [0, 0, 0, 0, 0, 0, 0, 0],
+      ),
       'overlap',
     );
     await attempt(handFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', [0, 0, 0, 0, 0, 0, 0, 0]), 'leave a gap');
@@ -475,7 +487,11 @@ test('cross-check with an independent Python (numpy) reader and writer of the fo
     await writeSafetensors(ours, tensors, { format: 'np' });
     await writeSafetensors(oursPlain, tensors);
     const r = spawnSync('python3', ['-c', PY_SAFETENSORS, ours, theirs, JSON.stringify(values)], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `python3 with numpy (Debian: apt-get install python3-numpy, as .ci/run does): ${r.error?.message ?? r.stderr}`);
+    assert.equal(
+      r.status,
+      0,
+      `python3 with numpy (Debian: apt-get install python3-numpy, as .ci/run does): ${r.error?.message ?? r.stderr}`,
+    );
     const parsed = JSON.parse(r.stdout) as { metadata: unknown; tensors: Record<string, unknown> };
     assert.deepEqual(parsed.metadata, { format: 'np' });
     const bf = [...(await readSafetensors(ours)).get('b')!.data];

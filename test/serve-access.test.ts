@@ -28,25 +28,37 @@ async function serve(o: Partial<ServeOptions> = {}): Promise<number> {
   return Number(new URL(url).port);
 }
 
-interface Raw { status: number; json: { error?: { code?: string; message?: string }; [k: string]: unknown } | null }
+interface Raw {
+  status: number;
+  json: { error?: { code?: string; message?: string }; [k: string]: unknown } | null;
+}
 
 /** One request with the target and headers exactly as given. */
 function raw(port: number, method: string, target: string, o: { host?: string; key?: string; body?: unknown } = {}): Promise<Raw> {
   const body = o.body === undefined ? undefined : JSON.stringify(o.body);
   return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port, method, path: target, setHost: false,
-      headers: {
-        host: o.host ?? `127.0.0.1:${port}`,
-        ...(o.key ? { authorization: `Bearer ${o.key}` } : {}),
-        ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: target,
+        setHost: false,
+        headers: {
+          host: o.host ?? `127.0.0.1:${port}`,
+          ...(o.key ? { authorization: `Bearer ${o.key}` } : {}),
+          ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
+        },
       },
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve({ status: res.statusCode!, json: text.startsWith('{') ? JSON.parse(text) : null }));
-    });
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => {
+          text += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, json: text.startsWith('{') ? JSON.parse(text) : null }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -140,8 +152,14 @@ test('without a key the server answers only to its own host names (DNS rebinding
   for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `[::1]:${port}`]) {
     assert.equal((await raw(port, 'GET', '/v1/models', { host })).status, 200, host);
   }
-  for (const [host, target] of [['evil.example', '/v1/models'], [`evil.example:${port}`, '/'], ['evil.example', '/health'], ['localhost.evil.example', '/v1/models'],
-    ['evil.example@localhost', '/v1/models'], ['localhost', 'http://evil.example/v1/models']]) {
+  for (const [host, target] of [
+    ['evil.example', '/v1/models'],
+    [`evil.example:${port}`, '/'],
+    ['evil.example', '/health'],
+    ['localhost.evil.example', '/v1/models'],
+    ['evil.example@localhost', '/v1/models'],
+    ['localhost', 'http://evil.example/v1/models'],
+  ]) {
     const r = await raw(port, 'GET', target, { host });
     assert.equal(r.status, 403, `Host ${host} ${target}`);
     assert.equal(r.json?.error?.code, 'host_not_allowed');

@@ -25,5 +25,12 @@ export const ROPE_USAGE = helpLines(ROPE_FIELDS).join('\n');
 /** Loads --model (merging --adapter into it, RoPE scaled by --rope-scaling where the command takes it), its tokenizer and chat template. */
 export function loadPolicy(a: Parsed, trainable: boolean): Promise<ChatModel> {
   const { rope_scaling } = parseGiven(ROPE_SCHEMA, ROPE_FIELDS, givenValues(ROPE_FIELDS, a), ROPE_USAGE);
-  return loadChatModel({ model: a.need('model'), adapter: a.str('adapter'), tokenizer: a.str('tokenizer'), template: a.str('template'), trainable, ropeScaling: rope_scaling });
+  return loadChatModel({
+    model: a.need('model'),
+    adapter: a.str('adapter'),
+    tokenizer: a.str('tokenizer'),
+    template: a.str('template'),
+    trainable,
+    ropeScaling: rope_scaling,
+  });
 }

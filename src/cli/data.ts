@@ -134,8 +134,14 @@ function summaryTable(summaries: ImportSummary[]): string {
   return formatTable(
     ['file', 'format', 'encoding', 'records', 'kinds', 'rejects'],
     summaries.map((s) => [
-      path.basename(s.file), s.format, s.encoding, s.records,
-      Object.entries(s.byKind).map(([k, n]) => `${k} ${n}`).join(', '), s.rejects,
+      path.basename(s.file),
+      s.format,
+      s.encoding,
+      s.records,
+      Object.entries(s.byKind)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', '),
+      s.rejects,
     ]),
   );
 }
@@ -171,7 +177,9 @@ async function importCommand(argv: string[]): Promise<number> {
   if (a.flag('json')) console.log(JSON.stringify(summaries, null, 2));
   else {
     console.log(summaryTable(summaries));
-    console.log(`\nwrote ${[...writers.keys()].map((k) => `${k}.jsonl`).join(', ') || 'no records'} and rejects.jsonl (${rejects.total}) to ${dir}`);
+    console.log(
+      `\nwrote ${[...writers.keys()].map((k) => `${k}.jsonl`).join(', ') || 'no records'} and rejects.jsonl (${rejects.total}) to ${dir}`,
+    );
   }
   return 0;
 }
@@ -197,16 +205,31 @@ async function* singleKind(file: string, opts: ImportOptions, rejects: RejectSin
   let kind: RecordKind | undefined;
   for await (const rec of await openImport(file, { ...opts, rejects })) {
     kind ??= rec.kind;
-    if (rec.kind !== kind) throw new DataError(`${file}: holds both ${kind} and ${rec.kind} records; split it first (for KG triples use --kg-output text or qa)`);
+    if (rec.kind !== kind)
+      throw new DataError(
+        `${file}: holds both ${kind} and ${rec.kind} records; split it first (for KG triples use --kg-output text or qa)`,
+      );
     yield rec;
   }
 }
 
 async function dedupCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, {
-    ...IMPORT_OPTIONS, out: { type: 'string' }, report: { type: 'string' }, 'no-exact': { type: 'boolean' }, 'no-near': { type: 'boolean' },
-    threshold: { type: 'string' }, ngram: { type: 'string' }, 'num-perm': { type: 'string' }, substring: { type: 'string' }, keep: { type: 'string' },
-  }, COMMAND_HELP.dedup);
+  const a = parse(
+    argv,
+    {
+      ...IMPORT_OPTIONS,
+      out: { type: 'string' },
+      report: { type: 'string' },
+      'no-exact': { type: 'boolean' },
+      'no-near': { type: 'boolean' },
+      threshold: { type: 'string' },
+      ngram: { type: 'string' },
+      'num-perm': { type: 'string' },
+      substring: { type: 'string' },
+      keep: { type: 'string' },
+    },
+    COMMAND_HELP.dedup,
+  );
   if (a.help) return help('dedup');
   if (a.positionals.length !== 1) throw usage('dedup', 'give exactly one FILE');
   const outFile = a.str('out');
@@ -216,12 +239,14 @@ async function dedupCommand(argv: string[]): Promise<number> {
   const minLength = a.optNum('substring', isInt, 'a positive integer');
   const dd = new StageDeduper({
     exact: !a.flag('no-exact'),
-    near: a.flag('no-near') ? false : {
-      ...NEAR_DUP_DEFAULTS,
-      threshold: a.optNum('threshold', (x) => x > 0 && x <= 1, 'a number in (0, 1]') ?? NEAR_DUP_DEFAULTS.threshold,
-      ngram: a.optNum('ngram', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.ngram,
-      numPerm: a.optNum('num-perm', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.numPerm,
-    },
+    near: a.flag('no-near')
+      ? false
+      : {
+          ...NEAR_DUP_DEFAULTS,
+          threshold: a.optNum('threshold', (x) => x > 0 && x <= 1, 'a number in (0, 1]') ?? NEAR_DUP_DEFAULTS.threshold,
+          ngram: a.optNum('ngram', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.ngram,
+          numPerm: a.optNum('num-perm', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.numPerm,
+        },
     substring: minLength === undefined ? false : { ...SUBSTRING_DEFAULTS, minLength, keep },
   });
   const file = a.positionals[0];
@@ -244,7 +269,15 @@ async function dedupCommand(argv: string[]): Promise<number> {
   } finally {
     await rejects.close();
   }
-  const rows = Object.entries(dd.report.sources).map(([src, c]) => [src, c.input, c.exact, c.near, c.substringRecords, c.substringChars, c.substringDropped]);
+  const rows = Object.entries(dd.report.sources).map(([src, c]) => [
+    src,
+    c.input,
+    c.exact,
+    c.near,
+    c.substringRecords,
+    c.substringChars,
+    c.substringDropped,
+  ]);
   console.log(formatTable(['source', 'input', 'exact', 'near', 'substr records', 'substr chars', 'substr dropped'], rows));
   console.log(`\n${input} records in, ${out.count} written to ${outFile}; ${rejects.total} rejected rows`);
   const report = a.str('report');
@@ -253,10 +286,20 @@ async function dedupCommand(argv: string[]): Promise<number> {
 }
 
 async function decontamCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, {
-    ...IMPORT_OPTIONS, out: { type: 'string' }, report: { type: 'string' }, eval: { type: 'string', multiple: true },
-    ngram: { type: 'string' }, threshold: { type: 'string' }, 'min-chars': { type: 'string' }, action: { type: 'string' },
-  }, COMMAND_HELP.decontam);
+  const a = parse(
+    argv,
+    {
+      ...IMPORT_OPTIONS,
+      out: { type: 'string' },
+      report: { type: 'string' },
+      eval: { type: 'string', multiple: true },
+      ngram: { type: 'string' },
+      threshold: { type: 'string' },
+      'min-chars': { type: 'string' },
+      action: { type: 'string' },
+    },
+    COMMAND_HELP.decontam,
+  );
   if (a.help) return help('decontam');
   if (a.positionals.length !== 1) throw usage('decontam', 'give exactly one training FILE');
   const evals = a.many('eval');
@@ -295,8 +338,13 @@ async function decontamCommand(argv: string[]): Promise<number> {
   const report = tracker.result();
   const rows = Object.entries(report.stages.train ?? {}).map(([src, c]) => [src, c.checked, c.overlapping, c.dropped, c.flagged]);
   console.log(formatTable(['source', 'checked', 'overlapping', 'dropped', 'flagged'], rows));
-  const hit = Object.entries(report.evalSetsHit).map(([k, n]) => `${k}: ${n}`).join(', ') || 'none';
-  console.log(`\n${report.evalItems} evaluation items indexed (${report.evalItemsTooShort} too short to probe); items found in training data: ${hit}`);
+  const hit =
+    Object.entries(report.evalSetsHit)
+      .map(([k, n]) => `${k}: ${n}`)
+      .join(', ') || 'none';
+  console.log(
+    `\n${report.evalItems} evaluation items indexed (${report.evalItemsTooShort} too short to probe); items found in training data: ${hit}`,
+  );
   console.log(`${out.count} records written to ${outFile}`);
   const reportFile = a.str('report');
   if (reportFile) await writeJsonAtomic(reportFile, report);
@@ -315,9 +363,11 @@ async function statsCommand(argv: string[]): Promise<number> {
     if (!st) throw new DataError(`${p}: no such file or directory`);
     const statsFile = st.isDirectory() ? path.join(p, 'data', 'stats.json') : path.basename(p) === 'stats.json' ? p : undefined;
     if (statsFile) {
-      const saved = JSON.parse(await readFile(statsFile, 'utf8').catch(() => {
-        throw new DataError(`${p}: no ${statsFile}; run "chimed data build" first or pass record files`);
-      }));
+      const saved = JSON.parse(
+        await readFile(statsFile, 'utf8').catch(() => {
+          throw new DataError(`${p}: no ${statsFile}; run "chimed data build" first or pass record files`);
+        }),
+      );
       merged = { ...merged, ...(saved.stages as DatasetStats) };
       continue;
     }

@@ -13,8 +13,11 @@ import { exportLlamaFactoryCommand, LLAMAFACTORY_USAGE } from './export-llamafac
 type Parsed = ReturnType<typeof parse>;
 
 const SAMPLING_FLAGS = {
-  temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' },
-  'repetition-penalty': { type: 'string' }, 'max-new-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  'max-new-tokens': { type: 'string' },
 } as const;
 
 const SAMPLING_USAGE = `  generation_config.json defaults (chimed generate's defaults unless given):
@@ -67,9 +70,15 @@ export function exportCommand(argv: string[]): Promise<number> {
 export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unknown> {
   const { tokenizer: tok, template } = chat;
   const temperature = a.num('temperature', 0, (x) => Number.isFinite(x) && x >= 0, 'a number >= 0');
-  const sampling: Record<string, unknown> = temperature > 0
-    ? { do_sample: true, temperature, ...(a.str('top-k') !== undefined && { top_k: a.int('top-k') }), ...(a.str('top-p') !== undefined && { top_p: a.num('top-p') }) }
-    : { do_sample: false };
+  const sampling: Record<string, unknown> =
+    temperature > 0
+      ? {
+          do_sample: true,
+          temperature,
+          ...(a.str('top-k') !== undefined && { top_k: a.int('top-k') }),
+          ...(a.str('top-p') !== undefined && { top_p: a.num('top-p') }),
+        }
+      : { do_sample: false };
   const rp = a.num('repetition-penalty', 1);
   return {
     ...(tok.bosId !== null && { bos_token_id: tok.bosId }),
@@ -85,7 +94,12 @@ export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unk
 async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F32' | 'F16' | 'BF16'): Promise<void> {
   const { model, tokenizer, template } = chat;
   // config.json names the special tokens too, as transformers writes it
-  const config = { ...model.config, eos_token_id: tokenizer.eosId, pad_token_id: tokenizer.padId, ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }) };
+  const config = {
+    ...model.config,
+    eos_token_id: tokenizer.eosId,
+    pad_token_id: tokenizer.padId,
+    ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }),
+  };
   await saveModel(out, new Llama(config, model.params), dtype);
   copyRemoteCode(model.config, chat.dir, out);
   await tokenizer.save(out, { template });
@@ -93,8 +107,22 @@ async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F3
 }
 
 async function exportHf(argv: string[], usage: string, merge: boolean): Promise<number> {
-  const a = parse(argv, { ...MODEL_FLAGS, ...ROPE_FLAGS, ...SAMPLING_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, 'keep-adapter': { type: 'boolean' } }, usage);
-  if (a.help) { process.stdout.write(usage + '\n'); return 0; }
+  const a = parse(
+    argv,
+    {
+      ...MODEL_FLAGS,
+      ...ROPE_FLAGS,
+      ...SAMPLING_FLAGS,
+      out: { type: 'string' },
+      dtype: { type: 'string' },
+      'keep-adapter': { type: 'boolean' },
+    },
+    usage,
+  );
+  if (a.help) {
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
   const out = a.need('out');
   const adapter = a.str('adapter');
   if (merge && !adapter) throw new UsageError(`--adapter is required\n\n${usage}`);
@@ -118,10 +146,14 @@ async function exportHf(argv: string[], usage: string, merge: boolean): Promise<
 
 async function exportGguf(argv: string[]): Promise<number> {
   const a = parse(argv, { ...MODEL_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' } }, GGUF_USAGE);
-  if (a.help) { process.stdout.write(GGUF_USAGE + '\n'); return 0; }
+  if (a.help) {
+    process.stdout.write(GGUF_USAGE + '\n');
+    return 0;
+  }
   const out = a.need('out');
   const dtype = (a.str('dtype') ?? 'f32').toLowerCase() as GgufExportDtype;
-  if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
+  if (!GGUF_EXPORT_DTYPES.includes(dtype))
+    throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
   const chat = await loadPolicy(a, false);
   await mkdir(path.dirname(path.resolve(out)), { recursive: true });
   const notes = await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);

@@ -15,8 +15,21 @@ sizes. Without architectures / model_type it is a LLaMA. Keys that would change 
 in a way chimed does not implement are refused, naming the key.`;
 
 export async function initCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, { config: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' }, dtype: { type: 'string' } }, USAGE);
-  if (a.help) { process.stdout.write(USAGE + '\n'); return 0; }
+  const a = parse(
+    argv,
+    {
+      config: { type: 'string' },
+      out: { type: 'string' },
+      seed: { type: 'string' },
+      tokenizer: { type: 'string' },
+      dtype: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (a.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
   const out = a.need('out');
   const model = Llama.random(nativeKernels, readConfigFile(a.need('config')), a.num('seed', 42, Number.isInteger, 'an integer'), false);
   const dtype = (a.str('dtype') ?? 'F32').toUpperCase();

@@ -25,7 +25,10 @@ const commands: Record<string, Command> = {
   generate: { summary: 'answer prompts (file or argument) with a model, JSONL out', run: generateCommand },
   chat: { summary: 'multi-turn chat in the terminal, streamed', run: chatCommand },
   serve: { summary: 'OpenAI-compatible API + web chat and preference annotation at /', run: serveCommand },
-  export: { summary: 'export models: hf, gguf (f32/f16/q8_0), merge (LoRA into its base); llamafactory (a run for GPU clusters)', run: exportCommand },
+  export: {
+    summary: 'export models: hf, gguf (f32/f16/q8_0), merge (LoRA into its base); llamafactory (a run for GPU clusters)',
+    run: exportCommand,
+  },
   bench: { summary: 'benchmarks printing figures (train, kernels, tokenize, data, generate, mcq, serve)', run: benchCommand },
 };
 
@@ -44,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     return await dispatch(argv, commands, USAGE);
   } catch (e) {
     const err = e as Error;
-    process.stderr.write(`chimed: ${process.env.CHIMED_DEBUG ? err.stack ?? err.message : err.message}\n`);
+    process.stderr.write(`chimed: ${process.env.CHIMED_DEBUG ? (err.stack ?? err.message) : err.message}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
 }

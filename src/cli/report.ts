@@ -10,7 +10,10 @@ reward-model accuracy, DPO margins, metrics across stages, attitude scale).`;
 
 export async function reportCommand(argv: string[]): Promise<number> {
   const a = parse(argv, {}, USAGE);
-  if (a.help || !a.positionals[0]) { process.stdout.write(USAGE + '\n'); return a.help ? 0 : 2; }
+  if (a.help || !a.positionals[0]) {
+    process.stdout.write(USAGE + '\n');
+    return a.help ? 0 : 2;
+  }
   const dir = await writeReport(a.positionals[0]);
   process.stdout.write(`report: ${dir}/report.md, ${dir}/report.html\n`);
   return 0;

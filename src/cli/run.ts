@@ -15,8 +15,14 @@ from its last checkpoint. Output: RUN_DIR (default runs/NAME).`;
 
 export async function runCommand(argv: string[]): Promise<number> {
   const a = parse(argv, { out: { type: 'string' }, reference: { type: 'boolean' } }, RUN_USAGE);
-  if (a.flag('reference')) { process.stdout.write(configReference()); return 0; }
-  if (a.help || !a.positionals[0]) { process.stdout.write(RUN_USAGE + '\n'); return a.help ? 0 : 2; }
+  if (a.flag('reference')) {
+    process.stdout.write(configReference());
+    return 0;
+  }
+  if (a.help || !a.positionals[0]) {
+    process.stdout.write(RUN_USAGE + '\n');
+    return a.help ? 0 : 2;
+  }
   const cfg = readRunConfig(a.positionals[0]);
   await runPipeline(cfg, a.str('out') ?? path.join('runs', cfg.name));
   return 0;
@@ -33,8 +39,14 @@ and a summary table (about 10 minutes on 2 cores; --fast about 1).
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const a = parse(argv, { fast: { type: 'boolean' }, seed: { type: 'string' }, out: { type: 'string' } }, DEMO_USAGE);
-  if (a.help) { process.stdout.write(DEMO_USAGE + '\n'); return 0; }
-  const cfg = parseRunConfig(demoConfig(a.flag('fast'), a.num('seed', DEMO_SEED, Number.isSafeInteger, 'an integer')), 'built-in demo config');
+  if (a.help) {
+    process.stdout.write(DEMO_USAGE + '\n');
+    return 0;
+  }
+  const cfg = parseRunConfig(
+    demoConfig(a.flag('fast'), a.num('seed', DEMO_SEED, Number.isSafeInteger, 'an integer')),
+    'built-in demo config',
+  );
   await runPipeline(cfg, a.str('out') ?? path.join('runs', cfg.name));
   return 0;
 }

@@ -23,7 +23,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'train a byte-level BPE tokenizer',
     async run(argv) {
       const a = parse(argv, { data: { type: 'string' }, out: { type: 'string' }, ...parseOptions(TRAIN_FIELDS) }, TRAIN_USAGE);
-      if (a.help) { process.stdout.write(TRAIN_USAGE + '\n'); return 0; }
+      if (a.help) {
+        process.stdout.write(TRAIN_USAGE + '\n');
+        return 0;
+      }
       const files = a.list('data');
       if (!files.length) throw new UsageError(`--data is required\n\n${TRAIN_USAGE}`);
       const t0 = Date.now();
@@ -38,7 +41,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'token ids (and tokens with --json) of a text',
     async run(argv) {
       const a = parse(argv, { tokenizer: { type: 'string' }, text: { type: 'string' }, json: { type: 'boolean' } }, ENCODE_USAGE);
-      if (a.help) { process.stdout.write(ENCODE_USAGE + '\n'); return 0; }
+      if (a.help) {
+        process.stdout.write(ENCODE_USAGE + '\n');
+        return 0;
+      }
       const tok = Tokenizer.fromDir(a.need('tokenizer'));
       const ids = tok.encode(a.need('text'));
       process.stdout.write(a.flag('json') ? JSON.stringify({ ids, tokens: ids.map((i) => tok.decode([i])) }) + '\n' : ids.join(' ') + '\n');
@@ -48,5 +54,10 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export function tokenizerCommand(argv: string[]): Promise<number> {
-  return dispatch(argv, COMMANDS, `chimed tokenizer train|encode ...\n\n${commandList(COMMANDS)}\n\n${TRAIN_USAGE}\n\n${ENCODE_USAGE}`, 'tokenizer command');
+  return dispatch(
+    argv,
+    COMMANDS,
+    `chimed tokenizer train|encode ...\n\n${commandList(COMMANDS)}\n\n${TRAIN_USAGE}\n\n${ENCODE_USAGE}`,
+    'tokenizer command',
+  );
 }

@@ -19,7 +19,11 @@ function sectionsOf(st: Stage): [string, z.ZodObject, OptionField[]][] {
 }
 
 export function stageUsage(st: Stage): string {
-  return [`chimed train ${st.name} [options]`, st.about, ...sectionsOf(st).map(([title, , fields]) => `${title}:\n${helpLines(fields).join('\n')}`)].join('\n\n');
+  return [
+    `chimed train ${st.name} [options]`,
+    st.about,
+    ...sectionsOf(st).map(([title, , fields]) => `${title}:\n${helpLines(fields).join('\n')}`),
+  ].join('\n\n');
 }
 
 /** The command line of `chimed train STAGE` as the stage's inputs, settings and run context; null for --help. */
@@ -38,7 +42,10 @@ function stageCommand(st: Stage): Command {
     summary: st.summary,
     async run(argv) {
       const r = readStageArgv(st, argv);
-      if (!r) { process.stdout.write(`${stageUsage(st)}\n`); return 0; }
+      if (!r) {
+        process.stdout.write(`${stageUsage(st)}\n`);
+        return 0;
+      }
       if (r.context.threads > 0) setThreads(r.context.threads);
       await st.run(r.settings, { ...r.inputs, runDir: r.context.out, seed: r.context.seed });
       return 0;
@@ -49,5 +56,10 @@ function stageCommand(st: Stage): Command {
 const COMMANDS: Record<string, Command> = Object.fromEntries(Object.values(STAGES).map((st) => [st.name, stageCommand(st as Stage)]));
 
 export function trainCommand(argv: string[]): Promise<number> {
-  return dispatch(argv, COMMANDS, `chimed train STAGE [options]   (STAGE --help for its options)\n\n${commandList(COMMANDS)}`, 'training stage');
+  return dispatch(
+    argv,
+    COMMANDS,
+    `chimed train STAGE [options]   (STAGE --help for its options)\n\n${commandList(COMMANDS)}`,
+    'training stage',
+  );
 }

@@ -83,17 +83,26 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
   const dedupers = new Map<Stage, StageDeduper>();
   for (const st of TRAINING_STAGES) {
     const on = cfg.dedup.stages.includes(st);
-    dedupers.set(st, new StageDeduper({
-      exact: on && cfg.dedup.exact,
-      near: on ? cfg.dedup.near : false,
-      substring: st === 'pt' ? cfg.dedup.substring : false,
-    }));
+    dedupers.set(
+      st,
+      new StageDeduper({
+        exact: on && cfg.dedup.exact,
+        near: on ? cfg.dedup.near : false,
+        substring: st === 'pt' ? cfg.dedup.substring : false,
+      }),
+    );
   }
 
   const open = (src: OpenSource, sink = rejects) =>
     openImport(src.path, {
-      format: src.format, reader: src.reader, encoding: src.encoding, source: sourceName(src), textMaxChars: src.textMaxChars,
-      kgOutput: src.kgOutput, rejects: sink, maxRejectRate: src.maxRejectRate ?? cfg.maxRejectRate,
+      format: src.format,
+      reader: src.reader,
+      encoding: src.encoding,
+      source: sourceName(src),
+      textMaxChars: src.textMaxChars,
+      kgOutput: src.kgOutput,
+      rejects: sink,
+      maxRejectRate: src.maxRejectRate ?? cfg.maxRejectRate,
     });
   // A source without `stages` is an eval source when its records default to eval (MCQ, NER);
   // its first record tells, read through a throwaway reject sink.
@@ -149,7 +158,12 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
           let staged: Tagged = t;
           if (st === 'pt') staged = { kind: 'document', record: asDocument(t) };
           if (st === 'sft' && t.kind === 'conversation' && t.record.messages[t.record.messages.length - 1].role !== 'assistant') {
-            await rejects.add({ file: src.path, line: rec.line, reason: 'conversation ends on a user turn (no reference answer), so SFT cannot use it', raw: JSON.stringify(t.record) });
+            await rejects.add({
+              file: src.path,
+              line: rec.line,
+              reason: 'conversation ends on a user turn (no reference answer), so SFT cannot use it',
+              raw: JSON.stringify(t.record),
+            });
             unusable++;
             continue;
           }

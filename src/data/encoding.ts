@@ -15,8 +15,15 @@ import { DataError } from './errors.js';
 export type TextEncoding = 'utf-8' | 'utf-8-bom' | 'gb18030';
 /** Aliases accepted from users (--encoding). */
 const ENCODING_ALIASES: Record<string, TextEncoding> = {
-  'utf-8': 'utf-8', utf8: 'utf-8', 'utf-8-bom': 'utf-8-bom', 'utf-8-sig': 'utf-8-bom', 'utf8-bom': 'utf-8-bom',
-  gb18030: 'gb18030', gbk: 'gb18030', gb2312: 'gb18030', cp936: 'gb18030',
+  'utf-8': 'utf-8',
+  utf8: 'utf-8',
+  'utf-8-bom': 'utf-8-bom',
+  'utf-8-sig': 'utf-8-bom',
+  'utf8-bom': 'utf-8-bom',
+  gb18030: 'gb18030',
+  gbk: 'gb18030',
+  gb2312: 'gb18030',
+  cp936: 'gb18030',
 };
 
 export class EncodingError extends DataError {}
@@ -49,13 +56,23 @@ function scanUtf8(b: Uint8Array, from = 0, to = b.length): { multibyte: number; 
   let i = from;
   while (i < to) {
     const c = b[i];
-    if (c < 0x80) { i++; continue; }
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
     const lead = utf8Lead(c);
-    if (!lead) { invalid.push(i++); continue; }
+    if (!lead) {
+      invalid.push(i++);
+      continue;
+    }
     let { lo, hi } = lead;
     const need = lead.need - 1;
-    let j = i + 1, got = 0;
-    for (; got < need && j < to && b[j] >= lo && b[j] <= hi; got++, j++) { lo = 0x80; hi = 0xbf; }
+    let j = i + 1,
+      got = 0;
+    for (; got < need && j < to && b[j] >= lo && b[j] <= hi; got++, j++) {
+      lo = 0x80;
+      hi = 0xbf;
+    }
     if (got === need) multibyte++;
     else invalid.push(i);
     i = j;
@@ -86,11 +103,13 @@ function completeLength(b: Uint8Array): number {
 }
 
 /** Bytes no text file of ours holds: C0 controls other than tab, newlines, form feed, ESC and ^Z. */
-const isControl = (c: number) => (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c && c !== 0x1b && c !== 0x1a) || c === 0x7f;
+const isControl = (c: number) =>
+  (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c && c !== 0x1b && c !== 0x1a) || c === 0x7f;
 
 /** Refuses binary data: any NUL, or more than 1% control bytes. */
 function checkNotBinary(head: Uint8Array): void {
-  let controls = 0, first = -1;
+  let controls = 0,
+    first = -1;
   const nuls = [0, 0]; // at even and odd offsets
   for (let i = 0; i < head.length; i++) {
     if (!isControl(head[i])) continue;
@@ -102,8 +121,10 @@ function checkNotBinary(head: Uint8Array): void {
   if (!nul && controls <= head.length / 100) return;
   // UTF-16 puts the zero byte of ASCII characters always on the same side
   const utf16 = nul >= 8 && (!nuls[0] || !nuls[1]) ? ' (UTF-16 without a byte-order mark? convert it to UTF-8)' : '';
-  throw new EncodingError(`binary data, not text: ${controls} control bytes (${nul} NUL) in the first ${head.length} bytes, ` +
-    `the first 0x${head[first].toString(16).padStart(2, '0')} at byte ${first}${utf16}`);
+  throw new EncodingError(
+    `binary data, not text: ${controls} control bytes (${nul} NUL) in the first ${head.length} bytes, ` +
+      `the first 0x${head[first].toString(16).padStart(2, '0')} at byte ${first}${utf16}`,
+  );
 }
 
 /** GB18030 sequences that do not decode (iconv-lite writes U+FFFD for each). */
@@ -125,8 +146,10 @@ function utf8OrGb18030(body: Uint8Array): TextEncoding {
   const gb = gb18030Invalid(body);
   if (4 * gb < invalid.length) return 'gb18030';
   if (invalid.length >= 16) {
-    throw new EncodingError(`neither UTF-8 nor GB18030: the first ${body.length} bytes hold ${invalid.length} invalid UTF-8 sequences ` +
-      `(first at byte ${invalid[0]}) and ${gb} invalid GB18030 ones; convert the file to UTF-8 or pass --encoding`);
+    throw new EncodingError(
+      `neither UTF-8 nor GB18030: the first ${body.length} bytes hold ${invalid.length} invalid UTF-8 sequences ` +
+        `(first at byte ${invalid[0]}) and ${gb} invalid GB18030 ones; convert the file to UTF-8 or pass --encoding`,
+    );
   }
   return 'utf-8';
 }
@@ -155,7 +178,10 @@ function checkGivenEncoding(head: Uint8Array, complete: boolean, enc: TextEncodi
   } catch {
     // neither fits: the per-line checks report the bad bytes as the user asked for UTF-8
   }
-  if (guess === 'gb18030') throw new EncodingError(`invalid UTF-8 from byte ${scanUtf8(body).invalid[0]} on, and the text reads as GB18030: pass --encoding gb18030 (or auto)`);
+  if (guess === 'gb18030')
+    throw new EncodingError(
+      `invalid UTF-8 from byte ${scanUtf8(body).invalid[0]} on, and the text reads as GB18030: pass --encoding gb18030 (or auto)`,
+    );
 }
 
 interface ChunkDecoder {
@@ -189,9 +215,13 @@ function utf8Decoder(invalid: InvalidText[]): ChunkDecoder {
   let bom = true;
   /** Decodes b (starting at file offset `at`) with U+FFFD for bad sequences, noting their lines. */
   const lenientDecode = (b: Uint8Array, at: number): string => {
-    let pos = 0, l = line;
+    let pos = 0,
+      l = line;
     for (const p of scanUtf8(b).invalid) {
-      for (let nl = b.indexOf(0x0a, pos); nl >= 0 && nl < p; nl = b.indexOf(0x0a, nl + 1)) { l++; pos = nl + 1; }
+      for (let nl = b.indexOf(0x0a, pos); nl >= 0 && nl < p; nl = b.indexOf(0x0a, nl + 1)) {
+        l++;
+        pos = nl + 1;
+      }
       noteInvalid(invalid, { line: l, byte: at + p });
     }
     return lenient.decode(b);
@@ -207,7 +237,13 @@ function utf8Decoder(invalid: InvalidText[]): ChunkDecoder {
       let text: string;
       try {
         text = strict.decode(chunk, { stream: true });
-        held = chunk.length >= 4 ? chunk.subarray(completeLength(chunk)) : (() => { const b = Buffer.concat([held, chunk]); return b.subarray(completeLength(b)); })();
+        held =
+          chunk.length >= 4
+            ? chunk.subarray(completeLength(chunk))
+            : (() => {
+                const b = Buffer.concat([held, chunk]);
+                return b.subarray(completeLength(b));
+              })();
       } catch {
         // a decoder that threw starts over: decode held + chunk here, give it the new incomplete tail
         strict = new TextDecoder('utf-8', options);
@@ -234,7 +270,8 @@ function utf8Decoder(invalid: InvalidText[]): ChunkDecoder {
 /** GB18030 through iconv-lite, which writes U+FFFD for sequences it cannot decode. */
 function gb18030Decoder(invalid: InvalidText[]): ChunkDecoder {
   const d = iconv.getDecoder('gb18030');
-  let line = 1, first = true;
+  let line = 1,
+    first = true;
   const note = (s: string): string => {
     let from = 0;
     for (let bad = s.indexOf('\ufffd'); bad >= 0; bad = s.indexOf('\ufffd', bad + 1)) {
@@ -258,7 +295,8 @@ function makeDecoder(enc: TextEncoding, invalid: InvalidText[]): ChunkDecoder {
 
 /** Why text on a line was not used: the invalid bytes and the encoding they were read in. */
 export function invalidTextReason(bad: InvalidText, encoding: TextEncoding): string {
-  const what = encoding === 'gb18030' ? 'invalid GB18030 bytes' : `invalid UTF-8 bytes${bad.byte === undefined ? '' : ` at byte ${bad.byte}`}`;
+  const what =
+    encoding === 'gb18030' ? 'invalid GB18030 bytes' : `invalid UTF-8 bytes${bad.byte === undefined ? '' : ` at byte ${bad.byte}`}`;
   const hint = encoding === 'gb18030' ? '' : ' (if the whole file is GBK/GB18030, pass --encoding gb18030)';
   return `${what} on line ${bad.line}, shown as U+FFFD in raw; the file was read as ${encoding}${hint}`;
 }
@@ -268,10 +306,14 @@ export function invalidTextReason(bad: InvalidText, encoding: TextEncoding): str
  * the encoding unless one is given. `invalid` lists the lines whose
  * bytes did not decode (they hold U+FFFD in `text`).
  */
-export function decodeBytes(bytes: Uint8Array | Uint8Array[], encoding?: TextEncoding): { text: string; encoding: TextEncoding; invalid: InvalidText[] } {
+export function decodeBytes(
+  bytes: Uint8Array | Uint8Array[],
+  encoding?: TextEncoding,
+): { text: string; encoding: TextEncoding; invalid: InvalidText[] } {
   const pieces = Array.isArray(bytes) ? bytes : [bytes];
   const all = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
-  const head = all.subarray(0, DETECT_BYTES), complete = all.length <= DETECT_BYTES;
+  const head = all.subarray(0, DETECT_BYTES),
+    complete = all.length <= DETECT_BYTES;
   if (encoding) checkGivenEncoding(head, complete, encoding);
   const enc = encoding ?? detectEncoding(head, complete);
   const invalid: InvalidText[] = [];
@@ -314,7 +356,8 @@ export async function openDecoded(file: string, encoding?: TextEncoding): Promis
   const first = Buffer.concat(head);
   let enc: TextEncoding;
   try {
-    const sample = first.subarray(0, DETECT_BYTES), complete = done && first.length <= DETECT_BYTES;
+    const sample = first.subarray(0, DETECT_BYTES),
+      complete = done && first.length <= DETECT_BYTES;
     if (encoding) checkGivenEncoding(sample, complete, encoding);
     enc = encoding ?? detectEncoding(sample, complete);
   } catch (err) {

@@ -57,7 +57,14 @@ export interface ImportStream extends AsyncIterable<ImportedRecord> {
 }
 
 const EXT_CONTAINER: Record<string, Container> = {
-  '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'json', '.csv': 'csv', '.tsv': 'tsv', '.txt': 'text', '.text': 'text', '.md': 'text',
+  '.jsonl': 'jsonl',
+  '.ndjson': 'jsonl',
+  '.json': 'json',
+  '.csv': 'csv',
+  '.tsv': 'tsv',
+  '.txt': 'text',
+  '.text': 'text',
+  '.md': 'text',
 };
 
 /** Yields `head`, then the rest of `it`; stopping early closes `it` (and so the file). */
@@ -115,14 +122,19 @@ function containerRows(container: Container, chunks: AsyncIterable<string>): Asy
  */
 async function* checkRows(rows: AsyncIterable<RawRow>, invalid: InvalidText[], encoding: TextEncoding): AsyncGenerator<RawRow> {
   let next = 0;
-  const outside = (bad: InvalidText): RawRow => ({ line: bad.line, error: `${invalidTextReason(bad, encoding)} (outside any record)`, raw: '' });
+  const outside = (bad: InvalidText): RawRow => ({
+    line: bad.line,
+    error: `${invalidTextReason(bad, encoding)} (outside any record)`,
+    raw: '',
+  });
   for await (const row of rows) {
     const last = row.line + countLines(row.raw);
     while (next < invalid.length && invalid[next].line < row.line) yield outside(invalid[next++]);
     let hit: InvalidText | undefined;
     while (next < invalid.length && invalid[next].line <= last) hit ??= invalid[next++];
     if (hit) yield { line: row.line, error: invalidTextReason(hit, encoding) + (isRowError(row) ? `; ${row.error}` : ''), raw: row.raw };
-    else if (!isRowError(row) && nestsDeeper(row.value, MAX_DEPTH)) yield { line: row.line, error: `JSON nested deeper than ${MAX_DEPTH} levels`, raw: row.raw };
+    else if (!isRowError(row) && nestsDeeper(row.value, MAX_DEPTH))
+      yield { line: row.line, error: `JSON nested deeper than ${MAX_DEPTH} levels`, raw: row.raw };
     else yield row;
   }
   while (next < invalid.length) yield outside(invalid[next++]);
@@ -166,7 +178,9 @@ async function detectFromRows(file: string, rows: AsyncIterable<RawRow>): Promis
     const names = FORMATS.map((f) => f.name).join(', ');
     const firstError = head.find(isRowError);
     const what = values.length
-      ? isObj(values[0]) ? `first record keys: ${JSON.stringify(Object.keys(values[0]))}` : `first readable row is ${describe(values[0])}, not an object`
+      ? isObj(values[0])
+        ? `first record keys: ${JSON.stringify(Object.keys(values[0]))}`
+        : `first readable row is ${describe(values[0])}, not an object`
       : `no readable rows${firstError ? ` (line ${firstError.line}: ${firstError.error})` : ''}`;
     await it.return?.(undefined); // closes the file
     throw new DataError(`${file}: cannot detect the format; ${what}. Pass --format (one of ${names})`);
@@ -176,7 +190,10 @@ async function detectFromRows(file: string, rows: AsyncIterable<RawRow>): Promis
 
 /** Subject from CMMLU/C-Eval file names: dev_anatomy.csv, anatomy_val.csv -> anatomy. */
 export function subjectFromFile(file: string): string {
-  return path.basename(file, path.extname(file)).replace(/^(dev|val|test|train)_/, '').replace(/_(dev|val|test|train)$/, '');
+  return path
+    .basename(file, path.extname(file))
+    .replace(/^(dev|val|test|train)_/, '')
+    .replace(/_(dev|val|test|train)$/, '');
 }
 
 /** Opens a file for import: decoding and format detection happen here, records on iteration. */
@@ -203,8 +220,15 @@ export async function openImport(file: string, opts: ImportOptions = {}): Promis
     kgOutput: opts.kgOutput ?? IMPORT_DEFAULTS.kgOutput,
   };
   const summary: ImportSummary = {
-    file, source: ctx.source, format: format.name, container, encoding: decoded.encoding,
-    bytes: fileStat.size, records: 0, byKind: {}, rejects: 0,
+    file,
+    source: ctx.source,
+    format: format.name,
+    container,
+    encoding: decoded.encoding,
+    bytes: fileStat.size,
+    records: 0,
+    byKind: {},
+    rejects: 0,
   };
   const sink = opts.rejects ?? new RejectSink();
   const maxRate = opts.maxRejectRate ?? IMPORT_DEFAULTS.maxRejectRate;
@@ -214,7 +238,10 @@ export async function openImport(file: string, opts: ImportOptions = {}): Promis
     const total = summary.records + summary.rejects;
     if (summary.rejects === 0 || (!final && total < minRows)) return;
     if (summary.rejects / total <= maxRate) return;
-    const ex = sink.examplesFor(file).map((r) => `  line ${r.line}: ${r.reason}`).join('\n');
+    const ex = sink
+      .examplesFor(file)
+      .map((r) => `  line ${r.line}: ${r.reason}`)
+      .join('\n');
     throw new RejectRateError(
       `${file}: ${summary.rejects} of ${total} rows rejected (${((100 * summary.rejects) / total).toFixed(1)}%), ` +
         `above the limit of ${(100 * maxRate).toFixed(1)}% (format ${format.name}${wanted ? '' : ', auto-detected'}, ` +

@@ -33,7 +33,9 @@ export async function* utf8Chunks(file: string): AsyncGenerator<string> {
       yield dec.decode(chunk, { stream: true });
     } catch {
       stream.destroy();
-      throw new DataError(`${file}: not valid UTF-8 (near byte ${bytes + firstInvalidUtf8(chunk)}); convert it with \`chimed data import\`, which detects GB18030/GBK`);
+      throw new DataError(
+        `${file}: not valid UTF-8 (near byte ${bytes + firstInvalidUtf8(chunk)}); convert it with \`chimed data import\`, which detects GB18030/GBK`,
+      );
     }
     bytes += chunk.length;
   }
@@ -41,7 +43,11 @@ export async function* utf8Chunks(file: string): AsyncGenerator<string> {
 
 function firstInvalidUtf8(b: Buffer): number {
   for (let i = 1; i <= b.length; i++) {
-    try { new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(0, i), { stream: true }); } catch { return i - 1; }
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(0, i), { stream: true });
+    } catch {
+      return i - 1;
+    }
   }
   return b.length;
 }
@@ -112,7 +118,11 @@ export function promptOf(rec: Record<string, unknown>, where: string, dropAnswer
 }
 
 /** A prompt as promptOf, and the final assistant turn it left out (with `dropAnswer`), if any. */
-export function promptAndAnswer(rec: Record<string, unknown>, where: string, dropAnswer = true): { prompt: ChatMessage[]; answer?: string } {
+export function promptAndAnswer(
+  rec: Record<string, unknown>,
+  where: string,
+  dropAnswer = true,
+): { prompt: ChatMessage[]; answer?: string } {
   const msgs = messagesOf(rec, where);
   const answer = dropAnswer && msgs.at(-1)?.role === 'assistant' ? msgs.pop()!.content : undefined;
   if (msgs.at(-1)?.role !== 'user') throw new DataError(`${where}: the conversation must end with a user turn`);
@@ -125,8 +135,11 @@ export function promptAndAnswer(rec: Record<string, unknown>, where: string, dro
  * `{prompt: string, chosen, rejected, history?, system?}`.
  */
 export function preferenceOf(rec: Record<string, unknown>, where: string): { prompt: ChatMessage[]; chosen: string; rejected: string } {
-  if (typeof rec.chosen !== 'string' || typeof rec.rejected !== 'string') throw new DataError(`${where}: expected "chosen" and "rejected" strings`);
-  const prompt = Array.isArray(rec.prompt) ? at(where, () => toMessages(rec.prompt, 'prompt')) : messagesOf({ ...rec, response: undefined }, where);
+  if (typeof rec.chosen !== 'string' || typeof rec.rejected !== 'string')
+    throw new DataError(`${where}: expected "chosen" and "rejected" strings`);
+  const prompt = Array.isArray(rec.prompt)
+    ? at(where, () => toMessages(rec.prompt, 'prompt'))
+    : messagesOf({ ...rec, response: undefined }, where);
   if (prompt.at(-1)?.role !== 'user') throw new DataError(`${where}: the prompt must end with a user turn`);
   return { prompt, chosen: rec.chosen, rejected: rec.rejected };
 }
@@ -145,16 +158,24 @@ export async function* readDocuments(files: string[]): AsyncGenerator<string> {
   for (const file of files) {
     if (path.extname(file) === '.jsonl') {
       for await (const { rec, where } of jsonlRecords(file)) {
-        const text = typeof rec.text === 'string' ? rec.text
-          : [rec.prompt, rec.response].every((x) => typeof x === 'string') ? `${rec.prompt}\n${rec.response}`
-          : Array.isArray(rec.messages) ? rec.messages.map((m) => String((m as { content?: unknown })?.content ?? '')).join('\n') : null;
+        const text =
+          typeof rec.text === 'string'
+            ? rec.text
+            : [rec.prompt, rec.response].every((x) => typeof x === 'string')
+              ? `${rec.prompt}\n${rec.response}`
+              : Array.isArray(rec.messages)
+                ? rec.messages.map((m) => String((m as { content?: unknown })?.content ?? '')).join('\n')
+                : null;
         if (text === null) throw new DataError(`${where}: expected a "text" field (or "prompt" and "response", or "messages")`);
         if (text.trim()) yield text;
       }
     } else {
       let para: string[] = [];
       for await (const { text } of utf8Lines(file)) {
-        if (text.trim()) { para.push(text); continue; }
+        if (text.trim()) {
+          para.push(text);
+          continue;
+        }
         if (para.length) yield para.join('\n');
         para = [];
       }

@@ -70,7 +70,8 @@ export function formatStatsTable(stats: DatasetStats): string {
   const rows: (string | number)[][] = [];
   for (const [stage, st] of Object.entries(stats)) {
     for (const [source, s] of Object.entries(st.sources)) rows.push([stage, source, s.records, s.chars, s.tokens, s.meanTokens]);
-    if (Object.keys(st.sources).length > 1) rows.push([stage, '(total)', st.total.records, st.total.chars, st.total.tokens, st.total.meanTokens]);
+    if (Object.keys(st.sources).length > 1)
+      rows.push([stage, '(total)', st.total.records, st.total.chars, st.total.tokens, st.total.meanTokens]);
   }
   return formatTable(['stage', 'source', 'records', 'chars', 'tokens', 'mean tokens'], rows);
 }

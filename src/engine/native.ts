@@ -64,13 +64,17 @@ function addon(): Addon {
   const root = packageRoot();
   const file = path.join(root, 'build', 'Release', 'chimed_native.node');
   if (!existsSync(file)) {
-    throw new Error(`chimed: the native addon ${file} is missing. Build it in ${root} with \`npm ci\` or \`npm run install\` (node-gyp rebuild).`);
+    throw new Error(
+      `chimed: the native addon ${file} is missing. Build it in ${root} with \`npm ci\` or \`npm run install\` (node-gyp rebuild).`,
+    );
   }
   applyThreadPolicy(process.env);
   try {
     loaded = createRequire(import.meta.url)(file) as Addon;
   } catch (e) {
-    throw new Error(`chimed: cannot load the native addon ${file}: ${(e as Error).message}. Rebuild it in ${root} with \`npm run install\` (node-gyp rebuild).`);
+    throw new Error(
+      `chimed: cannot load the native addon ${file}: ${(e as Error).message}. Rebuild it in ${root} with \`npm run install\` (node-gyp rebuild).`,
+    );
   }
   return loaded;
 }

@@ -39,11 +39,26 @@ export interface PublishedFigure {
 
 export const CITATIONS: Record<PublishedFigure['source'], string> = {
   'Qilin-Med': 'Ye et al., Qilin-Med: Multi-stage Knowledge Injection Advanced Medical Large Language Model, arXiv:2310.09089, 2023',
-  'ChiMed-GPT': 'Tian et al., ChiMed-GPT: A Chinese Medical Large Language Model with Full Training Regime and Better Alignment to Human Preferences, arXiv:2311.06025, 2023',
+  'ChiMed-GPT':
+    'Tian et al., ChiMed-GPT: A Chinese Medical Large Language Model with Full Training Regime and Better Alignment to Human Preferences, arXiv:2311.06025, 2023',
 };
 
-const qilin = (benchmark: BenchmarkName, model: string, size: string, metric: string, value: number): PublishedFigure => ({ benchmark, model, size, metric, value, source: 'Qilin-Med' });
-const chimed = (benchmark: BenchmarkName, metric: string, value: number): PublishedFigure => ({ benchmark, model: 'ChiMed-GPT', size: '13B', metric, value, source: 'ChiMed-GPT' });
+const qilin = (benchmark: BenchmarkName, model: string, size: string, metric: string, value: number): PublishedFigure => ({
+  benchmark,
+  model,
+  size,
+  metric,
+  value,
+  source: 'Qilin-Med',
+});
+const chimed = (benchmark: BenchmarkName, metric: string, value: number): PublishedFigure => ({
+  benchmark,
+  model: 'ChiMed-GPT',
+  size: '13B',
+  metric,
+  value,
+  source: 'ChiMed-GPT',
+});
 
 export const PUBLISHED: readonly PublishedFigure[] = [
   qilin('cmexam', 'Baichuan-7B (base)', '7B', 'MCQ acc (%)', 33.5),

@@ -34,19 +34,33 @@ function option(it: McqEvalItem, letters: string | null): string {
 
 function answerOf(it: EvalItem): Omit<CaseAnswer, 'system'> {
   switch (it.eval) {
-    case 'gen': return { answer: it.output };
-    case 'mcq': return { answer: option(it, it.pred) + (it.output !== undefined ? `\n(${it.output.trim()})` : ''), correct: it.pred === it.gold };
-    case 'ner': return { answer: it.output.trim(), note: `tp ${it.tp}, fp ${it.fp}, fn ${it.fn}` };
-    default: throw new Error(`no case study for ${it.eval} items`);
+    case 'gen':
+      return { answer: it.output };
+    case 'mcq':
+      return { answer: option(it, it.pred) + (it.output !== undefined ? `\n(${it.output.trim()})` : ''), correct: it.pred === it.gold };
+    case 'ner':
+      return { answer: it.output.trim(), note: `tp ${it.tp}, fp ${it.fp}, fn ${it.fn}` };
+    default:
+      throw new Error(`no case study for ${it.eval} items`);
   }
 }
 
 function question(it: EvalItem): { prompt: string; reference: string } {
   switch (it.eval) {
-    case 'gen': return { prompt: renderConversation(it.prompt), reference: it.reference };
-    case 'mcq': return { prompt: `${it.question}\n${Object.keys(it.options).sort().map((l) => `${l}. ${it.options[l]}`).join('\n')}`, reference: option(it, it.gold) };
-    case 'ner': return { prompt: it.text, reference: it.gold };
-    default: throw new Error(`no case study for ${it.eval} items`);
+    case 'gen':
+      return { prompt: renderConversation(it.prompt), reference: it.reference };
+    case 'mcq':
+      return {
+        prompt: `${it.question}\n${Object.keys(it.options)
+          .sort()
+          .map((l) => `${l}. ${it.options[l]}`)
+          .join('\n')}`,
+        reference: option(it, it.gold),
+      };
+    case 'ner':
+      return { prompt: it.text, reference: it.gold };
+    default:
+      throw new Error(`no case study for ${it.eval} items`);
   }
 }
 

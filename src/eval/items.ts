@@ -89,17 +89,21 @@ export function itemsOf<K extends EvalKind>(items: readonly EvalItem[], kind: K)
 
 export function readItems(file: string): EvalItem[] {
   if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, 'utf8').split('\n').flatMap((line, i) => {
-    if (!line.trim()) return [];
-    let r: EvalItem;
-    try {
-      r = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`${file}:${i + 1}: invalid JSON: ${(e as Error).message}`);
-    }
-    if (!EVAL_KINDS.includes(r?.eval) || typeof r.id !== 'string') throw new Error(`${file}:${i + 1}: not an evaluation item record (needs "eval" and "id")`);
-    return [r];
-  });
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .flatMap((line, i) => {
+      if (!line.trim()) return [];
+      let r: EvalItem;
+      try {
+        r = JSON.parse(line);
+      } catch (e) {
+        throw new Error(`${file}:${i + 1}: invalid JSON: ${(e as Error).message}`);
+      }
+      if (!EVAL_KINDS.includes(r?.eval) || typeof r.id !== 'string')
+        throw new Error(`${file}:${i + 1}: not an evaluation item record (needs "eval" and "id")`);
+      return [r];
+    });
 }
 
 export async function writeItems(file: string, items: readonly EvalItem[]): Promise<void> {
@@ -116,13 +120,29 @@ export interface Conversation {
 /** Items scored on their own replies (the model's, or another system's). */
 export function genItems(convs: readonly Conversation[], outputs: readonly string[]): GenEvalItem[] {
   if (!convs.length) return [];
-  const s = sentenceScores(outputs.slice(), convs.map((c) => c.reference));
-  return convs.map((c, i) => ({ eval: 'gen', id: c.id, prompt: c.prompt, reference: c.reference, output: outputs[i], bleu: s[i].bleu, rouge: s[i].rouge }));
+  const s = sentenceScores(
+    outputs.slice(),
+    convs.map((c) => c.reference),
+  );
+  return convs.map((c, i) => ({
+    eval: 'gen',
+    id: c.id,
+    prompt: c.prompt,
+    reference: c.reference,
+    output: outputs[i],
+    bleu: s[i].bleu,
+    rouge: s[i].rouge,
+  }));
 }
 
 export function mcqItems(items: readonly McqItem[], predictions: readonly Pick<McqPrediction, 'pred' | 'output'>[]): McqEvalItem[] {
   return items.map((it, i) => ({
-    eval: 'mcq', id: it.id, question: it.question, options: it.options, gold: [...it.answer].sort().join(''), pred: predictions[i].pred,
+    eval: 'mcq',
+    id: it.id,
+    question: it.question,
+    options: it.options,
+    gold: [...it.answer].sort().join(''),
+    pred: predictions[i].pred,
     ...(predictions[i].output !== undefined ? { output: predictions[i].output } : {}),
   }));
 }
@@ -130,7 +150,16 @@ export function mcqItems(items: readonly McqItem[], predictions: readonly Pick<M
 export function nerItems(examples: readonly NerExample[], r: Pick<NerEvalResult, 'predictions' | 'format'>): NerEvalItem[] {
   return examples.map((e, i) => {
     const p = r.predictions[i];
-    return { eval: 'ner', id: e.id, text: e.text, gold: formatNerAnswer(e.entities, r.format), output: p.output, tp: p.tp, fp: p.fp, fn: p.fn };
+    return {
+      eval: 'ner',
+      id: e.id,
+      text: e.text,
+      gold: formatNerAnswer(e.entities, r.format),
+      output: p.output,
+      tp: p.tp,
+      fp: p.fp,
+      fn: p.fn,
+    };
   });
 }
 

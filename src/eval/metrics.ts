@@ -19,8 +19,22 @@ export interface MetricDef {
   stat: (items: EvalItem[]) => Statistic;
 }
 
-function metric<K extends EvalKind>(key: string, label: string, digits: number, kind: K, stat: (items: EvalItemOf<K>[]) => Statistic, select?: (it: EvalItemOf<K>) => boolean): MetricDef {
-  return { key, label, digits, eval: kind, stat: stat as (items: EvalItem[]) => Statistic, ...(select ? { select: select as (it: EvalItem) => boolean } : {}) };
+function metric<K extends EvalKind>(
+  key: string,
+  label: string,
+  digits: number,
+  kind: K,
+  stat: (items: EvalItemOf<K>[]) => Statistic,
+  select?: (it: EvalItemOf<K>) => boolean,
+): MetricDef {
+  return {
+    key,
+    label,
+    digits,
+    eval: kind,
+    stat: stat as (items: EvalItem[]) => Statistic,
+    ...(select ? { select: select as (it: EvalItem) => boolean } : {}),
+  };
 }
 
 function mean(values: number[]): Statistic {
@@ -35,7 +49,8 @@ function mean(values: number[]): Statistic {
 function bleu(n: number): MetricDef {
   return metric(`bleu${n}`, `BLEU-${n}`, 2, 'gen', (items) => {
     // each sentence's counts in one flat row: matches, totals, hypothesis and reference length
-    const orders = items[0]?.bleu.matches.length ?? 4, w = 2 * orders + 2;
+    const orders = items[0]?.bleu.matches.length ?? 4,
+      w = 2 * orders + 2;
     const flat = new Float64Array(items.length * w);
     items.forEach((it, i) => flat.set([...it.bleu.matches, ...it.bleu.totals, it.bleu.hyp_len, it.bleu.ref_len], i * w));
     const sum = new Float64Array(w);
@@ -43,7 +58,12 @@ function bleu(n: number): MetricDef {
       sum.fill(0);
       for (let j = 0; j < idx.length; j++) for (let k = 0, o = idx[j] * w; k < w; k++) sum[k] += flat[o + k];
       const s = Array.from(sum);
-      return bleuFromStats({ matches: s.slice(0, orders), totals: s.slice(orders, 2 * orders), hyp_len: s[2 * orders], ref_len: s[2 * orders + 1] }).bleu[n - 1];
+      return bleuFromStats({
+        matches: s.slice(0, orders),
+        totals: s.slice(orders, 2 * orders),
+        hyp_len: s[2 * orders],
+        ref_len: s[2 * orders + 1],
+      }).bleu[n - 1];
     };
   });
 }
@@ -55,7 +75,8 @@ const PREF_KINDS = ['wrong_fact', 'unsafe', 'evasive'];
 
 export const METRICS: readonly MetricDef[] = [
   metric('ppl', 'ppl ↓', 2, 'ppl', (items) => (idx) => {
-    let nll = 0, tokens = 0;
+    let nll = 0,
+      tokens = 0;
     for (let j = 0; j < idx.length; j++) {
       nll += items[idx[j]].nll;
       tokens += items[idx[j]].tokens;
@@ -64,13 +85,23 @@ export const METRICS: readonly MetricDef[] = [
   }),
   metric('mcq_acc', 'MCQ acc', 3, 'mcq', (items) => mean(items.map((it) => (it.pred === it.gold ? 1 : 0)))),
   metric('mcq_f1', 'MCQ F1', 3, 'mcq', (items) => {
-    const coded = codeLabels(items.map((it) => it.gold), items.map((it) => it.pred));
+    const coded = codeLabels(
+      items.map((it) => it.gold),
+      items.map((it) => it.pred),
+    );
     return (idx) => weightedF1Coded(coded, idx);
   }),
-  bleu(1), bleu(2), bleu(3), bleu(4),
-  rouge('rouge1', 'ROUGE-1', 0), rouge('rouge2', 'ROUGE-2', 1), rouge('rougeL', 'ROUGE-L', 2),
+  bleu(1),
+  bleu(2),
+  bleu(3),
+  bleu(4),
+  rouge('rouge1', 'ROUGE-1', 0),
+  rouge('rouge2', 'ROUGE-2', 1),
+  rouge('rougeL', 'ROUGE-L', 2),
   metric('ner_f1', 'NER F1', 3, 'ner', (items) => (idx) => {
-    let tp = 0, fp = 0, fn = 0;
+    let tp = 0,
+      fp = 0,
+      fn = 0;
     for (let j = 0; j < idx.length; j++) {
       const it = items[idx[j]];
       tp += it.tp;
@@ -81,7 +112,16 @@ export const METRICS: readonly MetricDef[] = [
   }),
   metric('rm_acc', 'RM acc', 3, 'rm', (items) => mean(items.map((it) => it.win))),
   metric('pref_acc', 'pref acc', 3, 'pref', (items) => mean(items.map((it) => it.win))),
-  ...PREF_KINDS.map((k) => metric(`pref_acc_${k}`, `pref acc (${k.replace('_', ' ')})`, 3, 'pref', (items) => mean(items.map((it) => it.win)), (it) => it.kind === k)),
+  ...PREF_KINDS.map((k) =>
+    metric(
+      `pref_acc_${k}`,
+      `pref acc (${k.replace('_', ' ')})`,
+      3,
+      'pref',
+      (items) => mean(items.map((it) => it.win)),
+      (it) => it.kind === k,
+    ),
+  ),
   metric('mean_reward', 'reward', 3, 'reward', (items) => mean(items.map((it) => it.reward))),
   // the total sums the item scores; a resample of n items keeps the scale's range
   metric('scale_total', 'scale', 1, 'scale', (items) => (idx) => {
@@ -96,7 +136,20 @@ export const METRIC_KEYS = METRICS.map((m) => m.key) as [string, ...string[]];
 /** The columns of the summary table unless `eval.table` says otherwise: the papers' metrics
  *  (Qilin-Med: MCQ accuracy and weighted F1, BLEU-1, ROUGE-1; ChiMed-GPT: BLEU-1/2, ROUGE-1/L,
  *  NER F1) and the one each stage targets (perplexity, RM and preference accuracy, reward, scale). */
-export const DEFAULT_TABLE = ['ppl', 'mcq_acc', 'mcq_f1', 'bleu1', 'bleu2', 'rouge1', 'rougeL', 'ner_f1', 'rm_acc', 'pref_acc', 'mean_reward', 'scale_total'];
+export const DEFAULT_TABLE = [
+  'ppl',
+  'mcq_acc',
+  'mcq_f1',
+  'bleu1',
+  'bleu2',
+  'rouge1',
+  'rougeL',
+  'ner_f1',
+  'rm_acc',
+  'pref_acc',
+  'mean_reward',
+  'scale_total',
+];
 
 export function metricDef(key: string): MetricDef {
   const m = METRICS.find((x) => x.key === key);
@@ -132,7 +185,12 @@ export function summarizeItems(items: readonly EvalItem[], o: BootstrapOptions =
  * Paired bootstrap of `current - previous` for every metric both measured, on the items they
  * share (by id, in the current order). `kinds` limits it to some evaluations.
  */
-export function compareItems(current: readonly EvalItem[], previous: readonly EvalItem[], o: BootstrapOptions = {}, kinds?: ReadonlySet<EvalKind>): Record<string, Difference & { n: number }> {
+export function compareItems(
+  current: readonly EvalItem[],
+  previous: readonly EvalItem[],
+  o: BootstrapOptions = {},
+  kinds?: ReadonlySet<EvalKind>,
+): Record<string, Difference & { n: number }> {
   const out: Record<string, Difference & { n: number }> = {};
   for (const m of METRICS) {
     if (kinds && !kinds.has(m.eval)) continue;
@@ -147,8 +205,12 @@ export function compareItems(current: readonly EvalItem[], previous: readonly Ev
 
 /** "BLEU-1 12.34 (10.12–14.56)" for each of `keys` that was measured. */
 export function describeEstimates(s: MetricSummary, keys: readonly string[]): string {
-  return keys.filter((k) => s.values[k] !== undefined).map((k) => {
-    const m = metricDef(k), ci = s.ci[k];
-    return `${m.label} ${s.values[k].toFixed(m.digits)}${ci ? ` (${ci[0].toFixed(m.digits)}–${ci[1].toFixed(m.digits)})` : ''}`;
-  }).join(', ');
+  return keys
+    .filter((k) => s.values[k] !== undefined)
+    .map((k) => {
+      const m = metricDef(k),
+        ci = s.ci[k];
+      return `${m.label} ${s.values[k].toFixed(m.digits)}${ci ? ` (${ci[0].toFixed(m.digits)}–${ci[1].toFixed(m.digits)})` : ''}`;
+    })
+    .join(', ');
 }

@@ -54,7 +54,13 @@ export const CMEEE_TYPE_NAMES: Record<string, string> = {
 };
 
 /** Display names for the built-in corpus's type keys (src/corpus/types.ts). */
-export const BUILTIN_TYPE_NAMES: Record<string, string> = { disease: '疾病', symptom: '症状', drug: '药物', exam: '检查', department: '科室' };
+export const BUILTIN_TYPE_NAMES: Record<string, string> = {
+  disease: '疾病',
+  symptom: '症状',
+  drug: '药物',
+  exam: '检查',
+  department: '科室',
+};
 
 /** Chinese names for the known type codes among `types` (CMeEE's, the built-in corpus's); undefined when none is known. */
 export function knownTypeNames(types: string[]): Record<string, string> | undefined {
@@ -128,7 +134,10 @@ function readableMentions(mention: string, text: string): string[] {
   if (text.includes(mention)) return [mention];
   const bare = mention.replace(/^["'“‘「『]+|["'”’」』。]+$/g, '');
   if (bare && text.includes(bare)) return [bare];
-  const parts = bare.split(/[、，,;；]/).map((p) => p.trim()).filter(Boolean);
+  const parts = bare
+    .split(/[、，,;；]/)
+    .map((p) => p.trim())
+    .filter(Boolean);
   return parts.length > 1 && parts.some((p) => text.includes(p)) ? parts : [bare || mention];
 }
 
@@ -226,7 +235,9 @@ function scoreSets<T>(gold: T[][], pred: T[][], key: (x: T) => string, typeOf: (
     for (const [k, t] of gk) if (!pk.has(k)) tally(t).fn++;
     for (const u of extraFp[i] ?? []) tally(u.type).fp++;
   });
-  let tp = 0, fp = 0, fn = 0;
+  let tp = 0,
+    fp = 0,
+    fn = 0;
   const per_type: Record<string, PrfCounts> = {};
   for (const [type, c] of [...perType].sort(([a], [b]) => a.localeCompare(b))) {
     tp += c.tp;
@@ -241,14 +252,31 @@ function scoreSets<T>(gold: T[][], pred: T[][], key: (x: T) => string, typeOf: (
 /** Span scores over a corpus: gold[i] and pred[i] are the spans of example i; unlocated
  *  mentions (named but not in the text) are false positives of their type. */
 export function nerScores(gold: NerSpan[][], pred: NerSpan[][], unlocated: NerMention[][] = []): NerScores {
-  const strict = scoreSets(gold, pred, (s) => `${s.start}:${s.end}:${s.type}`, (s) => s.type, unlocated);
-  const untyped = scoreSets(gold, pred, (s) => `${s.start}:${s.end}`, () => '', unlocated.map((u) => u.map(() => ({ type: '', text: '' })))).micro;
+  const strict = scoreSets(
+    gold,
+    pred,
+    (s) => `${s.start}:${s.end}:${s.type}`,
+    (s) => s.type,
+    unlocated,
+  );
+  const untyped = scoreSets(
+    gold,
+    pred,
+    (s) => `${s.start}:${s.end}`,
+    () => '',
+    unlocated.map((u) => u.map(() => ({ type: '', text: '' }))),
+  ).micro;
   return { strict, untyped };
 }
 
 /** Position-free scores on the set of (type, mention text) pairs of each example. */
 export function mentionScores(gold: NerMention[][], pred: NerMention[][]): ScoreTable {
-  return scoreSets(gold, pred, (m) => `${m.type}\u0001${m.text}`, (m) => m.type);
+  return scoreSets(
+    gold,
+    pred,
+    (m) => `${m.type}\u0001${m.text}`,
+    (m) => m.type,
+  );
 }
 
 export interface NerEvalOptions {
@@ -294,7 +322,11 @@ export function hasNestedEntities(examples: NerExample[]): boolean {
 const spansOf = (e: NerExample): NerSpan[] => e.entities.map(({ start, end, type }) => ({ start, end, type }));
 
 /** The output format for these examples: types in first-seen order (demonstrations first), nesting as the data has it. */
-export function nerFormatFor(examples: NerExample[], demos: NerExample[], opts: Pick<NerEvalOptions, 'types' | 'typeNames' | 'instruction' | 'nested'> = {}): NerFormat {
+export function nerFormatFor(
+  examples: NerExample[],
+  demos: NerExample[],
+  opts: Pick<NerEvalOptions, 'types' | 'typeNames' | 'instruction' | 'nested'> = {},
+): NerFormat {
   const types = opts.types ?? entityTypes([...demos, ...examples]);
   const typeNames = opts.typeNames ?? knownTypeNames(types);
   return {
@@ -307,7 +339,12 @@ export function nerFormatFor(examples: NerExample[], demos: NerExample[], opts: 
 
 /** A prediction given as spans (another system's entity list) rather than as lines of text. */
 function parsedSpans(spans: NerSpan[], text: string): ParsedNer {
-  return { mentions: spans.map((x) => ({ type: x.type, text: sliceCodePoints(text, x.start, x.end) })), spans, unlocated: [], unparsed_lines: 0 };
+  return {
+    mentions: spans.map((x) => ({ type: x.type, text: sliceCodePoints(text, x.start, x.end) })),
+    spans,
+    unlocated: [],
+    unparsed_lines: 0,
+  };
 }
 
 /**
@@ -327,10 +364,21 @@ export function scoreNer(examples: NerExample[], outputs: (string | NerSpan[])[]
   return {
     n: examples.length,
     k,
-    ...nerScores(gold, parsed.map((p) => p.spans), parsed.map((p) => p.unlocated)),
+    ...nerScores(
+      gold,
+      parsed.map((p) => p.spans),
+      parsed.map((p) => p.unlocated),
+    ),
     // a line cannot carry an entity's surrounding whitespace (CCKS has " 胃体"), so neither does gold here
-    mention: mentionScores(examples.map((e) => e.entities.map(({ type, text }) => ({ type, text: text.trim() }))), parsed.map((p) => p.mentions)),
-    span_ceiling_f1: nerScores(gold, ceiling.map((p) => p.spans), ceiling.map((p) => p.unlocated)).strict.micro.f1,
+    mention: mentionScores(
+      examples.map((e) => e.entities.map(({ type, text }) => ({ type, text: text.trim() }))),
+      parsed.map((p) => p.mentions),
+    ),
+    span_ceiling_f1: nerScores(
+      gold,
+      ceiling.map((p) => p.spans),
+      ceiling.map((p) => p.unlocated),
+    ).strict.micro.f1,
     unparsed_lines: parsed.reduce((s, p) => s + p.unparsed_lines, 0),
     unlocated_mentions: parsed.reduce((s, p) => s + p.unlocated.length, 0),
     format: { ...f, output: '类型: 实体 per line, every occurrence, in reading order; 无 for none' },
@@ -338,18 +386,34 @@ export function scoreNer(examples: NerExample[], outputs: (string | NerSpan[])[]
       const { tp, fp, fn } = nerScores([gold[i]], [parsed[i].spans], [parsed[i].unlocated]).strict.micro;
       const o = outputs[i];
       // a span list is shown in the line format, as a model's answer would be
-      const output = typeof o === 'string' ? o : formatNerAnswer(parsed[i].mentions.map((m, j) => ({ ...parsed[i].spans[j], text: m.text })), f);
+      const output =
+        typeof o === 'string'
+          ? o
+          : formatNerAnswer(
+              parsed[i].mentions.map((m, j) => ({ ...parsed[i].spans[j], text: m.text })),
+              f,
+            );
       return { id: e.id, output, spans: parsed[i].spans, unlocated: parsed[i].unlocated, tp, fp, fn };
     }),
   };
 }
 
-export async function evaluateNer(model: EvalModel, examples: NerExample[], shots: NerExample[], opts: NerEvalOptions = {}): Promise<NerEvalResult> {
+export async function evaluateNer(
+  model: EvalModel,
+  examples: NerExample[],
+  shots: NerExample[],
+  opts: NerEvalOptions = {},
+): Promise<NerEvalResult> {
   if (examples.length === 0) throw new Error('evaluateNer: no examples');
   const { k = 3, maxNewTokens = 512, batchSize = 4, stop = ['\n\n'] } = opts;
   const demos = shots.slice(0, k);
   const f = nerFormatFor(examples, demos, opts);
   const prompts = examples.map((e) => buildNerPrompt(e.text, demos, f));
   const outs = await generateBatched(model, prompts, { maxNewTokens, temperature: 0, n: 1, stop }, batchSize, opts.onProgress);
-  return scoreNer(examples, outs.map((o) => o[0] ?? ''), f, demos.length);
+  return scoreNer(
+    examples,
+    outs.map((o) => o[0] ?? ''),
+    f,
+    demos.length,
+  );
 }

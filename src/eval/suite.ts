@@ -10,7 +10,20 @@ import { nllSum } from '../train/lm-loss.js';
 import { collatePairs, encodeResponse } from '../train/preference.js';
 import { scoreAnswers } from '../train/rejection.js';
 import { sequentialPositions } from '../model/llama.js';
-import { checkUniqueIds, genItems, mcqItems, nerItems, type Conversation, type GenEvalItem, type McqEvalItem, type NerEvalItem, type PairEvalItem, type PplEvalItem, type RewardEvalItem, type ScaleEvalItem } from './items.js';
+import {
+  checkUniqueIds,
+  genItems,
+  mcqItems,
+  nerItems,
+  type Conversation,
+  type GenEvalItem,
+  type McqEvalItem,
+  type NerEvalItem,
+  type PairEvalItem,
+  type PplEvalItem,
+  type RewardEvalItem,
+  type ScaleEvalItem,
+} from './items.js';
 import { evaluateMcq, type McqMode } from './mcq.js';
 import { evaluateNer } from './ner.js';
 import { LlamaEvalModel } from './model.js';
@@ -18,7 +31,12 @@ import { readMcqFile } from './read.js';
 import { buildScalePrompt, evaluateScale, loadScale, scoreScale, type ScaleResult } from './scale.js';
 
 /** Held-out perplexity: documents joined with EOS, cut into blocks, mean token NLL; `items` per block. */
-export async function perplexity(cm: ChatModel, files: string[], blockSize = 256, maxBlocks = 64): Promise<{ ppl: number; loss: number; tokens: number; items: PplEvalItem[] }> {
+export async function perplexity(
+  cm: ChatModel,
+  files: string[],
+  blockSize = 256,
+  maxBlocks = 64,
+): Promise<{ ppl: number; loss: number; tokens: number; items: PplEvalItem[] }> {
   const { model, tokenizer } = cm;
   const T = Math.min(blockSize, model.config.max_position_embeddings - 1);
   const ids: number[] = [];
@@ -29,15 +47,26 @@ export async function perplexity(cm: ChatModel, files: string[], blockSize = 256
   const ctx = new Context(model.k, undefined, false);
   const items: PplEvalItem[] = [];
   for (let s = 0; s + T + 1 <= ids.length && s / T < maxBlocks; s += T) {
-    const r = nllSum(ctx, model, { ids: Int32Array.from(ids.slice(s, s + T)), pos: sequentialPositions(1, T), B: 1, T }, Int32Array.from(ids.slice(s + 1, s + T + 1)));
+    const r = nllSum(
+      ctx,
+      model,
+      { ids: Int32Array.from(ids.slice(s, s + T)), pos: sequentialPositions(1, T), B: 1, T },
+      Int32Array.from(ids.slice(s + 1, s + T + 1)),
+    );
     items.push({ eval: 'ppl', id: `block-${s / T}`, nll: r.sum, tokens: r.tokens });
   }
-  const sum = items.reduce((a, b) => a + b.nll, 0), tokens = items.reduce((a, b) => a + b.tokens, 0);
+  const sum = items.reduce((a, b) => a + b.nll, 0),
+    tokens = items.reduce((a, b) => a + b.tokens, 0);
   if (!tokens) throw new Error(`${files.join(', ')}: fewer than ${T + 1} tokens of held-out text`);
   return { ppl: Math.exp(sum / tokens), loss: sum / tokens, tokens, items };
 }
 
-export async function mcqEvalItems(cm: ChatModel, testFile: string, devFile: string | null, o: { k: number; mode: McqMode; chat: boolean; limit?: number }): Promise<McqEvalItem[]> {
+export async function mcqEvalItems(
+  cm: ChatModel,
+  testFile: string,
+  devFile: string | null,
+  o: { k: number; mode: McqMode; chat: boolean; limit?: number },
+): Promise<McqEvalItem[]> {
   const items = (await readMcqFile(testFile)).slice(0, o.limit);
   checkUniqueIds(items, testFile);
   const dev = devFile ? await readMcqFile(devFile) : [];
@@ -68,12 +97,26 @@ export async function readConversations(file: string, limit = Infinity): Promise
 
 /** Greedy replies to held-out conversations, with what each contributes to BLEU-1..4 and ROUGE-1/2/L (character level). */
 export function generationItems(cm: ChatModel, convs: Conversation[], o: { maxNewTokens: number }): GenEvalItem[] {
-  const replies = generateReplies(cm.model, cm.tokenizer, cm.template, convs.map((c) => c.prompt), { maxNewTokens: o.maxNewTokens, batchSize: 8 });
-  return genItems(convs, replies.map((r) => r[0].text ?? ''));
+  const replies = generateReplies(
+    cm.model,
+    cm.tokenizer,
+    cm.template,
+    convs.map((c) => c.prompt),
+    { maxNewTokens: o.maxNewTokens, batchSize: 8 },
+  );
+  return genItems(
+    convs,
+    replies.map((r) => r[0].text ?? ''),
+  );
 }
 
 /** Few-shot NER by generation (evaluateNer), one item per example with its strict span counts. */
-export async function nerEvalItems(cm: ChatModel, examples: NerExample[], shots: NerExample[], o: { k: number; chat: boolean; maxNewTokens: number }): Promise<NerEvalItem[]> {
+export async function nerEvalItems(
+  cm: ChatModel,
+  examples: NerExample[],
+  shots: NerExample[],
+  o: { k: number; chat: boolean; maxNewTokens: number },
+): Promise<NerEvalItem[]> {
   const r = await evaluateNer(new LlamaEvalModel(cm, { chat: o.chat }), examples, shots, { k: o.k, maxNewTokens: o.maxNewTokens });
   return nerItems(examples, r);
 }
@@ -116,14 +159,32 @@ export async function preferenceItems(cm: ChatModel, file: string, limit = 200):
 export async function rewardModelItems(rm: RewardModel<Float32Array>, cm: ChatModel, file: string, limit = 200): Promise<PairEvalItem[]> {
   const pairs = await preferencePairs(file, limit);
   const o = { maxSource: 256, maxTarget: 256, batchSize: 8 };
-  const chosen = scoreAnswers(rm, cm.tokenizer, cm.template, pairs.map((p) => ({ prompt: p.prompt, answer: p.chosen })), o);
-  const rejected = scoreAnswers(rm, cm.tokenizer, cm.template, pairs.map((p) => ({ prompt: p.prompt, answer: p.rejected })), o);
+  const chosen = scoreAnswers(
+    rm,
+    cm.tokenizer,
+    cm.template,
+    pairs.map((p) => ({ prompt: p.prompt, answer: p.chosen })),
+    o,
+  );
+  const rejected = scoreAnswers(
+    rm,
+    cm.tokenizer,
+    cm.template,
+    pairs.map((p) => ({ prompt: p.prompt, answer: p.rejected })),
+    o,
+  );
   return pairs.map((p, i) => ({ eval: 'rm', id: p.id, kind: p.kind, win: chosen[i] > rejected[i] ? 1 : 0 }));
 }
 
 /** The reward model's score of each greedy reply already generated for the gen items. */
 export function rewardItems(rm: RewardModel<Float32Array>, cm: ChatModel, gens: GenEvalItem[]): RewardEvalItem[] {
-  const r = scoreAnswers(rm, cm.tokenizer, cm.template, gens.map((g) => ({ prompt: g.prompt, answer: g.output })), { maxSource: 256, maxTarget: 256, batchSize: 8 });
+  const r = scoreAnswers(
+    rm,
+    cm.tokenizer,
+    cm.template,
+    gens.map((g) => ({ prompt: g.prompt, answer: g.output })),
+    { maxSource: 256, maxTarget: 256, batchSize: 8 },
+  );
   return gens.map((g, i) => ({ eval: 'reward', id: g.id, reward: r[i] }));
 }
 
@@ -141,14 +202,19 @@ export async function attitudeScale(cm: ChatModel, file: string, o: { samples: n
   else {
     const choices = new Map<string, (number | null)[]>();
     for (const it of scale.items) {
-      const scores = await model.scoreContinuations(buildScalePrompt(scale, it.text), scale.options.map((op) => op.text));
+      const scores = await model.scoreContinuations(
+        buildScalePrompt(scale, it.text),
+        scale.options.map((op) => op.text),
+      );
       const norm = scores.map((x, i) => x / Math.max(1, [...scale.options[i].text].length));
       choices.set(it.id, [norm.indexOf(Math.max(...norm))]);
     }
     r = { ...scoreScale(scale, choices), parse_failure_rate: 0 };
   }
   return {
-    total: r.total.score, total_range: `${r.total.min}-${r.total.max}`, parse_failure_rate: r.parse_failure_rate,
+    total: r.total.score,
+    total_range: `${r.total.min}-${r.total.max}`,
+    parse_failure_rate: r.parse_failure_rate,
     subscales: Object.fromEntries(r.subscales.map((x) => [x.name, x.score])),
     items: r.items.map((it): ScaleEvalItem => ({ eval: 'scale', id: it.id, score: it.total_score })),
   };

@@ -117,7 +117,8 @@ export function sentenceBleuStats(hyp: string[], refs: string[][], maxOrder = 4)
   const totals = new Array<number>(maxOrder).fill(0);
   let closest = refs[0].length;
   for (const r of refs) {
-    const d = Math.abs(r.length - hyp.length), best = Math.abs(closest - hyp.length);
+    const d = Math.abs(r.length - hyp.length),
+      best = Math.abs(closest - hyp.length);
     if (d < best || (d === best && r.length < closest)) closest = r.length;
   }
   for (let n = 1; n <= maxOrder; n++) {
@@ -143,7 +144,12 @@ function addBleuStats(a: BleuStats, b: BleuStats): BleuStats {
   return a;
 }
 
-const emptyBleuStats = (maxOrder = 4): BleuStats => ({ matches: new Array<number>(maxOrder).fill(0), totals: new Array<number>(maxOrder).fill(0), hyp_len: 0, ref_len: 0 });
+const emptyBleuStats = (maxOrder = 4): BleuStats => ({
+  matches: new Array<number>(maxOrder).fill(0),
+  totals: new Array<number>(maxOrder).fill(0),
+  hyp_len: 0,
+  ref_len: 0,
+});
 
 /** BLEU-1..maxOrder from counts summed over a corpus. */
 export function bleuFromStats(s: BleuStats, smoothing: BleuSmoothing = 'exp', epsilon = 0.1): BleuResult {
@@ -169,7 +175,16 @@ export function bleuFromStats(s: BleuStats, smoothing: BleuSmoothing = 'exp', ep
     logSum += precisions[n - 1] > 0 ? Math.log(precisions[n - 1] / 100) : -Infinity;
     bleu.push(logSum === -Infinity ? 0 : 100 * bp * Math.exp(logSum / n));
   }
-  return { bleu, precisions, matches: matches.slice(), totals: totals.slice(), brevity_penalty: bp, hyp_len: hypLen, ref_len: refLen, smoothing };
+  return {
+    bleu,
+    precisions,
+    matches: matches.slice(),
+    totals: totals.slice(),
+    brevity_penalty: bp,
+    hyp_len: hypLen,
+    ref_len: refLen,
+    smoothing,
+  };
 }
 
 export function corpusBleu(hyps: string[], refs: References[], opts: BleuOptions = {}): BleuResult {
@@ -177,7 +192,16 @@ export function corpusBleu(hyps: string[], refs: References[], opts: BleuOptions
   if (!Number.isInteger(maxOrder) || maxOrder < 1) throw new Error(`maxOrder must be a positive integer, got ${maxOrder}`);
   const refLists = checkCorpus(hyps, refs);
   const sum = emptyBleuStats(maxOrder);
-  hyps.forEach((hyp, s) => addBleuStats(sum, sentenceBleuStats(tokenize(hyp, tokenizer), refLists[s].map((r) => tokenize(r, tokenizer)), maxOrder)));
+  hyps.forEach((hyp, s) =>
+    addBleuStats(
+      sum,
+      sentenceBleuStats(
+        tokenize(hyp, tokenizer),
+        refLists[s].map((r) => tokenize(r, tokenizer)),
+        maxOrder,
+      ),
+    ),
+  );
   return bleuFromStats(sum, smoothing, epsilon);
 }
 
@@ -195,7 +219,8 @@ function prf(overlap: number, hypCount: number, refCount: number): Prf {
 }
 
 function ngramPrf(h: string[], r: string[], n: number): Prf {
-  const hc = ngramCounts(h, n), rc = ngramCounts(r, n);
+  const hc = ngramCounts(h, n),
+    rc = ngramCounts(r, n);
   let overlap = 0;
   for (const [g, c] of hc) overlap += Math.min(c, rc.get(g) ?? 0);
   return prf(overlap, Math.max(0, h.length - n + 1), Math.max(0, r.length - n + 1));
@@ -226,7 +251,11 @@ const ROUGE_KINDS = ['rouge1', 'rouge2', 'rougeL'] as const;
 
 /** One sentence's ROUGE-1/2/L (0-1) against the best-matching reference per kind. */
 export function sentenceRouge(h: string[], refs: string[][]): RougeResult {
-  const perRef = refs.map((r) => ({ rouge1: ngramPrf(h, r, 1), rouge2: ngramPrf(h, r, 2), rougeL: prf(lcsLength(h, r), h.length, r.length) }));
+  const perRef = refs.map((r) => ({
+    rouge1: ngramPrf(h, r, 1),
+    rouge2: ngramPrf(h, r, 2),
+    rougeL: prf(lcsLength(h, r), h.length, r.length),
+  }));
   const best = (k: (typeof ROUGE_KINDS)[number]) => perRef.reduce((x, y) => (y[k].f1 > x[k].f1 ? y : x))[k];
   return { rouge1: best('rouge1'), rouge2: best('rouge2'), rougeL: best('rougeL') };
 }
@@ -236,7 +265,10 @@ export function corpusRouge(hyps: string[], refs: References[], opts: { tokenize
   const refLists = checkCorpus(hyps, refs);
   const sums = Object.fromEntries(ROUGE_KINDS.map((k) => [k, { precision: 0, recall: 0, f1: 0 }])) as unknown as RougeResult;
   hyps.forEach((hyp, s) => {
-    const one = sentenceRouge(tokenize(hyp, tokenizer), refLists[s].map((ref) => tokenize(ref, tokenizer)));
+    const one = sentenceRouge(
+      tokenize(hyp, tokenizer),
+      refLists[s].map((ref) => tokenize(ref, tokenizer)),
+    );
     for (const k of ROUGE_KINDS) {
       sums[k].precision += one[k].precision;
       sums[k].recall += one[k].recall;
@@ -263,7 +295,8 @@ export function sentenceScores(hyps: string[], refs: References[], opts: { token
   const tokenizer = opts.tokenizer ?? 'char';
   const refLists = checkCorpus(hyps, refs);
   return hyps.map((hyp, s) => {
-    const h = tokenize(hyp, tokenizer), rs = refLists[s].map((r) => tokenize(r, tokenizer));
+    const h = tokenize(hyp, tokenizer),
+      rs = refLists[s].map((r) => tokenize(r, tokenizer));
     const r = sentenceRouge(h, rs);
     return { bleu: sentenceBleuStats(h, rs), rouge: [100 * r.rouge1.f1, 100 * r.rouge2.f1, 100 * r.rougeL.f1] };
   });
@@ -286,14 +319,22 @@ export interface TextgenOptions {
 }
 
 export function textgenScores(hyps: string[], refs: References[], opts: TextgenOptions = {}): TextgenScores {
-  return summarize(corpusBleu(hyps, refs, { tokenizer: opts.tokenizer, smoothing: opts.smoothing }), corpusRouge(hyps, refs, { tokenizer: opts.tokenizer }));
+  return summarize(
+    corpusBleu(hyps, refs, { tokenizer: opts.tokenizer, smoothing: opts.smoothing }),
+    corpusRouge(hyps, refs, { tokenizer: opts.tokenizer }),
+  );
 }
 
 function summarize(b: BleuResult, r: RougeResult): TextgenScores {
   if (b.bleu.length < 4) throw new Error('TextgenScores needs BLEU up to order 4');
   return {
-    bleu1: b.bleu[0], bleu2: b.bleu[1], bleu3: b.bleu[2], bleu4: b.bleu[3],
-    rouge1: r.rouge1.f1, rouge2: r.rouge2.f1, rougeL: r.rougeL.f1,
+    bleu1: b.bleu[0],
+    bleu2: b.bleu[1],
+    bleu3: b.bleu[2],
+    bleu4: b.bleu[3],
+    rouge1: r.rouge1.f1,
+    rouge2: r.rouge2.f1,
+    rougeL: r.rougeL.f1,
   };
 }
 
@@ -322,9 +363,19 @@ export interface TextgenEvalResult {
 }
 
 /** Greedy answers to each prompt, scored against the references. */
-export async function evaluateTextgen(model: EvalModel, examples: TextgenExample[], opts: TextgenEvalOptions = {}): Promise<TextgenEvalResult> {
+export async function evaluateTextgen(
+  model: EvalModel,
+  examples: TextgenExample[],
+  opts: TextgenEvalOptions = {},
+): Promise<TextgenEvalResult> {
   const { tokenizer = 'char', smoothing, maxNewTokens = 256, batchSize = 8, stop } = opts;
-  const outs = await generateBatched(model, examples.map((e) => e.prompt), { maxNewTokens, temperature: 0, n: 1, stop }, batchSize, opts.onProgress);
+  const outs = await generateBatched(
+    model,
+    examples.map((e) => e.prompt),
+    { maxNewTokens, temperature: 0, n: 1, stop },
+    batchSize,
+    opts.onProgress,
+  );
   const hyps = outs.map((o) => o[0] ?? '');
   const refs = examples.map((e) => e.reference);
   const bleu = corpusBleu(hyps, refs, { tokenizer, smoothing });

@@ -11,7 +11,11 @@ import { syncDir, writeAll, type WriteFn } from './atomic.js';
 
 /** Why an append did not happen; `status` is the HTTP status a server answers with. */
 export class AppendError extends Error {
-  constructor(message: string, readonly status: number, readonly code: string) {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+  ) {
     super(message);
   }
 }
@@ -50,7 +54,10 @@ export async function moveIncompleteLastLine(file: string): Promise<number> {
       const from = Math.max(0, end - buf.length);
       const { bytesRead } = await fh.read(buf, 0, end - from, from);
       const nl = buf.subarray(0, bytesRead).lastIndexOf(0x0a);
-      if (nl >= 0) { end = from + nl + 1; break; }
+      if (nl >= 0) {
+        end = from + nl + 1;
+        break;
+      }
       end = from;
     }
     if (end === size) return 0;
@@ -82,7 +89,12 @@ export class AppendOnlyJsonl {
   /** Set when appending must not go on (a failure that could not be undone, a replaced file). */
   private stopped?: AppendError;
 
-  private constructor(readonly file: string, private fh: FileHandle, private id: { dev: number; ino: number }, private readonly o: AppendOptions) {}
+  private constructor(
+    readonly file: string,
+    private fh: FileHandle,
+    private id: { dev: number; ino: number },
+    private readonly o: AppendOptions,
+  ) {}
 
   /** Opens (creating) `file` for appending; its last line must be complete (see moveIncompleteLastLine). */
   static async open(file: string, o: AppendOptions = {}): Promise<AppendOnlyJsonl> {
@@ -108,7 +120,12 @@ export class AppendOnlyJsonl {
     if (base > 0) {
       const last = Buffer.alloc(1);
       await this.fh.read(last, 0, 1, base - 1);
-      if (last[0] !== 0x0a) throw new AppendError(`${this.file} ends with an incomplete line written by another program; not appending onto it`, 500, 'incomplete_line');
+      if (last[0] !== 0x0a)
+        throw new AppendError(
+          `${this.file} ends with an incomplete line written by another program; not appending onto it`,
+          500,
+          'incomplete_line',
+        );
     }
     try {
       await writeAll(this.fh, bytes, this.o.write);
@@ -119,11 +136,18 @@ export class AppendOnlyJsonl {
         await this.fh.truncate(base);
         await this.fh.sync();
       } catch (undo) {
-        throw this.stop(`${this.file}: an append failed (${why}) and the partial line could not be removed (${(undo as Error).message}); ` +
-          `nothing more is written. Restart the server: it moves the incomplete line to ${partialFile(this.file)}`, 'append_stopped');
+        throw this.stop(
+          `${this.file}: an append failed (${why}) and the partial line could not be removed (${(undo as Error).message}); ` +
+            `nothing more is written. Restart the server: it moves the incomplete line to ${partialFile(this.file)}`,
+          'append_stopped',
+        );
       }
       if (NO_SPACE.has(errno(e) ?? '')) {
-        throw new AppendError(`no space left on the device holding ${this.file}: nothing was saved and the file is unchanged; free some space and save again`, 507, 'disk_full');
+        throw new AppendError(
+          `no space left on the device holding ${this.file}: nothing was saved and the file is unchanged; free some space and save again`,
+          507,
+          'disk_full',
+        );
       }
       throw new AppendError(`cannot write ${this.file}: ${why}; nothing was saved and the file is unchanged`, 500, 'write_failed');
     }
@@ -143,7 +167,10 @@ export class AppendOnlyJsonl {
       return this.recreate();
     }
     if (st.dev !== this.id.dev || st.ino !== this.id.ino) {
-      throw this.stop(`${this.file} was replaced by another file while the server was running; nothing more is written to it. Restart the server to append to the new file`, 'file_replaced');
+      throw this.stop(
+        `${this.file} was replaced by another file while the server was running; nothing more is written to it. Restart the server to append to the new file`,
+        'file_replaced',
+      );
     }
   }
 
@@ -170,7 +197,11 @@ export class AppendOnlyJsonl {
       await syncDir(path.dirname(path.resolve(this.file)));
     } catch (e) {
       await fresh?.close();
-      throw new AppendError(`${this.file} was deleted while the server was running and cannot be recreated: ${(e as Error).message}; nothing was saved`, 500, 'file_deleted');
+      throw new AppendError(
+        `${this.file} was deleted while the server was running and cannot be recreated: ${(e as Error).message}; nothing was saved`,
+        500,
+        'file_deleted',
+      );
     }
     const st = await fresh.stat();
     await this.fh.close();

@@ -10,7 +10,12 @@ export type Parsed = ReturnType<typeof parse>;
 export function parse(argv: string[], options: Options, usage: string) {
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${usage}`);
   }
@@ -37,7 +42,11 @@ export function parse(argv: string[], options: Options, usage: string) {
   };
   const int = (name: string, def?: number) => num(name, def, isPositiveInt, 'a positive integer');
   const flag = (name: string): boolean => values[name] === true;
-  const list = (name: string): string[] => (str(name) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const list = (name: string): string[] =>
+    (str(name) ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   /** Every value of an option declared `multiple: true`. */
   const many = (name: string): string[] => (values[name] as string[] | undefined) ?? [];
   return { help: values.help === true, positionals: parsed.positionals, values, str, need, optNum, num, int, flag, list, many };
@@ -53,7 +62,9 @@ export interface Command {
 /** `  name     summary` lines of a command table. */
 export function commandList(commands: Record<string, Command>): string {
   const w = Math.max(...Object.keys(commands).map((n) => n.length)) + 2;
-  return Object.entries(commands).map(([n, c]) => `  ${n.padEnd(w)}${c.summary}`).join('\n');
+  return Object.entries(commands)
+    .map(([n, c]) => `  ${n.padEnd(w)}${c.summary}`)
+    .join('\n');
 }
 
 /**

@@ -138,10 +138,7 @@ async function exists(p: string): Promise<boolean> {
  * existing directory takes two renames; a crash between them leaves `finalDir` absent with
  * the complete old copy at `finalDir.old-*` and the complete new one at `finalDir.tmp-*`.
  */
-export async function replaceDirAtomic(
-  finalDir: string,
-  build: (tmpDir: string) => Promise<void>,
-): Promise<void> {
+export async function replaceDirAtomic(finalDir: string, build: (tmpDir: string) => Promise<void>): Promise<void> {
   const tmpDir = tempSibling(finalDir, 'tmp');
   const oldDir = tempSibling(finalDir, 'old');
   let movedOld = false;
@@ -191,7 +188,8 @@ export async function cleanAtomicLeftovers(dir: string): Promise<string[]> {
   const leftovers = names.map((n) => ({ n, m: LEFTOVER.exec(n) })).filter((e): e is { n: string; m: RegExpExecArray } => !!e.m);
   // previous versions first: one may be the only complete copy of its target
   for (const { n, m } of leftovers.filter((e) => e.m[2] === 'old')) {
-    const p = path.join(dir, n), target = path.join(dir, m[1]);
+    const p = path.join(dir, n),
+      target = path.join(dir, m[1]);
     if (await exists(target)) {
       await rm(p, { recursive: true, force: true });
       done.push(`removed ${p}, the previous version of ${target} left by an interrupted write`);

@@ -20,7 +20,7 @@ async function filesUnder(dir: string, rel = ''): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
     const r = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory()) out.push(...await filesUnder(dir, r));
+    if (e.isDirectory()) out.push(...(await filesUnder(dir, r)));
     else if (e.isFile() && r !== CHECKSUM_FILE) out.push(r);
   }
   return out.sort();
@@ -40,7 +40,9 @@ export async function verifyChecksums(dir: string): Promise<string[]> {
   try {
     text = await readFile(manifest, 'utf8');
   } catch (e) {
-    return [`${manifest}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (no checksums to check the files against)' : (e as Error).message}`];
+    return [
+      `${manifest}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (no checksums to check the files against)' : (e as Error).message}`,
+    ];
   }
   const problems: string[] = [];
   const listed = new Set<string>();
@@ -61,7 +63,8 @@ export async function verifyChecksums(dir: string): Promise<string[]> {
       problems.push(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (e as Error).message}`);
       continue;
     }
-    if (got !== m[1]) problems.push(`${file}: sha256 ${got} does not match ${m[1]} in ${CHECKSUM_FILE} (the file changed after it was written)`);
+    if (got !== m[1])
+      problems.push(`${file}: sha256 ${got} does not match ${m[1]} in ${CHECKSUM_FILE} (the file changed after it was written)`);
   }
   if (!listed.size && !problems.length) problems.push(`${manifest}: lists no files`);
   return problems;

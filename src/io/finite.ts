@@ -20,6 +20,8 @@ export function checkFiniteTensors(tensors: Map<string, { data: ArrayLike<number
     if (at < 0) continue;
     let n = 0;
     for (let i = at; i < t.data.length; i++) if (t.data[i] - t.data[i] !== 0) n++;
-    throw new NonFiniteError(`${source}: tensor ${name} holds ${t.data[at]} at index ${at} (${n} of ${t.data.length} values are NaN or infinite); the weights are corrupt`);
+    throw new NonFiniteError(
+      `${source}: tensor ${name} holds ${t.data[at]} at index ${at} (${n} of ${t.data.length} values are NaN or infinite); the weights are corrupt`,
+    );
   }
 }

@@ -63,7 +63,8 @@ export class StageDir {
   /** The checkpoint-STEP folders, oldest first (the trainer verifies one before resuming from it). */
   checkpoints(): { step: number; dir: string }[] {
     if (!fs.existsSync(this.dir)) return [];
-    return fs.readdirSync(this.dir)
+    return fs
+      .readdirSync(this.dir)
       .map((n) => ({ m: CHECKPOINT.exec(n), dir: path.join(this.dir, n) }))
       .filter((e): e is { m: RegExpExecArray; dir: string } => !!e.m && fs.statSync(e.dir).isDirectory())
       .map((e) => ({ step: Number(e.m[1]), dir: e.dir }))
@@ -166,9 +167,11 @@ export class RunDir {
 
 /** SHA-1 of each input: a file's bytes, or a model folder's model.safetensors. */
 export function inputHashes(inputs: string[]): Record<string, string> {
-  return Object.fromEntries(inputs.map((f) => {
-    const h = createHash('sha1');
-    for (const p of [f, path.join(f, 'model.safetensors')]) if (fs.existsSync(p) && fs.statSync(p).isFile()) h.update(fs.readFileSync(p));
-    return [f, h.digest('hex')];
-  }));
+  return Object.fromEntries(
+    inputs.map((f) => {
+      const h = createHash('sha1');
+      for (const p of [f, path.join(f, 'model.safetensors')]) if (fs.existsSync(p) && fs.statSync(p).isFile()) h.update(fs.readFileSync(p));
+      return [f, h.digest('hex')];
+    }),
+  );
 }

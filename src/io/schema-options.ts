@@ -41,7 +41,13 @@ function fieldsOfJson(j: Json, parent: OptionField | null): OptionField[] {
   const required = (j.required ?? []) as string[];
   return Object.entries(props).map(([key, p]) => {
     const flag = typeof p.flag === 'string' ? p.flag : parent ? `${parent.flag}-${kebab(key)}` : kebab(key);
-    const base = { path: [...(parent?.path ?? []), key], flag, required: required.includes(key), default: p.default, description: String(p.description ?? '') };
+    const base = {
+      path: [...(parent?.path ?? []), key],
+      flag,
+      required: required.includes(key),
+      default: p.default,
+      description: String(p.description ?? ''),
+    };
     const anyOf = (p.anyOf ?? []) as Json[];
     const object = anyOf.find((x) => x.type === 'object');
     if (object && anyOf.some((x) => x.const === false)) {
@@ -61,7 +67,8 @@ function fieldsOfJson(j: Json, parent: OptionField | null): OptionField[] {
       const parts = props.map(([key, q]) => ({ key, numeric: q.type === 'number' || q.type === 'integer' }));
       return { ...base, kind: 'tuple', parts, arg: typeof p.arg === 'string' ? p.arg : props.map(([k]) => k.toUpperCase()).join(':') };
     }
-    if (t === 'number' || t === 'integer') return { ...base, kind: t, arg: typeof p.arg === 'string' ? p.arg : t === 'integer' ? 'N' : 'X' };
+    if (t === 'number' || t === 'integer')
+      return { ...base, kind: t, arg: typeof p.arg === 'string' ? p.arg : t === 'integer' ? 'N' : 'X' };
     const values = Array.isArray(p.enum) ? p.enum.map(String) : undefined;
     return { ...base, kind: 'string', values, arg: typeof p.arg === 'string' ? p.arg : values ? values.join('|') : 'S' };
   });
@@ -109,7 +116,8 @@ export function parseOptions(fields: OptionField[]): Options {
 /** Help lines: flag, description, default (shown once, here). */
 export function helpLines(fields: OptionField[], indent = '  '): string[] {
   const rows = flat(fields).map((f) => {
-    const def = f.default !== undefined && f.kind !== 'boolean' ? ` (default ${formatDefault(f.default)})` : f.required ? ' (required)' : '';
+    const def =
+      f.default !== undefined && f.kind !== 'boolean' ? ` (default ${formatDefault(f.default)})` : f.required ? ' (required)' : '';
     return [flagSpelling(f), `${f.description}${def}`];
   });
   const w = Math.min(28, Math.max(...rows.map((r) => r[0].length)) + 2);
@@ -119,11 +127,18 @@ export function helpLines(fields: OptionField[], indent = '  '): string[] {
 function valueOf(f: OptionField, a: Parsed): unknown {
   const v = a.str(f.flag);
   if (v === undefined) return undefined;
-  if (f.kind === 'list') return f.names?.includes(v.trim()) ? v.trim() : v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (f.kind === 'list')
+    return f.names?.includes(v.trim())
+      ? v.trim()
+      : v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
   if (f.kind === 'tuple') {
     const parts = f.parts ?? [];
     const vs = v.split(':').map((s) => s.trim());
-    if (vs.length !== parts.length || vs.some((s, i) => s === '' || (parts[i].numeric && !Number.isFinite(Number(s))))) throw new UsageError(`--${f.flag}: expected ${f.arg}, got "${v}"`);
+    if (vs.length !== parts.length || vs.some((s, i) => s === '' || (parts[i].numeric && !Number.isFinite(Number(s)))))
+      throw new UsageError(`--${f.flag}: expected ${f.arg}, got "${v}"`);
     return Object.fromEntries(parts.map((p, i) => [p.key, p.numeric ? Number(vs[i]) : vs[i]]));
   }
   if (f.kind === 'number' || f.kind === 'integer') {
@@ -167,15 +182,17 @@ export function parseGiven<S extends z.ZodType>(schema: S, fields: OptionField[]
   const r = schema.safeParse(raw);
   if (r.success) return r.data;
   const byPath = new Map(flat(fields).map((f) => [f.path.join('.'), f]));
-  const msg = r.error.issues.map((i) => {
-    const keys = i.path.map(String);
-    // the flag of the longest path prefix, the rest named after it (--rope-scaling factor)
-    let n = keys.length;
-    while (n > 0 && !byPath.has(keys.slice(0, n).join('.'))) n--;
-    const f = byPath.get(keys.slice(0, n).join('.'));
-    if (f?.required && n === keys.length && i.code === 'invalid_type' && i.input === undefined) return `--${f.flag} is required`;
-    const rest = keys.slice(n).join('.');
-    return `${f ? `--${f.flag}${rest ? ` ${rest}` : ''}` : rest || 'options'}: ${i.message}`;
-  }).join('\n');
+  const msg = r.error.issues
+    .map((i) => {
+      const keys = i.path.map(String);
+      // the flag of the longest path prefix, the rest named after it (--rope-scaling factor)
+      let n = keys.length;
+      while (n > 0 && !byPath.has(keys.slice(0, n).join('.'))) n--;
+      const f = byPath.get(keys.slice(0, n).join('.'));
+      if (f?.required && n === keys.length && i.code === 'invalid_type' && i.input === undefined) return `--${f.flag} is required`;
+      const rest = keys.slice(n).join('.');
+      return `${f ? `--${f.flag}${rest ? ` ${rest}` : ''}` : rest || 'options'}: ${i.message}`;
+    })
+    .join('\n');
   throw new UsageError(`${msg}\n\n${usage}`);
 }

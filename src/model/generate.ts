@@ -54,14 +54,20 @@ export class Decoder<F extends FloatArray> {
   private T: number;
   private steps = 0;
 
-  constructor(readonly model: Llama<F>, readonly prompts: number[][], readonly opts: GenerateOptions) {
+  constructor(
+    readonly model: Llama<F>,
+    readonly prompts: number[][],
+    readonly opts: GenerateOptions,
+  ) {
     this.n = opts.n ?? 1;
     const c = model.config;
     if (prompts.some((p) => p.length === 0)) throw new RangeError('generate: empty prompt');
     const P = Math.max(...prompts.map((p) => p.length));
     if (P + opts.maxNewTokens > contextLength(c)) {
       const dyn = c.rope_scaling?.rope_type === 'dynamic' ? ` x dynamic RoPE factor ${c.rope_scaling.factor}` : '';
-      throw new RangeError(`generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed the model's context: max_position_embeddings ${c.max_position_embeddings}${dyn} = ${contextLength(c)}`);
+      throw new RangeError(
+        `generate: prompt (${P}) + max new tokens (${opts.maxNewTokens}) exceed the model's context: max_position_embeddings ${c.max_position_embeddings}${dyn} = ${contextLength(c)}`,
+      );
     }
     const rows = prompts.flatMap((p) => Array.from({ length: this.n }, () => p));
     this.B = rows.length;
@@ -95,12 +101,18 @@ export class Decoder<F extends FloatArray> {
   /** One forward pass and one new token for every active row. */
   step(): void {
     const { model, opts, B, T } = this;
-    const c = model.config, D = c.hidden_size;
-    const hidden = model.hidden(this.ctx, { ids: this.ids, pos: this.pos, B, T }, { cache: this.cache as KvCache<FloatArray>, keyStart: this.keyStart });
+    const c = model.config,
+      D = c.hidden_size;
+    const hidden = model.hidden(
+      this.ctx,
+      { ids: this.ids, pos: this.pos, B, T },
+      { cache: this.cache as KvCache<FloatArray>, keyStart: this.keyStart },
+    );
     const last = this.ctx.tensor([B, D], false);
     for (let b = 0; b < B; b++) last.data.set(hidden.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
     const logits = model.logits(this.ctx, last);
-    const next = new Int32Array(B), nextPos = new Int32Array(B);
+    const next = new Int32Array(B),
+      nextPos = new Int32Array(B);
     for (let b = 0; b < B; b++) {
       nextPos[b] = this.pos[b * T + T - 1] + 1;
       if (!this.active.has(b)) continue;
@@ -116,15 +128,29 @@ export class Decoder<F extends FloatArray> {
   }
 
   private accept(b: number, id: number): void {
-    const g = this.out[b], opts = this.opts;
-    if (this.eos.has(id)) { g.finishReason = 'eos'; this.active.delete(b); return; }
+    const g = this.out[b],
+      opts = this.opts;
+    if (this.eos.has(id)) {
+      g.finishReason = 'eos';
+      this.active.delete(b);
+      return;
+    }
     g.ids.push(id);
     this.seen[b].add(id);
     opts.onToken?.(b, id);
     if (opts.stop?.length && opts.decode) {
       const text = opts.decode(g.ids);
-      const at = Math.min(...opts.stop.map((s) => { const i = text.indexOf(s); return i < 0 ? Infinity : i; }));
-      if (at !== Infinity) { g.text = text.slice(0, at); g.finishReason = 'stop'; this.active.delete(b); }
+      const at = Math.min(
+        ...opts.stop.map((s) => {
+          const i = text.indexOf(s);
+          return i < 0 ? Infinity : i;
+        }),
+      );
+      if (at !== Infinity) {
+        g.text = text.slice(0, at);
+        g.finishReason = 'stop';
+        this.active.delete(b);
+      }
     }
   }
 
@@ -132,10 +158,11 @@ export class Decoder<F extends FloatArray> {
   results(): Generation[][] {
     // a length cut-off can split a multi-byte character: drop its dangling bytes
     const decode = this.opts.decode;
-    if (decode) for (const g of this.out) {
-      const text = decode(g.ids);
-      g.text ??= g.finishReason === 'length' ? text.replace(/\uFFFD+$/, '') : text;
-    }
+    if (decode)
+      for (const g of this.out) {
+        const text = decode(g.ids);
+        g.text ??= g.finishReason === 'length' ? text.replace(/\uFFFD+$/, '') : text;
+      }
     return this.prompts.map((_, i) => this.out.slice(i * this.n, (i + 1) * this.n));
   }
 }
@@ -147,10 +174,17 @@ export function generate<F extends FloatArray>(model: Llama<F>, prompts: number[
 }
 
 /** As generate, yielding to the event loop after every token; `signal` ends it early. */
-export async function generateAsync<F extends FloatArray>(model: Llama<F>, prompts: number[][], opts: GenerateOptions & { signal?: AbortSignal }): Promise<Generation[][]> {
+export async function generateAsync<F extends FloatArray>(
+  model: Llama<F>,
+  prompts: number[][],
+  opts: GenerateOptions & { signal?: AbortSignal },
+): Promise<Generation[][]> {
   const d = new Decoder(model, prompts, opts);
   while (!d.done()) {
-    if (opts.signal?.aborted) { d.abort(); break; }
+    if (opts.signal?.aborted) {
+      d.abort();
+      break;
+    }
     d.step();
     await new Promise((r) => setImmediate(r));
   }
@@ -175,13 +209,24 @@ export function sample(logits: FloatArray, seen: Set<number>, o: SamplingOptions
   let total = probs.reduce((s, p) => s + p, 0);
   if (o.topP !== undefined && o.topP < 1) {
     // keep the smallest prefix (sorted by probability) whose mass reaches topP
-    let acc = 0, keep = probs.length;
-    for (let j = 0; j < probs.length; j++) { acc += probs[j] / total; if (acc >= o.topP) { keep = j + 1; break; } }
-    probs.length = keep; idx = idx.slice(0, keep);
+    let acc = 0,
+      keep = probs.length;
+    for (let j = 0; j < probs.length; j++) {
+      acc += probs[j] / total;
+      if (acc >= o.topP) {
+        keep = j + 1;
+        break;
+      }
+    }
+    probs.length = keep;
+    idx = idx.slice(0, keep);
     total = probs.reduce((s, p) => s + p, 0);
   }
   let r = rng.next() * total;
-  for (let j = 0; j < probs.length; j++) { r -= probs[j]; if (r <= 0) return idx[j]; }
+  for (let j = 0; j < probs.length; j++) {
+    r -= probs[j];
+    if (r <= 0) return idx[j];
+  }
   return idx[probs.length - 1];
 }
 

@@ -36,34 +36,60 @@ export const TokenizerTrainSchema = z.strictObject({
 });
 
 export const RunConfigSchema = z.strictObject({
-  name: z.string().regex(/^[\w.-]+$/).default('run').describe('the run directory is runs/NAME unless --out is given'),
+  name: z
+    .string()
+    .regex(/^[\w.-]+$/)
+    .default('run')
+    .describe('the run directory is runs/NAME unless --out is given'),
   seed: ContextSchema.shape.seed,
   threads: ContextSchema.shape.threads,
-  builtin_corpus: z.union([z.literal(false), z.strictObject({
-    seed: z.number().int().default(7).describe('seed of the generated texts and the held-out split'),
-    heldout_fraction: z.number().gt(0).lt(1).default(0.1).describe('share of the diseases held out for evaluation'),
-  })]).default(false)
+  builtin_corpus: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        seed: z.number().int().default(7).describe('seed of the generated texts and the held-out split'),
+        heldout_fraction: z.number().gt(0).lt(1).default(0.1).describe('share of the diseases held out for evaluation'),
+      }),
+    ])
+    .default(false)
     .describe('generate the built-in medical corpus and use its train / held-out files as sources'),
-  data: z.record(z.string(), z.unknown()).default({}).describe('a `chimed data build` config (sources, dedup, decontam); sources may be empty with builtin_corpus'),
-  tokenizer: z.union([
-    z.strictObject({
-      path: z.string().describe('a folder with tokenizer.json or tokenizer.model (and tokenizer_config.json)'),
-      template: z.enum(Object.keys(BUILTIN_TEMPLATES) as [string, ...string[]]).optional()
-        .describe('a built-in chat template for a tokenizer without one (or instead of its own); every stage and evaluation uses it'),
-    }),
-    z.strictObject({ train: TokenizerTrainSchema.prefault({}).describe('train a byte-level BPE on the pre-training and SFT data') }),
-    z.strictObject({ bytes: z.literal(true).describe('UTF-8 bytes, no training') }),
-  ]).default({ train: TokenizerTrainSchema.parse({}) }),
+  data: z
+    .record(z.string(), z.unknown())
+    .default({})
+    .describe('a `chimed data build` config (sources, dedup, decontam); sources may be empty with builtin_corpus'),
+  tokenizer: z
+    .union([
+      z.strictObject({
+        path: z.string().describe('a folder with tokenizer.json or tokenizer.model (and tokenizer_config.json)'),
+        template: z
+          .enum(Object.keys(BUILTIN_TEMPLATES) as [string, ...string[]])
+          .optional()
+          .describe('a built-in chat template for a tokenizer without one (or instead of its own); every stage and evaluation uses it'),
+      }),
+      z.strictObject({ train: TokenizerTrainSchema.prefault({}).describe('train a byte-level BPE on the pre-training and SFT data') }),
+      z.strictObject({ bytes: z.literal(true).describe('UTF-8 bytes, no training') }),
+    ])
+    .default({ train: TokenizerTrainSchema.parse({}) }),
   model: z.union([
-    z.strictObject({ path: z.string().describe('an HF model folder: Llama-2/3, Qwen2/2.5, Qwen3 or Baichuan(2)-7B (config.json + safetensors)') }),
-    z.strictObject({ config: z.record(z.string(), z.unknown()).describe('a fresh model: HF config.json keys of model_type llama (default), qwen2, qwen3 or baichuan (vocab_size from the tokenizer); unknown keys are errors') }),
+    z.strictObject({
+      path: z.string().describe('an HF model folder: Llama-2/3, Qwen2/2.5, Qwen3 or Baichuan(2)-7B (config.json + safetensors)'),
+    }),
+    z.strictObject({
+      config: z
+        .record(z.string(), z.unknown())
+        .describe(
+          'a fresh model: HF config.json keys of model_type llama (default), qwen2, qwen3 or baichuan (vocab_size from the tokenizer); unknown keys are errors',
+        ),
+    }),
   ]),
   stages: z.array(StageSchema).min(1).describe('the stages in order, any subset of pt → sft → rm → rs → dpo (see Stages below)'),
   eval: EvalSchema.prefault({}),
 });
 
 type BuildConfig = z.output<typeof BuildConfigSchema>;
-export type RunConfig = Omit<z.output<typeof RunConfigSchema>, 'data'> & { data: Omit<BuildConfig, 'sources'> & { sources: BuildConfig['sources'] } };
+export type RunConfig = Omit<z.output<typeof RunConfigSchema>, 'data'> & {
+  data: Omit<BuildConfig, 'sources'> & { sources: BuildConfig['sources'] };
+};
 export type StageConfig = RunConfig['stages'][number];
 
 /** The built-in chat template the config chooses (tokenizer.template), if any. */
@@ -82,20 +108,26 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
   // the data section is a data-build config; with the built-in corpus its sources may be empty,
   // so it is checked here with a stand-in source that is dropped again
   const rawSources = Array.isArray(r.data.data.sources) ? r.data.data.sources : [];
-  if (!rawSources.length && r.data.builtin_corpus === false) throw new ConfigError(`${source}: data.sources: give at least one source, or enable builtin_corpus`);
+  if (!rawSources.length && r.data.builtin_corpus === false)
+    throw new ConfigError(`${source}: data.sources: give at least one source, or enable builtin_corpus`);
   const placeholder = !rawSources.length;
   const d = BuildConfigSchema.safeParse({ ...r.data.data, sources: placeholder ? [{ path: 'builtin-corpus' }] : rawSources });
   if (!d.success) throw new ConfigError(`${source}: ${d.error.issues.map((i) => `data.${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const c: RunConfig = { ...r.data, data: { ...d.data, sources: placeholder ? [] : d.data.sources } };
   const types = c.stages.map((s) => s.type);
-  const fail = (msg: string) => { throw new ConfigError(`${source}: stages: ${msg}`); };
+  const fail = (msg: string) => {
+    throw new ConfigError(`${source}: stages: ${msg}`);
+  };
   types.forEach((t, i) => {
     if (types.indexOf(t) !== i) fail(`${t} appears twice`);
-    if (i > 0 && ORDER.indexOf(t) < ORDER.indexOf(types[i - 1])) fail(`${t} cannot come after ${types[i - 1]} (order: ${ORDER.join(' → ')})`);
+    if (i > 0 && ORDER.indexOf(t) < ORDER.indexOf(types[i - 1]))
+      fail(`${t} cannot come after ${types[i - 1]} (order: ${ORDER.join(' → ')})`);
   });
   if (types.includes('rs') && !types.includes('rm')) fail('rs needs a reward model: add an rm stage before it');
-  const hasPref = c.builtin_corpus !== false || c.data.sources.some((s) => s.stages?.includes('pref') || /pref|dpo|reward|pair/i.test(s.path));
-  for (const t of ['rm', 'dpo'] as const) if (types.includes(t) && !hasPref) fail(`${t} needs preference data: add a source with stages: [pref] (or enable builtin_corpus)`);
+  const hasPref =
+    c.builtin_corpus !== false || c.data.sources.some((s) => s.stages?.includes('pref') || /pref|dpo|reward|pair/i.test(s.path));
+  for (const t of ['rm', 'dpo'] as const)
+    if (types.includes(t) && !hasPref) fail(`${t} needs preference data: add a source with stages: [pref] (or enable builtin_corpus)`);
   return c;
 }
 

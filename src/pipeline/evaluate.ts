@@ -12,7 +12,15 @@ import { genPredictionItems, mcqPredictionItems, nerPredictions } from '../eval/
 import { readMcqFile, readNerFile } from '../eval/read.js';
 import { bundledScalePath } from '../eval/scale.js';
 import {
-  attitudeScale, generationItems, mcqEvalItems, nerEvalItems, perplexity, preferenceItems, readConversations, rewardItems, rewardModelItems,
+  attitudeScale,
+  generationItems,
+  mcqEvalItems,
+  nerEvalItems,
+  perplexity,
+  preferenceItems,
+  readConversations,
+  rewardItems,
+  rewardModelItems,
 } from '../eval/suite.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
@@ -37,14 +45,22 @@ export interface EvalFiles {
 /** The files of `eval.files`; with the built-in corpus, its held-out files where the config names none. */
 export function evalFiles(e: EvalConfig, corpusDir: string | null): EvalFiles {
   const u = e.files;
-  const benchmarks = Object.fromEntries((['mcq', 'gen', 'ner'] as const).flatMap((k) => { const b = fileBenchmark(u[k]); return b ? [[k, b]] : []; }));
+  const benchmarks = Object.fromEntries(
+    (['mcq', 'gen', 'ner'] as const).flatMap((k) => {
+      const b = fileBenchmark(u[k]);
+      return b ? [[k, b]] : [];
+    }),
+  );
   const c = (f: string) => (corpusDir ? path.join(corpusDir, f) : null);
   // a test file given without its dev / shots file gets no demonstrations from the corpus
   return {
     ppl: u.ppl.length ? u.ppl : corpusDir ? [c('pt_heldout.jsonl')!] : [],
-    mcqTest: filePath(u.mcq) ?? c('mcq_test.jsonl'), mcqDev: u.mcq_dev ?? (u.mcq ? null : c('mcq_dev.jsonl')),
-    gen: filePath(u.gen) ?? c('sft_heldout.jsonl'), pref: u.pref ?? c('pref_heldout.jsonl'),
-    ner: filePath(u.ner) ?? c('ner_test.jsonl'), nerShots: u.ner_shots ?? (u.ner ? null : c('ner_train.jsonl')),
+    mcqTest: filePath(u.mcq) ?? c('mcq_test.jsonl'),
+    mcqDev: u.mcq_dev ?? (u.mcq ? null : c('mcq_dev.jsonl')),
+    gen: filePath(u.gen) ?? c('sft_heldout.jsonl'),
+    pref: u.pref ?? c('pref_heldout.jsonl'),
+    ner: filePath(u.ner) ?? c('ner_test.jsonl'),
+    nerShots: u.ner_shots ?? (u.ner ? null : c('ner_train.jsonl')),
     benchmarks,
   };
 }
@@ -54,7 +70,10 @@ const evalDir = (runDir: string) => path.join(runDir, 'eval');
 const itemsFile = (runDir: string, name: string) => path.join(evalDir(runDir), `${name}.items.jsonl`);
 
 /** The scored NER examples and their demonstrations: from files.ner_shots, else the first k of files.ner (then not scored). */
-async function nerSplit(f: EvalFiles, e: Exclude<EvalConfig['ner'], false>): Promise<{ all: NerExample[]; examples: NerExample[]; shots: NerExample[] }> {
+async function nerSplit(
+  f: EvalFiles,
+  e: Exclude<EvalConfig['ner'], false>,
+): Promise<{ all: NerExample[]; examples: NerExample[]; shots: NerExample[] }> {
   const all = await readNerFile(f.ner!);
   const shots = f.nerShots ? await readNerFile(f.nerShots) : all.slice(0, e.k_shot);
   const scored = f.nerShots ? all : all.slice(e.k_shot);
@@ -121,19 +140,36 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
   await run('pref', 'preference', e.pref && f.pref, async () => preferenceItems(await model(), f.pref!));
   let rm: RewardModel<Float32Array> | undefined;
   const reward = async () => (rm ??= await RewardModel.load(s.rm!, nativeKernels, false));
-  await run('rm', 'reward-model accuracy', e.pref && s.stage === 'rm' && s.rm && f.pref, async () => rewardModelItems(await reward(), await model(), f.pref!));
+  await run('rm', 'reward-model accuracy', e.pref && s.stage === 'rm' && s.rm && f.pref, async () =>
+    rewardModelItems(await reward(), await model(), f.pref!),
+  );
   const gens = itemsOf(items, 'gen');
   await run('reward', 'reward', e.pref && s.rm && s.chat && gens.length, async () => rewardItems(await reward(), await model(), gens));
   await run('scale', 'attitude scale', e.scale && (s.chat || e.scale.mode === 'loglik'), async () => {
     const sc = e.scale as Exclude<EvalConfig['scale'], false>;
-    return (await attitudeScale(await model(), sc.file ?? bundledScalePath('mental_illness_attitudes_zh.json'), { samples: sc.samples, chat: s.chat, mode: sc.mode })).items;
+    return (
+      await attitudeScale(await model(), sc.file ?? bundledScalePath('mental_illness_attitudes_zh.json'), {
+        samples: sc.samples,
+        chat: s.chat,
+        mode: sc.mode,
+      })
+    ).items;
   });
 
   const summary = summarizeItems(items, e.bootstrap);
-  const row: Row = { stage: s.stage, ...(unchanged ? { same_policy_as: s.previous!.stage } : {}), ...summary.values, ci: summary.ci, n: summary.n };
+  const row: Row = {
+    stage: s.stage,
+    ...(unchanged ? { same_policy_as: s.previous!.stage } : {}),
+    ...summary.values,
+    ci: summary.ci,
+    n: summary.n,
+  };
   if (s.stage === 'rm' && row.rm_acc === undefined) {
     // no held-out pairs to score: the reward model's own validation accuracy, without an interval
-    const last = new MetricsLog(path.join(runDir, 'metrics.jsonl')).read('rm').filter((x) => x.eval_accuracy !== undefined).at(-1);
+    const last = new MetricsLog(path.join(runDir, 'metrics.jsonl'))
+      .read('rm')
+      .filter((x) => x.eval_accuracy !== undefined)
+      .at(-1);
     if (last) row.rm_acc = last.eval_accuracy as number;
   }
   if (s.previous) {
@@ -142,7 +178,12 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
     if (Object.keys(metrics).length) row.change = { from: s.previous.stage, metrics };
   }
   await writeJsonAtomic(done, row);
-  new MetricsLog(path.join(runDir, 'metrics.jsonl')).append({ ...summary.values, ...(row.rm_acc !== undefined ? { rm_acc: row.rm_acc } : {}), stage: `eval/${s.stage}`, step: 0 });
+  new MetricsLog(path.join(runDir, 'metrics.jsonl')).append({
+    ...summary.values,
+    ...(row.rm_acc !== undefined ? { rm_acc: row.rm_acc } : {}),
+    stage: `eval/${s.stage}`,
+    step: 0,
+  });
   log(`eval ${s.stage}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return row;
 }
@@ -178,7 +219,14 @@ export async function evaluateBaselines(cfg: RunConfig, runDir: string, f: EvalF
     await writeItems(itemsFile(runDir, `baseline-${b.name}`), items);
     const summary = summarizeItems(items, e.bootstrap);
     const metrics = compareItems(items, final, e.bootstrap);
-    const row: Row = { stage: b.name, kind: 'baseline', ...summary.values, ci: summary.ci, n: summary.n, ...(Object.keys(metrics).length ? { change: { from: finalStage, metrics } } : {}) };
+    const row: Row = {
+      stage: b.name,
+      kind: 'baseline',
+      ...summary.values,
+      ci: summary.ci,
+      n: summary.n,
+      ...(Object.keys(metrics).length ? { change: { from: finalStage, metrics } } : {}),
+    };
     await writeJsonAtomic(path.join(evalDir(runDir), `baseline-${b.name}.json`), row);
     rows.push(row);
   }
@@ -198,11 +246,25 @@ export function caseStudies(cfg: RunConfig, runDir: string, rows: Row[], baselin
  * After the last stage: baselines, case studies, RUN/summary.json (everything the report
  * shows) and RUN/summary.md (the table); returns the table with its legend.
  */
-export async function writeSummary(cfg: RunConfig, runDir: string, f: EvalFiles, rows: Row[], extra: Record<string, unknown>): Promise<string> {
+export async function writeSummary(
+  cfg: RunConfig,
+  runDir: string,
+  f: EvalFiles,
+  rows: Row[],
+  extra: Record<string, unknown>,
+): Promise<string> {
   const baselines = rows.length ? await evaluateBaselines(cfg, runDir, f, rows.at(-1)!.stage) : [];
   const cases = caseStudies(cfg, runDir, rows, baselines);
   const table = `${summaryTable([...rows, ...baselines], cfg.eval.table)}\n\n${tableLegend(cfg.eval.bootstrap.level)}`;
-  await writeJsonAtomic(path.join(runDir, 'summary.json'), { rows, baselines, table: cfg.eval.table, bootstrap: cfg.eval.bootstrap, benchmarks: f.benchmarks, cases, ...extra });
+  await writeJsonAtomic(path.join(runDir, 'summary.json'), {
+    rows,
+    baselines,
+    table: cfg.eval.table,
+    bootstrap: cfg.eval.bootstrap,
+    benchmarks: f.benchmarks,
+    cases,
+    ...extra,
+  });
   await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
   return table;
 }

@@ -16,12 +16,25 @@ function typeOf(s: Json): string {
   if (s.type === 'array') return `list of ${typeOf((s.items ?? {}) as Json)}`;
   const t = s.type === 'integer' ? 'integer' : String(s.type ?? 'any');
   if (t === 'null') return 'null';
-  const lo = typeof s.minimum === 'number' && s.minimum > -1e15 ? ` ≥ ${s.minimum}` : typeof s.exclusiveMinimum === 'number' ? ` > ${s.exclusiveMinimum}` : '';
-  const hi = typeof s.maximum === 'number' && s.maximum < 1e15 ? ` ≤ ${s.maximum}` : typeof s.exclusiveMaximum === 'number' ? ` < ${s.exclusiveMaximum}` : '';
+  const lo =
+    typeof s.minimum === 'number' && s.minimum > -1e15
+      ? ` ≥ ${s.minimum}`
+      : typeof s.exclusiveMinimum === 'number'
+        ? ` > ${s.exclusiveMinimum}`
+        : '';
+  const hi =
+    typeof s.maximum === 'number' && s.maximum < 1e15
+      ? ` ≤ ${s.maximum}`
+      : typeof s.exclusiveMaximum === 'number'
+        ? ` < ${s.exclusiveMaximum}`
+        : '';
   return t + lo + hi;
 }
 
-const cell = (text: unknown) => String(text ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const cell = (text: unknown) =>
+  String(text ?? '')
+    .replace(/\|/g, '\\|')
+    .replace(/\n/g, ' ');
 
 /**
  * Table rows for the properties of a JSON schema, nested objects flattened to dotted keys;
@@ -31,7 +44,8 @@ function rows(s: Json, prefix: string, out: string[], flags?: Map<string, Option
   const props = (s.properties ?? {}) as Record<string, Json>;
   for (const [k, p] of Object.entries(props)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    const def = p.default !== undefined ? `\`${JSON.stringify(p.default)}\`` : (s.required as string[] | undefined)?.includes(k) ? 'required' : '';
+    const def =
+      p.default !== undefined ? `\`${JSON.stringify(p.default)}\`` : (s.required as string[] | undefined)?.includes(k) ? 'required' : '';
     const flag = flags ? [flags.get(key) ? `\`${flagSpelling(flags.get(key)!)}\`` : ''] : [];
     out.push(`| ${[`\`${key}\``, ...flag, typeOf(p), def, p.description].map(cell).join(' | ')} |`);
     const objects = [p, ...((p.anyOf ?? []) as Json[])].filter((x) => x.type === 'object' && x.properties);
@@ -52,22 +66,37 @@ function table(schema: z.ZodType, title: string, intro: string): string {
 
 /** A stage's settings (YAML key and CLI flag side by side) and the inputs only the CLI / API name. */
 function stageSection(st: Stage): string {
-  const out = [`### \`${st.name}\`: ${st.summary}`, '', st.about.replace(/\n/g, ' '), '',
-    '| key | `chimed train` flag | type | default | meaning |', '|---|---|---|---|---|'];
+  const out = [
+    `### \`${st.name}\`: ${st.summary}`,
+    '',
+    st.about.replace(/\n/g, ' '),
+    '',
+    '| key | `chimed train` flag | type | default | meaning |',
+    '|---|---|---|---|---|',
+  ];
   rows(jsonSchema(st.config), '', out, flagMap(st.config));
-  out.push('', `Inputs of \`chimed train ${st.name}\` (the pipeline supplies them from the run directory):`, '',
-    '| flag | API key | type | meaning |', '|---|---|---|---|');
+  out.push(
+    '',
+    `Inputs of \`chimed train ${st.name}\` (the pipeline supplies them from the run directory):`,
+    '',
+    '| flag | API key | type | meaning |',
+    '|---|---|---|---|',
+  );
   const props = (jsonSchema(st.inputs).properties ?? {}) as Record<string, Json>;
   for (const f of optionFields(st.inputs)) {
     const p = props[f.path[0]];
-    out.push(`| ${[`\`${flagSpelling(f)}\``, `\`${f.path[0]}\``, typeOf(p), `${p.description ?? ''}${f.required ? ' (required)' : ''}`].map(cell).join(' | ')} |`);
+    out.push(
+      `| ${[`\`${flagSpelling(f)}\``, `\`${f.path[0]}\``, typeOf(p), `${p.description ?? ''}${f.required ? ' (required)' : ''}`].map(cell).join(' | ')} |`,
+    );
   }
   return out.join('\n');
 }
 
 /** docs/config.md, generated from the zod schemas (`chimed run --reference`). */
 export function configReference(): string {
-  const context = optionFields(ContextSchema).map((f) => `\`${flagSpelling(f)}\` (${f.description}${f.default !== undefined ? `; default ${JSON.stringify(f.default)}` : ''})`);
+  const context = optionFields(ContextSchema).map(
+    (f) => `\`${flagSpelling(f)}\` (${f.description}${f.default !== undefined ? `; default ${JSON.stringify(f.default)}` : ''})`,
+  );
   return [
     '# Configuration reference',
     '',
@@ -83,7 +112,11 @@ export function configReference(): string {
       'in a run config these are the run directory, `seed` and `threads`.',
     '',
     ...Object.values(STAGES).flatMap((st) => [stageSection(st as Stage), '']),
-    table(BuildConfigSchema, '`data` (also `chimed data build CONFIG`)', 'The data section of a run config, and the config of `chimed data build`.'),
+    table(
+      BuildConfigSchema,
+      '`data` (also `chimed data build CONFIG`)',
+      'The data section of a run config, and the config of `chimed data build`.',
+    ),
     '',
   ].join('\n');
 }

@@ -52,12 +52,15 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   await evaluate('base', false);
   for (const st of cfg.stages) {
     const res = await runStageOnce(cfg, run, st, policy, rmDir, tokDir);
-    if (st.type === 'rm') rmDir = res; else policy = res;
+    if (st.type === 'rm') rmDir = res;
+    else policy = res;
     await evaluate(st.type, st.type !== 'pt');
   }
   const table = await writeSummary(cfg, runDir, evalFiles, rows, { policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   const reportDir = await writeReport(runDir);
-  process.stdout.write(`\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\nreport: ${path.join(reportDir, 'report.html')}\n`);
+  process.stdout.write(
+    `\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\nreport: ${path.join(reportDir, 'report.html')}\n`,
+  );
   return rows;
 }
 
@@ -71,7 +74,9 @@ export async function recordConfig(cfg: RunConfig, run: RunDir): Promise<void> {
   if (fs.existsSync(run.config)) {
     const before = fs.readFileSync(run.config, 'utf8');
     if (before !== text && YAML.stringify(parseRunConfig(YAML.parse(before), run.config)) !== text) {
-      throw new ConfigError(`${run.config}: this run directory was made with a different config; use a new directory (or delete ${run.root}) to start over`);
+      throw new ConfigError(
+        `${run.config}: this run directory was made with a different config; use a new directory (or delete ${run.root}) to start over`,
+      );
     }
   }
   await writeFileAtomic(run.config, text);
@@ -88,8 +93,10 @@ async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
     }
     const c = (f: string) => path.join(dir, f);
     sources.push(
-      { path: c('pt_train.jsonl'), stages: ['pt'] }, { path: c('sft_train.jsonl'), stages: ['sft', 'pt'] },
-      { path: c('pref_train.jsonl'), stages: ['pref'] }, { path: c('mcq_test.jsonl'), stages: ['eval'] },
+      { path: c('pt_train.jsonl'), stages: ['pt'] },
+      { path: c('sft_train.jsonl'), stages: ['sft', 'pt'] },
+      { path: c('pref_train.jsonl'), stages: ['pref'] },
+      { path: c('mcq_test.jsonl'), stages: ['eval'] },
     );
   }
   if (!fs.existsSync(run.stats)) {
@@ -109,7 +116,10 @@ async function prepareTokenizer(cfg: RunConfig, run: RunDir): Promise<string> {
   else if ('bytes' in t) tok = Tokenizer.bytes();
   else {
     log(`tokenizer: training a ${t.train.vocab_size}-token byte-level BPE on the pre-training and SFT data`);
-    tok = await Tokenizer.train(readDocuments([run.dataset('pt'), run.dataset('sft')].filter((f) => fs.existsSync(f))), { vocabSize: t.train.vocab_size, minFrequency: t.train.min_frequency });
+    tok = await Tokenizer.train(readDocuments([run.dataset('pt'), run.dataset('sft')].filter((f) => fs.existsSync(f))), {
+      vocabSize: t.train.vocab_size,
+      minFrequency: t.train.min_frequency,
+    });
   }
   const template = templateOf(cfg);
   await tok.save(dir, { template: template ? ChatTemplate.builtin(template) : undefined });
@@ -125,7 +135,11 @@ async function countStageTokens(run: RunDir, tokDir: string): Promise<void> {
   if (fs.existsSync(out)) return;
   const tok = Tokenizer.fromDir(tokDir);
   const rows: { stage: string; records: number; characters: number; tokens: number }[] = [];
-  for (const [stage, kind] of [['pt', 'document'], ['sft', 'conversation'], ['pref', 'preference']] as const) {
+  for (const [stage, kind] of [
+    ['pt', 'document'],
+    ['sft', 'conversation'],
+    ['pref', 'preference'],
+  ] as const) {
     const file = run.dataset(stage);
     if (!fs.existsSync(file)) continue;
     const r = { stage, records: 0, characters: 0, tokens: 0 };
@@ -138,7 +152,12 @@ async function countStageTokens(run: RunDir, tokDir: string): Promise<void> {
     rows.push(r);
   }
   await writeJsonAtomic(out, { tokenizer: tokDir, vocab_size: tok.vocabSize, stages: rows });
-  log(formatTable(['stage', 'records', 'characters', 'tokens', 'chars/token'], rows.map((r) => [r.stage, r.records, r.characters, r.tokens, (r.characters / Math.max(1, r.tokens)).toFixed(2)])));
+  log(
+    formatTable(
+      ['stage', 'records', 'characters', 'tokens', 'chars/token'],
+      rows.map((r) => [r.stage, r.records, r.characters, r.tokens, (r.characters / Math.max(1, r.tokens)).toFixed(2)]),
+    ),
+  );
 }
 
 /** The starting model: an HF folder, or a fresh one from the config (vocab sized to the tokenizer). */
@@ -147,8 +166,13 @@ async function prepareBase(cfg: RunConfig, run: RunDir, tokDir: string): Promise
   const dir = run.base;
   if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
   const tok = Tokenizer.fromDir(tokDir);
-  const config = parseModelConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${run.config}: model.config`, { strict: true });
-  if (config.vocab_size < tok.vocabSize) throw new ConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
+  const config = parseModelConfig(
+    { vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config },
+    `${run.config}: model.config`,
+    { strict: true },
+  );
+  if (config.vocab_size < tok.vocabSize)
+    throw new ConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
   const model = Llama.random(nativeKernels, config, cfg.seed, false);
   await saveModel(dir, model);
   await tok.save(dir);
@@ -160,23 +184,41 @@ async function prepareBase(cfg: RunConfig, run: RunDir, tokDir: string): Promise
 const settingsOf = <T extends { type: string }>({ type, ...settings }: T) => settings;
 
 /** Runs one configured stage on the run's data, starting from `policy`. */
-function runStage(cfg: RunConfig, run: RunDir, st: StageConfig, policy: string, rmDir: string | null, tokDir: string): Promise<StageResult> {
+function runStage(
+  cfg: RunConfig,
+  run: RunDir,
+  st: StageConfig,
+  policy: string,
+  rmDir: string | null,
+  tokDir: string,
+): Promise<StageResult> {
   const ctx = { runDir: run.root, seed: cfg.seed };
   // every chat stage renders with the template the config chose, if it chose one
   const chat = { ...ctx, model: policy, template: templateOf(cfg) };
   switch (st.type) {
-    case 'pt': return runPt(settingsOf(st), { ...ctx, data: [run.dataset('pt')], model: policy, tokenizer: tokDir });
-    case 'sft': return runSft(settingsOf(st), { ...chat, data: [run.dataset('sft')], merge: true });
-    case 'rm': return runRm(settingsOf(st), { ...chat, data: [run.dataset('pref')] });
+    case 'pt':
+      return runPt(settingsOf(st), { ...ctx, data: [run.dataset('pt')], model: policy, tokenizer: tokDir });
+    case 'sft':
+      return runSft(settingsOf(st), { ...chat, data: [run.dataset('sft')], merge: true });
+    case 'rm':
+      return runRm(settingsOf(st), { ...chat, data: [run.dataset('pref')] });
     case 'rs':
       if (!rmDir) throw new ConfigError('rs needs a reward model stage before it');
       return runRs(settingsOf(st), { ...chat, prompts: run.dataset('sft'), reward: rmDir });
-    case 'dpo': return runDpo(settingsOf(st), { ...chat, data: [run.dataset('pref')], merge: true });
+    case 'dpo':
+      return runDpo(settingsOf(st), { ...chat, data: [run.dataset('pref')], merge: true });
   }
 }
 
 /** Runs one stage unless its done.json exists; returns its output model folder. */
-async function runStageOnce(cfg: RunConfig, run: RunDir, st: StageConfig, policy: string, rmDir: string | null, tokDir: string): Promise<string> {
+async function runStageOnce(
+  cfg: RunConfig,
+  run: RunDir,
+  st: StageConfig,
+  policy: string,
+  rmDir: string | null,
+  tokDir: string,
+): Promise<string> {
   const dir = run.stage(st.type);
   const done = dir.readDone();
   if (done) {

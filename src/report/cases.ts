@@ -6,27 +6,47 @@ export const escapeHtml = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, 
 const mdCell = (t: string) => t.trim().replace(/\|/g, '\\|').replace(/\n/g, '<br>') || '—';
 
 const KIND_TITLES: Record<CaseStudy['kind'], string> = { gen: 'dialogue', mcq: 'multiple choice', ner: 'NER' };
-const mark = (a: CaseStudy['answers'][number]) => (a.correct === true ? ' ✓' : a.correct === false ? ' ✗' : '') + (a.note ? ` (${a.note})` : '');
+const mark = (a: CaseStudy['answers'][number]) =>
+  (a.correct === true ? ' ✓' : a.correct === false ? ' ✗' : '') + (a.note ? ` (${a.note})` : '');
 
 export function casesMarkdown(cases: CaseStudy[]): string {
-  return cases.map((c, i) => [
-    `**Case ${i + 1}** (${KIND_TITLES[c.kind]}, item \`${c.id}\`)`, '',
-    '| | |', '|---|---|',
-    `| prompt | ${mdCell(c.prompt)} |`,
-    `| reference | ${mdCell(c.reference)} |`,
-    ...c.answers.map((a) => `| ${a.system}${mark(a)} | ${mdCell(a.answer)} |`),
-  ].join('\n')).join('\n\n');
+  return cases
+    .map((c, i) =>
+      [
+        `**Case ${i + 1}** (${KIND_TITLES[c.kind]}, item \`${c.id}\`)`,
+        '',
+        '| | |',
+        '|---|---|',
+        `| prompt | ${mdCell(c.prompt)} |`,
+        `| reference | ${mdCell(c.reference)} |`,
+        ...c.answers.map((a) => `| ${a.system}${mark(a)} | ${mdCell(a.answer)} |`),
+      ].join('\n'),
+    )
+    .join('\n\n');
 }
 
 /** Each case as one row of columns: the prompt, the reference, then every system's answer side by side. */
 export function casesHtml(cases: CaseStudy[]): string {
-  return cases.map((c, i) => {
-    const cols = [{ head: 'reference', body: c.reference, cls: 'ref' }, ...c.answers.map((a) => ({ head: a.system + mark(a), body: a.answer, cls: a.correct === false ? 'wrong' : a.correct ? 'right' : '' }))];
-    return `<div class="case"><h3>Case ${i + 1} <small>${KIND_TITLES[c.kind]} · ${escapeHtml(c.id)}</small></h3>` +
-      `<pre class="prompt">${escapeHtml(c.prompt)}</pre><div class="answers">` +
-      cols.map((x) => `<div class="answer ${x.cls}"><b>${escapeHtml(x.head)}</b><pre>${escapeHtml(x.body.trim() || '—')}</pre></div>`).join('') +
-      '</div></div>';
-  }).join('\n');
+  return cases
+    .map((c, i) => {
+      const cols = [
+        { head: 'reference', body: c.reference, cls: 'ref' },
+        ...c.answers.map((a) => ({
+          head: a.system + mark(a),
+          body: a.answer,
+          cls: a.correct === false ? 'wrong' : a.correct ? 'right' : '',
+        })),
+      ];
+      return (
+        `<div class="case"><h3>Case ${i + 1} <small>${KIND_TITLES[c.kind]} · ${escapeHtml(c.id)}</small></h3>` +
+        `<pre class="prompt">${escapeHtml(c.prompt)}</pre><div class="answers">` +
+        cols
+          .map((x) => `<div class="answer ${x.cls}"><b>${escapeHtml(x.head)}</b><pre>${escapeHtml(x.body.trim() || '—')}</pre></div>`)
+          .join('') +
+        '</div></div>'
+      );
+    })
+    .join('\n');
 }
 
 export const CASES_CSS = `.case{margin:1.2em 0;border-top:1px solid #ddd}.case pre{white-space:pre-wrap;margin:.3em 0;font-family:inherit}
@@ -44,7 +64,10 @@ export function publishedMarkdown(benchmarks: Partial<Record<string, BenchmarkNa
     '',
     '| eval file | benchmark | model | size | metric | published | source |',
     '|---|---|---|---|---|---|---|',
-    ...figures.map((f) => `| ${f.file} | ${BENCHMARKS[f.benchmark].title} | ${f.model} | ${f.size} | ${f.metric} | ${f.value.toFixed(2)} | ${f.source} |`),
+    ...figures.map(
+      (f) =>
+        `| ${f.file} | ${BENCHMARKS[f.benchmark].title} | ${f.model} | ${f.size} | ${f.metric} | ${f.value.toFixed(2)} | ${f.source} |`,
+    ),
     '',
     ...sources.map((s) => `${s}: ${CITATIONS[s]}.`),
   ].join('\n');

@@ -57,7 +57,9 @@ export function svgToPng(svg: string, opts: RenderOptions = {}): Buffer {
     background: 'white',
     fitTo: { mode: 'zoom', value: opts.scale ?? 2 },
     font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
-  }).render().asPng();
+  })
+    .render()
+    .asPng();
 }
 
 export interface Series {
@@ -90,16 +92,26 @@ function checkNames(names: string[], what: string): void {
 
 export function lineChart(s: LineChartSpec, opts?: RenderOptions): Promise<ChartImage> {
   if (s.series.length === 0) throw new Error(`lineChart "${s.title}": no series`);
-  checkNames(s.series.map((x) => x.name), `lineChart "${s.title}" series`);
+  checkNames(
+    s.series.map((x) => x.name),
+    `lineChart "${s.title}" series`,
+  );
   // a diverged run logs NaN/Infinity; the curve stops there rather than the report failing
   const values = s.series.flatMap((ser) =>
-    ser.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!s.logY || y > 0)).map(([x, y]) => ({ series: ser.name, x, y })),
+    ser.points
+      .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!s.logY || y > 0))
+      .map(([x, y]) => ({ series: ser.name, x, y })),
   );
   const order = s.series.map((x) => x.name);
   const mark = { type: 'line', point: values.length <= 60, strokeWidth: 2 } as const;
   const encoding = {
     x: { field: 'x', type: 'quantitative', title: s.x },
-    y: { field: 'y', type: 'quantitative', title: s.y, scale: s.logY ? { type: 'log' as const } : { type: 'linear' as const, zero: s.yZero ?? false } },
+    y: {
+      field: 'y',
+      type: 'quantitative',
+      title: s.y,
+      scale: s.logY ? { type: 'log' as const } : { type: 'linear' as const, zero: s.yZero ?? false },
+    },
     color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order }, legend: s.facet ? null : {} },
   } as const;
   if (s.facet) {
@@ -134,17 +146,27 @@ export interface BarChartSpec {
 
 export function barChart(s: BarChartSpec, opts?: RenderOptions): Promise<ChartImage> {
   if (s.bars.length === 0) throw new Error(`barChart "${s.title}": no bars`);
-  checkNames(s.bars.map((b) => b.label), `barChart "${s.title}" bars`);
+  checkNames(
+    s.bars.map((b) => b.label),
+    `barChart "${s.title}" bars`,
+  );
   return renderVegaLite(
     {
       title: s.title,
       ...size(s),
       // the label sits above the bar, or above its whisker
-      data: { values: s.bars.filter((b) => Number.isFinite(b.value)).map((b) => ({ ...b, ...bounds(b.ci), top: Math.max(b.value, b.ci?.[1] ?? -Infinity) })) },
+      data: {
+        values: s.bars
+          .filter((b) => Number.isFinite(b.value))
+          .map((b) => ({ ...b, ...bounds(b.ci), top: Math.max(b.value, b.ci?.[1] ?? -Infinity) })),
+      },
       layer: [
         { mark: { type: 'bar', color: '#4c78a8' } },
         ...errorRules(s.bars.some((b) => b.ci)),
-        { mark: { type: 'text', dy: -6, fontSize: 11 }, encoding: { y: { field: 'top', type: 'quantitative' }, text: { field: 'value', type: 'quantitative', format: '.3~f' } } },
+        {
+          mark: { type: 'text', dy: -6, fontSize: 11 },
+          encoding: { y: { field: 'top', type: 'quantitative' }, text: { field: 'value', type: 'quantitative', format: '.3~f' } },
+        },
       ],
       encoding: {
         x: { field: 'label', type: 'nominal', title: s.x, sort: s.bars.map((b) => b.label), axis: { labelAngle: 0 } },
@@ -160,10 +182,12 @@ const bounds = (ci: ErrorBar) => (ci ? { lo: ci[0], hi: ci[1] } : {});
 /** Interval whiskers on bars whose data carry lo / hi. */
 function errorRules(any: boolean) {
   if (!any) return [];
-  return [{
-    mark: { type: 'rule', color: '#222', strokeWidth: 1.5 },
-    encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
-  }] as const;
+  return [
+    {
+      mark: { type: 'rule', color: '#222', strokeWidth: 1.5 },
+      encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
+    },
+  ] as const;
 }
 
 export interface GroupedBarChartSpec {
@@ -181,14 +205,21 @@ export interface GroupedBarChartSpec {
 export function groupedBarChart(s: GroupedBarChartSpec, opts?: RenderOptions): Promise<ChartImage> {
   if (s.categories.length === 0 || s.series.length === 0) throw new Error(`groupedBarChart "${s.title}": needs categories and series`);
   checkNames(s.categories, `groupedBarChart "${s.title}" categories`);
-  checkNames(s.series.map((x) => x.name), `groupedBarChart "${s.title}" series`);
+  checkNames(
+    s.series.map((x) => x.name),
+    `groupedBarChart "${s.title}" series`,
+  );
   for (const ser of s.series) {
     if (ser.values.length !== s.categories.length) {
-      throw new Error(`groupedBarChart "${s.title}": series ${JSON.stringify(ser.name)} has ${ser.values.length} values for ${s.categories.length} categories`);
+      throw new Error(
+        `groupedBarChart "${s.title}": series ${JSON.stringify(ser.name)} has ${ser.values.length} values for ${s.categories.length} categories`,
+      );
     }
   }
   const order = s.series.map((x) => x.name);
-  const values = s.series.flatMap((ser) => ser.values.map((value, i) => ({ category: s.categories[i], series: ser.name, value, ...bounds(ser.ci?.[i]) }))).filter((v) => Number.isFinite(v.value));
+  const values = s.series
+    .flatMap((ser) => ser.values.map((value, i) => ({ category: s.categories[i], series: ser.name, value, ...bounds(ser.ci?.[i]) })))
+    .filter((v) => Number.isFinite(v.value));
   return renderVegaLite(
     {
       title: s.title,
@@ -217,5 +248,12 @@ export function groupedBarChart(s: GroupedBarChartSpec, opts?: RenderOptions): P
 export function cjkFontFamilies(): string[] {
   const r = spawnSync('fc-list', [':lang=zh', 'family'], { encoding: 'utf8' });
   if (r.status !== 0 || !r.stdout) return [];
-  return [...new Set(r.stdout.split('\n').map((l) => l.split(',')[0].trim()).filter(Boolean))];
+  return [
+    ...new Set(
+      r.stdout
+        .split('\n')
+        .map((l) => l.split(',')[0].trim())
+        .filter(Boolean),
+    ),
+  ];
 }

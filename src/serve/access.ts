@@ -32,9 +32,12 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  * `http://host/a/b?q`). Never throws: a target that cannot be read comes back with `error`.
  */
 export function normaliseTarget(raw: string): RequestTarget {
-  let rawPath = raw, query = '', authority: string | undefined;
+  let rawPath = raw,
+    query = '',
+    authority: string | undefined;
   if (!raw.startsWith('/')) {
-    if (!/^https?:\/\//i.test(raw)) return { path: '/', query: '', error: `request target ${JSON.stringify(raw.slice(0, 80))} is neither a path nor an http(s) URL` };
+    if (!/^https?:\/\//i.test(raw))
+      return { path: '/', query: '', error: `request target ${JSON.stringify(raw.slice(0, 80))} is neither a path nor an http(s) URL` };
     let u: URL;
     try {
       u = new URL(raw);
@@ -111,8 +114,14 @@ export function checkHost(req: IncomingMessage, target: RequestTarget, allowed: 
     if (a === undefined) continue;
     const h = hostName(a);
     if (h === null || !allowed.has(h)) {
-      throw new ApiError(403, `host ${JSON.stringify(a)} is not allowed: this server has no API key, so it answers only to ${[...allowed].join(', ')}. ` +
-        'Start it with --allowed-hosts NAME to add the name clients use, or with --api-key', 'invalid_request_error', null, 'host_not_allowed');
+      throw new ApiError(
+        403,
+        `host ${JSON.stringify(a)} is not allowed: this server has no API key, so it answers only to ${[...allowed].join(', ')}. ` +
+          'Start it with --allowed-hosts NAME to add the name clients use, or with --api-key',
+        'invalid_request_error',
+        null,
+        'host_not_allowed',
+      );
     }
   }
 }
@@ -120,8 +129,15 @@ export function checkHost(req: IncomingMessage, target: RequestTarget, allowed: 
 /** Throws 401 unless the request carries `Authorization: Bearer KEY`. */
 export function checkKey(authorization: string | undefined, key: string): void {
   const m = /^Bearer\s+(.+)$/i.exec(authorization ?? '');
-  const given = Buffer.from(m?.[1].trim() ?? ''), want = Buffer.from(key);
+  const given = Buffer.from(m?.[1].trim() ?? ''),
+    want = Buffer.from(key);
   if (given.length !== want.length || !timingSafeEqual(given, want)) {
-    throw new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key');
+    throw new ApiError(
+      401,
+      m ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer KEY".',
+      'invalid_request_error',
+      null,
+      'invalid_api_key',
+    );
   }
 }

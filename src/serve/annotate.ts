@@ -25,9 +25,11 @@ export async function readAnnotationPrompts(file: string): Promise<AnnotationPro
   if (!fs.existsSync(file)) throw new DataError(`${file}: no such prompts file`);
   const rows: { id?: string; messages: ChatMessage[]; where: string; line: number }[] = [];
   if (/\.jsonl?$/i.test(file)) {
-    for await (const { rec, where, line } of jsonlRecords(file)) rows.push({ id: rec.id === undefined ? undefined : String(rec.id), messages: promptOf(rec, where, false), where, line });
+    for await (const { rec, where, line } of jsonlRecords(file))
+      rows.push({ id: rec.id === undefined ? undefined : String(rec.id), messages: promptOf(rec, where, false), where, line });
   } else {
-    for await (const { line, text } of utf8Lines(file)) if (text.trim()) rows.push({ messages: [{ role: 'user', content: text.trim() }], where: `${file}:${line}`, line });
+    for await (const { line, text } of utf8Lines(file))
+      if (text.trim()) rows.push({ messages: [{ role: 'user', content: text.trim() }], where: `${file}:${line}`, line });
   }
   const seen = new Map<string, number>();
   const out = rows.map((r, index) => {
@@ -44,14 +46,20 @@ export async function readAnnotationPrompts(file: string): Promise<AnnotationPro
 async function recordedPromptIds(file: string): Promise<Set<string>> {
   if (!fs.existsSync(file)) return new Set();
   const text = fs.readFileSync(file, 'utf8');
-  return new Set(parseJsonl(text, file).filter((r) => r.rec.prompt_id !== undefined).map((r) => String(r.rec.prompt_id)));
+  return new Set(
+    parseJsonl(text, file)
+      .filter((r) => r.rec.prompt_id !== undefined)
+      .map((r) => String(r.rec.prompt_id)),
+  );
 }
 
 /**
  * A prompt in the normalised preference shape `{prompt, history?, system?}` when its turns
  * alternate user / assistant, else as `{messages}` (which the trainers also accept).
  */
-export function preferencePrompt(messages: ChatMessage[]): { prompt: string; history?: [string, string][]; system?: string } | { messages: ChatMessage[] } {
+export function preferencePrompt(
+  messages: ChatMessage[],
+): { prompt: string; history?: [string, string][]; system?: string } | { messages: ChatMessage[] } {
   const sys = messages[0]?.role === 'system' ? messages[0].content : undefined;
   const turns = sys === undefined ? messages : messages.slice(1);
   const history: [string, string][] = [];
@@ -88,8 +96,13 @@ export function preferencePairs(p: AnnotationPrompt, responses: string[], v: Ver
   if (!rejected.length) throw new VerdictError('the replies are identical to the chosen one: edit it into a better reply, or mark all bad');
   const shape = preferencePrompt(p.messages);
   return rejected.map((r, j) => ({
-    id: rejected.length === 1 ? p.id : `${p.id}-${j + 1}`, prompt_id: p.id, ...shape, chosen, rejected: r,
-    edited: edited !== undefined && (v.choice === null || edited !== responses[v.choice]), annotated_at: time.toISOString(),
+    id: rejected.length === 1 ? p.id : `${p.id}-${j + 1}`,
+    prompt_id: p.id,
+    ...shape,
+    chosen,
+    rejected: r,
+    edited: edited !== undefined && (v.choice === null || edited !== responses[v.choice]),
+    annotated_at: time.toISOString(),
   }));
 }
 
@@ -110,7 +123,12 @@ export async function sampleDistinct(chat: ChatModel, messages: ChatMessage[], o
   const distinct = new Set<string>();
   for (let round = 0; round < 3 && distinct.size < o.k && !o.signal?.aborted; round++) {
     const [gens] = await generateRepliesAsync(chat.model, chat.tokenizer, chat.template, [messages], {
-      n: o.k, temperature: o.temperature, topP: o.topP, maxNewTokens: o.maxNewTokens, seed: o.seed + round * 7919, signal: o.signal,
+      n: o.k,
+      temperature: o.temperature,
+      topP: o.topP,
+      maxNewTokens: o.maxNewTokens,
+      seed: o.seed + round * 7919,
+      signal: o.signal,
     });
     for (const g of gens) if (distinct.size < o.k && g.text) distinct.add(g.text);
   }
@@ -131,7 +149,12 @@ const MAX_PENDING = 256;
 export class Annotator {
   private readonly pending = new Map<string, { index: number; responses: string[] }>();
 
-  private constructor(readonly prompts: AnnotationPrompt[], private readonly out: AppendOnlyJsonl, private readonly bad: AppendOnlyJsonl, private readonly done: Set<string>) {}
+  private constructor(
+    readonly prompts: AnnotationPrompt[],
+    private readonly out: AppendOnlyJsonl,
+    private readonly bad: AppendOnlyJsonl,
+    private readonly done: Set<string>,
+  ) {}
 
   /** Where verdicts of "all bad" without a better reply go (they make no pair). */
   static badFile(outFile: string): string {
@@ -198,7 +221,17 @@ export class Annotator {
     this.pending.delete(pairId);
     try {
       if (pairs.length) await this.out.append(pairs);
-      else await this.bad.append([{ id: p.id, prompt_id: p.id, ...preferencePrompt(p.messages), responses: held.responses, verdict: 'all_bad', annotated_at: new Date().toISOString() }]);
+      else
+        await this.bad.append([
+          {
+            id: p.id,
+            prompt_id: p.id,
+            ...preferencePrompt(p.messages),
+            responses: held.responses,
+            verdict: 'all_bad',
+            annotated_at: new Date().toISOString(),
+          },
+        ]);
     } catch (e) {
       this.pending.set(pairId, held);
       throw e;

@@ -67,7 +67,11 @@ export interface RoundRecord {
 
 /** Rewards of answers to prompts under the reward model, in batches. */
 export function scoreAnswers<F extends FloatArray>(
-  rm: RewardModel<F>, tok: ChatTokenizer, template: ChatTemplate, items: { prompt: ChatMessage[]; answer: string }[], o: Pick<RsOptions, 'maxSource' | 'maxTarget' | 'batchSize'>,
+  rm: RewardModel<F>,
+  tok: ChatTokenizer,
+  template: ChatTemplate,
+  items: { prompt: ChatMessage[]; answer: string }[],
+  o: Pick<RsOptions, 'maxSource' | 'maxTarget' | 'batchSize'>,
 ): number[] {
   const ctx = new Context(rm.lm.k, undefined, false);
   const out: number[] = [];
@@ -86,13 +90,25 @@ export function scoreAnswers<F extends FloatArray>(
  * RAFT's best-of-k, made conditional so a round cannot teach answers the RM ranks below the
  * policy's own), optionally the reference too, and never below the absolute threshold.
  */
-export function selectKept(candidates: Candidate[], o: Pick<RsOptions, 'keep' | 'threshold' | 'margin' | 'beatReference' | 'referenceCandidate'>): { bar: number; kept: number[] } {
+export function selectKept(
+  candidates: Candidate[],
+  o: Pick<RsOptions, 'keep' | 'threshold' | 'margin' | 'beatReference' | 'referenceCandidate'>,
+): { bar: number; kept: number[] } {
   const rewardOf = (s: Candidate['source']) => candidates.find((c) => c.source === s)?.reward;
-  const greedy = rewardOf('greedy'), reference = o.beatReference ? rewardOf('reference') : undefined;
+  const greedy = rewardOf('greedy'),
+    reference = o.beatReference ? rewardOf('reference') : undefined;
   const bar = Math.max(greedy ?? -Infinity, reference ?? -Infinity) + o.margin;
-  const kept = candidates.map((c, i) => ({ c, i }))
-    .filter(({ c }) => (c.source === 'policy' || c.source === 'external' || (o.referenceCandidate && c.source === 'reference')) && c.reward > bar && (o.threshold === null || c.reward >= o.threshold))
-    .sort((a, b) => b.c.reward - a.c.reward).slice(0, o.keep).map(({ i }) => i);
+  const kept = candidates
+    .map((c, i) => ({ c, i }))
+    .filter(
+      ({ c }) =>
+        (c.source === 'policy' || c.source === 'external' || (o.referenceCandidate && c.source === 'reference')) &&
+        c.reward > bar &&
+        (o.threshold === null || c.reward >= o.threshold),
+    )
+    .sort((a, b) => b.c.reward - a.c.reward)
+    .slice(0, o.keep)
+    .map(({ i }) => i);
   return { bar, kept };
 }
 
@@ -102,16 +118,30 @@ export function selectKept(candidates: Candidate[], o: Pick<RsOptions, 'keep' | 
  * `selectKept` chooses what the round fine-tunes on.
  */
 export function sampleAndRank<F extends FloatArray>(
-  policy: Llama<F>, rm: RewardModel<F>, tok: ChatTokenizer, template: ChatTemplate,
-  prompts: RsPrompt[], external: Map<string, string[]>, o: RsOptions, round: number,
+  policy: Llama<F>,
+  rm: RewardModel<F>,
+  tok: ChatTokenizer,
+  template: ChatTemplate,
+  prompts: RsPrompt[],
+  external: Map<string, string[]>,
+  o: RsOptions,
+  round: number,
 ): RoundRecord[] {
   const convs = prompts.map((p) => p.messages);
   const greedy = generateReplies(policy, tok, template, convs, { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize });
   const samples = generateReplies(policy, tok, template, convs, {
-    maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, n: o.k, seed: o.seed * 1000 + round, batchSize: Math.max(1, Math.floor(o.batchSize / o.k)),
+    maxNewTokens: o.maxNewTokens,
+    temperature: o.temperature,
+    topP: o.topP,
+    n: o.k,
+    seed: o.seed * 1000 + round,
+    batchSize: Math.max(1, Math.floor(o.batchSize / o.k)),
   });
   const records: RoundRecord[] = prompts.map((p, i) => ({
-    id: p.id, prompt: p.messages, bar: NaN, kept: [],
+    id: p.id,
+    prompt: p.messages,
+    bar: NaN,
+    kept: [],
     candidates: [
       { text: (greedy[i][0].text ?? '').trim(), source: 'greedy' as const, reward: 0 },
       ...samples[i].map((g) => ({ text: (g.text ?? '').trim(), source: 'policy' as const, reward: 0 })),
@@ -120,7 +150,9 @@ export function sampleAndRank<F extends FloatArray>(
     ].filter((c) => c.text.length > 0 || c.source === 'greedy'),
   }));
   const flat = records.flatMap((r) => r.candidates.map((c) => ({ prompt: r.prompt, answer: c.text, c })));
-  scoreAnswers(rm, tok, template, flat, o).forEach((s, i) => { flat[i].c.reward = s; });
+  scoreAnswers(rm, tok, template, flat, o).forEach((s, i) => {
+    flat[i].c.reward = s;
+  });
   for (const r of records) Object.assign(r, selectKept(r.candidates, o));
   return records;
 }
@@ -130,11 +162,18 @@ export function sampleAndRank<F extends FloatArray>(
  * round's prompts drawn at random so they make up `replay` of the set (as replaying SFT data
  * keeps what SFT taught while the policy moves toward its best samples).
  */
-export function roundTrainingSet(records: RoundRecord[], prompts: RsPrompt[], o: Pick<RsOptions, 'replay' | 'seed'>, round: number): { conversations: ChatMessage[][]; kept: number; replayed: number } {
+export function roundTrainingSet(
+  records: RoundRecord[],
+  prompts: RsPrompt[],
+  o: Pick<RsOptions, 'replay' | 'seed'>,
+  round: number,
+): { conversations: ChatMessage[][]; kept: number; replayed: number } {
   const kept = records.flatMap((r) => r.kept.map((i) => [...r.prompt, { role: 'assistant' as const, content: r.candidates[i].text }]));
   const pool = prompts.filter((p) => p.reference);
   const wanted = o.replay > 0 && o.replay < 1 ? Math.round((kept.length * o.replay) / (1 - o.replay)) : 0;
-  const replayed = Rng.derive(o.seed, round, 0x7e91a4).shuffle([...pool]).slice(0, wanted)
+  const replayed = Rng.derive(o.seed, round, 0x7e91a4)
+    .shuffle([...pool])
+    .slice(0, wanted)
     .map((p) => [...p.messages, { role: 'assistant' as const, content: p.reference! }]);
   return { conversations: [...kept, ...replayed], kept: kept.length, replayed: replayed.length };
 }
@@ -165,8 +204,10 @@ export function roundSummary(records: RoundRecord[]): Record<string, number> {
 /** One line for the console: what a round kept and how its rewards compare. */
 export function formatRound(round: number, s: Record<string, number>, replayed: number): string {
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '-');
-  return `rs round ${round}: kept ${s['rs/kept']} of ${s['rs/prompts']} prompts (${(100 * s['rs/kept_fraction']).toFixed(0)}%, ${s['rs/kept_external']} external) + ${replayed} replayed references; ` +
-    `mean reward: kept ${f(s['rs/kept_mean_reward'])}, greedy ${f(s['rs/greedy_mean_reward'])}, reference ${f(s['rs/reference_mean_reward'])}, samples ${f(s['rs/mean_reward'])} (best of k ${f(s['rs/best_reward'])})`;
+  return (
+    `rs round ${round}: kept ${s['rs/kept']} of ${s['rs/prompts']} prompts (${(100 * s['rs/kept_fraction']).toFixed(0)}%, ${s['rs/kept_external']} external) + ${replayed} replayed references; ` +
+    `mean reward: kept ${f(s['rs/kept_mean_reward'])}, greedy ${f(s['rs/greedy_mean_reward'])}, reference ${f(s['rs/reference_mean_reward'])}, samples ${f(s['rs/mean_reward'])} (best of k ${f(s['rs/best_reward'])})`
+  );
 }
 
 /**
@@ -187,8 +228,12 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
   private readonly maxLoss: number;
 
   constructor(
-    model: Llama<F>, train: SftExample[], validation: SftExample[], opts: { batchSize: number; gradAccum: number; recompute: boolean; seed: number },
-    adapter: LoraAdapter<F> | null, saveWeights: (dir: string) => Promise<void>,
+    model: Llama<F>,
+    train: SftExample[],
+    validation: SftExample[],
+    opts: { batchSize: number; gradAccum: number; recompute: boolean; seed: number },
+    adapter: LoraAdapter<F> | null,
+    saveWeights: (dir: string) => Promise<void>,
     /** Mean greedy-answer reward on the validation prompts of the model as it is now. */
     private readonly judge: () => number,
     start: { reward: number; maxLossRise: number },
@@ -209,8 +254,10 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
   }
 
   evaluate(ctx: Context<F>): Record<string, number> {
-    const reward = this.judge(), loss = this.referenceLoss(ctx) ?? NaN;
-    if (reward > this.best.reward && !(loss > this.maxLoss)) this.best = { reward, step: this.step, weights: this.params.data.slice() as F };
+    const reward = this.judge(),
+      loss = this.referenceLoss(ctx) ?? NaN;
+    if (reward > this.best.reward && !(loss > this.maxLoss))
+      this.best = { reward, step: this.step, weights: this.params.data.slice() as F };
     return { eval_greedy_reward: reward, ...(Number.isNaN(loss) ? {} : { eval_loss: loss }) };
   }
 
@@ -223,11 +270,30 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
 
 /** Mean reward of the policy's greedy answers to held-out prompts. */
 export function greedyReward<F extends FloatArray>(
-  policy: Llama<F>, rm: RewardModel<F>, tok: ChatTokenizer, template: ChatTemplate, prompts: RsPrompt[], o: RsOptions,
+  policy: Llama<F>,
+  rm: RewardModel<F>,
+  tok: ChatTokenizer,
+  template: ChatTemplate,
+  prompts: RsPrompt[],
+  o: RsOptions,
 ): number {
   if (!prompts.length) return NaN;
-  const replies = generateReplies(policy, tok, template, prompts.map((p) => p.messages), { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize });
-  return mean(scoreAnswers(rm, tok, template, prompts.map((p, i) => ({ prompt: p.messages, answer: replies[i][0].text ?? '' })), o));
+  const replies = generateReplies(
+    policy,
+    tok,
+    template,
+    prompts.map((p) => p.messages),
+    { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize },
+  );
+  return mean(
+    scoreAnswers(
+      rm,
+      tok,
+      template,
+      prompts.map((p, i) => ({ prompt: p.messages, answer: replies[i][0].text ?? '' })),
+      o,
+    ),
+  );
 }
 
 /** The round's candidates, rewards and choices (read back when an interrupted round resumes). */

@@ -41,7 +41,12 @@ export interface TrainerConfig {
  * is written once.
  */
 export const trainerDefaults = {
-  minLrRatio: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, keepCheckpoints: 2, logEvery: 1,
+  minLrRatio: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  keepCheckpoints: 2,
+  logEvery: 1,
 } satisfies Partial<TrainerConfig>;
 
 export interface MicroResult {
@@ -124,7 +129,8 @@ export class Trainer<F extends FloatArray> {
     for (let step = resumedFrom; step < cfg.maxSteps; step++) {
       const tStep = Date.now();
       task.params.zeroGrad();
-      let loss = 0, tokens = 0;
+      let loss = 0,
+        tokens = 0;
       const extra: Record<string, number> = {};
       for (let a = 0; a < cfg.gradAccum; a++) {
         const r = task.microStep(ctx, step * cfg.gradAccum + a, 1 / cfg.gradAccum);
@@ -136,9 +142,11 @@ export class Trainer<F extends FloatArray> {
       const gradNorm = opt.clip(cfg.clipNorm);
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         progress.stop();
-        throw new TrainingError(`${this.stage}: step ${step + 1}: ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} is not finite ` +
-          `(loss ${loss}, grad norm ${gradNorm}); weights were not updated. Lower the learning rate or check the data; ` +
-          `the last checkpoint in ${this.stageDir} is intact and a re-run resumes from it.`);
+        throw new TrainingError(
+          `${this.stage}: step ${step + 1}: ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} is not finite ` +
+            `(loss ${loss}, grad norm ${gradNorm}); weights were not updated. Lower the learning rate or check the data; ` +
+            `the last checkpoint in ${this.stageDir} is intact and a re-run resumes from it.`,
+        );
       }
       const lr = learningRate(step, cfg.maxSteps, warmup, cfg.lr, cfg.schedule, cfg.minLrRatio);
       opt.update(lr);
@@ -148,7 +156,17 @@ export class Trainer<F extends FloatArray> {
       const stepSeconds = (Date.now() - tStep) / 1000;
       const tokensPerS = tokensSinceStart / Math.max(1e-9, (Date.now() - t0) / 1000);
       if (done % cfg.logEvery === 0 || done === cfg.maxSteps) {
-        this.metrics.append({ stage: this.stage, step: done, loss, lr, grad_norm: gradNorm, tokens, tokens_per_s: tokensPerS, step_s: stepSeconds, ...extra });
+        this.metrics.append({
+          stage: this.stage,
+          step: done,
+          loss,
+          lr,
+          grad_norm: gradNorm,
+          tokens,
+          tokens_per_s: tokensPerS,
+          step_s: stepSeconds,
+          ...extra,
+        });
       }
       progress.update(done, { loss, tokensPerS });
       const last = done === cfg.maxSteps;
@@ -156,7 +174,11 @@ export class Trainer<F extends FloatArray> {
         evals = task.evaluate(ctx);
         ctx.reset();
         this.metrics.append({ stage: this.stage, step: done, ...evals });
-        progress.note(Object.entries(evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  '));
+        progress.note(
+          Object.entries(evals)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .join('  '),
+        );
       }
       // the step is synchronous: yield once so a pending SIGINT / SIGTERM handler runs now
       await new Promise((r) => setImmediate(r));
@@ -181,7 +203,12 @@ export class Trainer<F extends FloatArray> {
     await replaceDirAtomic(dir, async (tmp) => {
       await task.saveWeights(tmp);
       await saveOptimizer(path.join(tmp, 'optimizer.safetensors'), task.params, opt);
-      await writeJsonAtomic(path.join(tmp, 'trainer_state.json'), { stage: this.stage, global_step: step, max_steps: this.cfg.maxSteps, seed: this.cfg.seed });
+      await writeJsonAtomic(path.join(tmp, 'trainer_state.json'), {
+        stage: this.stage,
+        global_step: step,
+        max_steps: this.cfg.maxSteps,
+        seed: this.cfg.seed,
+      });
       await writeChecksums(tmp);
     });
     for (const old of this.layout.checkpoints().slice(0, -this.cfg.keepCheckpoints)) fs.rmSync(old.dir, { recursive: true, force: true });
@@ -208,8 +235,10 @@ export class Trainer<F extends FloatArray> {
       }
     }
     if (problems.length) {
-      throw new TrainingError(`${this.stage}: no checkpoint in ${this.stageDir} can be resumed from (moved aside as *.invalid-*):\n  ${problems.join('\n  ')}\n` +
-        'Re-run to start this stage from step 0.');
+      throw new TrainingError(
+        `${this.stage}: no checkpoint in ${this.stageDir} can be resumed from (moved aside as *.invalid-*):\n  ${problems.join('\n  ')}\n` +
+          'Re-run to start this stage from step 0.',
+      );
     }
     return 0;
   }
@@ -221,16 +250,22 @@ export class Trainer<F extends FloatArray> {
     const stateFile = path.join(c.dir, 'trainer_state.json');
     const state = readJsonObject(stateFile);
     const steps = state.max_steps;
-    if (!Number.isInteger(steps) || (steps as number) < 1) throw new InvalidCheckpoint(`${stateFile}: max_steps ${JSON.stringify(steps)} is not a positive integer`);
-    if (state.stage !== this.stage) throw new InvalidCheckpoint(`${stateFile}: stage ${JSON.stringify(state.stage)} is not "${this.stage}"`);
+    if (!Number.isInteger(steps) || (steps as number) < 1)
+      throw new InvalidCheckpoint(`${stateFile}: max_steps ${JSON.stringify(steps)} is not a positive integer`);
+    if (state.stage !== this.stage)
+      throw new InvalidCheckpoint(`${stateFile}: stage ${JSON.stringify(state.stage)} is not "${this.stage}"`);
     const step = state.global_step;
     // checkpoints are written after a step and before the last one, in a directory named for it
     if (!Number.isInteger(step) || (step as number) < 1 || (step as number) >= (steps as number) || step !== c.step) {
-      throw new InvalidCheckpoint(`${stateFile}: global_step ${JSON.stringify(step)} is not the step of ${path.basename(c.dir)} within 1..${(steps as number) - 1}`);
+      throw new InvalidCheckpoint(
+        `${stateFile}: global_step ${JSON.stringify(step)} is not the step of ${path.basename(c.dir)} within 1..${(steps as number) - 1}`,
+      );
     }
     if (steps !== this.cfg.maxSteps) {
-      throw new TrainingError(`${c.dir}: checkpoint was made for a ${steps}-step run but this run has ${this.cfg.maxSteps} steps; ` +
-        `resume with the same settings or start in a new directory`);
+      throw new TrainingError(
+        `${c.dir}: checkpoint was made for a ${steps}-step run but this run has ${this.cfg.maxSteps} steps; ` +
+          `resume with the same settings or start in a new directory`,
+      );
     }
     const file = path.join(c.dir, 'optimizer.safetensors');
     let tensors: Awaited<ReturnType<typeof readSafetensors>>;
@@ -242,11 +277,15 @@ export class Trainer<F extends FloatArray> {
     const bufs = { params: task.params.data, exp_avg: opt.m, exp_avg_sq: opt.v };
     for (const name of OPTIMIZER_TENSORS) {
       const t = tensors.get(name);
-      if (!t || t.data.length !== bufs[name].length) throw new InvalidCheckpoint(`${file}: ${name} missing or of the wrong size for this model`);
+      if (!t || t.data.length !== bufs[name].length)
+        throw new InvalidCheckpoint(`${file}: ${name} missing or of the wrong size for this model`);
       let at = firstNonFinite(t.data);
       // the second moment is a running mean of squares
       if (name === 'exp_avg_sq') for (let i = 0; at < 0 && i < t.data.length; i++) if (t.data[i] < 0) at = i;
-      if (at >= 0) throw new InvalidCheckpoint(`${file}: ${name}[${at}] is ${t.data[at]}${name === 'exp_avg_sq' ? ' (must be finite and >= 0)' : ' (must be finite)'}`);
+      if (at >= 0)
+        throw new InvalidCheckpoint(
+          `${file}: ${name}[${at}] is ${t.data[at]}${name === 'exp_avg_sq' ? ' (must be finite and >= 0)' : ' (must be finite)'}`,
+        );
     }
     for (const name of OPTIMIZER_TENSORS) bufs[name].set(tensors.get(name)!.data);
     opt.step = step as number;
@@ -260,7 +299,9 @@ function readJsonObject(file: string): Record<string, unknown> {
   try {
     v = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new InvalidCheckpoint(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `not valid JSON: ${(e as Error).message}`}`);
+    throw new InvalidCheckpoint(
+      `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `not valid JSON: ${(e as Error).message}`}`,
+    );
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidCheckpoint(`${file}: expected a JSON object`);
   return v as Record<string, unknown>;
@@ -272,9 +313,13 @@ function readJsonObject(file: string): Record<string, unknown> {
  */
 async function saveOptimizer<F extends FloatArray>(file: string, params: ParamStore<F>, opt: AdamW<F>): Promise<void> {
   const f32 = (a: FloatArray) => (a instanceof Float32Array ? a : Float32Array.from(a));
-  await writeSafetensors(file, [
-    { name: 'params', shape: [params.size], data: f32(params.data) },
-    { name: 'exp_avg', shape: [params.size], data: f32(opt.m) },
-    { name: 'exp_avg_sq', shape: [params.size], data: f32(opt.v) },
-  ], { step: String(opt.step) });
+  await writeSafetensors(
+    file,
+    [
+      { name: 'params', shape: [params.size], data: f32(params.data) },
+      { name: 'exp_avg', shape: [params.size], data: f32(opt.m) },
+      { name: 'exp_avg_sq', shape: [params.size], data: f32(opt.v) },
+    ],
+    { step: String(opt.step) },
+  );
 }

@@ -44,7 +44,12 @@ async function* readFrom(chunks: AsyncIterable<string> | Iterable<string>, delim
         const line = at.line + newlines - countNewlines(text);
         const nl = text.indexOf('\n');
         const first = nl < 0 ? text : text.slice(0, nl);
-        skipped.push({ line, raw: first, rest: nl < 0 ? '' : text.slice(nl + 1), error: `unreadable CSV: the quote opened on line ${line} is never closed` });
+        skipped.push({
+          line,
+          raw: first,
+          rest: nl < 0 ? '' : text.slice(nl + 1),
+          error: `unreadable CSV: the quote opened on line ${line} is never closed`,
+        });
         return;
       }
       skipped.push({ line: at.line - 1 + Number(err?.lines ?? 0), error: `unreadable CSV: ${err?.message ?? 'unknown error'}`, raw: text });

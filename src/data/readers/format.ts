@@ -25,7 +25,18 @@ export interface ReadContext {
 export type ReadItem = { line: number; tagged: Tagged } | { line: number; reject: string; raw: string };
 
 export const FORMAT_NAMES = [
-  'sharegpt', 'messages', 'alpaca', 'qa', 'preference', 'mcq', 'ner', 'cmeee', 'ccks', 'document', 'kg', 'text',
+  'sharegpt',
+  'messages',
+  'alpaca',
+  'qa',
+  'preference',
+  'mcq',
+  'ner',
+  'cmeee',
+  'ccks',
+  'document',
+  'kg',
+  'text',
 ] as const;
 export type FormatName = (typeof FORMAT_NAMES)[number];
 
@@ -154,9 +165,19 @@ export function asText(v: unknown, field: string): string {
 
 const ROLE_ALIASES: Record<string, Role> = {
   system: 'system',
-  user: 'user', human: 'user', patient: 'user', question: 'user',
-  assistant: 'assistant', gpt: 'assistant', chatgpt: 'assistant', bot: 'assistant', model: 'assistant',
-  doctor: 'assistant', bing: 'assistant', bard: 'assistant', answer: 'assistant',
+  user: 'user',
+  human: 'user',
+  patient: 'user',
+  question: 'user',
+  assistant: 'assistant',
+  gpt: 'assistant',
+  chatgpt: 'assistant',
+  bot: 'assistant',
+  model: 'assistant',
+  doctor: 'assistant',
+  bing: 'assistant',
+  bard: 'assistant',
+  answer: 'assistant',
 };
 
 export function toRole(v: unknown, field: string): Role {

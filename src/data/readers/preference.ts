@@ -45,7 +45,9 @@ export const preferenceFormat = rowFormat(
     } else if (chosen.context?.length) {
       prompt = chosen.context;
     } else {
-      throw new RecordError(`missing prompt: expected conversations, prompt or question (keys: ${Object.keys(obj).join(', ') || describe(obj)})`);
+      throw new RecordError(
+        `missing prompt: expected conversations, prompt or question (keys: ${Object.keys(obj).join(', ') || describe(obj)})`,
+      );
     }
     // a system turn inside the prompt list stays first; a separate `system` field goes in front
     const hasSystem = prompt[0]?.role === 'system';

@@ -6,8 +6,25 @@ import { Context } from '../../engine/tensor.js';
 import { saveModel } from '../../model/checkpoint.js';
 import { DpoTask } from '../dpo.js';
 import {
-  attachLora, encodePairs, heldoutSetting, lengthSettings, loadPolicy, loraSetting, mergeInput, pairInputs, policyInputs, readSplit, ropeSetting, trainerConfig, resolveSettings, trainerSettings, trainStage, weightWriters, writeMerged,
-  type StageContext, type StageResult,
+  attachLora,
+  encodePairs,
+  heldoutSetting,
+  lengthSettings,
+  loadPolicy,
+  loraSetting,
+  mergeInput,
+  pairInputs,
+  policyInputs,
+  readSplit,
+  ropeSetting,
+  trainerConfig,
+  resolveSettings,
+  trainerSettings,
+  trainStage,
+  weightWriters,
+  writeMerged,
+  type StageContext,
+  type StageResult,
 } from './common.js';
 
 export const DpoConfigSchema = z.strictObject({
@@ -33,7 +50,8 @@ export async function runDpo(settings: z.input<typeof DpoConfigSchema>, ctx: Sta
   const config = resolveSettings(DpoConfigSchema, settings, 'dpo');
   const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora, config.rope_scaling);
   const split = await readSplit(ctx.data, ctx.eval_data, config.eval_fraction, ctx.seed);
-  const train = encodePairs(split.train, tokenizer, template, config), heldout = encodePairs(split.heldout, tokenizer, template, config);
+  const train = encodePairs(split.train, tokenizer, template, config),
+    heldout = encodePairs(split.heldout, tokenizer, template, config);
   const adapter = attachLora(config.lora, model, ctx.seed);
   const cfg = trainerConfig(config, train.length, ctx.seed);
   const save = weightWriters({ tokenizer, template }, (out) => saveModel(out, model), adapter, dir);
@@ -41,7 +59,12 @@ export async function runDpo(settings: z.input<typeof DpoConfigSchema>, ctx: Sta
   const opts = { beta: config.beta, loss: config.loss, batchSize: config.batch_size, recompute: config.recompute, seed: ctx.seed };
   process.stderr.write(`dpo: ${train.length} pairs, ${heldout.length} held out; ${cfg.maxSteps} steps (reference log-probs cached)\n`);
   const task = new DpoTask(model, train, heldout, opts, adapter, save.stage, new Context(nativeKernels));
-  const r = await trainStage('dpo', ctx.runDir, cfg, task, { ...opts, model: dir, adapter: ctx.adapter ?? null, lora: adapter?.config ?? null });
+  const r = await trainStage('dpo', ctx.runDir, cfg, task, {
+    ...opts,
+    model: dir,
+    adapter: ctx.adapter ?? null,
+    lora: adapter?.config ?? null,
+  });
   const output = adapter && ctx.merge ? await writeMerged(ctx.runDir, 'dpo', adapter, save.model) : r.finalDir;
   return { output, final: r.finalDir, inputs: [...ctx.data, ...[ctx.eval_data, ctx.model, ctx.adapter].filter((x): x is string => !!x)] };
 }

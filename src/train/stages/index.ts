@@ -22,23 +22,42 @@ const stage = <C extends z.ZodObject, I extends z.ZodObject>(s: Stage<C, I>) => 
 
 export const STAGES = {
   pt: stage({
-    name: 'pt', summary: 'continued pre-training on packed text blocks', config: PtConfigSchema, inputs: PtInputsSchema, run: runPt,
+    name: 'pt',
+    summary: 'continued pre-training on packed text blocks',
+    config: PtConfigSchema,
+    inputs: PtInputsSchema,
+    run: runPt,
     about: 'Continued pre-training: next-token prediction on packed blocks; starts from --model, or from a fresh model (--config).',
   }),
   sft: stage({
-    name: 'sft', summary: 'supervised fine-tuning on conversations (full or LoRA)', config: SftConfigSchema, inputs: SftInputsSchema, run: runSft,
-    about: 'Supervised fine-tuning on conversations rendered with the chat template; loss on the assistant turns only (unless --train-on-prompt).',
+    name: 'sft',
+    summary: 'supervised fine-tuning on conversations (full or LoRA)',
+    config: SftConfigSchema,
+    inputs: SftInputsSchema,
+    run: runSft,
+    about:
+      'Supervised fine-tuning on conversations rendered with the chat template; loss on the assistant turns only (unless --train-on-prompt).',
   }),
   rm: stage({
-    name: 'rm', summary: 'reward model on preference pairs (pairwise loss)', config: RmConfigSchema, inputs: RmInputsSchema, run: runRm,
-    about: 'Reward model (HF LlamaForSequenceClassification, one label) on preference pairs with the pairwise loss\n' +
+    name: 'rm',
+    summary: 'reward model on preference pairs (pairwise loss)',
+    config: RmConfigSchema,
+    inputs: RmInputsSchema,
+    run: runRm,
+    about:
+      'Reward model (HF LlamaForSequenceClassification, one label) on preference pairs with the pairwise loss\n' +
       '-log sigmoid(r_chosen - r_rejected); logs held-out pairwise accuracy. Starts from a causal LM (the head is added)\n' +
       'or continues a reward model. With --lora the head is trained beside the adapter and the model is also written\n' +
       'merged, head included (stages/rm/merged).',
   }),
   rs: stage({
-    name: 'rs', summary: 'rejection sampling: k samples, reward-ranked, SFT on the best, in rounds', config: RsConfigSchema, inputs: RsInputsSchema, run: runRs,
-    about: "ChiMed-GPT's rejection sampling: per round, the policy's greedy answer and k samples per prompt, any external\n" +
+    name: 'rs',
+    summary: 'rejection sampling: k samples, reward-ranked, SFT on the best, in rounds',
+    config: RsConfigSchema,
+    inputs: RsInputsSchema,
+    run: runRs,
+    about:
+      "ChiMed-GPT's rejection sampling: per round, the policy's greedy answer and k samples per prompt, any external\n" +
       "candidates and the prompt's reference answer are scored by the reward model; the best --keep samples that beat the\n" +
       "greedy answer's reward by more than --margin (and above --threshold) become an SFT set, with --replay of it reference\n" +
       'answers, the policy is fine-tuned on. A prompt whose samples do not beat its greedy answer teaches nothing that round;\n' +
@@ -49,8 +68,13 @@ export const STAGES = {
       "metrics.jsonl and stdout; the round's policy to round-N/policy.",
   }),
   dpo: stage({
-    name: 'dpo', summary: 'direct preference optimisation (sigmoid or IPO loss)', config: DpoConfigSchema, inputs: DpoInputsSchema, run: runDpo,
-    about: 'Direct preference optimisation. Reference log-probabilities are computed with the starting weights and cached.\n' +
+    name: 'dpo',
+    summary: 'direct preference optimisation (sigmoid or IPO loss)',
+    config: DpoConfigSchema,
+    inputs: DpoInputsSchema,
+    run: runDpo,
+    about:
+      'Direct preference optimisation. Reference log-probabilities are computed with the starting weights and cached.\n' +
       'Qilin-Med: LoRA (r 8, alpha 16) on the SFT-merged model (or --model BASE --adapter SFT_ADAPTER), beta 0.1, sigmoid loss.',
   }),
 };
