@@ -12,7 +12,7 @@
 //                                model's head included), args.json, done.json
 //   RUN/stages/rs/round-N/       candidates.jsonl, summary.json, checkpoint-STEP/, final/,
 //                                policy/ (the round's merged policy), done.json
-//   RUN/eval/STAGE.json          evaluation after each stage
+//   RUN/eval/STAGE.json          evaluation after each stage (+ STAGE.items.jsonl, per item)
 //   RUN/metrics.jsonl            one JSON object per logged step / evaluation
 //   RUN/summary.json, summary.md, report/
 import { createHash } from 'node:crypto';
@@ -144,8 +144,18 @@ export class RunDir {
     return new StageDir(path.join(this.root, 'stages', ...name.split('/')));
   }
 
-  evaluation(stage: string): string {
-    return path.join(this.root, 'eval', `${stage}.json`);
+  get evaluations(): string {
+    return path.join(this.root, 'eval');
+  }
+
+  /** eval/NAME.json: a stage's (or a baseline's) metrics with their intervals. */
+  evaluation(name: string): string {
+    return path.join(this.evaluations, `${name}.json`);
+  }
+
+  /** eval/NAME.items.jsonl: the per-item results those metrics are computed from. */
+  evaluationItems(name: string): string {
+    return path.join(this.evaluations, `${name}.items.jsonl`);
   }
 
   get metrics(): string {

@@ -28,6 +28,7 @@ import { RewardModel } from '../model/reward.js';
 import { summaryTable, tableLegend, type Row } from '../report/table.js';
 import { MetricsLog } from '../train/metrics.js';
 import { templateOf, type RunConfig } from './config.js';
+import { RunDir } from '../io/run-dir.js';
 
 /** Files the evaluations read; from the config, or the built-in corpus's held-out files. */
 export interface EvalFiles {
@@ -66,8 +67,6 @@ export function evalFiles(e: EvalConfig, corpusDir: string | null): EvalFiles {
 }
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
-const evalDir = (runDir: string) => path.join(runDir, 'eval');
-const itemsFile = (runDir: string, name: string) => path.join(evalDir(runDir), `${name}.items.jsonl`);
 
 /** The scored NER examples and their demonstrations: from files.ner_shots, else the first k of files.ner (then not scored). */
 async function nerSplit(
@@ -100,14 +99,14 @@ export interface StageEval {
  * was: its row carries the previous stage's policy results, plus the reward model's.
  */
 export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: EvalFiles, s: StageEval): Promise<Row> {
-  const done = path.join(evalDir(runDir), `${s.stage}.json`);
+  const done = new RunDir(runDir).evaluation(s.stage);
   if (fs.existsSync(done)) return JSON.parse(fs.readFileSync(done, 'utf8'));
-  fs.mkdirSync(evalDir(runDir), { recursive: true });
+  fs.mkdirSync(new RunDir(runDir).evaluations, { recursive: true });
   const t0 = Date.now();
   const e = cfg.eval;
-  const file = itemsFile(runDir, s.stage);
+  const file = new RunDir(runDir).evaluationItems(s.stage);
   const items: EvalItem[] = readItems(file);
-  const previous = s.previous ? readItems(itemsFile(runDir, s.previous.stage)) : [];
+  const previous = s.previous ? readItems(new RunDir(runDir).evaluationItems(s.previous.stage)) : [];
   const unchanged = s.stage === 'rm' && s.previous !== undefined;
   if (unchanged && !items.length) items.push(...previous.filter((it) => POLICY_KINDS.has(it.eval)));
   const have = new Set(items.map((it) => it.eval));
@@ -166,7 +165,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
   };
   if (s.stage === 'rm' && row.rm_acc === undefined) {
     // no held-out pairs to score: the reward model's own validation accuracy, without an interval
-    const last = new MetricsLog(path.join(runDir, 'metrics.jsonl'))
+    const last = new MetricsLog(new RunDir(runDir).metrics)
       .read('rm')
       .filter((x) => x.eval_accuracy !== undefined)
       .at(-1);
@@ -178,7 +177,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
     if (Object.keys(metrics).length) row.change = { from: s.previous.stage, metrics };
   }
   await writeJsonAtomic(done, row);
-  new MetricsLog(path.join(runDir, 'metrics.jsonl')).append({
+  new MetricsLog(new RunDir(runDir).metrics).append({
     ...summary.values,
     ...(row.rm_acc !== undefined ? { rm_acc: row.rm_acc } : {}),
     stage: `eval/${s.stage}`,
@@ -195,7 +194,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
  */
 export async function evaluateBaselines(cfg: RunConfig, runDir: string, f: EvalFiles, finalStage: string): Promise<Row[]> {
   const e = cfg.eval;
-  const final = readItems(itemsFile(runDir, finalStage));
+  const final = readItems(new RunDir(runDir).evaluationItems(finalStage));
   const rows: Row[] = [];
   for (const [i, b] of e.baselines.entries()) {
     const need = (what: string | null, kind: string) => {
@@ -216,7 +215,7 @@ export async function evaluateBaselines(cfg: RunConfig, runDir: string, f: EvalF
       const { all, examples, shots } = await nerSplit({ ...f, ner: need(f.ner, 'ner') }, e.ner || { k_shot: 3, max_new_tokens: 256 });
       items.push(...nerItems(examples, await nerPredictions(p.ner, examples, all, f.ner!, nerFormatFor(examples, shots))));
     }
-    await writeItems(itemsFile(runDir, `baseline-${b.name}`), items);
+    await writeItems(new RunDir(runDir).evaluationItems(`baseline-${b.name}`), items);
     const summary = summarizeItems(items, e.bootstrap);
     const metrics = compareItems(items, final, e.bootstrap);
     const row: Row = {
@@ -227,7 +226,7 @@ export async function evaluateBaselines(cfg: RunConfig, runDir: string, f: EvalF
       n: summary.n,
       ...(Object.keys(metrics).length ? { change: { from: finalStage, metrics } } : {}),
     };
-    await writeJsonAtomic(path.join(evalDir(runDir), `baseline-${b.name}.json`), row);
+    await writeJsonAtomic(new RunDir(runDir).evaluation(`baseline-${b.name}`), row);
     rows.push(row);
   }
   return rows;
@@ -236,8 +235,11 @@ export async function evaluateBaselines(cfg: RunConfig, runDir: string, f: EvalF
 /** Case studies across the stages that changed the policy and the baselines. */
 export function caseStudies(cfg: RunConfig, runDir: string, rows: Row[], baselines: Row[]): CaseStudy[] {
   const systems = [
-    ...rows.filter((r) => !r.same_policy_as).map((r) => ({ name: r.stage, items: readItems(itemsFile(runDir, r.stage)) })),
-    ...baselines.map((r) => ({ name: `${r.stage} (external)`, items: readItems(itemsFile(runDir, `baseline-${r.stage}`)) })),
+    ...rows.filter((r) => !r.same_policy_as).map((r) => ({ name: r.stage, items: readItems(new RunDir(runDir).evaluationItems(r.stage)) })),
+    ...baselines.map((r) => ({
+      name: `${r.stage} (external)`,
+      items: readItems(new RunDir(runDir).evaluationItems(`baseline-${r.stage}`)),
+    })),
   ];
   return pickCases(systems, cfg.eval.cases, cfg.seed);
 }
@@ -256,7 +258,7 @@ export async function writeSummary(
   const baselines = rows.length ? await evaluateBaselines(cfg, runDir, f, rows.at(-1)!.stage) : [];
   const cases = caseStudies(cfg, runDir, rows, baselines);
   const table = `${summaryTable([...rows, ...baselines], cfg.eval.table)}\n\n${tableLegend(cfg.eval.bootstrap.level)}`;
-  await writeJsonAtomic(path.join(runDir, 'summary.json'), {
+  await writeJsonAtomic(new RunDir(runDir).summaryJson, {
     rows,
     baselines,
     table: cfg.eval.table,
@@ -265,6 +267,6 @@ export async function writeSummary(
     cases,
     ...extra,
   });
-  await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
+  await writeFileAtomic(new RunDir(runDir).summaryMd, table + '\n');
   return table;
 }

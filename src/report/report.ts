@@ -8,6 +8,7 @@ import { MetricsLog, type MetricRecord } from '../train/metrics.js';
 import { CASES_CSS, casesHtml, casesMarkdown, escapeHtml, publishedMarkdown } from './cases.js';
 import { barChart, groupedBarChart, lineChart, type ChartImage } from './charts.js';
 import { changesGrid, gridHtml, gridMarkdown, summaryGrid, tableLegend, type Row } from './table.js';
+import { RunDir } from '../io/run-dir.js';
 
 interface Section {
   title: string;
@@ -76,13 +77,13 @@ function textHtml(t: string): string {
  * intervals and attitude-scale scores, as PNG (and inline SVG in the HTML) charts.
  */
 export async function writeReport(runDir: string): Promise<string> {
-  const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl')).read();
-  const summaryFile = path.join(runDir, 'summary.json');
+  const metrics = new MetricsLog(new RunDir(runDir).metrics).read();
+  const summaryFile = new RunDir(runDir).summaryJson;
   const summary: RunSummary = fs.existsSync(summaryFile) ? JSON.parse(fs.readFileSync(summaryFile, 'utf8')) : { rows: [] };
   const rows = summary.rows,
     all = [...rows, ...(summary.baselines ?? [])];
   const columns = summary.table ?? DEFAULT_TABLE;
-  const outDir = path.join(runDir, 'report');
+  const outDir = new RunDir(runDir).report;
   fs.mkdirSync(outDir, { recursive: true });
   const sections: Section[] = [];
   const add = async (title: string, file: string, alt: string, make: () => Promise<ChartImage>, text?: string) => {
