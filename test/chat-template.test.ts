@@ -26,25 +26,31 @@ const conversation: ChatMessage[] = [
   { role: 'assistant', content: '糖尿病常见口渴多尿。' },
 ];
 
+/** A random one-layer model for `tok` saved in MODEL_DIR with the tokenizer (and `template`). */
+async function saveRandomModel(
+  modelDir: string,
+  tok: Tokenizer,
+  o: { hiddenSize: number; maxPositions?: number; template?: ChatTemplate },
+): Promise<void> {
+  const sizes = {
+    vocab_size: tok.vocabSize,
+    hidden_size: o.hiddenSize,
+    intermediate_size: 2 * o.hiddenSize,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+  };
+  const config = parseModelConfig({ ...sizes, ...(o.maxPositions ? { max_position_embeddings: o.maxPositions } : {}) }, 't');
+  await saveModel(modelDir, Llama.random(nativeKernels, config, 1, false));
+  await tok.save(modelDir, o.template ? { template: o.template } : {});
+}
+
 test('one conversation gives the same token ids through training, inference, export and HF', async () => {
   const dir = tmpDir();
   const tok = Tokenizer.fromDir(await qaTokenizer(dir));
   const template = ChatTemplate.builtin('chatml');
   // the model folder as training leaves it: weights, tokenizer, template in tokenizer_config.json
   const modelDir = path.join(dir, 'model');
-  await saveModel(
-    modelDir,
-    Llama.random(
-      nativeKernels,
-      parseModelConfig(
-        { vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 },
-        't',
-      ),
-      1,
-      false,
-    ),
-  );
-  await tok.save(modelDir, { template });
+  await saveRandomModel(modelDir, tok, { hiddenSize: 16, template });
   const loaded = await loadChatModel({ model: modelDir });
   const hfTok = new HfTokenizer(
     JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer.json'), 'utf8')),
@@ -153,26 +159,7 @@ for (const c of CASES) {
     const src = lenmlDir(c.tokenizer);
     const config = { ...JSON.parse(fs.readFileSync(path.join(src, 'tokenizer_config.json'), 'utf8')), ...c.config };
     const tok = Tokenizer.fromJSON(JSON.parse(fs.readFileSync(path.join(src, 'tokenizer.json'), 'utf8')), config);
-    await saveModel(
-      modelDir,
-      Llama.random(
-        nativeKernels,
-        parseModelConfig(
-          {
-            vocab_size: tok.vocabSize,
-            hidden_size: 8,
-            intermediate_size: 16,
-            num_hidden_layers: 1,
-            num_attention_heads: 2,
-            max_position_embeddings: 512,
-          },
-          't',
-        ),
-        1,
-        false,
-      ),
-    );
-    await tok.save(modelDir);
+    await saveRandomModel(modelDir, tok, { hiddenSize: 8, maxPositions: 512 });
     const cm = await loadChatModel({ model: modelDir, template: c.template });
     const history = c.conv.slice(0, -1);
     // training: the prompt part of the encoded conversation
@@ -233,26 +220,7 @@ test('a model whose template is only in chat_template.jinja is trained, evaluate
   const jinja =
     "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + eos_token }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
   const modelDir = path.join(dir, 'model');
-  await saveModel(
-    modelDir,
-    Llama.random(
-      nativeKernels,
-      parseModelConfig(
-        {
-          vocab_size: tok.vocabSize,
-          hidden_size: 16,
-          intermediate_size: 32,
-          num_hidden_layers: 1,
-          num_attention_heads: 2,
-          max_position_embeddings: 256,
-        },
-        't',
-      ),
-      1,
-      false,
-    ),
-  );
-  await tok.save(modelDir);
+  await saveRandomModel(modelDir, tok, { hiddenSize: 16, maxPositions: 256 });
   const cfgFile = path.join(modelDir, 'tokenizer_config.json');
   const { chat_template: _, ...cfg } = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
   fs.writeFileSync(cfgFile, JSON.stringify(cfg));
@@ -324,26 +292,7 @@ test('a model without a template chats only with a built-in chosen by name; the 
   // the CLI: a clear error, and the explicit choice works
   const dir = tmpDir('chimed-notpl-');
   const modelDir = path.join(dir, 'model');
-  await saveModel(
-    modelDir,
-    Llama.random(
-      nativeKernels,
-      parseModelConfig(
-        {
-          vocab_size: tok.vocabSize,
-          hidden_size: 8,
-          intermediate_size: 16,
-          num_hidden_layers: 1,
-          num_attention_heads: 2,
-          max_position_embeddings: 128,
-        },
-        't',
-      ),
-      1,
-      false,
-    ),
-  );
-  await tok.save(modelDir);
+  await saveRandomModel(modelDir, tok, { hiddenSize: 8, maxPositions: 128 });
   const bad = runCli(['generate', '--model', modelDir, '--prompt', '头痛怎么办？', '--max-new-tokens', '2']);
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /has no chat template.*--template NAME.*chatml, vicuna, llama2/s);

@@ -47,23 +47,36 @@ export async function qaTokenizer(dir: string, vocabSize = 400): Promise<string>
   return out;
 }
 
-/** A tiny untrained chat model (random weights, the QA tokenizer) saved to DIR/model; returns that folder. */
-export async function untrainedChatModel(dir: string): Promise<string> {
+/**
+ * A tiny untrained chat model (random weights, the QA tokenizer) made by `chimed init` in
+ * DIR/NAME (default DIR/model); `config` overrides its sizes. Returns that folder.
+ */
+export async function untrainedChatModel(
+  dir: string,
+  o: { config?: Record<string, unknown>; seed?: string; name?: string } = {},
+): Promise<string> {
   const tok = await qaTokenizer(dir);
-  fs.writeFileSync(
+  const sizes = {
+    vocab_size: 400,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 2,
+    max_position_embeddings: 256,
+  };
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ ...sizes, ...o.config }));
+  const out = path.join(dir, o.name ?? 'model');
+  const r = runCli([
+    'init',
+    '--config',
     path.join(dir, 'model.json'),
-    JSON.stringify({
-      vocab_size: 400,
-      hidden_size: 32,
-      intermediate_size: 64,
-      num_hidden_layers: 1,
-      num_attention_heads: 2,
-      num_key_value_heads: 2,
-      max_position_embeddings: 256,
-    }),
-  );
-  const out = path.join(dir, 'model');
-  const r = runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', out]);
+    '--tokenizer',
+    tok,
+    '--out',
+    out,
+    ...(o.seed ? ['--seed', o.seed] : []),
+  ]);
   if (r.code !== 0) throw new Error(`chimed init failed: ${r.stderr}`);
   return out;
 }

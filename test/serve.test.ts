@@ -11,7 +11,7 @@ import { buildServer, startServer, stopServer, type ServeOptions } from '../src/
 import { TextDelta } from '../src/serve/stream.js';
 import { preferenceOf } from '../src/data/stage-files.js';
 import { cleanUpTokenization } from '../src/tokenizer/index.js';
-import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
+import { qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
 import { repoRoot, runCli, tmpDir, trainingSeed } from './helpers.js';
 
 const dir = tmpDir('chimed-serve-');
@@ -83,22 +83,13 @@ async function until(what: string, cond: () => Promise<boolean>): Promise<void> 
 }
 
 before(async () => {
-  const tok = await qaTokenizer(dir);
-  fs.writeFileSync(
-    path.join(dir, 'model.json'),
-    JSON.stringify({
-      vocab_size: 400,
-      hidden_size: 64,
-      intermediate_size: 128,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 1024,
-    }),
-  );
   const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + r.stdout);
   const seed = String(trainingSeed(42));
-  ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'base'), '--seed', seed]));
+  await untrainedChatModel(dir, {
+    config: { hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, max_position_embeddings: 1024 },
+    seed,
+    name: 'base',
+  });
   // the first six dialogues (all the tests ask about) are learnt by heart in a few seconds: final
   // loss 0.010-0.013 over seeds 1, 2, 3, 42, every exact-reply check passing under each
   ok(

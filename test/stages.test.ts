@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import { runCli, tmpDir, trainingSeed } from './helpers.js';
-import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
+import { qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
 
 const dir = tmpDir();
 const { sft, pairs } = qaSet();
@@ -27,20 +27,11 @@ const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + 
 const sftModel = path.join(dir, 'sft/stages/sft/final');
 
 before(async () => {
-  const tok = await qaTokenizer(dir);
-  fs.writeFileSync(
-    path.join(dir, 'model.json'),
-    JSON.stringify({
-      vocab_size: 400,
-      hidden_size: 64,
-      intermediate_size: 128,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 512,
-    }),
-  );
-  ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'base'), '--seed', seed]));
+  await untrainedChatModel(dir, {
+    config: { hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, max_position_embeddings: 512 },
+    seed,
+    name: 'base',
+  });
   ok(
     runCli([
       'train',
