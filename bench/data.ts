@@ -66,7 +66,14 @@ export async function writeSyntheticJsonl(file: string, bytes: number, seed = 1)
     else {
       const q = syntheticText(rand, 20 + Math.floor(rand() * 60));
       const a = syntheticText(rand, 100 + Math.floor(rand() * 300));
-      line = JSON.stringify({ id: `r${records}`, conversations: [{ from: 'human', value: q }, { from: 'gpt', value: a }] }) + '\n';
+      line =
+        JSON.stringify({
+          id: `r${records}`,
+          conversations: [
+            { from: 'human', value: q },
+            { from: 'gpt', value: a },
+          ],
+        }) + '\n';
       last = line;
     }
     batch.push(line);
@@ -98,7 +105,14 @@ async function timeImport(files: string[]) {
     }
   }
   const ms = performance.now() - t0;
-  return { files: files.length, mb: +mb(bytes).toFixed(1), records, seconds: +(ms / 1000).toFixed(2), mbPerSec: rate(bytes, ms), peakRssMb: +mb(peakRss).toFixed(0) };
+  return {
+    files: files.length,
+    mb: +mb(bytes).toFixed(1),
+    records,
+    seconds: +(ms / 1000).toFixed(2),
+    mbPerSec: rate(bytes, ms),
+    peakRssMb: +mb(peakRss).toFixed(0),
+  };
 }
 
 export interface BenchDataArgs {
@@ -158,10 +172,19 @@ export async function benchData(args: BenchDataArgs = {}): Promise<object> {
       bench: 'data',
       import: importResult,
       dedupExact: { mb: +mb(textBytes).toFixed(1), records: texts.length, duplicates: exactDups, mbPerSec: rate(textBytes, exactMs) },
-      dedupNear: { mb: +mb(textBytes).toFixed(1), records: texts.length, duplicates: nearDups, mbPerSec: rate(textBytes, nearMs), ...NEAR_DUP_DEFAULTS },
+      dedupNear: {
+        mb: +mb(textBytes).toFixed(1),
+        records: texts.length,
+        duplicates: nearDups,
+        mbPerSec: rate(textBytes, nearMs),
+        ...NEAR_DUP_DEFAULTS,
+      },
       substring: {
-        mb: +mb(subBytes).toFixed(1), chars: subTexts.reduce((n, t) => n + t.length, 0), seconds: +(subMs / 1000).toFixed(2),
-        mbPerSec: rate(subBytes, subMs), textsWithRepeats: ranges.filter((r) => r.length).length,
+        mb: +mb(subBytes).toFixed(1),
+        chars: subTexts.reduce((n, t) => n + t.length, 0),
+        seconds: +(subMs / 1000).toFixed(2),
+        mbPerSec: rate(subBytes, subMs),
+        textsWithRepeats: ranges.filter((r) => r.length).length,
       },
     };
     const sharedDir = path.resolve(root, '../shared/data');
@@ -196,8 +219,12 @@ export async function benchDataCommand(argv: string[]): Promise<object | null> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      'size-mb': { type: 'string' }, 'dedup-mb': { type: 'string' }, 'substring-mb': { type: 'string' },
-      'no-shared': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      'size-mb': { type: 'string' },
+      'dedup-mb': { type: 'string' },
+      'substring-mb': { type: 'string' },
+      'no-shared': { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -211,8 +238,10 @@ export async function benchDataCommand(argv: string[]): Promise<object | null> {
     return x;
   };
   const result = await benchData({
-    sizeMB: n(values['size-mb'], 'size-mb'), dedupMB: n(values['dedup-mb'], 'dedup-mb'),
-    substringMB: n(values['substring-mb'], 'substring-mb'), shared: !values['no-shared'],
+    sizeMB: n(values['size-mb'], 'size-mb'),
+    dedupMB: n(values['dedup-mb'], 'dedup-mb'),
+    substringMB: n(values['substring-mb'], 'substring-mb'),
+    shared: !values['no-shared'],
   });
   process.stdout.write(values.json ? JSON.stringify(result) + '\n' : JSON.stringify(result, null, 2) + '\n');
   return result;

@@ -4,13 +4,13 @@ import path from 'node:path';
 import { describeGemmChoice, gemmChoice } from '../src/engine/gemm-choice.js';
 import { getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
-import { writeLlamaGguf } from '../src/io/gguf-llama.js';
-import { parseModelConfig } from '../src/model/config.js';
+import { writeLlamaGguf } from '../src/model/gguf-llama.js';
 import { Decoder } from '../src/model/generate.js';
 import { Llama } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { parse, UsageError } from '../src/cli/args.js';
+import { UsageError } from '../src/io/argv.js';
+import { parseWithShape, shapeConfig } from './shape.js';
 
 const USAGE = `chimed bench generate [--vocab V] [--dim D] [--layers L] [--heads H] [--kv-heads K] [--ffn F]
                       [--prompt P] [--tokens N] [--repeat R] [--threads N] [--llama-kv f32|f16] [--json]
@@ -104,15 +104,9 @@ function best(runs: Speed[]): Speed {
 
 /** One JSON line: ours and llama.cpp's prefill / decode tokens/s on the same f32 model. */
 export async function benchGenerate(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(
+  const a = parseWithShape(
     argv,
     {
-      vocab: { type: 'string' },
-      dim: { type: 'string' },
-      layers: { type: 'string' },
-      heads: { type: 'string' },
-      'kv-heads': { type: 'string' },
-      ffn: { type: 'string' },
       prompt: { type: 'string' },
       tokens: { type: 'string' },
       repeat: { type: 'string' },
@@ -128,25 +122,13 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   }
   const P = a.int('prompt', 128),
     N = a.int('tokens', 64),
-    R = a.int('repeat', 3),
-    heads = a.int('heads', 8);
+    R = a.int('repeat', 3);
   if (N < 2) throw new UsageError('--tokens: at least 2 (the first new token is timed with the prefill)');
   if (R < 1) throw new UsageError('--repeat: at least 1');
   const kv = (a.str('llama-kv') ?? 'f32').toUpperCase();
   if (kv !== 'F32' && kv !== 'F16') throw new UsageError(`--llama-kv: expected f32 or f16, got "${a.str('llama-kv')}"`);
   if (a.str('threads')) setThreads(a.int('threads'));
-  const config = parseModelConfig(
-    {
-      vocab_size: a.int('vocab', 8000),
-      hidden_size: a.int('dim', 512),
-      intermediate_size: a.int('ffn', 1408),
-      num_hidden_layers: a.int('layers', 8),
-      num_attention_heads: heads,
-      num_key_value_heads: a.int('kv-heads', heads),
-      max_position_embeddings: P + N + 8,
-    },
-    'bench arguments',
-  );
+  const config = shapeConfig(a, { vocab: 8000, dim: 512, ffn: 1408, layers: 8, heads: 8 }, P + N + 8);
   const model = Llama.random(nativeKernels, config, 1, false);
   // the byte tokenizer: any vocabulary size works (rows past it are unused tokens in the GGUF)
   const tokenizer = Tokenizer.bytes();
@@ -200,7 +182,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
     vocab: config.vocab_size,
     dim: config.hidden_size,
     layers: config.num_hidden_layers,
-    heads,
+    heads: config.num_attention_heads,
     kv_heads: config.num_key_value_heads,
     ffn: config.intermediate_size,
     prompt: P,

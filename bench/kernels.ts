@@ -1,4 +1,4 @@
-import { parse } from '../src/cli/args.js';
+import { parse } from '../src/io/argv.js';
 import { describeGemmChoice, gemmCachePath, gemmChoice } from '../src/engine/gemm-choice.js';
 import { gemmBuiltin, gemmClassOf, gemmOpenblas, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';

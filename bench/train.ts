@@ -6,9 +6,8 @@ import { AdamW } from '../src/engine/optim.js';
 import { cpuMs, KernelProfile, type KernelTime, mainThreadCpuMs } from '../src/engine/profile.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
-import { parseModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
-import { parse } from '../src/cli/args.js';
+import { parseWithShape, shapeConfig } from './shape.js';
 
 const USAGE = `chimed bench train --vocab V --dim D --layers L --heads H [--kv-heads K] --ffn F --seq T --batch B [--steps N] [--recompute]
                    [--profile] [--threads N] [--json]
@@ -147,15 +146,9 @@ function timed(fn: () => void): RunTime {
 
 /** One JSON line: {tokens_per_s, ms_per_step, params, peak_rss_mb, ...}. */
 export async function benchTrain(argv: string[]): Promise<Record<string, unknown> | null> {
-  const a = parse(
+  const a = parseWithShape(
     argv,
     {
-      vocab: { type: 'string' },
-      dim: { type: 'string' },
-      layers: { type: 'string' },
-      heads: { type: 'string' },
-      'kv-heads': { type: 'string' },
-      ffn: { type: 'string' },
       seq: { type: 'string' },
       batch: { type: 'string' },
       steps: { type: 'string' },
@@ -174,19 +167,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   const T = a.int('seq', 256),
     B = a.int('batch', 8),
     steps = a.int('steps', 5);
-  const heads = a.int('heads', 4);
-  const config = parseModelConfig(
-    {
-      vocab_size: a.int('vocab', 8000),
-      hidden_size: a.int('dim', 256),
-      intermediate_size: a.int('ffn', 704),
-      num_hidden_layers: a.int('layers', 4),
-      num_attention_heads: heads,
-      num_key_value_heads: a.int('kv-heads', heads),
-      max_position_embeddings: Math.max(4096, T),
-    },
-    'bench arguments',
-  );
+  const config = shapeConfig(a, { vocab: 8000, dim: 256, ffn: 704, layers: 4, heads: 4 }, Math.max(4096, T));
   const profile = a.flag('profile') ? new KernelProfile(nativeKernels, gemmClassOf) : null;
   const kernels = profile?.kernels ?? nativeKernels;
   const model = Llama.random(kernels, config, 1);
@@ -275,7 +256,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     vocab: config.vocab_size,
     dim: config.hidden_size,
     layers: config.num_hidden_layers,
-    heads,
+    heads: config.num_attention_heads,
     kv_heads: config.num_key_value_heads,
     ffn: config.intermediate_size,
     seq: T,

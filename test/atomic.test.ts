@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { replaceDirAtomic, writeFileAtomic, writeJsonAtomic } from '../src/io/atomic.js';
+import { cleanAtomicLeftovers, replaceDirAtomic, writeFileAtomic, writeJsonAtomic } from '../src/io/atomic.js';
+import { CHECKSUM_FILE, verifyChecksums, writeChecksums } from '../src/io/checksums.js';
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'chimed-atomic-'));
@@ -124,7 +125,51 @@ test('a failed replaceDirAtomic keeps the previous directory and removes its tem
     assert.deepEqual(await readdir(dir), ['final']);
 
     const fresh = path.join(dir, 'never');
-    await assert.rejects(replaceDirAtomic(fresh, async () => Promise.reject(new Error('boom'))), /boom/);
+    await assert.rejects(
+      replaceDirAtomic(fresh, async () => Promise.reject(new Error('boom'))),
+      /boom/,
+    );
     assert.deepEqual(await readdir(dir), ['final']);
+  });
+});
+
+test('cleanAtomicLeftovers removes unfinished temp files and dirs, restores a version moved aside whose target is missing', async () => {
+  await withTempDir(async (dir) => {
+    await mkdir(path.join(dir, 'checkpoint-8.tmp-77-0123456789ab'));
+    await writeFile(path.join(dir, 'checkpoint-8.tmp-77-0123456789ab/half.bin'), 'x');
+    await writeFile(path.join(dir, 'done.json.tmp-77-0123456789ab'), '{"cut');
+    await mkdir(path.join(dir, 'final.old-77-aaaaaaaaaaaa'));
+    await writeFile(path.join(dir, 'final.old-77-aaaaaaaaaaaa/w'), 'old');
+    await mkdir(path.join(dir, 'checkpoint-4'));
+    await mkdir(path.join(dir, 'checkpoint-4.old-77-bbbbbbbbbbbb'));
+    await writeFile(path.join(dir, 'notes.tmp-keep'), 'not ours');
+    const done = await cleanAtomicLeftovers(dir);
+    assert.equal(done.length, 4, done.join('\n'));
+    assert.deepEqual((await readdir(dir)).sort(), ['checkpoint-4', 'final', 'notes.tmp-keep']);
+    assert.equal(await readFile(path.join(dir, 'final/w'), 'utf8'), 'old');
+    assert.deepEqual(await cleanAtomicLeftovers(dir), []);
+    assert.deepEqual(await cleanAtomicLeftovers(path.join(dir, 'absent')), []);
+  });
+});
+
+test('checksum manifests: written in sha256sum format; a changed, missing or unlisted-manifest file is named', async () => {
+  await withTempDir(async (dir) => {
+    await mkdir(path.join(dir, 'sub'));
+    await writeFile(path.join(dir, 'a.bin'), 'alpha');
+    await writeFile(path.join(dir, 'sub/b.json'), '{}');
+    await writeChecksums(dir);
+    const manifest = await readFile(path.join(dir, CHECKSUM_FILE), 'utf8');
+    assert.match(manifest, /^8ed3f6ad685b959ead7022518e1af76cd816f8e8ec7ccdda1ed4018e8f2223f8 {2}a\.bin\n[0-9a-f]{64} {2}sub\/b\.json\n$/);
+    assert.deepEqual(await verifyChecksums(dir), []);
+    await writeFile(path.join(dir, 'a.bin'), 'alphA');
+    await rm(path.join(dir, 'sub/b.json'));
+    const problems = await verifyChecksums(dir);
+    assert.equal(problems.length, 2);
+    assert.match(problems[0], /a\.bin: sha256 [0-9a-f]{64} does not match/);
+    assert.match(problems[1], /sub\/b\.json: missing/);
+    await writeFile(path.join(dir, CHECKSUM_FILE), 'garbage\n');
+    assert.match((await verifyChecksums(dir))[0], /checksums\.sha256:1: not a "SHA256 {2}FILE" line/);
+    await rm(path.join(dir, CHECKSUM_FILE));
+    assert.match((await verifyChecksums(dir))[0], /checksums\.sha256: missing/);
   });
 });

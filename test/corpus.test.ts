@@ -6,7 +6,13 @@ import { openImport } from '../src/data/import.js';
 import { DEPARTMENTS, relatedDepartments } from '../src/corpus/departments.js';
 import { corpusFiles, generateCorpus, writeCorpus, type Corpus } from '../src/corpus/generate.js';
 import {
-  diseaseNames, FACT_LISTS, findPackageRoot, loadKnowledgeBase, parseDiseaseFile, type Disease, type FactList,
+  diseaseNames,
+  FACT_LISTS,
+  findPackageRoot,
+  loadKnowledgeBase,
+  parseDiseaseFile,
+  type Disease,
+  type FactList,
 } from '../src/corpus/knowledge.js';
 import { listZh } from '../src/corpus/text.js';
 import { NER_TYPES, REJECTED_KINDS, type McqRecord } from '../src/corpus/types.js';
@@ -48,14 +54,24 @@ test('knowledge base: >= 160 valid diseases in 10-15 department files, unique na
     }
   }
   const used = new Set(kb.diseases.map((d) => d.department));
-  assert.deepEqual([...DEPARTMENTS].filter((x) => !used.has(x)), [], 'a department without diseases');
+  assert.deepEqual(
+    [...DEPARTMENTS].filter((x) => !used.has(x)),
+    [],
+    'a department without diseases',
+  );
 });
 
 test('knowledge base errors name the file, the disease and the field', async () => {
   const good = JSON.parse(await readFile(path.join(kb.dir, 'respiratory.json'), 'utf8'))[0];
   const bad = (patch: object) => JSON.stringify([good, { ...good, name: '测试病', ...patch }]);
-  assert.throws(() => parseDiseaseFile(bad({ drugs: ['甲药', '乙药'] }), 'x.json'), /x\.json: disease #2 "测试病": drugs: needs at least 3 items/);
-  assert.throws(() => parseDiseaseFile(bad({ symptoms: ['咳嗽', '发热、寒战', '乏力'] }), 'x.json'), /"测试病": symptoms\[1\]: must not contain punctuation/);
+  assert.throws(
+    () => parseDiseaseFile(bad({ drugs: ['甲药', '乙药'] }), 'x.json'),
+    /x\.json: disease #2 "测试病": drugs: needs at least 3 items/,
+  );
+  assert.throws(
+    () => parseDiseaseFile(bad({ symptoms: ['咳嗽', '发热、寒战', '乏力'] }), 'x.json'),
+    /"测试病": symptoms\[1\]: must not contain punctuation/,
+  );
   assert.throws(() => parseDiseaseFile(bad({ department: '外星科' }), 'x.json'), /"测试病": department: /);
   assert.throws(() => parseDiseaseFile(bad({ symptom: ['咳嗽'] }), 'x.json'), /"测试病": record: .*symptom/);
   assert.throws(() => parseDiseaseFile(bad({ causes: ['受凉', '受凉', '疲劳'] }), 'x.json'), /causes: has a repeated item/);
@@ -123,7 +139,11 @@ test('unseen-wording records use wordings no training record uses', () => {
 });
 
 const MCQ_FIELDS: Record<string, FactList> = {
-  drug: 'drugs', symptom: 'symptoms', exam: 'examinations', cause: 'causes', treatment: 'treatments',
+  drug: 'drugs',
+  symptom: 'symptoms',
+  exam: 'examinations',
+  cause: 'causes',
+  treatment: 'treatments',
 };
 
 function checkMcq(m: McqRecord): void {
@@ -132,7 +152,9 @@ function checkMcq(m: McqRecord): void {
   const options = Object.values(m.options);
   assert.equal(new Set(options).size, 4, `${m.id}: repeated option`);
   assert.equal(m.subject, d.department);
-  const wrong = Object.entries(m.options).filter(([l]) => l !== m.answer).map(([, o]) => o);
+  const wrong = Object.entries(m.options)
+    .filter(([l]) => l !== m.answer)
+    .map(([, o]) => o);
   const right = m.options[m.answer];
   const field = MCQ_FIELDS[kind];
   if (field) {
@@ -157,7 +179,15 @@ function checkMcq(m: McqRecord): void {
 test('MCQ answers are right by the knowledge base and distractors are not', () => {
   for (const m of [...corpus.mcq.test, ...corpus.mcq.dev]) checkMcq(m);
   const kinds = new Set(corpus.mcq.test.map((m) => m.template.split('#')[0]));
-  assert.deepEqual([...kinds].sort(), ['mcq:cause', 'mcq:department', 'mcq:diagnosis', 'mcq:drug', 'mcq:exam', 'mcq:symptom', 'mcq:treatment']);
+  assert.deepEqual([...kinds].sort(), [
+    'mcq:cause',
+    'mcq:department',
+    'mcq:diagnosis',
+    'mcq:drug',
+    'mcq:exam',
+    'mcq:symptom',
+    'mcq:treatment',
+  ]);
   const letters = new Set(corpus.mcq.test.map((m) => m.answer));
   assert.equal(letters.size, 4, 'the answer should not sit at one letter');
   // 5 exemplars per subject, none repeating a test item
@@ -179,7 +209,13 @@ test('NER offsets slice to the entity text, and entities come from the knowledge
       assert.ok(e.start >= last, `${r.id}: overlapping entities`);
       last = e.end;
       assert.ok(NER_TYPES.includes(e.type));
-      const source: readonly string[] = { disease: diseaseNames(d), symptom: d.symptoms, drug: d.drugs, exam: d.examinations, department: [d.department] }[e.type];
+      const source: readonly string[] = {
+        disease: diseaseNames(d),
+        symptom: d.symptoms,
+        drug: d.drugs,
+        exam: d.examinations,
+        department: [d.department],
+      }[e.type];
       assert.ok(source.includes(e.text), `${r.id}: ${e.type} "${e.text}" is not one of ${d.name}'s`);
     }
     assert.ok(r.entities.some((e) => e.type !== 'disease') && r.entities.length >= 2);
@@ -210,7 +246,10 @@ test('preference pairs: chosen differs from rejected, all rejection kinds, wrong
   const kinds = corpus.preference.train.map((p) => p.rejected_kind);
   for (const k of REJECTED_KINDS) assert.ok(kinds.filter((x) => x === k).length >= kinds.length / 5, `too few ${k}`);
   assert.ok(corpus.preference.train.some((p) => p.history?.length));
-  assert.ok(corpus.sft.train.some((r) => (r.history?.length ?? 0) >= 2), 'no 3-turn dialogue');
+  assert.ok(
+    corpus.sft.train.some((r) => (r.history?.length ?? 0) >= 2),
+    'no 3-turn dialogue',
+  );
 });
 
 test('heldoutFraction 0 holds nothing out; bad options are refused', () => {
@@ -227,11 +266,16 @@ test('writeCorpus writes JSONL the data importers read back without rejects', as
     await mkdir(dir, { recursive: true });
     const counts = await writeCorpus(dir, { ...OPTS, kb });
     const expected: Record<string, [string, string]> = {
-      'pt_train.jsonl': ['document', 'document'], 'pt_heldout.jsonl': ['document', 'document'],
-      'sft_train.jsonl': ['qa', 'conversation'], 'sft_heldout.jsonl': ['qa', 'conversation'],
-      'pref_train.jsonl': ['preference', 'preference'], 'pref_heldout.jsonl': ['preference', 'preference'],
-      'mcq_dev.jsonl': ['mcq', 'mcq'], 'mcq_test.jsonl': ['mcq', 'mcq'],
-      'ner_train.jsonl': ['ner', 'ner'], 'ner_test.jsonl': ['ner', 'ner'],
+      'pt_train.jsonl': ['document', 'document'],
+      'pt_heldout.jsonl': ['document', 'document'],
+      'sft_train.jsonl': ['qa', 'conversation'],
+      'sft_heldout.jsonl': ['qa', 'conversation'],
+      'pref_train.jsonl': ['preference', 'preference'],
+      'pref_heldout.jsonl': ['preference', 'preference'],
+      'mcq_dev.jsonl': ['mcq', 'mcq'],
+      'mcq_test.jsonl': ['mcq', 'mcq'],
+      'ner_train.jsonl': ['ner', 'ner'],
+      'ner_test.jsonl': ['ner', 'ner'],
     };
     assert.deepEqual(Object.keys(counts).sort(), Object.keys(expected).sort());
     for (const [file, [format, kind]] of Object.entries(expected)) {

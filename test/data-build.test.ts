@@ -3,15 +3,21 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { dataCommand } from '../src/cli/data.js';
-import { ConfigError, loadBuildConfig, parseBuildConfig } from '../src/data/build-config.js';
+import { main } from '../src/cli/main.js';
+import { loadBuildConfig, parseBuildConfig } from '../src/data/build-config.js';
+import { ConfigError } from '../src/model/config.js';
 import { buildDatasets } from '../src/data/build.js';
 import { DataError } from '../src/data/errors.js';
-import { formatTable, displayWidth } from '../src/data/stats.js';
+import { formatTable, displayWidth } from '../src/data/table.js';
 import { tmpDir } from './helpers.js';
 
 const jsonl = (...rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
-const readJsonl = (file: string) => fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const readJsonl = (file: string) =>
+  fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 
 const QUESTION = '患者男性，65岁，突发胸骨后压榨性疼痛2小时，伴大汗，最可能的诊断是';
@@ -74,14 +80,14 @@ async function withFixtures(fn: (dir: string) => Promise<void>) {
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const [log, error] = [console.log, console.error];
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  const [stdout, stderr] = [process.stdout.write, process.stderr.write];
+  process.stdout.write = ((s: string) => out.push(String(s)) > 0) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => err.push(String(s)) > 0) as typeof process.stderr.write;
   try {
-    const code = await dataCommand(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
+    const code = await main(['data', ...argv]);
+    return { code, out: out.join(''), err: err.join('') };
   } finally {
-    [console.log, console.error] = [log, error];
+    [process.stdout.write, process.stderr.write] = [stdout, stderr];
   }
 }
 
@@ -91,24 +97,46 @@ test('build writes the stage datasets, stats, rejects and reports from a YAML co
     assert.equal(cfg.out, path.join(dir, 'run'));
     const res = await buildDatasets(cfg, { runDir: cfg.out!, countTokens: (t) => Math.ceil(t.length / 2) });
     const data = path.join(dir, 'run', 'data');
-    for (const f of ['pt.jsonl', 'sft.jsonl', 'pref.jsonl', 'eval_exam.jsonl', 'stats.json', 'rejects.jsonl', 'dedup_report.json', 'decontam_report.json']) {
+    for (const f of [
+      'pt.jsonl',
+      'sft.jsonl',
+      'pref.jsonl',
+      'eval_exam.jsonl',
+      'stats.json',
+      'rejects.jsonl',
+      'dedup_report.json',
+      'decontam_report.json',
+    ]) {
       assert.ok(fs.existsSync(path.join(data, f)), f);
     }
-    assert.deepEqual(fs.readdirSync(data).filter((f) => f.includes('.tmp-')), [], 'no temp files left');
+    assert.deepEqual(
+      fs.readdirSync(data).filter((f) => f.includes('.tmp-')),
+      [],
+      'no temp files left',
+    );
 
     const pt = readJsonl(path.join(data, 'pt.jsonl'));
     // the case-discussion paragraph reproduces eval item e1 and is dropped; the boilerplate
     // shared by two paragraphs is struck from both; the KG passage joins them
-    assert.deepEqual(pt.map((d) => d.source), ['book', 'book', 'kg']);
+    assert.deepEqual(
+      pt.map((d) => d.source),
+      ['book', 'book', 'kg'],
+    );
     assert.ok(pt.every((d) => !d.text.includes(BOILER) && !d.text.includes(QUESTION)));
     assert.equal(pt[0].text, '高血压是以体循环动脉压升高为主要表现的临床综合征。');
     assert.match(pt[2].text, /^痛风\n痛风的常见症状有关节肿痛。痛风患者忌吃海鲜。治疗痛风的常用药物有秋水仙碱。$/);
 
     const sft = readJsonl(path.join(data, 'sft.jsonl'));
-    assert.deepEqual(sft.map((c) => c.source), ['qa', 'qa', 'kg', 'kg', 'kg']);
+    assert.deepEqual(
+      sft.map((c) => c.source),
+      ['qa', 'qa', 'kg', 'kg', 'kg'],
+    );
     assert.ok(sft.every((c) => c.messages.at(-1).role === 'assistant'));
     assert.equal(readJsonl(path.join(data, 'pref.jsonl')).length, 2);
-    assert.deepEqual(readJsonl(path.join(data, 'eval_exam.jsonl')).map((r) => r.id), ['e1', 'e2']);
+    assert.deepEqual(
+      readJsonl(path.join(data, 'eval_exam.jsonl')).map((r) => r.id),
+      ['e1', 'e2'],
+    );
 
     const rejects = readJsonl(path.join(data, 'rejects.jsonl'));
     assert.equal(rejects.length, 1);
@@ -120,7 +148,11 @@ test('build writes the stage datasets, stats, rejects and reports from a YAML co
     assert.equal(stats.stages.pt.total.records, 3);
     const ptChars = pt.reduce((n, d) => n + d.text.length, 0);
     assert.equal(stats.stages.pt.total.chars, ptChars);
-    assert.equal(stats.stages.pt.total.tokens, pt.reduce((n, d) => n + Math.ceil(d.text.length / 2), 0), 'tokens come from countTokens');
+    assert.equal(
+      stats.stages.pt.total.tokens,
+      pt.reduce((n, d) => n + Math.ceil(d.text.length / 2), 0),
+      'tokens come from countTokens',
+    );
     assert.equal(stats.stages.eval.sources.exam.records, 2);
     assert.equal(stats.config.dedup.near.threshold, 0.85, 'resolved config with defaults is recorded');
     assert.deepEqual(res.stats, stats.stages);
@@ -150,7 +182,11 @@ test('build config errors name the path of every problem', async () => {
     assert.fail('expected a ConfigError');
   };
   assert.match(bad({ sources: [] }), /sources/);
-  const msg = bad({ sources: [{ path: 'a.jsonl', stages: ['eval', 'pt'] }, { path: 'x/a.jsonl' }], dedup: { near: { threshold: 2 } }, colour: 'red' });
+  const msg = bad({
+    sources: [{ path: 'a.jsonl', stages: ['eval', 'pt'] }, { path: 'x/a.jsonl' }],
+    dedup: { near: { threshold: 2 } },
+    colour: 'red',
+  });
   assert.match(msg, /Unrecognized key: "colour"/);
   assert.match(msg, /cannot also feed a training stage[\s\S]*sources\[0\]\.stages/);
   assert.match(msg, /source name "a" is also used by sources\[0\]/);
@@ -161,8 +197,10 @@ test('build config errors name the path of every problem', async () => {
     // preference records cannot feed SFT: a clear error, no dataset half-written (the
     // rejects file stays, since errors point to it)
     const cfg = parseBuildConfig({ sources: [{ path: path.join(dir, 'pairs.jsonl'), stages: ['sft'] }] });
-    await assert.rejects(buildDatasets(cfg, { runDir: path.join(dir, 'r') }), (err: Error) =>
-      err instanceof DataError && /yields preference records .* cannot take/.test(err.message));
+    await assert.rejects(
+      buildDatasets(cfg, { runDir: path.join(dir, 'r') }),
+      (err: Error) => err instanceof DataError && /yields preference records .* cannot take/.test(err.message),
+    );
     assert.deepEqual(fs.readdirSync(path.join(dir, 'r', 'data')), ['rejects.jsonl']);
   });
 });
@@ -182,10 +220,23 @@ test('chimed data import / dedup / decontam / stats / build from the command lin
     assert.equal(readJson(p('dedup.json')).sources.qa.exact, 1);
     r = await cli(['dedup', p('book.txt'), '--out', p('book.dedup.jsonl'), '--substring', '20', '--keep', 'first']);
     assert.equal(r.code, 0, r.err);
-    const book = readJsonl(p('book.dedup.jsonl')).map((d) => d.text).join('\n');
+    const book = readJsonl(p('book.dedup.jsonl'))
+      .map((d) => d.text)
+      .join('\n');
     assert.equal(book.split(BOILER).length - 1, 1, 'keep first: one copy of the boilerplate remains');
 
-    r = await cli(['decontam', p('book.txt'), '--eval', p('exam.jsonl'), '--out', p('book.clean.jsonl'), '--action', 'flag', '--ngram', '8']);
+    r = await cli([
+      'decontam',
+      p('book.txt'),
+      '--eval',
+      p('exam.jsonl'),
+      '--out',
+      p('book.clean.jsonl'),
+      '--action',
+      'flag',
+      '--ngram',
+      '8',
+    ]);
     assert.equal(r.code, 0, r.err);
     const flagged = readJsonl(p('book.clean.jsonl')).filter((d) => d.meta?.contamination);
     assert.equal(flagged.length, 1);
@@ -224,6 +275,12 @@ test('chimed data import / dedup / decontam / stats / build from the command lin
 
 test('stats tables align wide (CJK) characters', () => {
   assert.equal(displayWidth('高血压a'), 7);
-  const t = formatTable(['source', 'records'], [['高血压', 1200], ['ab', 3]]).split('\n');
+  const t = formatTable(
+    ['source', 'records'],
+    [
+      ['高血压', 1200],
+      ['ab', 3],
+    ],
+  ).split('\n');
   assert.deepEqual(t, ['source  records', '------  -------', '高血压    1,200', 'ab            3']);
 });

@@ -44,7 +44,9 @@ test('a 256 MB JSONL file imports in bounded memory', async (t) => {
     assert.equal(r.records, written);
     assert.equal(r.rejects, 0);
     const growth = r.peak - r.base;
-    t.diagnostic(`RSS ${(r.base / 2 ** 20).toFixed(0)} -> ${(r.peak / 2 ** 20).toFixed(0)} MB for a ${(size / 2 ** 20).toFixed(0)} MB file`);
+    t.diagnostic(
+      `RSS ${(r.base / 2 ** 20).toFixed(0)} -> ${(r.peak / 2 ** 20).toFixed(0)} MB for a ${(size / 2 ** 20).toFixed(0)} MB file`,
+    );
     assert.ok(growth < size / 3, `RSS grew ${(growth / 2 ** 20).toFixed(0)} MB importing ${(size / 2 ** 20).toFixed(0)} MB`);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -63,7 +65,9 @@ test('a 48 MB GB18030 CSV with multi-line quoted fields streams through the deco
     while (bytes < 48 << 20) {
       const batch: string[] = [];
       for (let i = 0; i < 500; i++, rows++) {
-        batch.push(`内科,${syntheticText(rand, 10)},"${syntheticText(rand, 40)}\n${syntheticText(rand, 20)}",${syntheticText(rand, 150)}\n`);
+        batch.push(
+          `内科,${syntheticText(rand, 10)},"${syntheticText(rand, 40)}\n${syntheticText(rand, 20)}",${syntheticText(rand, 150)}\n`,
+        );
       }
       const chunk = iconv.encode(batch.join(''), 'gb18030');
       bytes += chunk.length;

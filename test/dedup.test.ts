@@ -3,7 +3,14 @@ import assert from 'node:assert/strict';
 import { rng, syntheticText } from '../bench/data.js';
 import { Decontaminator, DecontamTracker, flagContamination } from '../src/data/decontam.js';
 import {
-  ExactDeduper, lshParams, MinHasher, NearDeduper, NEAR_DUP_DEFAULTS, signatureSimilarity, StageDeduper, SUBSTRING_DEFAULTS,
+  ExactDeduper,
+  lshParams,
+  MinHasher,
+  NearDeduper,
+  NEAR_DUP_DEFAULTS,
+  signatureSimilarity,
+  StageDeduper,
+  SUBSTRING_DEFAULTS,
 } from '../src/data/dedup.js';
 import type { Document, McqItem, Tagged } from '../src/data/records.js';
 import { lcpArray, removeRanges, repeatedRanges, suffixArray, type KeepPolicy, type Range } from '../src/data/suffixarray.js';
@@ -14,7 +21,8 @@ const tagDoc = (id: string, text: string, source = 's'): Tagged => ({ kind: 'doc
 /** Exact Jaccard similarity of character n-gram sets. */
 function jaccard(a: string, b: string, n: number): number {
   const grams = (t: string) => new Set(Array.from({ length: t.length - n + 1 }, (_, i) => t.slice(i, i + n)));
-  const A = grams(a), B = grams(b);
+  const A = grams(a),
+    B = grams(b);
   let inter = 0;
   for (const g of A) if (B.has(g)) inter++;
   return inter / (A.size + B.size - inter);
@@ -59,7 +67,8 @@ test('near-duplicate removal keeps pairs below the threshold and removes pairs a
   const nd = new NearDeduper({ ...NEAR_DUP_DEFAULTS, threshold });
   const bases = Array.from({ length: 40 }, () => syntheticText(rand, 800));
   for (const [i, b] of bases.entries()) assert.equal(nd.check(`base${i}`, b), undefined, 'independent texts are kept');
-  let high = 0, low = 0;
+  let high = 0,
+    low = 0;
   for (const [i, b] of bases.entries()) {
     // a light edit (one span replaced) and a heavy one (most of the text replaced)
     const light = b.slice(0, 760) + syntheticText(rand, 40);
@@ -144,7 +153,8 @@ test('repeated-substring removal matches a brute-force search on small random st
   const rand = rng(9);
   for (let trial = 0; trial < 400; trial++) {
     const texts = Array.from({ length: 1 + Math.floor(rand() * 5) }, () =>
-      Array.from({ length: Math.floor(rand() * 40) }, () => 'ab甲'[Math.floor(rand() * 3)]).join(''));
+      Array.from({ length: Math.floor(rand() * 40) }, () => 'ab甲'[Math.floor(rand() * 3)]).join(''),
+    );
     const n = 1 + Math.floor(rand() * 6);
     const keep: KeepPolicy = rand() < 0.5 ? 'none' : 'first';
     assert.deepEqual(repeatedRanges(texts, n, keep), bruteRepeats(texts, n, keep), JSON.stringify({ texts, n, keep }));
@@ -186,10 +196,16 @@ test('the suffix-array pass handles a few MB of text in seconds', () => {
 
 test('StageDeduper: exact, near and substring removal counted per source', () => {
   const rand = rng(4);
-  const dd = new StageDeduper({ exact: true, near: NEAR_DUP_DEFAULTS, substring: { ...SUBSTRING_DEFAULTS, minLength: 20, minDocChars: 10 } });
+  const dd = new StageDeduper({
+    exact: true,
+    near: NEAR_DUP_DEFAULTS,
+    substring: { ...SUBSTRING_DEFAULTS, minLength: 20, minDocChars: 10 },
+  });
   const boiler = '以上建议仅供参考，如有不适请及时到正规医院就诊检查。';
   // distinct last characters, so the struck repeat is exactly the boilerplate
-  const a = syntheticText(rand, 300) + '甲', b = syntheticText(rand, 300) + '乙', c = syntheticText(rand, 300);
+  const a = syntheticText(rand, 300) + '甲',
+    b = syntheticText(rand, 300) + '乙',
+    c = syntheticText(rand, 300);
   const inputs: Tagged[] = [
     tagDoc('a', a + boiler, 'x'),
     tagDoc('a2', ` ${a + boiler}！`, 'y'), // exact after normalisation
@@ -201,32 +217,75 @@ test('StageDeduper: exact, near and substring removal counted per source', () =>
   const kept: Document[] = [];
   for (const t of inputs) if (dd.admit(t)) kept.push(...dd.pushDocument(t.record as Document));
   kept.push(...dd.flush());
-  assert.deepEqual(kept.map((d) => d.id), ['a', 'b', 'c']);
+  assert.deepEqual(
+    kept.map((d) => d.id),
+    ['a', 'b', 'c'],
+  );
   assert.equal(kept[0].text, a);
   assert.equal(kept[1].text, b);
   assert.equal(kept[2].text, c);
-  assert.deepEqual(dd.report.sources.x, { input: 3, exact: 0, near: 0, substringRecords: 2, substringChars: 2 * boiler.length, substringDropped: 1 });
-  assert.deepEqual(dd.report.sources.y, { input: 3, exact: 1, near: 1, substringRecords: 1, substringChars: boiler.length, substringDropped: 0 });
-  assert.deepEqual(dd.report.examples.map((e) => [e.id, e.by, e.duplicateOf]), [['a2', 'exact', 'a'], ['a3', 'near', 'a']]);
+  assert.deepEqual(dd.report.sources.x, {
+    input: 3,
+    exact: 0,
+    near: 0,
+    substringRecords: 2,
+    substringChars: 2 * boiler.length,
+    substringDropped: 1,
+  });
+  assert.deepEqual(dd.report.sources.y, {
+    input: 3,
+    exact: 1,
+    near: 1,
+    substringRecords: 1,
+    substringChars: boiler.length,
+    substringDropped: 0,
+  });
+  assert.deepEqual(
+    dd.report.examples.map((e) => [e.id, e.by, e.duplicateOf]),
+    [
+      ['a2', 'exact', 'a'],
+      ['a3', 'near', 'a'],
+    ],
+  );
 });
 
 // ------------------------------------------------------------------ decontamination
 
 const mcq = (id: string, question: string, options: Record<string, string>): Tagged => ({
-  kind: 'mcq', record: { id, source: 'exam', question, options, answer: 'A' } satisfies McqItem,
+  kind: 'mcq',
+  record: { id, source: 'exam', question, options, answer: 'A' } satisfies McqItem,
 });
 
 test('decontamination finds a planted evaluation item, ignores unrelated and option-only text', () => {
   const dc = new Decontaminator({ ngram: 8, threshold: 0.5 });
-  assert.ok(dc.addEvalItem('cmexam', mcq('q1', '上消化道出血可单纯表现为呕血或黑便，也可两者兼有，这取决于', { A: '原发病', B: '出血部位', C: '出血量', D: '在胃内停留时间', E: '以上均非' })));
+  assert.ok(
+    dc.addEvalItem(
+      'cmexam',
+      mcq('q1', '上消化道出血可单纯表现为呕血或黑便，也可两者兼有，这取决于', {
+        A: '原发病',
+        B: '出血部位',
+        C: '出血量',
+        D: '在胃内停留时间',
+        E: '以上均非',
+      }),
+    ),
+  );
   assert.ok(dc.addEvalItem('cmexam', mcq('q2', '下列为抗脂解激素的是', { A: '胰高血糖素', B: '促肾上腺皮质激素', C: '胰岛素' })));
   assert.equal(dc.addEvalItem('cmexam', mcq('q3', '咽的分部', { A: '咽', B: '喉' })), false, 'too short to probe');
-  const planted = '练习题：上消化道出血可单纯表现为呕血或黑便，也可两者兼有，这取决于（ ）A. 原发病 B. 出血部位 C. 出血量 D. 在胃内停留时间。答案：C';
+  const planted =
+    '练习题：上消化道出血可单纯表现为呕血或黑便，也可两者兼有，这取决于（ ）A. 原发病 B. 出血部位 C. 出血量 D. 在胃内停留时间。答案：C';
   const hits = dc.check(planted);
-  assert.deepEqual(hits.map((h) => [h.evalSet, h.id]), [['cmexam', 'q1']]);
+  assert.deepEqual(
+    hits.map((h) => [h.evalSet, h.id]),
+    [['cmexam', 'q1']],
+  );
   assert.ok(hits[0].overlap > 0.9);
   assert.deepEqual(dc.check('高血压患者应低盐饮食，规律服药，定期复查血压。'), []);
-  assert.deepEqual(dc.check('促肾上腺皮质激素由垂体前叶分泌，可促进肾上腺皮质激素的合成。'), [], 'a shared option alone is not contamination');
+  assert.deepEqual(
+    dc.check('促肾上腺皮质激素由垂体前叶分泌，可促进肾上腺皮质激素的合成。'),
+    [],
+    'a shared option alone is not contamination',
+  );
   // a paraphrase keeping under half of the question's n-grams is not flagged
   assert.deepEqual(dc.check('上消化道出血的表现取决于什么？'), []);
 });
@@ -243,12 +302,20 @@ test('DecontamTracker drops or flags, and reports per stage and source', () => {
     assert.equal(res.hits.length, 1);
     assert.equal(tracker.check('pt', tagDoc('t2', '无关文本'.repeat(5), 'book'), '无关文本'.repeat(5)).hits.length, 0);
     const report = tracker.result();
-    assert.deepEqual(report.stages.pt.book, { checked: 2, overlapping: 1, dropped: action === 'drop' ? 1 : 0, flagged: action === 'flag' ? 1 : 0 });
+    assert.deepEqual(report.stages.pt.book, {
+      checked: 2,
+      overlapping: 1,
+      dropped: action === 'drop' ? 1 : 0,
+      flagged: action === 'flag' ? 1 : 0,
+    });
     assert.deepEqual(report.evalSetsHit, { cmmlu: 1 });
     assert.equal(report.matches[0].evalId, 'q1');
     if (action === 'flag') {
       const flagged = flagContamination(train, res.hits);
-      assert.deepEqual((flagged.record.meta?.contamination as { id: string }[]).map((c) => c.id), ['q1']);
+      assert.deepEqual(
+        (flagged.record.meta?.contamination as { id: string }[]).map((c) => c.id),
+        ['q1'],
+      );
     }
   }
 });

@@ -12,7 +12,10 @@ import { sharedData, tmpDir } from './helpers.js';
 /** Knows every item's answer: it reads the question the prompt ends with and looks it up. */
 class OracleModel implements EvalModel {
   private readonly key = new Map<string, string>();
-  constructor(items: McqItem[], private readonly say: (answer: string) => string = (a) => `答案：${a}`) {
+  constructor(
+    items: McqItem[],
+    private readonly say: (answer: string) => string = (a) => `答案：${a}`,
+  ) {
     for (const it of items) this.key.set(this.tail(buildMcqPrompt(it, [])), it.answer);
   }
   // the final question block, after the last blank line (the header or the last demonstration)
@@ -43,8 +46,22 @@ const item = (id: string, answer: string, subject = 'anatomy', n = 4): McqItem =
 });
 
 test('prompt: C-Eval header, demonstrations with answers, the question ending in 答案：', () => {
-  const shot: McqItem = { id: 's', source: 't', question: '属于右心房的结构是', options: { A: '肉柱', B: '梳状肌' }, answer: 'B', subject: 'anatomy' };
-  const q: McqItem = { id: 'q', source: 't', question: '舌下神经核位于', options: { A: '间脑', B: '延髓' }, answer: 'B', subject: 'anatomy' };
+  const shot: McqItem = {
+    id: 's',
+    source: 't',
+    question: '属于右心房的结构是',
+    options: { A: '肉柱', B: '梳状肌' },
+    answer: 'B',
+    subject: 'anatomy',
+  };
+  const q: McqItem = {
+    id: 'q',
+    source: 't',
+    question: '舌下神经核位于',
+    options: { A: '间脑', B: '延髓' },
+    answer: 'B',
+    subject: 'anatomy',
+  };
   assert.equal(
     buildMcqPrompt(q, [shot]),
     '以下是中国关于解剖学考试的单项选择题，请选出其中的正确答案。\n\n' +
@@ -53,7 +70,10 @@ test('prompt: C-Eval header, demonstrations with answers, the question ending in
   );
   const multi = { ...q, answer: 'AB', meta: { subject_zh: '解剖' } };
   assert.ok(buildMcqPrompt(multi, []).startsWith('以下是中国关于解剖考试的多项选择题'));
-  assert.throws(() => buildMcqPrompt(q, [], { header: '{subjekt}', headerMulti: '', question: '', option: '', shotAnswer: '' }), /unknown placeholder \{subjekt\}/);
+  assert.throws(
+    () => buildMcqPrompt(q, [], { header: '{subjekt}', headerMulti: '', question: '', option: '', shotAnswer: '' }),
+    /unknown placeholder \{subjekt\}/,
+  );
 });
 
 test('extraction cascade on tricky outputs', () => {
@@ -102,10 +122,19 @@ test('multi-answer items: every set of 2+ letters in log-likelihood mode, exact 
   assert.deepEqual(answerCandidates(it), ['AB', 'AC', 'AD', 'BC', 'BD', 'CD', 'ABC', 'ABD', 'ACD', 'BCD', 'ABCD']);
   const items = [it, item('s', 'D')];
   const ll = await evaluateMcq(new OracleModel(items), items, [], { k: 0 });
-  assert.deepEqual(ll.predictions.map((p) => p.pred), ['AC', 'D']);
+  assert.deepEqual(
+    ll.predictions.map((p) => p.pred),
+    ['AC', 'D'],
+  );
   assert.equal(ll.accuracy, 1);
-  const gen = await evaluateMcq(new OracleModel(items, (a) => `答案：${[...a].reverse().join('、')}`), items, [], { mode: 'generate', k: 0 });
-  assert.deepEqual(gen.predictions.map((p) => p.pred), ['AC', 'D']);
+  const gen = await evaluateMcq(new OracleModel(items, (a) => `答案：${[...a].reverse().join('、')}`), items, [], {
+    mode: 'generate',
+    k: 0,
+  });
+  assert.deepEqual(
+    gen.predictions.map((p) => p.pred),
+    ['AC', 'D'],
+  );
   // a subset is wrong
   const partial = await evaluateMcq(new ConstantModel('答案：A'), [it], [], { mode: 'generate' });
   assert.equal(partial.accuracy, 0);
@@ -147,32 +176,48 @@ test('reads the normalised JSONL and the raw CMMLU CSV alike', { skip: !dataDir 
   assert.ok(csvFile);
   const csv = await readMcqFile(csvFile);
   const anatomy = jsonl.filter((x) => x.subject === 'anatomy');
-  assert.deepEqual(csv.map((x) => [x.question, x.options, x.answer, x.subject]), anatomy.map((x) => [x.question, x.options, x.answer, x.subject]));
+  assert.deepEqual(
+    csv.map((x) => [x.question, x.options, x.answer, x.subject]),
+    anatomy.map((x) => [x.question, x.options, x.answer, x.subject]),
+  );
 });
 
 test('unreadable MCQ files name file and line', async () => {
   const dir = tmpDir();
   const f = path.join(dir, 'bad.jsonl');
-  fs.writeFileSync(f, JSON.stringify({ id: 'a', question: 'q', options: { A: 'x', B: 'y' }, answer: 'A' }) + '\n' + JSON.stringify({ id: 'b', question: 'q', options: { A: 'x', B: 'y' }, answer: 'C' }) + '\n');
-  await assert.rejects(readMcqFile(f), (e: Error) => e.message.startsWith(f) && /line 2: answer: letter C is not among the options AB/.test(e.message));
+  fs.writeFileSync(
+    f,
+    JSON.stringify({ id: 'a', question: 'q', options: { A: 'x', B: 'y' }, answer: 'A' }) +
+      '\n' +
+      JSON.stringify({ id: 'b', question: 'q', options: { A: 'x', B: 'y' }, answer: 'C' }) +
+      '\n',
+  );
+  await assert.rejects(
+    readMcqFile(f),
+    (e: Error) => e.message.startsWith(f) && /line 2: answer: letter C is not among the options AB/.test(e.message),
+  );
   const ner = path.join(dir, 'ner.jsonl');
   fs.writeFileSync(ner, JSON.stringify({ id: 'n', text: '头痛', entities: [] }) + '\n');
   await assert.rejects(readMcqFile(ner), /ner\.jsonl/);
 });
 
-test('CMMLU medical dev with an oracle: accuracy 1 in both modes, 4 shots per item', { skip: !dataDir && 'no ../shared/data' }, async () => {
-  const items = await readMcqFile(path.join(dataDir!, 'cmmlu_medical_dev_core.jsonl'));
-  const oracle = new OracleModel(items);
-  for (const mode of ['loglik', 'generate'] as const) {
-    const r = await evaluateMcq(oracle, items, items, { mode });
-    assert.equal(r.accuracy, 1, mode);
-    assert.equal(r.weighted_f1, 1, mode);
-    assert.equal(r.extraction_failures, 0);
-    assert.equal(Object.keys(r.per_subject).length, 8);
-    for (const s of Object.values(r.per_subject)) assert.deepEqual([s.n, s.accuracy], [5, 1]);
-    assert.ok(r.predictions.every((p) => p.shots === 4));
-  }
-});
+test(
+  'CMMLU medical dev with an oracle: accuracy 1 in both modes, 4 shots per item',
+  { skip: !dataDir && 'no ../shared/data' },
+  async () => {
+    const items = await readMcqFile(path.join(dataDir!, 'cmmlu_medical_dev_core.jsonl'));
+    const oracle = new OracleModel(items);
+    for (const mode of ['loglik', 'generate'] as const) {
+      const r = await evaluateMcq(oracle, items, items, { mode });
+      assert.equal(r.accuracy, 1, mode);
+      assert.equal(r.weighted_f1, 1, mode);
+      assert.equal(r.extraction_failures, 0);
+      assert.equal(Object.keys(r.per_subject).length, 8);
+      for (const s of Object.values(r.per_subject)) assert.deepEqual([s.n, s.accuracy], [5, 1]);
+      assert.ok(r.predictions.every((p) => p.shots === 4));
+    }
+  },
+);
 
 test('CMExam with an oracle and with a constant letter', { skip: !dataDir && 'no ../shared/data' }, async () => {
   const items = await readMcqFile(path.join(dataDir!, 'cmexam_val_part1.jsonl'));
@@ -183,8 +228,12 @@ test('CMExam with an oracle and with a constant letter', { skip: !dataDir && 'no
 
   // always "A": accuracy is A's share of the answers; only class A has non-zero F1,
   // 2 * tp / (support + predicted) = 2 nA / (nA + n), weighted by nA / n
-  const n = items.length, nA = items.filter((x) => x.answer === 'A').length;
-  for (const [mode, model] of [['loglik', new ConstantModel('A')], ['generate', new ConstantModel('答案：A')]] as const) {
+  const n = items.length,
+    nA = items.filter((x) => x.answer === 'A').length;
+  for (const [mode, model] of [
+    ['loglik', new ConstantModel('A')],
+    ['generate', new ConstantModel('答案：A')],
+  ] as const) {
     const r = await evaluateMcq(model, items, items, { mode });
     assert.equal(r.accuracy, nA / n, mode);
     assert.ok(Math.abs(r.weighted_f1 - (nA / n) * ((2 * nA) / (nA + n))) < 1e-12, mode);

@@ -3,8 +3,17 @@ import { test } from 'node:test';
 import type { NerExample } from '../src/data/records.js';
 import type { EvalModel, GenerateOptions } from '../src/eval/lm.js';
 import {
-  buildNerPrompt, CMEEE_TYPE_NAMES, entityTypes, evaluateNer, formatNerAnswer, hasNestedEntities, mentionScores,
-  nerScores, parseNerOutput, type NerFormat, type NerSpan,
+  buildNerPrompt,
+  CMEEE_TYPE_NAMES,
+  entityTypes,
+  evaluateNer,
+  formatNerAnswer,
+  hasNestedEntities,
+  mentionScores,
+  nerScores,
+  parseNerOutput,
+  type NerFormat,
+  type NerSpan,
 } from '../src/eval/ner.js';
 import { readNerFile } from '../src/eval/read.js';
 import { sharedData } from './helpers.js';
@@ -30,11 +39,18 @@ class TextModel implements EvalModel {
 
 test('nerScores by hand: strict, offsets-only, per type, macro', () => {
   const gold: NerSpan[][] = [
-    [{ start: 0, end: 2, type: 'dis' }, { start: 3, end: 5, type: 'bod' }],
+    [
+      { start: 0, end: 2, type: 'dis' },
+      { start: 3, end: 5, type: 'bod' },
+    ],
     [{ start: 1, end: 4, type: 'sym' }],
   ];
   const pred: NerSpan[][] = [
-    [{ start: 0, end: 2, type: 'dis' }, { start: 3, end: 5, type: 'dis' }, { start: 6, end: 8, type: 'sym' }],
+    [
+      { start: 0, end: 2, type: 'dis' },
+      { start: 3, end: 5, type: 'dis' },
+      { start: 6, end: 8, type: 'sym' },
+    ],
     [],
   ];
   const s = nerScores(gold, pred, [[], [{ type: 'dru', text: '阿司匹林' }]]);
@@ -53,7 +69,20 @@ test('nerScores by hand: strict, offsets-only, per type, macro', () => {
 });
 
 test('mention scores ignore position', () => {
-  const m = mentionScores([[{ type: '药物', text: '阿司匹林' }, { type: '药物', text: '阿司匹林' }]], [[{ type: '药物', text: '阿司匹林' }, { type: '手术', text: '阿司匹林' }]]);
+  const m = mentionScores(
+    [
+      [
+        { type: '药物', text: '阿司匹林' },
+        { type: '药物', text: '阿司匹林' },
+      ],
+    ],
+    [
+      [
+        { type: '药物', text: '阿司匹林' },
+        { type: '手术', text: '阿司匹林' },
+      ],
+    ],
+  );
   assert.deepEqual([m.micro.tp, m.micro.fp, m.micro.fn], [1, 1, 0]);
 });
 
@@ -94,12 +123,17 @@ test('parsing: repeated mentions, overlap, lists, quotes, unknown types, a run-o
   assert.deepEqual(parseNerOutput('解剖部位: 腹', '𠀀腹痛', FLAT).spans, [{ start: 1, end: 2, type: '解剖部位' }]);
   // CMeEE codes are shown by name and read back by name or code
   const cme: NerFormat = { types: ['dis', 'sym'], typeNames: CMEEE_TYPE_NAMES };
-  assert.deepEqual(parseNerOutput('疾病: 肺炎\nsym: 咳嗽', '肺炎伴咳嗽', cme).spans.map((s) => s.type), ['dis', 'sym']);
+  assert.deepEqual(
+    parseNerOutput('疾病: 肺炎\nsym: 咳嗽', '肺炎伴咳嗽', cme).spans.map((s) => s.type),
+    ['dis', 'sym'],
+  );
 });
 
 test('prompt: instruction with type names, demonstrations listing every occurrence in order', () => {
   const shot: NerExample = {
-    id: 's', source: 't', text: '肺炎伴咳嗽，肺炎加重',
+    id: 's',
+    source: 't',
+    text: '肺炎伴咳嗽，肺炎加重',
     entities: [
       { start: 6, end: 8, type: 'dis', text: '肺炎' },
       { start: 0, end: 2, type: 'dis', text: '肺炎' },
@@ -123,58 +157,84 @@ const ccksDev = await readNer('dev/ccks2019_ner_dev.jsonl', 400);
 const ccksTrain = await readNer('train/ccks2019_ner_train.jsonl', 600);
 const cmeeeDev = await readNer('dev/cmeee_v2_dev.jsonl', 1000);
 
-test('the raw CMeEE release (inclusive ends) reads as the normalised file', { skip: !(cmeeeDev && sharedData('raw/cmeee/CMeEE-V2_dev.json')) && 'no ../shared/data' }, async () => {
-  const raw = (await readNerFile(sharedData('raw/cmeee/CMeEE-V2_dev.json')!)).slice(0, cmeeeDev!.length);
-  const spans = (xs: NerExample[]) => xs.map((e) => [e.text, e.entities.map((x) => [x.start, x.end, x.type])]);
-  assert.deepEqual(spans(raw), spans(cmeeeDev!));
-});
+test(
+  'the raw CMeEE release (inclusive ends) reads as the normalised file',
+  { skip: !(cmeeeDev && sharedData('raw/cmeee/CMeEE-V2_dev.json')) && 'no ../shared/data' },
+  async () => {
+    const raw = (await readNerFile(sharedData('raw/cmeee/CMeEE-V2_dev.json')!)).slice(0, cmeeeDev!.length);
+    const spans = (xs: NerExample[]) => xs.map((e) => [e.text, e.entities.map((x) => [x.start, x.end, x.type])]);
+    assert.deepEqual(spans(raw), spans(cmeeeDev!));
+  },
+);
 
-test('CCKS-2019 and CMeEE dev with an oracle: mention F1 1, span F1 at the format ceiling', { skip: !(ccksDev && cmeeeDev) && 'no ../shared/data' }, async () => {
-  for (const [examples, typeNames, nested] of [[ccksDev!, undefined, false], [cmeeeDev!, CMEEE_TYPE_NAMES, true]] as const) {
-    assert.equal(hasNestedEntities(examples), nested);
-    const byText = new Map(examples.map((e) => [e.text, e]));
-    const f: NerFormat = { types: entityTypes(examples), ...(typeNames ? { typeNames } : {}) };
-    const oracle = new TextModel((t) => formatNerAnswer(byText.get(t)!.entities, f));
-    const r = await evaluateNer(oracle, examples.slice(3), examples.slice(0, 3), { typeNames, batchSize: 64 });
-    assert.equal(r.k, 3);
-    assert.equal(r.mention.micro.f1, 1);
-    assert.equal(r.unparsed_lines + r.unlocated_mentions, 0);
-    assert.equal(r.strict.micro.f1, r.span_ceiling_f1);
-    assert.equal(r.strict.micro.fp, r.strict.micro.fn, 'a misplaced mention is one fp and one fn');
-    assert.ok(r.span_ceiling_f1 > 0.98, `ceiling ${r.span_ceiling_f1}`);
-  }
-});
-
-test('CCKS-2019 with a gazetteer from the training set: the prompt/generate/parse path loses nothing', { skip: !(ccksDev && ccksTrain) && 'no ../shared/data' }, async () => {
-  // the most frequent type of each training mention; longest match, left to right
-  const votes = new Map<string, Map<string, number>>();
-  for (const e of ccksTrain!) for (const x of e.entities) {
-    const t = x.text.trim();
-    if (!t) continue;
-    if (!votes.has(t)) votes.set(t, new Map());
-    votes.get(t)!.set(x.type, (votes.get(t)!.get(x.type) ?? 0) + 1);
-  }
-  const lexicon = new Map([...votes].map(([m, v]) => [m, [...v].sort((a, b) => b[1] - a[1])[0][0]]));
-  const longest = Math.max(...[...lexicon.keys()].map((m) => m.length));
-  const tag = (text: string): NerSpan[] => {
-    const spans: NerSpan[] = [];
-    for (let i = 0; i < text.length; ) {
-      let len = Math.min(longest, text.length - i);
-      while (len > 0 && !lexicon.has(text.slice(i, i + len))) len--;
-      if (len === 0) i++;
-      else {
-        spans.push({ start: i, end: i + len, type: lexicon.get(text.slice(i, i + len))! });
-        i += len;
-      }
+test(
+  'CCKS-2019 and CMeEE dev with an oracle: mention F1 1, span F1 at the format ceiling',
+  { skip: !(ccksDev && cmeeeDev) && 'no ../shared/data' },
+  async () => {
+    for (const [examples, typeNames, nested] of [
+      [ccksDev!, undefined, false],
+      [cmeeeDev!, CMEEE_TYPE_NAMES, true],
+    ] as const) {
+      assert.equal(hasNestedEntities(examples), nested);
+      const byText = new Map(examples.map((e) => [e.text, e]));
+      const f: NerFormat = { types: entityTypes(examples), ...(typeNames ? { typeNames } : {}) };
+      const oracle = new TextModel((t) => formatNerAnswer(byText.get(t)!.entities, f));
+      const r = await evaluateNer(oracle, examples.slice(3), examples.slice(0, 3), { typeNames, batchSize: 64 });
+      assert.equal(r.k, 3);
+      assert.equal(r.mention.micro.f1, 1);
+      assert.equal(r.unparsed_lines + r.unlocated_mentions, 0);
+      assert.equal(r.strict.micro.f1, r.span_ceiling_f1);
+      assert.equal(r.strict.micro.fp, r.strict.micro.fn, 'a misplaced mention is one fp and one fn');
+      assert.ok(r.span_ceiling_f1 > 0.98, `ceiling ${r.span_ceiling_f1}`);
     }
-    return spans;
-  };
-  const gazetteer = new TextModel((t) => tag(t).map((s) => `${s.type}: ${t.slice(s.start, s.end)}`).join('\n') || '无');
-  const dev = ccksDev!.filter((e) => !/[\ud800-\udfff]/.test(e.text));
-  const r = await evaluateNer(gazetteer, dev, ccksTrain!, { k: 2, batchSize: 64 });
-  const direct = nerScores(dev.map((e) => e.entities.map(({ start, end, type }) => ({ start, end, type }))), dev.map((e) => tag(e.text)));
-  assert.deepEqual(r.strict, direct.strict);
-  assert.deepEqual(r.untyped, direct.untyped);
-  assert.ok(r.strict.micro.f1 > 0.1 && r.strict.micro.f1 < 0.95, `gazetteer F1 ${r.strict.micro.f1}`);
-  console.log(`gazetteer baseline on CCKS-2019 dev (${dev.length} texts): strict F1 ${r.strict.micro.f1.toFixed(4)}, untyped ${r.untyped.f1.toFixed(4)}, mention ${r.mention.micro.f1.toFixed(4)}`);
-});
+  },
+);
+
+test(
+  'CCKS-2019 with a gazetteer from the training set: the prompt/generate/parse path loses nothing',
+  { skip: !(ccksDev && ccksTrain) && 'no ../shared/data' },
+  async () => {
+    // the most frequent type of each training mention; longest match, left to right
+    const votes = new Map<string, Map<string, number>>();
+    for (const e of ccksTrain!)
+      for (const x of e.entities) {
+        const t = x.text.trim();
+        if (!t) continue;
+        if (!votes.has(t)) votes.set(t, new Map());
+        votes.get(t)!.set(x.type, (votes.get(t)!.get(x.type) ?? 0) + 1);
+      }
+    const lexicon = new Map([...votes].map(([m, v]) => [m, [...v].sort((a, b) => b[1] - a[1])[0][0]]));
+    const longest = Math.max(...[...lexicon.keys()].map((m) => m.length));
+    const tag = (text: string): NerSpan[] => {
+      const spans: NerSpan[] = [];
+      for (let i = 0; i < text.length;) {
+        let len = Math.min(longest, text.length - i);
+        while (len > 0 && !lexicon.has(text.slice(i, i + len))) len--;
+        if (len === 0) i++;
+        else {
+          spans.push({ start: i, end: i + len, type: lexicon.get(text.slice(i, i + len))! });
+          i += len;
+        }
+      }
+      return spans;
+    };
+    const gazetteer = new TextModel(
+      (t) =>
+        tag(t)
+          .map((s) => `${s.type}: ${t.slice(s.start, s.end)}`)
+          .join('\n') || '无',
+    );
+    const dev = ccksDev!.filter((e) => !/[\ud800-\udfff]/.test(e.text));
+    const r = await evaluateNer(gazetteer, dev, ccksTrain!, { k: 2, batchSize: 64 });
+    const direct = nerScores(
+      dev.map((e) => e.entities.map(({ start, end, type }) => ({ start, end, type }))),
+      dev.map((e) => tag(e.text)),
+    );
+    assert.deepEqual(r.strict, direct.strict);
+    assert.deepEqual(r.untyped, direct.untyped);
+    assert.ok(r.strict.micro.f1 > 0.1 && r.strict.micro.f1 < 0.95, `gazetteer F1 ${r.strict.micro.f1}`);
+    console.log(
+      `gazetteer baseline on CCKS-2019 dev (${dev.length} texts): strict F1 ${r.strict.micro.f1.toFixed(4)}, untyped ${r.untyped.f1.toFixed(4)}, mention ${r.mention.micro.f1.toFixed(4)}`,
+    );
+  },
+);

@@ -6,7 +6,14 @@ import { CharNgramModel, ConstantModel } from '../src/eval/baselines.js';
 import { loadCamiJsonl } from '../src/eval/cami.js';
 import type { EvalModel, GenerateOptions } from '../src/eval/lm.js';
 import {
-  buildScalePrompt, bundledScalePath, compareScaleResults, evaluateScale, loadScale, parseChoice, validateScale, type ScaleDefinition,
+  buildScalePrompt,
+  bundledScalePath,
+  compareScaleResults,
+  evaluateScale,
+  loadScale,
+  parseChoice,
+  validateScale,
+  type ScaleDefinition,
 } from '../src/eval/scale.js';
 import { sharedData, tmpDir } from './helpers.js';
 
@@ -58,12 +65,18 @@ test('validation names the file and each bad field', () => {
   const cross = small();
   (cross.items as Record<string, unknown>[])[1].subscale = '仁爱';
   Object.assign((cross.items as Record<string, unknown>[])[2], { id: 'b1', subscale: '仁慈' });
-  assert.throws(() => validateScale(cross, 'x.json'), (e: Error) =>
-    /x\.json: items\[1\]\.subscale: unknown subscale "仁爱" \(declared: 仁慈, 限制\)/.test(e.message) &&
-    /x\.json: items: duplicate item id "b1"/.test(e.message) &&
-    /x\.json: subscales\[1\]\.name: subscale "限制" has no items/.test(e.message));
+  assert.throws(
+    () => validateScale(cross, 'x.json'),
+    (e: Error) =>
+      /x\.json: items\[1\]\.subscale: unknown subscale "仁爱" \(declared: 仁慈, 限制\)/.test(e.message) &&
+      /x\.json: items: duplicate item id "b1"/.test(e.message) &&
+      /x\.json: subscales\[1\]\.name: subscale "限制" has no items/.test(e.message),
+  );
   assert.throws(() => loadScale(writeScale('broken.yaml', 'name: [')), /broken\.yaml: cannot parse/);
-  assert.throws(() => validateScale({ ...small(), prompt_template: '{statement}' }, 't'), /prompt_template: unknown placeholder \{statement\}/);
+  assert.throws(
+    () => validateScale({ ...small(), prompt_template: '{statement}' }, 't'),
+    /prompt_template: unknown placeholder \{statement\}/,
+  );
 });
 
 test('YAML definitions load like JSON ones', () => {
@@ -80,7 +93,10 @@ subscales:
 `;
   const s = loadScale(writeScale('toy.yaml', yaml));
   assert.equal(s.items[0].reverse, false);
-  assert.equal(buildScalePrompt(s, 'People recover.'), 'Rate the statement.\n\nStatement: People recover.\n\nOptions:\n1. Disagree\n2. Agree\n\nAnswer with the number of one option only.\nAnswer:');
+  assert.equal(
+    buildScalePrompt(s, 'People recover.'),
+    'Rate the statement.\n\nStatement: People recover.\n\nOptions:\n1. Disagree\n2. Agree\n\nAnswer with the number of one option only.\nAnswer:',
+  );
 });
 
 test('reading the chosen option', () => {
@@ -116,8 +132,17 @@ test('reverse coding and subscale totals by hand', async () => {
   const s = validateScale(small(), 'toy');
   // always "4" (比较同意): b1 4, b2 reversed 1+5-4 = 2, r1 4
   const r = await evaluateScale(new ConstantModel('4'), s, { n: 3 });
-  assert.deepEqual(r.items.map((i) => i.score), [4, 2, 4]);
-  assert.deepEqual(r.subscales.map((x) => [x.name, x.score, x.min, x.max]), [['仁慈', 6, 2, 10], ['限制', 4, 1, 5]]);
+  assert.deepEqual(
+    r.items.map((i) => i.score),
+    [4, 2, 4],
+  );
+  assert.deepEqual(
+    r.subscales.map((x) => [x.name, x.score, x.min, x.max]),
+    [
+      ['仁慈', 6, 2, 10],
+      ['限制', 4, 1, 5],
+    ],
+  );
   // total: 限制 is flipped once more (reverse_in_total): 4 + 2 + (6 - 4) = 8, range 3-15
   assert.deepEqual([r.total.score, r.total.min, r.total.max], [8, 3, 15]);
   assert.equal(r.parse_failures, 0);
@@ -129,12 +154,20 @@ test('sampled answers: item means over parsed samples, failures counted', async 
   // cycles through its answers per prompt: 5, ??, 1 -> one failure per item, mean of 5 and 1
   const cycling: EvalModel = {
     scoreContinuations: async () => [],
-    generate: async (prompts: string[], opts: GenerateOptions) => prompts.map(() => Array.from({ length: opts.n ?? 1 }, (_, i) => ['5', '??', '1'][i % 3])),
+    generate: async (prompts: string[], opts: GenerateOptions) =>
+      prompts.map(() => Array.from({ length: opts.n ?? 1 }, (_, i) => ['5', '??', '1'][i % 3])),
   };
   const r = await evaluateScale(cycling, s, { n: 3 });
   assert.equal(r.parse_failures, 3);
   assert.equal(r.parse_failure_rate, 1 / 3);
-  assert.deepEqual(r.items.map((i) => [i.score, i.failures]), [[3, 1], [3, 1], [3, 1]]);
+  assert.deepEqual(
+    r.items.map((i) => [i.score, i.failures]),
+    [
+      [3, 1],
+      [3, 1],
+      [3, 1],
+    ],
+  );
   // nothing readable: scores are null, not zero
   const mute = await evaluateScale(new ConstantModel('嗯'), s, { n: 2 });
   assert.equal(mute.total.score, null);
@@ -144,7 +177,10 @@ test('sampled answers: item means over parsed samples, failures counted', async 
   const lm = new CharNgramModel('回答：4\n回答：5\n回答：4\n回答：2\n', 3);
   const a = await evaluateScale(lm, s, { n: 4, seed: 7, maxNewTokens: 2 });
   const b = await evaluateScale(lm, s, { n: 4, seed: 7, maxNewTokens: 2 });
-  assert.deepEqual(a.items.map((i) => i.outputs), b.items.map((i) => i.outputs));
+  assert.deepEqual(
+    a.items.map((i) => i.outputs),
+    b.items.map((i) => i.outputs),
+  );
   assert.equal(a.samples_per_item, 4);
 });
 
@@ -152,7 +188,10 @@ test('the bundled Chinese scale: 20 items, 4 subscales, a constant "5" scored by
   const s = loadScale(bundledScalePath('mental_illness_attitudes_zh.json'));
   assert.match(s.description!, /not a validated instrument/);
   assert.equal(s.items.length, 20);
-  assert.deepEqual(s.subscales.map((x) => x.name), ['权威主义', '仁慈', '社会限制', '社区心理健康意识']);
+  assert.deepEqual(
+    s.subscales.map((x) => x.name),
+    ['权威主义', '仁慈', '社会限制', '社区心理健康意识'],
+  );
   for (const sub of s.subscales) {
     const items = s.items.filter((i) => i.subscale === sub.name);
     assert.deepEqual([items.length, items.filter((i) => i.reverse).length], [5, 2], sub.name);
@@ -160,7 +199,10 @@ test('the bundled Chinese scale: 20 items, 4 subscales, a constant "5" scored by
   // always 非常同意 (5): per subscale 3 items * 5 + 2 reversed * 1 = 17 (range 5-25);
   // the total flips 权威主义 and 社会限制: (30 - 17) * 2 + 17 * 2 = 60 (range 20-100)
   const r = await evaluateScale(new ConstantModel('5'), s, { n: 1 });
-  assert.deepEqual(r.subscales.map((x) => x.score), [17, 17, 17, 17]);
+  assert.deepEqual(
+    r.subscales.map((x) => x.score),
+    [17, 17, 17, 17],
+  );
   assert.deepEqual([r.total.score, r.total.min, r.total.max], [60, 20, 100]);
   assert.ok(buildScalePrompt(s, s.items[0].text).endsWith('请只回答一个选项的编号。\n回答：'));
 });
@@ -170,13 +212,26 @@ const camiFile = sharedData('dev/cami_adapted_27_en.jsonl');
 test('CAMI-27 converts at load time and scores by hand', { skip: !camiFile && 'no ../shared/data' }, async () => {
   const s = loadCamiJsonl(camiFile!);
   assert.equal(s.items.length, 27);
-  assert.deepEqual(s.options.map((o) => [o.label, o.text, o.score]), [
-    ['1', 'Agree', 5], ['2', 'Agree Slightly', 4], ['3', 'Neither Agree nor Disagree', 3], ['4', 'Disagree Slightly', 2], ['5', 'Disagree Strongly', 1],
-  ]);
+  assert.deepEqual(
+    s.options.map((o) => [o.label, o.text, o.score]),
+    [
+      ['1', 'Agree', 5],
+      ['2', 'Agree Slightly', 4],
+      ['3', 'Neither Agree nor Disagree', 3],
+      ['4', 'Disagree Slightly', 2],
+      ['5', 'Disagree Strongly', 1],
+    ],
+  );
   const count = (name: string) => s.items.filter((i) => i.subscale === name).length;
-  assert.deepEqual(s.subscales.map((x) => [x.name, count(x.name)]), [
-    ['authoritarianism', 7], ['benevolence', 7], ['social_restrictiveness', 8], ['community_mental_health_ideology', 5],
-  ]);
+  assert.deepEqual(
+    s.subscales.map((x) => [x.name, count(x.name)]),
+    [
+      ['authoritarianism', 7],
+      ['benevolence', 7],
+      ['social_restrictiveness', 8],
+      ['community_mental_health_ideology', 5],
+    ],
+  );
   // always "1" (Agree, score 5); reversed items score 1:
   //   AU  items 1-3 agree-keyed, 4-7 reversed:        3*5 + 4*1 = 19 (7-35)
   //   B   items 8-10 keyed, 11-14 reversed:           3*5 + 4*1 = 19 (7-35)
@@ -184,7 +239,15 @@ test('CAMI-27 converts at load time and scores by hand', { skip: !camiFile && 'n
   //   CMHI items 22-24 keyed, 25-26 reversed:         3*5 + 2*1 = 17 (5-25)
   // total flips AU and SR: (42 - 19) + 19 + (48 - 24) + 17 = 83 (27-135)
   const r = await evaluateScale(new ConstantModel('1'), s, { n: 2 });
-  assert.deepEqual(r.subscales.map((x) => [x.score, x.min, x.max]), [[19, 7, 35], [19, 7, 35], [24, 8, 40], [17, 5, 25]]);
+  assert.deepEqual(
+    r.subscales.map((x) => [x.score, x.min, x.max]),
+    [
+      [19, 7, 35],
+      [19, 7, 35],
+      [24, 8, 40],
+      [17, 5, 25],
+    ],
+  );
   assert.deepEqual([r.total.score, r.total.min, r.total.max], [83, 27, 135]);
 
   const table = compareScaleResults([
@@ -198,8 +261,12 @@ test('CAMI-27 converts at load time and scores by hand', { skip: !camiFile && 'n
 });
 
 test('a CAMI file that does not fit the key is refused with file and line', () => {
-  const line = (no: number, prompt: string) => JSON.stringify({ id: `c${no}`, item_no: no, prompt, lang: 'en', scale: 'x', response_options: ['1- Agree', '2- Disagree'] });
-  const f = writeScale('cami.jsonl', line(1, 'Mental illness is caused by a lack of self-discipline.') + '\n' + line(2, 'Something else entirely.') + '\n');
+  const line = (no: number, prompt: string) =>
+    JSON.stringify({ id: `c${no}`, item_no: no, prompt, lang: 'en', scale: 'x', response_options: ['1- Agree', '2- Disagree'] });
+  const f = writeScale(
+    'cami.jsonl',
+    line(1, 'Mental illness is caused by a lack of self-discipline.') + '\n' + line(2, 'Something else entirely.') + '\n',
+  );
   assert.throws(() => loadCamiJsonl(f), /cami\.jsonl:2: item_no 2 should mention "easy to tell"/);
   const g = writeScale('cami2.jsonl', line(1, 'self-discipline') + '\n' + JSON.stringify({ id: 'c2', item_no: 2 }) + '\n');
   assert.throws(() => loadCamiJsonl(g), /cami2\.jsonl:2: prompt: /);

@@ -38,7 +38,10 @@ test('BLEU by hand: 我爱北京 vs 我爱上海', () => {
   close(f.bleu[3], 100 * (0.5 * (1 / 3) * 0.05 * 0.1) ** 0.25); // 16.99
   // no smoothing: a zero precision zeroes that order and every higher one
   const n = corpusBleu(['我爱北京'], ['我爱上海'], { smoothing: 'none' });
-  assert.deepEqual(n.bleu.map((x) => Math.round(x * 1e6) / 1e6), [50, Math.round(1e8 * Math.sqrt(1 / 6)) / 1e6, 0, 0]);
+  assert.deepEqual(
+    n.bleu.map((x) => Math.round(x * 1e6) / 1e6),
+    [50, Math.round(1e8 * Math.sqrt(1 / 6)) / 1e6, 0, 0],
+  );
 });
 
 test('BLEU brevity penalty, corpus-level counting and closest reference length', () => {
@@ -78,7 +81,10 @@ test("BLEU matches sacrebleu's README example (48.53, 82.4/50.0/45.5/37.5, BP 0.
   assert.equal(b.ref_len, 18);
   close(b.brevity_penalty, Math.exp(1 - 18 / 17));
   close(b.bleu[3], 48.530827009929865, 1e-9); // sacrebleu's printed score
-  assert.deepEqual(b.precisions.map((p) => p.toFixed(1)), ['82.4', '50.0', '45.5', '37.5']);
+  assert.deepEqual(
+    b.precisions.map((p) => p.toFixed(1)),
+    ['82.4', '50.0', '45.5', '37.5'],
+  );
 });
 
 test('ROUGE by hand', () => {
@@ -123,14 +129,29 @@ test('evaluateTextgen: generated answers are scored as generated', async () => {
     { id: 'q2', prompt: '问：肺炎怎么办？\n答：', reference: '肺炎患者常出现咳嗽和发热等症状。' },
   ];
   const constant = await evaluateTextgen(new ConstantModel('注意饮食与休息。'), examples);
-  assert.deepEqual(constant.outputs.map((o) => o.output), ['注意饮食与休息。', '注意饮食与休息。']);
-  assert.deepEqual(constant.scores, textgenScores(['注意饮食与休息。', '注意饮食与休息。'], examples.map((e) => e.reference)));
+  assert.deepEqual(
+    constant.outputs.map((o) => o.output),
+    ['注意饮食与休息。', '注意饮食与休息。'],
+  );
+  assert.deepEqual(
+    constant.scores,
+    textgenScores(
+      ['注意饮食与休息。', '注意饮食与休息。'],
+      examples.map((e) => e.reference),
+    ),
+  );
 
   // a character trigram model trained on medical prose writes something medical-looking
   const lm = new CharNgramModel(medicalText(40), 3);
   const res = await evaluateTextgen(lm, examples, { maxNewTokens: 30, stop: ['\n'], batchSize: 1 });
   assert.equal(res.n, 2);
   for (const o of res.outputs) assert.ok(o.output.length > 0 && o.output.length <= 30);
-  assert.deepEqual(res.scores, textgenScores(res.outputs.map((o) => o.output), examples.map((e) => e.reference)));
+  assert.deepEqual(
+    res.scores,
+    textgenScores(
+      res.outputs.map((o) => o.output),
+      examples.map((e) => e.reference),
+    ),
+  );
   assert.ok(res.scores.rouge1 > 0, 'a model trained on medical prose shares characters with the references');
 });

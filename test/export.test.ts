@@ -5,7 +5,7 @@ import { before, test } from 'node:test';
 import { nativeKernels } from '../src/engine/native.js';
 import { Rng } from '../src/engine/rng.js';
 import { readGguf, readGgufTensor } from '../src/io/gguf.js';
-import { llamaGgufTensors, permuteForRope } from '../src/io/gguf-llama.js';
+import { llamaGgufTensors, permuteForRope } from '../src/model/gguf-llama.js';
 import { readSafetensors, readSafetensorsHeader } from '../src/io/safetensors.js';
 import { loadModel } from '../src/model/checkpoint.js';
 import { loadChatModel } from '../src/model/load.js';
@@ -14,34 +14,59 @@ import { qaTokenizer } from './fixtures.js';
 import { runCli, tmpDir } from './helpers.js';
 
 const dir = tmpDir('chimed-export-');
-const base = path.join(dir, 'base'), adapter = path.join(dir, 'adapter');
+const base = path.join(dir, 'base'),
+  adapter = path.join(dir, 'adapter');
 const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + r.stdout);
 const tensorsOf = async (d: string) => readSafetensors(path.join(d, 'model.safetensors'));
 
 before(async () => {
   const tok = await qaTokenizer(dir);
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 }));
+  fs.writeFileSync(
+    path.join(dir, 'model.json'),
+    JSON.stringify({
+      vocab_size: 400,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 256,
+    }),
+  );
   ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', base]));
   // an adapter whose B is not zero, so merging visibly changes every targeted weight
   const model = await loadModel(base, nativeKernels, false);
   const lora = new LoraAdapter(model, { r: 4, alpha: 8, dropout: 0, targetModules: 'all-linear' }).init(1);
   const rng = new Rng(2);
-  for (const s of lora.params.specs) if (s.name.endsWith('lora_B.weight')) lora.params.get(s.name).data.forEach((_, i, a) => (a[i] = rng.normal() * 0.05));
+  for (const s of lora.params.specs)
+    if (s.name.endsWith('lora_B.weight')) lora.params.get(s.name).data.forEach((_, i, a) => (a[i] = rng.normal() * 0.05));
   await lora.save(adapter, base);
 });
 
 test('export hf merges the adapter and writes config, tokenizer, chat template and generation_config', async () => {
   const out = path.join(dir, 'hf');
   ok(runCli(['export', 'hf', '--model', base, '--adapter', adapter, '--out', out, '--temperature', '0.7', '--top-p', '0.9']));
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'])
+    assert.ok(fs.existsSync(path.join(out, f)), f);
   const ref = await loadChatModel({ model: base, adapter });
   const saved = await tensorsOf(out);
   for (const s of ref.model.params.specs) assert.deepEqual(saved.get(s.name)!.data, ref.model.params.get(s.name).data, s.name);
-  assert.notDeepEqual((await tensorsOf(base)).get('model.layers.0.self_attn.q_proj.weight')!.data, saved.get('model.layers.0.self_attn.q_proj.weight')!.data);
-  const tok = ref.tokenizer, imEnd = tok.tokenToId('<|im_end|>')!;
+  assert.notDeepEqual(
+    (await tensorsOf(base)).get('model.layers.0.self_attn.q_proj.weight')!.data,
+    saved.get('model.layers.0.self_attn.q_proj.weight')!.data,
+  );
+  const tok = ref.tokenizer,
+    imEnd = tok.tokenToId('<|im_end|>')!;
   const gen = JSON.parse(fs.readFileSync(path.join(out, 'generation_config.json'), 'utf8'));
   // the end-of-turn marker first, then the document end (as Qwen's generation_config)
-  assert.deepEqual(gen, { eos_token_id: [imEnd, tok.eosId], pad_token_id: tok.padId, do_sample: true, temperature: 0.7, top_p: 0.9, max_new_tokens: 256 });
+  assert.deepEqual(gen, {
+    eos_token_id: [imEnd, tok.eosId],
+    pad_token_id: tok.padId,
+    do_sample: true,
+    temperature: 0.7,
+    top_p: 0.9,
+    max_new_tokens: 256,
+  });
   const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
   assert.equal(config.eos_token_id, tok.eosId);
   assert.equal(config.architectures[0], 'LlamaForCausalLM');
@@ -72,7 +97,8 @@ test('export hf --keep-adapter writes the base and the PEFT adapter side by side
 });
 
 test('export gguf writes the merged weights in llama.cpp layout; q8_0 is smaller', async () => {
-  const f32 = path.join(dir, 'gguf/model-f32.gguf'), q8 = path.join(dir, 'gguf/model-q8_0.gguf');
+  const f32 = path.join(dir, 'gguf/model-f32.gguf'),
+    q8 = path.join(dir, 'gguf/model-q8_0.gguf');
   ok(runCli(['export', 'gguf', '--model', base, '--adapter', adapter, '--out', f32]));
   ok(runCli(['export', 'gguf', '--model', base, '--adapter', adapter, '--out', q8, '--dtype', 'q8_0']));
   const h = readGguf(f32);

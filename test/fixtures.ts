@@ -1,15 +1,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { sharedModels } from './helpers.js';
+import { runCli, sharedModels } from './helpers.js';
 import { spmReference } from '../bench/parity.js';
 
 /** Small medical QA set: question, sound answer, and two rejected kinds (wrong fact, evasive). */
 export function qaSet() {
   const rows: [string, string, string][] = [
-    ['高血压', '氨氯地平', '头晕'], ['糖尿病', '二甲双胍', '口渴多尿'], ['肺炎', '阿莫西林', '咳嗽发热'], ['胃炎', '奥美拉唑', '上腹痛'],
-    ['偏头痛', '布洛芬', '单侧头痛'], ['哮喘', '沙丁胺醇', '喘息'], ['贫血', '硫酸亚铁', '乏力'], ['痛风', '秋水仙碱', '关节红肿'],
-    ['甲亢', '甲巯咪唑', '心悸消瘦'], ['失眠', '唑吡坦', '入睡困难'], ['荨麻疹', '氯雷他定', '风团瘙痒'], ['结膜炎', '左氧氟沙星滴眼液', '眼红'],
+    ['高血压', '氨氯地平', '头晕'],
+    ['糖尿病', '二甲双胍', '口渴多尿'],
+    ['肺炎', '阿莫西林', '咳嗽发热'],
+    ['胃炎', '奥美拉唑', '上腹痛'],
+    ['偏头痛', '布洛芬', '单侧头痛'],
+    ['哮喘', '沙丁胺醇', '喘息'],
+    ['贫血', '硫酸亚铁', '乏力'],
+    ['痛风', '秋水仙碱', '关节红肿'],
+    ['甲亢', '甲巯咪唑', '心悸消瘦'],
+    ['失眠', '唑吡坦', '入睡困难'],
+    ['荨麻疹', '氯雷他定', '风团瘙痒'],
+    ['结膜炎', '左氧氟沙星滴眼液', '眼红'],
   ];
   const sft: { prompt: string; response: string }[] = [];
   const pairs: { prompt: string; chosen: string; rejected: string }[] = [];
@@ -38,15 +47,59 @@ export async function qaTokenizer(dir: string, vocabSize = 400): Promise<string>
   return out;
 }
 
+/**
+ * A tiny untrained chat model (random weights, the QA tokenizer) made by `chimed init` in
+ * DIR/NAME (default DIR/model); `config` overrides its sizes. Returns that folder.
+ */
+export async function untrainedChatModel(
+  dir: string,
+  o: { config?: Record<string, unknown>; seed?: string; name?: string } = {},
+): Promise<string> {
+  const tok = await qaTokenizer(dir);
+  const sizes = {
+    vocab_size: 400,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 2,
+    max_position_embeddings: 256,
+  };
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ ...sizes, ...o.config }));
+  const out = path.join(dir, o.name ?? 'model');
+  const r = runCli([
+    'init',
+    '--config',
+    path.join(dir, 'model.json'),
+    '--tokenizer',
+    tok,
+    '--out',
+    out,
+    ...(o.seed ? ['--seed', o.seed] : []),
+  ]);
+  if (r.code !== 0) throw new Error(`chimed init failed: ${r.stderr}`);
+  return out;
+}
+
 /** A public config.json with every key kept and the sizes cut down (GQA and head_dim != hidden/heads kept where the real one has them). */
 export function tinyVariant(file: string, vocab: number): Record<string, unknown> {
   const dir = sharedModels();
   if (!dir) throw new Error('../shared/models is absent');
   const raw = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
-  const heads = 4, gqa = raw.num_key_value_heads !== undefined && raw.num_key_value_heads !== raw.num_attention_heads;
-  const out: Record<string, unknown> = { ...raw, vocab_size: vocab, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: heads, initializer_range: 0.1 };
+  const heads = 4,
+    gqa = raw.num_key_value_heads !== undefined && raw.num_key_value_heads !== raw.num_attention_heads;
+  const out: Record<string, unknown> = {
+    ...raw,
+    vocab_size: vocab,
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 2,
+    num_attention_heads: heads,
+    initializer_range: 0.1,
+  };
   if (raw.num_key_value_heads !== undefined) out.num_key_value_heads = gqa ? 2 : heads;
-  if (raw.head_dim !== undefined) out.head_dim = (raw.head_dim as number) === (raw.hidden_size as number) / (raw.num_attention_heads as number) ? 16 : 24;
+  if (raw.head_dim !== undefined)
+    out.head_dim = (raw.head_dim as number) === (raw.hidden_size as number) / (raw.num_attention_heads as number) ? 16 : 24;
   // the special token ids of the real vocabulary do not exist in a small one
   for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id']) delete out[k];
   return out;

@@ -307,7 +307,20 @@ async function train(dir: string, maxSteps: number, saveEvery: number, seen: Gem
   const trainer = new Trainer<Float32Array>(
     'pt',
     path.join(dir, 'stages/pt'),
-    { ...trainerDefaults, lr: 3e-3, maxSteps, saveEvery, logEvery: 1 },
+    {
+      ...trainerDefaults,
+      warmupRatio: 0.05,
+      schedule: 'cosine',
+      weightDecay: 0.01,
+      clipNorm: 1,
+      gradAccum: 1,
+      evalEvery: 0,
+      seed: 42,
+      lr: 3e-3,
+      maxSteps,
+      saveEvery,
+      logEvery: 1,
+    },
     metrics,
   );
   const result = await trainer.train(lmTask(seen), new Context(nativeKernels));

@@ -6,7 +6,18 @@ import { parseModelConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 
-const cfg = parseModelConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, initializer_range: 0.3 }, 'test');
+const cfg = parseModelConfig(
+  {
+    vocab_size: 50,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    initializer_range: 0.3,
+  },
+  'test',
+);
 const model = Llama.random(nativeKernels, cfg, 11, false);
 
 /** Greedy decoding by re-running the whole sequence each step (no cache): the reference. */
@@ -42,7 +53,8 @@ test('prompts of different lengths batched with left padding give the same token
 test('sampling: seeded, n samples per prompt, top-k 1 is greedy, EOS and stop strings end a row', () => {
   const p = [4, 4, 2];
   const opts = { maxNewTokens: 10, temperature: 1.5, topP: 0.95, n: 4, seed: 3 };
-  const a = generate(model, [p], opts), b = generate(model, [p], opts);
+  const a = generate(model, [p], opts),
+    b = generate(model, [p], opts);
   assert.deepEqual(a, b);
   assert.equal(a[0].length, 4);
   assert.ok(new Set(a[0].map((g) => g.ids.join())).size > 1, 'samples differ');
@@ -58,7 +70,13 @@ test('sampling: seeded, n samples per prompt, top-k 1 is greedy, EOS and stop st
   assert.equal(st.finishReason, 'stop');
   assert.equal(st.text, decode(greedy).slice(0, decode(greedy).indexOf(stopAt)));
   const streamed: number[] = [];
-  generate(model, [p], { maxNewTokens: 5, onToken: (row, id) => { assert.equal(row, 0); streamed.push(id); } });
+  generate(model, [p], {
+    maxNewTokens: 5,
+    onToken: (row, id) => {
+      assert.equal(row, 0);
+      streamed.push(id);
+    },
+  });
   assert.deepEqual(streamed, greedy.slice(0, 5));
 });
 

@@ -39,7 +39,13 @@ export async function loadGguf(file: string) {
   const m = await llamaCpp().loadModel({ modelPath: file });
   // f32 KV cache and no flash attention: llama.cpp's f32 path, so f32 weights must agree to rounding;
   // one thread: ggml's spinning worker threads collapse on a shared machine (24 tokens: 14 s with 2, 0.2 s with 1)
-  const ctx = await m.createContext({ contextSize: 256, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
+  const ctx = await m.createContext({
+    contextSize: 256,
+    threads: 1,
+    flashAttention: false,
+    experimentalKvCacheKeyType: 'F32',
+    experimentalKvCacheValueType: 'F32',
+  });
   return { m, ctx, seq: ctx.getSequence() };
 }
 
@@ -60,14 +66,23 @@ export async function compareLogits(file: string, model: Llama<Float32Array>, id
   const { m, ctx, seq } = await loadGguf(file);
   try {
     const out = await seq.controlledEvaluate(asTokens(ids).map((id) => [id, { generateNext: { probabilities: true } }]));
-    const ours = ourLogits(model, ids), V = model.config.vocab_size;
-    let maxDiff = 0, maxAbs = 0, top1 = 0, compared = 0;
+    const ours = ourLogits(model, ids),
+      V = model.config.vocab_size;
+    let maxDiff = 0,
+      maxAbs = 0,
+      top1 = 0,
+      compared = 0;
     for (let t = 0; t < ids.length; t++) {
       const theirs = out[t]?.next.probabilities;
       assert.ok(theirs && theirs.size > 0, `position ${t}: llama.cpp returned no probabilities`);
       const row = ours.subarray(t * V, (t + 1) * V);
-      let best = 0, max = -Infinity, sum = 0;
-      for (let v = 0; v < V; v++) { if (row[v] > row[best]) best = v; max = Math.max(max, row[v]); }
+      let best = 0,
+        max = -Infinity,
+        sum = 0;
+      for (let v = 0; v < V; v++) {
+        if (row[v] > row[best]) best = v;
+        max = Math.max(max, row[v]);
+      }
       for (let v = 0; v < V; v++) sum += Math.exp(row[v] - max);
       const lse = max + Math.log(sum);
       const sorted = [...theirs].sort((a, b) => b[1] - a[1]);
@@ -79,7 +94,9 @@ export async function compareLogits(file: string, model: Llama<Float32Array>, id
         compared++;
       }
     }
-    console.log(`# ${path.basename(file)}: max |logit diff| ${maxDiff.toExponential(2)} (${(maxDiff / maxAbs).toExponential(2)} of max |logit| ${maxAbs.toFixed(2)}) over ${compared} token probabilities, top-1 agreement ${top1}/${ids.length}`);
+    console.log(
+      `# ${path.basename(file)}: max |logit diff| ${maxDiff.toExponential(2)} (${(maxDiff / maxAbs).toExponential(2)} of max |logit| ${maxAbs.toFixed(2)}) over ${compared} token probabilities, top-1 agreement ${top1}/${ids.length}`,
+    );
     return { rel: maxDiff / maxAbs, maxAbs, top1: top1 / ids.length };
   } finally {
     await ctx.dispose();
@@ -112,13 +129,18 @@ export async function compareGreedy(file: string, model: Llama<Float32Array>, id
     await m.dispose();
   }
   // our logits at each generated step, teacher-forced on our own continuation
-  const logits = ourLogits(model, [...ids, ...ours]), V = model.config.vocab_size;
+  const logits = ourLogits(model, [...ids, ...ours]),
+    V = model.config.vocab_size;
   let k = 0;
   for (; k < n; k++) {
     const row = logits.subarray((ids.length - 1 + k) * V, (ids.length + k) * V);
     const sorted = Float32Array.from(row).sort().reverse();
     if (sorted[0] - sorted[1] < tie) break;
-    assert.equal(theirs[k], ours[k], `greedy token ${k}: llama.cpp ${theirs[k]}, ours ${ours[k]} (ours: ${ours.join(' ')}; llama.cpp: ${theirs.join(' ')})`);
+    assert.equal(
+      theirs[k],
+      ours[k],
+      `greedy token ${k}: llama.cpp ${theirs[k]}, ours ${ours[k]} (ours: ${ours.join(' ')}; llama.cpp: ${theirs.join(' ')})`,
+    );
   }
   return k;
 }

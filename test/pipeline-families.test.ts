@@ -28,16 +28,39 @@ const readJson = (...p: string[]) => JSON.parse(fs.readFileSync(path.join(...p),
 before(async () => {
   tok = await qaTokenizer(dir);
   const { sft, pairs } = qaSet();
-  writeJsonl(data.pt, sft.map((r) => ({ text: `${r.prompt}${r.response}` })));
+  writeJsonl(
+    data.pt,
+    sft.map((r) => ({ text: `${r.prompt}${r.response}` })),
+  );
   writeJsonl(data.sft, sft);
   writeJsonl(data.pref, pairs);
 });
 
 const FAMILIES: [string, string, string, string[]][] = [
-  ['qwen2.5-0.5b.json', 'Qwen2ForCausalLM', 'Qwen2ForSequenceClassification', ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']],
-  ['qwen3-0.6b.json', 'Qwen3ForCausalLM', 'Qwen3ForSequenceClassification', ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']],
-  ['llama-3.2-1b.json', 'LlamaForCausalLM', 'LlamaForSequenceClassification', ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']],
-  ['baichuan2-7b.json', 'BaichuanForCausalLM', 'BaichuanForSequenceClassification', ['W_pack', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']],
+  [
+    'qwen2.5-0.5b.json',
+    'Qwen2ForCausalLM',
+    'Qwen2ForSequenceClassification',
+    ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  ],
+  [
+    'qwen3-0.6b.json',
+    'Qwen3ForCausalLM',
+    'Qwen3ForSequenceClassification',
+    ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  ],
+  [
+    'llama-3.2-1b.json',
+    'LlamaForCausalLM',
+    'LlamaForSequenceClassification',
+    ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  ],
+  [
+    'baichuan2-7b.json',
+    'BaichuanForCausalLM',
+    'BaichuanForSequenceClassification',
+    ['W_pack', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  ],
 ];
 
 for (const [file, arch, rmArch, targets] of FAMILIES) {
@@ -49,28 +72,45 @@ for (const [file, arch, rmArch, targets] of FAMILIES) {
     const scaled = !raw.rope_scaling && raw.model_type !== 'baichuan';
     fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ ...raw, max_position_embeddings: scaled ? 40 : 64 }));
     assert.equal(await initCommand(['--config', path.join(d, 'config.json'), '--tokenizer', tok, '--out', path.join(d, 'base')]), 0);
-    const cfg = parseRunConfig({
-      threads: 2,
-      data: { sources: [{ path: data.pt, stages: ['pt'] }, { path: data.sft, stages: ['sft'] }, { path: data.pref, stages: ['pref'] }] },
-      tokenizer: { path: path.join(d, 'base') }, model: { path: path.join(d, 'base') },
-      stages: [
-        { type: 'pt', max_steps: 2, batch_size: 2, block_size: 64, ...(scaled && { rope_scaling: { type: 'yarn', factor: 2 } }) },
-        { type: 'sft', max_steps: 2, batch_size: 2, lora: {} },
-        { type: 'rm', max_steps: 2, batch_size: 2 },
-        { type: 'rs', max_steps: 1, batch_size: 2, prompts: 2, k: 2, max_new_tokens: 8 },
-        { type: 'dpo', max_steps: 2, batch_size: 2 },
-      ],
-      eval: { ppl: false, mcq: false, gen: false, pref: false, scale: false },
-    }, `${file} run`);
+    const cfg = parseRunConfig(
+      {
+        threads: 2,
+        data: {
+          sources: [
+            { path: data.pt, stages: ['pt'] },
+            { path: data.sft, stages: ['sft'] },
+            { path: data.pref, stages: ['pref'] },
+          ],
+        },
+        tokenizer: { path: path.join(d, 'base') },
+        model: { path: path.join(d, 'base') },
+        stages: [
+          { type: 'pt', max_steps: 2, batch_size: 2, block_size: 64, ...(scaled && { rope_scaling: { type: 'yarn', factor: 2 } }) },
+          { type: 'sft', max_steps: 2, batch_size: 2, lora: {} },
+          { type: 'rm', max_steps: 2, batch_size: 2 },
+          { type: 'rs', max_steps: 1, batch_size: 2, prompts: 2, k: 2, max_new_tokens: 8 },
+          { type: 'dpo', max_steps: 2, batch_size: 2 },
+        ],
+        eval: { ppl: false, mcq: false, gen: false, pref: false, scale: false },
+      },
+      `${file} run`,
+    );
     const run = path.join(d, 'run');
     const rows = await runPipeline(cfg, run);
-    assert.deepEqual(rows.map((r) => r.stage), ['base', 'pt', 'sft', 'rm', 'rs', 'dpo']);
+    assert.deepEqual(
+      rows.map((r) => r.stage),
+      ['base', 'pt', 'sft', 'rm', 'rs', 'dpo'],
+    );
 
     const stages = path.join(run, 'stages');
     const pt = readJson(stages, 'pt/final/config.json');
     assert.deepEqual(pt.architectures, [arch]);
     if (scaled) {
-      assert.deepEqual([pt.max_position_embeddings, pt.rope_scaling], [80, { rope_type: 'yarn', factor: 2, original_max_position_embeddings: 40 }], 'PT trained 64-token blocks under YaRN x2');
+      assert.deepEqual(
+        [pt.max_position_embeddings, pt.rope_scaling],
+        [80, { rope_type: 'yarn', factor: 2, original_max_position_embeddings: 40 }],
+        'PT trained 64-token blocks under YaRN x2',
+      );
       assert.deepEqual(readJson(stages, 'dpo/merged/config.json').rope_scaling, pt.rope_scaling, 'later stages keep the scaling');
     }
     assert.deepEqual(readJson(stages, 'sft/final/adapter_config.json').target_modules, targets);
@@ -79,13 +119,29 @@ for (const [file, arch, rmArch, targets] of FAMILIES) {
     assert.deepEqual(readJson(stages, 'dpo/merged/config.json').architectures, [arch]);
     const out = path.join(d, 'gen.jsonl');
     writeJsonl(path.join(d, 'prompts.jsonl'), [{ prompt: '高血压常用什么药？' }]);
-    assert.equal(await generateCommand(['--model', path.join(stages, 'dpo/merged'), '--input', path.join(d, 'prompts.jsonl'), '--output', out, '--max-new-tokens', '8']), 0);
+    assert.equal(
+      await generateCommand([
+        '--model',
+        path.join(stages, 'dpo/merged'),
+        '--input',
+        path.join(d, 'prompts.jsonl'),
+        '--output',
+        out,
+        '--max-new-tokens',
+        '8',
+      ]),
+      0,
+    );
     assert.equal(readJson(out).outputs.length, 1);
     // and serves it
     const app = await buildServer({ chat: await loadChatModel({ model: path.join(stages, 'dpo/merged') }) });
     const url = await startServer(app, '127.0.0.1', 0);
     try {
-      const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chimed', messages: [{ role: 'user', content: '头痛怎么办？' }], max_tokens: 6, temperature: 0 }) });
+      const res = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'chimed', messages: [{ role: 'user', content: '头痛怎么办？' }], max_tokens: 6, temperature: 0 }),
+      });
       assert.equal(res.status, 200);
       assert.equal(typeof (await res.json()).choices[0].message.content, 'string');
     } finally {

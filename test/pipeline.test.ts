@@ -5,9 +5,14 @@ import { test } from 'node:test';
 import YAML from 'yaml';
 import { parseRunConfig, readRunConfig } from '../src/pipeline/config.js';
 import { configReference } from '../src/pipeline/reference.js';
-import { repoRoot, runCli, sharedData, tmpDir } from './helpers.js';
+import { recordConfig } from '../src/pipeline/run.js';
+import { RunDir } from '../src/io/run-dir.js';
+import { repoRoot, runCli, sharedData, tmpDir, trainingSeed } from './helpers.js';
 
-const base = { builtin_corpus: {}, model: { config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 } } };
+const base = {
+  builtin_corpus: {},
+  model: { config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2 } },
+};
 
 test('run config: defaults from the papers are filled in; bad configs name the field', () => {
   const c = parseRunConfig({ ...base, stages: [{ type: 'pt' }, { type: 'sft', lora: {} }, { type: 'dpo' }] }, 'c.yaml');
@@ -31,34 +36,76 @@ test('run config: defaults from the papers are filled in; bad configs name the f
   assert.throws(() => readRunConfig(path.join(dir, 'x.yaml')), /x\.yaml: not valid YAML/);
 });
 
-test('docs/config.md is the reference generated from the current schema', () => {
-  assert.equal(fs.readFileSync(path.join(repoRoot, 'docs/config.md'), 'utf8'), configReference(), 'run `npx chimed run --reference > docs/config.md`');
+test('a run directory keeps its config; one made before a setting was added still resumes', async () => {
+  const run = new RunDir(tmpDir());
+  const cfg = parseRunConfig({ ...base, stages: [{ type: 'sft', lora: {} }, { type: 'dpo' }] }, 'c.yaml');
+  await recordConfig(cfg, run);
+  await recordConfig(cfg, run);
+  // as an older chimed wrote it: without the held-out shares the stages have since gained
+  const old = YAML.parse(fs.readFileSync(run.config, 'utf8'));
+  for (const st of old.stages) delete st.eval_fraction;
+  fs.writeFileSync(run.config, YAML.stringify(old));
+  await recordConfig(cfg, run);
+  assert.equal(fs.readFileSync(run.config, 'utf8'), YAML.stringify(cfg), "rewritten with today's keys");
+  const changed = parseRunConfig({ ...base, stages: [{ type: 'sft', lora: {}, lr: 1e-3 }, { type: 'dpo' }] }, 'c.yaml');
+  await assert.rejects(recordConfig(changed, run), /config\.yaml: this run directory was made with a different config/);
 });
 
-test('chimed demo --fast: every stage runs, moves its metric, and a re-run skips finished stages', () => {
+test('docs/config.md is the reference generated from the current schema', () => {
+  assert.equal(
+    fs.readFileSync(path.join(repoRoot, 'docs/config.md'), 'utf8'),
+    configReference(),
+    'run `npx chimed run --reference > docs/config.md`',
+  );
+});
+
+test('chimed demo --fast: every stage runs, moves its metric, and a re-run skips finished stages', (t) => {
   const out = path.join(tmpDir(), 'demo');
-  const r = runCli(['demo', '--fast', '--out', out]);
+  const seed = String(trainingSeed(42));
+  const r = runCli(['demo', '--fast', '--seed', seed, '--out', out]);
   assert.equal(r.code, 0, r.stderr.slice(-3000));
   const { rows } = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
   const row = (s: string) => rows.find((x: { stage: string }) => x.stage === s);
-  assert.deepEqual(rows.map((x: { stage: string }) => x.stage), ['base', 'pt', 'sft', 'rm', 'rs', 'dpo']);
+  t.diagnostic(`seed ${seed}: ${JSON.stringify(rows)}`);
+  assert.deepEqual(
+    rows.map((x: { stage: string }) => x.stage),
+    ['base', 'pt', 'sft', 'rm', 'rs', 'dpo'],
+  );
+  // measured over seeds 42, 1, 2, 3, 4 (Zen 5, AVX-512): perplexity falls 9.7-11.0x, SFT ROUGE-L
+  // 8.0-15.6, RM accuracy 0.76-0.87, RS raises the reward by 0.49-1.59, DPO the preference
+  // accuracy by 0.035-0.070
   assert.ok(row('pt').ppl < row('base').ppl / 3, `pre-training: perplexity ${row('base').ppl} -> ${row('pt').ppl}`);
   assert.ok(row('sft').rougeL > 5, `SFT ROUGE-L ${row('sft').rougeL}`);
   assert.ok(row('rm').rm_acc > 0.7, `reward model held-out accuracy ${row('rm').rm_acc}`);
-  assert.ok(row('rs').mean_reward > row('rm').mean_reward, `rejection sampling: reward ${row('rm').mean_reward} -> ${row('rs').mean_reward}`);
+  assert.ok(
+    row('rs').mean_reward > row('rm').mean_reward,
+    `rejection sampling: reward ${row('rm').mean_reward} -> ${row('rs').mean_reward}`,
+  );
   assert.ok(row('dpo').pref_acc > row('rs').pref_acc, `DPO: preference accuracy ${row('rs').pref_acc} -> ${row('dpo').pref_acc}`);
   assert.match(r.stdout, /\| stage \| ppl ↓ \|/);
-  for (const f of ['config.yaml', 'data/stats.json', 'data/decontam_report.json', 'tokenizer/tokenizer.json', 'report/report.html', 'report/loss.png', 'stages/dpo/merged/model.safetensors', 'stages/rs/round-1/candidates.jsonl']) {
+  for (const f of [
+    'config.yaml',
+    'data/stats.json',
+    'data/decontam_report.json',
+    'tokenizer/tokenizer.json',
+    'report/report.html',
+    'report/loss.png',
+    'stages/dpo/merged/model.safetensors',
+    'stages/rs/round-1/candidates.jsonl',
+  ]) {
     assert.ok(fs.existsSync(path.join(out, f)), f);
   }
   const lineage = JSON.parse(fs.readFileSync(path.join(out, 'stages/sft/done.json'), 'utf8'));
   assert.ok(Object.values(lineage.inputs).every((h) => /^[0-9a-f]{40}$/.test(String(h))));
   const t0 = Date.now();
-  const again = runCli(['demo', '--fast', '--out', out]);
+  const again = runCli(['demo', '--fast', '--seed', seed, '--out', out]);
   assert.equal(again.code, 0, again.stderr.slice(-2000));
   assert.equal((again.stderr.match(/already done, skipping/g) ?? []).length, 5);
   assert.ok(Date.now() - t0 < 60_000, 're-run should only re-read results');
-  const evalRecords = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"stage":"eval/'));
+  const evalRecords = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"stage":"eval/'));
   assert.equal(evalRecords.length, 6, 'one evaluation record per stage, not one per run');
 });
 
@@ -70,17 +117,43 @@ for (const name of ['qilin-med', 'chimed-gpt']) {
     // same sources, stages and formats; only the sizes are cut down so CI stays fast
     for (const s of cfg.data.sources) s.path = abs(s.path);
     cfg.eval.files.ppl = cfg.eval.files.ppl.map(abs);
-    for (const k of ['mcq', 'gen', 'pref']) if (cfg.eval.files[k]) cfg.eval.files[k] = abs(cfg.eval.files[k]);
+    for (const k of ['mcq', 'gen', 'pref', 'ner', 'ner_shots']) {
+      const f = cfg.eval.files[k];
+      if (f) cfg.eval.files[k] = typeof f === 'string' ? abs(f) : { ...f, path: abs(f.path) };
+    }
     cfg.tokenizer = { train: { vocab_size: 1200 } };
-    cfg.model.config = { ...cfg.model.config, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 };
-    for (const s of cfg.stages) Object.assign(s, { max_steps: 3, batch_size: 2 }, s.type === 'pt' ? { block_size: Math.min(s.block_size ?? 1024, 1024) } : {}, s.type === 'rs' ? { prompts: 4, max_new_tokens: 16 } : {});
-    cfg.eval = { ...cfg.eval, mcq: { k_shot: 0, limit: 10 }, gen: { limit: 4, max_new_tokens: 16 }, scale: false };
+    cfg.model.config = {
+      ...cfg.model.config,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    };
+    for (const s of cfg.stages)
+      Object.assign(
+        s,
+        { max_steps: 3, batch_size: 2 },
+        s.type === 'pt' ? { block_size: Math.min(s.block_size ?? 1024, 1024) } : {},
+        s.type === 'rs' ? { prompts: 4, max_new_tokens: 16 } : {},
+      );
+    cfg.eval = {
+      ...cfg.eval,
+      mcq: { k_shot: 0, limit: 10 },
+      gen: { limit: 4, max_new_tokens: 16 },
+      ner: { k_shot: 1, limit: 3, max_new_tokens: 16 },
+      scale: false,
+      bootstrap: { resamples: 200 },
+    };
     const dir = tmpDir();
     fs.writeFileSync(path.join(dir, 'c.yaml'), YAML.stringify(cfg));
     const r = runCli(['run', path.join(dir, 'c.yaml'), '--out', path.join(dir, 'run')]);
     assert.equal(r.code, 0, r.stderr.slice(-3000));
     const { rows } = JSON.parse(fs.readFileSync(path.join(dir, 'run/summary.json'), 'utf8'));
-    assert.deepEqual(rows.map((x: { stage: string }) => x.stage), ['base', ...cfg.stages.map((s: { type: string }) => s.type)]);
+    assert.deepEqual(
+      rows.map((x: { stage: string }) => x.stage),
+      ['base', ...cfg.stages.map((s: { type: string }) => s.type)],
+    );
     assert.ok(rows.every((x: { ppl: number; mcq_acc: number }) => x.ppl > 1 && x.mcq_acc >= 0));
     const stats = JSON.parse(fs.readFileSync(path.join(dir, 'run/data/stats.json'), 'utf8'));
     assert.ok(JSON.stringify(stats).includes('"pt"'));

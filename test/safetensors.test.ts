@@ -4,13 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import {
-  bf16BitsToF32Bits,
-  decodeF16,
-  f16BitsToF32Bits,
-  f32BitsToBf16Bits,
-  f32BitsToF16Bits,
-} from '../src/io/half.js';
+import { bf16BitsToF32Bits, decodeF16, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from '../src/io/half.js';
 import {
   readCheckpointTensors,
   readSafetensors,
@@ -118,12 +112,7 @@ test('every f16 pattern decodes to the value the IEEE formula gives and encodes 
     const sign = h & 0x8000 ? -1 : 1;
     const exp = (h >> 10) & 0x1f;
     const mant = h & 0x3ff;
-    const want =
-      exp === 0x1f
-        ? mant
-          ? NaN
-          : sign * Infinity
-        : sign * (exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15));
+    const want = exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15));
     assert.ok(Object.is(decoded[h], want), `0x${h.toString(16)}: ${decoded[h]} != ${want}`);
     if (!Number.isNaN(want)) assert.equal(f32BitsToF16Bits(bitsOf(decoded[h])), h);
   }
@@ -135,7 +124,7 @@ test('f16 encoding rounds random floats to the nearest value, ties to even', () 
   for (let h = 0; h <= 0x7bff; h++) values.push(floatOf(f16BitsToF32Bits(h)));
   values.push(65536); // the rounding boundary beyond 65504 is infinity
   let seed = 12345;
-  const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = (): number => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   for (let i = 0; i < 20000; i++) {
     const x = Math.fround(2 ** (rand() * 44 - 27) * (1 + rand()));
     let lo = 0;
@@ -228,9 +217,24 @@ test('written bytes equal a file built by hand from the spec', async () => {
       '"c":{"dtype":"BF16","shape":[1,2],"data_offsets":[8,12]},' +
       '"a":{"dtype":"F16","shape":[3],"data_offsets":[12,18]}}';
     const data = [
-      0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x40, // F32 1.0, 2.0
-      0x80, 0x3f, 0x20, 0xc0, // BF16 1.0, -2.5
-      0x00, 0x3c, 0x00, 0xc1, 0xff, 0x7b, // F16 1.0, -2.5, 65504
+      0x00,
+      0x00,
+      0x80,
+      0x3f,
+      0x00,
+      0x00,
+      0x00,
+      0x40, // F32 1.0, 2.0
+      0x80,
+      0x3f,
+      0x20,
+      0xc0, // BF16 1.0, -2.5
+      0x00,
+      0x3c,
+      0x00,
+      0xc1,
+      0xff,
+      0x7b, // F16 1.0, -2.5, 65504
     ];
     const expected = handFile(header, data);
     const f = path.join(dir, 'x.safetensors');
@@ -336,7 +340,12 @@ test('malformed files fail with errors naming the file and the problem', async (
     await attempt(longLen, 'header length 1000 runs past the end of the file (16 bytes)');
     await attempt(handFile('{"a": [1,'), 'header is not valid JSON');
     await attempt(handFile('[1,2]'), 'header JSON is not an object');
-    await attempt(handFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', [0, 0, 0, 0]), 'tensor "a"', 'span 4 bytes', 'needs 8');
+    await attempt(
+      handFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', [0, 0, 0, 0]),
+      'tensor "a"',
+      'span 4 bytes',
+      'needs 8',
+    );
     await attempt(handFile('{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}', [0]), 'unknown dtype "Q4"');
     await attempt(handFile('{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}', [0, 0, 0, 0]), 'shape [-1]');
     await attempt(handFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}', [0, 0, 0, 0]), 'data_offsets [4,0]');
@@ -345,7 +354,10 @@ test('malformed files fail with errors naming the file and the problem', async (
       'header lists "a" more than once',
     );
     await attempt(
-      handFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', [0, 0, 0, 0, 0, 0, 0, 0]),
+      handFile(
+        '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+        [0, 0, 0, 0, 0, 0, 0, 0],
+      ),
       'overlap',
     );
     await attempt(handFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', [0, 0, 0, 0, 0, 0, 0, 0]), 'leave a gap');
@@ -408,44 +420,89 @@ test('invalid writes fail clearly and leave no file or temp file behind', async 
   });
 });
 
-function pythonSafetensors(): string | undefined {
-  const r = spawnSync('python3', ['-c', 'import numpy, safetensors.numpy'], { encoding: 'utf8' });
-  return r.status === 0 ? undefined : 'python3 with numpy and safetensors is not available';
-}
+// An independent implementation of the format from its specification, in Python with numpy
+// (Debian python3-numpy; the `safetensors` package itself is not packaged): it reads our file
+// and writes the same tensors as the reference writer lays them out (8-byte header length,
+// compact JSON with __metadata__ first, tensors by descending dtype (F32 > BF16 > F16) then
+// name, space padding to 8 bytes, little-endian data, BF16 rounded to nearest even).
+const PY_SAFETENSORS = String.raw`
+import json, struct, sys
+import numpy as np
 
-test('cross-check with the reference Python safetensors library', { skip: pythonSafetensors() }, async () => {
+def read(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    meta = header.pop("__metadata__", None)
+    out, end = {}, 0
+    for name, t in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]):
+        b, e = t["data_offsets"]
+        assert b == end, f"{name}: gap or overlap at {b}"
+        end = e
+        buf = data[b:e]
+        if t["dtype"] == "F32": a = np.frombuffer(buf, "<f4")
+        elif t["dtype"] == "F16": a = np.frombuffer(buf, "<f2")
+        elif t["dtype"] == "BF16": a = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else: raise ValueError(t["dtype"])
+        assert a.size == int(np.prod(t["shape"])), name
+        out[name] = [t["dtype"], t["shape"], a.astype(np.float64).tolist()]
+    assert end == len(data), "trailing bytes"
+    return meta, out
+
+def bf16(values):
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+
+RANK = {"F16": 0, "BF16": 1, "F32": 2}
+def write(path, tensors, metadata=None):
+    tensors = sorted(tensors, key=lambda t: (-RANK[t[1]], t[0]))
+    header, blobs, offset = {}, [], 0
+    if metadata is not None: header["__metadata__"] = metadata
+    for name, dtype, shape, values in tensors:
+        blob = bf16(values).tobytes() if dtype == "BF16" else np.asarray(values, dtype={"F32": "<f4", "F16": "<f2"}[dtype]).tobytes()
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+meta, tensors = read(sys.argv[1])
+write(sys.argv[2], [(k, v[0], v[1], json.loads(sys.argv[3])[k]) for k, v in tensors.items()])
+print(json.dumps({"metadata": meta, "tensors": tensors}))
+`;
+
+test('cross-check with an independent Python (numpy) reader and writer of the format', async () => {
   await withTempDir(async (dir) => {
     const ours = path.join(dir, 'ours.safetensors');
     const theirs = path.join(dir, 'theirs.safetensors');
     const oursPlain = path.join(dir, 'ours-plain.safetensors');
+    const values = { w: [1, 2, 3, 4, 5, 6], h: [1, -2.5, 65504], b: [1, -0.1, 3.14159, 1e-3] };
     const tensors: TensorToWrite[] = [
-      { name: 'w', shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
-      { name: 'h', shape: [3], data: Float32Array.from([1, -2.5, 65504]), dtype: 'F16' },
+      { name: 'w', shape: [2, 3], data: Float32Array.from(values.w) },
+      { name: 'h', shape: [3], data: Float32Array.from(values.h), dtype: 'F16' },
+      { name: 'b', shape: [2, 2], data: Float32Array.from(values.b), dtype: 'BF16' },
     ];
     await writeSafetensors(ours, tensors, { format: 'np' });
     await writeSafetensors(oursPlain, tensors);
-    const script = `
-import json, sys
-import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save_file
-out = {}
-with safe_open(sys.argv[1], framework="numpy") as f:
-    out["metadata"] = f.metadata()
-    out["tensors"] = {k: [str(f.get_tensor(k).dtype), list(f.get_tensor(k).shape), f.get_tensor(k).astype(np.float64).ravel().tolist()] for k in f.keys()}
-save_file({"w": np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32), "h": np.array([1, -2.5, 65504], dtype=np.float16)}, sys.argv[2])
-print(json.dumps(out))
-`;
-    const r = spawnSync('python3', ['-c', script, ours, theirs], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
+    const r = spawnSync('python3', ['-c', PY_SAFETENSORS, ours, theirs, JSON.stringify(values)], { encoding: 'utf8' });
+    assert.equal(
+      r.status,
+      0,
+      `python3 with numpy (Debian: apt-get install python3-numpy, as .ci/run does): ${r.error?.message ?? r.stderr}`,
+    );
     const parsed = JSON.parse(r.stdout) as { metadata: unknown; tensors: Record<string, unknown> };
     assert.deepEqual(parsed.metadata, { format: 'np' });
+    const bf = [...(await readSafetensors(ours)).get('b')!.data];
     assert.deepEqual(parsed.tensors, {
-      w: ['float32', [2, 3], [1, 2, 3, 4, 5, 6]],
-      h: ['float16', [3], [1, -2.5, 65504]],
+      w: ['F32', [2, 3], values.w],
+      h: ['F16', [3], values.h],
+      b: ['BF16', [2, 2], bf],
     });
     assert.deepEqual(await readFile(theirs), await readFile(oursPlain));
     const back = await readSafetensors(theirs);
-    assert.deepEqual([...back.get('h')!.data], [1, -2.5, 65504]);
+    assert.deepEqual([...back.get('h')!.data], values.h);
+    assert.deepEqual([...back.get('b')!.data], bf);
   });
 });

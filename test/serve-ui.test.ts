@@ -12,12 +12,11 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { loadChatModel } from '../src/model/load.js';
 import { Annotator } from '../src/serve/annotate.js';
 import { buildServer, startServer } from '../src/serve/server.js';
-import { toPreference } from '../src/train/preference.js';
+import { preferenceOf } from '../src/data/stage-files.js';
 import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
 import { runCli, tmpDir } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (Debian package chromium)`;
 const dir = tmpDir('chimed-serve-ui-');
 const shots = process.env.CHIMED_SCREENSHOTS ?? dir;
 const { sft } = qaSet();
@@ -28,19 +27,35 @@ let page: Page;
 let url = '';
 
 before(async () => {
-  if (skip) return;
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is not installed (Debian: apt-get install chromium, as .ci/run does)`);
   const tok = await qaTokenizer(dir);
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512 }));
+  fs.writeFileSync(
+    path.join(dir, 'model.json'),
+    JSON.stringify({
+      vocab_size: 400,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 512,
+    }),
+  );
   const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + r.stdout);
   ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'model')]));
   const chat = await loadChatModel({ model: path.join(dir, 'model') });
-  const prompts = writeJsonl(path.join(dir, 'prompts.jsonl'), [0, 2, 4].map((i) => ({ id: `q${i}`, prompt: sft[i].prompt })));
+  const prompts = writeJsonl(
+    path.join(dir, 'prompts.jsonl'),
+    [0, 2, 4].map((i) => ({ id: `q${i}`, prompt: sft[i].prompt })),
+  );
   const annotator = await Annotator.open({ promptsFile: prompts, outFile });
   app = await buildServer({ chat, annotator, annotate: { k: 2, temperature: 1.5, maxNewTokens: 40, seed: 7 } });
   url = await startServer(app, '127.0.0.1', 0);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless'] });
   page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
-  page.on('pageerror', (e) => { throw e; });
+  page.on('pageerror', (e) => {
+    throw e;
+  });
   // greedy replies, so the page must show exactly what the API answers
   await page.addInitScript(() => localStorage.setItem('chimed.settings', JSON.stringify({ temperature: 0, maxTokens: 64 })));
 });
@@ -50,7 +65,15 @@ after(async () => {
   await app?.close();
 });
 
-const readPrefs = () => (fs.existsSync(outFile) ? fs.readFileSync(outFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
+const readPrefs = () =>
+  fs.existsSync(outFile)
+    ? fs
+        .readFileSync(outFile, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
 
 /** Sends text from the composer; returns the request body the page sent and the reply it shows once done. */
 async function sendFromPage(text: string, submit: () => Promise<void>, turn: number) {
@@ -64,11 +87,15 @@ async function sendFromPage(text: string, submit: () => Promise<void>, turn: num
 
 /** The API's reply to the same request, whole. */
 async function apiReply(body: object): Promise<string> {
-  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: false }) });
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: false }),
+  });
   return (await res.json()).choices[0].message.content;
 }
 
-test('chat: a message gets a streamed reply, and the next turn carries the history', { skip }, async () => {
+test('chat: a message gets a streamed reply, and the next turn carries the history', async () => {
   await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]');
   assert.equal(await page.textContent('#model-name'), 'chimed');
@@ -88,11 +115,18 @@ test('chat: a message gets a streamed reply, and the next turn carries the histo
   assert.equal(first.shown, reply);
   const seen = (await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).filter(Boolean);
   assert.ok(seen.length >= 3, `the reply grew in steps: ${JSON.stringify(seen)}`);
-  assert.ok(seen.every((s) => reply.startsWith(s)), `every step is a prefix of the reply: ${JSON.stringify(seen)}`);
+  assert.ok(
+    seen.every((s) => reply.startsWith(s)),
+    `every step is a prefix of the reply: ${JSON.stringify(seen)}`,
+  );
   await page.screenshot({ path: path.join(shots, 'chat-1.png') });
 
   const second = await sendFromPage(sft[2].prompt, () => page.click('#send'), 2);
-  assert.deepEqual(second.body.messages, [{ role: 'user', content: sft[0].prompt }, { role: 'assistant', content: reply }, { role: 'user', content: sft[2].prompt }]);
+  assert.deepEqual(second.body.messages, [
+    { role: 'user', content: sft[0].prompt },
+    { role: 'assistant', content: reply },
+    { role: 'user', content: sft[2].prompt },
+  ]);
   assert.equal(second.shown, await apiReply(second.body));
   await page.screenshot({ path: path.join(shots, 'chat-2.png') });
 
@@ -100,7 +134,7 @@ test('chat: a message gets a streamed reply, and the next turn carries the histo
   assert.equal(await page.locator('.msg').count(), 0);
 });
 
-test('annotation: pick, edit and all-bad verdicts land in the preference JSONL', { skip }, async () => {
+test('annotation: pick, edit and all-bad verdicts land in the preference JSONL', async () => {
   await page.click('#tab-annotate');
   await page.waitForSelector('.response-card');
   const question = await page.textContent('#annot-question');
@@ -117,7 +151,10 @@ test('annotation: pick, edit and all-bad verdicts land in the preference JSONL',
   assert.deepEqual([prefs[0].prompt, prefs[0].chosen, prefs[0].rejected, prefs[0].edited], [sft[0].prompt, cards[1], cards[0], false]);
 
   // 2. A, edited, is better
-  await page.waitForFunction((q) => document.getElementById('annot-question')?.textContent !== q && document.querySelectorAll('.response-card').length > 0, question);
+  await page.waitForFunction(
+    (q) => document.getElementById('annot-question')?.textContent !== q && document.querySelectorAll('.response-card').length > 0,
+    question,
+  );
   assert.equal(await page.textContent('#annot-question'), sft[2].prompt);
   const cards2 = await page.locator('.response-text').allTextContents();
   const card = page.locator('.response-card').first();
@@ -127,7 +164,10 @@ test('annotation: pick, edit and all-bad verdicts land in the preference JSONL',
   await card.locator('[data-action=choose]').click();
   await page.waitForFunction(() => document.getElementById('annot-progress')?.textContent?.startsWith('2 / 3'));
   prefs = readPrefs().slice(1);
-  assert.ok(prefs.length >= 1 && prefs.every((p) => p.chosen === '糖尿病常用二甲双胍，请遵医嘱。' && p.edited === true && p.prompt === sft[2].prompt));
+  assert.ok(
+    prefs.length >= 1 &&
+      prefs.every((p) => p.chosen === '糖尿病常用二甲双胍，请遵医嘱。' && p.edited === true && p.prompt === sft[2].prompt),
+  );
   assert.deepEqual(prefs.map((p) => p.rejected).sort(), cards2.filter((c) => c !== '糖尿病常用二甲双胍，请遵医嘱。').sort());
 
   // 3. all bad, with a better reply written in
@@ -137,10 +177,10 @@ test('annotation: pick, edit and all-bad verdicts land in the preference JSONL',
   await page.fill('#annot-better', '肺炎常用阿莫西林，请遵医嘱。');
   await page.click('#annot-bad-save');
   await page.waitForSelector('#annot-done:not([hidden])');
-  assert.match(await page.textContent('#annot-progress') ?? '', /^3 \/ 3/);
+  assert.match((await page.textContent('#annot-progress')) ?? '', /^3 \/ 3/);
   await page.screenshot({ path: path.join(shots, 'annotate-done.png') });
 
   const all = readPrefs();
   assert.ok(all.at(-1).chosen === '肺炎常用阿莫西林，请遵医嘱。' && all.at(-1).prompt === sft[4].prompt);
-  for (const [i, rec] of all.entries()) toPreference(rec, `${outFile}:${i + 1}`); // what `chimed train rm` / `dpo` read
+  for (const [i, rec] of all.entries()) preferenceOf(rec, `${outFile}:${i + 1}`); // what `chimed train rm` / `dpo` read
 });

@@ -9,10 +9,10 @@ import { Annotator, preferencePairs, preferencePrompt, readAnnotationPrompts } f
 import { QueueClosedError, QueueFullError, RequestQueue } from '../src/serve/queue.js';
 import { buildServer, startServer, stopServer, type ServeOptions } from '../src/serve/server.js';
 import { TextDelta } from '../src/serve/stream.js';
+import { preferenceOf } from '../src/data/stage-files.js';
 import { cleanUpTokenization } from '../src/tokenizer/index.js';
-import { toPreference } from '../src/train/preference.js';
-import { qaSet, qaTokenizer, writeJsonl } from './fixtures.js';
-import { repoRoot, runCli, tmpDir } from './helpers.js';
+import { qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
+import { repoRoot, runCli, tmpDir, trainingSeed } from './helpers.js';
 
 const dir = tmpDir('chimed-serve-');
 const { sft } = qaSet();
@@ -30,7 +30,12 @@ async function serve(o: Partial<ServeOptions> = {}): Promise<{ app: FastifyInsta
 }
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body), signal });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal,
+  });
   const text = await res.text();
   return { status: res.status, type: res.headers.get('content-type') ?? '', text, json: text.startsWith('{') ? JSON.parse(text) : null };
 }
@@ -43,16 +48,23 @@ function sseEvents(text: string): unknown[] {
   return blocks.slice(0, -1).map((b) => JSON.parse(b.slice(6)));
 }
 
-type Chunk = { id: string; object: string; model: string; choices: { index: number; delta?: { role?: string; content?: string }; text?: string; finish_reason: string | null }[]; usage?: unknown };
+type Chunk = {
+  id: string;
+  object: string;
+  model: string;
+  choices: { index: number; delta?: { role?: string; content?: string }; text?: string; finish_reason: string | null }[];
+  usage?: unknown;
+};
 
 /** Per choice index: the joined content and the finish reason. */
 function joinChunks(events: Chunk[]): { text: string; finish: string | null }[] {
   const out: { text: string; finish: string | null }[] = [];
-  for (const e of events) for (const c of e.choices) {
-    out[c.index] ??= { text: '', finish: null };
-    out[c.index].text += c.delta?.content ?? c.text ?? '';
-    if (c.finish_reason) out[c.index].finish = c.finish_reason;
-  }
+  for (const e of events)
+    for (const c of e.choices) {
+      out[c.index] ??= { text: '', finish: null };
+      out[c.index].text += c.delta?.content ?? c.text ?? '';
+      if (c.finish_reason) out[c.index].finish = c.finish_reason;
+    }
   return out;
 }
 
@@ -60,9 +72,10 @@ async function health(url: string) {
   return (await fetch(`${url}/health`)).json() as Promise<{ queue: { running: number; waiting: number }; totals: Record<string, number> }>;
 }
 
-/** Polls until cond holds (bounded: 400 x 10 ms). */
+/** Polls every 10 ms until cond holds; the minute's bound only stops a hung test (a loaded machine takes seconds). */
 async function until(what: string, cond: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
     if (await cond()) return;
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -70,13 +83,51 @@ async function until(what: string, cond: () => Promise<boolean>): Promise<void> 
 }
 
 before(async () => {
-  const tok = await qaTokenizer(dir);
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ vocab_size: 400, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 1024 }));
   const ok = (r: ReturnType<typeof runCli>) => assert.equal(r.code, 0, r.stderr + r.stdout);
-  ok(runCli(['init', '--config', path.join(dir, 'model.json'), '--tokenizer', tok, '--out', path.join(dir, 'base')]));
-  // the first six dialogues (all the tests ask about) are learnt by heart in a few seconds
-  ok(runCli(['train', 'sft', '--data', writeJsonl(path.join(dir, 'sft.jsonl'), sft.slice(0, 6)), '--model', path.join(dir, 'base'), '--out', path.join(dir, 'sft'),
-    '--eval-fraction', '0', '--lr', '5e-3', '--max-steps', '80', '--batch-size', '6', '--threads', '2', '--warmup-ratio', '0.05', '--save-every', '1000']));
+  const seed = String(trainingSeed(42));
+  await untrainedChatModel(dir, {
+    config: { hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, max_position_embeddings: 1024 },
+    seed,
+    name: 'base',
+  });
+  // the first six dialogues (all the tests ask about) are learnt by heart in a few seconds: final
+  // loss 0.010-0.013 over seeds 1, 2, 3, 42, every exact-reply check passing under each
+  ok(
+    runCli([
+      'train',
+      'sft',
+      '--data',
+      writeJsonl(path.join(dir, 'sft.jsonl'), sft.slice(0, 6)),
+      '--model',
+      path.join(dir, 'base'),
+      '--out',
+      path.join(dir, 'sft'),
+      '--eval-fraction',
+      '0',
+      '--lr',
+      '5e-3',
+      '--max-steps',
+      '80',
+      '--batch-size',
+      '6',
+      '--threads',
+      '2',
+      '--warmup-ratio',
+      '0.05',
+      '--save-every',
+      '1000',
+      '--seed',
+      seed,
+    ]),
+  );
+  const last = fs
+    .readFileSync(path.join(dir, 'sft/metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((m) => m.loss !== undefined)
+    .at(-1);
+  console.log(`# seed ${seed}: final SFT loss ${last.loss}`);
   chat = await loadChatModel({ model: modelDir });
   base = (await serve()).url;
 });
@@ -91,7 +142,10 @@ test('GET /health, /v1/models and /v1/models/:id', async () => {
   assert.equal(h.queue.running, 0);
   const models = await (await fetch(`${base}/v1/models`)).json();
   assert.equal(models.object, 'list');
-  assert.deepEqual(models.data.map((m: { id: string; object: string }) => [m.id, m.object]), [['chimed', 'model']]);
+  assert.deepEqual(
+    models.data.map((m: { id: string; object: string }) => [m.id, m.object]),
+    [['chimed', 'model']],
+  );
   const one = await fetch(`${base}/v1/models/chimed`);
   assert.equal(one.status, 200);
   assert.equal((await one.json()).id, 'chimed');
@@ -115,12 +169,22 @@ test('chat completion: the fine-tuned answer, OpenAI shape, token usage', async 
   assert.equal(j.usage.completion_tokens, chat.tokenizer.encode(sft[0].response).length);
   assert.equal(j.usage.total_tokens, j.usage.prompt_tokens + j.usage.completion_tokens);
   // text parts and a system message are accepted
-  const parts = await post(`${base}/v1/chat/completions`, { model: 'chimed', temperature: 0, messages: [{ role: 'user', content: [{ type: 'text', text: sft[2].prompt }] }] });
+  const parts = await post(`${base}/v1/chat/completions`, {
+    model: 'chimed',
+    temperature: 0,
+    messages: [{ role: 'user', content: [{ type: 'text', text: sft[2].prompt }] }],
+  });
   assert.equal(parts.json.choices[0].message.content, sft[2].response);
 });
 
 test('chat streaming: SSE chunks whose deltas join to the non-streamed reply, then finish, usage and [DONE]', async () => {
-  const r = await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(2), temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const r = await post(`${base}/v1/chat/completions`, {
+    model: 'chimed',
+    messages: ask(2),
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   assert.equal(r.status, 200);
   assert.match(r.type, /^text\/event-stream/);
   const ev = sseEvents(r.text) as Chunk[];
@@ -138,7 +202,9 @@ test('chat streaming: SSE chunks whose deltas join to the non-streamed reply, th
   const whole = await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(2), temperature: 0 });
   assert.deepEqual(usageEv.usage, whole.json.usage);
   // without include_usage there is no usage chunk and no usage key
-  const plain = sseEvents((await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(2), temperature: 0, stream: true })).text) as Chunk[];
+  const plain = sseEvents(
+    (await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(2), temperature: 0, stream: true })).text,
+  ) as Chunk[];
   assert.ok(plain.every((e) => !('usage' in e) && e.choices.length === 1));
 });
 
@@ -146,15 +212,30 @@ test('n > 1 and seed: n choices, reproducible per seed, streamed equal to non-st
   const req = { model: 'chimed', messages: ask(4), temperature: 1.5, n: 3, seed: 1234, max_tokens: 30 };
   const a = await post(`${base}/v1/chat/completions`, req);
   assert.equal(a.status, 200, a.text);
-  assert.deepEqual(a.json.choices.map((c: { index: number }) => c.index), [0, 1, 2]);
+  assert.deepEqual(
+    a.json.choices.map((c: { index: number }) => c.index),
+    [0, 1, 2],
+  );
   const texts = a.json.choices.map((c: { message: { content: string } }) => c.message.content);
   const b = await post(`${base}/v1/chat/completions`, req);
-  assert.deepEqual(b.json.choices.map((c: { message: { content: string } }) => c.message.content), texts, 'same seed, same samples');
+  assert.deepEqual(
+    b.json.choices.map((c: { message: { content: string } }) => c.message.content),
+    texts,
+    'same seed, same samples',
+  );
   const s = joinChunks(sseEvents((await post(`${base}/v1/chat/completions`, { ...req, stream: true })).text) as Chunk[]);
-  assert.deepEqual(s.map((c) => c.text), texts, 'the stream carries the same samples');
-  assert.deepEqual(s.map((c) => c.finish), a.json.choices.map((c: { finish_reason: string }) => c.finish_reason));
+  assert.deepEqual(
+    s.map((c) => c.text),
+    texts,
+    'the stream carries the same samples',
+  );
+  assert.deepEqual(
+    s.map((c) => c.finish),
+    a.json.choices.map((c: { finish_reason: string }) => c.finish_reason),
+  );
   // raw continuation at a high temperature: other seeds give other text
-  const comp = (seed: number) => post(`${base}/v1/completions`, { model: 'chimed', prompt: '高血压', temperature: 1.5, seed, max_tokens: 40, ignore_eos: true });
+  const comp = (seed: number) =>
+    post(`${base}/v1/completions`, { model: 'chimed', prompt: '高血压', temperature: 1.5, seed, max_tokens: 40, ignore_eos: true });
   const [x, y, z] = await Promise.all([comp(1), comp(1), comp(2)]);
   assert.equal(x.json.choices[0].text, y.json.choices[0].text);
   assert.notEqual(x.json.choices[0].text, z.json.choices[0].text);
@@ -165,7 +246,9 @@ test('stop strings end the reply before them, streamed or not, and never leak in
     const r = await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(0), temperature: 0, stop });
     const want = typeof stop === 'string' ? '高血压常用氨氯地平' : '高血压常用氨';
     assert.deepEqual([r.json.choices[0].message.content, r.json.choices[0].finish_reason], [want, 'stop']);
-    const ev = sseEvents((await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(0), temperature: 0, stop, stream: true })).text) as Chunk[];
+    const ev = sseEvents(
+      (await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(0), temperature: 0, stop, stream: true })).text,
+    ) as Chunk[];
     assert.deepEqual(joinChunks(ev)[0], { text: want, finish: 'stop' });
   }
   const long = await post(`${base}/v1/chat/completions`, { model: 'chimed', messages: ask(0), temperature: 0, max_tokens: 3 });
@@ -174,7 +257,15 @@ test('stop strings end the reply before them, streamed or not, and never leak in
 });
 
 test('/v1/completions: raw continuation, echo, several prompts x n, streaming, 16-token default', async () => {
-  const r = await post(`${base}/v1/completions`, { model: 'chimed', prompt: ['高血压', '糖尿病'], n: 2, temperature: 0, max_tokens: 8, echo: true, ignore_eos: true });
+  const r = await post(`${base}/v1/completions`, {
+    model: 'chimed',
+    prompt: ['高血压', '糖尿病'],
+    n: 2,
+    temperature: 0,
+    max_tokens: 8,
+    echo: true,
+    ignore_eos: true,
+  });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.object, 'text_completion');
   assert.match(r.json.id, /^cmpl-/);
@@ -183,8 +274,19 @@ test('/v1/completions: raw continuation, echo, several prompts x n, streaming, 1
   assert.ok(t[0].startsWith('高血压') && t[2].startsWith('糖尿病'), JSON.stringify(t));
   assert.equal(t[0], t[1], 'greedy samples of one prompt agree');
   assert.equal(r.json.usage.completion_tokens, 4 * 8);
-  assert.equal(r.json.usage.prompt_tokens, chat.tokenizer.encode('高血压').length + chat.tokenizer.encode('糖尿病').length, 'each prompt counted once, not per sample');
-  const s = await post(`${base}/v1/completions`, { model: 'chimed', prompt: '高血压', temperature: 0, max_tokens: 8, ignore_eos: true, stream: true });
+  assert.equal(
+    r.json.usage.prompt_tokens,
+    chat.tokenizer.encode('高血压').length + chat.tokenizer.encode('糖尿病').length,
+    'each prompt counted once, not per sample',
+  );
+  const s = await post(`${base}/v1/completions`, {
+    model: 'chimed',
+    prompt: '高血压',
+    temperature: 0,
+    max_tokens: 8,
+    ignore_eos: true,
+    stream: true,
+  });
   const ev = sseEvents(s.text) as Chunk[];
   assert.ok(ev.every((e) => e.object === 'text_completion'));
   assert.equal(joinChunks(ev)[0].text, t[0].slice('高血压'.length));
@@ -212,10 +314,25 @@ test('bad requests get 4xx errors in the OpenAI shape and the server keeps servi
     ['unknown model', { ...good, model: 'gpt-4o' }, 404, 'model', 'model_not_found'],
     ['max_tokens over the server limit', { ...good, max_tokens: 5000 }, 400, 'max_tokens', 'max_tokens_exceeded'],
     ['max_tokens past the context', { ...good, max_tokens: 1020 }, 400, 'max_tokens', 'context_length_exceeded'],
-    ['prompt past the context', { ...good, messages: [{ role: 'user', content: 'x'.repeat(3000) }] }, 400, 'messages', 'context_length_exceeded'],
+    [
+      'prompt past the context',
+      { ...good, messages: [{ role: 'user', content: 'x'.repeat(3000) }] },
+      400,
+      'messages',
+      'context_length_exceeded',
+    ],
     ['logprobs', { ...good, logprobs: true }, 400, 'logprobs', null],
+    ['JSON mode', { ...good, response_format: { type: 'json_object' } }, 400, 'response_format', null],
+    ['logit_bias', { ...good, logit_bias: { 5: 100 } }, 400, 'logit_bias', null],
+    ['functions', { ...good, functions: [{ name: 'lookup', parameters: {} }] }, 400, 'functions', null],
     ['five stop strings', { ...good, stop: ['a', 'b', 'c', 'd', 'e'] }, 400, 'stop', null],
-    ['oversize body', { ...good, messages: [{ role: 'user', content: 'x'.repeat(1.2 * 2 ** 20) }] }, 413, null, 'FST_ERR_CTP_BODY_TOO_LARGE'],
+    [
+      'oversize body',
+      { ...good, messages: [{ role: 'user', content: 'x'.repeat(1.2 * 2 ** 20) }] },
+      413,
+      null,
+      'FST_ERR_CTP_BODY_TOO_LARGE',
+    ],
   ];
   for (const [what, body, status, param, code] of cases) {
     const r = await post(url, body);
@@ -241,7 +358,9 @@ test('a full queue answers 429; waiting requests run in order once the slot free
   const { url } = await serve({ concurrency: 1, queueSize: 1 });
   const long = new AbortController();
   const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, signal: long.signal,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    signal: long.signal,
     body: JSON.stringify({ model: 'chimed', prompt: '高血压', max_tokens: 1000, ignore_eos: true, stream: true }),
   });
   const reader = res.body!.getReader();
@@ -260,18 +379,32 @@ test('a full queue answers 429; waiting requests run in order once the slot free
 
 test('concurrency 2: two generations interleave and each answers as it does alone', async () => {
   const { url } = await serve({ concurrency: 2 });
-  const req = (seed: number) => ({ model: 'chimed', prompt: '高血压', temperature: 1, seed, max_tokens: 300, ignore_eos: true, stream: true });
-  const streams = await Promise.all([1, 2].map((seed) => fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req(seed)) })));
+  const req = (seed: number) => ({
+    model: 'chimed',
+    prompt: '高血压',
+    temperature: 1,
+    seed,
+    max_tokens: 300,
+    ignore_eos: true,
+    stream: true,
+  });
+  const streams = await Promise.all(
+    [1, 2].map((seed) =>
+      fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req(seed)) }),
+    ),
+  );
   const readers = streams.map((r) => r.body!.getReader());
   const texts = await Promise.all(readers.map(async (rd) => new TextDecoder().decode((await rd.read()).value)));
   assert.equal((await health(url)).queue.running, 2, 'both run at once');
-  await Promise.all(readers.map(async (rd, i) => {
-    for (let k = 0; k < 10_000; k++) {
-      const { value, done } = await rd.read();
-      if (done) return;
-      texts[i] += new TextDecoder().decode(value);
-    }
-  }));
+  await Promise.all(
+    readers.map(async (rd, i) => {
+      for (let k = 0; k < 10_000; k++) {
+        const { value, done } = await rd.read();
+        if (done) return;
+        texts[i] += new TextDecoder().decode(value);
+      }
+    }),
+  );
   for (const [i, seed] of [1, 2].entries()) {
     const alone = await post(`${base}/v1/completions`, { ...req(seed), stream: false });
     assert.equal(joinChunks(sseEvents(texts[i]) as Chunk[])[0].text, alone.json.choices[0].text, `seed ${seed}`);
@@ -284,13 +417,23 @@ test('a client that disconnects stops its generation (streamed and not)', async 
   const h0 = await health(url);
   // streamed: leave after the first chunk
   const s = new AbortController();
-  const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body.replace('}', ',"stream":true}'), signal: s.signal });
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: body.replace('}', ',"stream":true}'),
+    signal: s.signal,
+  });
   await res.body!.getReader().read();
   s.abort();
   await until('the streamed generation to stop', async () => (await health(url)).queue.running === 0);
   // not streamed: leave while it runs
   const w = new AbortController();
-  const pending = fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: w.signal }).catch((e) => e);
+  const pending = fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    signal: w.signal,
+  }).catch((e) => e);
   await until('the generation to start', async () => (await health(url)).queue.running === 1);
   w.abort();
   assert.equal((await pending).name, 'AbortError');
@@ -315,14 +458,21 @@ test('--api-key: /v1 and /annotate need the bearer key; the UI files and /health
   const page = await fetch(`${url}/`);
   assert.equal(page.status, 200);
   assert.match(await page.text(), /<script type="module" src="\/app.js">/);
-  assert.deepEqual(await (await fetch(`${url}/ui/config`)).json(), { model: 'chimed', auth: true, annotate: false, k: 2, max_tokens_limit: 1024 });
+  assert.deepEqual(await (await fetch(`${url}/ui/config`)).json(), {
+    model: 'chimed',
+    auth: true,
+    annotate: false,
+    k: 2,
+    max_tokens_limit: 1024,
+  });
 });
 
 test('graceful shutdown: a running stream ends cleanly within the grace period, then the port is closed', async () => {
   const app = await buildServer({ chat });
   const url = await startServer(app, '127.0.0.1', 0);
   const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'chimed', prompt: '高血压', max_tokens: 1000, ignore_eos: true, stream: true }),
   });
   const reader = res.body!.getReader();
@@ -357,7 +507,11 @@ test('annotation API: next prompt, k sampled replies, verdicts appended as prefe
   assert.ok(pair.json.responses.length >= 1 && pair.json.responses.length <= 2);
   assert.equal(new Set(pair.json.responses).size, pair.json.responses.length, 'replies are distinct');
   // pick the last reply, edited: chosen is the edit, every sampled reply is rejected against it
-  const saved = await post(`${url}/annotate/save`, { pair_id: pair.json.pair_id, choice: pair.json.responses.length - 1, edited: sft[0].response + '（已核对）' });
+  const saved = await post(`${url}/annotate/save`, {
+    pair_id: pair.json.pair_id,
+    choice: pair.json.responses.length - 1,
+    edited: sft[0].response + '（已核对）',
+  });
   assert.equal(saved.status, 200, saved.text);
   assert.equal(saved.json.saved, pair.json.responses.length);
   assert.deepEqual(saved.json.progress, { done: 1, total: 3 });
@@ -375,21 +529,63 @@ test('annotation API: next prompt, k sampled replies, verdicts appended as prefe
   assert.equal((await post(`${url}/annotate/save`, { pair_id: 'nope', choice: 0 })).status, 400);
   assert.equal((await post(`${url}/annotate/sample`, { index: 99 })).status, 400);
 
-  const lines = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const lines = fs
+    .readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(lines.length, pair.json.responses.length + p2.json.responses.length);
   for (const [i, l] of lines.entries()) {
-    const pref = toPreference(l, `line ${i + 1}`); // what `chimed train rm` / `dpo` do with each line
+    const pref = preferenceOf(l, `line ${i + 1}`); // what `chimed train rm` / `dpo` do with each line
     assert.equal(pref.prompt.at(-1)!.content, l.prompt);
   }
-  assert.deepEqual(lines.filter((l) => l.prompt_id === 'p1').map((l) => [l.prompt, l.chosen, l.edited]), pair.json.responses.map(() => [sft[0].prompt, sft[0].response + '（已核对）', true]));
-  assert.deepEqual(lines.filter((l) => l.prompt_id === 'p1').map((l) => l.rejected).sort(), [...pair.json.responses].sort());
+  assert.deepEqual(
+    lines.filter((l) => l.prompt_id === 'p1').map((l) => [l.prompt, l.chosen, l.edited]),
+    pair.json.responses.map(() => [sft[0].prompt, sft[0].response + '（已核对）', true]),
+  );
+  assert.deepEqual(
+    lines
+      .filter((l) => l.prompt_id === 'p1')
+      .map((l) => l.rejected)
+      .sort(),
+    [...pair.json.responses].sort(),
+  );
   const l2 = lines.find((l) => l.prompt_id === 'p2');
   assert.deepEqual([l2.history, l2.system, l2.chosen], [[[sft[1].prompt, sft[1].response]], '你是医生。', '糖尿病常用二甲双胍。']);
-  assert.deepEqual(toPreference(l2, 'p2').prompt.map((m) => m.role), ['system', 'user', 'assistant', 'user']);
-  const bad = fs.readFileSync(Annotator.badFile(out), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(bad.map((b) => [b.prompt_id, b.responses]), [['p3', p3.json.responses]]);
+  assert.deepEqual(
+    preferenceOf(l2, 'p2').prompt.map((m) => m.role),
+    ['system', 'user', 'assistant', 'user'],
+  );
+  const bad = fs
+    .readFileSync(Annotator.badFile(out), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    bad.map((b) => [b.prompt_id, b.responses]),
+    [['p3', p3.json.responses]],
+  );
   // the trainers take the file as it is
-  const rm = runCli(['train', 'rm', '--data', out, '--model', modelDir, '--out', path.join(dir, 'rm'), '--eval-fraction', '0', '--max-steps', '2', '--batch-size', '2', '--threads', '2', '--save-every', '1000']);
+  const rm = runCli([
+    'train',
+    'rm',
+    '--data',
+    out,
+    '--model',
+    modelDir,
+    '--out',
+    path.join(dir, 'rm'),
+    '--eval-fraction',
+    '0',
+    '--max-steps',
+    '2',
+    '--batch-size',
+    '2',
+    '--threads',
+    '2',
+    '--save-every',
+    '1000',
+  ]);
   assert.equal(rm.code, 0, rm.stderr + rm.stdout);
   // a new session over the same files resumes: everything is done
   const again = await Annotator.open({ promptsFile: prompts, outFile: out });
@@ -400,7 +596,13 @@ test('annotation API: next prompt, k sampled replies, verdicts appended as prefe
 test('annotation helpers: prompt files (errors name file:line), pair building, prompt shapes', async () => {
   const txt = path.join(dir, 'prompts.txt');
   fs.writeFileSync(txt, '高血压常用什么药？\n\n  糖尿病有什么症状？ \n');
-  assert.deepEqual((await readAnnotationPrompts(txt)).map((p) => [p.id, p.messages[0].content]), [['0', '高血压常用什么药？'], ['1', '糖尿病有什么症状？']]);
+  assert.deepEqual(
+    (await readAnnotationPrompts(txt)).map((p) => [p.id, p.messages[0].content]),
+    [
+      ['0', '高血压常用什么药？'],
+      ['1', '糖尿病有什么症状？'],
+    ],
+  );
   const bad = path.join(dir, 'bad.jsonl');
   fs.writeFileSync(bad, '{"prompt": "a"}\n{"prompt": 5}\n');
   await assert.rejects(readAnnotationPrompts(bad), /bad\.jsonl:2/);
@@ -412,27 +614,56 @@ test('annotation helpers: prompt files (errors name file:line), pair building, p
 
   const p = { index: 0, id: 'q', messages: [{ role: 'user' as const, content: '问' }] };
   const t = new Date(0);
-  assert.deepEqual(preferencePairs(p, ['好', '坏'], { choice: 0 }, t), [{ id: 'q', prompt_id: 'q', prompt: '问', chosen: '好', rejected: '坏', edited: false, annotated_at: t.toISOString() }]);
-  assert.deepEqual(preferencePairs(p, ['a', 'b', 'c'], { choice: 1 }, t).map((r) => [r.id, r.chosen, r.rejected]), [['q-1', 'b', 'a'], ['q-2', 'b', 'c']]);
-  assert.deepEqual(preferencePairs(p, ['a', 'b'], { choice: 0, edited: 'a' }, t).map((r) => r.edited), [false], 'an unchanged edit is no edit');
+  assert.deepEqual(preferencePairs(p, ['好', '坏'], { choice: 0 }, t), [
+    { id: 'q', prompt_id: 'q', prompt: '问', chosen: '好', rejected: '坏', edited: false, annotated_at: t.toISOString() },
+  ]);
+  assert.deepEqual(
+    preferencePairs(p, ['a', 'b', 'c'], { choice: 1 }, t).map((r) => [r.id, r.chosen, r.rejected]),
+    [
+      ['q-1', 'b', 'a'],
+      ['q-2', 'b', 'c'],
+    ],
+  );
+  assert.deepEqual(
+    preferencePairs(p, ['a', 'b'], { choice: 0, edited: 'a' }, t).map((r) => r.edited),
+    [false],
+    'an unchanged edit is no edit',
+  );
   assert.deepEqual(preferencePairs(p, ['a', 'b'], { choice: null }, t), []);
   assert.throws(() => preferencePairs(p, ['a', 'a'], { choice: 0 }), /identical/);
   assert.throws(() => preferencePairs(p, ['a', 'b'], { choice: 2 }), /choice/);
-  assert.deepEqual(preferencePrompt([{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }]), { messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }] });
+  assert.deepEqual(
+    preferencePrompt([
+      { role: 'user', content: 'a' },
+      { role: 'user', content: 'b' },
+    ]),
+    {
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'user', content: 'b' },
+      ],
+    },
+  );
 });
 
 test('RequestQueue: concurrency limit, bounded FIFO line, cancellation, close', async () => {
   const q = new RequestQueue(1, 2);
   const r1 = await q.acquire();
   const order: number[] = [];
-  const w2 = q.acquire().then((rel) => { order.push(2); return rel; });
+  const w2 = q.acquire().then((rel) => {
+    order.push(2);
+    return rel;
+  });
   const gone = new AbortController();
   const w3 = q.acquire(gone.signal);
   await assert.rejects(q.acquire(), QueueFullError);
   gone.abort(new Error('left'));
   await assert.rejects(w3, /left/);
   assert.deepEqual(q.stats, { running: 1, waiting: 1, concurrency: 1, max_waiting: 2 });
-  const w4 = q.acquire().then((rel) => { order.push(4); return rel; });
+  const w4 = q.acquire().then((rel) => {
+    order.push(4);
+    return rel;
+  });
   r1();
   r1(); // releasing twice frees one slot only
   (await w2)();
@@ -457,11 +688,19 @@ test('TextDelta holds back partial UTF-8 and possible stop-string starts, and ne
   assert.equal(d.finish('高血压'), '');
 
   const s = new TextDelta(decode, ['。请']);
-  const seq = bytes('药。请遵').map((b) => s.push(b)).join('|');
+  const seq = bytes('药。请遵')
+    .map((b) => s.push(b))
+    .join('|');
   assert.equal(seq.replaceAll('|', ''), '药', `sent: ${seq}`);
   assert.equal(s.finish('药'), '');
   const t = new TextDelta(decode, ['。请']);
-  assert.equal(bytes('药。好').map((b) => t.push(b)).join(''), '药。好', 'a held-back start is released once it cannot become the stop');
+  assert.equal(
+    bytes('药。好')
+      .map((b) => t.push(b))
+      .join(''),
+    '药。好',
+    'a held-back start is released once it cannot become the stop',
+  );
   const e = new TextDelta(decode, [], 'echo:');
   assert.equal(e.push(0x61) + e.finish('ab'), 'echo:ab');
   // a space that the tokenizer's clean-up later removes is never sent
@@ -472,14 +711,28 @@ test('TextDelta holds back partial UTF-8 and possible stop-string starts, and ne
 
 test('chimed serve: starts from the CLI flags, answers, and exits 0 on SIGTERM; bad flags exit 2', async () => {
   const cli = [path.join(repoRoot, 'bin/chimed.js'), 'serve'];
-  const child = spawn(process.execPath, [...cli, '--model', modelDir, '--port', '0', '--threads', '1', '--model-name', 'med', '--log', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  child.stdout.on('data', (b) => { out += b; });
-  child.stderr.on('data', (b) => { err += b; });
+  const child = spawn(
+    process.execPath,
+    [...cli, '--model', modelDir, '--port', '0', '--threads', '1', '--model-name', 'med', '--log', 'silent'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '',
+    err = '';
+  child.stderr.on('data', (b) => {
+    err += b;
+  });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // the URL line, or the exit, whichever comes first: no clock involved
+  const listening = new Promise<string | null>((resolve) => {
+    child.stdout.on('data', (b) => {
+      out += b;
+      const m = /http:\/\/127\.0\.0\.1:\d+/.exec(out);
+      if (m) resolve(m[0]);
+    });
+    void exited.then(() => resolve(null));
+  });
   try {
-    await until('the server to print its URL', async () => /http:\/\/127\.0\.0\.1:\d+/.test(out) || child.exitCode !== null);
-    const url = /http:\/\/127\.0\.0\.1:\d+/.exec(out)?.[0];
+    const url = await listening;
     assert.ok(url, out + err);
     const r = await post(`${url}/v1/chat/completions`, { model: 'med', messages: ask(0), temperature: 0 });
     assert.equal(r.json.choices[0].message.content, sft[0].response);
@@ -489,7 +742,9 @@ test('chimed serve: starts from the CLI flags, answers, and exits 0 on SIGTERM; 
   assert.equal(await exited, 0, err);
   const usage = spawn(process.execPath, [...cli, '--model', modelDir, '--annotate-prompts', 'x.jsonl'], { stdio: 'pipe' });
   let uerr = '';
-  usage.stderr.on('data', (b) => { uerr += b; });
+  usage.stderr.on('data', (b) => {
+    uerr += b;
+  });
   const code = await new Promise((resolve) => usage.on('exit', resolve));
   assert.equal(code, 2, 'a usage error');
   assert.match(uerr, /--annotate-prompts and --annotate-out go together/);

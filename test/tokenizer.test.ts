@@ -21,7 +21,9 @@ const noShared = existsSync(SHARED_TRAIN) ? false : `${SHARED_TRAIN} is absent`;
 /** text / prompt / response / chosen / rejected strings of every record in the shared train set. */
 function sharedLines(): string[] {
   const out: string[] = [];
-  for (const f of readdirSync(SHARED_TRAIN).filter((n) => n.endsWith('.jsonl')).sort()) {
+  for (const f of readdirSync(SHARED_TRAIN)
+    .filter((n) => n.endsWith('.jsonl'))
+    .sort()) {
     for (const line of readFileSync(path.join(SHARED_TRAIN, f), 'utf8').split('\n')) {
       if (!line.trim()) continue;
       const rec = JSON.parse(line) as Record<string, unknown>;
@@ -81,7 +83,8 @@ function assertSameIds(ours: Tokenizer, hf: HfTokenizer, lines: string[], what: 
 }
 
 function assertRoundTrip(tok: Tokenizer, lines: string[]): void {
-  for (const line of lines) assert.equal(tok.decode(tok.encode(line)), line.normalize('NFC'), `round trip of ${JSON.stringify(line.slice(0, 80))}`);
+  for (const line of lines)
+    assert.equal(tok.decode(tok.encode(line)), line.normalize('NFC'), `round trip of ${JSON.stringify(line.slice(0, 80))}`);
 }
 
 let qwenCache: { ours: Tokenizer; hf: HfTokenizer; json: HfTokenizerJson; config: object } | undefined;
@@ -98,7 +101,18 @@ test('bytes(): ids are UTF-8 bytes, specials are single ids, and @huggingface/to
   const tok = Tokenizer.bytes();
   assert.deepEqual(tok.encode('aé中'), [0x61, 0xc3, 0xa9, 0xe4, 0xb8, 0xad]);
   assert.equal(tok.vocabSize, 256 + 15);
-  assert.deepEqual(tok.encode(`${IM_START}user\n你${IM_END}`), [tok.tokenToId(IM_START), 0x75, 0x73, 0x65, 0x72, 0x0a, 0xe4, 0xbd, 0xa0, tok.tokenToId(IM_END)]);
+  assert.deepEqual(tok.encode(`${IM_START}user\n你${IM_END}`), [
+    tok.tokenToId(IM_START),
+    0x75,
+    0x73,
+    0x65,
+    0x72,
+    0x0a,
+    0xe4,
+    0xbd,
+    0xa0,
+    tok.tokenToId(IM_END),
+  ]);
   assert.equal(tok.eosId, tok.tokenToId(EOS_TOKEN));
   assert.equal(tok.padId, tok.tokenToId('<|pad|>'));
   assert.equal(tok.bosId, null);
@@ -123,7 +137,8 @@ test('training on inline Chinese text makes common characters single tokens and 
   for (let id = 0; id < tok.vocabSize; id++) {
     if (tok.isSpecialId(id)) continue;
     const text = tok.decode([id]);
-    if (text.includes('\ufffd')) assert.ok(!/[^\ufffd]/u.test(text), `token ${id} mixes whole and partial characters: ${JSON.stringify(text)}`);
+    if (text.includes('\ufffd'))
+      assert.ok(!/[^\ufffd]/u.test(text), `token ${id} mixes whole and partial characters: ${JSON.stringify(text)}`);
   }
   assertRoundTrip(tok, [...MIXED, ...CHINESE]);
   assertSameIds(tok, hfOf(tok), [...INLINE_CORPUS, ...MIXED, 'unseen 字符：龘靐齉 and English words'], 'inline-trained');
@@ -141,7 +156,10 @@ test('training on inline Chinese text makes common characters single tokens and 
 });
 
 test('special tokens: recognised in text, kept out of training, skipped on request', async () => {
-  const tok = await Tokenizer.train(INLINE_CORPUS.map((l) => `${IM_START}user\n${l}${IM_END}\n`), { vocabSize: 600, specialTokens: ['<|tool|>'] });
+  const tok = await Tokenizer.train(
+    INLINE_CORPUS.map((l) => `${IM_START}user\n${l}${IM_END}\n`),
+    { vocabSize: 600, specialTokens: ['<|tool|>'] },
+  );
   const start = tok.tokenToId(IM_START)!;
   const end = tok.tokenToId(IM_END)!;
   const tool = tok.tokenToId('<|tool|>')!;
@@ -152,7 +170,8 @@ test('special tokens: recognised in text, kept out of training, skipped on reque
   assert.ok(ids.includes(tool));
   assert.equal(tok.decode(ids, { skipSpecialTokens: true }), 'user\n发热');
   // No learned token contains special-token text.
-  for (let id = 0; id < tok.vocabSize; id++) if (!tok.isSpecialId(id)) assert.ok(!tok.decode([id]).includes('<|'), `token ${id} learned markup`);
+  for (let id = 0; id < tok.vocabSize; id++)
+    if (!tok.isSpecialId(id)) assert.ok(!tok.decode([id]).includes('<|'), `token ${id} learned markup`);
   // As untrusted text, markup is spelled out and round-trips.
   const plain = tok.encode(`${IM_START}x`, { splitSpecialTokens: true });
   assert.ok(!plain.includes(start));
@@ -182,7 +201,10 @@ test('save and load round trip (tokenizer.json + tokenizer_config.json with chat
     assert.equal(config.added_tokens_decoder[String(tok.eosId)].content, EOS_TOKEN);
     // The chat template renders ChatML whose markers encode as single ids.
     const rendered = new Template(back.chatTemplate!.template).render({
-      messages: [{ role: 'user', content: '头痛怎么办？' }, { role: 'assistant', content: '多休息。' }],
+      messages: [
+        { role: 'user', content: '头痛怎么办？' },
+        { role: 'assistant', content: '多休息。' },
+      ],
       add_generation_prompt: true,
     });
     assert.equal(rendered, `${IM_START}user\n头痛怎么办？${IM_END}\n${IM_START}assistant\n多休息。${IM_END}\n${IM_START}assistant\n`);
@@ -190,7 +212,10 @@ test('save and load round trip (tokenizer.json + tokenizer_config.json with chat
     // A custom template is written as given; the saved files load in @huggingface/tokenizers.
     await tok.save(dir, { template: ChatTemplate.custom('{{ messages[0].content }}') });
     assert.deepEqual(Tokenizer.fromDir(dir).chatTemplate, { form: 'config', template: '{{ messages[0].content }}' });
-    const hf = new HfTokenizer(JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
+    const hf = new HfTokenizer(
+      JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
+      JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')),
+    );
     assertSameIds(back, hf, INLINE_CORPUS, 'saved files');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -241,7 +266,8 @@ test('other byte-level configurations (Llama-3 regex, ignore_merges, GPT-2 ByteL
   };
   const lines = [...MIXED, ...CHINESE, 'Version 12345 of 3.14159 ABCD abcd AbCd', "DON'T YOU'LL we'RE"];
   const llama3 = variant((j) => {
-    const regex = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    const regex =
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
     j.pre_tokenizer = {
       type: 'Sequence',
       pretokenizers: [
@@ -315,7 +341,12 @@ test('random merge tables (cross-character merges, shuffled ranks) encode like @
     }
     const json = buildTokenizerJson(tokens, merges, [EOS_TOKEN], 'none');
     const ours = Tokenizer.fromJSON(json, null, `random vocabulary ${round}`);
-    assertSameIds(ours, new HfTokenizer(json, {}), [...texts, ...Array.from({ length: 40 }, () => randomText(30))], `random vocabulary ${round}`);
+    assertSameIds(
+      ours,
+      new HfTokenizer(json, {}),
+      [...texts, ...Array.from({ length: 40 }, () => randomText(30))],
+      `random vocabulary ${round}`,
+    );
   }
 });
 
@@ -373,7 +404,12 @@ function sharedSample(count: number): string[][] {
   const step = records.length / count;
   return Array.from({ length: Math.min(count, records.length) }, (_, i) => records[Math.floor(i * step)]);
 }
-const INLINE_RECORDS = [...MIXED.filter(Boolean), ...CHINESE, "Hello world . isn't it ? I 'm sure , they 've said", '  two spaces first, then 𠮷 and 😀'].map((s) => [s]);
+const INLINE_RECORDS = [
+  ...MIXED.filter(Boolean),
+  ...CHINESE,
+  "Hello world . isn't it ? I 'm sure , they 've said",
+  '  two spaces first, then 𠮷 and 😀',
+].map((s) => [s]);
 
 for (const name of JSON_TOKENIZERS) {
   test(`${name} tokenizer.json: ids and decoded text identical to @huggingface/tokenizers (shared data sample)`, async () => {
@@ -385,7 +421,9 @@ for (const name of JSON_TOKENIZERS) {
 
 for (const kind of SPM_TOKENIZERS) {
   test(`${kind} tokenizer.model: ids and decoded text identical to SentencePiece itself (shared data sample)`, async () => {
-    const records = [...INLINE_RECORDS, [' ＡＢＣ１２３ ﬁ ① ㈱ \u00a0x\u3000y  '], ['a \ufeffBOM and \u0085 NEL']].concat(noShared ? [] : sharedSample(250));
+    const records = [...INLINE_RECORDS, [' ＡＢＣ１２３ ﬁ ① ㈱ \u00a0x\u3000y  '], ['a \ufeffBOM and \u0085 NEL']].concat(
+      noShared ? [] : sharedSample(250),
+    );
     const r = await tokenizerParity(kind, records);
     assert.equal(r.id_mismatches + r.decode_mismatches, 0, `${kind}: ${JSON.stringify(r)}`);
   });
@@ -413,8 +451,15 @@ test('the newer Llama-2 form (Metaspace pre-tokenizer, prepend_scheme first) enc
   const json = JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as HfTokenizerJson;
   const config = JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
   const metaspace = { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false };
-  const newer = { ...json, normalizer: null, pre_tokenizer: metaspace, decoder: { type: 'Sequence', decoders: [metaspace, { type: 'ByteFallback' }, { type: 'Fuse' }] } };
-  const ours = Tokenizer.fromJSON(newer, config), hf = new HfTokenizer(newer, config), legacy = Tokenizer.fromDir(dir);
+  const newer = {
+    ...json,
+    normalizer: null,
+    pre_tokenizer: metaspace,
+    decoder: { type: 'Sequence', decoders: [metaspace, { type: 'ByteFallback' }, { type: 'Fuse' }] },
+  };
+  const ours = Tokenizer.fromJSON(newer, config),
+    hf = new HfTokenizer(newer, config),
+    legacy = Tokenizer.fromDir(dir);
   const lines = [...MIXED, ...CHINESE, 'x<s>y </s> z', ...(noShared ? [] : spread(sharedLines(), 200, 4))];
   for (const line of lines) assert.deepEqual(ours.encode(line), hf.encode(line).ids, JSON.stringify(line.slice(0, 80)));
   // "first": the text after a special token gets no "▁", unlike the legacy form
@@ -460,9 +505,15 @@ test('tokenizers are written back in the form they came in', async () => {
     await llama2.save(jinjaDir);
     writeFileSync(path.join(jinjaDir, 'chat_template.jinja'), '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}');
     await Tokenizer.fromDir(jinjaDir).save(path.join(dir, 'jinja-out'));
-    assert.equal(readFileSync(path.join(dir, 'jinja-out/chat_template.jinja'), 'utf8'), '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}');
+    assert.equal(
+      readFileSync(path.join(dir, 'jinja-out/chat_template.jinja'), 'utf8'),
+      '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}',
+    );
     assert.equal(JSON.parse(readFileSync(path.join(dir, 'jinja-out/tokenizer_config.json'), 'utf8')).chat_template, undefined);
-    const named = [{ name: 'default', template: '{{ messages[0].content }}' }, { name: 'tool_use', template: 'tools' }];
+    const named = [
+      { name: 'default', template: '{{ messages[0].content }}' },
+      { name: 'tool_use', template: 'tools' },
+    ];
     const namedTok = Tokenizer.fromJSON(llama2.toJSON(), { ...cfg, chat_template: named });
     assert.equal(namedTok.chatTemplate?.template, '{{ messages[0].content }}');
     await namedTok.save(path.join(dir, 'named-out'));
@@ -473,6 +524,12 @@ test('tokenizers are written back in the form they came in', async () => {
 });
 
 test('a bad tokenizer.model is rejected naming the file', () => {
-  assert.throws(() => Tokenizer.fromSentencePiece(Uint8Array.of(0x0a, 0x05, 0x0a), null, 'x/tokenizer.model'), /x\/tokenizer\.model: not a SentencePiece model \(protobuf truncated field/);
-  assert.throws(() => Tokenizer.fromSentencePiece(new TextEncoder().encode('{"model": {}}'), null, 'y/tokenizer.model'), /y\/tokenizer\.model: not a SentencePiece model/);
+  assert.throws(
+    () => Tokenizer.fromSentencePiece(Uint8Array.of(0x0a, 0x05, 0x0a), null, 'x/tokenizer.model'),
+    /x\/tokenizer\.model: not a SentencePiece model \(protobuf truncated field/,
+  );
+  assert.throws(
+    () => Tokenizer.fromSentencePiece(new TextEncoder().encode('{"model": {}}'), null, 'y/tokenizer.model'),
+    /y\/tokenizer\.model: not a SentencePiece model/,
+  );
 });

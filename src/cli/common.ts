@@ -1,17 +1,36 @@
-import { nativeKernels, setThreads } from '../engine/native.js';
-import { loadModel, readConfigFile } from '../model/checkpoint.js';
-import { Llama } from '../model/llama.js';
-import { scaleRope, type RopeScalingRequest } from '../model/load.js';
-import { UsageError } from './args.js';
+import * as z from 'zod';
+import { setThreads } from '../engine/native.js';
+import { isPositiveInt, type Options, type Parsed } from '../io/argv.js';
+import { givenValues, helpLines, optionFields, parseGiven, parseOptions } from '../io/schema-options.js';
+import { loadChatModel, type ChatModel } from '../model/load.js';
+import { policyInputs, ropeSetting } from '../train/stages/common.js';
 
-/** Applies --threads (0 or absent keeps the OpenMP default: all cores). */
-export function applyThreads(n: number | undefined): void {
-  if (n !== undefined && n > 0) setThreads(n);
+/** Applies --threads (absent keeps the OpenMP default: all cores). */
+export function applyThreads(a: Parsed): void {
+  const n = a.optNum('threads', isPositiveInt, 'a positive integer');
+  if (n !== undefined) setThreads(n);
 }
 
-/** --model DIR loads an HF checkpoint; --config FILE initialises a fresh model from a config. */
-export async function modelFrom(opts: { model?: string; config?: string; seed: number; trainable: boolean; ropeScaling?: RopeScalingRequest | null }): Promise<Llama<Float32Array>> {
-  if (opts.model) return scaleRope(await loadModel(opts.model, nativeKernels, opts.trainable), opts.ropeScaling);
-  if (opts.config) return scaleRope(Llama.random(nativeKernels, readConfigFile(opts.config), opts.seed, opts.trainable), opts.ropeScaling);
-  throw new UsageError('give --model DIR (an HF checkpoint) or --config MODEL.json (a fresh model)');
+/** --model, --adapter, --tokenizer, --template: the flags that name a chat model, as the training stages spell them. */
+const MODEL_FIELDS = optionFields(z.strictObject(policyInputs));
+export const MODEL_FLAGS: Options = parseOptions(MODEL_FIELDS);
+export const MODEL_USAGE = helpLines(MODEL_FIELDS).join('\n');
+
+/** --rope-scaling TYPE:FACTOR, as the training stages spell it. */
+const ROPE_SCHEMA = z.strictObject(ropeSetting);
+const ROPE_FIELDS = optionFields(ROPE_SCHEMA);
+export const ROPE_FLAGS: Options = parseOptions(ROPE_FIELDS);
+export const ROPE_USAGE = helpLines(ROPE_FIELDS).join('\n');
+
+/** Loads --model (merging --adapter into it, RoPE scaled by --rope-scaling where the command takes it), its tokenizer and chat template. */
+export function loadPolicy(a: Parsed, trainable: boolean): Promise<ChatModel> {
+  const { rope_scaling } = parseGiven(ROPE_SCHEMA, ROPE_FIELDS, givenValues(ROPE_FIELDS, a), ROPE_USAGE);
+  return loadChatModel({
+    model: a.need('model'),
+    adapter: a.str('adapter'),
+    tokenizer: a.str('tokenizer'),
+    template: a.str('template'),
+    trainable,
+    ropeScaling: rope_scaling,
+  });
 }

@@ -1,8 +1,8 @@
 // `chimed data import|build|dedup|decontam|stats`: command handlers for the data layer.
 import { readFile, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { dispatch, isPositiveInt as isInt, parse, UsageError, type Command, type Options, type Parsed } from '../io/argv.js';
 import { loadBuildConfig } from '../data/build-config.js';
 import { buildDatasets } from '../data/build.js';
 import { Decontaminator, DecontamTracker, DECONTAM_DEFAULTS, flagContamination } from '../data/decontam.js';
@@ -15,9 +15,8 @@ import { JsonlWriter } from '../data/jsonl-writer.js';
 import { FORMAT_NAMES, type FormatName } from '../data/readers/format.js';
 import { recordText, type RecordKind, type Tagged } from '../data/records.js';
 import { RejectSink } from '../data/rejects.js';
-import { formatStatsTable, formatTable, StatsCollector, type DatasetStats } from '../data/stats.js';
-
-class UsageError extends DataError {}
+import { formatStatsTable, StatsCollector, type DatasetStats } from '../data/stats.js';
+import { formatTable } from '../data/table.js';
 
 const HELP = `chimed data <command> ...
 
@@ -40,11 +39,12 @@ const IMPORT_OPTIONS = {
   'max-reject-rate': { type: 'string' },
   'text-max-chars': { type: 'string' },
   'kg-output': { type: 'string' },
-} as const satisfies ParseArgsConfig['options'];
+} as const satisfies Options;
 
 const IMPORT_HELP = `  --format F            auto (default: by extension and the first records' keys) or one of
                         ${FORMAT_NAMES.join(', ')}
-  --encoding E          utf-8|utf-8-bom|gb18030|gbk|auto (default auto: BOM, strict UTF-8, else GB18030)
+  --encoding E          utf-8|utf-8-bom|gb18030|gbk|auto (default auto: BOM, UTF-8, else GB18030;
+                        lines with bytes that do not decode are rejected; binary data is refused)
   --source NAME         source name for the records (default: the record's own, else the file name)
   --max-reject-rate R   stop when more than this share of rows is rejected (default ${IMPORT_DEFAULTS.maxRejectRate})
   --text-max-chars N    plain text: characters per document (default ${IMPORT_DEFAULTS.textMaxChars})
@@ -110,38 +110,22 @@ format), counted per file and source. Tokens are characters unless the stats wer
 a build with a tokenizer.`,
 };
 
-function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
-  try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-function num(v: string | undefined, name: string, check: (x: number) => boolean, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (!Number.isFinite(x) || !check(x)) throw new UsageError(`--${name}: expected ${what}, got "${v}"`);
-  return x;
-}
-
-const isInt = (x: number) => Number.isInteger(x) && x > 0;
 const isFraction = (x: number) => x >= 0 && x <= 1;
 
-function importOptions(v: Record<string, string | boolean | string[] | undefined>): ImportOptions {
-  const format = v.format as string | undefined;
+function importOptions(a: Parsed): ImportOptions {
+  const format = a.str('format');
   if (format !== undefined && format !== 'auto' && !FORMAT_NAMES.includes(format as FormatName)) {
     throw new UsageError(`--format: unknown format "${format}"; expected one of ${FORMAT_NAMES.join(', ')}, auto`);
   }
-  const kg = v['kg-output'] as string | undefined;
+  const kg = a.str('kg-output');
   if (kg !== undefined && !['text', 'qa', 'both'].includes(kg)) throw new UsageError(`--kg-output: expected text|qa|both, got "${kg}"`);
-  const enc = v.encoding as string | undefined;
+  const enc = a.str('encoding');
   return {
     format: format as FormatName | 'auto' | undefined,
     encoding: enc === undefined || enc === 'auto' ? 'auto' : parseEncoding(enc),
-    source: v.source as string | undefined,
-    maxRejectRate: num(v['max-reject-rate'] as string | undefined, 'max-reject-rate', isFraction, 'a number from 0 to 1'),
-    textMaxChars: num(v['text-max-chars'] as string | undefined, 'text-max-chars', isInt, 'a positive integer'),
+    source: a.str('source'),
+    maxRejectRate: a.optNum('max-reject-rate', isFraction, 'a number from 0 to 1'),
+    textMaxChars: a.optNum('text-max-chars', isInt, 'a positive integer'),
     kgOutput: kg as ImportOptions['kgOutput'],
   };
 }
@@ -150,28 +134,35 @@ function summaryTable(summaries: ImportSummary[]): string {
   return formatTable(
     ['file', 'format', 'encoding', 'records', 'kinds', 'rejects'],
     summaries.map((s) => [
-      path.basename(s.file), s.format, s.encoding, s.records,
-      Object.entries(s.byKind).map(([k, n]) => `${k} ${n}`).join(', '), s.rejects,
+      path.basename(s.file),
+      s.format,
+      s.encoding,
+      s.records,
+      Object.entries(s.byKind)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', '),
+      s.rejects,
     ]),
   );
 }
 
 async function importCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...IMPORT_OPTIONS, out: { type: 'string' }, json: { type: 'boolean' } });
-  if (values.help) return help('import');
-  if (!positionals.length) throw new UsageError('import: give at least one FILE');
-  if (!values.out) throw new UsageError('import: --out DIR is required');
-  const opts = importOptions(values);
-  await mkdir(values.out, { recursive: true });
-  const rejects = new RejectSink(path.join(values.out, 'rejects.jsonl'));
+  const a = parse(argv, { ...IMPORT_OPTIONS, out: { type: 'string' }, json: { type: 'boolean' } }, COMMAND_HELP.import);
+  if (a.help) return help('import');
+  if (!a.positionals.length) throw usage('import', 'give at least one FILE');
+  const dir = a.str('out');
+  if (!dir) throw usage('import', '--out DIR is required');
+  const opts = importOptions(a);
+  await mkdir(dir, { recursive: true });
+  const rejects = new RejectSink(path.join(dir, 'rejects.jsonl'));
   const writers = new Map<RecordKind, JsonlWriter>();
   const summaries: ImportSummary[] = [];
   try {
-    for (const file of positionals) {
+    for (const file of a.positionals) {
       const stream = await openImport(file, { ...opts, rejects });
       for await (const rec of stream) {
         let w = writers.get(rec.kind);
-        if (!w) writers.set(rec.kind, (w = new JsonlWriter(path.join(values.out, `${rec.kind}.jsonl`))));
+        if (!w) writers.set(rec.kind, (w = new JsonlWriter(path.join(dir, `${rec.kind}.jsonl`))));
         await w.write(rec.record);
       }
       summaries.push(stream.summary);
@@ -183,23 +174,25 @@ async function importCommand(argv: string[]): Promise<number> {
   } finally {
     await rejects.close();
   }
-  if (values.json) console.log(JSON.stringify(summaries, null, 2));
+  if (a.flag('json')) console.log(JSON.stringify(summaries, null, 2));
   else {
     console.log(summaryTable(summaries));
-    console.log(`\nwrote ${[...writers.keys()].map((k) => `${k}.jsonl`).join(', ') || 'no records'} and rejects.jsonl (${rejects.total}) to ${values.out}`);
+    console.log(
+      `\nwrote ${[...writers.keys()].map((k) => `${k}.jsonl`).join(', ') || 'no records'} and rejects.jsonl (${rejects.total}) to ${dir}`,
+    );
   }
   return 0;
 }
 
 async function buildCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { out: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' } });
-  if (values.help) return help('build');
-  if (positionals.length !== 1) throw new UsageError('build: give exactly one CONFIG file');
-  const cfg = await loadBuildConfig(positionals[0]);
-  const runDir = values.out ?? cfg.out;
-  if (!runDir) throw new UsageError(`build: no run directory: set "out" in ${positionals[0]} or pass --out RUN_DIR`);
-  const res = await buildDatasets(cfg, { runDir, log: values.quiet ? undefined : (l) => console.error(l) });
-  if (values.json) console.log(JSON.stringify({ files: res.files, stats: res.stats, rejects: res.rejects }, null, 2));
+  const a = parse(argv, { out: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' } }, COMMAND_HELP.build);
+  if (a.help) return help('build');
+  if (a.positionals.length !== 1) throw usage('build', 'give exactly one CONFIG file');
+  const cfg = await loadBuildConfig(a.positionals[0]);
+  const runDir = a.str('out') ?? cfg.out;
+  if (!runDir) throw usage('build', `no run directory: set "out" in ${a.positionals[0]} or pass --out RUN_DIR`);
+  const res = await buildDatasets(cfg, { runDir, log: a.flag('quiet') ? undefined : (l) => console.error(l) });
+  if (a.flag('json')) console.log(JSON.stringify({ files: res.files, stats: res.stats, rejects: res.rejects }, null, 2));
   else {
     console.log(res.table);
     console.log(`\n${res.rejects} rejected rows (${res.files.rejects}); datasets in ${res.dataDir}`);
@@ -212,38 +205,56 @@ async function* singleKind(file: string, opts: ImportOptions, rejects: RejectSin
   let kind: RecordKind | undefined;
   for await (const rec of await openImport(file, { ...opts, rejects })) {
     kind ??= rec.kind;
-    if (rec.kind !== kind) throw new DataError(`${file}: holds both ${kind} and ${rec.kind} records; split it first (for KG triples use --kg-output text or qa)`);
+    if (rec.kind !== kind)
+      throw new DataError(
+        `${file}: holds both ${kind} and ${rec.kind} records; split it first (for KG triples use --kg-output text or qa)`,
+      );
     yield rec;
   }
 }
 
 async function dedupCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    ...IMPORT_OPTIONS, out: { type: 'string' }, report: { type: 'string' }, 'no-exact': { type: 'boolean' }, 'no-near': { type: 'boolean' },
-    threshold: { type: 'string' }, ngram: { type: 'string' }, 'num-perm': { type: 'string' }, substring: { type: 'string' }, keep: { type: 'string' },
-  });
-  if (values.help) return help('dedup');
-  if (positionals.length !== 1) throw new UsageError('dedup: give exactly one FILE');
-  if (!values.out) throw new UsageError('dedup: --out OUT is required');
-  const keep = values.keep ?? SUBSTRING_DEFAULTS.keep;
-  if (keep !== 'none' && keep !== 'first') throw new UsageError(`--keep: expected none|first, got "${keep}"`);
-  const minLength = num(values.substring, 'substring', isInt, 'a positive integer');
-  const dd = new StageDeduper({
-    exact: !values['no-exact'],
-    near: values['no-near'] ? false : {
-      ...NEAR_DUP_DEFAULTS,
-      threshold: num(values.threshold, 'threshold', (x) => x > 0 && x <= 1, 'a number in (0, 1]') ?? NEAR_DUP_DEFAULTS.threshold,
-      ngram: num(values.ngram, 'ngram', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.ngram,
-      numPerm: num(values['num-perm'], 'num-perm', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.numPerm,
+  const a = parse(
+    argv,
+    {
+      ...IMPORT_OPTIONS,
+      out: { type: 'string' },
+      report: { type: 'string' },
+      'no-exact': { type: 'boolean' },
+      'no-near': { type: 'boolean' },
+      threshold: { type: 'string' },
+      ngram: { type: 'string' },
+      'num-perm': { type: 'string' },
+      substring: { type: 'string' },
+      keep: { type: 'string' },
     },
+    COMMAND_HELP.dedup,
+  );
+  if (a.help) return help('dedup');
+  if (a.positionals.length !== 1) throw usage('dedup', 'give exactly one FILE');
+  const outFile = a.str('out');
+  if (!outFile) throw usage('dedup', '--out OUT is required');
+  const keep = a.str('keep') ?? SUBSTRING_DEFAULTS.keep;
+  if (keep !== 'none' && keep !== 'first') throw new UsageError(`--keep: expected none|first, got "${keep}"`);
+  const minLength = a.optNum('substring', isInt, 'a positive integer');
+  const dd = new StageDeduper({
+    exact: !a.flag('no-exact'),
+    near: a.flag('no-near')
+      ? false
+      : {
+          ...NEAR_DUP_DEFAULTS,
+          threshold: a.optNum('threshold', (x) => x > 0 && x <= 1, 'a number in (0, 1]') ?? NEAR_DUP_DEFAULTS.threshold,
+          ngram: a.optNum('ngram', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.ngram,
+          numPerm: a.optNum('num-perm', isInt, 'a positive integer') ?? NEAR_DUP_DEFAULTS.numPerm,
+        },
     substring: minLength === undefined ? false : { ...SUBSTRING_DEFAULTS, minLength, keep },
   });
-  const file = positionals[0];
-  const rejects = new RejectSink(values.out + '.rejects.jsonl');
-  const out = new JsonlWriter(values.out);
+  const file = a.positionals[0];
+  const rejects = new RejectSink(outFile + '.rejects.jsonl');
+  const out = new JsonlWriter(outFile);
   let input = 0;
   try {
-    for await (const t of singleKind(file, importOptions(values), rejects)) {
+    for await (const t of singleKind(file, importOptions(a), rejects)) {
       input++;
       if (!dd.admit(t)) continue;
       if (!dd.substringEnabled) await out.write(t.record);
@@ -258,41 +269,62 @@ async function dedupCommand(argv: string[]): Promise<number> {
   } finally {
     await rejects.close();
   }
-  const rows = Object.entries(dd.report.sources).map(([src, c]) => [src, c.input, c.exact, c.near, c.substringRecords, c.substringChars, c.substringDropped]);
+  const rows = Object.entries(dd.report.sources).map(([src, c]) => [
+    src,
+    c.input,
+    c.exact,
+    c.near,
+    c.substringRecords,
+    c.substringChars,
+    c.substringDropped,
+  ]);
   console.log(formatTable(['source', 'input', 'exact', 'near', 'substr records', 'substr chars', 'substr dropped'], rows));
-  console.log(`\n${input} records in, ${out.count} written to ${values.out}; ${rejects.total} rejected rows`);
-  if (values.report) await writeJsonAtomic(values.report, { options: dd.opts, ...dd.report });
+  console.log(`\n${input} records in, ${out.count} written to ${outFile}; ${rejects.total} rejected rows`);
+  const report = a.str('report');
+  if (report) await writeJsonAtomic(report, { options: dd.opts, ...dd.report });
   return 0;
 }
 
 async function decontamCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    ...IMPORT_OPTIONS, out: { type: 'string' }, report: { type: 'string' }, eval: { type: 'string', multiple: true },
-    ngram: { type: 'string' }, threshold: { type: 'string' }, 'min-chars': { type: 'string' }, action: { type: 'string' },
-  });
-  if (values.help) return help('decontam');
-  if (positionals.length !== 1) throw new UsageError('decontam: give exactly one training FILE');
-  if (!values.eval?.length) throw new UsageError('decontam: give at least one --eval FILE');
-  if (!values.out) throw new UsageError('decontam: --out OUT is required');
-  const action = values.action ?? DECONTAM_DEFAULTS.action;
+  const a = parse(
+    argv,
+    {
+      ...IMPORT_OPTIONS,
+      out: { type: 'string' },
+      report: { type: 'string' },
+      eval: { type: 'string', multiple: true },
+      ngram: { type: 'string' },
+      threshold: { type: 'string' },
+      'min-chars': { type: 'string' },
+      action: { type: 'string' },
+    },
+    COMMAND_HELP.decontam,
+  );
+  if (a.help) return help('decontam');
+  if (a.positionals.length !== 1) throw usage('decontam', 'give exactly one training FILE');
+  const evals = a.many('eval');
+  if (!evals.length) throw usage('decontam', 'give at least one --eval FILE');
+  const outFile = a.str('out');
+  if (!outFile) throw usage('decontam', '--out OUT is required');
+  const action = a.str('action') ?? DECONTAM_DEFAULTS.action;
   if (action !== 'drop' && action !== 'flag') throw new UsageError(`--action: expected drop|flag, got "${action}"`);
   const dc = new Decontaminator({
     action,
-    ngram: num(values.ngram, 'ngram', isInt, 'a positive integer') ?? DECONTAM_DEFAULTS.ngram,
-    threshold: num(values.threshold, 'threshold', (x) => x > 0 && x <= 1, 'a number in (0, 1]') ?? DECONTAM_DEFAULTS.threshold,
-    minChars: num(values['min-chars'], 'min-chars', isInt, 'a positive integer') ?? DECONTAM_DEFAULTS.minChars,
+    ngram: a.optNum('ngram', isInt, 'a positive integer') ?? DECONTAM_DEFAULTS.ngram,
+    threshold: a.optNum('threshold', (x) => x > 0 && x <= 1, 'a number in (0, 1]') ?? DECONTAM_DEFAULTS.threshold,
+    minChars: a.optNum('min-chars', isInt, 'a positive integer') ?? DECONTAM_DEFAULTS.minChars,
   });
-  const rejects = new RejectSink(values.out + '.rejects.jsonl');
+  const rejects = new RejectSink(outFile + '.rejects.jsonl');
   const evalOpts = { encoding: 'auto' as const, rejects };
-  for (const file of values.eval) {
+  for (const file of evals) {
     const setName = path.basename(file, path.extname(file));
     for await (const rec of await openImport(file, evalOpts)) dc.addEvalItem(setName, rec);
   }
   const tracker = new DecontamTracker(dc);
-  const file = positionals[0];
-  const out = new JsonlWriter(values.out);
+  const file = a.positionals[0];
+  const out = new JsonlWriter(outFile);
   try {
-    for await (const t of singleKind(file, importOptions(values), rejects)) {
+    for await (const t of singleKind(file, importOptions(a), rejects)) {
       const { drop, hits } = tracker.check('train', t, recordText(t));
       if (!drop) await out.write((hits.length ? flagContamination(t, hits) : t).record);
     }
@@ -306,28 +338,36 @@ async function decontamCommand(argv: string[]): Promise<number> {
   const report = tracker.result();
   const rows = Object.entries(report.stages.train ?? {}).map(([src, c]) => [src, c.checked, c.overlapping, c.dropped, c.flagged]);
   console.log(formatTable(['source', 'checked', 'overlapping', 'dropped', 'flagged'], rows));
-  const hit = Object.entries(report.evalSetsHit).map(([k, n]) => `${k}: ${n}`).join(', ') || 'none';
-  console.log(`\n${report.evalItems} evaluation items indexed (${report.evalItemsTooShort} too short to probe); items found in training data: ${hit}`);
-  console.log(`${out.count} records written to ${values.out}`);
-  if (values.report) await writeJsonAtomic(values.report, report);
+  const hit =
+    Object.entries(report.evalSetsHit)
+      .map(([k, n]) => `${k}: ${n}`)
+      .join(', ') || 'none';
+  console.log(
+    `\n${report.evalItems} evaluation items indexed (${report.evalItemsTooShort} too short to probe); items found in training data: ${hit}`,
+  );
+  console.log(`${out.count} records written to ${outFile}`);
+  const reportFile = a.str('report');
+  if (reportFile) await writeJsonAtomic(reportFile, report);
   return 0;
 }
 
 async function statsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
-  if (values.help) return help('stats');
-  if (!positionals.length) throw new UsageError('stats: give a run directory, a stats.json or record files');
+  const a = parse(argv, { json: { type: 'boolean' } }, COMMAND_HELP.stats);
+  if (a.help) return help('stats');
+  if (!a.positionals.length) throw usage('stats', 'give a run directory, a stats.json or record files');
   const collector = new StatsCollector();
   let merged: DatasetStats = {};
   let counted = false;
-  for (const p of positionals) {
+  for (const p of a.positionals) {
     const st = await stat(p).catch(() => undefined);
     if (!st) throw new DataError(`${p}: no such file or directory`);
     const statsFile = st.isDirectory() ? path.join(p, 'data', 'stats.json') : path.basename(p) === 'stats.json' ? p : undefined;
     if (statsFile) {
-      const saved = JSON.parse(await readFile(statsFile, 'utf8').catch(() => {
-        throw new DataError(`${p}: no ${statsFile}; run "chimed data build" first or pass record files`);
-      }));
+      const saved = JSON.parse(
+        await readFile(statsFile, 'utf8').catch(() => {
+          throw new DataError(`${p}: no ${statsFile}; run "chimed data build" first or pass record files`);
+        }),
+      );
       merged = { ...merged, ...(saved.stages as DatasetStats) };
       continue;
     }
@@ -338,43 +378,27 @@ async function statsCommand(argv: string[]): Promise<number> {
     }
   }
   const stats = counted ? { ...merged, ...collector.result() } : merged;
-  console.log(values.json ? JSON.stringify(stats, null, 2) : formatStatsTable(stats));
+  console.log(a.flag('json') ? JSON.stringify(stats, null, 2) : formatStatsTable(stats));
   return 0;
 }
 
-function help(command?: string): number {
-  console.log(command ? COMMAND_HELP[command] : HELP);
+function help(command: string): number {
+  console.log(COMMAND_HELP[command]);
   return 0;
 }
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  import: importCommand,
-  build: buildCommand,
-  dedup: dedupCommand,
-  decontam: decontamCommand,
-  stats: statsCommand,
+/** A usage error of one data command, with its help. */
+const usage = (command: string, msg: string) => new UsageError(`${command}: ${msg}\n\n${COMMAND_HELP[command]}`);
+
+const COMMANDS: Record<string, Command> = {
+  import: { summary: 'read raw or normalised files into the record schema', run: importCommand },
+  build: { summary: "build a run's stage datasets from a build config", run: buildCommand },
+  dedup: { summary: 'remove exact, near-duplicate and repeated-substring content', run: dedupCommand },
+  decontam: { summary: 'drop or flag training records overlapping evaluation items', run: decontamCommand },
+  stats: { summary: 'statistics of a run directory, a stats.json or record files', run: statsCommand },
 };
 
 /** Entry point for `chimed data ...`; returns the process exit code. */
-export async function dataCommand(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') return help();
-  const run = COMMANDS[command];
-  if (!run) {
-    console.error(`chimed data: unknown command "${command}"\n\n${HELP}`);
-    return 2;
-  }
-  try {
-    return await run(rest);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`chimed data ${command}: ${err.message}\n\n${COMMAND_HELP[command]}`);
-      return 2;
-    }
-    // expected failures (bad input, config, reject rate) print their message; anything else
-    // is a bug and keeps its stack
-    const known = err instanceof DataError || (err as NodeJS.ErrnoException).code;
-    console.error(`chimed data ${command}: ${known || !(err instanceof Error) ? (err as Error).message ?? err : err.stack}`);
-    return 1;
-  }
+export function dataCommand(argv: string[]): Promise<number> {
+  return dispatch(argv, COMMANDS, HELP, 'data command');
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { exportLlamaFactory } from '../pipeline/llamafactory.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 
 export const LLAMAFACTORY_USAGE = `chimed export llamafactory RUN_DIR --out DIR [--model PATH_OR_HUB_ID] [--zero 2|3]
 
@@ -15,14 +15,17 @@ stages, ds_zN_config.json is the DeepSpeed config and DIR/README.md lists the co
 
 export async function exportLlamaFactoryCommand(argv: string[]): Promise<number> {
   const a = parse(argv, { out: { type: 'string' }, model: { type: 'string' }, zero: { type: 'string' } }, LLAMAFACTORY_USAGE);
-  if (a.help) { process.stdout.write(LLAMAFACTORY_USAGE + '\n'); return 0; }
+  if (a.help) {
+    process.stdout.write(LLAMAFACTORY_USAGE + '\n');
+    return 0;
+  }
   if (a.positionals.length !== 1) throw new UsageError(`give one RUN_DIR\n\n${LLAMAFACTORY_USAGE}`);
   const zero = a.num('zero', 3, (x) => x === 2 || x === 3, '2 or 3') as 2 | 3;
   const out = a.need('out');
   const r = await exportLlamaFactory(a.positionals[0], { out, model: a.str('model'), zero });
   const lines = [
     ...r.datasets.map((d) => `${d.name}: ${d.records} records`),
-    `template: ${r.template ? r.template.name : 'none matches (LLaMA-Factory will parse the tokenizer\'s chat template)'}`,
+    `template: ${r.template ? r.template.name : "none matches (LLaMA-Factory will parse the tokenizer's chat template)"}`,
     `configs: ${r.steps.map((s) => s.file).join(', ')}`,
     `commands: ${path.join(out, 'README.md')}`,
     ...r.notes.map((n) => `note: ${n}`),

@@ -1,20 +1,23 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../io/gguf-llama.js';
+import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../model/gguf-llama.js';
 import { copyRemoteCode, saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
 import { LoraAdapter } from '../model/lora.js';
-import { parse, UsageError } from './args.js';
+import { dispatch, parse, UsageError, type Command } from '../io/argv.js';
+import { MODEL_FLAGS, MODEL_USAGE, ROPE_FLAGS, ROPE_USAGE, loadPolicy } from './common.js';
 import { exportLlamaFactoryCommand, LLAMAFACTORY_USAGE } from './export-llamafactory.js';
-import { MODEL_FLAGS, MODEL_USAGE, ROPE_FLAGS, ROPE_USAGE, loadPolicy } from './stage.js';
 
 type Parsed = ReturnType<typeof parse>;
 
 const SAMPLING_FLAGS = {
-  temperature: { type: 'string' }, 'top-k': { type: 'string' }, 'top-p': { type: 'string' },
-  'repetition-penalty': { type: 'string' }, 'max-new-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  'max-new-tokens': { type: 'string' },
 } as const;
 
 const SAMPLING_USAGE = `  generation_config.json defaults (chimed generate's defaults unless given):
@@ -52,23 +55,30 @@ ${MODEL_USAGE}`;
 
 const USAGE = `chimed export hf|gguf|merge|llamafactory ...\n\n${HF_USAGE}\n\n${GGUF_USAGE}\n\n${MERGE_USAGE}\n\n${LLAMAFACTORY_USAGE}`;
 
-export async function exportCommand(argv: string[]): Promise<number> {
-  const [what, ...rest] = argv;
-  if (what === 'hf') return exportHf(rest, HF_USAGE, false);
-  if (what === 'merge') return exportHf(rest, MERGE_USAGE, true);
-  if (what === 'gguf') return exportGguf(rest);
-  if (what === 'llamafactory') return exportLlamaFactoryCommand(rest);
-  if (what === '--help' || what === '-h') { process.stdout.write(USAGE + '\n'); return 0; }
-  throw new UsageError(`unknown export "${what ?? ''}": expected hf, gguf, merge or llamafactory\n\n${USAGE}`);
+const EXPORTS: Record<string, Command> = {
+  hf: { summary: 'HF model folder', run: (argv) => exportHf(argv, HF_USAGE, false) },
+  gguf: { summary: 'GGUF file for llama.cpp', run: exportGguf },
+  merge: { summary: 'a LoRA adapter folded into its base', run: (argv) => exportHf(argv, MERGE_USAGE, true) },
+  llamafactory: { summary: "a run's datasets and stage settings for LLaMA-Factory", run: exportLlamaFactoryCommand },
+};
+
+export function exportCommand(argv: string[]): Promise<number> {
+  return dispatch(argv, EXPORTS, USAGE, 'export');
 }
 
 /** HF generation_config.json: the template's stop tokens end generation; sampling defaults from the flags. */
 export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unknown> {
   const { tokenizer: tok, template } = chat;
   const temperature = a.num('temperature', 0, (x) => Number.isFinite(x) && x >= 0, 'a number >= 0');
-  const sampling: Record<string, unknown> = temperature > 0
-    ? { do_sample: true, temperature, ...(a.str('top-k') !== undefined && { top_k: a.int('top-k') }), ...(a.str('top-p') !== undefined && { top_p: a.num('top-p') }) }
-    : { do_sample: false };
+  const sampling: Record<string, unknown> =
+    temperature > 0
+      ? {
+          do_sample: true,
+          temperature,
+          ...(a.str('top-k') !== undefined && { top_k: a.int('top-k') }),
+          ...(a.str('top-p') !== undefined && { top_p: a.num('top-p') }),
+        }
+      : { do_sample: false };
   const rp = a.num('repetition-penalty', 1);
   return {
     ...(tok.bosId !== null && { bos_token_id: tok.bosId }),
@@ -84,7 +94,12 @@ export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unk
 async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F32' | 'F16' | 'BF16'): Promise<void> {
   const { model, tokenizer, template } = chat;
   // config.json names the special tokens too, as transformers writes it
-  const config = { ...model.config, eos_token_id: tokenizer.eosId, pad_token_id: tokenizer.padId, ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }) };
+  const config = {
+    ...model.config,
+    eos_token_id: tokenizer.eosId,
+    pad_token_id: tokenizer.padId,
+    ...(tokenizer.bosId !== null && { bos_token_id: tokenizer.bosId }),
+  };
   await saveModel(out, new Llama(config, model.params), dtype);
   copyRemoteCode(model.config, chat.dir, out);
   await tokenizer.save(out, { template });
@@ -92,8 +107,22 @@ async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F3
 }
 
 async function exportHf(argv: string[], usage: string, merge: boolean): Promise<number> {
-  const a = parse(argv, { ...MODEL_FLAGS, ...ROPE_FLAGS, ...SAMPLING_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, 'keep-adapter': { type: 'boolean' } }, usage);
-  if (a.help) { process.stdout.write(usage + '\n'); return 0; }
+  const a = parse(
+    argv,
+    {
+      ...MODEL_FLAGS,
+      ...ROPE_FLAGS,
+      ...SAMPLING_FLAGS,
+      out: { type: 'string' },
+      dtype: { type: 'string' },
+      'keep-adapter': { type: 'boolean' },
+    },
+    usage,
+  );
+  if (a.help) {
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
   const out = a.need('out');
   const adapter = a.str('adapter');
   if (merge && !adapter) throw new UsageError(`--adapter is required\n\n${usage}`);
@@ -117,10 +146,14 @@ async function exportHf(argv: string[], usage: string, merge: boolean): Promise<
 
 async function exportGguf(argv: string[]): Promise<number> {
   const a = parse(argv, { ...MODEL_FLAGS, out: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' } }, GGUF_USAGE);
-  if (a.help) { process.stdout.write(GGUF_USAGE + '\n'); return 0; }
+  if (a.help) {
+    process.stdout.write(GGUF_USAGE + '\n');
+    return 0;
+  }
   const out = a.need('out');
   const dtype = (a.str('dtype') ?? 'f32').toLowerCase() as GgufExportDtype;
-  if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
+  if (!GGUF_EXPORT_DTYPES.includes(dtype))
+    throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
   const chat = await loadPolicy(a, false);
   await mkdir(path.dirname(path.resolve(out)), { recursive: true });
   const notes = await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);

@@ -1,8 +1,9 @@
 import path from 'node:path';
-import { saveModel } from '../model/checkpoint.js';
+import { nativeKernels } from '../engine/native.js';
+import { readConfigFile, saveModel } from '../model/checkpoint.js';
+import { Llama } from '../model/llama.js';
 import { Tokenizer } from '../tokenizer/index.js';
-import { parse } from './args.js';
-import { modelFrom } from './common.js';
+import { parse } from '../io/argv.js';
 
 const USAGE = `chimed init --config MODEL.json --out DIR [--seed N] [--tokenizer DIR] [--dtype F32|F16|BF16]
 
@@ -14,10 +15,23 @@ sizes. Without architectures / model_type it is a LLaMA. Keys that would change 
 in a way chimed does not implement are refused, naming the key.`;
 
 export async function initCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, { config: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, tokenizer: { type: 'string' }, dtype: { type: 'string' } }, USAGE);
-  if (a.help) { process.stdout.write(USAGE + '\n'); return 0; }
+  const a = parse(
+    argv,
+    {
+      config: { type: 'string' },
+      out: { type: 'string' },
+      seed: { type: 'string' },
+      tokenizer: { type: 'string' },
+      dtype: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (a.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
   const out = a.need('out');
-  const model = await modelFrom({ config: a.need('config'), seed: a.num('seed', 42, Number.isInteger, 'an integer'), trainable: false });
+  const model = Llama.random(nativeKernels, readConfigFile(a.need('config')), a.num('seed', 42, Number.isInteger, 'an integer'), false);
   const dtype = (a.str('dtype') ?? 'F32').toUpperCase();
   if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new Error(`--dtype: expected F32, F16 or BF16, got "${a.str('dtype')}"`);
   await saveModel(out, model, dtype as 'F32');

@@ -3,12 +3,11 @@ import { Context } from '../engine/tensor.js';
 import { loadModel } from '../model/checkpoint.js';
 import { sequentialPositions } from '../model/llama.js';
 import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
-import { parse, UsageError } from './args.js';
+import { parse, UsageError } from '../io/argv.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { RewardModel } from '../model/reward.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
-import { readJsonl, toMessages } from '../train/conversations.js';
-import { toPreference } from '../train/preference.js';
+import { messagesOf, preferenceOf, readJsonl } from '../data/stage-files.js';
 import { scoreAnswers } from '../train/rejection.js';
 
 const USAGE = `chimed score --model DIR (--ids 1,2,3 | --text T) [--json]
@@ -20,11 +19,23 @@ response} — or of both answers of each preference line {prompt, chosen, reject
 pairwise accuracy when pairs are given.`;
 
 export async function scoreCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, {
-    model: { type: 'string' }, ids: { type: 'string' }, text: { type: 'string' }, json: { type: 'boolean' },
-    reward: { type: 'boolean' }, data: { type: 'string' }, out: { type: 'string' },
-  }, USAGE);
-  if (a.help) { process.stdout.write(USAGE + '\n'); return 0; }
+  const a = parse(
+    argv,
+    {
+      model: { type: 'string' },
+      ids: { type: 'string' },
+      text: { type: 'string' },
+      json: { type: 'boolean' },
+      reward: { type: 'boolean' },
+      data: { type: 'string' },
+      out: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (a.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
   const dir = a.need('model');
   if (a.flag('reward')) return scoreRewards(dir, a.need('data'), a.str('out'));
   const model = await loadModel(dir, nativeKernels, false);
@@ -33,7 +44,8 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   if (a.str('ids') !== undefined) {
     ids = a.list('ids').map((s) => {
       const x = Number(s);
-      if (!Number.isInteger(x) || x < 0 || x >= model.config.vocab_size) throw new UsageError(`--ids: "${s}" is not a token id in [0, ${model.config.vocab_size})`);
+      if (!Number.isInteger(x) || x < 0 || x >= model.config.vocab_size)
+        throw new UsageError(`--ids: "${s}" is not a token id in [0, ${model.config.vocab_size})`);
       return x;
     });
   } else if (a.str('text') !== undefined) {
@@ -42,7 +54,8 @@ export async function scoreCommand(argv: string[]): Promise<number> {
     ids = tokenizer.encode(a.str('text')!);
   } else throw new UsageError(`give --ids or --text\n\n${USAGE}`);
   if (ids.length < 2) throw new UsageError('need at least two tokens to score');
-  if (ids.length > model.config.max_position_embeddings) throw new UsageError(`${ids.length} tokens exceed max_position_embeddings ${model.config.max_position_embeddings}`);
+  if (ids.length > model.config.max_position_embeddings)
+    throw new UsageError(`${ids.length} tokens exceed max_position_embeddings ${model.config.max_position_embeddings}`);
   const T = ids.length - 1;
   const targets = Int32Array.from(ids.slice(1));
   const ctx = new Context(nativeKernels, undefined, false);
@@ -50,9 +63,15 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   const logprobs = Array.from(logp.data);
   const total = logprobs.reduce((s, x) => s + x, 0);
   if (a.flag('json')) {
-    process.stdout.write(JSON.stringify({ ids, tokens: tokenizer ? ids.map((i) => tokenizer!.decode([i])) : undefined, logprobs, total }) + '\n');
+    process.stdout.write(
+      JSON.stringify({ ids, tokens: tokenizer ? ids.map((i) => tokenizer!.decode([i])) : undefined, logprobs, total }) + '\n',
+    );
   } else {
-    ids.slice(1).forEach((id, i) => process.stdout.write(`${id}\t${tokenizer ? JSON.stringify(tokenizer.decode([id])) : ''}\t${logprobs[i].toFixed(6)}\n`));
+    ids
+      .slice(1)
+      .forEach((id, i) =>
+        process.stdout.write(`${id}\t${tokenizer ? JSON.stringify(tokenizer.decode([id])) : ''}\t${logprobs[i].toFixed(6)}\n`),
+      );
     process.stdout.write(`total\t${total.toFixed(6)}\tmean ${(total / T).toFixed(6)}\n`);
   }
   return 0;
@@ -66,17 +85,24 @@ async function scoreRewards(dir: string, file: string, out: string | undefined):
   const rows = await readJsonl(file);
   const items = rows.flatMap(({ rec, where }) => {
     if (typeof rec.chosen === 'string') {
-      const p = toPreference(rec, where);
-      return [{ prompt: p.prompt, answer: p.chosen }, { prompt: p.prompt, answer: p.rejected }];
+      const p = preferenceOf(rec, where);
+      return [
+        { prompt: p.prompt, answer: p.chosen },
+        { prompt: p.prompt, answer: p.rejected },
+      ];
     }
-    const msgs = toMessages(rec, where);
+    const msgs = messagesOf(rec, where);
     if (msgs.at(-1)?.role !== 'assistant') throw new UsageError(`${where}: expected a response (or chosen/rejected) to score`);
     return [{ prompt: msgs.slice(0, -1), answer: msgs.at(-1)!.content }];
   });
   const r = scoreAnswers(rm, tok, template, items, { maxSource: 256, maxTarget: 256, batchSize: 8 });
   const pairs = typeof rows[0]?.rec.chosen === 'string';
-  const lines = rows.map(({ rec }, i) => JSON.stringify(pairs ? { id: rec.id, reward_chosen: r[2 * i], reward_rejected: r[2 * i + 1] } : { id: rec.id, reward: r[i] }) + '\n');
-  if (out) await writeFileAtomic(out, lines.join('')); else process.stdout.write(lines.join(''));
+  const lines = rows.map(
+    ({ rec }, i) =>
+      JSON.stringify(pairs ? { id: rec.id, reward_chosen: r[2 * i], reward_rejected: r[2 * i + 1] } : { id: rec.id, reward: r[i] }) + '\n',
+  );
+  if (out) await writeFileAtomic(out, lines.join(''));
+  else process.stdout.write(lines.join(''));
   if (pairs) {
     const acc = rows.filter((_, i) => r[2 * i] > r[2 * i + 1]).length / rows.length;
     process.stderr.write(`pairwise accuracy ${(100 * acc).toFixed(1)}% on ${rows.length} pairs\n`);

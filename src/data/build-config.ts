@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as z from 'zod';
 import YAML from 'yaml';
 import { DECONTAM_DEFAULTS } from './decontam.js';
-import { DataError } from './errors.js';
+import { ConfigError } from '../model/config.js';
 import { NEAR_DUP_DEFAULTS, SUBSTRING_DEFAULTS } from './dedup.js';
 import { IMPORT_DEFAULTS } from './import.js';
 import { FORMAT_NAMES } from './readers/format.js';
@@ -19,7 +19,10 @@ const fraction = z.number().min(0).max(1);
 
 const SourceSchema = z
   .strictObject({
-    path: z.string().min(1).describe('input file, or a LLaMA-Factory dataset_info.json (its datasets); relative paths resolve against the config file'),
+    path: z
+      .string()
+      .min(1)
+      .describe('input file, or a LLaMA-Factory dataset_info.json (its datasets); relative paths resolve against the config file'),
     name: z
       .string()
       .regex(/^[\w.-]+$/, 'use letters, digits, "_", "-" or "." (it names files and table rows)')
@@ -35,7 +38,11 @@ const SourceSchema = z
     textMaxChars: z.number().int().positive().default(IMPORT_DEFAULTS.textMaxChars),
     kgOutput: z.enum(['text', 'qa', 'both']).default(IMPORT_DEFAULTS.kgOutput),
     maxRejectRate: fraction.optional().describe('overrides the top-level maxRejectRate for this source'),
-    datasets: z.array(z.string().min(1)).min(1).optional().describe('a LLaMA-Factory dataset_info.json source: the datasets to read (default all)'),
+    datasets: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe('a LLaMA-Factory dataset_info.json source: the datasets to read (default all)'),
   })
   .refine((s) => !(s.stages?.includes('eval') && s.stages.length > 1), {
     message: 'a source used for eval cannot also feed a training stage (that would contaminate the evaluation)',
@@ -59,8 +66,14 @@ const SubstringSchema = z.strictObject({
 const DedupSchema = z.strictObject({
   exact: z.boolean().default(true),
   near: z.union([z.literal(false), NearSchema]).prefault({}),
-  substring: z.union([z.literal(false), SubstringSchema]).prefault({}).describe('exact-substring removal, pre-training documents only'),
-  stages: z.array(z.enum(TRAINING_STAGES)).default([...TRAINING_STAGES]).describe('stages where exact and near-duplicate removal run'),
+  substring: z
+    .union([z.literal(false), SubstringSchema])
+    .prefault({})
+    .describe('exact-substring removal, pre-training documents only'),
+  stages: z
+    .array(z.enum(TRAINING_STAGES))
+    .default([...TRAINING_STAGES])
+    .describe('stages where exact and near-duplicate removal run'),
 });
 
 const DecontamSchema = z.strictObject({
@@ -84,7 +97,11 @@ export const BuildConfigSchema = z
     c.sources.forEach((s, i) => {
       const name = sourceName(s);
       if (seen.has(name)) {
-        ctx.addIssue({ code: 'custom', path: ['sources', i, 'name'], message: `source name "${name}" is also used by sources[${seen.get(name)}]; give one a distinct name` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sources', i, 'name'],
+          message: `source name "${name}" is also used by sources[${seen.get(name)}]; give one a distinct name`,
+        });
       }
       seen.set(name, i);
     });
@@ -92,8 +109,6 @@ export const BuildConfigSchema = z
 
 export type BuildConfig = z.output<typeof BuildConfigSchema>;
 export type SourceConfig = BuildConfig['sources'][number];
-
-export class ConfigError extends DataError {}
 
 export function sourceName(s: { path: string; name?: string }): string {
   return s.name ?? path.basename(s.path, path.extname(s.path));

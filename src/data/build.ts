@@ -9,6 +9,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { RunDir } from '../io/run-dir.js';
 import { DataError } from './errors.js';
 import type { BuildConfig, Stage } from './build-config.js';
 import { sourceName, TRAINING_STAGES } from './build-config.js';
@@ -58,7 +59,8 @@ function asDocument(t: Tagged): Document {
 
 export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promise<BuildResult> {
   const log = opts.log ?? (() => undefined);
-  const dataDir = path.join(opts.runDir, 'data');
+  const run = new RunDir(opts.runDir);
+  const dataDir = run.data;
   await mkdir(dataDir, { recursive: true });
   const files: Record<string, string> = {};
   const rejects = new RejectSink(path.join(dataDir, 'rejects.jsonl'));
@@ -81,17 +83,26 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
   const dedupers = new Map<Stage, StageDeduper>();
   for (const st of TRAINING_STAGES) {
     const on = cfg.dedup.stages.includes(st);
-    dedupers.set(st, new StageDeduper({
-      exact: on && cfg.dedup.exact,
-      near: on ? cfg.dedup.near : false,
-      substring: st === 'pt' ? cfg.dedup.substring : false,
-    }));
+    dedupers.set(
+      st,
+      new StageDeduper({
+        exact: on && cfg.dedup.exact,
+        near: on ? cfg.dedup.near : false,
+        substring: st === 'pt' ? cfg.dedup.substring : false,
+      }),
+    );
   }
 
   const open = (src: OpenSource, sink = rejects) =>
     openImport(src.path, {
-      format: src.format, reader: src.reader, encoding: src.encoding, source: sourceName(src), textMaxChars: src.textMaxChars,
-      kgOutput: src.kgOutput, rejects: sink, maxRejectRate: src.maxRejectRate ?? cfg.maxRejectRate,
+      format: src.format,
+      reader: src.reader,
+      encoding: src.encoding,
+      source: sourceName(src),
+      textMaxChars: src.textMaxChars,
+      kgOutput: src.kgOutput,
+      rejects: sink,
+      maxRejectRate: src.maxRejectRate ?? cfg.maxRejectRate,
     });
   // A source without `stages` is an eval source when its records default to eval (MCQ, NER);
   // its first record tells, read through a throwaway reject sink.
@@ -147,7 +158,12 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
           let staged: Tagged = t;
           if (st === 'pt') staged = { kind: 'document', record: asDocument(t) };
           if (st === 'sft' && t.kind === 'conversation' && t.record.messages[t.record.messages.length - 1].role !== 'assistant') {
-            await rejects.add({ file: src.path, line: rec.line, reason: 'conversation ends on a user turn (no reference answer), so SFT cannot use it', raw: JSON.stringify(t.record) });
+            await rejects.add({
+              file: src.path,
+              line: rec.line,
+              reason: 'conversation ends on a user turn (no reference answer), so SFT cannot use it',
+              raw: JSON.stringify(t.record),
+            });
             unusable++;
             continue;
           }
@@ -184,7 +200,7 @@ export async function buildDatasets(cfg: BuildConfig, opts: BuildOptions): Promi
   for (const [st, dd] of dedupers) dedupReport.stages[st] = dd.report;
   const decontamReport: DecontamReport | { enabled: false } = decontam ? decontam.result() : { enabled: false };
   const result = stats.result();
-  files.stats = path.join(dataDir, 'stats.json');
+  files.stats = run.stats;
   files.dedup_report = path.join(dataDir, 'dedup_report.json');
   files.decontam_report = path.join(dataDir, 'decontam_report.json');
   await writeJsonAtomic(files.stats, { config: cfg, stages: result, imports, rejects: rejects.total });

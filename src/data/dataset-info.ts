@@ -21,21 +21,30 @@ export async function expandDatasetInfo(sources: SourceConfig[]): Promise<OpenSo
   const out: OpenSource[] = [];
   for (const [i, src] of sources.entries()) {
     if (!isDatasetInfo(src.path)) {
-      if (src.datasets) throw new DataError(`sources[${i}] (${src.path}): "datasets" selects entries of a ${DATASET_INFO_FILE}; this source is a data file`);
+      if (src.datasets)
+        throw new DataError(
+          `sources[${i}] (${src.path}): "datasets" selects entries of a ${DATASET_INFO_FILE}; this source is a data file`,
+        );
       out.push(src);
       continue;
     }
-    if (src.format !== 'auto') throw new DataError(`sources[${i}] (${src.path}): drop "format": each dataset in ${DATASET_INFO_FILE} gives its own formatting`);
+    if (src.format !== 'auto')
+      throw new DataError(`sources[${i}] (${src.path}): drop "format": each dataset in ${DATASET_INFO_FILE} gives its own formatting`);
     for (const e of await readDatasetInfo(src.path, src.datasets)) {
       // dataset names become file names (eval_NAME.jsonl) and table rows
       const base = `${src.name ? `${src.name}.` : ''}${e.name.replace(/[^\w.-]/g, '_')}`;
-      e.files.forEach((file, k) => out.push({ ...src, path: file, name: e.files.length > 1 ? `${base}.${k + 1}` : base, datasets: undefined, reader: entryFormat(e) }));
+      e.files.forEach((file, k) =>
+        out.push({ ...src, path: file, name: e.files.length > 1 ? `${base}.${k + 1}` : base, datasets: undefined, reader: entryFormat(e) }),
+      );
     }
   }
   const seen = new Map<string, string>();
   for (const s of out) {
     const name = sourceName(s);
-    if (seen.has(name)) throw new DataError(`two sources are named "${name}" (${seen.get(name)} and ${s.path}); give the ${DATASET_INFO_FILE} source a "name" to prefix its datasets`);
+    if (seen.has(name))
+      throw new DataError(
+        `two sources are named "${name}" (${seen.get(name)} and ${s.path}); give the ${DATASET_INFO_FILE} source a "name" to prefix its datasets`,
+      );
     seen.set(name, s.path);
   }
   return out;

@@ -193,7 +193,14 @@ export class DecontamTracker {
         this.report.evalSetsHit[h.evalSet] = (this.report.evalSetsHit[h.evalSet] ?? 0) + 1;
       }
       if (this.report.matches.length < MAX_LISTED_MATCHES) {
-        this.report.matches.push({ stage, source: t.record.source, id: t.record.id, evalSet: h.evalSet, evalId: h.id, overlap: +h.overlap.toFixed(3) });
+        this.report.matches.push({
+          stage,
+          source: t.record.source,
+          id: t.record.id,
+          evalSet: h.evalSet,
+          evalId: h.id,
+          overlap: +h.overlap.toFixed(3),
+        });
       }
     }
     const drop = this.decontam.opts.action === 'drop';

@@ -87,7 +87,11 @@ export class MinHasher {
   private b: Int32Array;
   private grams: Uint32Array = new Uint32Array(4096);
 
-  constructor(readonly numPerm: number, readonly ngram: number, seed = 1) {
+  constructor(
+    readonly numPerm: number,
+    readonly ngram: number,
+    seed = 1,
+  ) {
     this.a = new Int32Array(seededWords(seed, numPerm).map((x) => x | 1));
     this.b = new Int32Array(seededWords(seed ^ 0x5bd1e995, numPerm));
   }
@@ -293,7 +297,11 @@ export class StageDeduper {
     const docs = this.shard;
     this.shard = [];
     this.shardChars = 0;
-    const ranges = repeatedRanges(docs.map((d) => d.text), sub.minLength, sub.keep);
+    const ranges = repeatedRanges(
+      docs.map((d) => d.text),
+      sub.minLength,
+      sub.keep,
+    );
     const out: Document[] = [];
     docs.forEach((doc, i) => {
       const r = ranges[i];

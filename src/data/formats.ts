@@ -16,8 +16,18 @@ import { DataError } from './errors.js';
 import { kgFormat } from './kg.js';
 
 export const FORMATS: readonly Format[] = [
-  preferenceFormat, kgFormat, mcqFormat, cmeeeFormat, ccksFormat, nerJsonFormat,
-  sharegptFormat, messagesFormat, alpacaFormat, qaFormat, documentFormat, textFormat,
+  preferenceFormat,
+  kgFormat,
+  mcqFormat,
+  cmeeeFormat,
+  ccksFormat,
+  nerJsonFormat,
+  sharegptFormat,
+  messagesFormat,
+  alpacaFormat,
+  qaFormat,
+  documentFormat,
+  textFormat,
 ];
 
 export function getFormat(name: string): Format {

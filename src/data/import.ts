@@ -5,7 +5,7 @@
 // when the share of rejects passes the configured limit.
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { openDecoded, type TextEncoding } from './encoding.js';
+import { invalidTextReason, openDecoded, type InvalidText, type TextEncoding } from './encoding.js';
 import { DataError } from './errors.js';
 import { detectFormat, FORMATS, getFormat } from './formats.js';
 import { readCsvRows } from './readers/csv.js';
@@ -57,7 +57,14 @@ export interface ImportStream extends AsyncIterable<ImportedRecord> {
 }
 
 const EXT_CONTAINER: Record<string, Container> = {
-  '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'json', '.csv': 'csv', '.tsv': 'tsv', '.txt': 'text', '.text': 'text', '.md': 'text',
+  '.jsonl': 'jsonl',
+  '.ndjson': 'jsonl',
+  '.json': 'json',
+  '.csv': 'csv',
+  '.tsv': 'tsv',
+  '.txt': 'text',
+  '.text': 'text',
+  '.md': 'text',
 };
 
 /** Yields `head`, then the rest of `it`; stopping early closes `it` (and so the file). */
@@ -106,6 +113,54 @@ function containerRows(container: Container, chunks: AsyncIterable<string>): Asy
   }
 }
 
+/**
+ * Rows holding bytes that did not decode become row errors naming the line and byte (their
+ * text carries U+FFFD, never imported as if it were the data); bad bytes outside every row
+ * (a CSV header, a blank line) are reported as rows of their own. `invalid` fills as the
+ * decoder reads ahead of the rows, so it covers each row's lines when the row arrives. Values
+ * nested absurdly deep are row errors too.
+ */
+async function* checkRows(rows: AsyncIterable<RawRow>, invalid: InvalidText[], encoding: TextEncoding): AsyncGenerator<RawRow> {
+  let next = 0;
+  const outside = (bad: InvalidText): RawRow => ({
+    line: bad.line,
+    error: `${invalidTextReason(bad, encoding)} (outside any record)`,
+    raw: '',
+  });
+  for await (const row of rows) {
+    const last = row.line + countLines(row.raw);
+    while (next < invalid.length && invalid[next].line < row.line) yield outside(invalid[next++]);
+    let hit: InvalidText | undefined;
+    while (next < invalid.length && invalid[next].line <= last) hit ??= invalid[next++];
+    if (hit) yield { line: row.line, error: invalidTextReason(hit, encoding) + (isRowError(row) ? `; ${row.error}` : ''), raw: row.raw };
+    else if (!isRowError(row) && nestsDeeper(row.value, MAX_DEPTH))
+      yield { line: row.line, error: `JSON nested deeper than ${MAX_DEPTH} levels`, raw: row.raw };
+    else yield row;
+  }
+  while (next < invalid.length) yield outside(invalid[next++]);
+}
+
+/** Deeper JSON than any dataset shape needs; beyond it, writing the record back would overflow the stack. */
+const MAX_DEPTH = 100;
+
+/** Whether a parsed value nests arrays / objects deeper than `max` (iterative: the value may be deeper than the stack). */
+function nestsDeeper(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d > max) return true;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) if (typeof x === 'object' && x !== null) stack.push([x, d + 1]);
+  }
+  return false;
+}
+
+function countLines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
 const SAMPLE_ROWS = 8;
 
 /** Reads the first rows to pick a format, then replays them ahead of the rest. */
@@ -123,7 +178,9 @@ async function detectFromRows(file: string, rows: AsyncIterable<RawRow>): Promis
     const names = FORMATS.map((f) => f.name).join(', ');
     const firstError = head.find(isRowError);
     const what = values.length
-      ? isObj(values[0]) ? `first record keys: ${JSON.stringify(Object.keys(values[0]))}` : `first readable row is ${describe(values[0])}, not an object`
+      ? isObj(values[0])
+        ? `first record keys: ${JSON.stringify(Object.keys(values[0]))}`
+        : `first readable row is ${describe(values[0])}, not an object`
       : `no readable rows${firstError ? ` (line ${firstError.line}: ${firstError.error})` : ''}`;
     await it.return?.(undefined); // closes the file
     throw new DataError(`${file}: cannot detect the format; ${what}. Pass --format (one of ${names})`);
@@ -133,7 +190,10 @@ async function detectFromRows(file: string, rows: AsyncIterable<RawRow>): Promis
 
 /** Subject from CMMLU/C-Eval file names: dev_anatomy.csv, anatomy_val.csv -> anatomy. */
 export function subjectFromFile(file: string): string {
-  return path.basename(file, path.extname(file)).replace(/^(dev|val|test|train)_/, '').replace(/_(dev|val|test|train)$/, '');
+  return path
+    .basename(file, path.extname(file))
+    .replace(/^(dev|val|test|train)_/, '')
+    .replace(/_(dev|val|test|train)$/, '');
 }
 
 /** Opens a file for import: decoding and format detection happen here, records on iteration. */
@@ -144,7 +204,7 @@ export async function openImport(file: string, opts: ImportOptions = {}): Promis
   const decoded = await openDecoded(file, opts.encoding === 'auto' ? undefined : opts.encoding);
   const { first, all } = await peekChunks(decoded.chunks);
   const container = chooseContainer(file, first, wanted?.name);
-  let rows = containerRows(container, all);
+  let rows: AsyncIterable<RawRow> = checkRows(containerRows(container, all), decoded.invalid, decoded.encoding);
   let format: Format;
   if (wanted) format = wanted;
   else if (container === 'text') format = getFormat('text');
@@ -160,8 +220,15 @@ export async function openImport(file: string, opts: ImportOptions = {}): Promis
     kgOutput: opts.kgOutput ?? IMPORT_DEFAULTS.kgOutput,
   };
   const summary: ImportSummary = {
-    file, source: ctx.source, format: format.name, container, encoding: decoded.encoding,
-    bytes: fileStat.size, records: 0, byKind: {}, rejects: 0,
+    file,
+    source: ctx.source,
+    format: format.name,
+    container,
+    encoding: decoded.encoding,
+    bytes: fileStat.size,
+    records: 0,
+    byKind: {},
+    rejects: 0,
   };
   const sink = opts.rejects ?? new RejectSink();
   const maxRate = opts.maxRejectRate ?? IMPORT_DEFAULTS.maxRejectRate;
@@ -171,7 +238,10 @@ export async function openImport(file: string, opts: ImportOptions = {}): Promis
     const total = summary.records + summary.rejects;
     if (summary.rejects === 0 || (!final && total < minRows)) return;
     if (summary.rejects / total <= maxRate) return;
-    const ex = sink.examplesFor(file).map((r) => `  line ${r.line}: ${r.reason}`).join('\n');
+    const ex = sink
+      .examplesFor(file)
+      .map((r) => `  line ${r.line}: ${r.reason}`)
+      .join('\n');
     throw new RejectRateError(
       `${file}: ${summary.rejects} of ${total} rows rejected (${((100 * summary.rejects) / total).toFixed(1)}%), ` +
         `above the limit of ${(100 * maxRate).toFixed(1)}% (format ${format.name}${wanted ? '' : ', auto-detected'}, ` +

@@ -20,22 +20,74 @@ interface RelationTemplate {
 }
 
 const TEMPLATES: RelationTemplate[] = [
-  { aliases: ['病因', '原因', 'cause', 'causes', 'etiology'], passage: (e, t) => `${e}的病因包括${t}。`, question: (e) => `${e}是什么原因引起的？` },
-  { aliases: ['症状', '临床表现', '典型症状', 'symptom', 'symptoms', 'has_symptom'], passage: (e, t) => `${e}的常见症状有${t}。`, question: (e) => `${e}有哪些症状？` },
   {
-    aliases: ['药物', '常用药物', '推荐药物', '常用药品', '推荐药品', '药品', 'drug', 'drugs', 'common_drug', 'recommand_drug', 'recommend_drug'],
+    aliases: ['病因', '原因', 'cause', 'causes', 'etiology'],
+    passage: (e, t) => `${e}的病因包括${t}。`,
+    question: (e) => `${e}是什么原因引起的？`,
+  },
+  {
+    aliases: ['症状', '临床表现', '典型症状', 'symptom', 'symptoms', 'has_symptom'],
+    passage: (e, t) => `${e}的常见症状有${t}。`,
+    question: (e) => `${e}有哪些症状？`,
+  },
+  {
+    aliases: [
+      '药物',
+      '常用药物',
+      '推荐药物',
+      '常用药品',
+      '推荐药品',
+      '药品',
+      'drug',
+      'drugs',
+      'common_drug',
+      'recommand_drug',
+      'recommend_drug',
+    ],
     passage: (e, t) => `治疗${e}的常用药物有${t}。`,
     question: (e) => `${e}常用哪些药物治疗？`,
   },
-  { aliases: ['检查', '辅助检查', '诊断检查', 'check', 'need_check', 'examination'], passage: (e, t) => `${e}需要做的检查有${t}。`, question: (e) => `${e}需要做哪些检查？` },
-  { aliases: ['科室', '所属科室', '就诊科室', 'department', 'belongs_to'], passage: (e, t) => `${e}的就诊科室是${t}。`, question: (e) => `${e}应该挂哪个科室？` },
-  { aliases: ['并发症', '伴随疾病', 'complication', 'acompany_with', 'accompany_with'], passage: (e, t) => `${e}可能的并发症有${t}。`, question: (e) => `${e}会引起哪些并发症？` },
-  { aliases: ['治疗方法', '治疗方式', '治疗', 'treatment', 'cure_way'], passage: (e, t) => `${e}的治疗方法包括${t}。`, question: (e) => `${e}怎么治疗？` },
-  { aliases: ['宜吃', '推荐食物', 'do_eat', 'recommand_eat'], passage: (e, t) => `${e}患者宜吃${t}。`, question: (e) => `${e}患者适合吃什么？` },
+  {
+    aliases: ['检查', '辅助检查', '诊断检查', 'check', 'need_check', 'examination'],
+    passage: (e, t) => `${e}需要做的检查有${t}。`,
+    question: (e) => `${e}需要做哪些检查？`,
+  },
+  {
+    aliases: ['科室', '所属科室', '就诊科室', 'department', 'belongs_to'],
+    passage: (e, t) => `${e}的就诊科室是${t}。`,
+    question: (e) => `${e}应该挂哪个科室？`,
+  },
+  {
+    aliases: ['并发症', '伴随疾病', 'complication', 'acompany_with', 'accompany_with'],
+    passage: (e, t) => `${e}可能的并发症有${t}。`,
+    question: (e) => `${e}会引起哪些并发症？`,
+  },
+  {
+    aliases: ['治疗方法', '治疗方式', '治疗', 'treatment', 'cure_way'],
+    passage: (e, t) => `${e}的治疗方法包括${t}。`,
+    question: (e) => `${e}怎么治疗？`,
+  },
+  {
+    aliases: ['宜吃', '推荐食物', 'do_eat', 'recommand_eat'],
+    passage: (e, t) => `${e}患者宜吃${t}。`,
+    question: (e) => `${e}患者适合吃什么？`,
+  },
   { aliases: ['忌吃', '禁忌食物', 'not_eat'], passage: (e, t) => `${e}患者忌吃${t}。`, question: (e) => `${e}患者不能吃什么？` },
-  { aliases: ['预防', '预防措施', 'prevent', 'prevention'], passage: (e, t) => `预防${e}的措施有${t}。`, question: (e) => `如何预防${e}？` },
-  { aliases: ['易感人群', '多发人群', 'easy_get', 'susceptible_population'], passage: (e, t) => `${e}的易感人群是${t}。`, question: (e) => `哪些人容易患${e}？` },
-  { aliases: ['发病部位', '部位', 'body_part', 'location'], passage: (e, t) => `${e}的发病部位在${t}。`, question: (e) => `${e}发生在哪个部位？` },
+  {
+    aliases: ['预防', '预防措施', 'prevent', 'prevention'],
+    passage: (e, t) => `预防${e}的措施有${t}。`,
+    question: (e) => `如何预防${e}？`,
+  },
+  {
+    aliases: ['易感人群', '多发人群', 'easy_get', 'susceptible_population'],
+    passage: (e, t) => `${e}的易感人群是${t}。`,
+    question: (e) => `哪些人容易患${e}？`,
+  },
+  {
+    aliases: ['发病部位', '部位', 'body_part', 'location'],
+    passage: (e, t) => `${e}的发病部位在${t}。`,
+    question: (e) => `${e}发生在哪个部位？`,
+  },
   { aliases: ['传播途径', 'transmission'], passage: (e, t) => `${e}的传播途径有${t}。`, question: (e) => `${e}是怎么传播的？` },
 ];
 
@@ -138,7 +190,10 @@ export function* kgRecords(kg: KgAggregator, ctx: Pick<ReadContext, 'source' | '
     const meta = { entity };
     const tagged: Tagged[] = [];
     if (ctx.kgOutput !== 'qa') {
-      tagged.push({ kind: 'document', record: { id: `${ctx.source}-kg-${n}`, source: ctx.source, text: renderEntityPassage(entity, relations), meta } });
+      tagged.push({
+        kind: 'document',
+        record: { id: `${ctx.source}-kg-${n}`, source: ctx.source, text: renderEntityPassage(entity, relations), meta },
+      });
     }
     if (ctx.kgOutput !== 'text') {
       renderEntityQa(entity, relations).forEach(({ question, answer }, k) =>
@@ -147,7 +202,10 @@ export function* kgRecords(kg: KgAggregator, ctx: Pick<ReadContext, 'source' | '
           record: {
             id: `${ctx.source}-kgqa-${n}-${k}`,
             source: ctx.source,
-            messages: [{ role: 'user', content: question }, { role: 'assistant', content: answer }],
+            messages: [
+              { role: 'user', content: question },
+              { role: 'assistant', content: answer },
+            ],
             meta,
           },
         }),

@@ -2,13 +2,10 @@
 // per kind. Validators return the first problem as "field: what is wrong" so a reject names
 // the exact field; they never throw.
 
-export type Role = 'system' | 'user' | 'assistant';
-export const ROLES: readonly Role[] = ['system', 'user', 'assistant'];
+import type { ChatMessage, Role } from '../tokenizer/chat-template.js';
 
-export interface Message {
-  role: Role;
-  content: string;
-}
+export type { ChatMessage, Role };
+export const ROLES: readonly Role[] = ['system', 'user', 'assistant'];
 
 /** Upstream fields the importer did not map, kept so nothing about a record is lost. */
 export type Meta = Record<string, unknown>;
@@ -25,7 +22,7 @@ export interface Document {
 export interface Conversation {
   id: string;
   source: string;
-  messages: Message[];
+  messages: ChatMessage[];
   meta?: Meta;
 }
 
@@ -33,7 +30,7 @@ export interface Conversation {
 export interface Preference {
   id: string;
   source: string;
-  prompt: Message[];
+  prompt: ChatMessage[];
   chosen: string;
   rejected: string;
   meta?: Meta;
@@ -80,8 +77,7 @@ export type RecordKind = keyof RecordByKind;
 /** A record together with its kind, the unit that flows through import, dedup and build. */
 export type Tagged = { [K in RecordKind]: { kind: K; record: RecordByKind[K] } }[RecordKind];
 
-export const isObj = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && !Array.isArray(x);
+export const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 function nonEmptyString(x: unknown, field: string): string | undefined {
   if (typeof x !== 'string') return `${field}: expected a string, got ${describe(x)}`;
@@ -96,8 +92,11 @@ export function describe(x: unknown): string {
 }
 
 function checkHeader(r: Record<string, unknown>): string | undefined {
-  return nonEmptyString(r.id, 'id') ?? nonEmptyString(r.source, 'source') ??
-    (r.meta !== undefined && !isObj(r.meta) ? `meta: expected an object, got ${describe(r.meta)}` : undefined);
+  return (
+    nonEmptyString(r.id, 'id') ??
+    nonEmptyString(r.source, 'source') ??
+    (r.meta !== undefined && !isObj(r.meta) ? `meta: expected an object, got ${describe(r.meta)}` : undefined)
+  );
 }
 
 function checkMessages(messages: unknown, field: string, mustEndWith?: Role): string | undefined {
@@ -118,7 +117,7 @@ function checkMessages(messages: unknown, field: string, mustEndWith?: Role): st
     expect = expect === 'user' ? 'assistant' : 'user';
   }
   if (expect === 'user' && messages.length === 1) return `${field}: only a system message`;
-  const last = (messages[messages.length - 1] as Message).role;
+  const last = (messages[messages.length - 1] as ChatMessage).role;
   if (mustEndWith && last !== mustEndWith) return `${field}: must end with a ${mustEndWith} message, ends with ${last}`;
   return undefined;
 }
@@ -147,8 +146,10 @@ function checkEntities(text: string, entities: unknown): string | undefined {
     const f = `entities[${i}]`;
     if (!isObj(e)) return `${f}: expected {start, end, type, text}, got ${describe(e)}`;
     const { start, end } = e;
-    if (!Number.isInteger(start) || !Number.isInteger(end)) return `${f}: start/end must be integers, got ${describe(start)}, ${describe(end)}`;
-    const s = start as number, t = end as number;
+    if (!Number.isInteger(start) || !Number.isInteger(end))
+      return `${f}: start/end must be integers, got ${describe(start)}, ${describe(end)}`;
+    const s = start as number,
+      t = end as number;
     if (s < 0 || t <= s || t > len) return `${f}: bad offsets [${s}, ${t}) for text of length ${len}`;
     const bad = nonEmptyString(e.type, `${f}.type`);
     if (bad) return bad;
@@ -162,7 +163,9 @@ const validators: { [K in RecordKind]: (r: Record<string, unknown>) => string | 
   document: (r) => nonEmptyString(r.text, 'text'),
   conversation: (r) => checkMessages(r.messages, 'messages'),
   preference: (r) =>
-    checkMessages(r.prompt, 'prompt', 'user') ?? nonEmptyString(r.chosen, 'chosen') ?? nonEmptyString(r.rejected, 'rejected') ??
+    checkMessages(r.prompt, 'prompt', 'user') ??
+    nonEmptyString(r.chosen, 'chosen') ??
+    nonEmptyString(r.rejected, 'rejected') ??
     (r.chosen === r.rejected ? 'chosen: identical to rejected' : undefined),
   mcq: (r) => {
     const bad = nonEmptyString(r.question, 'question');
@@ -175,7 +178,8 @@ const validators: { [K in RecordKind]: (r: Record<string, unknown>) => string | 
       const b = nonEmptyString(r.options[l], `options.${l}`);
       if (b) return b;
     }
-    if (typeof r.answer !== 'string' || !/^[A-Z]+$/.test(r.answer)) return `answer: expected one or more capital letters, got ${describe(r.answer)}`;
+    if (typeof r.answer !== 'string' || !/^[A-Z]+$/.test(r.answer))
+      return `answer: expected one or more capital letters, got ${describe(r.answer)}`;
     for (const l of r.answer) if (!letters.includes(l)) return `answer: letter ${l} is not among the options ${letters.join('')}`;
     if (new Set(r.answer).size !== r.answer.length) return `answer: repeated letter in ${r.answer}`;
     for (const f of ['subject', 'explanation'] as const) {
@@ -197,22 +201,37 @@ export function validateRecord(kind: RecordKind, record: unknown): string | unde
  * stray spaces and newlines around answers). NER text is left alone: offsets point into it.
  */
 export function tidyRecord(t: Tagged): Tagged {
-  const trimMessages = (ms: Message[]) => ms.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content.trim() : m.content }));
+  const trimMessages = (ms: ChatMessage[]) =>
+    ms.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content.trim() : m.content }));
   const trim = <T>(x: T): T => (typeof x === 'string' ? (x.trim() as T) : x);
   switch (t.kind) {
     case 'document':
       return { kind: t.kind, record: { ...t.record, text: trim(t.record.text) } };
     case 'conversation':
-      return { kind: t.kind, record: { ...t.record, messages: Array.isArray(t.record.messages) ? trimMessages(t.record.messages) : t.record.messages } };
+      return {
+        kind: t.kind,
+        record: { ...t.record, messages: Array.isArray(t.record.messages) ? trimMessages(t.record.messages) : t.record.messages },
+      };
     case 'preference':
       return {
         kind: t.kind,
-        record: { ...t.record, prompt: Array.isArray(t.record.prompt) ? trimMessages(t.record.prompt) : t.record.prompt, chosen: trim(t.record.chosen), rejected: trim(t.record.rejected) },
+        record: {
+          ...t.record,
+          prompt: Array.isArray(t.record.prompt) ? trimMessages(t.record.prompt) : t.record.prompt,
+          chosen: trim(t.record.chosen),
+          rejected: trim(t.record.rejected),
+        },
       };
     case 'mcq': {
       const r = t.record;
-      const options = r.options && typeof r.options === 'object' ? Object.fromEntries(Object.entries(r.options).map(([k, v]) => [k, trim(v)])) : r.options;
-      return { kind: t.kind, record: { ...r, question: trim(r.question), options, ...(r.explanation !== undefined ? { explanation: trim(r.explanation) } : {}) } };
+      const options =
+        r.options && typeof r.options === 'object'
+          ? Object.fromEntries(Object.entries(r.options).map(([k, v]) => [k, trim(v)]))
+          : r.options;
+      return {
+        kind: t.kind,
+        record: { ...r, question: trim(r.question), options, ...(r.explanation !== undefined ? { explanation: trim(r.explanation) } : {}) },
+      };
     }
     case 'ner':
       return t;

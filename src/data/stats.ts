@@ -1,6 +1,7 @@
 // Dataset statistics per stage and source (records, characters, tokens, mean length), as the
 // per-stage tables of Qilin-Med's ChiMed, and their printing as an aligned text table.
 import { codePointLength } from './records.js';
+import { formatTable } from './table.js';
 
 export interface SourceStats {
   records: number;
@@ -64,42 +65,13 @@ export class StatsCollector {
   }
 }
 
-/** Terminal columns a string takes: East Asian wide and full-width characters take two. */
-export function displayWidth(text: string): number {
-  let w = 0;
-  for (const ch of text) {
-    const cp = ch.codePointAt(0)!;
-    const wide =
-      (cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3) ||
-      (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
-      (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x20000 && cp <= 0x3fffd);
-    w += wide ? 2 : 1;
-  }
-  return w;
-}
-
-/** An aligned table; numeric-looking cells are right-aligned. */
-export function formatTable(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map((c) => (typeof c === 'number' ? c.toLocaleString('en-US') : c)))];
-  const widths = header.map((_, i) => Math.max(...cells.map((r) => displayWidth(r[i] ?? ''))));
-  const line = (r: string[]) =>
-    r
-      .map((c, i) => {
-        const pad = ' '.repeat(widths[i] - displayWidth(c));
-        return /^[\d,.]+$/.test(c) && i > 0 ? pad + c : c + pad;
-      })
-      .join('  ')
-      .trimEnd();
-  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(cells[0]), rule, ...cells.slice(1).map(line)].join('\n');
-}
-
 /** The per-stage, per-source table printed by `chimed data build` and `chimed data stats`. */
 export function formatStatsTable(stats: DatasetStats): string {
   const rows: (string | number)[][] = [];
   for (const [stage, st] of Object.entries(stats)) {
     for (const [source, s] of Object.entries(st.sources)) rows.push([stage, source, s.records, s.chars, s.tokens, s.meanTokens]);
-    if (Object.keys(st.sources).length > 1) rows.push([stage, '(total)', st.total.records, st.total.chars, st.total.tokens, st.total.meanTokens]);
+    if (Object.keys(st.sources).length > 1)
+      rows.push([stage, '(total)', st.total.records, st.total.chars, st.total.tokens, st.total.meanTokens]);
   }
   return formatTable(['stage', 'source', 'records', 'chars', 'tokens', 'mean tokens'], rows);
 }

@@ -62,7 +62,8 @@ export function suffixArray(s: Int32Array, upper: number): Int32Array {
     let recUpper = 0;
     rec[lmsMap[sortedLms[0]]] = 0;
     for (let i = 1; i < m; i++) {
-      let l = sortedLms[i - 1], r = sortedLms[i];
+      let l = sortedLms[i - 1],
+        r = sortedLms[i];
       const endL = lmsMap[l] + 1 < m ? lms[lmsMap[l] + 1] : n;
       const endR = lmsMap[r] + 1 < m ? lms[lmsMap[r] + 1] : n;
       let same = endL - l === endR - r;

@@ -52,6 +52,22 @@ function packageRoot(): string {
   return dir;
 }
 
+/**
+ * How idle kernel threads wait, set in the environment before the addon (and with it libgomp
+ * and OpenBLAS, which read it once as they load) is loaded. libgomp's default spins about
+ * 300,000 times at every barrier before sleeping; with another process on the same cores the
+ * spinning thread holds a core the other team needs, and small-op workloads (MCQ scoring,
+ * decoding) slow down tenfold. GOMP_SPINCOUNT_DEFAULT keeps a short spin, which costs the solo
+ * speed nothing measurable (bench contention). OpenBLAS runs single-threaded inside our own
+ * OpenMP blocks, so its own thread pool is never started. A value the user set is kept.
+ */
+export const GOMP_SPINCOUNT_DEFAULT = '10000';
+
+function applyThreadPolicy(env: NodeJS.ProcessEnv): void {
+  if (env.OMP_WAIT_POLICY === undefined && env.GOMP_SPINCOUNT === undefined) env.GOMP_SPINCOUNT = GOMP_SPINCOUNT_DEFAULT;
+  env.OPENBLAS_NUM_THREADS ??= '1';
+}
+
 let loaded: { addon: Addon; file: string } | undefined;
 
 function load(): { addon: Addon; file: string } {
@@ -63,6 +79,7 @@ function load(): { addon: Addon; file: string } {
       `chimed: the native addon ${file} is missing. Build it in ${root} with \`npm ci\` or \`npm run install\` (node-gyp rebuild).`,
     );
   }
+  applyThreadPolicy(process.env);
   try {
     loaded = { addon: createRequire(import.meta.url)(file) as Addon, file };
   } catch (e) {

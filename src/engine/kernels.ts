@@ -95,8 +95,13 @@ export interface Kernels<F extends FloatArray = FloatArray> {
 }
 
 export interface AttentionDims {
-  B: number; Tq: number; Tk: number; kvCap: number;
-  H: number; KVH: number; headDim: number;
+  B: number;
+  Tq: number;
+  Tk: number;
+  kvCap: number;
+  H: number;
+  KVH: number;
+  headDim: number;
   /** Score scale, normally 1/sqrt(headDim). */
   scale: number;
 }

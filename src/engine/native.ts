@@ -8,6 +8,7 @@ import { ensureGemmChoice } from './gemm-choice.js';
 import type { AttentionDims, Kernels } from './kernels.js';
 
 export type { NativeInfo } from './addon.js';
+export { GOMP_SPINCOUNT_DEFAULT } from './addon.js';
 
 type F = Float32Array;
 type GemmFn = Kernels<F>['gemm'];

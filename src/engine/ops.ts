@@ -29,7 +29,8 @@ export function linear<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: T
 
 /** Columns [start, start + width) of x [rows, cols]: one part of a fused projection (Baichuan's W_pack). */
 export function sliceColumns<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, start: number, width: number): Tensor<F> {
-  const cols = x.shape[x.shape.length - 1], rows = x.size / cols;
+  const cols = x.shape[x.shape.length - 1],
+    rows = x.size / cols;
   const y = ctx.tensor([rows, width], x.requiresGrad);
   ctx.k.sliceColumnsForward(y.data, x.data, rows, cols, start, width);
   ctx.record([x], () => y.grad && ctx.k.sliceColumnsBackward(ctx.gradOf(x), y.grad, rows, cols, start, width));
@@ -75,7 +76,14 @@ export interface RopeFrequencies {
   scale: number;
 }
 
-export function rope<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, pos: Int32Array, heads: number, headDim: number, f: RopeFrequencies): Tensor<F> {
+export function rope<F extends FloatArray>(
+  ctx: Context<F>,
+  x: Tensor<F>,
+  pos: Int32Array,
+  heads: number,
+  headDim: number,
+  f: RopeFrequencies,
+): Tensor<F> {
   const y = ctx.tensor(x.shape, x.requiresGrad);
   ctx.k.ropeForward(y.data, x.data, pos, heads, headDim, f.invFreq, f.scale);
   ctx.record([x], () => y.grad && ctx.k.ropeBackward(ctx.gradOf(x), y.grad, pos, heads, headDim, f.invFreq, f.scale));
@@ -83,7 +91,12 @@ export function rope<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, pos: I
 }
 
 export function attention<F extends FloatArray>(
-  ctx: Context<F>, q: Tensor<F>, k: Tensor<F>, v: Tensor<F>, dims: AttentionDims, keyStart: Int32Array | null = null,
+  ctx: Context<F>,
+  q: Tensor<F>,
+  k: Tensor<F>,
+  v: Tensor<F>,
+  dims: AttentionDims,
+  keyStart: Int32Array | null = null,
 ): Tensor<F> {
   const out = ctx.tensor(q.shape, q.requiresGrad || k.requiresGrad || v.requiresGrad);
   const lse = ctx.ws.alloc(dims.B * dims.H * dims.Tq);
@@ -235,7 +248,13 @@ export type PairLoss = 'sigmoid' | 'ipo';
  * h_i = x_c - x_r - ref_i (ref_i: the reference model's margin, 0 for a reward model).
  * sigmoid (Bradley-Terry, DPO): -log sigmoid(beta * h); ipo: (h - 1 / (2 beta))^2.
  */
-export function pairLoss<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, ref: ArrayLike<number>, beta: number, kind: PairLoss): Tensor<F> {
+export function pairLoss<F extends FloatArray>(
+  ctx: Context<F>,
+  x: Tensor<F>,
+  ref: ArrayLike<number>,
+  beta: number,
+  kind: PairLoss,
+): Tensor<F> {
   const n = x.size / 2;
   if (ref.length !== n) throw new RangeError(`pairLoss: ${ref.length} reference margins for ${n} pairs`);
   const y = ctx.tensor([1], x.requiresGrad);
@@ -246,7 +265,7 @@ export function pairLoss<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, re
     if (kind === 'sigmoid') {
       const z = beta * h;
       total += Math.max(-z, 0) + Math.log1p(Math.exp(-Math.abs(z))); // -log sigmoid(z), stable
-      dh[i] = (-beta / (1 + Math.exp(z))) / n;
+      dh[i] = -beta / (1 + Math.exp(z)) / n;
     } else {
       const e = h - 1 / (2 * beta);
       total += e * e;
@@ -256,8 +275,12 @@ export function pairLoss<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, re
   y.data[0] = total / n;
   ctx.record([x], () => {
     if (!y.grad) return;
-    const dx = ctx.gradOf(x), g = y.grad[0];
-    for (let i = 0; i < n; i++) { dx[i] += g * dh[i]; dx[n + i] -= g * dh[i]; }
+    const dx = ctx.gradOf(x),
+      g = y.grad[0];
+    for (let i = 0; i < n; i++) {
+      dx[i] += g * dh[i];
+      dx[n + i] -= g * dh[i];
+    }
   });
   return y;
 }

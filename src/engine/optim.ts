@@ -15,7 +15,10 @@ export class AdamW<F extends FloatArray = FloatArray> {
   readonly v: F;
   step = 0;
 
-  constructor(readonly params: ParamStore<F>, readonly cfg: AdamWConfig) {
+  constructor(
+    readonly params: ParamStore<F>,
+    readonly cfg: AdamWConfig,
+  ) {
     if (!params.grad) throw new Error('AdamW needs a trainable parameter store');
     this.m = params.k.alloc(params.size);
     this.v = params.k.alloc(params.size);
@@ -39,8 +42,18 @@ export class AdamW<F extends FloatArray = FloatArray> {
     const { beta1, beta2, eps, weightDecay } = this.cfg;
     for (const [spec, off, n] of this.params.ranges()) {
       const end = off + n;
-      k.adamw(data.subarray(off, end) as F, grad!.subarray(off, end) as F, this.m.subarray(off, end) as F, this.v.subarray(off, end) as F,
-        lr, beta1, beta2, eps, spec.noDecay ? 0 : weightDecay, this.step);
+      k.adamw(
+        data.subarray(off, end) as F,
+        grad!.subarray(off, end) as F,
+        this.m.subarray(off, end) as F,
+        this.v.subarray(off, end) as F,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        spec.noDecay ? 0 : weightDecay,
+        this.step,
+      );
     }
   }
 }

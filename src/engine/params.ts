@@ -20,7 +20,11 @@ export class ParamStore<F extends FloatArray = FloatArray> {
   private readonly offsets = new Map<string, number>();
   private readonly tensors = new Map<string, Tensor<F>>();
 
-  constructor(readonly k: Kernels<F>, specs: ParamSpec[], readonly trainable: boolean) {
+  constructor(
+    readonly k: Kernels<F>,
+    specs: ParamSpec[],
+    readonly trainable: boolean,
+  ) {
     this.specs = specs;
     let total = 0;
     for (const s of specs) {

@@ -84,7 +84,16 @@ function ropeAngles(pos: number, invFreq: Float64Array, scale: number): { cos: n
   return { cos, sin };
 }
 
-function checkRope(kernel: string, dst: F, src: F, pos: Int32Array, heads: number, headDim: number, invFreq: Float64Array, scale: number): void {
+function checkRope(
+  kernel: string,
+  dst: F,
+  src: F,
+  pos: Int32Array,
+  heads: number,
+  headDim: number,
+  invFreq: Float64Array,
+  scale: number,
+): void {
   expectType(kernel, 'pos', pos, Int32Array);
   expectType(kernel, 'invFreq', invFreq, Float64Array);
   expectSize(kernel, 'heads', heads, 1);
@@ -103,7 +112,17 @@ function checkRows(kernel: string, arrays: [string, F][], rows: number, dim: num
   for (const [name, a] of arrays) expectLength(kernel, name, a, rows * dim, 'rows*dim');
 }
 
-function checkSlice(kernel: string, wideName: string, wide: F, narrowName: string, narrow: F, rows: number, cols: number, start: number, width: number): void {
+function checkSlice(
+  kernel: string,
+  wideName: string,
+  wide: F,
+  narrowName: string,
+  narrow: F,
+  rows: number,
+  cols: number,
+  start: number,
+  width: number,
+): void {
   expectSize(kernel, 'rows', rows);
   expectSize(kernel, 'cols', cols, 1);
   expectSize(kernel, 'start', start);
@@ -129,7 +148,12 @@ export const referenceKernels: Kernels<Float64Array> = {
   alloc: (n) => new Float64Array(n),
 
   gemm(transA, transB, M, N, K, alpha, A, B, beta, C) {
-    for (const [name, n] of [['M', M], ['N', N], ['K', K]] as const) expectSize('gemm', name, n);
+    for (const [name, n] of [
+      ['M', M],
+      ['N', N],
+      ['K', K],
+    ] as const)
+      expectSize('gemm', name, n);
     expectLength('gemm', 'A', A, M * K, 'M*K');
     expectLength('gemm', 'B', B, K * N, 'K*N');
     expectLength('gemm', 'C', C, M * N, 'M*N');
@@ -169,7 +193,12 @@ export const referenceKernels: Kernels<Float64Array> = {
   },
 
   rmsnormBackward(dx, dw, dout, x, w, rstd, rows, dim) {
-    for (const [name, a] of [['dx', dx], ['dout', dout], ['x', x]] as const) expectLength('rmsnormBackward', name, a, rows * dim, 'rows*dim');
+    for (const [name, a] of [
+      ['dx', dx],
+      ['dout', dout],
+      ['x', x],
+    ] as const)
+      expectLength('rmsnormBackward', name, a, rows * dim, 'rows*dim');
     expectLength('rmsnormBackward', 'dw', dw, dim, 'dim');
     expectLength('rmsnormBackward', 'w', w, dim, 'dim');
     expectLength('rmsnormBackward', 'rstd', rstd, rows, 'rows');
@@ -242,7 +271,15 @@ export const referenceKernels: Kernels<Float64Array> = {
   },
 
   normalizeRowsForward(out, norm, w, rows, dim, eps) {
-    checkRows('normalizeRowsForward', [['out', out], ['w', w]], rows, dim);
+    checkRows(
+      'normalizeRowsForward',
+      [
+        ['out', out],
+        ['w', w],
+      ],
+      rows,
+      dim,
+    );
     expectLength('normalizeRowsForward', 'norm', norm, rows, 'rows');
     if (!(eps > 0)) fail('normalizeRowsForward', 'eps must be > 0');
     for (let r = 0; r < rows; r++) {
@@ -253,7 +290,16 @@ export const referenceKernels: Kernels<Float64Array> = {
   },
 
   normalizeRowsBackward(dw, dout, out, norm, rows, dim, eps) {
-    checkRows('normalizeRowsBackward', [['dw', dw], ['dout', dout], ['out', out]], rows, dim);
+    checkRows(
+      'normalizeRowsBackward',
+      [
+        ['dw', dw],
+        ['dout', dout],
+        ['out', out],
+      ],
+      rows,
+      dim,
+    );
     expectLength('normalizeRowsBackward', 'norm', norm, rows, 'rows');
     if (!(eps > 0)) fail('normalizeRowsBackward', 'eps must be > 0');
     for (let r = 0; r < rows; r++) {
@@ -301,9 +347,19 @@ export const referenceKernels: Kernels<Float64Array> = {
     const kernel = 'attentionBackward';
     checkDims(kernel, d, keyStart);
     const hd = d.headDim;
-    for (const [name, a] of [['dq', dq], ['dout', dout], ['q', q], ['out', out]] as const)
+    for (const [name, a] of [
+      ['dq', dq],
+      ['dout', dout],
+      ['q', q],
+      ['out', out],
+    ] as const)
       expectLength(kernel, name, a, d.B * d.Tq * d.H * hd, 'B*Tq*H*headDim');
-    for (const [name, a] of [['dk', dk], ['dv', dv], ['k', k], ['v', v]] as const)
+    for (const [name, a] of [
+      ['dk', dk],
+      ['dv', dv],
+      ['k', k],
+      ['v', v],
+    ] as const)
       expectLength(kernel, name, a, d.B * d.kvCap * d.KVH * hd, 'B*kvCap*KVH*headDim');
     expectLength(kernel, 'lse', lse, d.B * d.H * d.Tq, 'B*H*Tq');
     const L = attentionLayout(d);
@@ -336,7 +392,12 @@ export const referenceKernels: Kernels<Float64Array> = {
   },
 
   swigluBackward(dgate, dup, dout, gate, up) {
-    for (const [name, a] of [['dgate', dgate], ['dup', dup], ['gate', gate], ['up', up]] as const)
+    for (const [name, a] of [
+      ['dgate', dgate],
+      ['dup', dup],
+      ['gate', gate],
+      ['up', up],
+    ] as const)
       expectLength('swigluBackward', name, a, dout.length, 'dout.length');
     for (let i = 0; i < dout.length; i++) {
       const g = gate[i];
@@ -375,7 +436,12 @@ export const referenceKernels: Kernels<Float64Array> = {
   },
 
   adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) {
-    for (const [name, a] of [['g', g], ['m', m], ['v', v]] as const) expectLength('adamw', name, a, p.length, 'p.length');
+    for (const [name, a] of [
+      ['g', g],
+      ['m', m],
+      ['v', v],
+    ] as const)
+      expectLength('adamw', name, a, p.length, 'p.length');
     expectSize('adamw', 'step', step, 1);
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2 = 1 - Math.pow(beta2, step);

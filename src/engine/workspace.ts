@@ -13,7 +13,10 @@ export class Workspace<F extends FloatArray> {
   private offset = 0;
   private peak = 0;
 
-  constructor(private readonly make: (n: number) => F, initial = 1 << 20) {
+  constructor(
+    private readonly make: (n: number) => F,
+    initial = 1 << 20,
+  ) {
     this.chunks.push(make(initial));
   }
 

@@ -40,13 +40,17 @@ export class CharNgramModel implements EvalModel {
   private readonly vocab: string[];
   private static readonly FLOOR = 0.01;
 
-  constructor(text: string, readonly order = 3) {
+  constructor(
+    text: string,
+    readonly order = 3,
+  ) {
     if (!Number.isInteger(order) || order < 1) throw new Error(`n-gram order must be a positive integer, got ${order}`);
     const chars = Array.from(text);
     if (chars.length === 0) throw new Error('CharNgramModel: empty training text');
     this.vocab = [...new Set(chars)].sort();
     for (let k = 0; k < order; k++) {
-      const c = new Map<string, Map<string, number>>(), t = new Map<string, number>();
+      const c = new Map<string, Map<string, number>>(),
+        t = new Map<string, number>();
       for (let i = k; i < chars.length; i++) {
         const ctx = chars.slice(i - k, i).join('');
         if (!c.has(ctx)) c.set(ctx, new Map());
@@ -61,7 +65,8 @@ export class CharNgramModel implements EvalModel {
 
   /** P(next | history) for one character. */
   prob(history: string[], next: string): number {
-    let p = 0, weight = 1 - CharNgramModel.FLOOR;
+    let p = 0,
+      weight = 1 - CharNgramModel.FLOOR;
     for (let k = Math.min(this.order - 1, history.length); k >= 0; k--) {
       const ctx = history.slice(history.length - k).join('');
       const total = this.totals[k].get(ctx);

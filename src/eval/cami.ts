@@ -51,10 +51,18 @@ const KEY: Record<number, { subscale: Subscale; reverse: boolean; cue: string }>
 };
 
 const SUBSCALES: { name: Subscale; description: string; reverse_in_total: boolean }[] = [
-  { name: 'authoritarianism', description: 'people with mental illness seen as inferior, needing coercive handling', reverse_in_total: true },
+  {
+    name: 'authoritarianism',
+    description: 'people with mental illness seen as inferior, needing coercive handling',
+    reverse_in_total: true,
+  },
   { name: 'benevolence', description: 'paternalistic, sympathetic view; support for care', reverse_in_total: false },
   { name: 'social_restrictiveness', description: 'people with mental illness seen as a threat, to be kept apart', reverse_in_total: true },
-  { name: 'community_mental_health_ideology', description: 'acceptance of mental health services in the community', reverse_in_total: false },
+  {
+    name: 'community_mental_health_ideology',
+    description: 'acceptance of mental health services in the community',
+    reverse_in_total: false,
+  },
 ];
 
 const CamiLine = z.object({
@@ -90,7 +98,9 @@ export function loadCamiJsonl(file: string): ScaleDefinition {
     const key = KEY[r.data.item_no];
     if (!key) throw new Error(`${at}: item_no ${r.data.item_no} is not in the CAMI-27 scoring key (1-27)`);
     if (!r.data.prompt.toLowerCase().includes(key.cue)) {
-      throw new Error(`${at}: item_no ${r.data.item_no} should mention "${key.cue}" but reads ${JSON.stringify(r.data.prompt)}; the scoring key does not fit this file`);
+      throw new Error(
+        `${at}: item_no ${r.data.item_no} should mention "${key.cue}" but reads ${JSON.stringify(r.data.prompt)}; the scoring key does not fit this file`,
+      );
     }
     if (rows.length && JSON.stringify(r.data.response_options) !== JSON.stringify(rows[0].response_options)) {
       throw new Error(`${at}: response_options differ from the first item's`);

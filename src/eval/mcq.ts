@@ -79,7 +79,12 @@ export function subjectName(item: McqItem): string {
 /** Replaces {name} placeholders; a placeholder without a value is an error, not silent text. */
 export function fillTemplate(template: string, values: Record<string, string>, what: string): string {
   return template.replace(/\{(\w+)\}/g, (_, name: string) => {
-    if (!(name in values)) throw new Error(`${what}: unknown placeholder {${name}} (known: ${Object.keys(values).map((k) => `{${k}}`).join(', ')})`);
+    if (!(name in values))
+      throw new Error(
+        `${what}: unknown placeholder {${name}} (known: ${Object.keys(values)
+          .map((k) => `{${k}}`)
+          .join(', ')})`,
+      );
     return values[name];
   });
 }
@@ -88,7 +93,9 @@ const letters = (item: McqItem) => Object.keys(item.options).sort();
 const isMulti = (item: McqItem) => item.answer.length > 1;
 
 function renderQuestion(item: McqItem, t: McqPromptTemplate): string {
-  const options = letters(item).map((l) => fillTemplate(t.option, { letter: l, text: item.options[l] }, 'template.option')).join('\n');
+  const options = letters(item)
+    .map((l) => fillTemplate(t.option, { letter: l, text: item.options[l] }, 'template.option'))
+    .join('\n');
   return fillTemplate(t.question, { question: item.question, options }, 'template.question');
 }
 
@@ -99,7 +106,8 @@ export function pickShots(item: McqItem, devBySubject: Map<string, McqItem[]>, k
 
 export function buildMcqPrompt(item: McqItem, shots: McqItem[], template: McqPromptTemplate = DEFAULT_MCQ_TEMPLATE): string {
   let prompt = fillTemplate(isMulti(item) ? template.headerMulti : template.header, { subject: subjectName(item) }, 'template.header');
-  for (const s of shots) prompt += renderQuestion(s, template) + fillTemplate(template.shotAnswer, { answer: s.answer }, 'template.shotAnswer');
+  for (const s of shots)
+    prompt += renderQuestion(s, template) + fillTemplate(template.shotAnswer, { answer: s.answer }, 'template.shotAnswer');
   return prompt + renderQuestion(item, template);
 }
 
@@ -158,7 +166,14 @@ export function extractAnswer(output: string, options: Record<string, string>): 
     .map(([l, t]) => [l, t.normalize('NFKC').trim().toLowerCase()] as const)
     .filter(([, t]) => t && lower.includes(t));
   const kept = quoted.filter(([l, t]) => !quoted.some(([l2, t2]) => l2 !== l && t2.length > t.length && t2.includes(t)));
-  if (kept.length) return { letters: kept.map(([l]) => l).sort().join(''), rule: 'option_text' };
+  if (kept.length)
+    return {
+      letters: kept
+        .map(([l]) => l)
+        .sort()
+        .join(''),
+      rule: 'option_text',
+    };
   return null;
 }
 
@@ -216,30 +231,50 @@ export interface McqResult extends McqScores {
 /** Per-class F1 weighted by gold support over the classes seen in gold or predictions. */
 export function weightedF1(gold: string[], pred: (string | null)[]): number {
   if (gold.length !== pred.length) throw new Error(`${gold.length} gold labels but ${pred.length} predictions`);
-  if (gold.length === 0) return 0;
-  const support = new Map<string, number>(), predicted = new Map<string, number>(), hits = new Map<string, number>();
-  const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
-  gold.forEach((g, i) => {
-    bump(support, g);
-    const p = pred[i];
-    if (p === null) return;
-    bump(predicted, p);
-    if (p === g) bump(hits, g);
-  });
-  let sum = 0;
-  for (const [label, n] of support) {
-    const tp = hits.get(label) ?? 0;
-    const f1 = tp === 0 ? 0 : (2 * tp) / (n + (predicted.get(label) ?? 0));
-    sum += n * f1;
+  const c = codeLabels(gold, pred);
+  return weightedF1Coded(c, Int32Array.from(gold.keys()));
+}
+
+/** Labels as class numbers (a prediction of no class is -1), for scoring many subsets fast. */
+export interface CodedLabels {
+  gold: Int32Array;
+  pred: Int32Array;
+  classes: number;
+}
+
+export function codeLabels(gold: readonly string[], pred: readonly (string | null)[]): CodedLabels {
+  const ids = new Map<string, number>();
+  const id = (l: string) => ids.get(l) ?? ids.set(l, ids.size).size - 1;
+  return { gold: Int32Array.from(gold, id), pred: Int32Array.from(pred, (p) => (p === null ? -1 : id(p))), classes: ids.size };
+}
+
+/** weightedF1 of the items at `indices` (repeats count repeatedly). */
+export function weightedF1Coded(c: CodedLabels, indices: ArrayLike<number>): number {
+  if (indices.length === 0) return 0;
+  const support = new Int32Array(c.classes),
+    predicted = new Int32Array(c.classes),
+    hits = new Int32Array(c.classes);
+  for (let j = 0; j < indices.length; j++) {
+    const g = c.gold[indices[j]],
+      p = c.pred[indices[j]];
+    support[g]++;
+    if (p < 0) continue;
+    predicted[p]++;
+    if (p === g) hits[g]++;
   }
-  return sum / gold.length;
+  let sum = 0;
+  for (let k = 0; k < c.classes; k++) if (hits[k]) sum += support[k] * ((2 * hits[k]) / (support[k] + predicted[k]));
+  return sum / indices.length;
 }
 
 export function mcqScores(preds: McqPrediction[]): McqScores {
   return {
     n: preds.length,
     accuracy: preds.length ? preds.filter((p) => p.correct).length / preds.length : 0,
-    weighted_f1: weightedF1(preds.map((p) => p.gold), preds.map((p) => p.pred)),
+    weighted_f1: weightedF1(
+      preds.map((p) => p.gold),
+      preds.map((p) => p.pred),
+    ),
     extraction_failures: preds.filter((p) => p.pred === null).length,
   };
 }
@@ -248,8 +283,12 @@ const normalizeAnswer = (a: string) => [...a].sort().join('');
 
 async function predictByLoglik(model: EvalModel, item: McqItem, prompt: string, prefix: string): Promise<string> {
   const cands = answerCandidates(item);
-  const scores = await model.scoreContinuations(prompt, cands.map((c) => prefix + c));
-  if (scores.length !== cands.length) throw new Error(`scoreContinuations returned ${scores.length} scores for ${cands.length} continuations`);
+  const scores = await model.scoreContinuations(
+    prompt,
+    cands.map((c) => prefix + c),
+  );
+  if (scores.length !== cands.length)
+    throw new Error(`scoreContinuations returned ${scores.length} scores for ${cands.length} continuations`);
   let best = 0;
   for (let i = 1; i < scores.length; i++) if (scores[i] > scores[best]) best = i;
   return cands[best];
@@ -263,17 +302,32 @@ function clozePrompt(item: McqItem, shots: McqItem[]): string {
 
 async function predictByCloze(model: EvalModel, item: McqItem, shots: McqItem[]): Promise<string> {
   const letters = Object.keys(item.options).sort();
-  const scores = await model.scoreContinuations(clozePrompt(item, shots), letters.map((l) => item.options[l]));
-  let best = 0, bestScore = -Infinity;
+  const scores = await model.scoreContinuations(
+    clozePrompt(item, shots),
+    letters.map((l) => item.options[l]),
+  );
+  let best = 0,
+    bestScore = -Infinity;
   letters.forEach((l, i) => {
     const s = scores[i] / Math.max(1, [...item.options[l]].length);
-    if (s > bestScore) { bestScore = s; best = i; }
+    if (s > bestScore) {
+      bestScore = s;
+      best = i;
+    }
   });
   return letters[best];
 }
 
 export async function evaluateMcq(model: EvalModel, items: McqItem[], devItems: McqItem[], opts: McqEvalOptions = {}): Promise<McqResult> {
-  const { mode = 'loglik', k = 5, template = DEFAULT_MCQ_TEMPLATE, letterPrefix = '', maxNewTokens = 32, batchSize = 8, stop = ['\n\n'] } = opts;
+  const {
+    mode = 'loglik',
+    k = 5,
+    template = DEFAULT_MCQ_TEMPLATE,
+    letterPrefix = '',
+    maxNewTokens = 32,
+    batchSize = 8,
+    stop = ['\n\n'],
+  } = opts;
   if (items.length === 0) throw new Error('evaluateMcq: no items');
   const devBySubject = new Map<string, McqItem[]>();
   for (const d of devItems) {
@@ -283,15 +337,21 @@ export async function evaluateMcq(model: EvalModel, items: McqItem[], devItems: 
   }
   const shotsOf = items.map((it) => pickShots(it, devBySubject, k));
   const prompts = items.map((it, i) => buildMcqPrompt(it, shotsOf[i], template));
-  const base = (it: McqItem, i: number) => ({ id: it.id, subject: subjectKey(it), gold: normalizeAnswer(it.answer), shots: shotsOf[i].length });
+  const base = (it: McqItem, i: number) => ({
+    id: it.id,
+    subject: subjectKey(it),
+    gold: normalizeAnswer(it.answer),
+    shots: shotsOf[i].length,
+  });
 
   let predictions: McqPrediction[];
   if (mode === 'loglik' || mode === 'cloze') {
     predictions = [];
     for (let i = 0; i < items.length; i++) {
-      const pred = mode === 'cloze' && items[i].answer.length === 1
-        ? await predictByCloze(model, items[i], shotsOf[i])
-        : await predictByLoglik(model, items[i], prompts[i], letterPrefix);
+      const pred =
+        mode === 'cloze' && items[i].answer.length === 1
+          ? await predictByCloze(model, items[i], shotsOf[i])
+          : await predictByLoglik(model, items[i], prompts[i], letterPrefix);
       const b = base(items[i], i);
       predictions.push({ ...b, pred, correct: pred === b.gold });
       opts.onProgress?.(i + 1, items.length);

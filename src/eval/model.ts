@@ -18,7 +18,10 @@ export interface LlamaEvalOptions {
  * padded batch of prompt + continuation rows.
  */
 export class LlamaEvalModel implements EvalModel {
-  constructor(readonly cm: ChatModel, readonly opts: LlamaEvalOptions) {}
+  constructor(
+    readonly cm: ChatModel,
+    readonly opts: LlamaEvalOptions,
+  ) {}
 
   private promptIds(prompt: string): number[] {
     const { tokenizer, template } = this.cm;
@@ -37,7 +40,8 @@ export class LlamaEvalModel implements EvalModel {
         const last = ctx.tensor([1, model.config.hidden_size], false);
         last.data.set(h.data.subarray((T - 1) * model.config.hidden_size));
         const logits = model.logits(ctx, last);
-        let max = -Infinity, sum = 0;
+        let max = -Infinity,
+          sum = 0;
         for (const v of logits) max = Math.max(max, v);
         for (const v of logits) sum += Math.exp(v - max);
         const lse = max + Math.log(sum);
@@ -58,8 +62,18 @@ export class LlamaEvalModel implements EvalModel {
     const { model, tokenizer, template } = this.cm;
     const s = { maxNewTokens: o.maxNewTokens, temperature: o.temperature ?? 0, topP: o.topP, n: o.n ?? 1, seed: o.seed ?? 0, stop: o.stop };
     const gens = this.opts.chat
-      ? generateReplies(model, tokenizer, template, prompts.map((p) => [{ role: 'user' as const, content: p }]), { ...s, batchSize: this.opts.batchSize })
-      : generate(model, prompts.map((p) => tokenizer.encode(p)), { ...s, eosIds: [tokenizer.eosId], decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }) });
+      ? generateReplies(
+          model,
+          tokenizer,
+          template,
+          prompts.map((p) => [{ role: 'user' as const, content: p }]),
+          { ...s, batchSize: this.opts.batchSize },
+        )
+      : generate(
+          model,
+          prompts.map((p) => tokenizer.encode(p)),
+          { ...s, eosIds: [tokenizer.eosId], decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }) },
+        );
     return gens.map((g) => g.map((x) => x.text ?? ''));
   }
 }

@@ -26,7 +26,7 @@
 // (nerScores); mention = the set of (type, mention text) pairs per example, position-free,
 // the usual score for generative NER (mentionScores). Micro precision/recall/F1, per type,
 // and the macro F1 over types. Offsets are code points with an exclusive end.
-import { codePointLength, type NerExample } from '../data/records.js';
+import { codePointLength, sliceCodePoints, type NerExample } from '../data/records.js';
 import { generateBatched, type EvalModel } from './lm.js';
 
 export interface NerSpan {
@@ -52,6 +52,22 @@ export const CMEEE_TYPE_NAMES: Record<string, string> = {
   dep: '科室',
   mic: '微生物类',
 };
+
+/** Display names for the built-in corpus's type keys (src/corpus/types.ts). */
+export const BUILTIN_TYPE_NAMES: Record<string, string> = {
+  disease: '疾病',
+  symptom: '症状',
+  drug: '药物',
+  exam: '检查',
+  department: '科室',
+};
+
+/** Chinese names for the known type codes among `types` (CMeEE's, the built-in corpus's); undefined when none is known. */
+export function knownTypeNames(types: string[]): Record<string, string> | undefined {
+  const known: Record<string, string> = { ...CMEEE_TYPE_NAMES, ...BUILTIN_TYPE_NAMES };
+  const names = Object.fromEntries(types.filter((t) => Object.hasOwn(known, t)).map((t) => [t, known[t]]));
+  return Object.keys(names).length ? names : undefined;
+}
 
 export interface NerFormat {
   /** Type codes as they appear in the data, in the order the instruction lists them. */
@@ -118,7 +134,10 @@ function readableMentions(mention: string, text: string): string[] {
   if (text.includes(mention)) return [mention];
   const bare = mention.replace(/^["'“‘「『]+|["'”’」』。]+$/g, '');
   if (bare && text.includes(bare)) return [bare];
-  const parts = bare.split(/[、，,;；]/).map((p) => p.trim()).filter(Boolean);
+  const parts = bare
+    .split(/[、，,;；]/)
+    .map((p) => p.trim())
+    .filter(Boolean);
   return parts.length > 1 && parts.some((p) => text.includes(p)) ? parts : [bare || mention];
 }
 
@@ -216,7 +235,9 @@ function scoreSets<T>(gold: T[][], pred: T[][], key: (x: T) => string, typeOf: (
     for (const [k, t] of gk) if (!pk.has(k)) tally(t).fn++;
     for (const u of extraFp[i] ?? []) tally(u.type).fp++;
   });
-  let tp = 0, fp = 0, fn = 0;
+  let tp = 0,
+    fp = 0,
+    fn = 0;
   const per_type: Record<string, PrfCounts> = {};
   for (const [type, c] of [...perType].sort(([a], [b]) => a.localeCompare(b))) {
     tp += c.tp;
@@ -231,14 +252,31 @@ function scoreSets<T>(gold: T[][], pred: T[][], key: (x: T) => string, typeOf: (
 /** Span scores over a corpus: gold[i] and pred[i] are the spans of example i; unlocated
  *  mentions (named but not in the text) are false positives of their type. */
 export function nerScores(gold: NerSpan[][], pred: NerSpan[][], unlocated: NerMention[][] = []): NerScores {
-  const strict = scoreSets(gold, pred, (s) => `${s.start}:${s.end}:${s.type}`, (s) => s.type, unlocated);
-  const untyped = scoreSets(gold, pred, (s) => `${s.start}:${s.end}`, () => '', unlocated.map((u) => u.map(() => ({ type: '', text: '' })))).micro;
+  const strict = scoreSets(
+    gold,
+    pred,
+    (s) => `${s.start}:${s.end}:${s.type}`,
+    (s) => s.type,
+    unlocated,
+  );
+  const untyped = scoreSets(
+    gold,
+    pred,
+    (s) => `${s.start}:${s.end}`,
+    () => '',
+    unlocated.map((u) => u.map(() => ({ type: '', text: '' }))),
+  ).micro;
   return { strict, untyped };
 }
 
 /** Position-free scores on the set of (type, mention text) pairs of each example. */
 export function mentionScores(gold: NerMention[][], pred: NerMention[][]): ScoreTable {
-  return scoreSets(gold, pred, (m) => `${m.type}\u0001${m.text}`, (m) => m.type);
+  return scoreSets(
+    gold,
+    pred,
+    (m) => `${m.type}\u0001${m.text}`,
+    (m) => m.type,
+  );
 }
 
 export interface NerEvalOptions {
@@ -265,7 +303,8 @@ export interface NerEvalResult extends NerScores {
   unparsed_lines: number;
   unlocated_mentions: number;
   format: NerFormat & { output: string };
-  predictions: { id: string; output: string; spans: NerSpan[]; unlocated: NerMention[] }[];
+  /** Per example, with its strict span counts (true / false positives, false negatives). */
+  predictions: { id: string; output: string; spans: NerSpan[]; unlocated: NerMention[]; tp: number; fp: number; fn: number }[];
 }
 
 /** Types in first-seen order over the examples given. */
@@ -282,31 +321,99 @@ export function hasNestedEntities(examples: NerExample[]): boolean {
 
 const spansOf = (e: NerExample): NerSpan[] => e.entities.map(({ start, end, type }) => ({ start, end, type }));
 
-export async function evaluateNer(model: EvalModel, examples: NerExample[], shots: NerExample[], opts: NerEvalOptions = {}): Promise<NerEvalResult> {
-  if (examples.length === 0) throw new Error('evaluateNer: no examples');
-  const { k = 3, maxNewTokens = 512, batchSize = 4, stop = ['\n\n'] } = opts;
-  const demos = shots.slice(0, k);
-  const f: NerFormat = {
-    types: opts.types ?? entityTypes([...demos, ...examples]),
-    ...(opts.typeNames ? { typeNames: opts.typeNames } : {}),
+/** The output format for these examples: types in first-seen order (demonstrations first), nesting as the data has it. */
+export function nerFormatFor(
+  examples: NerExample[],
+  demos: NerExample[],
+  opts: Pick<NerEvalOptions, 'types' | 'typeNames' | 'instruction' | 'nested'> = {},
+): NerFormat {
+  const types = opts.types ?? entityTypes([...demos, ...examples]);
+  const typeNames = opts.typeNames ?? knownTypeNames(types);
+  return {
+    types,
+    ...(typeNames ? { typeNames } : {}),
     instruction: opts.instruction ?? DEFAULT_NER_INSTRUCTION,
     nested: opts.nested ?? hasNestedEntities([...demos, ...examples]),
   };
-  const prompts = examples.map((e) => buildNerPrompt(e.text, demos, f));
-  const outs = await generateBatched(model, prompts, { maxNewTokens, temperature: 0, n: 1, stop }, batchSize, opts.onProgress);
-  const parsed = examples.map((e, i) => parseNerOutput(outs[i][0] ?? '', e.text, f));
+}
+
+/** A prediction given as spans (another system's entity list) rather than as lines of text. */
+function parsedSpans(spans: NerSpan[], text: string): ParsedNer {
+  return {
+    mentions: spans.map((x) => ({ type: x.type, text: sliceCodePoints(text, x.start, x.end) })),
+    spans,
+    unlocated: [],
+    unparsed_lines: 0,
+  };
+}
+
+/**
+ * Scores one prediction per example: generated text in the line format (parsed as
+ * parseNerOutput does) or a list of spans. Each prediction carries its strict span counts,
+ * so any subset or resample of examples has its micro F1 from their sums.
+ */
+export function scoreNer(examples: NerExample[], outputs: (string | NerSpan[])[], f: NerFormat, k: number): NerEvalResult {
+  if (examples.length === 0) throw new Error('no NER examples to score');
+  if (outputs.length !== examples.length) throw new Error(`${outputs.length} NER predictions for ${examples.length} examples`);
+  const parsed = examples.map((e, i) => {
+    const o = outputs[i];
+    return typeof o === 'string' ? parseNerOutput(o, e.text, f) : parsedSpans(o, e.text);
+  });
   const gold = examples.map(spansOf);
   const ceiling = examples.map((e) => parseNerOutput(formatNerAnswer(e.entities, f), e.text, f));
   return {
     n: examples.length,
-    k: demos.length,
-    ...nerScores(gold, parsed.map((p) => p.spans), parsed.map((p) => p.unlocated)),
+    k,
+    ...nerScores(
+      gold,
+      parsed.map((p) => p.spans),
+      parsed.map((p) => p.unlocated),
+    ),
     // a line cannot carry an entity's surrounding whitespace (CCKS has " 胃体"), so neither does gold here
-    mention: mentionScores(examples.map((e) => e.entities.map(({ type, text }) => ({ type, text: text.trim() }))), parsed.map((p) => p.mentions)),
-    span_ceiling_f1: nerScores(gold, ceiling.map((p) => p.spans), ceiling.map((p) => p.unlocated)).strict.micro.f1,
+    mention: mentionScores(
+      examples.map((e) => e.entities.map(({ type, text }) => ({ type, text: text.trim() }))),
+      parsed.map((p) => p.mentions),
+    ),
+    span_ceiling_f1: nerScores(
+      gold,
+      ceiling.map((p) => p.spans),
+      ceiling.map((p) => p.unlocated),
+    ).strict.micro.f1,
     unparsed_lines: parsed.reduce((s, p) => s + p.unparsed_lines, 0),
     unlocated_mentions: parsed.reduce((s, p) => s + p.unlocated.length, 0),
     format: { ...f, output: '类型: 实体 per line, every occurrence, in reading order; 无 for none' },
-    predictions: examples.map((e, i) => ({ id: e.id, output: outs[i][0] ?? '', spans: parsed[i].spans, unlocated: parsed[i].unlocated })),
+    predictions: examples.map((e, i) => {
+      const { tp, fp, fn } = nerScores([gold[i]], [parsed[i].spans], [parsed[i].unlocated]).strict.micro;
+      const o = outputs[i];
+      // a span list is shown in the line format, as a model's answer would be
+      const output =
+        typeof o === 'string'
+          ? o
+          : formatNerAnswer(
+              parsed[i].mentions.map((m, j) => ({ ...parsed[i].spans[j], text: m.text })),
+              f,
+            );
+      return { id: e.id, output, spans: parsed[i].spans, unlocated: parsed[i].unlocated, tp, fp, fn };
+    }),
   };
+}
+
+export async function evaluateNer(
+  model: EvalModel,
+  examples: NerExample[],
+  shots: NerExample[],
+  opts: NerEvalOptions = {},
+): Promise<NerEvalResult> {
+  if (examples.length === 0) throw new Error('evaluateNer: no examples');
+  const { k = 3, maxNewTokens = 512, batchSize = 4, stop = ['\n\n'] } = opts;
+  const demos = shots.slice(0, k);
+  const f = nerFormatFor(examples, demos, opts);
+  const prompts = examples.map((e) => buildNerPrompt(e.text, demos, f));
+  const outs = await generateBatched(model, prompts, { maxNewTokens, temperature: 0, n: 1, stop }, batchSize, opts.onProgress);
+  return scoreNer(
+    examples,
+    outs.map((o) => o[0] ?? ''),
+    f,
+    demos.length,
+  );
 }

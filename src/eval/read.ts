@@ -13,7 +13,8 @@ export async function readEvalRecords<K extends 'mcq' | 'ner'>(file: string, kin
   const stream = await openImport(file, { format: format ?? (kind === 'mcq' ? 'mcq' : 'auto'), maxRejectRate: 0, rejectRateMinRows: 1 });
   const out: RecordByKind[K][] = [];
   for await (const r of stream) {
-    if (r.kind !== kind) throw new DataError(`${file}:${r.line}: expected ${kind} records, got a ${r.kind} record (format ${stream.summary.format})`);
+    if (r.kind !== kind)
+      throw new DataError(`${file}:${r.line}: expected ${kind} records, got a ${r.kind} record (format ${stream.summary.format})`);
     out.push(r.record as RecordByKind[K]);
   }
   if (out.length === 0) throw new DataError(`${file}: no ${kind} records`);

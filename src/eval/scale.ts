@@ -53,7 +53,8 @@ export const ScaleSchema = z
     for (const d of duplicates(s.subscales.map((x) => x.name))) issue(['subscales'], `duplicate subscale ${JSON.stringify(d)}`);
     const names = new Set(s.subscales.map((x) => x.name));
     s.items.forEach((it, i) => {
-      if (!names.has(it.subscale)) issue(['items', i, 'subscale'], `unknown subscale ${JSON.stringify(it.subscale)} (declared: ${[...names].join(', ')})`);
+      if (!names.has(it.subscale))
+        issue(['items', i, 'subscale'], `unknown subscale ${JSON.stringify(it.subscale)} (declared: ${[...names].join(', ')})`);
     });
     s.subscales.forEach((x, i) => {
       if (!s.items.some((it) => it.subscale === x.name)) issue(['subscales', i, 'name'], `subscale ${JSON.stringify(x.name)} has no items`);
@@ -62,7 +63,8 @@ export const ScaleSchema = z
     if (Math.min(...scores) === Math.max(...scores)) issue(['options'], 'all options have the same score');
     if (s.prompt_template !== undefined) {
       for (const m of s.prompt_template.matchAll(/\{(\w+)\}/g)) {
-        if (!['instructions', 'item', 'options'].includes(m[1])) issue(['prompt_template'], `unknown placeholder {${m[1]}} (known: {instructions}, {item}, {options})`);
+        if (!['instructions', 'item', 'options'].includes(m[1]))
+          issue(['prompt_template'], `unknown placeholder {${m[1]}} (known: {instructions}, {item}, {options})`);
       }
       if (!s.prompt_template.includes('{item}')) issue(['prompt_template'], 'must contain {item}');
     }
@@ -78,7 +80,9 @@ function issuePath(p: readonly PropertyKey[]): string {
 export function validateScale(data: unknown, origin: string): ScaleDefinition {
   const r = ScaleSchema.safeParse(data);
   if (r.success) return r.data;
-  throw new Error(`invalid scale definition ${origin}:\n` + r.error.issues.map((i) => `  ${origin}: ${issuePath(i.path)}: ${i.message}`).join('\n'));
+  throw new Error(
+    `invalid scale definition ${origin}:\n` + r.error.issues.map((i) => `  ${origin}: ${issuePath(i.path)}: ${i.message}`).join('\n'),
+  );
 }
 
 /** A scale definition from a .json, .yaml or .yml file. */
@@ -124,7 +128,9 @@ const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 /** Index of `needle` in `hay` standing alone: not glued to ASCII letters/digits on either side. */
 function standaloneAt(hay: string, needle: string, from = 0): number {
   for (let i = hay.indexOf(needle, from); i >= 0; i = hay.indexOf(needle, i + 1)) {
-    const glued = (isAsciiWord(needle[0]) && isAsciiWord(hay[i - 1])) || (isAsciiWord(needle[needle.length - 1]) && isAsciiWord(hay[i + needle.length]));
+    const glued =
+      (isAsciiWord(needle[0]) && isAsciiWord(hay[i - 1])) ||
+      (isAsciiWord(needle[needle.length - 1]) && isAsciiWord(hay[i + needle.length]));
     if (!glued) return i;
   }
   return -1;
@@ -141,7 +147,10 @@ function standaloneAt(hay: string, needle: string, from = 0): number {
 export function parseChoice(output: string, options: ScaleDefinition['options']): { index: number; rule: ChoiceRule } | null {
   const out = output.normalize('NFKC').toLowerCase().trim();
   const labels = options.map((o) => o.label.normalize('NFKC').toLowerCase());
-  const alt = labels.map(escapeRe).sort((a, b) => b.length - a.length).join('|');
+  const alt = labels
+    .map(escapeRe)
+    .sort((a, b) => b.length - a.length)
+    .join('|');
   const labelAt = (re: RegExp) => {
     const m = re.exec(out);
     return m ? labels.indexOf(m[1]) : -1;
@@ -194,6 +203,8 @@ export interface ScaleItemResult {
   score: number | null;
   failures: number;
   outputs: string[];
+  /** The item's score as the total counts it (flipped again for a reverse_in_total subscale). */
+  total_score: number | null;
 }
 
 export interface ScaleResult {
@@ -229,13 +240,18 @@ function summarize(name: string, scores: (number | null)[], lo: number, hi: numb
 }
 
 /** Item, subscale and total scores from the options chosen per item (null = unreadable). */
-export function scoreScale(scale: ScaleDefinition, choices: Map<string, (number | null)[]>): Pick<ScaleResult, 'items' | 'subscales' | 'total'> {
+export function scoreScale(
+  scale: ScaleDefinition,
+  choices: Map<string, (number | null)[]>,
+): Pick<ScaleResult, 'items' | 'subscales' | 'total'> {
   const [lo, hi] = optionRange(scale);
   const flip = (x: number) => lo + hi - x;
   const items = scale.items.map((it) => {
     const picked = choices.get(it.id);
     if (!picked) throw new Error(`no answers for item ${it.id}`);
-    const scores = picked.filter((c): c is number => c !== null).map((c) => (it.reverse ? flip(scale.options[c].score) : scale.options[c].score));
+    const scores = picked
+      .filter((c): c is number => c !== null)
+      .map((c) => (it.reverse ? flip(scale.options[c].score) : scale.options[c].score));
     return {
       id: it.id,
       subscale: it.subscale,
@@ -246,20 +262,45 @@ export function scoreScale(scale: ScaleDefinition, choices: Map<string, (number 
       outputs: [] as string[],
     };
   });
-  const subscales = scale.subscales.map((s) => summarize(s.name, items.filter((it) => it.subscale === s.name).map((it) => it.score), lo, hi));
+  const subscales = scale.subscales.map((s) =>
+    summarize(
+      s.name,
+      items.filter((it) => it.subscale === s.name).map((it) => it.score),
+      lo,
+      hi,
+    ),
+  );
   const inverted = new Set(scale.subscales.filter((s) => s.reverse_in_total).map((s) => s.name));
-  const total = summarize('total', items.map((it) => (it.score === null ? null : inverted.has(it.subscale) ? flip(it.score) : it.score)), lo, hi);
-  return { items, subscales, total };
+  const scored = items.map((it) => ({
+    ...it,
+    total_score: it.score === null ? null : inverted.has(it.subscale) ? flip(it.score) : it.score,
+  }));
+  const total = summarize(
+    'total',
+    scored.map((it) => it.total_score),
+    lo,
+    hi,
+  );
+  return { items: scored, subscales, total };
 }
 
 export async function evaluateScale(model: EvalModel, scale: ScaleDefinition, opts: ScaleEvalOptions = {}): Promise<ScaleResult> {
   const { n = 5, temperature = 0.7, topP = 0.9, seed = 1234, maxNewTokens = 16, batchSize = 8 } = opts;
   const prompts = scale.items.map((it) => buildScalePrompt(scale, it.text));
-  const outs = await generateBatched(model, prompts, { maxNewTokens, temperature, topP, n, seed, stop: ['\n\n'] }, batchSize, opts.onProgress);
+  const outs = await generateBatched(
+    model,
+    prompts,
+    { maxNewTokens, temperature, topP, n, seed, stop: ['\n\n'] },
+    batchSize,
+    opts.onProgress,
+  );
   const choices = new Map<string, (number | null)[]>();
   scale.items.forEach((it, i) => {
     if (outs[i].length !== n) throw new Error(`model.generate returned ${outs[i].length} samples for item ${it.id}, asked for ${n}`);
-    choices.set(it.id, outs[i].map((o) => parseChoice(o, scale.options)?.index ?? null));
+    choices.set(
+      it.id,
+      outs[i].map((o) => parseChoice(o, scale.options)?.index ?? null),
+    );
   });
   const scored = scoreScale(scale, choices);
   scored.items.forEach((it, i) => (it.outputs = outs[i]));
@@ -289,12 +330,17 @@ export function compareScaleResults(results: { model: string; result: ScaleResul
   if (results.length === 0) throw new Error('compareScaleResults: no results');
   const first = results[0].result;
   for (const { model, result } of results) {
-    if (result.scale !== first.scale) throw new Error(`cannot compare scale ${JSON.stringify(result.scale)} (${model}) with ${JSON.stringify(first.scale)}`);
+    if (result.scale !== first.scale)
+      throw new Error(`cannot compare scale ${JSON.stringify(result.scale)} (${model}) with ${JSON.stringify(first.scale)}`);
   }
   const columns = ['score', 'range', ...results.map((r) => r.model)];
   const summaries = (r: ScaleResult) => [...r.subscales, r.total];
   const rows = summaries(first).map((s, i) => [s.name, `${s.min}–${s.max}`, ...results.map((r) => fmt(summaries(r.result)[i].score))]);
-  rows.push(['parse failures', '', ...results.map((r) => `${r.result.parse_failures}/${r.result.samples_per_item * r.result.items.length}`)]);
+  rows.push([
+    'parse failures',
+    '',
+    ...results.map((r) => `${r.result.parse_failures}/${r.result.samples_per_item * r.result.items.length}`),
+  ]);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   const markdown = [line(columns), line(columns.map(() => '---')), ...rows.map(line)].join('\n') + '\n';
   return { columns, rows, markdown };

@@ -102,35 +102,59 @@ export interface BleuResult {
   smoothing: BleuSmoothing;
 }
 
-export function corpusBleu(hyps: string[], refs: References[], opts: BleuOptions = {}): BleuResult {
-  const { tokenizer = 'char', maxOrder = 4, smoothing = 'exp', epsilon = 0.1 } = opts;
-  if (!Number.isInteger(maxOrder) || maxOrder < 1) throw new Error(`maxOrder must be a positive integer, got ${maxOrder}`);
-  const refLists = checkCorpus(hyps, refs);
+/** One sentence's BLEU counts; corpus BLEU sums them over sentences before forming precisions. */
+export interface BleuStats {
+  /** Clipped n-gram matches and hypothesis n-grams, orders 1..maxOrder. */
+  matches: number[];
+  totals: number[];
+  hyp_len: number;
+  /** The reference length closest to the hypothesis length (the shorter on a tie). */
+  ref_len: number;
+}
+
+export function sentenceBleuStats(hyp: string[], refs: string[][], maxOrder = 4): BleuStats {
   const matches = new Array<number>(maxOrder).fill(0);
   const totals = new Array<number>(maxOrder).fill(0);
-  let hypLen = 0;
-  let refLen = 0;
-  hyps.forEach((hyp, s) => {
-    const h = tokenize(hyp, tokenizer);
-    const rs = refLists[s].map((r) => tokenize(r, tokenizer));
-    hypLen += h.length;
-    let closest = rs[0].length;
-    for (const r of rs) {
-      const d = Math.abs(r.length - h.length), best = Math.abs(closest - h.length);
-      if (d < best || (d === best && r.length < closest)) closest = r.length;
+  let closest = refs[0].length;
+  for (const r of refs) {
+    const d = Math.abs(r.length - hyp.length),
+      best = Math.abs(closest - hyp.length);
+    if (d < best || (d === best && r.length < closest)) closest = r.length;
+  }
+  for (let n = 1; n <= maxOrder; n++) {
+    // clip each hypothesis n-gram by its largest count in any one reference
+    const maxRef = new Map<string, number>();
+    for (const r of refs) for (const [g, c] of ngramCounts(r, n)) maxRef.set(g, Math.max(maxRef.get(g) ?? 0, c));
+    for (const [g, c] of ngramCounts(hyp, n)) {
+      matches[n - 1] += Math.min(c, maxRef.get(g) ?? 0);
+      totals[n - 1] += c;
     }
-    refLen += closest;
-    for (let n = 1; n <= maxOrder; n++) {
-      // clip each hypothesis n-gram by its largest count in any one reference
-      const maxRef = new Map<string, number>();
-      for (const r of rs) for (const [g, c] of ngramCounts(r, n)) maxRef.set(g, Math.max(maxRef.get(g) ?? 0, c));
-      for (const [g, c] of ngramCounts(h, n)) {
-        matches[n - 1] += Math.min(c, maxRef.get(g) ?? 0);
-        totals[n - 1] += c;
-      }
-    }
-  });
+  }
+  return { matches, totals, hyp_len: hyp.length, ref_len: closest };
+}
 
+/** Adds `b` into `a` (same order). */
+function addBleuStats(a: BleuStats, b: BleuStats): BleuStats {
+  for (let n = 0; n < a.matches.length; n++) {
+    a.matches[n] += b.matches[n];
+    a.totals[n] += b.totals[n];
+  }
+  a.hyp_len += b.hyp_len;
+  a.ref_len += b.ref_len;
+  return a;
+}
+
+const emptyBleuStats = (maxOrder = 4): BleuStats => ({
+  matches: new Array<number>(maxOrder).fill(0),
+  totals: new Array<number>(maxOrder).fill(0),
+  hyp_len: 0,
+  ref_len: 0,
+});
+
+/** BLEU-1..maxOrder from counts summed over a corpus. */
+export function bleuFromStats(s: BleuStats, smoothing: BleuSmoothing = 'exp', epsilon = 0.1): BleuResult {
+  const { matches, totals, hyp_len: hypLen, ref_len: refLen } = s;
+  const maxOrder = matches.length;
   const precisions: number[] = [];
   let zeroOrders = 0;
   for (let n = 0; n < maxOrder; n++) {
@@ -151,7 +175,34 @@ export function corpusBleu(hyps: string[], refs: References[], opts: BleuOptions
     logSum += precisions[n - 1] > 0 ? Math.log(precisions[n - 1] / 100) : -Infinity;
     bleu.push(logSum === -Infinity ? 0 : 100 * bp * Math.exp(logSum / n));
   }
-  return { bleu, precisions, matches, totals, brevity_penalty: bp, hyp_len: hypLen, ref_len: refLen, smoothing };
+  return {
+    bleu,
+    precisions,
+    matches: matches.slice(),
+    totals: totals.slice(),
+    brevity_penalty: bp,
+    hyp_len: hypLen,
+    ref_len: refLen,
+    smoothing,
+  };
+}
+
+export function corpusBleu(hyps: string[], refs: References[], opts: BleuOptions = {}): BleuResult {
+  const { tokenizer = 'char', maxOrder = 4, smoothing = 'exp', epsilon = 0.1 } = opts;
+  if (!Number.isInteger(maxOrder) || maxOrder < 1) throw new Error(`maxOrder must be a positive integer, got ${maxOrder}`);
+  const refLists = checkCorpus(hyps, refs);
+  const sum = emptyBleuStats(maxOrder);
+  hyps.forEach((hyp, s) =>
+    addBleuStats(
+      sum,
+      sentenceBleuStats(
+        tokenize(hyp, tokenizer),
+        refLists[s].map((r) => tokenize(r, tokenizer)),
+        maxOrder,
+      ),
+    ),
+  );
+  return bleuFromStats(sum, smoothing, epsilon);
 }
 
 export interface Prf {
@@ -168,7 +219,8 @@ function prf(overlap: number, hypCount: number, refCount: number): Prf {
 }
 
 function ngramPrf(h: string[], r: string[], n: number): Prf {
-  const hc = ngramCounts(h, n), rc = ngramCounts(r, n);
+  const hc = ngramCounts(h, n),
+    rc = ngramCounts(r, n);
   let overlap = 0;
   for (const [g, c] of hc) overlap += Math.min(c, rc.get(g) ?? 0);
   return prf(overlap, Math.max(0, h.length - n + 1), Math.max(0, r.length - n + 1));
@@ -197,26 +249,57 @@ export interface RougeResult {
 
 const ROUGE_KINDS = ['rouge1', 'rouge2', 'rougeL'] as const;
 
+/** One sentence's ROUGE-1/2/L (0-1) against the best-matching reference per kind. */
+export function sentenceRouge(h: string[], refs: string[][]): RougeResult {
+  const perRef = refs.map((r) => ({
+    rouge1: ngramPrf(h, r, 1),
+    rouge2: ngramPrf(h, r, 2),
+    rougeL: prf(lcsLength(h, r), h.length, r.length),
+  }));
+  const best = (k: (typeof ROUGE_KINDS)[number]) => perRef.reduce((x, y) => (y[k].f1 > x[k].f1 ? y : x))[k];
+  return { rouge1: best('rouge1'), rouge2: best('rouge2'), rougeL: best('rougeL') };
+}
+
 export function corpusRouge(hyps: string[], refs: References[], opts: { tokenizer?: Tokenizer } = {}): RougeResult {
   const tokenizer = opts.tokenizer ?? 'char';
   const refLists = checkCorpus(hyps, refs);
   const sums = Object.fromEntries(ROUGE_KINDS.map((k) => [k, { precision: 0, recall: 0, f1: 0 }])) as unknown as RougeResult;
   hyps.forEach((hyp, s) => {
-    const h = tokenize(hyp, tokenizer);
-    const perRef = refLists[s].map((ref) => {
-      const r = tokenize(ref, tokenizer);
-      return { rouge1: ngramPrf(h, r, 1), rouge2: ngramPrf(h, r, 2), rougeL: prf(lcsLength(h, r), h.length, r.length) };
-    });
+    const one = sentenceRouge(
+      tokenize(hyp, tokenizer),
+      refLists[s].map((ref) => tokenize(ref, tokenizer)),
+    );
     for (const k of ROUGE_KINDS) {
-      const best = perRef.reduce((a, b) => (b[k].f1 > a[k].f1 ? b : a))[k];
-      sums[k].precision += best.precision;
-      sums[k].recall += best.recall;
-      sums[k].f1 += best.f1;
+      sums[k].precision += one[k].precision;
+      sums[k].recall += one[k].recall;
+      sums[k].f1 += one[k].f1;
     }
   });
   const scale = 100 / hyps.length;
   for (const k of ROUGE_KINDS) for (const m of ['precision', 'recall', 'f1'] as const) sums[k][m] *= scale;
   return sums;
+}
+
+/**
+ * What each sentence contributes to the corpus scores: its BLEU counts and its ROUGE-1/2/L
+ * F1 (0-100). Corpus BLEU is a function of summed counts and corpus ROUGE a mean, so any
+ * subset or resample of sentences is scored from these without tokenising again.
+ */
+export interface SentenceScores {
+  bleu: BleuStats;
+  /** ROUGE-1, ROUGE-2, ROUGE-L F1, 0-100. */
+  rouge: [number, number, number];
+}
+
+export function sentenceScores(hyps: string[], refs: References[], opts: { tokenizer?: Tokenizer } = {}): SentenceScores[] {
+  const tokenizer = opts.tokenizer ?? 'char';
+  const refLists = checkCorpus(hyps, refs);
+  return hyps.map((hyp, s) => {
+    const h = tokenize(hyp, tokenizer),
+      rs = refLists[s].map((r) => tokenize(r, tokenizer));
+    const r = sentenceRouge(h, rs);
+    return { bleu: sentenceBleuStats(h, rs), rouge: [100 * r.rouge1.f1, 100 * r.rouge2.f1, 100 * r.rougeL.f1] };
+  });
 }
 
 /** The figures a report table shows for generated text, 0-100. */
@@ -236,14 +319,22 @@ export interface TextgenOptions {
 }
 
 export function textgenScores(hyps: string[], refs: References[], opts: TextgenOptions = {}): TextgenScores {
-  return summarize(corpusBleu(hyps, refs, { tokenizer: opts.tokenizer, smoothing: opts.smoothing }), corpusRouge(hyps, refs, { tokenizer: opts.tokenizer }));
+  return summarize(
+    corpusBleu(hyps, refs, { tokenizer: opts.tokenizer, smoothing: opts.smoothing }),
+    corpusRouge(hyps, refs, { tokenizer: opts.tokenizer }),
+  );
 }
 
 function summarize(b: BleuResult, r: RougeResult): TextgenScores {
   if (b.bleu.length < 4) throw new Error('TextgenScores needs BLEU up to order 4');
   return {
-    bleu1: b.bleu[0], bleu2: b.bleu[1], bleu3: b.bleu[2], bleu4: b.bleu[3],
-    rouge1: r.rouge1.f1, rouge2: r.rouge2.f1, rougeL: r.rougeL.f1,
+    bleu1: b.bleu[0],
+    bleu2: b.bleu[1],
+    bleu3: b.bleu[2],
+    bleu4: b.bleu[3],
+    rouge1: r.rouge1.f1,
+    rouge2: r.rouge2.f1,
+    rougeL: r.rougeL.f1,
   };
 }
 
@@ -272,9 +363,19 @@ export interface TextgenEvalResult {
 }
 
 /** Greedy answers to each prompt, scored against the references. */
-export async function evaluateTextgen(model: EvalModel, examples: TextgenExample[], opts: TextgenEvalOptions = {}): Promise<TextgenEvalResult> {
+export async function evaluateTextgen(
+  model: EvalModel,
+  examples: TextgenExample[],
+  opts: TextgenEvalOptions = {},
+): Promise<TextgenEvalResult> {
   const { tokenizer = 'char', smoothing, maxNewTokens = 256, batchSize = 8, stop } = opts;
-  const outs = await generateBatched(model, examples.map((e) => e.prompt), { maxNewTokens, temperature: 0, n: 1, stop }, batchSize, opts.onProgress);
+  const outs = await generateBatched(
+    model,
+    examples.map((e) => e.prompt),
+    { maxNewTokens, temperature: 0, n: 1, stop },
+    batchSize,
+    opts.onProgress,
+  );
   const hyps = outs.map((o) => o[0] ?? '');
   const refs = examples.map((e) => e.reference);
   const bleu = corpusBleu(hyps, refs, { tokenizer, smoothing });

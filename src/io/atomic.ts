@@ -20,11 +20,21 @@ function tempSibling(target: string, kind: string): string {
   return `${target}.${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
+/** One write(2) call; tests inject short writes and ENOSPC through it. */
+export type WriteFn = (fh: FileHandle, chunk: Uint8Array, offset: number, length: number) => Promise<{ bytesWritten: number }>;
+
+const osWrite: WriteFn = (fh, chunk, offset, length) => fh.write(chunk, offset, length);
+
+/**
+ * Writes every byte of `chunk`, continuing after short writes; a write that accepts nothing
+ * is an error (a full disk may answer 0 rather than ENOSPC).
+ */
+export async function writeAll(fh: FileHandle, chunk: Uint8Array, write: WriteFn = osWrite): Promise<void> {
   let done = 0;
   while (done < chunk.length) {
     const len = Math.min(chunk.length - done, MAX_WRITE_BYTES);
-    const { bytesWritten } = await fh.write(chunk, done, len);
+    const { bytesWritten } = await write(fh, chunk, done, len);
+    if (bytesWritten <= 0) throw Object.assign(new Error(`the write stopped after ${done} of ${chunk.length} bytes`), { code: 'ENOSPC' });
     done += bytesWritten;
   }
 }
@@ -42,7 +52,7 @@ async function writeData(fh: FileHandle, data: AtomicData): Promise<void> {
  * Makes a directory entry (a rename, a new file) durable. Some platforms (Windows) cannot
  * open or fsync a directory; there the rename is as durable as the OS makes it anyway.
  */
-async function syncDir(dir: string): Promise<void> {
+export async function syncDir(dir: string): Promise<void> {
   let fh: FileHandle | undefined;
   try {
     fh = await open(dir, 'r');
@@ -128,10 +138,7 @@ async function exists(p: string): Promise<boolean> {
  * existing directory takes two renames; a crash between them leaves `finalDir` absent with
  * the complete old copy at `finalDir.old-*` and the complete new one at `finalDir.tmp-*`.
  */
-export async function replaceDirAtomic(
-  finalDir: string,
-  build: (tmpDir: string) => Promise<void>,
-): Promise<void> {
+export async function replaceDirAtomic(finalDir: string, build: (tmpDir: string) => Promise<void>): Promise<void> {
   const tmpDir = tempSibling(finalDir, 'tmp');
   const oldDir = tempSibling(finalDir, 'old');
   let movedOld = false;
@@ -157,4 +164,45 @@ export async function replaceDirAtomic(
   }
   await syncDir(path.dirname(finalDir));
   if (movedOld) await rm(oldDir, { recursive: true, force: true });
+}
+
+/** The temp siblings writeFileAtomic and replaceDirAtomic make: TARGET.tmp-PID-RAND, TARGET.old-PID-RAND. */
+const LEFTOVER = /^(.+)\.(tmp|old)-\d+-[0-9a-f]{12}$/;
+
+/**
+ * Finishes what atomic writes killed mid-way (kill -9, power loss) left in `dir`: a temp file
+ * or directory that never got its final name is removed; a previous version moved aside is
+ * put back when its target is missing (the crash fell between replaceDirAtomic's two
+ * renames), else removed. Only for a directory no other process is writing to right now.
+ * Returns one line per entry it handled.
+ */
+export async function cleanAtomicLeftovers(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const done: string[] = [];
+  const leftovers = names.map((n) => ({ n, m: LEFTOVER.exec(n) })).filter((e): e is { n: string; m: RegExpExecArray } => !!e.m);
+  // previous versions first: one may be the only complete copy of its target
+  for (const { n, m } of leftovers.filter((e) => e.m[2] === 'old')) {
+    const p = path.join(dir, n),
+      target = path.join(dir, m[1]);
+    if (await exists(target)) {
+      await rm(p, { recursive: true, force: true });
+      done.push(`removed ${p}, the previous version of ${target} left by an interrupted write`);
+    } else {
+      await rename(p, target);
+      done.push(`restored ${target} from ${p}: an interrupted write had moved it aside`);
+    }
+  }
+  for (const { n } of leftovers.filter((e) => e.m[2] === 'tmp')) {
+    const p = path.join(dir, n);
+    await rm(p, { recursive: true, force: true });
+    done.push(`removed ${p}, left unfinished by an interrupted write`);
+  }
+  if (done.length) await syncDir(dir);
+  return done;
 }

@@ -14,13 +14,19 @@ import { kv, type GgufMetadata } from './gguf.js';
 /** llama_token_type as llama.cpp reads tokenizer.ggml.token_type (SentencePiece's piece types). */
 export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
-const fail = (what: string): never => { throw new Error(`GGUF export: ${what}`); };
+const fail = (what: string): never => {
+  throw new Error(`GGUF export: ${what}`);
+};
 
 /**
  * llama.cpp's pre-tokenizer names for the split regexes it implements exactly as HF does
  * (llama-bpe also turns on ignore_merges in llama.cpp, as Llama-3's tokenizer.json sets it).
  */
-const LLAMA_CPP_PRE = new Map([[QWEN_PATTERN, 'qwen2'], [LLAMA3_PATTERN, 'llama-bpe'], [GPT2_PATTERN, 'gpt-2']]);
+const LLAMA_CPP_PRE = new Map([
+  [QWEN_PATTERN, 'qwen2'],
+  [LLAMA3_PATTERN, 'llama-bpe'],
+  [GPT2_PATTERN, 'gpt-2'],
+]);
 
 /**
  * tokenizer.ggml.pre for a byte-level tokenizer's split rule: a Split on a known regex followed
@@ -28,14 +34,33 @@ const LLAMA_CPP_PRE = new Map([[QWEN_PATTERN, 'qwen2'], [LLAMA3_PATTERN, 'llama-
  * normalisation: llama.cpp has none for BPE, so an NFC tokenizer agrees on NFC text.
  */
 function preTokenizerName(json: HfTokenizerJson): string {
-  const pre = json.pre_tokenizer as { type?: string; pretokenizers?: unknown[]; pattern?: { Regex?: string }; behavior?: string; invert?: boolean; use_regex?: boolean } | null;
-  const parts = (pre?.type === 'Sequence' ? pre.pretokenizers ?? [] : [pre]) as (typeof pre)[];
+  const pre = json.pre_tokenizer as {
+    type?: string;
+    pretokenizers?: unknown[];
+    pattern?: { Regex?: string };
+    behavior?: string;
+    invert?: boolean;
+    use_regex?: boolean;
+  } | null;
+  const parts = (pre?.type === 'Sequence' ? (pre.pretokenizers ?? []) : [pre]) as (typeof pre)[];
   let regex: string | undefined;
-  if (parts.length === 2 && parts[0]?.type === 'Split' && parts[0].behavior === 'Isolated' && !parts[0].invert && parts[1]?.type === 'ByteLevel' && parts[1].use_regex === false) regex = parts[0].pattern?.Regex;
+  if (
+    parts.length === 2 &&
+    parts[0]?.type === 'Split' &&
+    parts[0].behavior === 'Isolated' &&
+    !parts[0].invert &&
+    parts[1]?.type === 'ByteLevel' &&
+    parts[1].use_regex === false
+  )
+    regex = parts[0].pattern?.Regex;
   else if (parts.length === 1 && parts[0]?.type === 'ByteLevel' && parts[0].use_regex !== false) regex = GPT2_PATTERN;
   const name = regex === undefined ? undefined : LLAMA_CPP_PRE.get(regex);
-  if (!name) fail(`the tokenizer's pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent (supported: the Qwen2 and Llama-3 split regexes, GPT-2 byte level)`);
-  if ((json.model.ignore_merges === true) !== (name === 'llama-bpe')) fail(`ignore_merges ${json.model.ignore_merges} with the ${name} pre-tokenizer has no llama.cpp equivalent`);
+  if (!name)
+    fail(
+      `the tokenizer's pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent (supported: the Qwen2 and Llama-3 split regexes, GPT-2 byte level)`,
+    );
+  if ((json.model.ignore_merges === true) !== (name === 'llama-bpe'))
+    fail(`ignore_merges ${json.model.ignore_merges} with the ${name} pre-tokenizer has no llama.cpp equivalent`);
   const norm = json.normalizer as { type?: string } | null;
   if (norm !== null && norm.type !== 'NFC') fail(`the tokenizer's normalizer ${JSON.stringify(norm)} has no llama.cpp equivalent`);
   return name!;
@@ -45,7 +70,8 @@ function preTokenizerName(json: HfTokenizerJson): string {
 function bpeVocab(tok: Tokenizer, vocabSize: number): GgufMetadata {
   const json = tok.toJSON();
   const added = new Map(json.added_tokens.map((t) => [t.id, t]));
-  const tokens: string[] = [], types: number[] = [];
+  const tokens: string[] = [],
+    types: number[] = [];
   for (let id = 0; id < vocabSize; id++) {
     const t = tok.idToToken(id);
     const a = added.get(id);
@@ -74,10 +100,12 @@ interface SpmVocab {
 function sentencePieceVocab(tok: Tokenizer): SpmVocab {
   const sp = tok.sentencePiece!;
   const { normalizer, trainer } = sp.model;
-  if (trainer.modelType !== SPM_MODEL_TYPE.bpe) fail('a unigram SentencePiece model has no llama.cpp `llama` tokenizer (only BPE models do)');
+  if (trainer.modelType !== SPM_MODEL_TYPE.bpe)
+    fail('a unigram SentencePiece model has no llama.cpp `llama` tokenizer (only BPE models do)');
   if (normalizer.precompiledCharsmap.length) fail(`tokenizer.model normalizes text (${normalizer.name}), which llama.cpp does not`);
   if (normalizer.removeExtraWhitespaces) fail('tokenizer.model removes extra whitespace, which llama.cpp does not');
-  if (!normalizer.escapeWhitespaces || trainer.treatWhitespaceAsSuffix) fail('tokenizer.model does not escape whitespace as a prefix "▁", as llama.cpp does');
+  if (!normalizer.escapeWhitespaces || trainer.treatWhitespaceAsSuffix)
+    fail('tokenizer.model does not escape whitespace as a prefix "▁", as llama.cpp does');
   return {
     tokens: sp.pieces.map((p) => p.piece),
     scores: sp.pieces.map((p) => p.score),
@@ -114,11 +142,17 @@ function charBpeVocab(tok: Tokenizer): SpmVocab {
     scores[id] = -rank;
     const chars = [...tokens[id]];
     for (let k = 1; k < chars.length; k++) {
-      const l = chars.slice(0, k).join(''), r = chars.slice(k).join('');
-      if (ids.has(l) && ids.has(r) && !pairs.has(`${l} ${r}`)) fail(`token ${JSON.stringify(tokens[id])} splits into the tokens ${JSON.stringify(l)} + ${JSON.stringify(r)} with no merge: llama.cpp would merge them, BPE does not`);
+      const l = chars.slice(0, k).join(''),
+        r = chars.slice(k).join('');
+      if (ids.has(l) && ids.has(r) && !pairs.has(`${l} ${r}`))
+        fail(
+          `token ${JSON.stringify(tokens[id])} splits into the tokens ${JSON.stringify(l)} + ${JSON.stringify(r)} with no merge: llama.cpp would merge them, BPE does not`,
+        );
     }
   }
-  const types = tokens.map((t, id) => (id === tok.unkId ? TOKEN_TYPE.unknown : /^<0x[0-9A-F]{2}>$/.test(t) ? TOKEN_TYPE.byte : TOKEN_TYPE.normal));
+  const types = tokens.map((t, id) =>
+    id === tok.unkId ? TOKEN_TYPE.unknown : /^<0x[0-9A-F]{2}>$/.test(t) ? TOKEN_TYPE.byte : TOKEN_TYPE.normal,
+  );
   return { tokens, scores, types, addSpacePrefix: spaces };
 }
 
@@ -130,14 +164,21 @@ function charBpeVocab(tok: Tokenizer): SpmVocab {
 function spaceHandling(json: HfTokenizerJson): boolean {
   type Step = { type?: string; prepend?: string; pattern?: { String?: string }; content?: string };
   const norm = json.normalizer as (Step & { normalizers?: Step[] }) | null;
-  const pre = json.pre_tokenizer as { type?: string; prepend_scheme?: string; add_prefix_space?: boolean; split?: boolean; replacement?: string } | null;
-  const steps: Step[] = norm?.type === 'Sequence' ? norm.normalizers ?? [] : norm ? [norm] : [];
+  const pre = json.pre_tokenizer as {
+    type?: string;
+    prepend_scheme?: string;
+    add_prefix_space?: boolean;
+    split?: boolean;
+    replacement?: string;
+  } | null;
+  const steps: Step[] = norm?.type === 'Sequence' ? (norm.normalizers ?? []) : norm ? [norm] : [];
   const replaces = steps.some((s) => s.type === 'Replace' && s.pattern?.String === ' ' && s.content === '\u2581');
   const prepends = steps.some((s) => s.type === 'Prepend' && s.prepend === '\u2581');
   if (replaces && steps.every((s) => s.type === 'Replace' || s.type === 'Prepend') && pre === null) return prepends;
   if (steps.length === 0 && pre?.type === 'Metaspace' && (pre.replacement ?? '\u2581') === '\u2581' && pre.split === false) {
     const scheme = pre.prepend_scheme ?? (pre.add_prefix_space === false ? 'never' : 'always');
-    if (scheme === 'first') fail('Metaspace prepend_scheme "first" has no llama.cpp equivalent (llama.cpp prefixes the text after every special token)');
+    if (scheme === 'first')
+      fail('Metaspace prepend_scheme "first" has no llama.cpp equivalent (llama.cpp prefixes the text after every special token)');
     return scheme === 'always';
   }
   return fail(`the tokenizer's normalizer ${JSON.stringify(norm)} / pre_tokenizer ${JSON.stringify(pre)} has no llama.cpp equivalent`);
@@ -154,7 +195,8 @@ function llamaVocab(tok: Tokenizer, vocabSize: number): GgufMetadata {
     v.types[id] = t === undefined ? TOKEN_TYPE.unused : tok.isSpecialId(id) ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
   }
   // Added tokens of the tokenizer that the vocabulary file lists as plain pieces.
-  for (let id = 0; id < v.tokens.length; id++) if (tok.isSpecialId(id) && v.types[id] === TOKEN_TYPE.normal) v.types[id] = TOKEN_TYPE.control;
+  for (let id = 0; id < v.tokens.length; id++)
+    if (tok.isSpecialId(id) && v.types[id] === TOKEN_TYPE.normal) v.types[id] = TOKEN_TYPE.control;
   const meta: GgufMetadata = new Map([
     ['tokenizer.ggml.model', kv.str('llama')],
     ['tokenizer.ggml.tokens', kv.strings(v.tokens.slice(0, vocabSize))],

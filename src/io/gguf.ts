@@ -26,7 +26,21 @@ const MAX_NAME_BYTES = 63;
 const MAX_DIMS = 4;
 
 /** GGUF metadata value types (enum gguf_type). */
-const VALUE_TYPE = { u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12 } as const;
+const VALUE_TYPE = {
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
+} as const;
 type ValueTypeName = keyof typeof VALUE_TYPE;
 const VALUE_TYPE_NAME = Object.fromEntries(Object.entries(VALUE_TYPE).map(([k, v]) => [v, k])) as Record<number, ValueTypeName>;
 
@@ -143,7 +157,10 @@ export function quantizeQ8_0(x: Float32Array, out: Uint8Array = new Uint8Array((
   return out;
 }
 
-export function dequantizeQ8_0(bytes: Uint8Array, out: Float32Array = new Float32Array((bytes.length / Q8_0_BYTES) * Q8_0_BLOCK)): Float32Array {
+export function dequantizeQ8_0(
+  bytes: Uint8Array,
+  out: Float32Array = new Float32Array((bytes.length / Q8_0_BYTES) * Q8_0_BLOCK),
+): Float32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const bits = new Uint32Array(1);
   const d32 = new Float32Array(bits.buffer);
@@ -169,16 +186,56 @@ class ByteWriter {
     this.buf = next;
   }
 
-  u8(v: number) { this.reserve(1); this.buf.writeUInt8(v, this.length); this.length += 1; }
-  i8(v: number) { this.reserve(1); this.buf.writeInt8(v, this.length); this.length += 1; }
-  u16(v: number) { this.reserve(2); this.buf.writeUInt16LE(v, this.length); this.length += 2; }
-  i16(v: number) { this.reserve(2); this.buf.writeInt16LE(v, this.length); this.length += 2; }
-  u32(v: number) { this.reserve(4); this.buf.writeUInt32LE(v, this.length); this.length += 4; }
-  i32(v: number) { this.reserve(4); this.buf.writeInt32LE(v, this.length); this.length += 4; }
-  u64(v: number) { this.reserve(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
-  i64(v: number) { this.reserve(8); this.buf.writeBigInt64LE(BigInt(v), this.length); this.length += 8; }
-  f32(v: number) { this.reserve(4); this.buf.writeFloatLE(v, this.length); this.length += 4; }
-  f64(v: number) { this.reserve(8); this.buf.writeDoubleLE(v, this.length); this.length += 8; }
+  u8(v: number) {
+    this.reserve(1);
+    this.buf.writeUInt8(v, this.length);
+    this.length += 1;
+  }
+  i8(v: number) {
+    this.reserve(1);
+    this.buf.writeInt8(v, this.length);
+    this.length += 1;
+  }
+  u16(v: number) {
+    this.reserve(2);
+    this.buf.writeUInt16LE(v, this.length);
+    this.length += 2;
+  }
+  i16(v: number) {
+    this.reserve(2);
+    this.buf.writeInt16LE(v, this.length);
+    this.length += 2;
+  }
+  u32(v: number) {
+    this.reserve(4);
+    this.buf.writeUInt32LE(v, this.length);
+    this.length += 4;
+  }
+  i32(v: number) {
+    this.reserve(4);
+    this.buf.writeInt32LE(v, this.length);
+    this.length += 4;
+  }
+  u64(v: number) {
+    this.reserve(8);
+    this.buf.writeBigUInt64LE(BigInt(v), this.length);
+    this.length += 8;
+  }
+  i64(v: number) {
+    this.reserve(8);
+    this.buf.writeBigInt64LE(BigInt(v), this.length);
+    this.length += 8;
+  }
+  f32(v: number) {
+    this.reserve(4);
+    this.buf.writeFloatLE(v, this.length);
+    this.length += 4;
+  }
+  f64(v: number) {
+    this.reserve(8);
+    this.buf.writeDoubleLE(v, this.length);
+    this.length += 8;
+  }
   str(s: string) {
     const b = Buffer.from(s, 'utf8');
     this.u64(b.length);
@@ -186,13 +243,28 @@ class ByteWriter {
     b.copy(this.buf, this.length);
     this.length += b.length;
   }
-  pad(to: number) { const n = alignUp(this.length, to) - this.length; this.reserve(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
-  bytes(): Uint8Array { return this.buf.subarray(0, this.length); }
+  pad(to: number) {
+    const n = alignUp(this.length, to) - this.length;
+    this.reserve(n);
+    this.buf.fill(0, this.length, this.length + n);
+    this.length += n;
+  }
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
 }
 
 const INT_RANGE: Record<GgufNumberType, [number, number] | null> = {
-  u8: [0, 0xff], i8: [-0x80, 0x7f], u16: [0, 0xffff], i16: [-0x8000, 0x7fff], u32: [0, 0xffffffff], i32: [-0x80000000, 0x7fffffff],
-  u64: [0, Number.MAX_SAFE_INTEGER], i64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], f32: null, f64: null,
+  u8: [0, 0xff],
+  i8: [-0x80, 0x7f],
+  u16: [0, 0xffff],
+  i16: [-0x8000, 0x7fff],
+  u32: [0, 0xffffffff],
+  i32: [-0x80000000, 0x7fffffff],
+  u64: [0, Number.MAX_SAFE_INTEGER],
+  i64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  f32: null,
+  f64: null,
 };
 
 function writeItem(w: ByteWriter, type: GgufItemType, v: unknown, where: string): void {
@@ -243,8 +315,10 @@ function plan(file: string, tensors: readonly GgufTensorToWrite[], alignment: nu
       fail(file, `${where}: shape [${t.shape}] must have 1-${MAX_DIMS} positive dimensions`);
     }
     const cols = t.shape[t.shape.length - 1];
-    if (t.dtype === 'Q8_0' && cols % Q8_0_BLOCK !== 0) fail(file, `${where}: Q8_0 needs rows of a multiple of ${Q8_0_BLOCK} values, rows here have ${cols}`);
-    if (t.data instanceof Float32Array && t.data.length !== numel(t.shape)) fail(file, `${where}: ${t.data.length} values for shape [${t.shape}]`);
+    if (t.dtype === 'Q8_0' && cols % Q8_0_BLOCK !== 0)
+      fail(file, `${where}: Q8_0 needs rows of a multiple of ${Q8_0_BLOCK} values, rows here have ${cols}`);
+    if (t.data instanceof Float32Array && t.data.length !== numel(t.shape))
+      fail(file, `${where}: ${t.data.length} values for shape [${t.shape}]`);
     const p = { t, offset, bytes: tensorBytes(t.shape, t.dtype) };
     offset = alignUp(offset + p.bytes, alignment);
     return p;
@@ -316,7 +390,13 @@ export async function writeGguf(file: string, metadata: GgufMetadata, tensors: r
   const alignment = (meta.get('general.alignment') as { value: number }).value;
   const planned = plan(file, tensors, alignment);
   const header = encodeHeader(file, meta, planned, alignment);
-  await writeFileAtomic(file, (function* () { yield header; yield* tensorChunks(file, planned, alignment); })());
+  await writeFileAtomic(
+    file,
+    (function* () {
+      yield header;
+      yield* tensorChunks(file, planned, alignment);
+    })(),
+  );
 }
 
 // ---------------------------------------------------------------- reading
@@ -327,7 +407,10 @@ class ByteReader {
   private start = 0; // file offset of buf[0]
   pos = 0; // absolute file offset
 
-  constructor(private readonly fd: number, private readonly file: string) {}
+  constructor(
+    private readonly fd: number,
+    private readonly file: string,
+  ) {}
 
   private need(n: number): number {
     const at = this.pos - this.start;
@@ -347,34 +430,66 @@ class ByteReader {
     return read(at);
   }
 
-  u8() { return this.take(1, (i) => this.buf.readUInt8(i)); }
-  i8() { return this.take(1, (i) => this.buf.readInt8(i)); }
-  u16() { return this.take(2, (i) => this.buf.readUInt16LE(i)); }
-  i16() { return this.take(2, (i) => this.buf.readInt16LE(i)); }
-  u32() { return this.take(4, (i) => this.buf.readUInt32LE(i)); }
-  i32() { return this.take(4, (i) => this.buf.readInt32LE(i)); }
-  f32() { return this.take(4, (i) => this.buf.readFloatLE(i)); }
-  f64() { return this.take(8, (i) => this.buf.readDoubleLE(i)); }
-  u64(what: string) { return this.safe(this.take(8, (i) => this.buf.readBigUInt64LE(i)), what); }
-  i64(what: string) { return this.safe(this.take(8, (i) => this.buf.readBigInt64LE(i)), what); }
+  u8() {
+    return this.take(1, (i) => this.buf.readUInt8(i));
+  }
+  i8() {
+    return this.take(1, (i) => this.buf.readInt8(i));
+  }
+  u16() {
+    return this.take(2, (i) => this.buf.readUInt16LE(i));
+  }
+  i16() {
+    return this.take(2, (i) => this.buf.readInt16LE(i));
+  }
+  u32() {
+    return this.take(4, (i) => this.buf.readUInt32LE(i));
+  }
+  i32() {
+    return this.take(4, (i) => this.buf.readInt32LE(i));
+  }
+  f32() {
+    return this.take(4, (i) => this.buf.readFloatLE(i));
+  }
+  f64() {
+    return this.take(8, (i) => this.buf.readDoubleLE(i));
+  }
+  u64(what: string) {
+    return this.safe(
+      this.take(8, (i) => this.buf.readBigUInt64LE(i)),
+      what,
+    );
+  }
+  i64(what: string) {
+    return this.safe(
+      this.take(8, (i) => this.buf.readBigInt64LE(i)),
+      what,
+    );
+  }
   str(what: string) {
     const n = this.u64(`${what} length`);
     return this.take(n, (i) => this.buf.toString('utf8', i, i + n));
   }
 
   private safe(v: bigint, what: string): number {
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) fail(this.file, `${what} ${v} at byte ${this.pos - 8} is too large`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER))
+      fail(this.file, `${what} ${v} at byte ${this.pos - 8} is too large`);
     return Number(v);
   }
 }
 
 function readItem(r: ByteReader, type: GgufItemType, what: string): number | boolean | string {
   switch (type) {
-    case 'string': return r.str(what);
-    case 'bool': return r.u8() !== 0;
-    case 'u64': return r.u64(what);
-    case 'i64': return r.i64(what);
-    default: return r[type]();
+    case 'string':
+      return r.str(what);
+    case 'bool':
+      return r.u8() !== 0;
+    case 'u64':
+      return r.u64(what);
+    case 'i64':
+      return r.i64(what);
+    default:
+      return r[type]();
   }
 }
 

@@ -155,10 +155,7 @@ function parseTensorInfo(file: string, name: string, v: unknown): TensorInfo {
   const want = elementCount(info.shape) * DTYPE_BYTES[info.dtype];
   const have = info.dataOffsets[1] - info.dataOffsets[0];
   if (want !== have) {
-    fail(
-      file,
-      `${where}: data_offsets [${info.dataOffsets}] span ${have} bytes but shape [${info.shape}] of ${info.dtype} needs ${want}`,
-    );
+    fail(file, `${where}: data_offsets [${info.dataOffsets}] span ${have} bytes but shape [${info.shape}] of ${info.dtype} needs ${want}`);
   }
   return info;
 }
@@ -453,11 +450,7 @@ function* fileChunks(file: string, header: Uint8Array, planned: PlannedTensor[])
  * `metadata`, when given, becomes `__metadata__` (keys sorted). The write is atomic and
  * streams: no buffer larger than the header plus one conversion slice is allocated.
  */
-export async function writeSafetensors(
-  file: string,
-  tensors: readonly TensorToWrite[],
-  metadata?: Record<string, string>,
-): Promise<void> {
+export async function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
   assertLittleEndian();
   const planned = validateForWrite(file, tensors, metadata);
   planned.sort((a, b) => WRITE_RANK[b.dtype] - WRITE_RANK[a.dtype] || compareUtf8(a.t.name, b.t.name));

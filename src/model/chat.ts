@@ -20,7 +20,11 @@ export type ReplyOptions = Omit<GenerateOptions, 'eosIds' | 'decode'> & { batchS
  * server, evaluation and rejection sampling.
  */
 export function generateReplies<F extends FloatArray>(
-  model: Llama<F>, tok: ChatTokenizer, template: ChatTemplate, convs: ChatMessage[][], opts: ReplyOptions,
+  model: Llama<F>,
+  tok: ChatTokenizer,
+  template: ChatTemplate,
+  convs: ChatMessage[][],
+  opts: ReplyOptions,
 ): Generation[][] {
   const bs = Math.max(1, opts.batchSize ?? 8);
   const out: Generation[][] = [];
@@ -30,16 +34,32 @@ export function generateReplies<F extends FloatArray>(
 
 /** One batch of replies, yielding to the event loop between tokens (the server's path). */
 export function generateRepliesAsync<F extends FloatArray>(
-  model: Llama<F>, tok: ChatTokenizer, template: ChatTemplate, convs: ChatMessage[][], opts: ReplyOptions & { signal?: AbortSignal },
+  model: Llama<F>,
+  tok: ChatTokenizer,
+  template: ChatTemplate,
+  convs: ChatMessage[][],
+  opts: ReplyOptions & { signal?: AbortSignal },
 ): Promise<Generation[][]> {
   const [prompts, o] = replyRequest(tok, template, convs, opts, 0);
   return generateAsync(model, prompts, { ...o, signal: opts.signal });
 }
 
-function replyRequest(tok: ChatTokenizer, template: ChatTemplate, convs: ChatMessage[][], opts: ReplyOptions, offset: number): [number[][], GenerateOptions] {
+function replyRequest(
+  tok: ChatTokenizer,
+  template: ChatTemplate,
+  convs: ChatMessage[][],
+  opts: ReplyOptions,
+  offset: number,
+): [number[][], GenerateOptions] {
   const stop = [...(opts.stop ?? []), ...template.stop.filter((s) => tok.tokenToId(s) === undefined)];
-  return [convs.map((c) => template.encodePrompt(tok, c)), {
-    ...opts, eosIds: template.stopIds(tok), stop, seed: (opts.seed ?? 0) + offset,
-    decode: (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true }),
-  }];
+  return [
+    convs.map((c) => template.encodePrompt(tok, c)),
+    {
+      ...opts,
+      eosIds: template.stopIds(tok),
+      stop,
+      seed: (opts.seed ?? 0) + offset,
+      decode: (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true }),
+    },
+  ];
 }

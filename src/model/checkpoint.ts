@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FloatArray, Kernels } from '../engine/kernels.js';
 import { ParamStore, numel } from '../engine/params.js';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { checkFiniteTensors } from '../io/finite.js';
 import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
 import { parseModelConfig, toHfConfig, type ModelConfig } from './config.js';
 import { Llama } from './llama.js';
@@ -49,8 +50,12 @@ export function storeTensors<F extends FloatArray>(store: ParamStore<F>, dtype: 
 export function copyRemoteCode(config: ModelConfig, fromDir: string, toDir: string): string[] {
   const autoMap = config.extra.auto_map;
   if (!autoMap || typeof autoMap !== 'object') return [];
-  const modules = new Set(Object.values(autoMap as Record<string, unknown>).flat().filter((v): v is string => typeof v === 'string')
-    .map((ref) => ref.split('--').pop()!.split('.')[0]));
+  const modules = new Set(
+    Object.values(autoMap as Record<string, unknown>)
+      .flat()
+      .filter((v): v is string => typeof v === 'string')
+      .map((ref) => ref.split('--').pop()!.split('.')[0]),
+  );
   const copied: string[] = [];
   for (const m of modules) {
     const src = path.join(fromDir, `${m}.py`);
@@ -84,17 +89,27 @@ type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
  * be what it was saved from).
  */
 export function tiedLmHead(tensors: Tensors, source: string): RegExp {
-  const head = tensors.get('lm_head.weight'), embed = tensors.get('model.embed_tokens.weight');
+  const head = tensors.get('lm_head.weight'),
+    embed = tensors.get('model.embed_tokens.weight');
   if (head && embed && (head.data.length !== embed.data.length || head.data.some((v, i) => v !== embed.data[i]))) {
-    console.warn(`${source}: tie_word_embeddings is true, so lm_head.weight is ignored (as in HF), but it differs from model.embed_tokens.weight`);
+    console.warn(
+      `${source}: tie_word_embeddings is true, so lm_head.weight is ignored (as in HF), but it differs from model.embed_tokens.weight`,
+    );
   }
   return /^lm_head\.weight$/;
 }
 
-/** Copies named tensors into a store; every store tensor must be present with its exact shape. */
+/**
+ * Copies named tensors into a store; every store tensor must be present with its exact shape
+ * and finite (every loader — model, reward model, adapter — comes through here).
+ */
 export function fillStore<F extends FloatArray>(
-  store: ParamStore<F>, tensors: Tensors, source: string, alsoIgnore: RegExp | null = null,
+  store: ParamStore<F>,
+  tensors: Tensors,
+  source: string,
+  alsoIgnore: RegExp | null = null,
 ): void {
+  checkFiniteTensors(tensors, source);
   for (const spec of store.specs) {
     const t = tensors.get(spec.name);
     if (!t) throw new CheckpointError(`${source}: tensor ${spec.name} is missing`);
@@ -103,6 +118,9 @@ export function fillStore<F extends FloatArray>(
     }
     store.get(spec.name).data.set(t.data);
   }
-  const unexpected = [...tensors.keys()].filter((n) => !store.has(n) && !IGNORED.test(n) && !(alsoIgnore?.test(n)));
-  if (unexpected.length) throw new CheckpointError(`${source}: unexpected tensors not in the config: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', ...' : ''}`);
+  const unexpected = [...tensors.keys()].filter((n) => !store.has(n) && !IGNORED.test(n) && !alsoIgnore?.test(n));
+  if (unexpected.length)
+    throw new CheckpointError(
+      `${source}: unexpected tensors not in the config: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', ...' : ''}`,
+    );
 }

@@ -83,10 +83,14 @@ const FAMILIES: Record<ModelType, Family> = {
   llama: { architectures: ['LlamaForCausalLM'], defaults: { max_position_embeddings: 2048, rope_theta: 10000 } },
   qwen2: { architectures: ['Qwen2ForCausalLM'], defaults: { max_position_embeddings: 32768, rope_theta: 10000 } },
   qwen3: { architectures: ['Qwen3ForCausalLM'], defaults: { max_position_embeddings: 32768, rope_theta: 10000, head_dim: 128 } },
-  baichuan: { architectures: ['BaichuanForCausalLM', 'BaiChuanForCausalLM'], defaults: { max_position_embeddings: 4096, rope_theta: 10000 } },
+  baichuan: {
+    architectures: ['BaichuanForCausalLM', 'BaiChuanForCausalLM'],
+    defaults: { max_position_embeddings: 4096, rope_theta: 10000 },
+  },
 };
 
-const CAUSAL = 'ForCausalLM', SEQ_CLS = 'ForSequenceClassification';
+const CAUSAL = 'ForCausalLM',
+  SEQ_CLS = 'ForSequenceClassification';
 
 /** The reward-model class of a family: LlamaForCausalLM -> LlamaForSequenceClassification. */
 export function sequenceClassificationArchitecture(c: ModelConfig): string {
@@ -139,39 +143,79 @@ const MATH_KEYS: Record<string, Rule> = {
   num_attention_heads: { families: ALL, schema: posInt },
   num_key_value_heads: { families: LLAMA_QWEN, schema: posInt },
   head_dim: { families: LLAMA_QWEN, schema: posInt },
-  hidden_act: { families: ALL, schema: z.string(), unsupported: (v: string) => (v === 'silu' ? null : `${JSON.stringify(v)} is not supported (only silu, the SwiGLU MLP)`) },
+  hidden_act: {
+    families: ALL,
+    schema: z.string(),
+    unsupported: (v: string) => (v === 'silu' ? null : `${JSON.stringify(v)} is not supported (only silu, the SwiGLU MLP)`),
+  },
   max_position_embeddings: { families: ALL, schema: posInt },
   rms_norm_eps: { families: ALL, schema: positive },
   tie_word_embeddings: { families: ALL, schema: z.boolean() },
   initializer_range: { families: ALL, schema: positive },
   rope_theta: {
-    families: ALL, schema: positive,
-    unsupported: (v: number, raw) => (raw.model_type === 'baichuan' && v !== 10000 ? `${v}: Baichuan's modeling code fixes the RoPE base at 10000` : null),
+    families: ALL,
+    schema: positive,
+    unsupported: (v: number, raw) =>
+      raw.model_type === 'baichuan' && v !== 10000 ? `${v}: Baichuan's modeling code fixes the RoPE base at 10000` : null,
   },
-  rope_scaling: { families: ALL, schema: RopeScalingSchema.nullable(), unsupported: (v: z.infer<typeof RopeScalingSchema> | null, raw) => ropeScalingProblem(v, raw) },
+  rope_scaling: {
+    families: ALL,
+    schema: RopeScalingSchema.nullable(),
+    unsupported: (v: z.infer<typeof RopeScalingSchema> | null, raw) => ropeScalingProblem(v, raw),
+  },
   // transformers v5 writes rope_theta and the scaling together under this name
-  rope_parameters: { families: ALL, schema: RopeScalingSchema.nullable(), unsupported: (v: z.infer<typeof RopeScalingSchema> | null, raw) => ropeScalingProblem(v, raw) },
-  partial_rotary_factor: { families: LLAMA_QWEN, schema: z.number(), unsupported: (v: number) => (v === 1 ? null : `${v}: partial rotary embeddings are not supported`) },
+  rope_parameters: {
+    families: ALL,
+    schema: RopeScalingSchema.nullable(),
+    unsupported: (v: z.infer<typeof RopeScalingSchema> | null, raw) => ropeScalingProblem(v, raw),
+  },
+  partial_rotary_factor: {
+    families: LLAMA_QWEN,
+    schema: z.number(),
+    unsupported: (v: number) => (v === 1 ? null : `${v}: partial rotary embeddings are not supported`),
+  },
   attention_bias: { families: ['llama', 'qwen3'], schema: z.boolean() },
   mlp_bias: { families: ['llama'], schema: z.boolean() },
-  attention_dropout: { families: LLAMA_QWEN, schema: z.number(), unsupported: (v: number) => (v === 0 ? null : `${v}: attention dropout is not implemented`) },
+  attention_dropout: {
+    families: LLAMA_QWEN,
+    schema: z.number(),
+    unsupported: (v: number) => (v === 0 ? null : `${v}: attention dropout is not implemented`),
+  },
   // Llama-2's tensor-parallel slicing computes the same products
   pretraining_tp: { families: ['llama'], schema: posInt },
-  use_sliding_window: { families: QWEN, schema: z.boolean(), unsupported: (v: boolean) => (v ? 'true: sliding-window attention is not implemented' : null) },
+  use_sliding_window: {
+    families: QWEN,
+    schema: z.boolean(),
+    unsupported: (v: boolean) => (v ? 'true: sliding-window attention is not implemented' : null),
+  },
   // only read when use_sliding_window is true
   sliding_window: { families: QWEN, schema: posInt.nullable() },
   max_window_layers: { families: QWEN, schema: z.number().int().nonnegative() },
   layer_types: {
-    families: LLAMA_QWEN, schema: z.array(z.string()),
-    unsupported: (v: string[]) => (v.every((t) => t === 'full_attention') ? null : `${JSON.stringify([...new Set(v)])}: only full_attention layers are implemented`),
+    families: LLAMA_QWEN,
+    schema: z.array(z.string()),
+    unsupported: (v: string[]) =>
+      v.every((t) => t === 'full_attention') ? null : `${JSON.stringify([...new Set(v)])}: only full_attention layers are implemented`,
   },
-  use_mrope: { families: ['qwen2'], schema: z.boolean(), unsupported: (v: boolean) => (v ? 'true: multimodal RoPE is not implemented' : null) },
+  use_mrope: {
+    families: ['qwen2'],
+    schema: z.boolean(),
+    unsupported: (v: boolean) => (v ? 'true: multimodal RoPE is not implemented' : null),
+  },
   // Baichuan-13B / Baichuan2-13B give only this (no max_position_embeddings): their code uses ALiBi
   model_max_length: {
-    families: ['baichuan'], schema: posInt,
-    unsupported: (_v: number, raw) => (raw.max_position_embeddings === undefined ? 'without max_position_embeddings this is a Baichuan-13B layout, whose ALiBi attention biases are not implemented (Baichuan-7B and Baichuan2-7B are)' : null),
+    families: ['baichuan'],
+    schema: posInt,
+    unsupported: (_v: number, raw) =>
+      raw.max_position_embeddings === undefined
+        ? 'without max_position_embeddings this is a Baichuan-13B layout, whose ALiBi attention biases are not implemented (Baichuan-7B and Baichuan2-7B are)'
+        : null,
   },
-  z_loss_weight: { families: ['baichuan'], schema: z.number(), unsupported: (v: number) => (v === 0 ? null : `${v}: Baichuan 2's z-loss is not implemented`) },
+  z_loss_weight: {
+    families: ['baichuan'],
+    schema: z.number(),
+    unsupported: (v: number) => (v === 0 ? null : `${v}: Baichuan 2's z-loss is not implemented`),
+  },
   bos_token_id: { families: ALL, schema: tokenId.nullable() },
   eos_token_id: { families: ALL, schema: z.union([tokenId, z.array(tokenId).min(1)]).nullable() },
   pad_token_id: { families: ALL, schema: tokenId.nullable() },
@@ -180,7 +224,17 @@ const MATH_KEYS: Record<string, Rule> = {
 /** Keys that change nothing anywhere: accepted in a hand-written config, regenerated on save. */
 const GENERAL_KEYS = new Set(['architectures', 'model_type', 'torch_dtype', 'dtype', 'transformers_version', 'use_cache', '_name_or_path']);
 /** Keys of the normalised config written by toHfConfig itself, never copied from `extra`. */
-const REGENERATED = new Set(['architectures', 'model_type', 'torch_dtype', 'dtype', 'use_cache', 'num_labels', 'id2label', 'label2id', 'problem_type']);
+const REGENERATED = new Set([
+  'architectures',
+  'model_type',
+  'torch_dtype',
+  'dtype',
+  'use_cache',
+  'num_labels',
+  'id2label',
+  'label2id',
+  'problem_type',
+]);
 
 const ROPE_TYPES = ['linear', 'dynamic', 'yarn', 'llama3'] as const;
 
@@ -189,10 +243,12 @@ function ropeScalingProblem(v: z.infer<typeof RopeScalingSchema> | null, raw: Re
   const type = v.rope_type ?? v.type ?? 'default';
   if (type === 'default') return null;
   if (raw.model_type === 'baichuan') return `Baichuan's modeling code has a fixed RoPE without scaling`;
-  if (!(ROPE_TYPES as readonly string[]).includes(type)) return `rope_type ${JSON.stringify(type)} is not supported (supported: ${ROPE_TYPES.join(', ')})`;
+  if (!(ROPE_TYPES as readonly string[]).includes(type))
+    return `rope_type ${JSON.stringify(type)} is not supported (supported: ${ROPE_TYPES.join(', ')})`;
   if (v.factor === undefined) return `rope_type ${type} needs a factor`;
   if (type === 'llama3') {
-    for (const k of ['low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'] as const) if (v[k] === undefined) return `rope_type llama3 needs ${k}`;
+    for (const k of ['low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'] as const)
+      if (v[k] === undefined) return `rope_type llama3 needs ${k}`;
     if (v.low_freq_factor! >= v.high_freq_factor!) return 'llama3 needs low_freq_factor < high_freq_factor';
   }
   return null;
@@ -200,7 +256,7 @@ function ropeScalingProblem(v: z.infer<typeof RopeScalingSchema> | null, raw: Re
 
 /** The HF rope_scaling dict (or v5 rope_parameters) as a RopeScaling, null for plain RoPE. */
 function normaliseRopeScaling(v: z.infer<typeof RopeScalingSchema> | null | undefined): RopeScaling | null {
-  const type = v ? v.rope_type ?? v.type ?? 'default' : 'default';
+  const type = v ? (v.rope_type ?? v.type ?? 'default') : 'default';
   if (!v || type === 'default') return null;
   const { rope_type: _a, type: _b, rope_theta: _c, ...rest } = v;
   return { rope_type: type as RopeScaling['rope_type'], ...rest, factor: v.factor! };
@@ -213,7 +269,9 @@ export interface ParseOptions {
 
 /** Validates a parsed config.json; `source` names the file (or field) in every error. */
 export function parseModelConfig(input: unknown, source: string, opts: ParseOptions = {}): ModelConfig {
-  const fail = (msg: string): never => { throw new ConfigError(`${source}: ${msg}`); };
+  const fail = (msg: string): never => {
+    throw new ConfigError(`${source}: ${msg}`);
+  };
   if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('a model config must be a JSON object');
   // a key set to undefined (a config built in code) is an absent key, as in JSON
   const raw = Object.fromEntries(Object.entries(input as Record<string, unknown>).filter(([, v]) => v !== undefined));
@@ -221,18 +279,24 @@ export function parseModelConfig(input: unknown, source: string, opts: ParseOpti
   // the family: architectures first, then model_type, else LLaMA
   let type: ModelType | undefined, architecture: string | undefined;
   if (raw.architectures !== undefined) {
-    if (!Array.isArray(raw.architectures) || !raw.architectures.length || !raw.architectures.every((a) => typeof a === 'string')) fail('architectures must be a non-empty list of class names');
+    if (!Array.isArray(raw.architectures) || !raw.architectures.length || !raw.architectures.every((a) => typeof a === 'string'))
+      fail('architectures must be a non-empty list of class names');
     for (const name of raw.architectures as string[]) {
       const f = familyOfArchitecture(name);
-      if (!f) fail(`architectures: ${name} is not supported (supported: ${MODEL_TYPES.flatMap((t) => FAMILIES[t].architectures).join(', ')} and their ${SEQ_CLS} reward models)`);
+      if (!f)
+        fail(
+          `architectures: ${name} is not supported (supported: ${MODEL_TYPES.flatMap((t) => FAMILIES[t].architectures).join(', ')} and their ${SEQ_CLS} reward models)`,
+        );
       if (type && f!.type !== type) fail(`architectures: ${name} is not the ${type} family of ${architecture}`);
       type = f!.type;
       architecture ??= f!.causal;
     }
   }
   if (raw.model_type !== undefined) {
-    if (!(MODEL_TYPES as readonly unknown[]).includes(raw.model_type)) fail(`model_type: ${JSON.stringify(raw.model_type)} is not supported (supported: ${MODEL_TYPES.join(', ')})`);
-    if (type && raw.model_type !== type) fail(`model_type ${raw.model_type} does not match architectures ${JSON.stringify(raw.architectures)}`);
+    if (!(MODEL_TYPES as readonly unknown[]).includes(raw.model_type))
+      fail(`model_type: ${JSON.stringify(raw.model_type)} is not supported (supported: ${MODEL_TYPES.join(', ')})`);
+    if (type && raw.model_type !== type)
+      fail(`model_type ${raw.model_type} does not match architectures ${JSON.stringify(raw.architectures)}`);
     type = raw.model_type as ModelType;
   }
   type ??= 'llama';
@@ -252,30 +316,52 @@ export function parseModelConfig(input: unknown, source: string, opts: ParseOpti
       if (problem) fail(`${key}: ${problem}`);
       v[key] = r.data;
     } else if (opts.strict && !GENERAL_KEYS.has(key)) {
-      fail(`unknown key ${key} for model_type ${type} (keys: ${Object.keys(MATH_KEYS).filter((k) => MATH_KEYS[k].families.includes(type!)).join(', ')})`);
+      fail(
+        `unknown key ${key} for model_type ${type} (keys: ${Object.keys(MATH_KEYS)
+          .filter((k) => MATH_KEYS[k].families.includes(type!))
+          .join(', ')})`,
+      );
     } else if (!REGENERATED.has(key)) {
       extra[key] = value;
     }
   }
-  for (const key of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads']) if (v[key] === undefined) fail(`${key}: required`);
+  for (const key of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads'])
+    if (v[key] === undefined) fail(`${key}: required`);
   const n = (key: string) => v[key] as number;
   const heads = n('num_attention_heads');
   const kv = (v.num_key_value_heads as number | undefined) ?? heads;
   const hd = (v.head_dim as number | undefined) ?? family.defaults.head_dim ?? n('hidden_size') / heads;
-  if (v.head_dim === undefined && family.defaults.head_dim === undefined && n('hidden_size') % heads !== 0) fail(`num_attention_heads (${heads}) does not divide hidden_size (${n('hidden_size')}); give head_dim`);
+  if (v.head_dim === undefined && family.defaults.head_dim === undefined && n('hidden_size') % heads !== 0)
+    fail(`num_attention_heads (${heads}) does not divide hidden_size (${n('hidden_size')}); give head_dim`);
   if (heads % kv !== 0) fail(`num_key_value_heads (${kv}) does not divide num_attention_heads (${heads})`);
   if (hd % 2 !== 0) fail(`head size ${hd} must be even for rotary embeddings`);
   const ropeParams = v.rope_parameters as z.infer<typeof RopeScalingSchema> | null | undefined;
   if (ropeParams && v.rope_scaling) fail('give rope_scaling or rope_parameters, not both');
   const scaling = normaliseRopeScaling((v.rope_scaling ?? ropeParams) as z.infer<typeof RopeScalingSchema> | null | undefined);
   const eosRaw = v.eos_token_id as number | number[] | null | undefined;
-  const eos = Array.isArray(eosRaw) ? eosRaw[0] : eosRaw ?? undefined;
-  const bos = (v.bos_token_id as number | null | undefined) ?? undefined, pad = (v.pad_token_id as number | null | undefined) ?? undefined;
-  for (const [k, id] of [['bos_token_id', bos], ['eos_token_id', eos], ['pad_token_id', pad]] as const) {
+  const eos = Array.isArray(eosRaw) ? eosRaw[0] : (eosRaw ?? undefined);
+  const bos = (v.bos_token_id as number | null | undefined) ?? undefined,
+    pad = (v.pad_token_id as number | null | undefined) ?? undefined;
+  for (const [k, id] of [
+    ['bos_token_id', bos],
+    ['eos_token_id', eos],
+    ['pad_token_id', pad],
+  ] as const) {
     if (id !== undefined && id >= n('vocab_size')) fail(`${k} ${id} is outside the vocabulary (vocab_size ${n('vocab_size')})`);
   }
   // keys of the family kept in extra so they are written back (qwen's window settings, Baichuan's model_max_length, ...)
-  for (const key of ['pretraining_tp', 'use_sliding_window', 'sliding_window', 'max_window_layers', 'layer_types', 'use_mrope', 'model_max_length', 'z_loss_weight', 'attention_dropout', 'partial_rotary_factor']) {
+  for (const key of [
+    'pretraining_tp',
+    'use_sliding_window',
+    'sliding_window',
+    'max_window_layers',
+    'layer_types',
+    'use_mrope',
+    'model_max_length',
+    'z_loss_weight',
+    'attention_dropout',
+    'partial_rotary_factor',
+  ]) {
     if (v[key] !== undefined) extra[key] = v[key];
   }
   const attentionBias = (v.attention_bias as boolean | undefined) ?? false;
@@ -324,7 +410,9 @@ export function kvWidth(c: ModelConfig): number {
  * for dynamic NTK (whose max_position_embeddings stays the pre-training length it scales from).
  */
 export function contextLength(c: ModelConfig): number {
-  return c.rope_scaling?.rope_type === 'dynamic' ? Math.floor(c.max_position_embeddings * c.rope_scaling.factor) : c.max_position_embeddings;
+  return c.rope_scaling?.rope_type === 'dynamic'
+    ? Math.floor(c.max_position_embeddings * c.rope_scaling.factor)
+    : c.max_position_embeddings;
 }
 
 /**
@@ -338,10 +426,13 @@ export function withRopeScaling(c: ModelConfig, type: 'linear' | 'dynamic' | 'ya
   if (!(factor > 1)) throw new ConfigError(`rope_scaling: factor must be > 1, got ${factor}`);
   if (c.rope_scaling) {
     if (c.rope_scaling.rope_type === type && c.rope_scaling.factor === factor) return c;
-    throw new ConfigError(`rope_scaling: the model already has ${c.rope_scaling.rope_type} scaling (factor ${c.rope_scaling.factor}); scaling it again is not supported`);
+    throw new ConfigError(
+      `rope_scaling: the model already has ${c.rope_scaling.rope_type} scaling (factor ${c.rope_scaling.factor}); scaling it again is not supported`,
+    );
   }
   const old = c.max_position_embeddings;
-  const scaling: RopeScaling = type === 'yarn' ? { rope_type: type, factor, original_max_position_embeddings: old } : { rope_type: type, factor };
+  const scaling: RopeScaling =
+    type === 'yarn' ? { rope_type: type, factor, original_max_position_embeddings: old } : { rope_type: type, factor };
   return { ...c, rope_scaling: scaling, max_position_embeddings: type === 'dynamic' ? old : Math.round(old * factor) };
 }
 

@@ -1,5 +1,18 @@
 import type { AttentionDims, FloatArray, Kernels } from '../engine/kernels.js';
-import { add, attention, checkpoint, embedding, linear, linearLogprobs, normalizeRows, rmsnorm, rope, sliceColumns, swiglu, type RopeFrequencies } from '../engine/ops.js';
+import {
+  add,
+  attention,
+  checkpoint,
+  embedding,
+  linear,
+  linearLogprobs,
+  normalizeRows,
+  rmsnorm,
+  rope,
+  sliceColumns,
+  swiglu,
+  type RopeFrequencies,
+} from '../engine/ops.js';
 import { ParamStore, type ParamSpec } from '../engine/params.js';
 import { Rng } from '../engine/rng.js';
 import { Context, Tensor } from '../engine/tensor.js';
@@ -35,9 +48,17 @@ export class KvCache<F extends FloatArray> {
   readonly v: F[] = [];
   length = 0;
 
-  constructor(kern: Kernels<F>, readonly config: ModelConfig, readonly B: number, readonly capacity: number) {
+  constructor(
+    kern: Kernels<F>,
+    readonly config: ModelConfig,
+    readonly B: number,
+    readonly capacity: number,
+  ) {
     const n = B * capacity * kvWidth(config);
-    for (let l = 0; l < config.num_hidden_layers; l++) { this.k.push(kern.alloc(n)); this.v.push(kern.alloc(n)); }
+    for (let l = 0; l < config.num_hidden_layers; l++) {
+      this.k.push(kern.alloc(n));
+      this.v.push(kern.alloc(n));
+    }
   }
 
   private get rowWidth(): number {
@@ -46,7 +67,8 @@ export class KvCache<F extends FloatArray> {
 
   /** Copies T new positions of each row into the cache after the current length. */
   write(layer: number, k: FloatArray, v: FloatArray, T: number): void {
-    if (this.length + T > this.capacity) throw new RangeError(`KV cache full: ${this.length} + ${T} positions exceed its capacity ${this.capacity}`);
+    if (this.length + T > this.capacity)
+      throw new RangeError(`KV cache full: ${this.length} + ${T} positions exceed its capacity ${this.capacity}`);
     const w = this.rowWidth;
     for (let b = 0; b < this.B; b++) {
       const dst = (b * this.capacity + this.length) * w;
@@ -86,7 +108,10 @@ export class Llama<F extends FloatArray = FloatArray> {
   /** RoPE frequencies when they do not depend on the sequence length (all but dynamic NTK). */
   private readonly fixedRope: RopeFrequencies | null;
 
-  constructor(readonly config: ModelConfig, readonly params: ParamStore<F>) {
+  constructor(
+    readonly config: ModelConfig,
+    readonly params: ParamStore<F>,
+  ) {
     this.fixedRope = ropeDependsOnLength(config) ? null : ropeFrequencies(config, 0);
   }
 
@@ -99,22 +124,39 @@ export class Llama<F extends FloatArray = FloatArray> {
    * *ForSequenceClassification with one label (a reward model): no lm_head, a [1, D] score weight.
    */
   static paramSpecs(c: ModelConfig, head: 'lm' | 'score' = 'lm'): ParamSpec[] {
-    const D = c.hidden_size, F = c.intermediate_size, qD = qWidth(c), kvD = kvWidth(c);
+    const D = c.hidden_size,
+      F = c.intermediate_size,
+      qD = qWidth(c),
+      kvD = kvWidth(c);
     const shapes: Record<string, [number, number]> = {
-      'self_attn.W_pack': [qD + 2 * kvD, D], 'self_attn.q_proj': [qD, D], 'self_attn.k_proj': [kvD, D], 'self_attn.v_proj': [kvD, D],
-      'self_attn.o_proj': [D, qD], 'mlp.gate_proj': [F, D], 'mlp.up_proj': [F, D], 'mlp.down_proj': [D, F],
+      'self_attn.W_pack': [qD + 2 * kvD, D],
+      'self_attn.q_proj': [qD, D],
+      'self_attn.k_proj': [kvD, D],
+      'self_attn.v_proj': [kvD, D],
+      'self_attn.o_proj': [D, qD],
+      'mlp.gate_proj': [F, D],
+      'mlp.up_proj': [F, D],
+      'mlp.down_proj': [D, F],
     };
     const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocab_size, D] }];
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const p = `model.layers.${l}.`;
-      const linears = (modules: string[]) => layerLinears(c).filter((x) => modules.includes(x.module)).flatMap(({ module, bias }) => [
-        { name: `${p}${module}.weight`, shape: shapes[module] },
-        ...(bias ? [{ name: `${p}${module}.bias`, shape: [shapes[module][0]], noDecay: true }] : []),
-      ]);
+      const linears = (modules: string[]) =>
+        layerLinears(c)
+          .filter((x) => modules.includes(x.module))
+          .flatMap(({ module, bias }) => [
+            { name: `${p}${module}.weight`, shape: shapes[module] },
+            ...(bias ? [{ name: `${p}${module}.bias`, shape: [shapes[module][0]], noDecay: true }] : []),
+          ]);
       specs.push(
         { name: `${p}input_layernorm.weight`, shape: [D], noDecay: true },
         ...linears(['self_attn.W_pack', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj']),
-        ...(c.qk_norm ? [{ name: `${p}self_attn.q_norm.weight`, shape: [c.head_dim], noDecay: true }, { name: `${p}self_attn.k_norm.weight`, shape: [c.head_dim], noDecay: true }] : []),
+        ...(c.qk_norm
+          ? [
+              { name: `${p}self_attn.q_norm.weight`, shape: [c.head_dim], noDecay: true },
+              { name: `${p}self_attn.k_norm.weight`, shape: [c.head_dim], noDecay: true },
+            ]
+          : []),
         ...linears(['self_attn.o_proj']),
         { name: `${p}post_attention_layernorm.weight`, shape: [D], noDecay: true },
         ...linears(['mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']),
@@ -144,7 +186,10 @@ export class Llama<F extends FloatArray = FloatArray> {
     for (const spec of params.specs) {
       const t = params.get(spec.name).data;
       if (spec.name.endsWith('.bias')) continue;
-      if (spec.noDecay) { t.fill(1); continue; }
+      if (spec.noDecay) {
+        t.fill(1);
+        continue;
+      }
       const std = /o_proj|down_proj/.test(spec.name) ? residualStd : c.initializer_range;
       for (let i = 0; i < t.length; i++) t[i] = rng.normal() * std;
     }
@@ -164,19 +209,33 @@ export class Llama<F extends FloatArray = FloatArray> {
   /** q, k, v of a layer: three projections, or the columns of the fused W_pack. */
   private qkv(ctx: Context<F>, h: Tensor<F>, p: string): [Tensor<F>, Tensor<F>, Tensor<F>] {
     const c = this.config;
-    if (!c.fused_qkv) return [this.proj(ctx, h, `${p}self_attn.q_proj`), this.proj(ctx, h, `${p}self_attn.k_proj`), this.proj(ctx, h, `${p}self_attn.v_proj`)];
+    if (!c.fused_qkv)
+      return [
+        this.proj(ctx, h, `${p}self_attn.q_proj`),
+        this.proj(ctx, h, `${p}self_attn.k_proj`),
+        this.proj(ctx, h, `${p}self_attn.v_proj`),
+      ];
     const packed = this.proj(ctx, h, `${p}self_attn.W_pack`);
-    const qD = qWidth(c), kvD = kvWidth(c);
+    const qD = qWidth(c),
+      kvD = kvWidth(c);
     return [sliceColumns(ctx, packed, 0, qD), sliceColumns(ctx, packed, qD, kvD), sliceColumns(ctx, packed, qD + kvD, kvD)];
   }
 
   private block(ctx: Context<F>, x: Tensor<F>, l: number, batch: TokenBatch, freqs: RopeFrequencies, opts: ForwardOptions): Tensor<F> {
-    const c = this.config, hd = c.head_dim, p = `model.layers.${l}.`;
+    const c = this.config,
+      hd = c.head_dim,
+      p = `model.layers.${l}.`;
     const cache = opts.cache as KvCache<F> | undefined;
     const past = cache?.length ?? 0;
     const dims: AttentionDims = {
-      B: batch.B, Tq: batch.T, Tk: past + batch.T, kvCap: cache?.capacity ?? batch.T,
-      H: c.num_attention_heads, KVH: c.num_key_value_heads, headDim: hd, scale: 1 / Math.sqrt(hd),
+      B: batch.B,
+      Tq: batch.T,
+      Tk: past + batch.T,
+      kvCap: cache?.capacity ?? batch.T,
+      H: c.num_attention_heads,
+      KVH: c.num_key_value_heads,
+      headDim: hd,
+      scale: 1 / Math.sqrt(hd),
     };
     const h = rmsnorm(ctx, x, this.w(`${p}input_layernorm.weight`), c.rms_norm_eps);
     let [q, k, v] = this.qkv(ctx, h, p);
@@ -206,10 +265,17 @@ export class Llama<F extends FloatArray = FloatArray> {
       throw new RangeError(`batch of ${batch.ids.length} ids / ${batch.pos.length} positions is not B*T = ${batch.B}x${batch.T}`);
     }
     if (opts.cache && opts.recompute) throw new Error('recompute is for training; a KV cache is for generation');
-    const freqs = this.fixedRope ?? ropeFrequencies(c, batch.pos.reduce((m, p) => Math.max(m, p + 1), 0));
+    const freqs =
+      this.fixedRope ??
+      ropeFrequencies(
+        c,
+        batch.pos.reduce((m, p) => Math.max(m, p + 1), 0),
+      );
     let x = embedding(ctx, this.w('model.embed_tokens.weight'), batch.ids);
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      x = opts.recompute ? checkpoint(ctx, x, (cc, xx) => this.block(cc, xx, l, batch, freqs, opts)) : this.block(ctx, x, l, batch, freqs, opts);
+      x = opts.recompute
+        ? checkpoint(ctx, x, (cc, xx) => this.block(cc, xx, l, batch, freqs, opts))
+        : this.block(ctx, x, l, batch, freqs, opts);
     }
     if (opts.cache) opts.cache.length += batch.T;
     return rmsnorm(ctx, x, this.w('model.norm.weight'), c.rms_norm_eps);

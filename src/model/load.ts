@@ -49,6 +49,9 @@ export async function loadChatModel(src: ChatModelSource): Promise<ChatModel> {
   if (!hasTokenizerFiles(tokDir)) throw new CheckpointError(`${tokDir}: no tokenizer.json or tokenizer.model (give a tokenizer folder)`);
   const tokenizer = Tokenizer.fromDir(tokDir);
   const template = ChatTemplate.forModel(tokenizer, tokDir, src.template);
-  if (tokenizer.vocabSize > model.config.vocab_size) throw new CheckpointError(`${tokDir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`);
+  if (tokenizer.vocabSize > model.config.vocab_size)
+    throw new CheckpointError(
+      `${tokDir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.config.vocab_size}`,
+    );
   return { model, tokenizer, template, dir: src.model };
 }

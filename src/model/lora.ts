@@ -38,18 +38,26 @@ export class LoraAdapter<F extends FloatArray> {
   stepSeed = 0;
   private merged = false;
 
-  constructor(readonly model: Llama<F>, readonly config: LoraConfig) {
+  constructor(
+    readonly model: Llama<F>,
+    readonly config: LoraConfig,
+  ) {
     const dims = new Map(model.params.specs.map((s) => [s.name, s.shape]));
     const available = linearTargetNames(model.config);
     this.targets = config.targetModules === 'all-linear' ? available : config.targetModules;
     const missing = this.targets.filter((t) => !available.includes(t));
     if (missing.length || !this.targets.length) {
-      throw new Error(`LoRA target_modules ${JSON.stringify(missing.length ? missing : this.targets)}: no such linear module in this ${model.config.model_type} model (available: ${available.join(', ')}, or all-linear)`);
+      throw new Error(
+        `LoRA target_modules ${JSON.stringify(missing.length ? missing : this.targets)}: no such linear module in this ${model.config.model_type} model (available: ${available.join(', ')}, or all-linear)`,
+      );
     }
     this.modules = Llama.linearModules(model.config).filter((m) => this.targets.some((t) => m.endsWith(`.${t}`)));
     const specs: ParamSpec[] = this.modules.flatMap((m) => {
       const [out, inF] = dims.get(`${m}.weight`)!;
-      return [{ name: peftName(m, 'A'), shape: [config.r, inF] }, { name: peftName(m, 'B'), shape: [out, config.r] }];
+      return [
+        { name: peftName(m, 'A'), shape: [config.r, inF] },
+        { name: peftName(m, 'B'), shape: [out, config.r] },
+      ];
     });
     for (const m of config.modulesToSave ?? []) {
       const shape = dims.get(`${m}.weight`);
@@ -103,7 +111,8 @@ export class LoraAdapter<F extends FloatArray> {
   private fold(sign: 1 | -1): void {
     const k: Kernels<F> = this.model.k;
     for (const m of this.modules) {
-      const A = this.params.get(peftName(m, 'A')), B = this.params.get(peftName(m, 'B'));
+      const A = this.params.get(peftName(m, 'A')),
+        B = this.params.get(peftName(m, 'B'));
       const W = this.model.params.get(`${m}.weight`);
       k.gemm(false, false, B.shape[0], A.shape[1], this.config.r, sign * this.scaling, B.data, A.data, 1, W.data);
     }
@@ -126,13 +135,28 @@ export class LoraAdapter<F extends FloatArray> {
 
   async save(dir: string, baseModel = ''): Promise<void> {
     fs.mkdirSync(dir, { recursive: true });
-    await writeSafetensors(path.join(dir, 'adapter_model.safetensors'), this.params.specs.map((s) => ({
-      name: s.name, shape: s.shape, data: toF32(this.params.get(s.name).data),
-    })), { format: 'pt' });
+    await writeSafetensors(
+      path.join(dir, 'adapter_model.safetensors'),
+      this.params.specs.map((s) => ({
+        name: s.name,
+        shape: s.shape,
+        data: toF32(this.params.get(s.name).data),
+      })),
+      { format: 'pt' },
+    );
     await writeJsonAtomic(path.join(dir, 'adapter_config.json'), {
-      peft_type: 'LORA', task_type: 'CAUSAL_LM', r: this.config.r, lora_alpha: this.config.alpha, lora_dropout: this.config.dropout,
-      target_modules: this.targets, bias: 'none', fan_in_fan_out: false, inference_mode: true,
-      init_lora_weights: true, base_model_name_or_path: baseModel, modules_to_save: this.config.modulesToSave ?? null,
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      r: this.config.r,
+      lora_alpha: this.config.alpha,
+      lora_dropout: this.config.dropout,
+      target_modules: this.targets,
+      bias: 'none',
+      fan_in_fan_out: false,
+      inference_mode: true,
+      init_lora_weights: true,
+      base_model_name_or_path: baseModel,
+      modules_to_save: this.config.modulesToSave ?? null,
     });
   }
 
@@ -142,10 +166,18 @@ export class LoraAdapter<F extends FloatArray> {
     if (!fs.existsSync(cfgFile)) throw new CheckpointError(`${cfgFile}: not found (is ${dir} a PEFT adapter?)`);
     const c = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
     if (c.peft_type !== 'LORA') throw new CheckpointError(`${cfgFile}: peft_type is ${c.peft_type}, only LORA is supported`);
-    for (const k of ['r', 'lora_alpha']) if (typeof c[k] !== 'number' || c[k] <= 0) throw new CheckpointError(`${cfgFile}: ${k} must be a positive number`);
+    for (const k of ['r', 'lora_alpha'])
+      if (typeof c[k] !== 'number' || c[k] <= 0) throw new CheckpointError(`${cfgFile}: ${k} must be a positive number`);
     if (c.use_dora || c.use_rslora) throw new CheckpointError(`${cfgFile}: DoRA / rsLoRA adapters are not supported`);
-    const targets: string[] | 'all-linear' = typeof c.target_modules === 'string' && c.target_modules !== 'all-linear' ? [c.target_modules] : c.target_modules;
-    const adapter = new LoraAdapter(model, { r: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout ?? 0, targetModules: targets, modulesToSave: c.modules_to_save ?? undefined });
+    const targets: string[] | 'all-linear' =
+      typeof c.target_modules === 'string' && c.target_modules !== 'all-linear' ? [c.target_modules] : c.target_modules;
+    const adapter = new LoraAdapter(model, {
+      r: c.r,
+      alpha: c.lora_alpha,
+      dropout: c.lora_dropout ?? 0,
+      targetModules: targets,
+      modulesToSave: c.modules_to_save ?? undefined,
+    });
     const file = path.join(dir, 'adapter_model.safetensors');
     fillStore(adapter.params, await readSafetensors(file), file);
     return adapter;

@@ -51,7 +51,8 @@ export class RewardModel<F extends FloatArray> {
     const config = readModelConfig(dir);
     const store = new ParamStore(k, Llama.paramSpecs(config, 'score'), trainable);
     const tensors = await readCheckpointTensors(dir);
-    if (!tensors.has('score.weight')) throw new Error(`${dir}: no score.weight; this is not a reward model (train one with \`chimed train rm\`)`);
+    if (!tensors.has('score.weight'))
+      throw new Error(`${dir}: no score.weight; this is not a reward model (train one with \`chimed train rm\`)`);
     fillStore(store, tensors, dir);
     return new RewardModel(new Llama(config, store));
   }
@@ -84,8 +85,11 @@ export class RewardModel<F extends FloatArray> {
     fs.mkdirSync(dir, { recursive: true });
     await writeSafetensors(path.join(dir, 'model.safetensors'), storeTensors(this.lm.params), { format: 'pt' });
     await writeJsonAtomic(path.join(dir, 'config.json'), {
-      ...toHfConfig(this.lm.config), architectures: [sequenceClassificationArchitecture(this.lm.config)], num_labels: 1,
-      id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 },
+      ...toHfConfig(this.lm.config),
+      architectures: [sequenceClassificationArchitecture(this.lm.config)],
+      num_labels: 1,
+      id2label: { 0: 'LABEL_0' },
+      label2id: { LABEL_0: 0 },
     });
   }
 }

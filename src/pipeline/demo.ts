@@ -1,31 +1,87 @@
 /**
- * The built-in demo: the whole regime on the built-in corpus with a small model, about 8
- * minutes on 2 cores (`fast`: under one, for tests). The settings are tuned so that
+ * The built-in demo: the whole regime on the built-in corpus with a small model, about 10
+ * minutes on 2 cores (`fast`: about one, for tests). The settings are tuned so that
  * each stage moves the metric it targets on this corpus; the paper defaults (config.ts) are
- * for real models and data.
+ * for real models and data. `seed` seeds everything: the corpus (its phrasings and which
+ * diseases and templates are held out), the initialisation, data order, sampling and splits.
  */
-export function demoConfig(fast: boolean): Record<string, unknown> {
+export const DEMO_SEED = 42;
+
+export function demoConfig(fast: boolean, seed = DEMO_SEED): Record<string, unknown> {
   const steps = (full: number, quick: number) => (fast ? quick : full);
   return {
-    name: fast ? 'demo-fast' : 'demo',
-    seed: 42,
-    builtin_corpus: { seed: 7, heldout_fraction: 0.1 },
+    name: `${fast ? 'demo-fast' : 'demo'}${seed === DEMO_SEED ? '' : `-seed${seed}`}`,
+    seed,
+    builtin_corpus: { seed, heldout_fraction: 0.1 },
     tokenizer: { train: { vocab_size: fast ? 1500 : 3000, min_frequency: 2 } },
     model: {
       config: fast
-        ? { hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512 }
-        : { hidden_size: 256, intermediate_size: 704, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 1024 },
+        ? {
+            hidden_size: 128,
+            intermediate_size: 352,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 512,
+          }
+        : {
+            hidden_size: 256,
+            intermediate_size: 704,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 1024,
+          },
     },
     stages: [
-      { type: 'pt', block_size: 256, batch_size: 8, max_steps: steps(300, 80), lr: 2e-3, warmup_ratio: 0.05, weight_decay: 0.01 },
-      { type: 'sft', batch_size: 16, max_steps: steps(300, 60), lr: 1e-3, max_source: 128, max_target: 128 },
+      {
+        type: 'pt',
+        block_size: 256,
+        batch_size: 8,
+        max_steps: steps(300, 80),
+        eval_every: steps(60, 20),
+        lr: 2e-3,
+        warmup_ratio: 0.05,
+        weight_decay: 0.01,
+      },
+      { type: 'sft', batch_size: 16, max_steps: steps(300, 60), eval_every: steps(60, 20), lr: 1e-3, max_source: 128, max_target: 128 },
       { type: 'rm', batch_size: 8, max_steps: steps(100, 40), eval_every: steps(20, 10), lr: 5e-4, max_source: 128, max_target: 128 },
-      { type: 'rs', k: 4, keep: 1, rounds: 1, prompts: steps(192, 24), max_new_tokens: 64, batch_size: 16, max_steps: steps(24, 10), lr: 3e-4, max_source: 128, max_target: 128 },
-      { type: 'dpo', batch_size: 8, max_steps: steps(60, 30), lr: fast ? 1e-3 : 5e-4, beta: 0.1, max_source: 128, max_target: 128 },
+      // a quarter of the round's prompts judge it (greedy-answer reward every eval_every steps):
+      // with the default tenth of 24 prompts, one or two prompts chose the weights and a round
+      // could keep the starting policy or one that answered the evaluation prompts worse. The
+      // full demo's best step raises the references' loss by about 9% (0.75 -> 0.82, seed 42):
+      // the default 2% bound kept the starting policy there; the fast demo's stays under 1%
+      {
+        type: 'rs',
+        k: 4,
+        keep: 1,
+        rounds: 1,
+        prompts: steps(192, 64),
+        eval_fraction: 0.25,
+        eval_every: steps(4, 2),
+        max_loss_rise: 0.1,
+        max_new_tokens: 64,
+        batch_size: 16,
+        max_steps: steps(24, 10),
+        lr: 3e-4,
+        max_source: 128,
+        max_target: 128,
+      },
+      {
+        type: 'dpo',
+        batch_size: 8,
+        max_steps: steps(60, 30),
+        eval_every: steps(20, 10),
+        lr: fast ? 1e-3 : 5e-4,
+        beta: 0.1,
+        max_source: 128,
+        max_target: 128,
+      },
     ],
     eval: {
       mcq: { k_shot: 0, mode: 'cloze', limit: steps(300, 100) },
       gen: { limit: steps(48, 20), max_new_tokens: 64 },
+      ner: { k_shot: 2, limit: steps(32, 12), max_new_tokens: 48 },
       scale: { samples: 1, mode: 'loglik' },
     },
   };

@@ -4,6 +4,7 @@
 // is a LLaMA-Factory argument (src/llamafactory/hparams/*.py) or a transformers
 // Seq2SeqTrainingArguments field; test/llamafactory.test.ts keeps the list with its commits.
 import YAML from 'yaml';
+import type { LoraSetting } from '../train/stages/common.js';
 import { trainerDefaults } from '../train/trainer.js';
 import type { RunConfig, StageConfig } from './config.js';
 
@@ -32,9 +33,6 @@ export interface LfPlanOptions {
   deepspeed: string;
 }
 
-/** The share of each stage's data chimed holds out for its eval loss (cli/train.ts defaults, pipeline/stage-args.ts). */
-const HELD_OUT: Partial<Record<StageConfig['type'], number>> = { sft: 0.05, rm: 0.1, dpo: 0.1 };
-
 const saves = (name: string) => `saves/${name}`;
 
 /** chimed's schedule (warmup, then decay to minLrRatio × lr) in transformers' scheduler names. */
@@ -42,7 +40,9 @@ function scheduler(st: StageConfig): Record<string, YamlValue> {
   const minRate = trainerDefaults.minLrRatio;
   switch (st.schedule) {
     case 'cosine':
-      return minRate > 0 ? { lr_scheduler_type: 'cosine_with_min_lr', lr_scheduler_kwargs: { min_lr_rate: minRate } } : { lr_scheduler_type: 'cosine' };
+      return minRate > 0
+        ? { lr_scheduler_type: 'cosine_with_min_lr', lr_scheduler_kwargs: { min_lr_rate: minRate } }
+        : { lr_scheduler_type: 'cosine' };
     case 'linear':
       return { lr_scheduler_type: 'linear' }; // transformers' linear decays to 0 (README says so)
     case 'constant':
@@ -75,11 +75,17 @@ function evalArgs(st: StageConfig, valSize: number): Record<string, YamlValue> {
   return { val_size: valSize, per_device_eval_batch_size: st.batch_size, ...when };
 }
 
-type Lora = false | { r: number; alpha: number; dropout: number; target_modules: string[] | 'all-linear' };
+type Lora = LoraSetting;
 
 function methodArgs(stage: string, lora: Lora, deepspeed: string): Record<string, YamlValue> {
   const ft: Record<string, YamlValue> = lora
-    ? { finetuning_type: 'lora', lora_rank: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, lora_target: lora.target_modules === 'all-linear' ? 'all' : lora.target_modules.join(',') }
+    ? {
+        finetuning_type: 'lora',
+        lora_rank: lora.r,
+        lora_alpha: lora.alpha,
+        lora_dropout: lora.dropout,
+        lora_target: lora.target_modules === 'all-linear' ? 'all' : lora.target_modules.join(','),
+      }
     : { finetuning_type: 'full' };
   return { stage, do_train: true, ...ft, deepspeed };
 }
@@ -90,13 +96,28 @@ function methodArgs(stage: string, lora: Lora, deepspeed: string): Record<string
  */
 export function llamaFactoryPlan(cfg: RunConfig, o: LfPlanOptions): LfStep[] {
   const steps: LfStep[] = [];
-  const model = (m: string): Record<string, YamlValue> => ({ model_name_or_path: m, ...(o.trustRemoteCode ? { trust_remote_code: true } : {}) });
+  const model = (m: string): Record<string, YamlValue> => ({
+    model_name_or_path: m,
+    ...(o.trustRemoteCode ? { trust_remote_code: true } : {}),
+  });
   const template: Record<string, YamlValue> = o.template ? { template: o.template } : {};
   let policy = o.model;
-  const train = (stage: string, file: string, lfStage: 'pt' | 'sft' | 'rm' | 'dpo', st: StageConfig, dataset: string, lora: Lora, cutoff: number, extra: { method?: Record<string, YamlValue>; data?: Record<string, YamlValue> }, valSize: number) => {
+  const train = (
+    stage: string,
+    file: string,
+    lfStage: 'pt' | 'sft' | 'rm' | 'dpo',
+    st: StageConfig,
+    dataset: string,
+    lora: Lora,
+    cutoff: number,
+    extra: { method?: Record<string, YamlValue>; data?: Record<string, YamlValue> },
+    valSize: number,
+  ) => {
     const out = saves(stage);
     steps.push({
-      command: 'train', file, stage,
+      command: 'train',
+      file,
+      stage,
       sections: [
         ['model', model(policy)],
         ['method', { ...methodArgs(lfStage, lora, o.deepspeed), ...extra.method }],
@@ -108,9 +129,14 @@ export function llamaFactoryPlan(cfg: RunConfig, o: LfPlanOptions): LfStep[] {
       ].filter(([, args]) => Object.keys(args).length) as YamlSections,
     });
     if (lfStage === 'rm') return; // a branch: the policy goes on without it
-    if (!lora) { policy = out; return; }
+    if (!lora) {
+      policy = out;
+      return;
+    }
     steps.push({
-      command: 'export', file: `merge_${file}`, stage,
+      command: 'export',
+      file: `merge_${file}`,
+      stage,
       sections: [
         ['model', { ...model(policy), adapter_name_or_path: out, ...template, finetuning_type: 'lora' }],
         ['export', { export_dir: `${out}-merged` }],
@@ -129,17 +155,39 @@ export function llamaFactoryPlan(cfg: RunConfig, o: LfPlanOptions): LfStep[] {
         train('pt', 'pt.yaml', 'pt', st, need(o.datasets.pt, 'pt', 'pre-training'), false, st.block_size, {}, st.eval_fraction);
         break;
       case 'sft':
-        train('sft', 'sft.yaml', 'sft', st, need(o.datasets.sft, 'sft', 'SFT'), st.lora, lengths, { data: st.train_on_prompt ? { train_on_prompt: true } : {} }, HELD_OUT.sft!);
+        train(
+          'sft',
+          'sft.yaml',
+          'sft',
+          st,
+          need(o.datasets.sft, 'sft', 'SFT'),
+          st.lora,
+          lengths,
+          { data: st.train_on_prompt ? { train_on_prompt: true } : {} },
+          st.eval_fraction,
+        );
         break;
       case 'rm':
-        train('rm', 'rm.yaml', 'rm', st, need(o.datasets.pref, 'rm', 'preference'), st.lora, lengths, {}, HELD_OUT.rm!);
+        train('rm', 'rm.yaml', 'rm', st, need(o.datasets.pref, 'rm', 'preference'), st.lora, lengths, {}, st.eval_fraction);
         break;
       case 'rs':
         // the kept answers are fixed data now: each round is an SFT pass on its own set
-        o.datasets.rs.forEach((dataset, i) => train(`rs-round-${i + 1}`, `rs_round${i + 1}.yaml`, 'sft', st, dataset, st.lora, lengths, {}, 0));
+        o.datasets.rs.forEach((dataset, i) =>
+          train(`rs-round-${i + 1}`, `rs_round${i + 1}.yaml`, 'sft', st, dataset, st.lora, lengths, {}, 0),
+        );
         break;
       case 'dpo':
-        train('dpo', 'dpo.yaml', 'dpo', st, need(o.datasets.pref, 'dpo', 'preference'), st.lora, lengths, { method: { pref_beta: st.beta, pref_loss: st.loss } }, HELD_OUT.dpo!);
+        train(
+          'dpo',
+          'dpo.yaml',
+          'dpo',
+          st,
+          need(o.datasets.pref, 'dpo', 'preference'),
+          st.lora,
+          lengths,
+          { method: { pref_beta: st.beta, pref_loss: st.loss } },
+          st.eval_fraction,
+        );
         break;
     }
   }
@@ -156,18 +204,51 @@ function yamlNumber(x: number): string {
 /** The YAML text of a step; strings are quoted by the yaml library when they need it. */
 export function renderYaml(sections: YamlSections): string {
   const value = (v: YamlValue): string =>
-    typeof v === 'number' ? yamlNumber(v) : typeof v === 'boolean' ? String(v) : typeof v === 'string' ? YAML.stringify(v).trimEnd()
-      : `{${Object.entries(v).map(([k, x]) => `${k}: ${yamlNumber(x)}`).join(', ')}}`;
-  return sections.map(([title, args]) => [`### ${title}`, ...Object.entries(args).map(([k, v]) => `${k}: ${value(v)}`)].join('\n')).join('\n\n') + '\n';
+    typeof v === 'number'
+      ? yamlNumber(v)
+      : typeof v === 'boolean'
+        ? String(v)
+        : typeof v === 'string'
+          ? YAML.stringify(v).trimEnd()
+          : `{${Object.entries(v)
+              .map(([k, x]) => `${k}: ${yamlNumber(x)}`)
+              .join(', ')}}`;
+  return (
+    sections
+      .map(([title, args]) => [`### ${title}`, ...Object.entries(args).map(([k, v]) => `${k}: ${value(v)}`)].join('\n'))
+      .join('\n\n') + '\n'
+  );
 }
 
 /** A DeepSpeed ZeRO config whose sizes transformers fills in from the training arguments ("auto"). */
 export function zeroConfig(stage: 2 | 3): Record<string, unknown> {
-  const zero = stage === 3
-    ? { stage, overlap_comm: true, contiguous_gradients: true, reduce_bucket_size: 'auto', stage3_prefetch_bucket_size: 'auto', stage3_param_persistence_threshold: 'auto', stage3_gather_16bit_weights_on_model_save: true }
-    : { stage, overlap_comm: true, contiguous_gradients: true, reduce_scatter: true, reduce_bucket_size: 'auto', allgather_bucket_size: 5e8 };
+  const zero =
+    stage === 3
+      ? {
+          stage,
+          overlap_comm: true,
+          contiguous_gradients: true,
+          reduce_bucket_size: 'auto',
+          stage3_prefetch_bucket_size: 'auto',
+          stage3_param_persistence_threshold: 'auto',
+          stage3_gather_16bit_weights_on_model_save: true,
+        }
+      : {
+          stage,
+          overlap_comm: true,
+          contiguous_gradients: true,
+          reduce_scatter: true,
+          reduce_bucket_size: 'auto',
+          allgather_bucket_size: 5e8,
+        };
   return {
-    train_batch_size: 'auto', train_micro_batch_size_per_gpu: 'auto', gradient_accumulation_steps: 'auto', gradient_clipping: 'auto',
-    zero_allow_untested_optimizer: true, bf16: { enabled: 'auto' }, fp16: { enabled: 'auto' }, zero_optimization: zero,
+    train_batch_size: 'auto',
+    train_micro_batch_size_per_gpu: 'auto',
+    gradient_accumulation_steps: 'auto',
+    gradient_clipping: 'auto',
+    zero_allow_untested_optimizer: true,
+    bf16: { enabled: 'auto' },
+    fp16: { enabled: 'auto' },
+    zero_optimization: zero,
   };
 }

@@ -62,7 +62,8 @@ const LAYOUTS: Layout[] = [
     system: (s) => s,
     user: (u) => `USER: ${u} ASSISTANT:`,
     assistant: (a, t) => `${a}${t.eos}`,
-    defaultSystem: "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.",
+    defaultSystem:
+      "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.",
   },
 ];
 
@@ -86,10 +87,16 @@ function renderLayout(l: Layout, messages: ChatMessage[], t: Tokens): string {
 // Two rounds with a system prompt, and one round without (where default system prompts show).
 const PROBES: ChatMessage[][] = [
   [
-    { role: 'system', content: 'S0' }, { role: 'user', content: 'Q1' }, { role: 'assistant', content: 'A1' },
-    { role: 'user', content: 'Q2' }, { role: 'assistant', content: 'A2' },
+    { role: 'system', content: 'S0' },
+    { role: 'user', content: 'Q1' },
+    { role: 'assistant', content: 'A1' },
+    { role: 'user', content: 'Q2' },
+    { role: 'assistant', content: 'A2' },
   ],
-  [{ role: 'user', content: 'Q1' }, { role: 'assistant', content: 'A1' }],
+  [
+    { role: 'user', content: 'Q1' },
+    { role: 'assistant', content: 'A1' },
+  ],
 ];
 
 export interface TemplateMatch {

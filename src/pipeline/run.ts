@@ -1,29 +1,31 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { trainCommand } from '../cli/train.js';
 import { writeCorpus } from '../corpus/generate.js';
 import { buildDatasets } from '../data/build.js';
 import { BuildConfigSchema } from '../data/build-config.js';
-import { setThreads } from '../engine/native.js';
-import { nativeKernels } from '../engine/native.js';
+import { recordText, type Tagged } from '../data/records.js';
+import { readDocuments, readJsonl } from '../data/stage-files.js';
+import { formatTable } from '../data/table.js';
+import { nativeKernels, setThreads } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { inputHashes, RunDir } from '../io/run-dir.js';
 import { saveModel } from '../model/checkpoint.js';
-import { parseModelConfig } from '../model/config.js';
+import { ConfigError, parseModelConfig } from '../model/config.js';
 import { Llama } from '../model/llama.js';
-import { loadChatModel } from '../model/load.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
 import { hasTokenizerFiles, Tokenizer } from '../tokenizer/index.js';
-import { readJsonl } from '../train/conversations.js';
-import { readDocuments } from '../train/documents.js';
-import { MetricsLog } from '../train/metrics.js';
 import { formatSeconds } from '../train/progress.js';
+import type { StageResult } from '../train/stages/common.js';
+import { runDpo } from '../train/stages/dpo.js';
+import { runPt } from '../train/stages/pt.js';
+import { runRm } from '../train/stages/rm.js';
+import { runRs } from '../train/stages/rs.js';
+import { runSft } from '../train/stages/sft.js';
 import { writeReport } from '../report/report.js';
-import { formatTable, type Row } from '../report/table.js';
-import { RunConfigError, templateOf, type RunConfig, type StageConfig } from './config.js';
-import { evaluateStage, type EvalFiles } from './evaluate.js';
-import { stageArgs } from './stage-args.js';
+import type { Row } from '../report/table.js';
+import { parseRunConfig, templateOf, type RunConfig, type StageConfig } from './config.js';
+import { evalFiles, evaluateAfterStage, writeSummary, type EvalFiles } from './evaluate.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -36,75 +38,77 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   const t0 = Date.now();
   if (cfg.threads > 0) setThreads(cfg.threads);
   fs.mkdirSync(runDir, { recursive: true });
-  await recordConfig(cfg, runDir);
-  const evalFiles = await prepareData(cfg, runDir);
-  const tokDir = await prepareTokenizer(cfg, runDir);
-  await countStageTokens(runDir, tokDir);
-  let policy = await prepareBase(cfg, runDir, tokDir);
+  const run = new RunDir(runDir);
+  await recordConfig(cfg, run);
+  const evalFiles = await prepareData(cfg, run);
+  const tokDir = await prepareTokenizer(cfg, run);
+  await countStageTokens(run, tokDir);
+  let policy = await prepareBase(cfg, run, tokDir);
   let rmDir: string | null = null;
   const rows: Row[] = [];
-  const metrics = new MetricsLog(path.join(runDir, 'metrics.jsonl'));
   const evaluate = async (stage: string, chat: boolean) => {
-    const done = path.join(runDir, 'eval', `${stage}.json`);
-    if (fs.existsSync(done)) { rows.push(JSON.parse(fs.readFileSync(done, 'utf8'))); return; }
-    // the rm stage leaves the policy as it was: its row repeats the last one, plus RM accuracy and reward
-    const reuse = stage === 'rm' ? rows.at(-1) : undefined;
-    const row: Row = { ...reuse, stage, ...(await evaluateStage(cfg, runDir, policy, rmDir, evalFiles, chat, stage, !!reuse)) };
-    fs.mkdirSync(path.dirname(done), { recursive: true });
-    await writeJsonAtomic(done, row);
-    metrics.append({ ...row, stage: `eval/${stage}`, step: 0 });
-    rows.push(row);
+    rows.push(await evaluateAfterStage(cfg, runDir, evalFiles, { stage, model: policy, rm: rmDir, chat, previous: rows.at(-1) }));
   };
   await evaluate('base', false);
   for (const st of cfg.stages) {
-    const res = await runStageOnce(cfg, runDir, st, policy, rmDir, tokDir);
-    if (st.type === 'rm') rmDir = res; else policy = res;
+    const res = await runStageOnce(cfg, run, st, policy, rmDir, tokDir);
+    if (st.type === 'rm') rmDir = res;
+    else policy = res;
     await evaluate(st.type, st.type !== 'pt');
   }
-  const table = formatTable(rows);
-  await writeJsonAtomic(path.join(runDir, 'summary.json'), { rows, policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
-  await writeFileAtomic(path.join(runDir, 'summary.md'), table + '\n');
+  const table = await writeSummary(cfg, runDir, evalFiles, rows, { policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   const reportDir = await writeReport(runDir);
-  process.stdout.write(`\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\nreport: ${path.join(reportDir, 'report.html')}\n`);
+  process.stdout.write(
+    `\n${table}\n\nrun: ${runDir} (${formatSeconds((Date.now() - t0) / 1000)})\nfinal model: ${policy}\nreport: ${path.join(reportDir, 'report.html')}\n`,
+  );
   return rows;
 }
 
-async function recordConfig(cfg: RunConfig, runDir: string): Promise<void> {
-  const file = path.join(runDir, 'config.yaml');
+/**
+ * Writes RUN/config.yaml. A run directory keeps the config it was made with: an existing one
+ * is read with today's schema (so settings added since take their defaults) and must resolve
+ * to the same config.
+ */
+export async function recordConfig(cfg: RunConfig, run: RunDir): Promise<void> {
   const text = YAML.stringify(cfg);
-  if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') !== text) {
-    throw new RunConfigError(`${file}: this run directory was made with a different config; use a new directory (or delete ${runDir}) to start over`);
+  if (fs.existsSync(run.config)) {
+    const before = fs.readFileSync(run.config, 'utf8');
+    if (before !== text && YAML.stringify(parseRunConfig(YAML.parse(before), run.config)) !== text) {
+      throw new ConfigError(
+        `${run.config}: this run directory was made with a different config; use a new directory (or delete ${run.root}) to start over`,
+      );
+    }
   }
-  await writeFileAtomic(file, text);
+  await writeFileAtomic(run.config, text);
 }
 
-async function prepareData(cfg: RunConfig, runDir: string): Promise<EvalFiles> {
+async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
   const sources: Record<string, unknown>[] = cfg.data.sources.map((s) => ({ ...s }));
-  const u = cfg.eval.files;
-  let files: EvalFiles = { ppl: u.ppl, mcqTest: u.mcq ?? null, mcqDev: u.mcq_dev ?? null, gen: u.gen ?? null, pref: u.pref ?? null };
+  const dir = run.corpus;
+  const files = evalFiles(cfg.eval, cfg.builtin_corpus ? dir : null);
   if (cfg.builtin_corpus) {
-    const dir = path.join(runDir, 'corpus');
     if (!fs.existsSync(path.join(dir, 'manifest.json'))) {
       log('data: generating the built-in medical corpus');
       await writeCorpus(dir, { seed: cfg.builtin_corpus.seed, heldoutFraction: cfg.builtin_corpus.heldout_fraction });
     }
     const c = (f: string) => path.join(dir, f);
     sources.push(
-      { path: c('pt_train.jsonl'), stages: ['pt'] }, { path: c('sft_train.jsonl'), stages: ['sft', 'pt'] },
-      { path: c('pref_train.jsonl'), stages: ['pref'] }, { path: c('mcq_test.jsonl'), stages: ['eval'] },
+      { path: c('pt_train.jsonl'), stages: ['pt'] },
+      { path: c('sft_train.jsonl'), stages: ['sft', 'pt'] },
+      { path: c('pref_train.jsonl'), stages: ['pref'] },
+      { path: c('mcq_test.jsonl'), stages: ['eval'] },
     );
-    files = { ppl: [c('pt_heldout.jsonl')], mcqTest: c('mcq_test.jsonl'), mcqDev: c('mcq_dev.jsonl'), gen: c('sft_heldout.jsonl'), pref: c('pref_heldout.jsonl') };
   }
-  if (!fs.existsSync(path.join(runDir, 'data', 'stats.json'))) {
+  if (!fs.existsSync(run.stats)) {
     const build = BuildConfigSchema.parse({ ...cfg.data, sources });
-    const r = await buildDatasets(build, { runDir, log });
+    const r = await buildDatasets(build, { runDir: run.root, log });
     process.stderr.write(r.table + '\n');
   }
   return files;
 }
 
-async function prepareTokenizer(cfg: RunConfig, runDir: string): Promise<string> {
-  const dir = path.join(runDir, 'tokenizer');
+async function prepareTokenizer(cfg: RunConfig, run: RunDir): Promise<string> {
+  const dir = run.tokenizer;
   if (hasTokenizerFiles(dir)) return dir;
   const t = cfg.tokenizer;
   let tok: Tokenizer;
@@ -112,8 +116,10 @@ async function prepareTokenizer(cfg: RunConfig, runDir: string): Promise<string>
   else if ('bytes' in t) tok = Tokenizer.bytes();
   else {
     log(`tokenizer: training a ${t.train.vocab_size}-token byte-level BPE on the pre-training and SFT data`);
-    const data = path.join(runDir, 'data');
-    tok = await Tokenizer.train(readDocuments([path.join(data, 'pt.jsonl'), path.join(data, 'sft.jsonl')].filter((f) => fs.existsSync(f))), { vocabSize: t.train.vocab_size, minFrequency: t.train.min_frequency });
+    tok = await Tokenizer.train(readDocuments([run.dataset('pt'), run.dataset('sft')].filter((f) => fs.existsSync(f))), {
+      vocabSize: t.train.vocab_size,
+      minFrequency: t.train.min_frequency,
+    });
   }
   const template = templateOf(cfg);
   await tok.save(dir, { template: template ? ChatTemplate.builtin(template) : undefined });
@@ -124,19 +130,21 @@ async function prepareTokenizer(cfg: RunConfig, runDir: string): Promise<string>
  * Token counts of the stage datasets under the run's tokenizer. The data build counts
  * characters because the tokenizer is trained from its output; this adds the real figures.
  */
-async function countStageTokens(runDir: string, tokDir: string): Promise<void> {
-  const out = path.join(runDir, 'data', 'tokens.json');
+async function countStageTokens(run: RunDir, tokDir: string): Promise<void> {
+  const out = run.tokens;
   if (fs.existsSync(out)) return;
   const tok = Tokenizer.fromDir(tokDir);
   const rows: { stage: string; records: number; characters: number; tokens: number }[] = [];
-  for (const stage of ['pt', 'sft', 'pref']) {
-    const file = path.join(runDir, 'data', `${stage}.jsonl`);
+  for (const [stage, kind] of [
+    ['pt', 'document'],
+    ['sft', 'conversation'],
+    ['pref', 'preference'],
+  ] as const) {
+    const file = run.dataset(stage);
     if (!fs.existsSync(file)) continue;
     const r = { stage, records: 0, characters: 0, tokens: 0 };
     for (const { rec } of await readJsonl(file)) {
-      const text = typeof rec.text === 'string' ? rec.text
-        : [...(Array.isArray(rec.messages) ? rec.messages : Array.isArray(rec.prompt) ? rec.prompt : []).map((m) => String((m as { content?: unknown }).content ?? '')),
-          ...[rec.chosen, rec.rejected].filter((x): x is string => typeof x === 'string')].join('\n');
+      const text = recordText({ kind, record: rec } as unknown as Tagged);
       r.records++;
       r.characters += [...text].length;
       r.tokens += tok.encode(text).length;
@@ -144,17 +152,27 @@ async function countStageTokens(runDir: string, tokDir: string): Promise<void> {
     rows.push(r);
   }
   await writeJsonAtomic(out, { tokenizer: tokDir, vocab_size: tok.vocabSize, stages: rows });
-  log(['stage  records  characters  tokens  chars/token', ...rows.map((r) => `${r.stage.padEnd(5)}  ${String(r.records).padStart(7)}  ${String(r.characters).padStart(10)}  ${String(r.tokens).padStart(6)}  ${(r.characters / Math.max(1, r.tokens)).toFixed(2)}`)].join('\n'));
+  log(
+    formatTable(
+      ['stage', 'records', 'characters', 'tokens', 'chars/token'],
+      rows.map((r) => [r.stage, r.records, r.characters, r.tokens, (r.characters / Math.max(1, r.tokens)).toFixed(2)]),
+    ),
+  );
 }
 
 /** The starting model: an HF folder, or a fresh one from the config (vocab sized to the tokenizer). */
-async function prepareBase(cfg: RunConfig, runDir: string, tokDir: string): Promise<string> {
+async function prepareBase(cfg: RunConfig, run: RunDir, tokDir: string): Promise<string> {
   if ('path' in cfg.model) return cfg.model.path;
-  const dir = path.join(runDir, 'stages', 'base');
+  const dir = run.base;
   if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
   const tok = Tokenizer.fromDir(tokDir);
-  const config = parseModelConfig({ vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config }, `${runDir}/config.yaml: model.config`, { strict: true });
-  if (config.vocab_size < tok.vocabSize) throw new RunConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
+  const config = parseModelConfig(
+    { vocab_size: tok.vocabSize, eos_token_id: tok.eosId, pad_token_id: tok.padId, ...cfg.model.config },
+    `${run.config}: model.config`,
+    { strict: true },
+  );
+  if (config.vocab_size < tok.vocabSize)
+    throw new ConfigError(`model.config.vocab_size ${config.vocab_size} is smaller than the tokenizer's ${tok.vocabSize} tokens`);
   const model = Llama.random(nativeKernels, config, cfg.seed, false);
   await saveModel(dir, model);
   await tok.save(dir);
@@ -162,32 +180,54 @@ async function prepareBase(cfg: RunConfig, runDir: string, tokDir: string): Prom
   return dir;
 }
 
-const sha1 = (files: string[]) => {
-  const h = createHash('sha1');
-  for (const f of files) if (fs.existsSync(f) && fs.statSync(f).isFile()) h.update(fs.readFileSync(f));
-  return h.digest('hex');
-};
+/** A stage entry's settings: the entry without its `type`. */
+const settingsOf = <T extends { type: string }>({ type, ...settings }: T) => settings;
+
+/** Runs one configured stage on the run's data, starting from `policy`. */
+function runStage(
+  cfg: RunConfig,
+  run: RunDir,
+  st: StageConfig,
+  policy: string,
+  rmDir: string | null,
+  tokDir: string,
+): Promise<StageResult> {
+  const ctx = { runDir: run.root, seed: cfg.seed };
+  // every chat stage renders with the template the config chose, if it chose one
+  const chat = { ...ctx, model: policy, template: templateOf(cfg) };
+  switch (st.type) {
+    case 'pt':
+      return runPt(settingsOf(st), { ...ctx, data: [run.dataset('pt')], model: policy, tokenizer: tokDir });
+    case 'sft':
+      return runSft(settingsOf(st), { ...chat, data: [run.dataset('sft')], merge: true });
+    case 'rm':
+      return runRm(settingsOf(st), { ...chat, data: [run.dataset('pref')] });
+    case 'rs':
+      if (!rmDir) throw new ConfigError('rs needs a reward model stage before it');
+      return runRs(settingsOf(st), { ...chat, prompts: run.dataset('sft'), reward: rmDir });
+    case 'dpo':
+      return runDpo(settingsOf(st), { ...chat, data: [run.dataset('pref')], merge: true });
+  }
+}
 
 /** Runs one stage unless its done.json exists; returns its output model folder. */
-async function runStageOnce(cfg: RunConfig, runDir: string, st: StageConfig, policy: string, rmDir: string | null, tokDir: string): Promise<string> {
-  const stageDir = path.join(runDir, 'stages', st.type);
-  const doneFile = path.join(stageDir, 'done.json');
-  if (fs.existsSync(doneFile)) {
-    const done = JSON.parse(fs.readFileSync(doneFile, 'utf8'));
+async function runStageOnce(
+  cfg: RunConfig,
+  run: RunDir,
+  st: StageConfig,
+  policy: string,
+  rmDir: string | null,
+  tokDir: string,
+): Promise<string> {
+  const dir = run.stage(st.type);
+  const done = dir.readDone();
+  if (done) {
     log(`${st.type}: already done, skipping (${done.output})`);
     return done.output;
   }
-  const { argv, output, inputs, merge } = stageArgs(cfg, runDir, st, policy, rmDir, tokDir);
   log(`\n== stage ${st.type} ==`);
-  const code = await trainCommand([st.type, ...argv]);
-  if (code !== 0) throw new Error(`stage ${st.type} failed (exit ${code})`);
-  if (merge) {
-    // the adapter was trained under the stage's RoPE scaling: the merged model keeps it
-    const cm = await loadChatModel({ model: merge.base, adapter: merge.adapter, template: templateOf(cfg), ropeScaling: 'rope_scaling' in st ? st.rope_scaling : null });
-    await saveModel(output, cm.model);
-    await cm.tokenizer.save(output, { template: cm.template });
-  }
-  // lineage: what went in, so a changed input is visible when comparing runs
-  await writeJsonAtomic(doneFile, { stage: st.type, output, inputs: Object.fromEntries(inputs.map((f) => [f, sha1([f, path.join(f, 'model.safetensors')])])), args: argv });
-  return output;
+  const res = await runStage(cfg, run, st, policy, rmDir, tokDir);
+  // lineage: what went in and the resolved settings, so a changed input is visible when comparing runs
+  await dir.writeDone({ stage: st.type, output: res.output, inputs: inputHashes(res.inputs), config: st });
+  return res.output;
 }

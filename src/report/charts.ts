@@ -57,7 +57,9 @@ export function svgToPng(svg: string, opts: RenderOptions = {}): Buffer {
     background: 'white',
     fitTo: { mode: 'zoom', value: opts.scale ?? 2 },
     font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
-  }).render().asPng();
+  })
+    .render()
+    .asPng();
 }
 
 export interface Series {
@@ -77,6 +79,8 @@ export interface LineChartSpec {
   logY?: boolean;
   /** Start the y axis at zero (default false: curves are read for their shape). */
   yZero?: boolean;
+  /** One small panel per series with its own axes (series of different quantities or step ranges). */
+  facet?: boolean;
 }
 
 const size = (s: { width?: number; height?: number }) => ({ width: s.width ?? 560, height: s.height ?? 300 });
@@ -88,48 +92,81 @@ function checkNames(names: string[], what: string): void {
 
 export function lineChart(s: LineChartSpec, opts?: RenderOptions): Promise<ChartImage> {
   if (s.series.length === 0) throw new Error(`lineChart "${s.title}": no series`);
-  checkNames(s.series.map((x) => x.name), `lineChart "${s.title}" series`);
+  checkNames(
+    s.series.map((x) => x.name),
+    `lineChart "${s.title}" series`,
+  );
   // a diverged run logs NaN/Infinity; the curve stops there rather than the report failing
   const values = s.series.flatMap((ser) =>
-    ser.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!s.logY || y > 0)).map(([x, y]) => ({ series: ser.name, x, y })),
+    ser.points
+      .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!s.logY || y > 0))
+      .map(([x, y]) => ({ series: ser.name, x, y })),
   );
   const order = s.series.map((x) => x.name);
-  return renderVegaLite(
-    {
-      title: s.title,
-      ...size(s),
-      data: { values },
-      mark: { type: 'line', point: values.length <= 60, strokeWidth: 2 },
-      encoding: {
-        x: { field: 'x', type: 'quantitative', title: s.x },
-        y: { field: 'y', type: 'quantitative', title: s.y, scale: s.logY ? { type: 'log' } : { type: 'linear', zero: s.yZero ?? false } },
-        color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order } },
-      },
+  const mark = { type: 'line', point: values.length <= 60, strokeWidth: 2 } as const;
+  const encoding = {
+    x: { field: 'x', type: 'quantitative', title: s.x },
+    y: {
+      field: 'y',
+      type: 'quantitative',
+      title: s.y,
+      scale: s.logY ? { type: 'log' as const } : { type: 'linear' as const, zero: s.yZero ?? false },
     },
-    opts,
-  );
+    color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order }, legend: s.facet ? null : {} },
+  } as const;
+  if (s.facet) {
+    const { width, height } = size(s);
+    const columns = Math.min(order.length, 3);
+    return renderVegaLite(
+      {
+        title: s.title,
+        data: { values },
+        facet: { field: 'series', type: 'nominal', title: null, sort: order },
+        columns,
+        spec: { width: Math.floor(width / columns) - 30, height: Math.floor(height / 1.6), mark, encoding },
+        resolve: { scale: { x: 'independent', y: 'independent' } },
+      },
+      opts,
+    );
+  }
+  return renderVegaLite({ title: s.title, ...size(s), data: { values }, mark, encoding }, opts);
 }
+
+/** A 95% interval drawn on a bar: [lo, hi] in the bar's units. */
+export type ErrorBar = [number, number] | null | undefined;
 
 export interface BarChartSpec {
   title: string;
   x: string;
   y: string;
-  bars: { label: string; value: number }[];
+  bars: { label: string; value: number; ci?: ErrorBar }[];
   width?: number;
   height?: number;
 }
 
 export function barChart(s: BarChartSpec, opts?: RenderOptions): Promise<ChartImage> {
   if (s.bars.length === 0) throw new Error(`barChart "${s.title}": no bars`);
-  checkNames(s.bars.map((b) => b.label), `barChart "${s.title}" bars`);
+  checkNames(
+    s.bars.map((b) => b.label),
+    `barChart "${s.title}" bars`,
+  );
   return renderVegaLite(
     {
       title: s.title,
       ...size(s),
-      data: { values: s.bars.filter((b) => Number.isFinite(b.value)) },
+      // the label sits above the bar, or above its whisker
+      data: {
+        values: s.bars
+          .filter((b) => Number.isFinite(b.value))
+          .map((b) => ({ ...b, ...bounds(b.ci), top: Math.max(b.value, b.ci?.[1] ?? -Infinity) })),
+      },
       layer: [
         { mark: { type: 'bar', color: '#4c78a8' } },
-        { mark: { type: 'text', dy: -6, fontSize: 11 }, encoding: { text: { field: 'value', type: 'quantitative', format: '.3~f' } } },
+        ...errorRules(s.bars.some((b) => b.ci)),
+        {
+          mark: { type: 'text', dy: -6, fontSize: 11 },
+          encoding: { y: { field: 'top', type: 'quantitative' }, text: { field: 'value', type: 'quantitative', format: '.3~f' } },
+        },
       ],
       encoding: {
         x: { field: 'label', type: 'nominal', title: s.x, sort: s.bars.map((b) => b.label), axis: { labelAngle: 0 } },
@@ -140,14 +177,27 @@ export function barChart(s: BarChartSpec, opts?: RenderOptions): Promise<ChartIm
   );
 }
 
+const bounds = (ci: ErrorBar) => (ci ? { lo: ci[0], hi: ci[1] } : {});
+
+/** Interval whiskers on bars whose data carry lo / hi. */
+function errorRules(any: boolean) {
+  if (!any) return [];
+  return [
+    {
+      mark: { type: 'rule', color: '#222', strokeWidth: 1.5 },
+      encoding: { y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
+    },
+  ] as const;
+}
+
 export interface GroupedBarChartSpec {
   title: string;
   x: string;
   y: string;
   /** The groups along x (metrics, subscales). */
   categories: string[];
-  /** One bar per series in each group (stages, models); values align with categories. */
-  series: { name: string; values: number[] }[];
+  /** One bar per series in each group (stages, models); values (and intervals) align with categories. */
+  series: { name: string; values: number[]; ci?: ErrorBar[] }[];
   width?: number;
   height?: number;
 }
@@ -155,26 +205,40 @@ export interface GroupedBarChartSpec {
 export function groupedBarChart(s: GroupedBarChartSpec, opts?: RenderOptions): Promise<ChartImage> {
   if (s.categories.length === 0 || s.series.length === 0) throw new Error(`groupedBarChart "${s.title}": needs categories and series`);
   checkNames(s.categories, `groupedBarChart "${s.title}" categories`);
-  checkNames(s.series.map((x) => x.name), `groupedBarChart "${s.title}" series`);
+  checkNames(
+    s.series.map((x) => x.name),
+    `groupedBarChart "${s.title}" series`,
+  );
   for (const ser of s.series) {
     if (ser.values.length !== s.categories.length) {
-      throw new Error(`groupedBarChart "${s.title}": series ${JSON.stringify(ser.name)} has ${ser.values.length} values for ${s.categories.length} categories`);
+      throw new Error(
+        `groupedBarChart "${s.title}": series ${JSON.stringify(ser.name)} has ${ser.values.length} values for ${s.categories.length} categories`,
+      );
     }
   }
   const order = s.series.map((x) => x.name);
-  const values = s.series.flatMap((ser) => ser.values.map((value, i) => ({ category: s.categories[i], series: ser.name, value }))).filter((v) => Number.isFinite(v.value));
+  const values = s.series
+    .flatMap((ser) => ser.values.map((value, i) => ({ category: s.categories[i], series: ser.name, value, ...bounds(ser.ci?.[i]) })))
+    .filter((v) => Number.isFinite(v.value));
   return renderVegaLite(
     {
       title: s.title,
       ...size(s),
       data: { values },
-      mark: 'bar',
       encoding: {
         x: { field: 'category', type: 'nominal', title: s.x, sort: s.categories, axis: { labelAngle: 0 } },
         xOffset: { field: 'series', type: 'nominal', sort: order },
-        y: { field: 'value', type: 'quantitative', title: s.y },
-        color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order } },
       },
+      layer: [
+        {
+          mark: 'bar',
+          encoding: {
+            y: { field: 'value', type: 'quantitative', title: s.y },
+            color: { field: 'series', type: 'nominal', title: null, sort: order, scale: { domain: order } },
+          },
+        },
+        ...errorRules(s.series.some((x) => x.ci?.some(Boolean))),
+      ],
     },
     opts,
   );
@@ -184,5 +248,12 @@ export function groupedBarChart(s: GroupedBarChartSpec, opts?: RenderOptions): P
 export function cjkFontFamilies(): string[] {
   const r = spawnSync('fc-list', [':lang=zh', 'family'], { encoding: 'utf8' });
   if (r.status !== 0 || !r.stdout) return [];
-  return [...new Set(r.stdout.split('\n').map((l) => l.split(',')[0].trim()).filter(Boolean))];
+  return [
+    ...new Set(
+      r.stdout
+        .split('\n')
+        .map((l) => l.split(',')[0].trim())
+        .filter(Boolean),
+    ),
+  ];
 }

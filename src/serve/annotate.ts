@@ -3,13 +3,12 @@
 // `chimed train dpo` read directly.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
+import { AppendOnlyJsonl, moveIncompleteLastLine, partialFile, type AppendOptions } from '../io/append-jsonl.js';
 import { generateRepliesAsync } from '../model/chat.js';
 import type { ChatModel } from '../model/load.js';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
-import { toMessages } from '../train/conversations.js';
-import { InputError, utf8Lines } from '../train/documents.js';
+import { DataError } from '../data/errors.js';
+import { jsonlRecords, parseJsonl, promptOf, utf8Lines } from '../data/stage-files.js';
 
 export interface AnnotationPrompt {
   index: number;
@@ -23,92 +22,44 @@ export interface AnnotationPrompt {
  * `{id?, messages}` ending with a user turn; any other file: one prompt per non-empty line.
  */
 export async function readAnnotationPrompts(file: string): Promise<AnnotationPrompt[]> {
-  if (!fs.existsSync(file)) throw new InputError(`${file}: no such prompts file`);
-  const jsonl = /\.jsonl?$/i.test(file);
-  const out: AnnotationPrompt[] = [];
+  if (!fs.existsSync(file)) throw new DataError(`${file}: no such prompts file`);
+  const rows: { id?: string; messages: ChatMessage[]; where: string; line: number }[] = [];
+  if (/\.jsonl?$/i.test(file)) {
+    for await (const { rec, where, line } of jsonlRecords(file))
+      rows.push({ id: rec.id === undefined ? undefined : String(rec.id), messages: promptOf(rec, where, false), where, line });
+  } else {
+    for await (const { line, text } of utf8Lines(file))
+      if (text.trim()) rows.push({ messages: [{ role: 'user', content: text.trim() }], where: `${file}:${line}`, line });
+  }
   const seen = new Map<string, number>();
-  for await (const { line, lineNo } of utf8Lines(file)) {
-    if (!line.trim()) continue;
-    const where = `${file}:${lineNo}`;
-    let id = String(out.length), messages: ChatMessage[];
-    if (jsonl) {
-      let rec: Record<string, unknown>;
-      try {
-        rec = JSON.parse(line);
-      } catch (e) {
-        throw new InputError(`${where}: invalid JSON: ${(e as Error).message}`);
-      }
-      if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) throw new InputError(`${where}: expected a JSON object`);
-      messages = Array.isArray(rec.messages) ? toMessages(rec, where) : toMessages({ ...rec, response: '' }, where).slice(0, -1);
-      if (messages.at(-1)?.role !== 'user') throw new InputError(`${where}: the conversation must end with a user turn`);
-      if (rec.id !== undefined) id = String(rec.id);
-    } else {
-      messages = [{ role: 'user', content: line.trim() }];
-    }
-    if (seen.has(id)) throw new InputError(`${where}: duplicate id "${id}" (first on line ${seen.get(id)})`);
-    seen.set(id, lineNo);
-    out.push({ index: out.length, id, messages });
-  }
-  if (!out.length) throw new InputError(`${file}: no prompts`);
+  const out = rows.map((r, index) => {
+    const id = r.id ?? String(index);
+    if (seen.has(id)) throw new DataError(`${r.where}: duplicate id "${id}" (first on line ${seen.get(id)})`);
+    seen.set(id, r.line);
+    return { index, id, messages: r.messages };
+  });
+  if (!out.length) throw new DataError(`${file}: no prompts`);
   return out;
-}
-
-/**
- * A JSONL file that only grows: each append is one write of whole lines followed by fsync,
- * serialised so concurrent saves never interleave, so a record the UI reports saved survives
- * a crash or power loss.
- */
-export class AppendOnlyJsonl {
-  private tail: Promise<void> = Promise.resolve();
-
-  private constructor(readonly file: string, private readonly fh: FileHandle) {}
-
-  static async open(file: string): Promise<AppendOnlyJsonl> {
-    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    return new AppendOnlyJsonl(file, await open(file, 'a'));
-  }
-
-  append(records: unknown[]): Promise<void> {
-    const text = records.map((r) => JSON.stringify(r) + '\n').join('');
-    const next = this.tail.then(async () => {
-      if (!text) return;
-      await this.fh.write(text);
-      await this.fh.sync();
-    });
-    this.tail = next.catch(() => undefined); // one failed write must not block the next
-    return next;
-  }
-
-  async close(): Promise<void> {
-    await this.tail;
-    await this.fh.close();
-  }
 }
 
 /** `prompt_id`s already recorded in a file this annotator wrote before (resuming a session). */
 async function recordedPromptIds(file: string): Promise<Set<string>> {
-  const ids = new Set<string>();
-  if (!fs.existsSync(file)) return ids;
+  if (!fs.existsSync(file)) return new Set();
   const text = fs.readFileSync(file, 'utf8');
-  if (text && !text.endsWith('\n')) throw new InputError(`${file}: the last line is incomplete (a write cut short); remove it before annotating further`);
-  text.split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let rec: { prompt_id?: unknown };
-    try {
-      rec = JSON.parse(line);
-    } catch (e) {
-      throw new InputError(`${file}:${i + 1}: invalid JSON: ${(e as Error).message}`);
-    }
-    if (rec.prompt_id !== undefined) ids.add(String(rec.prompt_id));
-  });
-  return ids;
+  return new Set(
+    parseJsonl(text, file)
+      .filter((r) => r.rec.prompt_id !== undefined)
+      .map((r) => String(r.rec.prompt_id)),
+  );
 }
 
 /**
  * A prompt in the normalised preference shape `{prompt, history?, system?}` when its turns
  * alternate user / assistant, else as `{messages}` (which the trainers also accept).
  */
-export function preferencePrompt(messages: ChatMessage[]): { prompt: string; history?: [string, string][]; system?: string } | { messages: ChatMessage[] } {
+export function preferencePrompt(
+  messages: ChatMessage[],
+): { prompt: string; history?: [string, string][]; system?: string } | { messages: ChatMessage[] } {
   const sys = messages[0]?.role === 'system' ? messages[0].content : undefined;
   const turns = sys === undefined ? messages : messages.slice(1);
   const history: [string, string][] = [];
@@ -145,8 +96,13 @@ export function preferencePairs(p: AnnotationPrompt, responses: string[], v: Ver
   if (!rejected.length) throw new VerdictError('the replies are identical to the chosen one: edit it into a better reply, or mark all bad');
   const shape = preferencePrompt(p.messages);
   return rejected.map((r, j) => ({
-    id: rejected.length === 1 ? p.id : `${p.id}-${j + 1}`, prompt_id: p.id, ...shape, chosen, rejected: r,
-    edited: edited !== undefined && (v.choice === null || edited !== responses[v.choice]), annotated_at: time.toISOString(),
+    id: rejected.length === 1 ? p.id : `${p.id}-${j + 1}`,
+    prompt_id: p.id,
+    ...shape,
+    chosen,
+    rejected: r,
+    edited: edited !== undefined && (v.choice === null || edited !== responses[v.choice]),
+    annotated_at: time.toISOString(),
   }));
 }
 
@@ -167,14 +123,19 @@ export async function sampleDistinct(chat: ChatModel, messages: ChatMessage[], o
   const distinct = new Set<string>();
   for (let round = 0; round < 3 && distinct.size < o.k && !o.signal?.aborted; round++) {
     const [gens] = await generateRepliesAsync(chat.model, chat.tokenizer, chat.template, [messages], {
-      n: o.k, temperature: o.temperature, topP: o.topP, maxNewTokens: o.maxNewTokens, seed: o.seed + round * 7919, signal: o.signal,
+      n: o.k,
+      temperature: o.temperature,
+      topP: o.topP,
+      maxNewTokens: o.maxNewTokens,
+      seed: o.seed + round * 7919,
+      signal: o.signal,
     });
     for (const g of gens) if (distinct.size < o.k && g.text) distinct.add(g.text);
   }
   return [...distinct];
 }
 
-export interface AnnotatorOptions {
+export interface AnnotatorOptions extends AppendOptions {
   promptsFile: string;
   outFile: string;
 }
@@ -188,7 +149,12 @@ const MAX_PENDING = 256;
 export class Annotator {
   private readonly pending = new Map<string, { index: number; responses: string[] }>();
 
-  private constructor(readonly prompts: AnnotationPrompt[], private readonly out: AppendOnlyJsonl, private readonly bad: AppendOnlyJsonl, private readonly done: Set<string>) {}
+  private constructor(
+    readonly prompts: AnnotationPrompt[],
+    private readonly out: AppendOnlyJsonl,
+    private readonly bad: AppendOnlyJsonl,
+    private readonly done: Set<string>,
+  ) {}
 
   /** Where verdicts of "all bad" without a better reply go (they make no pair). */
   static badFile(outFile: string): string {
@@ -197,9 +163,19 @@ export class Annotator {
 
   static async open(o: AnnotatorOptions): Promise<Annotator> {
     const prompts = await readAnnotationPrompts(o.promptsFile);
-    const badFile = Annotator.badFile(o.outFile);
-    const done = new Set([...await recordedPromptIds(o.outFile), ...await recordedPromptIds(badFile)]);
-    return new Annotator(prompts, await AppendOnlyJsonl.open(o.outFile), await AppendOnlyJsonl.open(badFile), done);
+    const files = [o.outFile, Annotator.badFile(o.outFile)];
+    const warn = o.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+    const done = new Set<string>();
+    for (const f of files) {
+      // a device or pipe would swallow saves (/dev/null) or never end when read (/dev/zero)
+      if (fs.existsSync(f) && !fs.statSync(f).isFile()) throw new DataError(`${f}: not a regular file; annotations must go to a file`);
+      // a save cut short by a crash: kept aside, never appended onto nor discarded
+      const moved = await moveIncompleteLastLine(f);
+      if (moved) warn(`${f}: the last line was incomplete (${moved} bytes of a save cut short); moved it to ${partialFile(f)}`);
+      for (const id of await recordedPromptIds(f)) done.add(id);
+    }
+    const [out, bad] = await Promise.all(files.map((f) => AppendOnlyJsonl.open(f, { ...o, warn })));
+    return new Annotator(prompts, out, bad, done);
   }
 
   get outFile(): string {
@@ -245,7 +221,17 @@ export class Annotator {
     this.pending.delete(pairId);
     try {
       if (pairs.length) await this.out.append(pairs);
-      else await this.bad.append([{ id: p.id, prompt_id: p.id, ...preferencePrompt(p.messages), responses: held.responses, verdict: 'all_bad', annotated_at: new Date().toISOString() }]);
+      else
+        await this.bad.append([
+          {
+            id: p.id,
+            prompt_id: p.id,
+            ...preferencePrompt(p.messages),
+            responses: held.responses,
+            verdict: 'all_bad',
+            annotated_at: new Date().toISOString(),
+          },
+        ]);
     } catch (e) {
       this.pending.set(pairId, held);
       throw e;

@@ -5,12 +5,18 @@
 import { randomBytes } from 'node:crypto';
 import type { ChatMessage } from '../tokenizer/chat-template.js';
 
-export type ErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error' | 'service_unavailable';
+export type ErrorType =
+  'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error' | 'service_unavailable';
 
 /** An error the API answers with `{error: {message, type, param, code}}` and an HTTP status. */
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string, readonly type: ErrorType = 'invalid_request_error',
-    readonly param: string | null = null, readonly code: string | null = null) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: ErrorType = 'invalid_request_error',
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
     super(message);
   }
 
@@ -20,7 +26,12 @@ export class ApiError extends Error {
 }
 
 const nullable = <T extends object>(s: T) => ({ anyOf: [s, { type: 'null' }] });
-const stopSchema = nullable({ anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 4 }] });
+const stopSchema = nullable({
+  anyOf: [
+    { type: 'string', minLength: 1 },
+    { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 4 },
+  ],
+});
 
 /** Sampling fields shared by both endpoints. */
 const samplingProps = {
@@ -47,9 +58,11 @@ export const chatCompletionSchema = {
     ...samplingProps,
     max_completion_tokens: nullable({ type: 'integer', minimum: 1 }),
     messages: {
-      type: 'array', minItems: 1,
+      type: 'array',
+      minItems: 1,
       items: {
-        type: 'object', required: ['role', 'content'],
+        type: 'object',
+        required: ['role', 'content'],
         properties: {
           role: { enum: ['system', 'developer', 'user', 'assistant'] },
           content: { anyOf: [{ type: 'string' }, { type: 'array', items: textPart }] },
@@ -88,6 +101,9 @@ interface SamplingRequest {
   tools?: unknown;
   suffix?: unknown;
   best_of?: unknown;
+  functions?: unknown;
+  logit_bias?: unknown;
+  response_format?: unknown;
 }
 
 export interface ChatCompletionRequest extends SamplingRequest {
@@ -105,12 +121,29 @@ export interface CompletionRequest extends SamplingRequest {
 export function refuseUnsupported(req: SamplingRequest): void {
   const set = (v: unknown) => v !== undefined && v !== null && v !== false && v !== 0 && !(Array.isArray(v) && v.length === 0);
   if (set(req.logprobs)) throw new ApiError(400, 'logprobs are not supported by this server', 'invalid_request_error', 'logprobs');
-  if (set(req.tools)) throw new ApiError(400, 'tools (function calling) are not supported by this server', 'invalid_request_error', 'tools');
+  if (set(req.tools))
+    throw new ApiError(400, 'tools (function calling) are not supported by this server', 'invalid_request_error', 'tools');
   if (set(req.suffix)) throw new ApiError(400, 'suffix (insertion) is not supported by this server', 'invalid_request_error', 'suffix');
-  if (typeof req.best_of === 'number' && req.best_of > 1) throw new ApiError(400, 'best_of is not supported by this server', 'invalid_request_error', 'best_of');
+  if (typeof req.best_of === 'number' && req.best_of > 1)
+    throw new ApiError(400, 'best_of is not supported by this server', 'invalid_request_error', 'best_of');
+  if (set(req.functions))
+    throw new ApiError(400, 'functions (function calling) are not supported by this server', 'invalid_request_error', 'functions');
+  const bias = req.logit_bias;
+  if (bias !== undefined && bias !== null && !(typeof bias === 'object' && !Array.isArray(bias) && Object.keys(bias).length === 0)) {
+    throw new ApiError(400, 'logit_bias is not supported by this server', 'invalid_request_error', 'logit_bias');
+  }
+  // JSON mode / structured output would be a promise the sampler does not keep
+  const format = req.response_format as { type?: unknown } | null | undefined;
+  if (format !== undefined && format !== null && format.type !== 'text') {
+    throw new ApiError(
+      400,
+      `response_format ${JSON.stringify(format).slice(0, 80)} is not supported by this server (only {"type": "text"})`,
+      'invalid_request_error',
+      'response_format',
+    );
+  }
 }
 
-/** OpenAI's messages as the chat template's: text parts joined, `developer` read as `system`. */
 /**
  * OpenAI messages as chat-template messages. Content may not contain the tokenizer's special
  * tokens (`reserved`): the rendered prompt is tokenised as a whole, so a user typing
@@ -118,14 +151,21 @@ export function refuseUnsupported(req: SamplingRequest): void {
  */
 export function toChatMessages(messages: ChatCompletionRequest['messages'], reserved: readonly string[] = []): ChatMessage[] {
   const out = messages.map((m) => ({
-    role: m.role === 'developer' ? 'system' as const : m.role,
+    role: m.role === 'developer' ? ('system' as const) : m.role,
     content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
   }));
   out.forEach((m, i) => {
     const hit = reserved.find((t) => m.content.includes(t));
-    if (hit) throw new ApiError(400, `messages[${i}].content contains the reserved token ${hit}`, 'invalid_request_error', `messages[${i}].content`);
+    if (hit)
+      throw new ApiError(
+        400,
+        `messages[${i}].content contains the reserved token ${hit}`,
+        'invalid_request_error',
+        `messages[${i}].content`,
+      );
   });
-  if (out.at(-1)!.role === 'assistant') throw new ApiError(400, 'the last message must be from the user (or system), not the assistant', 'invalid_request_error', 'messages');
+  if (out.at(-1)!.role === 'assistant')
+    throw new ApiError(400, 'the last message must be from the user (or system), not the assistant', 'invalid_request_error', 'messages');
   return out;
 }
 
@@ -176,7 +216,13 @@ export function chatCompletion(env: Envelope, texts: { text: string; finish: Fin
   };
 }
 
-export function chatChunk(env: Envelope, index: number, delta: { role?: 'assistant'; content?: string }, finish: FinishReason | null, withUsage: boolean) {
+export function chatChunk(
+  env: Envelope,
+  index: number,
+  delta: { role?: 'assistant'; content?: string },
+  finish: FinishReason | null,
+  withUsage: boolean,
+) {
   return {
     ...head(env, 'chat.completion.chunk'),
     choices: [{ index, delta, logprobs: null, finish_reason: finish }],

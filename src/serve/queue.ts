@@ -20,9 +20,14 @@ export class RequestQueue {
   private readonly waiting: Waiter[] = [];
   private closed = false;
 
-  constructor(readonly concurrency: number, readonly maxWaiting: number) {
-    if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
-    if (!Number.isInteger(maxWaiting) || maxWaiting < 0) throw new RangeError(`queue size must be a non-negative integer, got ${maxWaiting}`);
+  constructor(
+    readonly concurrency: number,
+    readonly maxWaiting: number,
+  ) {
+    if (!Number.isInteger(concurrency) || concurrency < 1)
+      throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
+    if (!Number.isInteger(maxWaiting) || maxWaiting < 0)
+      throw new RangeError(`queue size must be a non-negative integer, got ${maxWaiting}`);
   }
 
   get stats() {
@@ -38,7 +43,9 @@ export class RequestQueue {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.running < this.concurrency) return Promise.resolve(this.take());
     if (this.waiting.length >= this.maxWaiting) {
-      return Promise.reject(new QueueFullError(`the server is busy: ${this.running} running and ${this.waiting.length} waiting (the limit); retry later`));
+      return Promise.reject(
+        new QueueFullError(`the server is busy: ${this.running} running and ${this.waiting.length} waiting (the limit); retry later`),
+      );
     }
     return new Promise((resolve, reject) => {
       const onAbort = () => {
@@ -47,8 +54,14 @@ export class RequestQueue {
         reject(signal!.reason);
       };
       const w: Waiter = {
-        grant: () => { signal?.removeEventListener('abort', onAbort); resolve(this.take()); },
-        fail: (e) => { signal?.removeEventListener('abort', onAbort); reject(e); },
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(this.take());
+        },
+        fail: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiting.push(w);

@@ -1,19 +1,41 @@
 // The HTTP server: OpenAI-compatible endpoints, the web UI's files and the annotation API on
 // Fastify (schema validation, body limits and content-type parsing come from the framework;
 // every error leaves in OpenAI's shape).
-import { randomInt, timingSafeEqual } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { generateRepliesAsync } from '../model/chat.js';
 import { generateAsync, type Generation } from '../model/generate.js';
+import { AppendError } from '../io/append-jsonl.js';
 import type { ChatModel } from '../model/load.js';
+import { allowedHostSet, checkHost, checkKey, normaliseTarget, routerUrl, type RequestTarget } from './access.js';
 import { Annotator, sampleDistinct, VerdictError } from './annotate.js';
 import {
-  ApiError, chatChunk, chatCompletion, chatCompletionSchema, completionSchema, finishReason, modelObject, paramOf, refuseUnsupported,
-  responseId, stopList, textChunk, textCompletion, toChatMessages, unixTime, usage, usageChunk,
-  type ChatCompletionRequest, type CompletionRequest, type Envelope, type FinishReason, type Usage,
+  ApiError,
+  chatChunk,
+  chatCompletion,
+  chatCompletionSchema,
+  completionSchema,
+  finishReason,
+  modelObject,
+  paramOf,
+  refuseUnsupported,
+  responseId,
+  stopList,
+  textChunk,
+  textCompletion,
+  toChatMessages,
+  unixTime,
+  usage,
+  usageChunk,
+  type ChatCompletionRequest,
+  type CompletionRequest,
+  type Envelope,
+  type FinishReason,
+  type Usage,
 } from './openai.js';
 import { QueueClosedError, QueueFullError, RequestQueue } from './queue.js';
 import { SseWriter, TextDelta } from './stream.js';
@@ -22,8 +44,13 @@ export interface ServeOptions {
   chat: ChatModel;
   /** The id clients put in `model` (default "chimed"). */
   modelName?: string;
-  /** When set, /v1/* and /annotate/* need `Authorization: Bearer KEY`. */
+  /** When set, every route but /health, the UI files and /ui/config needs `Authorization: Bearer KEY`. */
   apiKey?: string;
+  /**
+   * Without a key, requests must name this machine (localhost, 127.0.0.1, ::1) or one of
+   * these hosts in their Host header (DNS-rebinding defence). Ignored when a key is set.
+   */
+  allowedHosts?: string[];
   /** Generations running at once (default 1: the CPU model runs one batch at a time). */
   concurrency?: number;
   /** Requests waiting for a slot before new ones get 429 (default 16). */
@@ -49,7 +76,16 @@ export interface AnnotateSampling {
   seed?: number;
 }
 
-type Settings = Required<Omit<ServeOptions, 'apiKey' | 'annotator' | 'annotate' | 'logLevel'>> & Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: AnnotateSampling };
+type Settings = Required<Omit<ServeOptions, 'apiKey' | 'allowedHosts' | 'annotator' | 'annotate' | 'logLevel'>> &
+  Pick<ServeOptions, 'apiKey' | 'annotator'> & { annotate: AnnotateSampling };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Served without the API key (the UI files, /health, /ui/config); every other route needs it. */
+    public?: boolean;
+  }
+}
+const PUBLIC = { config: { public: true } };
 
 /** Most generated rows (prompts x n) in one request: the KV cache grows with each. */
 const MAX_ROWS = 16;
@@ -82,7 +118,11 @@ interface Job {
 class ClientGone extends Error {}
 
 const UI_FILES: Record<string, string> = { '/': 'index.html', '/app.js': 'app.js', '/style.css': 'style.css' };
-const MIME: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
 
 /** src/serve/ui next to this module when bundled, else in the source tree beside dist/. */
 function uiDir(): string {
@@ -112,12 +152,25 @@ const states = new WeakMap<FastifyInstance, ServerState>();
 /** The Fastify app with every route; `listen` it, or use `startServer`. */
 export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> {
   const o: Settings = {
-    modelName: 'chimed', concurrency: 1, queueSize: 16, maxTokensLimit: 1024, bodyLimit: 1 << 20, ...opts,
+    modelName: 'chimed',
+    concurrency: 1,
+    queueSize: 16,
+    maxTokensLimit: 1024,
+    bodyLimit: 1 << 20,
+    ...opts,
     annotate: { k: 2, temperature: 1, topP: 1, maxNewTokens: 256, ...opts.annotate },
   };
   const state = new ServerState(o);
+  const allowed = allowedHostSet(opts.allowedHosts);
+  const targets = new WeakMap<IncomingMessage, RequestTarget>();
   const app = Fastify({
     bodyLimit: o.bodyLimit,
+    // the router reads the normalised target, the checks below the route it chose
+    rewriteUrl: (req) => {
+      const t = normaliseTarget(req.url ?? '/');
+      targets.set(req, t);
+      return routerUrl(t);
+    },
     logger: opts.logLevel && opts.logLevel !== 'silent' ? { level: opts.logLevel } : false,
     // types are checked, never coerced ("5" is not a number), and unknown fields are kept:
     // OpenAI clients send fields (user, stream_options, ...) that we may ignore
@@ -130,44 +183,60 @@ export async function buildServer(opts: ServeOptions): Promise<FastifyInstance> 
     if (!reply.sent) void reply.code(e.status).send(e.body());
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, 'not_found_error', null, 'not_found').body());
+    void reply
+      .code(404)
+      .send(new ApiError(404, `no route ${req.method} ${targets.get(req.raw)?.path}`, 'not_found_error', null, 'not_found').body());
   });
-  if (o.apiKey) app.addHook('onRequest', async (req) => checkKey(req, o.apiKey!));
-  app.addHook('onClose', async () => { await o.annotator?.close(); });
+  app.addHook('onRequest', async (req) => {
+    const t = targets.get(req.raw)!;
+    if (t.error) throw new ApiError(400, t.error, 'invalid_request_error', null, 'bad_request_target');
+    if (!o.apiKey) checkHost(req.raw, t, allowed);
+    else if (!req.routeOptions.config.public) checkKey(req.headers.authorization, o.apiKey);
+  });
+  app.addHook('onClose', async () => {
+    await o.annotator?.close();
+  });
 
   const ui = uiDir();
   for (const [route, file] of Object.entries(UI_FILES)) {
     const body = fs.readFileSync(path.join(ui, file));
-    app.get(route, (_req, reply) => reply.header('content-type', MIME[path.extname(file)]).header('cache-control', 'no-cache').send(body));
+    app.get(route, PUBLIC, (_req, reply) =>
+      reply.header('content-type', MIME[path.extname(file)]).header('cache-control', 'no-cache').send(body),
+    );
   }
 
-  app.get('/health', async () => ({ status: 'ok', model: o.modelName, queue: state.queue.stats, totals: state.totals }));
-  app.get('/ui/config', async () => ({ model: o.modelName, auth: Boolean(o.apiKey), annotate: Boolean(o.annotator), k: o.annotate.k, max_tokens_limit: o.maxTokensLimit }));
+  app.get('/health', PUBLIC, async () => ({ status: 'ok', model: o.modelName, queue: state.queue.stats, totals: state.totals }));
+  app.get('/ui/config', PUBLIC, async () => ({
+    model: o.modelName,
+    auth: Boolean(o.apiKey),
+    annotate: Boolean(o.annotator),
+    k: o.annotate.k,
+    max_tokens_limit: o.maxTokensLimit,
+  }));
   app.get('/v1/models', async () => ({ object: 'list', data: [modelObject(o.modelName, state.created)] }));
   app.get<{ Params: { id: string } }>('/v1/models/:id', async (req) => {
     checkModel(req.params.id, o.modelName, 'id');
     return modelObject(o.modelName, state.created);
   });
-  app.post<{ Body: ChatCompletionRequest }>('/v1/chat/completions', { schema: { body: chatCompletionSchema } },
-    (req, reply) => execute(state, chatJob(state, req.body), reply));
-  app.post<{ Body: CompletionRequest }>('/v1/completions', { schema: { body: completionSchema } },
-    (req, reply) => execute(state, completionJob(state, req.body), reply));
+  app.post<{ Body: ChatCompletionRequest }>('/v1/chat/completions', { schema: { body: chatCompletionSchema } }, (req, reply) =>
+    execute(state, chatJob(state, req.body), reply),
+  );
+  app.post<{ Body: CompletionRequest }>('/v1/completions', { schema: { body: completionSchema } }, (req, reply) =>
+    execute(state, completionJob(state, req.body), reply),
+  );
   registerAnnotation(app, state);
   return app;
 }
 
-function checkKey(req: FastifyRequest, key: string): void {
-  const url = req.url;
-  if (!url.startsWith('/v1/') && !url.startsWith('/annotate/')) return;
-  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-  const given = Buffer.from(m?.[1].trim() ?? ''), want = Buffer.from(key);
-  if (given.length !== want.length || !timingSafeEqual(given, want)) {
-    throw new ApiError(401, m ? 'Incorrect API key provided.' : 'Missing API key: send "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key');
-  }
-}
-
 function checkModel(name: string, served: string, param = 'model'): void {
-  if (name !== served) throw new ApiError(404, `The model \`${name}\` does not exist; this server serves \`${served}\`.`, 'invalid_request_error', param, 'model_not_found');
+  if (name !== served)
+    throw new ApiError(
+      404,
+      `The model \`${name}\` does not exist; this server serves \`${served}\`.`,
+      'invalid_request_error',
+      param,
+      'model_not_found',
+    );
 }
 
 function toApiError(err: FastifyError | Error): ApiError {
@@ -176,13 +245,20 @@ function toApiError(err: FastifyError | Error): ApiError {
   if (err instanceof QueueClosedError) return new ApiError(503, err.message, 'service_unavailable', null, 'shutting_down');
   if (err instanceof ClientGone) return new ApiError(499, err.message);
   if (err instanceof VerdictError) return new ApiError(400, err.message);
+  // a save that did not happen says why (disk full, file replaced): never a bare 500
+  if (err instanceof AppendError) return new ApiError(err.status, err.message, 'server_error', null, err.code);
   const fe = err as FastifyError;
   if (fe.validation?.length) {
     const v = fe.validation[0];
     const missing = v.keyword === 'required' ? String((v.params as { missingProperty?: string }).missingProperty) : undefined;
     const param = paramOf(v.instancePath, missing);
     const where = fe.validationContext === 'body' ? '' : `${fe.validationContext} `;
-    return new ApiError(400, missing ? `Missing required parameter: '${param}'.` : `Invalid value for ${where}'${param ?? '(root)'}': ${v.message}.`, 'invalid_request_error', param);
+    return new ApiError(
+      400,
+      missing ? `Missing required parameter: '${param}'.` : `Invalid value for ${where}'${param ?? '(root)'}': ${v.message}.`,
+      'invalid_request_error',
+      param,
+    );
   }
   const status = fe.statusCode ?? 500;
   // Fastify's own 4xx: malformed JSON, body over the limit (413), wrong content type (415)
@@ -192,8 +268,12 @@ function toApiError(err: FastifyError | Error): ApiError {
 
 function sampling(r: ChatCompletionRequest | CompletionRequest) {
   return {
-    temperature: r.temperature ?? 1, topP: r.top_p ?? 1, topK: r.top_k && r.top_k > 0 ? r.top_k : undefined,
-    repetitionPenalty: r.repetition_penalty ?? 1, n: r.n ?? 1, seed: r.seed ?? randomInt(2 ** 31),
+    temperature: r.temperature ?? 1,
+    topP: r.top_p ?? 1,
+    topK: r.top_k && r.top_k > 0 ? r.top_k : undefined,
+    repetitionPenalty: r.repetition_penalty ?? 1,
+    n: r.n ?? 1,
+    seed: r.seed ?? randomInt(2 ** 31),
   };
 }
 
@@ -201,18 +281,44 @@ function sampling(r: ChatCompletionRequest | CompletionRequest) {
  * Completion tokens for a request: what it asked for, checked against the server's limit and
  * the room the prompt leaves in the context window, else the room (capped by `fallback`).
  */
-function completionBudget(state: ServerState, promptLens: number[], asked: number | null | undefined, fallback: number, param: string, promptParam: string): number {
-  const ctx = state.o.chat.model.config.max_position_embeddings, longest = Math.max(...promptLens);
+function completionBudget(
+  state: ServerState,
+  promptLens: number[],
+  asked: number | null | undefined,
+  fallback: number,
+  param: string,
+  promptParam: string,
+): number {
+  const ctx = state.o.chat.model.config.max_position_embeddings,
+    longest = Math.max(...promptLens);
   const room = ctx - longest;
   if (room < 1) {
-    throw new ApiError(400, `This model's maximum context length is ${ctx} tokens. However, your prompt is ${longest} tokens. Please reduce the length of the prompt.`, 'invalid_request_error', promptParam, 'context_length_exceeded');
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${ctx} tokens. However, your prompt is ${longest} tokens. Please reduce the length of the prompt.`,
+      'invalid_request_error',
+      promptParam,
+      'context_length_exceeded',
+    );
   }
   if (asked == null) return Math.min(fallback, room);
   if (asked > state.o.maxTokensLimit) {
-    throw new ApiError(400, `${param} is too large: ${asked}. This server allows at most ${state.o.maxTokensLimit} completion tokens per request.`, 'invalid_request_error', param, 'max_tokens_exceeded');
+    throw new ApiError(
+      400,
+      `${param} is too large: ${asked}. This server allows at most ${state.o.maxTokensLimit} completion tokens per request.`,
+      'invalid_request_error',
+      param,
+      'max_tokens_exceeded',
+    );
   }
   if (asked > room) {
-    throw new ApiError(400, `This model's maximum context length is ${ctx} tokens. However, you requested ${longest + asked} tokens (${longest} in the prompt, ${asked} in the completion). Please reduce the prompt or the completion length.`, 'invalid_request_error', param, 'context_length_exceeded');
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${ctx} tokens. However, you requested ${longest + asked} tokens (${longest} in the prompt, ${asked} in the completion). Please reduce the prompt or the completion length.`,
+      'invalid_request_error',
+      param,
+      'context_length_exceeded',
+    );
   }
   return asked;
 }
@@ -235,12 +341,20 @@ function chatJob(state: ServerState, r: ChatCompletionRequest): Job {
   }
   const s = sampling(r);
   if (s.n > MAX_ROWS) throw new ApiError(400, `n may be at most ${MAX_ROWS}`, 'invalid_request_error', 'n');
-  const maxNewTokens = completionBudget(state, [prompt.length], r.max_completion_tokens ?? r.max_tokens, state.o.maxTokensLimit, r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens', 'messages');
+  const maxNewTokens = completionBudget(
+    state,
+    [prompt.length],
+    r.max_completion_tokens ?? r.max_tokens,
+    state.o.maxTokensLimit,
+    r.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens',
+    'messages',
+  );
   const stop = stopList(r.stop);
   const env = envelope(state, 'chatcmpl');
   const includeUsage = r.stream_options?.include_usage === true;
   return {
-    stream: r.stream === true, includeUsage,
+    stream: r.stream === true,
+    includeUsage,
     chunks: {
       object: 'chat.completion.chunk',
       opening: (row) => chatChunk(env, row, { role: 'assistant', content: '' }, null, includeUsage),
@@ -248,7 +362,10 @@ function chatJob(state: ServerState, r: ChatCompletionRequest): Job {
       finish: (row, reason) => chatChunk(env, row, {}, reason, includeUsage),
     },
     usage: (u) => usageChunk(env, 'chat.completion.chunk', u),
-    promptTokens: prompt.length, rows: s.n, stops: [...stop, ...template.stop], prefix: () => '',
+    promptTokens: prompt.length,
+    rows: s.n,
+    stops: [...stop, ...template.stop],
+    prefix: () => '',
     run: (onToken, signal) => generateRepliesAsync(model, tokenizer, template, [messages], { ...s, maxNewTokens, stop, onToken, signal }),
     answer: (texts, p, c) => chatCompletion(env, texts, usage(p, c)),
   };
@@ -263,25 +380,43 @@ function completionJob(state: ServerState, r: CompletionRequest): Job {
   const empty = prompts.findIndex((p) => p.length === 0);
   if (empty >= 0) throw new ApiError(400, `prompt${texts.length > 1 ? `[${empty}]` : ''} is empty`, 'invalid_request_error', 'prompt');
   const s = sampling(r);
-  if (s.n * prompts.length > MAX_ROWS) throw new ApiError(400, `prompts x n may be at most ${MAX_ROWS}, got ${prompts.length} x ${s.n}`, 'invalid_request_error', 'n');
+  if (s.n * prompts.length > MAX_ROWS)
+    throw new ApiError(400, `prompts x n may be at most ${MAX_ROWS}, got ${prompts.length} x ${s.n}`, 'invalid_request_error', 'n');
   // OpenAI's default for the legacy completions endpoint is 16 tokens
-  const maxNewTokens = completionBudget(state, prompts.map((p) => p.length), r.max_tokens, 16, 'max_tokens', 'prompt');
+  const maxNewTokens = completionBudget(
+    state,
+    prompts.map((p) => p.length),
+    r.max_tokens,
+    16,
+    'max_tokens',
+    'prompt',
+  );
   const stop = stopList(r.stop);
   const env = envelope(state, 'cmpl');
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
   const prefix = (row: number) => (r.echo ? texts[Math.floor(row / s.n)] : '');
   const includeUsage = r.stream_options?.include_usage === true;
   return {
-    stream: r.stream === true, includeUsage,
+    stream: r.stream === true,
+    includeUsage,
     chunks: {
       object: 'text_completion',
       text: (row, text) => textChunk(env, row, text, null, includeUsage),
       finish: (row, reason) => textChunk(env, row, '', reason, includeUsage),
     },
     usage: (u) => usageChunk(env, 'text_completion', u),
-    promptTokens: prompts.reduce((a, p) => a + p.length, 0), rows: prompts.length * s.n, stops: stop, prefix,
-    run: (onToken, signal) => generateAsync(model, prompts, { ...s, maxNewTokens, stop, decode, onToken, signal, eosIds: r.ignore_eos ? [] : [tokenizer.eosId] }),
-    answer: (out, p, c) => textCompletion(env, out.map((x, row) => ({ ...x, text: prefix(row) + x.text })), usage(p, c)),
+    promptTokens: prompts.reduce((a, p) => a + p.length, 0),
+    rows: prompts.length * s.n,
+    stops: stop,
+    prefix,
+    run: (onToken, signal) =>
+      generateAsync(model, prompts, { ...s, maxNewTokens, stop, decode, onToken, signal, eosIds: r.ignore_eos ? [] : [tokenizer.eosId] }),
+    answer: (out, p, c) =>
+      textCompletion(
+        env,
+        out.map((x, row) => ({ ...x, text: prefix(row) + x.text })),
+        usage(p, c),
+      ),
   };
 }
 
@@ -290,7 +425,9 @@ async function execute(state: ServerState, job: Job, reply: FastifyReply): Promi
   state.totals.requests++;
   const ctl = new AbortController();
   const res = reply.raw;
-  const onClose = () => { if (!res.writableFinished) ctl.abort(new ClientGone('client closed the connection')); };
+  const onClose = () => {
+    if (!res.writableFinished) ctl.abort(new ClientGone('client closed the connection'));
+  };
   res.on('close', onClose);
   let release: () => void;
   try {
@@ -303,14 +440,26 @@ async function execute(state: ServerState, job: Job, reply: FastifyReply): Promi
   }
   state.running.add(ctl);
   const { chat } = state.o;
-  const counted = (onToken?: (row: number, id: number) => void) => (row: number, id: number) => { state.totals.completion_tokens++; onToken?.(row, id); };
+  const counted = (onToken?: (row: number, id: number) => void) => (row: number, id: number) => {
+    state.totals.completion_tokens++;
+    onToken?.(row, id);
+  };
   try {
     state.totals.prompt_tokens += job.promptTokens;
     if (!job.stream) {
       const gens = (await job.run(counted(), ctl.signal)).flat();
-      if (ctl.signal.reason instanceof ClientGone) { state.totals.client_disconnects++; return reply.code(499).send(new ApiError(499, 'client closed the connection').body()); }
+      if (ctl.signal.reason instanceof ClientGone) {
+        state.totals.client_disconnects++;
+        return reply.code(499).send(new ApiError(499, 'client closed the connection').body());
+      }
       state.totals.completed++;
-      return reply.send(job.answer(gens.map((g) => ({ text: g.text ?? '', finish: finishReason(g.finishReason) })), job.promptTokens, completionTokens(gens)));
+      return reply.send(
+        job.answer(
+          gens.map((g) => ({ text: g.text ?? '', finish: finishReason(g.finishReason) })),
+          job.promptTokens,
+          completionTokens(gens),
+        ),
+      );
     }
     reply.hijack();
     const sse = new SseWriter(res);
@@ -319,11 +468,20 @@ async function execute(state: ServerState, job: Job, reply: FastifyReply): Promi
     const deltas = Array.from({ length: job.rows }, (_, row) => new TextDelta(decode, job.stops, job.prefix(row)));
     if (chunks.opening) for (let row = 0; row < job.rows; row++) sse.send(chunks.opening(row));
     try {
-      const gens = (await job.run(counted((row, id) => {
-        const d = deltas[row].push(id);
-        if (d) sse.send(chunks.text(row, d));
-      }), ctl.signal)).flat();
-      if (ctl.signal.reason instanceof ClientGone) { state.totals.client_disconnects++; res.destroy(); return; }
+      const gens = (
+        await job.run(
+          counted((row, id) => {
+            const d = deltas[row].push(id);
+            if (d) sse.send(chunks.text(row, d));
+          }),
+          ctl.signal,
+        )
+      ).flat();
+      if (ctl.signal.reason instanceof ClientGone) {
+        state.totals.client_disconnects++;
+        res.destroy();
+        return;
+      }
       gens.forEach((g, row) => {
         const rest = deltas[row].finish(g.text ?? '');
         if (rest) sse.send(chunks.text(row, rest));
@@ -351,47 +509,85 @@ function completionTokens(gens: Generation[]): number {
 
 function registerAnnotation(app: FastifyInstance, state: ServerState): void {
   const need = (): Annotator => {
-    if (!state.o.annotator) throw new ApiError(404, 'annotation is not enabled: start the server with --annotate-prompts FILE --annotate-out FILE', 'not_found_error');
+    if (!state.o.annotator)
+      throw new ApiError(
+        404,
+        'annotation is not enabled: start the server with --annotate-prompts FILE --annotate-out FILE',
+        'not_found_error',
+      );
     return state.o.annotator;
   };
-  const view = (a: Annotator, index: number | null) => ({ prompt: index === null ? null : a.prompt(index), progress: a.progress(), k: state.o.annotate.k, out: path.basename(a.outFile) });
-
-  app.get<{ Querystring: { after?: string } }>('/annotate/next', {
-    schema: { querystring: { type: 'object', properties: { after: { type: 'string', pattern: '^-?[0-9]+$' } } } },
-  }, async (req) => {
-    const a = need();
-    return view(a, a.next(req.query.after === undefined ? -1 : Number(req.query.after))?.index ?? null);
+  const view = (a: Annotator, index: number | null) => ({
+    prompt: index === null ? null : a.prompt(index),
+    progress: a.progress(),
+    k: state.o.annotate.k,
+    out: path.basename(a.outFile),
   });
 
-  app.post<{ Body: { index: number } }>('/annotate/sample', {
-    schema: { body: { type: 'object', required: ['index'], properties: { index: { type: 'integer', minimum: 0 } } } },
-  }, async (req, reply) => {
-    const a = need();
-    const p = a.prompt(req.body.index);
-    const ctl = new AbortController();
-    reply.raw.on('close', () => { if (!reply.raw.writableFinished) ctl.abort(new ClientGone('client closed the connection')); });
-    const { k, temperature, topP, maxNewTokens, seed } = state.o.annotate;
-    const room = state.o.chat.model.config.max_position_embeddings - state.o.chat.template.encodePrompt(state.o.chat.tokenizer, p.messages).length;
-    if (room < 1) throw new ApiError(400, `prompt ${p.id} does not fit in the model's context window`);
-    const responses = await state.queue.run(() => sampleDistinct(state.o.chat, p.messages, {
-      k, temperature, topP, maxNewTokens: Math.min(maxNewTokens, room), signal: ctl.signal,
-      seed: seed === undefined ? randomInt(2 ** 31) : seed + 1_000_003 * state.draws++,
-    }), ctl.signal);
-    return { pair_id: a.hold(p.index, responses), index: p.index, responses };
-  });
+  app.get<{ Querystring: { after?: string } }>(
+    '/annotate/next',
+    {
+      schema: { querystring: { type: 'object', properties: { after: { type: 'string', pattern: '^-?[0-9]+$' } } } },
+    },
+    async (req) => {
+      const a = need();
+      return view(a, a.next(req.query.after === undefined ? -1 : Number(req.query.after))?.index ?? null);
+    },
+  );
 
-  app.post<{ Body: { pair_id: string; choice: number | null; edited?: string } }>('/annotate/save', {
-    schema: {
-      body: {
-        type: 'object', required: ['pair_id', 'choice'],
-        properties: { pair_id: { type: 'string', minLength: 1 }, choice: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] }, edited: { type: 'string', maxLength: 100_000 } },
+  app.post<{ Body: { index: number } }>(
+    '/annotate/sample',
+    {
+      schema: { body: { type: 'object', required: ['index'], properties: { index: { type: 'integer', minimum: 0 } } } },
+    },
+    async (req, reply) => {
+      const a = need();
+      const p = a.prompt(req.body.index);
+      const ctl = new AbortController();
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) ctl.abort(new ClientGone('client closed the connection'));
+      });
+      const { k, temperature, topP, maxNewTokens, seed } = state.o.annotate;
+      const room =
+        state.o.chat.model.config.max_position_embeddings - state.o.chat.template.encodePrompt(state.o.chat.tokenizer, p.messages).length;
+      if (room < 1) throw new ApiError(400, `prompt ${p.id} does not fit in the model's context window`);
+      const responses = await state.queue.run(
+        () =>
+          sampleDistinct(state.o.chat, p.messages, {
+            k,
+            temperature,
+            topP,
+            maxNewTokens: Math.min(maxNewTokens, room),
+            signal: ctl.signal,
+            seed: seed === undefined ? randomInt(2 ** 31) : seed + 1_000_003 * state.draws++,
+          }),
+        ctl.signal,
+      );
+      return { pair_id: a.hold(p.index, responses), index: p.index, responses };
+    },
+  );
+
+  app.post<{ Body: { pair_id: string; choice: number | null; edited?: string } }>(
+    '/annotate/save',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['pair_id', 'choice'],
+          properties: {
+            pair_id: { type: 'string', minLength: 1 },
+            choice: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] },
+            edited: { type: 'string', maxLength: 100_000 },
+          },
+        },
       },
     },
-  }, async (req) => {
-    const a = need();
-    const { pairs } = await a.save(req.body.pair_id, { choice: req.body.choice, edited: req.body.edited });
-    return { saved: pairs, ...view(a, null) };
-  });
+    async (req) => {
+      const a = need();
+      const { pairs } = await a.save(req.body.pair_id, { choice: req.body.choice, edited: req.body.edited });
+      return { saved: pairs, ...view(a, null) };
+    },
+  );
 }
 
 /** Listens on host:port (port 0: any free one) and returns the base URL. */
@@ -410,7 +606,9 @@ export async function stopServer(app: FastifyInstance, graceMs = 10_000): Promis
   const state = states.get(app);
   if (!state) throw new Error('stopServer: not a server made by buildServer');
   state.queue.close();
-  const timer = setTimeout(() => { for (const c of state.running) c.abort(new Error('server shutting down')); }, graceMs);
+  const timer = setTimeout(() => {
+    for (const c of state.running) c.abort(new Error('server shutting down'));
+  }, graceMs);
   // close() waits for every connection to end; a keep-alive connection whose response has
   // finished would otherwise hold it until the client's idle timeout
   const idle = setInterval(() => app.server.closeIdleConnections(), 25);

@@ -11,7 +11,11 @@ export class TextDelta {
   private readonly ids: number[] = [];
   private sent = '';
 
-  constructor(private readonly decode: (ids: number[]) => string, private readonly stops: string[], private readonly prefix = '') {}
+  constructor(
+    private readonly decode: (ids: number[]) => string,
+    private readonly stops: string[],
+    private readonly prefix = '',
+  ) {}
 
   /** The text safe to send after this token ('' when nothing new is certain yet). */
   push(id: number): string {
@@ -38,7 +42,10 @@ export class TextDelta {
     let hold = 0;
     for (const s of this.stops) {
       for (let k = Math.min(s.length - 1, end); k > hold; k--) {
-        if (text.startsWith(s.slice(0, k), end - k)) { hold = k; break; }
+        if (text.startsWith(s.slice(0, k), end - k)) {
+          hold = k;
+          break;
+        }
       }
     }
     return text.slice(0, end - hold);

@@ -34,7 +34,7 @@ export class MergeTable {
     merges.forEach((m, rank) => {
       let slot = (hashPair(m.left, m.right) & this.mask) << 2;
       while (e[slot] !== -1 && !(e[slot] === m.left && e[slot + 1] === m.right)) {
-        slot = (slot + 4) & (this.mask << 2 | 3);
+        slot = (slot + 4) & ((this.mask << 2) | 3);
       }
       // A pair listed twice keeps its last rank, as the Rust crate's HashMap insert does.
       e[slot] = m.left;
@@ -112,7 +112,11 @@ class AtomicChars {
   private readonly astral = new Map<number, number>();
   private readonly buf = new Uint8Array(4);
 
-  constructor(merges: readonly Merge[], private readonly table: MergeTable, private readonly byteIds: Int32Array) {
+  constructor(
+    merges: readonly Merge[],
+    private readonly table: MergeTable,
+    private readonly byteIds: Int32Array,
+  ) {
     let size = 0;
     for (const m of merges) size = Math.max(size, m.left + 1, m.right + 1, m.result + 1);
     for (const id of byteIds) size = Math.max(size, id + 1);
@@ -126,7 +130,7 @@ class AtomicChars {
 
   /** Token id of code point cp (>= 0x80) when it is atomic, else -1. */
   tokenOf(cp: number): number {
-    const known = cp < 0x10000 ? this.bmp[cp] : this.astral.get(cp) ?? 0;
+    const known = cp < 0x10000 ? this.bmp[cp] : (this.astral.get(cp) ?? 0);
     if (known !== 0) return known < 0 ? -1 : known - 1;
     const id = this.compute(cp);
     const code = id < 0 ? -1 : id + 1;
@@ -219,7 +223,13 @@ export class SymbolMerger {
       const top = heapPop(heap, size--);
       let rank = Math.floor(top / n);
       let pos = top - rank * n;
-      if (pos < 0) { rank--; pos += n; } else if (pos >= n) { rank++; pos -= n; }
+      if (pos < 0) {
+        rank--;
+        pos += n;
+      } else if (pos >= n) {
+        rank++;
+        pos -= n;
+      }
       const right = next[pos];
       if (sym[pos] === MERGED || right < 0) continue;
       const slot = table.find(sym[pos], sym[right]);
@@ -256,7 +266,10 @@ export class BytePairEncoder {
   private readonly atomic: AtomicChars;
 
   /** byteIds[b] is the vocab id of the one-byte token for byte b. */
-  constructor(merges: readonly Merge[], private readonly byteIds: Int32Array) {
+  constructor(
+    merges: readonly Merge[],
+    private readonly byteIds: Int32Array,
+  ) {
     this.merger = new SymbolMerger(merges);
     this.atomic = new AtomicChars(merges, this.merger.table, byteIds);
   }

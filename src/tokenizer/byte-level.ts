@@ -3,8 +3,7 @@
 // Printable Latin-1 bytes map to themselves, the other 68 bytes to U+0100.. in byte order.
 
 function buildByteToChar(): string[] {
-  const printable = (b: number) =>
-    (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
   const table: string[] = new Array(256);
   let next = 256;
   for (let b = 0; b < 256; b++) table[b] = String.fromCharCode(printable(b) ? b : next++);

@@ -23,7 +23,11 @@ export class CharBpe {
   private readonly utf8 = new Uint8Array(4);
   private readonly encoder = new TextEncoder();
 
-  constructor(private readonly vocab: ReadonlyMap<string, number>, merges: readonly Merge[], private readonly opts: CharBpeOptions) {
+  constructor(
+    private readonly vocab: ReadonlyMap<string, number>,
+    merges: readonly Merge[],
+    private readonly opts: CharBpeOptions,
+  ) {
     this.merger = new SymbolMerger(merges);
     let byteIds: Int32Array | null = null;
     if (opts.byteFallback) {
@@ -45,7 +49,10 @@ export class CharBpe {
     for (const ch of piece) {
       const id = this.vocab.get(ch);
       if (id !== undefined) {
-        if (unkPending) { sym[n++] = unkId!; unkPending = false; }
+        if (unkPending) {
+          sym[n++] = unkId!;
+          unkPending = false;
+        }
         sym[n++] = id;
         continue;
       }

@@ -11,7 +11,9 @@ export class CharsMap {
   private readonly utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
   constructor(blob: Uint8Array, source: string) {
-    const fail = (why: string): never => { throw new Error(`${source}: precompiled_charsmap: ${why}`); };
+    const fail = (why: string): never => {
+      throw new Error(`${source}: precompiled_charsmap: ${why}`);
+    };
     if (blob.length <= 4) fail('too short');
     const view = new DataView(blob.buffer, blob.byteOffset, blob.length);
     const trieBytes = view.getUint32(0, true);
@@ -29,7 +31,9 @@ export class CharsMap {
     const u = this.units;
     const offset = (unit: number) => (unit >>> 10) << ((unit & (1 << 9)) >>> 6);
     let node = offset(u[0]);
-    let found = 0, bestLen = 0, bestValue = 0;
+    let found = 0,
+      bestLen = 0,
+      bestValue = 0;
     for (let i = pos; i < bytes.length; i++) {
       node ^= bytes[i];
       const unit = u[node];

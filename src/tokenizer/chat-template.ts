@@ -100,7 +100,13 @@ export class ChatTemplate {
    * `file` is how save() writes the template; null for a model without one (`source` is then
    * empty and rendering throws, naming `where` and the built-ins).
    */
-  private constructor(readonly source: string, readonly stop: string[], readonly name: string, readonly file: TemplateFile | null, private readonly where = '') {
+  private constructor(
+    readonly source: string,
+    readonly stop: string[],
+    readonly name: string,
+    readonly file: TemplateFile | null,
+    private readonly where = '',
+  ) {
     if (file === null) {
       this.compiled = null;
       return;
@@ -126,7 +132,9 @@ export class ChatTemplate {
   private static fromFile(file: TemplateFile, name: string, eosToken?: string | null): ChatTemplate {
     const known = Object.entries(BUILTIN_TEMPLATES).find(([, t]) => t.template === file.template);
     if (known) return new ChatTemplate(file.template, known[1].stop, known[0], file);
-    const markers = Object.values(BUILTIN_TEMPLATES).flatMap((t) => t.stop).filter((s) => file.template.includes(s));
+    const markers = Object.values(BUILTIN_TEMPLATES)
+      .flatMap((t) => t.stop)
+      .filter((s) => file.template.includes(s));
     return new ChatTemplate(file.template, [...new Set([...(eosToken ? [eosToken] : []), ...markers])], name, file);
   }
 
@@ -138,7 +146,12 @@ export class ChatTemplate {
    */
   static forModel(tok: { chatTemplate: TemplateFile | null; eosToken?: string | null }, where: string, name?: string): ChatTemplate {
     if (name) return ChatTemplate.builtin(name);
-    if (tok.chatTemplate) return ChatTemplate.fromFile(tok.chatTemplate, tok.chatTemplate.form === 'jinja' ? path.join(where, 'chat_template.jinja') : path.join(where, 'tokenizer_config.json'), tok.eosToken);
+    if (tok.chatTemplate)
+      return ChatTemplate.fromFile(
+        tok.chatTemplate,
+        tok.chatTemplate.form === 'jinja' ? path.join(where, 'chat_template.jinja') : path.join(where, 'tokenizer_config.json'),
+        tok.eosToken,
+      );
     return new ChatTemplate('', [], 'none', null, where);
   }
 
@@ -149,12 +162,16 @@ export class ChatTemplate {
 
   render(messages: ChatMessage[], tok: TemplateTokenizer | null, addGenerationPrompt: boolean): string {
     if (!this.compiled) {
-      throw new TemplateError(`${this.where}: the model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); ` +
-        `choose a built-in one with --template NAME (or tokenizer.template in a run config): ${BUILTIN_NAMES()}`);
+      throw new TemplateError(
+        `${this.where}: the model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); ` +
+          `choose a built-in one with --template NAME (or tokenizer.template in a run config): ${BUILTIN_NAMES()}`,
+      );
     }
     return this.compiled.render({
-      messages, add_generation_prompt: addGenerationPrompt,
-      eos_token: tok?.eosToken ?? '', bos_token: tok?.bosToken ?? '',
+      messages,
+      add_generation_prompt: addGenerationPrompt,
+      eos_token: tok?.eosToken ?? '',
+      bos_token: tok?.bosToken ?? '',
     });
   }
 
@@ -181,7 +198,11 @@ export class ChatTemplate {
    * such earlier turns as context. The final turn must qualify, else this throws rather than
    * train on ids that inference never produces.
    */
-  encodeConversation(tok: TemplateTokenizer, messages: ChatMessage[], trainOnPrompt = false): { ids: number[]; labels: number[]; spans: [number, number][] } {
+  encodeConversation(
+    tok: TemplateTokenizer,
+    messages: ChatMessage[],
+    trainOnPrompt = false,
+  ): { ids: number[]; labels: number[]; spans: [number, number][] } {
     const ids = this.encode(tok, messages, false);
     const spans: [number, number][] = [];
     const last = messages.map((m) => m.role).lastIndexOf('assistant');
@@ -191,8 +212,10 @@ export class ChatTemplate {
       const upTo = i === messages.length - 1 ? ids : this.encode(tok, messages.slice(0, i + 1), false);
       if (startsWith(upTo, prompt) && startsWith(ids, upTo)) spans.push([prompt.length, upTo.length]);
       else if (i === last) {
-        throw new TemplateError(`chat template ${this.name}: the tokens of the prompt before assistant turn ${i} are not a prefix of the conversation's tokens; ` +
-          `the template and tokenizer would train on ids that inference never produces`);
+        throw new TemplateError(
+          `chat template ${this.name}: the tokens of the prompt before assistant turn ${i} are not a prefix of the conversation's tokens; ` +
+            `the template and tokenizer would train on ids that inference never produces`,
+        );
       }
     }
     const labels = trainOnPrompt ? ids.slice() : ids.map(() => -100);
@@ -202,7 +225,9 @@ export class ChatTemplate {
 
   /** Token ids that end generation: the template's stop strings that are single tokens, and eos. */
   stopIds(tok: TemplateTokenizer): number[] {
-    const ids = [...this.stop, tok.eosToken ?? ''].map((s) => (s ? tok.tokenToId(s) : undefined)).filter((x): x is number => x !== undefined);
+    const ids = [...this.stop, tok.eosToken ?? '']
+      .map((s) => (s ? tok.tokenToId(s) : undefined))
+      .filter((x): x is number => x !== undefined);
     return [...new Set(ids)];
   }
 }

@@ -14,8 +14,15 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Whether the section is the byte-level decoder (alone or as the only step of a Sequence). */
 export function isByteLevelDecoder(cfg: unknown): boolean {
-  return isObject(cfg) && (cfg.type === 'ByteLevel' ||
-    (cfg.type === 'Sequence' && Array.isArray(cfg.decoders) && cfg.decoders.length === 1 && isObject(cfg.decoders[0]) && cfg.decoders[0].type === 'ByteLevel'));
+  return (
+    isObject(cfg) &&
+    (cfg.type === 'ByteLevel' ||
+      (cfg.type === 'Sequence' &&
+        Array.isArray(cfg.decoders) &&
+        cfg.decoders.length === 1 &&
+        isObject(cfg.decoders[0]) &&
+        cfg.decoders[0].type === 'ByteLevel'))
+  );
 }
 
 /** The decoder as tokens -> text; null config joins the tokens as they are. */
@@ -89,14 +96,17 @@ function byteFallback(tokens: string[]): string[] {
 function stripStep(cfg: JsonObject, source: string, field: string): Step {
   const content = cfg.content;
   if (typeof content !== 'string' || [...content].length !== 1) throw fieldError(source, `${field}.content`, 'expected one character');
-  const start = Number(cfg.start ?? 0), stop = Number(cfg.stop ?? 0);
-  return (tokens) => tokens.map((t) => {
-    const chars = [...t];
-    let a = 0, b = chars.length;
-    while (a < start && a < b && chars[a] === content) a++;
-    while (chars.length - b < stop && b > a && chars[b - 1] === content) b--;
-    return chars.slice(a, b).join('');
-  });
+  const start = Number(cfg.start ?? 0),
+    stop = Number(cfg.stop ?? 0);
+  return (tokens) =>
+    tokens.map((t) => {
+      const chars = [...t];
+      let a = 0,
+        b = chars.length;
+      while (a < start && a < b && chars[a] === content) a++;
+      while (chars.length - b < stop && b > a && chars[b - 1] === content) b--;
+      return chars.slice(a, b).join('');
+    });
 }
 
 /**
@@ -107,7 +117,8 @@ function stripStep(cfg: JsonObject, source: string, field: string): Step {
  */
 function metaspaceStep(cfg: JsonObject, source: string, field: string): Step {
   const replacement = cfg.replacement ?? '\u2581';
-  if (typeof replacement !== 'string' || [...replacement].length !== 1) throw fieldError(source, `${field}.replacement`, 'expected one character');
+  if (typeof replacement !== 'string' || [...replacement].length !== 1)
+    throw fieldError(source, `${field}.replacement`, 'expected one character');
   const prepends = metaspacePrepends(cfg, source, field) !== 'never';
   return (tokens) => tokens.map((t, i) => t.replaceAll(replacement, i === 0 && prepends ? '' : ' '));
 }
@@ -115,6 +126,7 @@ function metaspaceStep(cfg: JsonObject, source: string, field: string): Step {
 /** prepend_scheme of a Metaspace section, including the older add_prefix_space form. */
 export function metaspacePrepends(cfg: JsonObject, source: string, field: string): 'always' | 'first' | 'never' {
   const scheme = cfg.prepend_scheme ?? (cfg.add_prefix_space === false ? 'never' : 'always');
-  if (scheme !== 'always' && scheme !== 'first' && scheme !== 'never') throw fieldError(source, `${field}.prepend_scheme`, `unsupported ${JSON.stringify(scheme)}`);
+  if (scheme !== 'always' && scheme !== 'first' && scheme !== 'never')
+    throw fieldError(source, `${field}.prepend_scheme`, `unsupported ${JSON.stringify(scheme)}`);
   return scheme;
 }

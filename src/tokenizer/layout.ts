@@ -76,7 +76,11 @@ export function buildTokenizerJson(
     pre_tokenizer: preTokenizerConfig(),
     post_processor: { ...BYTE_LEVEL },
     decoder: { ...BYTE_LEVEL },
-    model: bpeModelJson(vocab, merges.map((m) => [symbols[m.left], symbols[m.right]]), false),
+    model: bpeModelJson(
+      vocab,
+      merges.map((m) => [symbols[m.left], symbols[m.right]]),
+      false,
+    ),
   };
 }
 

@@ -38,7 +38,8 @@ export function compileNormalizer(cfg: unknown, source: string, field = 'normali
     return (s) => s.replace(re, () => content);
   }
   if (type === 'Strip') {
-    const left = cfg.strip_left === true, right = cfg.strip_right === true;
+    const left = cfg.strip_left === true,
+      right = cfg.strip_right === true;
     return (s) => (left && right ? s.replace(/^\s+|\s+$/gu, '') : left ? s.replace(/^\s+/u, '') : right ? s.replace(/\s+$/u, '') : s);
   }
   if (type === 'Sequence') {
@@ -129,7 +130,6 @@ function splitter(re: RegExp, behavior: Behavior, invert: boolean): PreTokenize 
   }
   return (text, emit) => emitByBehavior(text, findSpans(text, re, invert), behavior, emit);
 }
-
 
 /** The `pattern` of a Split / Replace section ({Regex} in Oniguruma syntax, or {String}) as a global RegExp. */
 function patternRegex(cfg: JsonObject, source: string, field: string): RegExp {

@@ -30,7 +30,10 @@ export class SentencePiece {
   private readonly encoder: Encoder;
   private readonly utf8 = new TextEncoder();
 
-  constructor(readonly model: SpmModel, private readonly source: string) {
+  constructor(
+    readonly model: SpmModel,
+    private readonly source: string,
+  ) {
     const { pieces, trainer, normalizer } = model;
     let unk = -1;
     pieces.forEach((p, id) => {
@@ -43,14 +46,19 @@ export class SentencePiece {
     if (unk < 0) throw new Error(`${source}: no unknown piece (<unk>) is defined`);
     this.unkId = unk;
     // Longest first, so the first startsWith hit is the longest match (PrefixMatcher).
-    this.userDefined = pieces.filter((p) => p.type === PIECE_TYPE.userDefined).map((p) => p.piece).sort((a, b) => b.length - a.length);
+    this.userDefined = pieces
+      .filter((p) => p.type === PIECE_TYPE.userDefined)
+      .map((p) => p.piece)
+      .sort((a, b) => b.length - a.length);
     this.charsMap = normalizer.precompiledCharsmap.length ? new CharsMap(normalizer.precompiledCharsmap, source) : null;
-    if (model.denormalizer && model.denormalizer.precompiledCharsmap.length) throw new Error(`${source}: denormalizer_spec rules are not supported`);
+    if (model.denormalizer && model.denormalizer.precompiledCharsmap.length)
+      throw new Error(`${source}: denormalizer_spec rules are not supported`);
     if (trainer.byteFallback) {
       this.byteIds = new Int32Array(256);
       for (let b = 0; b < 256; b++) {
         const id = this.allIds.get(byteTokenName(b));
-        if (id === undefined || pieces[id].type !== PIECE_TYPE.byte) throw new Error(`${source}: byte_fallback is set but piece ${byteTokenName(b)} is missing`);
+        if (id === undefined || pieces[id].type !== PIECE_TYPE.byte)
+          throw new Error(`${source}: byte_fallback is set but piece ${byteTokenName(b)} is missing`);
         this.byteIds[b] = id;
       }
     } else {
@@ -178,8 +186,10 @@ export class SentencePiece {
       if (p.type !== PIECE_TYPE.normal) return;
       const chars = [...p.piece];
       for (let k = 1; k < chars.length; k++) {
-        const l = chars.slice(0, k).join(''), r = chars.slice(k).join('');
-        const left = this.pieceIds.get(l), right = this.pieceIds.get(r);
+        const l = chars.slice(0, k).join(''),
+          r = chars.slice(k).join('');
+        const left = this.pieceIds.get(l),
+          right = this.pieceIds.get(r);
         if (left === undefined || right === undefined || user.has(l) || user.has(r)) continue;
         merges.push({ left, right, result: id, rank: rankOf.get(p.score)! });
       }
@@ -216,7 +226,8 @@ export class SentencePiece {
   private unigramEncoder(): Encoder {
     const pieces = this.model.pieces;
     const f32 = Math.fround;
-    let minScore = Infinity, maxScore = -Infinity;
+    let minScore = Infinity,
+      maxScore = -Infinity;
     for (const p of pieces) {
       if (p.type !== PIECE_TYPE.normal) continue;
       minScore = Math.min(minScore, p.score);
@@ -224,7 +235,10 @@ export class SentencePiece {
     }
     const unkScore = f32(minScore - UNK_PENALTY);
     // A trie over UTF-16 units of every piece the model may produce (UNUSED pieces are skipped).
-    interface Node { next: Map<number, Node>; id: number }
+    interface Node {
+      next: Map<number, Node>;
+      id: number;
+    }
     const root: Node = { next: new Map(), id: -1 };
     const utf8Len = (s: string) => new TextEncoder().encode(s).length;
     const bonus = new Map<number, number>(); // user-defined: length * max_score - 0.1, in double
@@ -331,8 +345,25 @@ function decodeUtf8Strict(b: number[]): string {
   let out = '';
   for (let i = 0; i < b.length;) {
     const c = b[i];
-    let n = 0, cp = 0, min = 0;
-    if (c < 0x80) { n = 1; cp = c; } else if ((c & 0xe0) === 0xc0) { n = 2; cp = c & 0x1f; min = 0x80; } else if ((c & 0xf0) === 0xe0) { n = 3; cp = c & 0x0f; min = 0x800; } else if ((c & 0xf8) === 0xf0) { n = 4; cp = c & 0x07; min = 0x10000; }
+    let n = 0,
+      cp = 0,
+      min = 0;
+    if (c < 0x80) {
+      n = 1;
+      cp = c;
+    } else if ((c & 0xe0) === 0xc0) {
+      n = 2;
+      cp = c & 0x1f;
+      min = 0x80;
+    } else if ((c & 0xf0) === 0xe0) {
+      n = 3;
+      cp = c & 0x0f;
+      min = 0x800;
+    } else if ((c & 0xf8) === 0xf0) {
+      n = 4;
+      cp = c & 0x07;
+      min = 0x10000;
+    }
     let ok = n > 0 && i + n <= b.length;
     for (let k = 1; ok && k < n; k++) {
       if ((b[i + k] & 0xc0) !== 0x80) ok = false;

@@ -47,7 +47,11 @@ const WIRE = { varint: 0, fixed64: 1, bytes: 2, fixed32: 5 } as const;
 
 class Reader {
   pos = 0;
-  constructor(readonly buf: Uint8Array, readonly source: string, private readonly end = buf.length) {}
+  constructor(
+    readonly buf: Uint8Array,
+    readonly source: string,
+    private readonly end = buf.length,
+  ) {}
 
   get done(): boolean {
     return this.pos >= this.end;
@@ -131,7 +135,12 @@ function readPiece(r: Reader): SpmPiece {
 }
 
 function readTrainer(r: Reader): SpmTrainerSpec {
-  const t: SpmTrainerSpec = { modelType: SPM_MODEL_TYPE.unigram, byteFallback: false, treatWhitespaceAsSuffix: false, unkSurface: ' \u2047 ' };
+  const t: SpmTrainerSpec = {
+    modelType: SPM_MODEL_TYPE.unigram,
+    byteFallback: false,
+    treatWhitespaceAsSuffix: false,
+    unkSurface: ' \u2047 ',
+  };
   r.fields((f, w) => {
     if (f === 3 && w === WIRE.varint) t.modelType = r.varint();
     else if (f === 35 && w === WIRE.varint) t.byteFallback = r.varint() !== 0;
@@ -143,7 +152,13 @@ function readTrainer(r: Reader): SpmTrainerSpec {
 }
 
 function readNormalizer(r: Reader): SpmNormalizerSpec {
-  const n: SpmNormalizerSpec = { name: '', precompiledCharsmap: new Uint8Array(0), addDummyPrefix: true, removeExtraWhitespaces: true, escapeWhitespaces: true };
+  const n: SpmNormalizerSpec = {
+    name: '',
+    precompiledCharsmap: new Uint8Array(0),
+    addDummyPrefix: true,
+    removeExtraWhitespaces: true,
+    escapeWhitespaces: true,
+  };
   r.fields((f, w) => {
     if (f === 1 && w === WIRE.bytes) n.name = str(r);
     else if (f === 2 && w === WIRE.bytes) n.precompiledCharsmap = r.bytes().slice();
@@ -237,7 +252,16 @@ export function writeSpmModel(m: SpmModel): Uint8Array {
     w.bytes(1, pw.finish());
   }
   const t = m.trainer;
-  w.bytes(2, new Writer().key(3, WIRE.varint).varint(t.modelType).bool(24, t.treatWhitespaceAsSuffix).bool(35, t.byteFallback).str(44, t.unkSurface).finish());
+  w.bytes(
+    2,
+    new Writer()
+      .key(3, WIRE.varint)
+      .varint(t.modelType)
+      .bool(24, t.treatWhitespaceAsSuffix)
+      .bool(35, t.byteFallback)
+      .str(44, t.unkSurface)
+      .finish(),
+  );
   w.bytes(3, writeNormalizer(m.normalizer));
   if (m.denormalizer) w.bytes(5, writeNormalizer(m.denormalizer));
   return w.finish();

@@ -15,24 +15,8 @@ import { BYTE_TO_CHAR, bytesToSymbols, symbolsToBytes } from './byte-level.js';
 import { CharBpe } from './char-bpe.js';
 import { readChatTemplate, type ChatTemplate, type TemplateFile } from './chat-template.js';
 import { compileDecoder, isByteLevelDecoder } from './decoders.js';
-import {
-  fieldError,
-  isObject,
-  parseAddedTokens,
-  tokenName,
-  type HfAddedToken,
-  type HfTokenizerJson,
-  type JsonObject,
-} from './hf-json.js';
-import {
-  buildTokenizerJson,
-  CHATML_TEMPLATE,
-  EOS_TOKEN,
-  IM_END,
-  PAD_TOKEN,
-  specialTokenList,
-  type Normalization,
-} from './layout.js';
+import { fieldError, isObject, parseAddedTokens, tokenName, type HfAddedToken, type HfTokenizerJson, type JsonObject } from './hf-json.js';
+import { buildTokenizerJson, CHATML_TEMPLATE, EOS_TOKEN, IM_END, PAD_TOKEN, specialTokenList, type Normalization } from './layout.js';
 import {
   compileNormalizer,
   compilePostProcessor,
@@ -209,7 +193,9 @@ export class Tokenizer {
     this.bosId = roles.bos === null ? null : this.tokenIds.get(roles.bos)!;
     this.eosId = this.tokenIds.get(roles.eos)!;
     this.padId = this.tokenIds.get(roles.pad)!;
-    const unk = this.sentencePiece?.unkId ?? (typeof this.json?.model.unk_token === 'string' ? this.tokenIds.get(this.json.model.unk_token) : undefined);
+    const unk =
+      this.sentencePiece?.unkId ??
+      (typeof this.json?.model.unk_token === 'string' ? this.tokenIds.get(this.json.model.unk_token) : undefined);
     this.unkId = unk ?? null;
     const imEnd = this.tokenIds.get(IM_END);
     this.stopIds = imEnd === undefined || imEnd === this.eosId ? [this.eosId] : [this.eosId, imEnd];
@@ -226,9 +212,9 @@ export class Tokenizer {
       if (!this.tokenIds.has(name)) throw fieldError(source, field, `token ${JSON.stringify(name)} is not in the vocabulary`);
       return name;
     };
-    const eos = known(tokenName(config?.eos_token), 'tokenizer_config.eos_token') ??
-      EOS_CANDIDATES.find((t) => this.tokenIds.has(t));
-    if (eos === undefined) throw fieldError(source, 'tokenizer_config.eos_token', `missing, and the vocabulary has none of ${EOS_CANDIDATES.join(' ')}`);
+    const eos = known(tokenName(config?.eos_token), 'tokenizer_config.eos_token') ?? EOS_CANDIDATES.find((t) => this.tokenIds.has(t));
+    if (eos === undefined)
+      throw fieldError(source, 'tokenizer_config.eos_token', `missing, and the vocabulary has none of ${EOS_CANDIDATES.join(' ')}`);
     const pad = known(tokenName(config?.pad_token), 'tokenizer_config.pad_token') ?? (this.tokenIds.has(PAD_TOKEN) ? PAD_TOKEN : eos);
     // Without a config, the token the tokenizer puts before every text is its BOS.
     const prefix = this.wrap.prefix.length === 1 ? this.idToTokenTable[this.wrap.prefix[0]] : null;
@@ -372,7 +358,17 @@ export class Tokenizer {
     const inner = this.matcher(true, splitSpecial);
     if (!inner) return this.onSection(normalized, first);
     let start = true;
-    inner.split(normalized, (s) => { this.onSection(s, first && start); start = false; }, (id) => { this.onToken(id); start = false; });
+    inner.split(
+      normalized,
+      (s) => {
+        this.onSection(s, first && start);
+        start = false;
+      },
+      (id) => {
+        this.onToken(id);
+        start = false;
+      },
+    );
   }
 
   private onSection(text: string, first: boolean): void {
@@ -421,7 +417,7 @@ export class Tokenizer {
    */
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
     const text = this.byteLevel ? this.utf8.decode(this.decodeBytes(ids, opts)) : this.decodeText(ids, opts.skipSpecialTokens === true);
-    return opts.cleanUpTokenizationSpaces ?? this.cleanUp ? cleanUpTokenization(text) : text;
+    return (opts.cleanUpTokenizationSpaces ?? this.cleanUp) ? cleanUpTokenization(text) : text;
   }
 
   private decodeText(ids: ArrayLike<number>, skipSpecial: boolean): string {
@@ -488,7 +484,8 @@ export class Tokenizer {
     const config = this.config ? { ...this.config } : this.ourConfig();
     delete config.chat_template;
     if (file?.form === 'config') config.chat_template = file.template;
-    else if (file?.form === 'named') config.chat_template = file.list.map((t) => (t.name === file.name ? { name: t.name, template: file.template } : t));
+    else if (file?.form === 'named')
+      config.chat_template = file.list.map((t) => (t.name === file.name ? { name: t.name, template: file.template } : t));
     if (opts.modelMaxLength !== undefined) config.model_max_length = opts.modelMaxLength;
     return config;
   }
@@ -534,7 +531,10 @@ export class Tokenizer {
     const file = opts.template?.present ? opts.template.file : this.chatTemplate;
     if (this.json) await writeFileAtomic(path.join(dir, 'tokenizer.json'), JSON.stringify(this.toJSON(), null, 2) + '\n');
     if (this.spmBytes) await writeFileAtomic(path.join(dir, 'tokenizer.model'), this.spmBytes);
-    await writeFileAtomic(path.join(dir, 'tokenizer_config.json'), JSON.stringify(this.configJSON({ modelMaxLength: opts.modelMaxLength, chatTemplate: file }), null, 2) + '\n');
+    await writeFileAtomic(
+      path.join(dir, 'tokenizer_config.json'),
+      JSON.stringify(this.configJSON({ modelMaxLength: opts.modelMaxLength, chatTemplate: file }), null, 2) + '\n',
+    );
     const jinja = path.join(dir, 'chat_template.jinja');
     if (file?.form === 'jinja') await writeFileAtomic(jinja, file.template);
     else rmSync(jinja, { force: true }); // it would override the config's template when read back
@@ -543,8 +543,17 @@ export class Tokenizer {
 
 /** transformers' clean_up_tokenization: no space before . ? ! , and English contractions. */
 export function cleanUpTokenization(text: string): string {
-  return text.replaceAll(' .', '.').replaceAll(' ?', '?').replaceAll(' !', '!').replaceAll(' ,', ',').replaceAll(" ' ", "'")
-    .replaceAll(" n't", "n't").replaceAll(" 'm", "'m").replaceAll(" 's", "'s").replaceAll(" 've", "'ve").replaceAll(" 're", "'re");
+  return text
+    .replaceAll(' .', '.')
+    .replaceAll(' ?', '?')
+    .replaceAll(' !', '!')
+    .replaceAll(' ,', ',')
+    .replaceAll(" ' ", "'")
+    .replaceAll(" n't", "n't")
+    .replaceAll(" 'm", "'m")
+    .replaceAll(" 's", "'s")
+    .replaceAll(" 've", "'ve")
+    .replaceAll(" 're", "'re");
 }
 
 /** The model section kinds of tokenizer.json this reads, each checked field by field. */
@@ -552,7 +561,8 @@ function jsonParts(json: unknown, source: string): Parts {
   if (!isObject(json)) throw new Error(`${source}: expected a JSON object`);
   const model = json.model;
   if (!isObject(model)) throw fieldError(source, 'model', 'expected an object');
-  if (model.type !== undefined && model.type !== 'BPE') throw fieldError(source, 'model.type', `only BPE is supported, got ${JSON.stringify(model.type)}`);
+  if (model.type !== undefined && model.type !== 'BPE')
+    throw fieldError(source, 'model.type', `only BPE is supported, got ${JSON.stringify(model.type)}`);
   if (typeof model.dropout === 'number' && model.dropout > 0) throw fieldError(source, 'model.dropout', 'BPE dropout is not supported');
   for (const f of ['continuing_subword_prefix', 'end_of_word_suffix'] as const) {
     if (model[f] !== null && model[f] !== undefined && model[f] !== '') throw fieldError(source, `model.${f}`, 'is not supported');
@@ -561,7 +571,8 @@ function jsonParts(json: unknown, source: string): Parts {
   const modelTokens: string[] = [];
   const modelIds = new Map<string, number>();
   for (const [token, id] of Object.entries(model.vocab)) {
-    if (!Number.isInteger(id) || (id as number) < 0) throw fieldError(source, `model.vocab[${JSON.stringify(token)}]`, 'expected a non-negative integer id');
+    if (!Number.isInteger(id) || (id as number) < 0)
+      throw fieldError(source, `model.vocab[${JSON.stringify(token)}]`, 'expected a non-negative integer id');
     modelTokens[id as number] = token;
     modelIds.set(token, id as number);
   }
@@ -581,12 +592,18 @@ function jsonParts(json: unknown, source: string): Parts {
   const byteLevel = hasByteLevel(json.pre_tokenizer);
   let encodePiece: Parts['encodePiece'];
   if (byteLevel) {
-    if (model.byte_fallback === true) throw fieldError(source, 'model.byte_fallback', 'byte_fallback with a ByteLevel pre_tokenizer is not supported');
+    if (model.byte_fallback === true)
+      throw fieldError(source, 'model.byte_fallback', 'byte_fallback with a ByteLevel pre_tokenizer is not supported');
     if (!isByteLevelDecoder(json.decoder)) throw fieldError(source, 'decoder', 'a ByteLevel pre_tokenizer needs the ByteLevel decoder');
     const byteIds = new Int32Array(256);
     for (let b = 0; b < 256; b++) {
       const id = modelIds.get(BYTE_TO_CHAR[b]);
-      if (id === undefined) throw fieldError(source, 'model.vocab', `lacks the byte token ${JSON.stringify(BYTE_TO_CHAR[b])} (byte 0x${b.toString(16)}): not a byte-level BPE`);
+      if (id === undefined)
+        throw fieldError(
+          source,
+          'model.vocab',
+          `lacks the byte token ${JSON.stringify(BYTE_TO_CHAR[b])} (byte 0x${b.toString(16)}): not a byte-level BPE`,
+        );
       byteIds[b] = id;
     }
     const bpe = new BytePairEncoder(merges, byteIds);
@@ -595,8 +612,14 @@ function jsonParts(json: unknown, source: string): Parts {
       : (piece) => bpe.encode(piece);
   } else {
     const unk = model.unk_token;
-    if (unk !== null && unk !== undefined && (typeof unk !== 'string' || !modelIds.has(unk))) throw fieldError(source, 'model.unk_token', `${JSON.stringify(unk)} is not in model.vocab`);
-    const bpe = new CharBpe(modelIds, merges, { byteFallback: model.byte_fallback === true, unkId: typeof unk === 'string' ? modelIds.get(unk)! : null, fuseUnk: model.fuse_unk === true, ignoreMerges });
+    if (unk !== null && unk !== undefined && (typeof unk !== 'string' || !modelIds.has(unk)))
+      throw fieldError(source, 'model.unk_token', `${JSON.stringify(unk)} is not in model.vocab`);
+    const bpe = new CharBpe(modelIds, merges, {
+      byteFallback: model.byte_fallback === true,
+      unkId: typeof unk === 'string' ? modelIds.get(unk)! : null,
+      fuseUnk: model.fuse_unk === true,
+      ignoreMerges,
+    });
     encodePiece = (piece) => bpe.encode(piece);
   }
   const added = parseAddedTokens(json.added_tokens, source);
@@ -652,7 +675,8 @@ function spmParts(bytes: Uint8Array, config: JsonObject | null, source: string):
     const name = config && key in config ? tokenName(config[key]) : fallback;
     return name === null ? undefined : sp.pieceToId(name);
   };
-  const bos = role('bos_token', '<s>'), eos = role('eos_token', '</s>');
+  const bos = role('bos_token', '<s>'),
+    eos = role('eos_token', '</s>');
   const wrap: SpecialWrap = { prefix: [], suffix: [] };
   if ((config?.add_bos_token ?? true) === true && bos !== undefined) wrap.prefix.push(bos);
   if (config?.add_eos_token === true && eos !== undefined) wrap.suffix.push(eos);
@@ -669,7 +693,10 @@ function spmParts(bytes: Uint8Array, config: JsonObject | null, source: string):
       let out = '';
       let run: number[] = [];
       for (const id of ids) {
-        if (!special.has(id)) { run.push(id); continue; }
+        if (!special.has(id)) {
+          run.push(id);
+          continue;
+        }
         out += sp.decode(run) + modelTokens[id];
         run = [];
       }

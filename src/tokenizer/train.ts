@@ -94,17 +94,15 @@ class Vocab {
   }
 }
 
-async function countPieces(
-  texts: Iterable<string> | AsyncIterable<string>,
-  s: TrainerSettings,
-): Promise<Map<string, number>> {
+async function countPieces(texts: Iterable<string> | AsyncIterable<string>, s: TrainerSettings): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   const addPiece = (p: string) => counts.set(p, (counts.get(p) ?? 0) + 1);
   const addText = (t: string) => s.preTokenize(s.normalize ? s.normalize(t) : t, addPiece, true);
   // Special tokens in the corpus are markup, not text to learn merges from.
-  const specials = s.specials.length > 0
-    ? new AddedTokenMatcher(s.specials.map((content, id) => ({ id, content, lstrip: false, rstrip: false, singleWord: false })))
-    : null;
+  const specials =
+    s.specials.length > 0
+      ? new AddedTokenMatcher(s.specials.map((content, id) => ({ id, content, lstrip: false, rstrip: false, singleWord: false })))
+      : null;
   const ignore = () => {};
   let index = 0;
   for await (const text of texts) {
@@ -200,7 +198,7 @@ class PairHeap {
   push(count: number, key: number): void {
     this.counts.push(count);
     this.keys.push(key);
-    for (let i = this.keys.length - 1; i > 0; ) {
+    for (let i = this.keys.length - 1; i > 0;) {
       const p = (i - 1) >> 1;
       if (!this.above(i, p)) break;
       this.swap(i, p);
@@ -221,7 +219,7 @@ class PairHeap {
     this.swap(0, last);
     this.counts.pop();
     this.keys.pop();
-    for (let i = 0; ; ) {
+    for (let i = 0; ;) {
       const l = 2 * i + 1;
       const r = l + 1;
       let best = i;
@@ -234,10 +232,7 @@ class PairHeap {
   }
 }
 
-export async function trainByteLevelBpe(
-  texts: Iterable<string> | AsyncIterable<string>,
-  s: TrainerSettings,
-): Promise<TrainedVocab> {
+export async function trainByteLevelBpe(texts: Iterable<string> | AsyncIterable<string>, s: TrainerSettings): Promise<TrainedVocab> {
   const counts = await countPieces(texts, s);
   const vocab = new Vocab();
   seedCharacters(vocab, counts, s);
@@ -299,7 +294,7 @@ export async function trainByteLevelBpe(
       const n = lens[w];
       const f = freq[w];
       let out = 0;
-      for (let r = 0; r < n; ) {
+      for (let r = 0; r < n;) {
         if (r + 1 < n && sym[r] === a && sym[r + 1] === b) {
           if (out > 0) {
             dec(sym[out - 1], a, f);

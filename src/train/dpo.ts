@@ -66,8 +66,16 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
     const m = ctx.ws.mark();
     for (let i = 0; i < todo.length; i += this.opts.batchSize) {
       const chunk = todo.slice(i, i + this.opts.batchSize);
-      const s = answerLogps(inf, this.model, chunk.map((j) => pairs[j]), false);
-      chunk.forEach((j, k) => { ref[2 * j] = s.data[k]; ref[2 * j + 1] = s.data[chunk.length + k]; });
+      const s = answerLogps(
+        inf,
+        this.model,
+        chunk.map((j) => pairs[j]),
+        false,
+      );
+      chunk.forEach((j, k) => {
+        ref[2 * j] = s.data[k];
+        ref[2 * j + 1] = s.data[chunk.length + k];
+      });
       ctx.ws.release(m);
     }
     this.model.hook = hook;
@@ -75,16 +83,31 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
 
   private forward(ctx: Context<F>, pairs: PreferencePair[], ref: (j: number) => [number, number]) {
     const s = answerLogps(ctx, this.model, pairs, this.opts.recompute);
-    const n = pairs.length, beta = this.opts.beta;
-    const refMargin = pairs.map((_, j) => { const [c, r] = ref(j); return c - r; });
+    const n = pairs.length,
+      beta = this.opts.beta;
+    const refMargin = pairs.map((_, j) => {
+      const [c, r] = ref(j);
+      return c - r;
+    });
     const loss = pairLoss(ctx, s, refMargin, beta, this.opts.loss);
-    const m = { 'rewards/chosen': 0, 'rewards/rejected': 0, 'rewards/margins': 0, 'rewards/accuracies': 0, 'logps/chosen': 0, 'logps/rejected': 0 };
+    const m = {
+      'rewards/chosen': 0,
+      'rewards/rejected': 0,
+      'rewards/margins': 0,
+      'rewards/accuracies': 0,
+      'logps/chosen': 0,
+      'logps/rejected': 0,
+    };
     for (let j = 0; j < n; j++) {
       const [rc, rr] = ref(j);
-      const c = beta * (s.data[j] - rc), r = beta * (s.data[n + j] - rr);
-      m['rewards/chosen'] += c / n; m['rewards/rejected'] += r / n; m['rewards/margins'] += (c - r) / n;
+      const c = beta * (s.data[j] - rc),
+        r = beta * (s.data[n + j] - rr);
+      m['rewards/chosen'] += c / n;
+      m['rewards/rejected'] += r / n;
+      m['rewards/margins'] += (c - r) / n;
       m['rewards/accuracies'] += (c > r ? 1 : 0) / n;
-      m['logps/chosen'] += s.data[j] / n; m['logps/rejected'] += s.data[n + j] / n;
+      m['logps/chosen'] += s.data[j] / n;
+      m['logps/rejected'] += s.data[n + j] / n;
     }
     return { loss, metrics: m, n };
   }
@@ -107,7 +130,10 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
     const inf = ctx.inference();
     this.fillReference(ctx, this.heldout, this.refHeld, [...this.heldout.keys()]);
     for (let i = 0; i < this.heldout.length; i += this.opts.batchSize) {
-      const f = this.forward(inf, this.heldout.slice(i, i + this.opts.batchSize), (j) => [this.refHeld[2 * (i + j)], this.refHeld[2 * (i + j) + 1]]);
+      const f = this.forward(inf, this.heldout.slice(i, i + this.opts.batchSize), (j) => [
+        this.refHeld[2 * (i + j)],
+        this.refHeld[2 * (i + j) + 1],
+      ]);
       for (const [k, v] of Object.entries({ loss: f.loss.data[0], ...f.metrics })) sums[`eval_${k}`] = (sums[`eval_${k}`] ?? 0) + v * f.n;
       n += f.n;
       ctx.ws.reset();

@@ -8,7 +8,12 @@ import type { Llama, TokenBatch } from '../model/llama.js';
  * Shared by pre-training and SFT; returns the loss and the number of counted tokens.
  */
 export function lmLossStep<F extends FloatArray>(
-  ctx: Context<F>, model: Llama<F>, batch: TokenBatch, targets: Int32Array, gradScale: number, recompute: boolean,
+  ctx: Context<F>,
+  model: Llama<F>,
+  batch: TokenBatch,
+  targets: Int32Array,
+  gradScale: number,
+  recompute: boolean,
 ): { loss: number; tokens: number } {
   const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
   if (counted === 0) return { loss: 0, tokens: 0 };
@@ -20,10 +25,20 @@ export function lmLossStep<F extends FloatArray>(
 }
 
 /** Sums -log p over the counted targets of a batch, forward only. */
-export function nllSum<F extends FloatArray>(ctx: Context<F>, model: Llama<F>, batch: TokenBatch, targets: Int32Array): { sum: number; tokens: number } {
+export function nllSum<F extends FloatArray>(
+  ctx: Context<F>,
+  model: Llama<F>,
+  batch: TokenBatch,
+  targets: Int32Array,
+): { sum: number; tokens: number } {
   const logp = model.logprobs(ctx.inference(), batch, targets);
-  let sum = 0, tokens = 0;
-  for (let i = 0; i < targets.length; i++) if (targets[i] >= 0) { sum -= logp.data[i]; tokens++; }
+  let sum = 0,
+    tokens = 0;
+  for (let i = 0; i < targets.length; i++)
+    if (targets[i] >= 0) {
+      sum -= logp.data[i];
+      tokens++;
+    }
   ctx.ws.reset();
   return { sum, tokens };
 }

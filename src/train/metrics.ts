@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseJsonl } from '../data/stage-files.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 export type MetricRecord = { stage: string; step: number } & Record<string, unknown>;
@@ -16,8 +17,8 @@ export class MetricsLog {
 
   read(stage?: string): MetricRecord[] {
     if (!fs.existsSync(this.file)) return [];
-    return fs.readFileSync(this.file, 'utf8').split('\n').filter(Boolean)
-      .map((l) => JSON.parse(l) as MetricRecord)
+    return parseJsonl(fs.readFileSync(this.file, 'utf8'), this.file)
+      .map((r) => r.rec as MetricRecord)
       .filter((r) => stage === undefined || r.stage === stage);
   }
 

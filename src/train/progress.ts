@@ -10,12 +10,22 @@ export class Progress {
   private done = 0;
   private readonly t0 = Date.now();
 
-  constructor(private readonly label: string, private readonly total: number, private readonly start = 0, private readonly quiet = !!process.env.CHIMED_QUIET) {
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly start = 0,
+    private readonly quiet = !!process.env.CHIMED_QUIET,
+  ) {
     if (!quiet && process.stderr.isTTY) {
-      this.bar = new cliProgress.SingleBar({
-        format: `${label} [{bar}] {value}/{total} | {stats} | ETA {eta_formatted}`,
-        stream: process.stderr, hideCursor: true, etaBuffer: 20,
-      }, cliProgress.Presets.shades_classic);
+      this.bar = new cliProgress.SingleBar(
+        {
+          format: `${label} [{bar}] {value}/{total} | {stats} | ETA {eta_formatted}`,
+          stream: process.stderr,
+          hideCursor: true,
+          etaBuffer: 20,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       this.bar.start(total, start, { stats: '' });
     }
   }
@@ -25,9 +35,14 @@ export class Progress {
       s.loss !== undefined ? `loss ${s.loss.toFixed(4)}` : '',
       s.tokensPerS !== undefined ? `${Math.round(s.tokensPerS).toLocaleString('en-US')} tok/s` : '',
       s.extra ?? '',
-    ].filter(Boolean).join(' | ');
+    ]
+      .filter(Boolean)
+      .join(' | ');
     this.done = done;
-    if (this.bar) { this.bar.update(done, { stats }); return; }
+    if (this.bar) {
+      this.bar.update(done, { stats });
+      return;
+    }
     if (this.quiet) return;
     const pct = Math.floor((20 * done) / this.total);
     if (pct !== this.lastLine || done === this.total) {
@@ -54,6 +69,7 @@ export class Progress {
 
 export function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return '?';
-  const m = Math.floor(s / 60), sec = Math.round(s % 60);
+  const m = Math.floor(s / 60),
+    sec = Math.round(s % 60);
   return m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }

@@ -34,15 +34,23 @@ export class RewardTask<F extends FloatArray> implements TrainTask<F> {
     const r = this.rm.scores(ctx, batch, last, this.opts.recompute && ctx.recording);
     const loss = pairLoss(ctx, r, new Float64Array(pairs.length), 1, 'sigmoid');
     const n = pairs.length;
-    let correct = 0, margin = 0;
-    for (let i = 0; i < n; i++) { const m = r.data[i] - r.data[n + i]; margin += m; if (m > 0) correct++; }
+    let correct = 0,
+      margin = 0;
+    for (let i = 0; i < n; i++) {
+      const m = r.data[i] - r.data[n + i];
+      margin += m;
+      if (m > 0) correct++;
+    }
     return { loss, accuracy: correct / n, margin: margin / n, n };
   }
 
   microStep(ctx: Context<F>, index: number, gradScale: number): MicroResult {
     const B = this.opts.batchSize;
     if (this.adapter) this.adapter.stepSeed = Rng.derive(this.opts.seed, index).nextU32();
-    const f = this.forward(ctx, Array.from({ length: B }, (_, b) => this.train[this.sampler.at(index * B + b)]));
+    const f = this.forward(
+      ctx,
+      Array.from({ length: B }, (_, b) => this.train[this.sampler.at(index * B + b)]),
+    );
     const loss = f.loss.data[0];
     ctx.backward(f.loss, gradScale);
     return { loss, tokens: this.tokens, metrics: { accuracy: f.accuracy, margin: f.margin } };
@@ -50,11 +58,17 @@ export class RewardTask<F extends FloatArray> implements TrainTask<F> {
 
   /** Held-out pairwise accuracy (ChiMed-GPT's Figure 3), margin and loss. */
   evaluate(ctx: Context<F>): Record<string, number> {
-    let loss = 0, acc = 0, margin = 0, n = 0;
+    let loss = 0,
+      acc = 0,
+      margin = 0,
+      n = 0;
     const inf = ctx.inference();
     for (let i = 0; i < this.heldout.length; i += this.opts.batchSize) {
       const f = this.forward(inf, this.heldout.slice(i, i + this.opts.batchSize));
-      loss += f.loss.data[0] * f.n; acc += f.accuracy * f.n; margin += f.margin * f.n; n += f.n;
+      loss += f.loss.data[0] * f.n;
+      acc += f.accuracy * f.n;
+      margin += f.margin * f.n;
+      n += f.n;
       ctx.ws.reset();
     }
     return n ? { eval_loss: loss / n, eval_accuracy: acc / n, eval_margin: margin / n } : {};

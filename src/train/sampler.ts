@@ -9,7 +9,10 @@ export class EpochSampler {
   private epoch = -1;
   private perm = new Int32Array(0);
 
-  constructor(readonly count: number, readonly seed: number) {
+  constructor(
+    readonly count: number,
+    readonly seed: number,
+  ) {
     if (count <= 0) throw new RangeError('EpochSampler: nothing to sample from');
   }
 

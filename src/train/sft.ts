@@ -4,7 +4,7 @@ import { Context } from '../engine/tensor.js';
 import type { LoraAdapter } from '../model/lora.js';
 import type { Llama, TokenBatch } from '../model/llama.js';
 import type { ChatMessage, ChatTemplate, TemplateTokenizer } from '../tokenizer/chat-template.js';
-import { InputError } from './documents.js';
+import { DataError } from '../data/errors.js';
 import { lmLossStep, lossMetrics, nllSum } from './lm-loss.js';
 import { EpochSampler } from './sampler.js';
 import type { MicroResult, TrainTask } from './trainer.js';
@@ -34,7 +34,12 @@ export interface SftEncodeStats {
  * turns, then the final prompt is cut from the left to maxSource tokens and the final answer
  * from the right to maxTarget; every cut is counted and reported.
  */
-export function encodeSft(convs: ChatMessage[][], tok: TemplateTokenizer, template: ChatTemplate, o: SftEncodeOptions): { examples: SftExample[]; stats: SftEncodeStats } {
+export function encodeSft(
+  convs: ChatMessage[][],
+  tok: TemplateTokenizer,
+  template: ChatTemplate,
+  o: SftEncodeOptions,
+): { examples: SftExample[]; stats: SftEncodeStats } {
   const stats: SftEncodeStats = { examples: 0, truncated: 0, droppedHistoryTurns: 0, skippedNoTarget: 0 };
   const limit = o.maxSource + o.maxTarget;
   const examples: SftExample[] = [];
@@ -50,11 +55,15 @@ export function encodeSft(convs: ChatMessage[][], tok: TemplateTokenizer, templa
     }
     if (ex.ids.length > limit && ex.spans.length) {
       const split = ex.spans[ex.spans.length - 1][0];
-      const src = Math.max(0, split - o.maxSource), end = Math.min(ex.ids.length, split + o.maxTarget);
+      const src = Math.max(0, split - o.maxSource),
+        end = Math.min(ex.ids.length, split + o.maxTarget);
       ex = { ids: ex.ids.slice(src, end), labels: ex.labels.slice(src, end), spans: [] };
       stats.truncated++;
     }
-    if (!ex.labels.some((l, i) => i > 0 && l >= 0)) { stats.skippedNoTarget++; continue; }
+    if (!ex.labels.some((l, i) => i > 0 && l >= 0)) {
+      stats.skippedNoTarget++;
+      continue;
+    }
     examples.push(ex);
   }
   stats.examples = examples.length;
@@ -69,7 +78,9 @@ function countTurns(msgs: ChatMessage[]): number {
 export function collate(examples: SftExample[]): { batch: TokenBatch; targets: Int32Array } {
   const B = examples.length;
   const T = Math.max(...examples.map((e) => e.ids.length - 1));
-  const ids = new Int32Array(B * T), targets = new Int32Array(B * T).fill(-100), pos = new Int32Array(B * T);
+  const ids = new Int32Array(B * T),
+    targets = new Int32Array(B * T).fill(-100),
+    pos = new Int32Array(B * T);
   examples.forEach((e, b) => {
     for (let t = 0; t < T; t++) {
       pos[b * T + t] = t;
@@ -94,7 +105,7 @@ export class SftTask<F extends FloatArray> implements TrainTask<F> {
     readonly adapter: LoraAdapter<F> | null,
     readonly saveWeights: (dir: string) => Promise<void>,
   ) {
-    if (!train.length) throw new InputError('SFT: no training conversations left after encoding');
+    if (!train.length) throw new DataError('SFT: no training conversations left after encoding');
     this.sampler = new EpochSampler(train.length, opts.seed);
   }
 
@@ -112,7 +123,8 @@ export class SftTask<F extends FloatArray> implements TrainTask<F> {
 
   /** Held-out loss / perplexity on the answer tokens. */
   evaluate(ctx: Context<F>): Record<string, number> {
-    let sum = 0, tokens = 0;
+    let sum = 0,
+      tokens = 0;
     for (let i = 0; i < this.heldout.length; i += this.opts.batchSize) {
       const { batch, targets } = collate(this.heldout.slice(i, i + this.opts.batchSize));
       const r = nllSum(ctx, this.model, batch, targets);

@@ -63,9 +63,15 @@ class TokenFileWriter {
 
 /** Splits documents into train / held-out by a seeded coin per document, streaming. */
 export async function tokenizeDocuments(
-  docs: AsyncIterable<string>, enc: Encoder, trainFile: string, evalFile: string, evalFraction: number, seed: number,
+  docs: AsyncIterable<string>,
+  enc: Encoder,
+  trainFile: string,
+  evalFile: string,
+  evalFraction: number,
+  seed: number,
 ): Promise<{ train: TokenFileMeta; eval: TokenFileMeta }> {
-  const train = new TokenFileWriter(trainFile), held = new TokenFileWriter(evalFile);
+  const train = new TokenFileWriter(trainFile),
+    held = new TokenFileWriter(evalFile);
   const rng = Rng.derive(seed, 0x70e5);
   for await (const text of docs) (rng.next() < evalFraction ? held : train).push(enc.encode(text), enc.eosId);
   return { train: await train.close(enc.vocabSize), eval: await held.close(enc.vocabSize) };
@@ -82,7 +88,11 @@ export class TokenBlocks {
   private sampler: EpochSampler;
   private scratch: Uint32Array;
 
-  constructor(readonly file: string, readonly T: number, seed: number) {
+  constructor(
+    readonly file: string,
+    readonly T: number,
+    seed: number,
+  ) {
     const tokens = fs.statSync(file).size / 4;
     this.count = Math.floor((tokens - 1) / T);
     this.fd = fs.openSync(file, 'r');

@@ -6,7 +6,10 @@ import { AdamW, learningRate, type Schedule } from '../engine/optim.js';
 import { ParamStore } from '../engine/params.js';
 import { Context } from '../engine/tensor.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { replaceDirAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { cleanAtomicLeftovers, replaceDirAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { verifyChecksums, writeChecksums } from '../io/checksums.js';
+import { firstNonFinite } from '../io/finite.js';
+import { StageDir } from '../io/run-dir.js';
 import { MetricsLog } from './metrics.js';
 import { Progress } from './progress.js';
 
@@ -33,22 +36,19 @@ export interface TrainerConfig {
   seed: number;
 }
 
-export const trainerDefaults: Omit<TrainerConfig, 'lr' | 'maxSteps'> = {
-  warmupRatio: 0.05,
-  schedule: 'cosine',
+/**
+ * The optimizer and bookkeeping constants no stage setting covers; the rest of a
+ * TrainerConfig comes from a stage's settings (train/stages/common.ts), where each default
+ * is written once.
+ */
+export const trainerDefaults = {
   minLrRatio: 0.1,
-  weightDecay: 0.01,
   beta1: 0.9,
   beta2: 0.95,
   eps: 1e-8,
-  clipNorm: 1.0,
-  gradAccum: 1,
-  evalEvery: 0,
-  saveEvery: 0,
   keepCheckpoints: 2,
   logEvery: 1,
-  seed: 42,
-};
+} satisfies Partial<TrainerConfig>;
 
 export interface MicroResult {
   /** Mean loss over the micro-batch. */
@@ -75,6 +75,9 @@ export interface TrainTask<F extends FloatArray> {
 
 export class TrainingError extends Error {}
 
+/** A checkpoint that cannot be resumed from (corrupt, incomplete, inconsistent); the message names the file. */
+class InvalidCheckpoint extends Error {}
+
 export interface TrainResult {
   steps: number;
   resumedFrom: number;
@@ -83,18 +86,20 @@ export interface TrainResult {
   evals: Record<string, number>;
 }
 
-const CKPT = /^checkpoint-(\d+)$/;
+const OPTIMIZER_TENSORS = ['params', 'exp_avg', 'exp_avg_sq'] as const;
 
 /**
  * The loop every stage shares: gradient accumulation, warmup + decay schedule, clipping,
  * a NaN/Inf guard, evaluation, atomic checkpoints with resume, metrics.jsonl and progress.
- * Layout under stageDir: checkpoint-STEP/{weights, optimizer.safetensors, trainer_state.json},
- * final/, engine.json (the kernels' GEMM paths, threads and CPU this stage ran with; also in
- * each trainer_state.json, and restored on resume so that the resumed run multiplies exactly
- * as the interrupted one did).
+ * Layout under stageDir (io/run-dir.ts): checkpoint-STEP/{weights, optimizer.safetensors, trainer_state.json,
+ * checksums.sha256}, final/, engine.json (the kernels' GEMM paths, threads and CPU this stage ran
+ * with; also in each trainer_state.json, and restored on resume so that the resumed run
+ * multiplies exactly as the interrupted one did). Resume takes the newest checkpoint that
+ * verifies, moving broken ones aside as checkpoint-STEP.invalid-TIME.
  */
 export class Trainer<F extends FloatArray> {
   private stopRequested = false;
+  private readonly layout: StageDir;
   private engine: EngineRecord | null = null;
   private resumedEngine: unknown;
 
@@ -103,7 +108,9 @@ export class Trainer<F extends FloatArray> {
     readonly stageDir: string,
     readonly cfg: TrainerConfig,
     readonly metrics: MetricsLog,
-  ) {}
+  ) {
+    this.layout = new StageDir(stageDir);
+  }
 
   /** Asks the loop to checkpoint and return after the current step (SIGINT / SIGTERM). */
   requestStop(): void {
@@ -123,6 +130,8 @@ export class Trainer<F extends FloatArray> {
   private async trainSteps(task: TrainTask<F>, ctx: Context<F>): Promise<TrainResult> {
     const cfg = this.cfg;
     const opt = new AdamW(task.params, cfg);
+    // this stage directory is ours: finish or remove what a killed run's atomic writes left
+    for (const line of await cleanAtomicLeftovers(this.stageDir)) this.warn(line);
     const resumedFrom = await this.resume(task, opt);
     const problems = restoreEngineRecord(ctx.k, this.resumedEngine);
     if (problems.length) this.warn(`resuming from step ${resumedFrom} will not be bit-identical: ${problems.join('; ')}`);
@@ -202,7 +211,7 @@ export class Trainer<F extends FloatArray> {
       }
     }
     progress.stop();
-    const finalDir = path.join(this.stageDir, 'final');
+    const finalDir = this.layout.final;
     await replaceDirAtomic(finalDir, (tmp) => task.saveWeights(tmp));
     return { steps: cfg.maxSteps, resumedFrom, finalDir, lastLoss, evals };
   }
@@ -211,18 +220,8 @@ export class Trainer<F extends FloatArray> {
     process.stderr.write(`${this.stage}: warning: ${message}\n`);
   }
 
-  private checkpointDirs(): { step: number; dir: string }[] {
-    if (!fs.existsSync(this.stageDir)) return [];
-    return fs
-      .readdirSync(this.stageDir)
-      .map((n) => ({ m: CKPT.exec(n), dir: path.join(this.stageDir, n) }))
-      .filter((e): e is { m: RegExpExecArray; dir: string } => !!e.m && fs.existsSync(path.join(e.dir, 'trainer_state.json')))
-      .map((e) => ({ step: Number(e.m[1]), dir: e.dir }))
-      .sort((a, b) => a.step - b.step);
-  }
-
   private async checkpoint(task: TrainTask<F>, opt: AdamW<F>, step: number): Promise<void> {
-    const dir = path.join(this.stageDir, `checkpoint-${step}`);
+    const dir = this.layout.checkpoint(step);
     await replaceDirAtomic(dir, async (tmp) => {
       await task.saveWeights(tmp);
       await saveOptimizer(path.join(tmp, 'optimizer.safetensors'), task.params, opt);
@@ -233,36 +232,103 @@ export class Trainer<F extends FloatArray> {
         seed: this.cfg.seed,
         ...(this.engine && { engine: this.engine }),
       });
+      await writeChecksums(tmp);
     });
-    for (const old of this.checkpointDirs().slice(0, -this.cfg.keepCheckpoints)) fs.rmSync(old.dir, { recursive: true, force: true });
+    for (const old of this.layout.checkpoints().slice(0, -this.cfg.keepCheckpoints)) fs.rmSync(old.dir, { recursive: true, force: true });
   }
 
-  /** Restores parameters and optimizer state from the newest complete checkpoint; returns its step. */
+  /**
+   * Restores parameters and optimizer state from the newest checkpoint that verifies and
+   * returns its step. Broken ones are moved aside (never deleted) with a warning naming what
+   * was wrong; when none is left the run stops rather than silently starting over.
+   */
   private async resume(task: TrainTask<F>, opt: AdamW<F>): Promise<number> {
-    const latest = this.checkpointDirs().at(-1);
-    if (!latest) return 0;
-    const state = JSON.parse(fs.readFileSync(path.join(latest.dir, 'trainer_state.json'), 'utf8'));
-    if (state.max_steps !== this.cfg.maxSteps) {
+    const problems: string[] = [];
+    for (const c of this.layout.checkpoints().reverse()) {
+      try {
+        const step = await this.restore(c, task, opt);
+        if (problems.length) this.warn(`resuming from ${c.dir} (step ${step}), the newest checkpoint that verifies`);
+        return step;
+      } catch (e) {
+        if (!(e instanceof InvalidCheckpoint)) throw e;
+        const aside = `${c.dir}.invalid-${Date.now()}`;
+        fs.renameSync(c.dir, aside);
+        problems.push(`${c.dir}: ${e.message}`);
+        this.warn(`checkpoint ${c.dir} cannot be resumed from: ${e.message}; moved it to ${aside}`);
+      }
+    }
+    if (problems.length) {
       throw new TrainingError(
-        `${latest.dir}: checkpoint was made for a ${state.max_steps}-step run but this run has ${this.cfg.maxSteps} steps; ` +
+        `${this.stage}: no checkpoint in ${this.stageDir} can be resumed from (moved aside as *.invalid-*):\n  ${problems.join('\n  ')}\n` +
+          'Re-run to start this stage from step 0.',
+      );
+    }
+    return 0;
+  }
+
+  /** Checks one checkpoint completely, then loads it; InvalidCheckpoint names the file at fault. */
+  private async restore(c: { step: number; dir: string }, task: TrainTask<F>, opt: AdamW<F>): Promise<number> {
+    const bad = await verifyChecksums(c.dir);
+    if (bad.length) throw new InvalidCheckpoint(bad.join('; '));
+    const stateFile = path.join(c.dir, 'trainer_state.json');
+    const state = readJsonObject(stateFile);
+    const steps = state.max_steps;
+    if (!Number.isInteger(steps) || (steps as number) < 1)
+      throw new InvalidCheckpoint(`${stateFile}: max_steps ${JSON.stringify(steps)} is not a positive integer`);
+    if (state.stage !== this.stage)
+      throw new InvalidCheckpoint(`${stateFile}: stage ${JSON.stringify(state.stage)} is not "${this.stage}"`);
+    const step = state.global_step;
+    // checkpoints are written after a step and before the last one, in a directory named for it
+    if (!Number.isInteger(step) || (step as number) < 1 || (step as number) >= (steps as number) || step !== c.step) {
+      throw new InvalidCheckpoint(
+        `${stateFile}: global_step ${JSON.stringify(step)} is not the step of ${path.basename(c.dir)} within 1..${(steps as number) - 1}`,
+      );
+    }
+    if (steps !== this.cfg.maxSteps) {
+      throw new TrainingError(
+        `${c.dir}: checkpoint was made for a ${steps}-step run but this run has ${this.cfg.maxSteps} steps; ` +
           `resume with the same settings or start in a new directory`,
       );
     }
-    const tensors = await readSafetensors(path.join(latest.dir, 'optimizer.safetensors'));
-    for (const [name, buf] of [
-      ['params', task.params.data],
-      ['exp_avg', opt.m],
-      ['exp_avg_sq', opt.v],
-    ] as const) {
-      const t = tensors.get(name);
-      if (!t || t.data.length !== buf.length)
-        throw new TrainingError(`${latest.dir}/optimizer.safetensors: ${name} missing or of the wrong size for this model`);
-      buf.set(t.data);
+    const file = path.join(c.dir, 'optimizer.safetensors');
+    let tensors: Awaited<ReturnType<typeof readSafetensors>>;
+    try {
+      tensors = await readSafetensors(file);
+    } catch (e) {
+      throw new InvalidCheckpoint((e as Error).message);
     }
-    opt.step = state.global_step;
+    const bufs = { params: task.params.data, exp_avg: opt.m, exp_avg_sq: opt.v };
+    for (const name of OPTIMIZER_TENSORS) {
+      const t = tensors.get(name);
+      if (!t || t.data.length !== bufs[name].length)
+        throw new InvalidCheckpoint(`${file}: ${name} missing or of the wrong size for this model`);
+      let at = firstNonFinite(t.data);
+      // the second moment is a running mean of squares
+      if (name === 'exp_avg_sq') for (let i = 0; at < 0 && i < t.data.length; i++) if (t.data[i] < 0) at = i;
+      if (at >= 0)
+        throw new InvalidCheckpoint(
+          `${file}: ${name}[${at}] is ${t.data[at]}${name === 'exp_avg_sq' ? ' (must be finite and >= 0)' : ' (must be finite)'}`,
+        );
+    }
+    for (const name of OPTIMIZER_TENSORS) bufs[name].set(tensors.get(name)!.data);
+    opt.step = step as number;
     this.resumedEngine = state.engine;
-    return state.global_step;
+    return step as number;
   }
+}
+
+/** A JSON object from a file; InvalidCheckpoint naming the file otherwise. */
+function readJsonObject(file: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new InvalidCheckpoint(
+      `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `not valid JSON: ${(e as Error).message}`}`,
+    );
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidCheckpoint(`${file}: expected a JSON object`);
+  return v as Record<string, unknown>;
 }
 
 /**

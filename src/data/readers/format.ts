@@ -1,7 +1,7 @@
 // What every format reader shares: the context of the file being read, the items readers
 // yield, a per-row adapter for formats that map one row to one record, and field helpers
 // that produce reject reasons naming the field.
-import type { Message, Meta, Role, Tagged } from '../records.js';
+import type { ChatMessage, Meta, Role, Tagged } from '../records.js';
 import { describe, isObj } from '../records.js';
 import { isRowError, type RawRow } from './rows.js';
 
@@ -25,7 +25,18 @@ export interface ReadContext {
 export type ReadItem = { line: number; tagged: Tagged } | { line: number; reject: string; raw: string };
 
 export const FORMAT_NAMES = [
-  'sharegpt', 'messages', 'alpaca', 'qa', 'preference', 'mcq', 'ner', 'cmeee', 'ccks', 'document', 'kg', 'text',
+  'sharegpt',
+  'messages',
+  'alpaca',
+  'qa',
+  'preference',
+  'mcq',
+  'ner',
+  'cmeee',
+  'ccks',
+  'document',
+  'kg',
+  'text',
 ] as const;
 export type FormatName = (typeof FORMAT_NAMES)[number];
 
@@ -154,9 +165,19 @@ export function asText(v: unknown, field: string): string {
 
 const ROLE_ALIASES: Record<string, Role> = {
   system: 'system',
-  user: 'user', human: 'user', patient: 'user', question: 'user',
-  assistant: 'assistant', gpt: 'assistant', chatgpt: 'assistant', bot: 'assistant', model: 'assistant',
-  doctor: 'assistant', bing: 'assistant', bard: 'assistant', answer: 'assistant',
+  user: 'user',
+  human: 'user',
+  patient: 'user',
+  question: 'user',
+  assistant: 'assistant',
+  gpt: 'assistant',
+  chatgpt: 'assistant',
+  bot: 'assistant',
+  model: 'assistant',
+  doctor: 'assistant',
+  bing: 'assistant',
+  bard: 'assistant',
+  answer: 'assistant',
 };
 
 export function toRole(v: unknown, field: string): Role {
@@ -165,8 +186,8 @@ export function toRole(v: unknown, field: string): Role {
   return r;
 }
 
-/** {role, content} (OpenAI) or {from, value} (ShareGPT) to a Message. */
-export function toMessage(m: unknown, field: string): Message {
+/** {role, content} (OpenAI) or {from, value} (ShareGPT) to a ChatMessage. */
+export function toMessage(m: unknown, field: string): ChatMessage {
   if (!isObj(m)) throw new RecordError(`${field}: expected a message object, got ${describe(m)}`);
   const roleKey = findKey(m, ['role', 'from']);
   const contentKey = findKey(m, ['content', 'value', 'text']);
@@ -175,16 +196,16 @@ export function toMessage(m: unknown, field: string): Message {
   return { role: toRole(m[roleKey], `${field}.${roleKey}`), content: asText(m[contentKey], `${field}.${contentKey}`) };
 }
 
-export function toMessages(list: unknown, field: string): Message[] {
+export function toMessages(list: unknown, field: string): ChatMessage[] {
   if (!Array.isArray(list)) throw new RecordError(`${field}: expected an array of messages, got ${describe(list)}`);
   return list.map((m, i) => toMessage(m, `${field}[${i}]`));
 }
 
 /** `history`: [[user, assistant], ...] pairs or a list of messages. */
-export function historyMessages(history: unknown, field = 'history'): Message[] {
+export function historyMessages(history: unknown, field = 'history'): ChatMessage[] {
   if (history === undefined || history === null) return [];
   if (!Array.isArray(history)) throw new RecordError(`${field}: expected an array, got ${describe(history)}`);
-  const out: Message[] = [];
+  const out: ChatMessage[] = [];
   history.forEach((turn, i) => {
     if (Array.isArray(turn)) {
       if (turn.length !== 2) throw new RecordError(`${field}[${i}]: expected [user, assistant], got ${turn.length} items`);
@@ -198,6 +219,6 @@ export function historyMessages(history: unknown, field = 'history'): Message[] 
 }
 
 /** An optional system prompt followed by other messages. */
-export function withSystem(system: string | undefined, messages: Message[]): Message[] {
+export function withSystem(system: string | undefined, messages: ChatMessage[]): ChatMessage[] {
   return system && system.trim() ? [{ role: 'system', content: system }, ...messages] : messages;
 }

@@ -17,7 +17,9 @@ function optionsOf(f: Fields): Record<string, string> {
   if (v !== undefined) throw new RecordError(`options: expected an object or array, got ${describe(v)}`);
   // C-Eval / CMMLU CSV: one column per letter; an empty column means the item has fewer options
   const out: Record<string, string> = {};
-  for (const k of Object.keys(f.obj).filter((k) => LETTER.test(k)).sort()) {
+  for (const k of Object.keys(f.obj)
+    .filter((k) => LETTER.test(k))
+    .sort()) {
     f.key([k]);
     const t = f.obj[k];
     if (typeof t === 'string' && t.trim()) out[k] = t.trim();
@@ -31,7 +33,9 @@ function answerOf(v: unknown): string {
 }
 
 const looksMcq = (o: Obj) =>
-  hasAny(o, ['question']) && hasAny(o, ['answer']) && (hasAny(o, ['options', 'choices']) || (findKey(o, ['A']) !== undefined && findKey(o, ['B']) !== undefined));
+  hasAny(o, ['question']) &&
+  hasAny(o, ['answer']) &&
+  (hasAny(o, ['options', 'choices']) || (findKey(o, ['A']) !== undefined && findKey(o, ['B']) !== undefined));
 
 /** Multiple choice: {question, options: {A: ..}, answer, subject?, explanation?} or CSV columns question,A,B,C,D,answer. */
 export const mcqFormat = rowFormat(
@@ -49,8 +53,12 @@ export const mcqFormat = rowFormat(
     return {
       kind: 'mcq',
       record: {
-        ...f.header(ctx, line), question, options, answer,
-        ...(subject ? { subject } : {}), ...(explanation ? { explanation } : {}),
+        ...f.header(ctx, line),
+        question,
+        options,
+        answer,
+        ...(subject ? { subject } : {}),
+        ...(explanation ? { explanation } : {}),
       },
     };
   },

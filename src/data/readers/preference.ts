@@ -1,4 +1,4 @@
-import type { Message } from '../records.js';
+import type { ChatMessage } from '../records.js';
 import { describe } from '../records.js';
 import { asText, Fields, hasAny, historyMessages, isObj, RecordError, rowFormat, toMessages, withSystem } from './format.js';
 
@@ -6,7 +6,7 @@ const CHOSEN = ['chosen', 'response_chosen'];
 const REJECTED = ['rejected', 'response_rejected'];
 
 /** A chosen/rejected answer: a string, or a message list whose last assistant turn is the answer. */
-function answerOf(v: unknown, field: string): { text: string; context?: Message[] } {
+function answerOf(v: unknown, field: string): { text: string; context?: ChatMessage[] } {
   if (Array.isArray(v) && v.length && isObj(v[0])) {
     const msgs = toMessages(v, field);
     const last = msgs[msgs.length - 1];
@@ -34,7 +34,7 @@ export const preferenceFormat = rowFormat(
     const history = historyMessages(f.get(['history']));
     const convKey = f.key(['conversations']);
     const promptKey = f.key(['prompt', 'question', 'instruction']);
-    let prompt: Message[];
+    let prompt: ChatMessage[];
     if (convKey !== undefined) {
       prompt = toMessages(obj[convKey], convKey);
     } else if (promptKey !== undefined) {
@@ -45,7 +45,9 @@ export const preferenceFormat = rowFormat(
     } else if (chosen.context?.length) {
       prompt = chosen.context;
     } else {
-      throw new RecordError(`missing prompt: expected conversations, prompt or question (keys: ${Object.keys(obj).join(', ') || describe(obj)})`);
+      throw new RecordError(
+        `missing prompt: expected conversations, prompt or question (keys: ${Object.keys(obj).join(', ') || describe(obj)})`,
+      );
     }
     // a system turn inside the prompt list stays first; a separate `system` field goes in front
     const hasSystem = prompt[0]?.role === 'system';

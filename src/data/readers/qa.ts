@@ -1,4 +1,4 @@
-import type { Message } from '../records.js';
+import type { ChatMessage } from '../records.js';
 import { asText, Fields, findKey, hasAny, historyMessages, rowFormat, withSystem } from './format.js';
 
 const PROMPT = ['prompt', 'question', 'ask', 'query'];
@@ -25,7 +25,7 @@ export const qaFormat = rowFormat(
     const response = responseKey === undefined ? null : obj[responseKey];
     const history = historyMessages(f.get(['history']));
     const system = f.optionalText(['system']);
-    const turns: Message[] = [...history, { role: 'user', content: prompt }];
+    const turns: ChatMessage[] = [...history, { role: 'user', content: prompt }];
     // null means "no reference answer"; an empty string is bad data and fails validation
     if (response !== null && response !== undefined) turns.push({ role: 'assistant', content: asText(response, responseKey!) });
     return { kind: 'conversation', record: { ...f.header(ctx, line), messages: withSystem(system, turns) } };

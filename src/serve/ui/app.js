@@ -5,7 +5,10 @@
 const $ = (id) => document.getElementById(id);
 
 const settings = {
-  temperature: 0.7, maxTokens: 256, system: '', key: '',
+  temperature: 0.7,
+  maxTokens: 256,
+  system: '',
+  key: '',
   ...JSON.parse(localStorage.getItem('chimed.settings') || '{}'),
 };
 const saveSettings = () => localStorage.setItem('chimed.settings', JSON.stringify(settings));
@@ -34,7 +37,9 @@ function toast(text, kind = 'ok') {
   t.className = `toast ${kind}`;
   t.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { t.hidden = true; }, 2500);
+  toast.timer = setTimeout(() => {
+    t.hidden = true;
+  }, 2500);
 }
 
 // ---------- views ----------
@@ -109,20 +114,33 @@ async function send(text) {
   setBusy(true);
   $('chat-status').textContent = '生成中… generating';
   running = new AbortController();
-  let reply = '', finish = null;
+  let reply = '',
+    finish = null;
   const t0 = performance.now();
   try {
     const messages = [...(settings.system ? [{ role: 'system', content: settings.system }] : []), ...history];
     const res = await fetch('/v1/chat/completions', {
-      method: 'POST', headers: headers(), signal: running.signal,
-      body: JSON.stringify({ model: config.model, messages, stream: true, temperature: Number(settings.temperature), max_tokens: Number(settings.maxTokens) }),
+      method: 'POST',
+      headers: headers(),
+      signal: running.signal,
+      body: JSON.stringify({
+        model: config.model,
+        messages,
+        stream: true,
+        temperature: Number(settings.temperature),
+        max_tokens: Number(settings.maxTokens),
+      }),
     });
     if (!res.ok) throw new Error(await errorText(res));
     await readSse(res, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message);
       const c = chunk.choices[0];
       if (!c) return;
-      if (c.delta?.content) { reply += c.delta.content; body.textContent = reply; msg.scrollIntoView({ block: 'end' }); }
+      if (c.delta?.content) {
+        reply += c.delta.content;
+        body.textContent = reply;
+        msg.scrollIntoView({ block: 'end' });
+      }
       if (c.finish_reason) finish = c.finish_reason;
     });
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
@@ -149,9 +167,15 @@ async function send(text) {
   }
 }
 
-$('composer').addEventListener('submit', (e) => { e.preventDefault(); send($('input').value); });
+$('composer').addEventListener('submit', (e) => {
+  e.preventDefault();
+  send($('input').value);
+});
 $('input').addEventListener('keydown', (e) => {
-  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send($('input').value); }
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    send($('input').value);
+  }
 });
 $('stop').addEventListener('click', () => running?.abort());
 $('new-chat').addEventListener('click', () => {
@@ -231,7 +255,8 @@ function renderResponses() {
   if (annot.responses.length < 2) {
     const note = document.createElement('p');
     note.className = 'hint';
-    note.textContent = '模型只给出了一个不同的回答：编辑它成为更好的回答，或标记为都不好。The model gave one distinct reply: edit it into a better one, or mark it bad.';
+    note.textContent =
+      '模型只给出了一个不同的回答：编辑它成为更好的回答，或标记为都不好。The model gave one distinct reply: edit it into a better one, or mark it bad.';
     box.append(note);
   }
 }
@@ -256,7 +281,10 @@ async function loadNext(after) {
     $('annot-done').hidden = data.prompt !== null;
     $('annot-work').hidden = data.prompt === null;
     $('annot-skip').hidden = data.prompt === null;
-    if (!data.prompt) { setAnnotBusy(false); return; }
+    if (!data.prompt) {
+      setAnnotBusy(false);
+      return;
+    }
     renderPrompt(data.prompt);
     const waiting = document.createElement('div');
     waiting.className = 'loading-card';
@@ -280,7 +308,8 @@ async function save(choice, edited) {
   setAnnotBusy(true, '保存中… saving');
   try {
     const res = await fetch('/annotate/save', {
-      method: 'POST', headers: headers(),
+      method: 'POST',
+      headers: headers(),
       body: JSON.stringify({ pair_id: annot.pairId, choice, ...(edited !== undefined && edited.trim() ? { edited } : {}) }),
     });
     if (!res.ok) throw new Error(await errorText(res));
@@ -293,9 +322,16 @@ async function save(choice, edited) {
   }
 }
 
-$('annot-skip').addEventListener('click', () => { if (!annot.busy) loadNext(annot.prompt?.index); });
-$('annot-bad').addEventListener('click', () => { $('annot-bad-panel').hidden = false; $('annot-better').focus(); });
-$('annot-bad-cancel').addEventListener('click', () => { $('annot-bad-panel').hidden = true; });
+$('annot-skip').addEventListener('click', () => {
+  if (!annot.busy) loadNext(annot.prompt?.index);
+});
+$('annot-bad').addEventListener('click', () => {
+  $('annot-bad-panel').hidden = false;
+  $('annot-better').focus();
+});
+$('annot-bad-cancel').addEventListener('click', () => {
+  $('annot-bad-panel').hidden = true;
+});
 $('annot-bad-save').addEventListener('click', () => save(null, $('annot-better').value));
 document.addEventListener('keydown', (e) => {
   if ($('view-annotate').hidden || annot.busy || e.target.closest('textarea, input') || e.metaKey || e.ctrlKey || e.altKey) return;
@@ -314,11 +350,27 @@ function fillSettings() {
   $('set-key').value = settings.key;
   $('key-row').hidden = !config.auth;
 }
-$('open-settings').addEventListener('click', () => { fillSettings(); $('settings').showModal(); });
-$('set-temperature').addEventListener('input', (e) => { settings.temperature = Number(e.target.value); $('temp-out').textContent = settings.temperature.toFixed(2); saveSettings(); });
-$('set-max-tokens').addEventListener('change', (e) => { settings.maxTokens = Math.max(1, Math.round(Number(e.target.value)) || 256); saveSettings(); });
-$('set-system').addEventListener('change', (e) => { settings.system = e.target.value; saveSettings(); });
-$('set-key').addEventListener('change', (e) => { settings.key = e.target.value.trim(); saveSettings(); });
+$('open-settings').addEventListener('click', () => {
+  fillSettings();
+  $('settings').showModal();
+});
+$('set-temperature').addEventListener('input', (e) => {
+  settings.temperature = Number(e.target.value);
+  $('temp-out').textContent = settings.temperature.toFixed(2);
+  saveSettings();
+});
+$('set-max-tokens').addEventListener('change', (e) => {
+  settings.maxTokens = Math.max(1, Math.round(Number(e.target.value)) || 256);
+  saveSettings();
+});
+$('set-system').addEventListener('change', (e) => {
+  settings.system = e.target.value;
+  saveSettings();
+});
+$('set-key').addEventListener('change', (e) => {
+  settings.key = e.target.value.trim();
+  saveSettings();
+});
 
 // ---------- start ----------
 
@@ -328,12 +380,18 @@ async function start() {
   try {
     const res = await fetch('/ui/config');
     if (res.ok) config = await res.json();
-  } catch { /* the defaults do until the server answers */ }
+  } catch {
+    /* the defaults do until the server answers */
+  }
   settings.maxTokens = Math.min(settings.maxTokens, config.max_tokens_limit);
   $('model-name').textContent = config.model;
   $('annot-off').hidden = config.annotate;
   $('annot-on').hidden = !config.annotate;
-  if (config.auth && !settings.key) { fillSettings(); $('settings').showModal(); $('set-key').focus(); }
+  if (config.auth && !settings.key) {
+    fillSettings();
+    $('settings').showModal();
+    $('set-key').focus();
+  }
   show(location.hash === '#annotate' ? 'annotate' : 'chat');
   document.body.dataset.ready = 'true';
 }

@@ -3,13 +3,13 @@
 // llama.cpp's convert_hf_to_gguf.py writes for the HF model (conversion/llama.py, qwen.py,
 // baichuan.py and base.py there; key names from gguf-py/gguf/constants.py; what each
 // architecture reads from src/models/*.cpp); the tokenizer's keys come from gguf-tokenizer.ts.
-import type { ModelConfig } from '../model/config.js';
-import { Llama } from '../model/llama.js';
-import { ropeFrequencies } from '../model/rope.js';
+import type { ModelConfig } from './config.js';
+import { Llama } from './llama.js';
+import { ropeFrequencies } from './rope.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/index.js';
-import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from './gguf.js';
-import { tokenizerMetadata } from './gguf-tokenizer.js';
+import { kv, Q8_0_BLOCK, writeGguf, type GgmlDtype, type GgufMetadata, type GgufTensorToWrite } from '../io/gguf.js';
+import { tokenizerMetadata } from '../io/gguf-tokenizer.js';
 
 export type GgufExportDtype = 'f32' | 'f16' | 'q8_0';
 export const GGUF_EXPORT_DTYPES: readonly GgufExportDtype[] = ['f32', 'f16', 'q8_0'];
@@ -37,7 +37,8 @@ const QUANTIZATION_VERSION = 2;
  */
 export function permuteForRope(w: Float32Array, nHead: number, cols: number): Float32Array {
   const rows = w.length / cols;
-  if (!Number.isInteger(rows) || rows % (2 * nHead) !== 0) throw new RangeError(`permuteForRope: ${rows} rows do not split into ${nHead} heads of even size`);
+  if (!Number.isInteger(rows) || rows % (2 * nHead) !== 0)
+    throw new RangeError(`permuteForRope: ${rows} rows do not split into ${nHead} heads of even size`);
   const half = rows / nHead / 2;
   const out = new Float32Array(w.length);
   for (let h = 0; h < nHead; h++) {
@@ -62,20 +63,37 @@ export function permuteForRope(w: Float32Array, nHead: number, cols: number): Fl
 export function ggufArchitecture(c: ModelConfig): { arch: 'llama' | 'qwen2' | 'qwen3' | 'baichuan'; permute: boolean; notes: string[] } {
   const notes: string[] = [];
   // dynamic NTK equals plain RoPE up to max_position_embeddings, where context_length stops
-  if (c.rope_scaling?.rope_type === 'dynamic') notes.push(`llama.cpp has no dynamic NTK RoPE: the GGUF uses plain RoPE, exact up to its context_length of ${c.max_position_embeddings} tokens`);
+  if (c.rope_scaling?.rope_type === 'dynamic')
+    notes.push(
+      `llama.cpp has no dynamic NTK RoPE: the GGUF uses plain RoPE, exact up to its context_length of ${c.max_position_embeddings} tokens`,
+    );
   if (c.model_type === 'qwen2' || c.model_type === 'qwen3') return { arch: c.model_type, permute: false, notes };
   if (c.model_type === 'baichuan' && c.num_hidden_layers !== 32) {
-    notes.push(`llama.cpp's baichuan architecture applies RoPE only to 32-layer models; this ${c.num_hidden_layers}-layer Baichuan is written as the llama architecture, which computes the same`);
+    notes.push(
+      `llama.cpp's baichuan architecture applies RoPE only to 32-layer models; this ${c.num_hidden_layers}-layer Baichuan is written as the llama architecture, which computes the same`,
+    );
     return { arch: 'llama', permute: true, notes };
   }
   return { arch: c.model_type === 'baichuan' ? 'baichuan' : 'llama', permute: true, notes };
 }
 
-const GLOBAL_NAMES: Record<string, string> = { 'model.embed_tokens.weight': 'token_embd.weight', 'model.norm.weight': 'output_norm.weight', 'lm_head.weight': 'output.weight' };
+const GLOBAL_NAMES: Record<string, string> = {
+  'model.embed_tokens.weight': 'token_embd.weight',
+  'model.norm.weight': 'output_norm.weight',
+  'lm_head.weight': 'output.weight',
+};
 const BLOCK_NAMES: Record<string, string> = {
-  input_layernorm: 'attn_norm', 'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v',
-  'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm',
-  'self_attn.o_proj': 'attn_output', post_attention_layernorm: 'ffn_norm', 'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+  input_layernorm: 'attn_norm',
+  'self_attn.q_proj': 'attn_q',
+  'self_attn.k_proj': 'attn_k',
+  'self_attn.v_proj': 'attn_v',
+  'self_attn.q_norm': 'attn_q_norm',
+  'self_attn.k_norm': 'attn_k_norm',
+  'self_attn.o_proj': 'attn_output',
+  post_attention_layernorm: 'ffn_norm',
+  'mlp.gate_proj': 'ffn_gate',
+  'mlp.up_proj': 'ffn_up',
+  'mlp.down_proj': 'ffn_down',
 };
 
 /** HF tensor name -> GGUF tensor name (W_pack is split before naming). */
@@ -107,10 +125,13 @@ const rowSlice = (w: Float32Array, cols: number, start: number, n: number) => w.
  */
 export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDtype): GgufTensorToWrite[] {
   if (model.hook) throw new Error('GGUF export: the model has an attached adapter; merge it first');
-  const c = model.config, { arch, permute } = ggufArchitecture(c);
-  if (arch === 'qwen3' && c.o_bias) throw new Error("GGUF export: llama.cpp's qwen3 architecture loads no o_proj.bias (this model has attention_bias: true)");
+  const c = model.config,
+    { arch, permute } = ggufArchitecture(c);
+  if (arch === 'qwen3' && c.o_bias)
+    throw new Error("GGUF export: llama.cpp's qwen3 architecture loads no o_proj.bias (this model has attention_bias: true)");
   const out: GgufTensorToWrite[] = [];
-  const push = (hf: string, shape: readonly number[], data: Float32Array | (() => Float32Array)) => out.push({ name: ggufTensorName(hf), shape, data, dtype: tensorDtype(shape, dtype) });
+  const push = (hf: string, shape: readonly number[], data: Float32Array | (() => Float32Array)) =>
+    out.push({ name: ggufTensorName(hf), shape, data, dtype: tensorDtype(shape, dtype) });
   // q/k weights [heads*hd, D] and biases [heads*hd] (as one column)
   const rotated = (data: Float32Array, heads: number, cols: number) => (permute ? () => permuteForRope(data, heads, cols) : data);
   for (const spec of model.params.specs) {
@@ -118,7 +139,8 @@ export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDt
     const cols = spec.shape.length === 2 ? spec.shape[1] : 1;
     const m = /^(model\.layers\.\d+\.self_attn\.)(W_pack|q_proj|k_proj)\.(weight|bias)$/.exec(spec.name);
     if (m?.[2] === 'W_pack') {
-      const qD = c.num_attention_heads * c.head_dim, kvD = c.num_key_value_heads * c.head_dim;
+      const qD = c.num_attention_heads * c.head_dim,
+        kvD = c.num_key_value_heads * c.head_dim;
       const shape = (rows: number) => (spec.shape.length === 2 ? [rows, cols] : [rows]);
       push(`${m[1]}q_proj.${m[3]}`, shape(qD), rotated(rowSlice(data, cols, 0, qD), c.num_attention_heads, cols));
       push(`${m[1]}k_proj.${m[3]}`, shape(kvD), rotated(rowSlice(data, cols, qD, kvD), c.num_key_value_heads, cols));
@@ -131,10 +153,14 @@ export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDt
       push(spec.name, spec.shape, data);
     }
   }
-  if (c.norm_head && c.tie_word_embeddings) push('lm_head.weight', [c.vocab_size, c.hidden_size], () => normalisedRows(model.params.get('model.embed_tokens.weight').data, c.hidden_size));
+  if (c.norm_head && c.tie_word_embeddings)
+    push('lm_head.weight', [c.vocab_size, c.hidden_size], () =>
+      normalisedRows(model.params.get('model.embed_tokens.weight').data, c.hidden_size),
+    );
   if (c.rope_scaling?.rope_type === 'llama3') {
     // llama.cpp divides each angle by its factor: factor_i = plain frequency / scaled frequency
-    const plain = ropeFrequencies({ ...c, rope_scaling: null }, 0).invFreq, scaled = ropeFrequencies(c, 0).invFreq;
+    const plain = ropeFrequencies({ ...c, rope_scaling: null }, 0).invFreq,
+      scaled = ropeFrequencies(c, 0).invFreq;
     out.push({ name: 'rope_freqs.weight', shape: [c.head_dim / 2], data: Float32Array.from(plain, (f, i) => f / scaled[i]), dtype: 'F32' });
   }
   return out;
@@ -175,7 +201,9 @@ function hyperparameters(c: ModelConfig, arch: string): GgufMetadata {
   } else if (s?.rope_type === 'yarn') {
     // llama.cpp reads neither YaRN's betas nor truncate for these architectures (defaults 32 / 1, truncated)
     if ((s.beta_fast ?? 32) !== 32 || (s.beta_slow ?? 1) !== 1 || s.truncate === false) {
-      throw new Error('GGUF export: llama.cpp applies YaRN with beta_fast 32, beta_slow 1 and truncated correction dims only; this rope_scaling differs');
+      throw new Error(
+        'GGUF export: llama.cpp applies YaRN with beta_fast 32, beta_slow 1 and truncated correction dims only; this rope_scaling differs',
+      );
     }
     meta.set(`${arch}.rope.scaling.type`, kv.str('yarn'));
     meta.set(`${arch}.rope.scaling.factor`, kv.f32(s.factor));
@@ -191,7 +219,8 @@ function hyperparameters(c: ModelConfig, arch: string): GgufMetadata {
 
 /** Every metadata key of the exported file, general.* first as llama.cpp's tools print them. */
 export function llamaGgufMetadata(src: LlamaGgufSource, dtype: GgufExportDtype): GgufMetadata {
-  const c = src.model.config, { arch } = ggufArchitecture(c);
+  const c = src.model.config,
+    { arch } = ggufArchitecture(c);
   return new Map([
     ['general.architecture', kv.str(arch)],
     ['general.name', kv.str(src.name ?? 'chimed')],
@@ -205,7 +234,8 @@ export function llamaGgufMetadata(src: LlamaGgufSource, dtype: GgufExportDtype):
 
 /** Writes a llama.cpp-loadable GGUF of the model, its tokenizer and chat template (atomic); returns notes for the user (see ggufArchitecture). */
 export async function writeLlamaGguf(file: string, src: LlamaGgufSource, dtype: GgufExportDtype = 'f32'): Promise<string[]> {
-  if (!GGUF_EXPORT_DTYPES.includes(dtype)) throw new Error(`GGUF export: unknown dtype ${JSON.stringify(dtype)} (${GGUF_EXPORT_DTYPES.join(', ')})`);
+  if (!GGUF_EXPORT_DTYPES.includes(dtype))
+    throw new Error(`GGUF export: unknown dtype ${JSON.stringify(dtype)} (${GGUF_EXPORT_DTYPES.join(', ')})`);
   await writeGguf(file, llamaGgufMetadata(src, dtype), llamaGgufTensors(src.model, dtype));
   return ggufArchitecture(src.model.config).notes;
 }
