@@ -70,6 +70,43 @@ export function rmsnorm<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, w: 
   return y;
 }
 
+/**
+ * The residual add and the RMSNorm after it in one pass: sum = x + y, normed = rmsnorm(sum).
+ * sum feeds the next residual add, normed the next sublayer.
+ */
+export function addRmsnorm<F extends FloatArray>(
+  ctx: Context<F>,
+  x: Tensor<F>,
+  y: Tensor<F>,
+  w: Tensor<F>,
+  eps: number,
+): [sum: Tensor<F>, normed: Tensor<F>] {
+  const dim = w.size,
+    rows = x.size / dim;
+  const grad = x.requiresGrad || y.requiresGrad || w.requiresGrad;
+  const sum = ctx.tensor(x.shape, grad),
+    normed = ctx.tensor(x.shape, grad);
+  const rstd = ctx.ws.alloc(rows);
+  ctx.k.addRmsnormForward(sum.data, normed.data, rstd, x.data, y.data, w.data, rows, dim, eps);
+  ctx.record([x, y, w], () => {
+    if (!normed.grad && !sum.grad) return;
+    const scratch = (t: Tensor<F>, n: number) => (t.requiresGrad ? ctx.gradOf(t) : ctx.ws.alloc(n, true));
+    ctx.k.addRmsnormBackward(
+      scratch(x, x.size),
+      scratch(y, y.size),
+      scratch(w, dim),
+      sum.grad,
+      normed.grad ?? ctx.ws.alloc(normed.size, true),
+      sum.data,
+      w.data,
+      rstd,
+      rows,
+      dim,
+    );
+  });
+  return [sum, normed];
+}
+
 /** Rotation frequencies of a RoPE variant and its cos/sin multiplier (see src/model/rope.ts). */
 export interface RopeFrequencies {
   invFreq: Float64Array;
@@ -88,6 +125,33 @@ export function rope<F extends FloatArray>(
   ctx.k.ropeForward(y.data, x.data, pos, heads, headDim, f.invFreq, f.scale);
   ctx.record([x], () => y.grad && ctx.k.ropeBackward(ctx.gradOf(x), y.grad, pos, heads, headDim, f.invFreq, f.scale));
   return y;
+}
+
+/**
+ * q, k, v of a fused projection's output [rows, (H + 2 KVH) headDim], with RoPE applied to q
+ * and k: the split and the rotation in one pass over the projection.
+ */
+export function qkvRope<F extends FloatArray>(
+  ctx: Context<F>,
+  qkv: Tensor<F>,
+  pos: Int32Array,
+  H: number,
+  KVH: number,
+  headDim: number,
+  f: RopeFrequencies,
+): [q: Tensor<F>, k: Tensor<F>, v: Tensor<F>] {
+  const rows = pos.length,
+    g = qkv.requiresGrad;
+  const q = ctx.tensor([rows, H * headDim], g),
+    k = ctx.tensor([rows, KVH * headDim], g),
+    v = ctx.tensor([rows, KVH * headDim], g);
+  ctx.k.qkvRopeForward(q.data, k.data, v.data, qkv.data, pos, H, KVH, headDim, f.invFreq, f.scale);
+  ctx.record([qkv], () => {
+    if (!q.grad && !k.grad && !v.grad) return;
+    const d = (t: Tensor<F>) => t.grad ?? ctx.ws.alloc(t.size, true);
+    ctx.k.qkvRopeBackward(ctx.gradOf(qkv), d(q), d(k), d(v), pos, H, KVH, headDim, f.invFreq, f.scale);
+  });
+  return [q, k, v];
 }
 
 export function attention<F extends FloatArray>(
@@ -112,6 +176,15 @@ export function swiglu<F extends FloatArray>(ctx: Context<F>, gate: Tensor<F>, u
   const y = ctx.tensor(gate.shape, gate.requiresGrad || up.requiresGrad);
   ctx.k.swigluForward(y.data, gate.data, up.data);
   ctx.record([gate, up], () => y.grad && ctx.k.swigluBackward(ctx.gradOf(gate), ctx.gradOf(up), y.grad, gate.data, up.data));
+  return y;
+}
+
+/** SwiGLU of a fused gate | up projection [rows, 2 width]: silu(gate) * up, [rows, width]. */
+export function swigluPacked<F extends FloatArray>(ctx: Context<F>, gu: Tensor<F>, width: number): Tensor<F> {
+  const rows = gu.size / (2 * width);
+  const y = ctx.tensor([rows, width], gu.requiresGrad);
+  ctx.k.swigluPackedForward(y.data, gu.data, rows, width);
+  ctx.record([gu], () => y.grad && ctx.k.swigluPackedBackward(ctx.gradOf(gu), y.grad, gu.data, rows, width));
   return y;
 }
 
