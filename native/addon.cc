@@ -535,16 +535,17 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
-  const Args a(info, "adamw", 10);
+  const Args a(info, "adamw", 11);
   const auto p = a.floats(0, "p"), g = a.floats(1, "g"), m = a.floats(2, "m"), v = a.floats(3, "v");
   const double lr = a.number(4, "lr"), beta1 = a.number(5, "beta1"), beta2 = a.number(6, "beta2"), eps = a.number(7, "eps"),
                wd = a.number(8, "weightDecay");
   const i64 step = a.size(9, "step", 1);
+  const double gradScale = a.number(10, "gradScale");
   if (beta1 < 0 || beta1 >= 1) a.fail(true, "beta1 must be in [0, 1)");
   if (beta2 < 0 || beta2 >= 1) a.fail(true, "beta2 must be in [0, 1)");
   if (eps < 0) a.fail(true, "eps must be >= 0");
   for (const auto* t : {&g, &m, &v}) a.sameLength(*t, p);
-  adamw(p.data, g.data, m.data, v.data, p.length, lr, beta1, beta2, eps, wd, static_cast<double>(step));
+  adamw(p.data, g.data, m.data, v.data, p.length, lr, beta1, beta2, eps, wd, static_cast<double>(step), static_cast<float>(gradScale));
   return info.Env().Undefined();
 }
 
@@ -552,13 +553,6 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   const Args a(info, "sumSquares", 1);
   const auto x = a.floats(0, "x");
   return Napi::Number::New(info.Env(), sumSquares(x.data, x.length));
-}
-
-Napi::Value Scale(const Napi::CallbackInfo& info) {
-  const Args a(info, "scale", 2);
-  const auto x = a.floats(0, "x");
-  scale(x.data, x.length, static_cast<float>(a.number(1, "s")));
-  return info.Env().Undefined();
 }
 
 Napi::Value Axpy(const Napi::CallbackInfo& info) {
@@ -686,7 +680,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   expose<CrossEntropyBackward>(env, exports, "crossEntropyBackward");
   expose<Adamw>(env, exports, "adamw");
   expose<SumSquares>(env, exports, "sumSquares");
-  expose<Scale>(env, exports, "scale");
   expose<Axpy>(env, exports, "axpy");
   expose<Add>(env, exports, "add");
   expose<SetThreads>(env, exports, "setThreads");

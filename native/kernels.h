@@ -77,9 +77,10 @@ void swigluPackedForward(float* out, const float* gu, i64 rows, i64 width);
 void swigluPackedBackward(float* dgu, const float* dout, const float* gu, i64 rows, i64 width);
 void crossEntropyForward(float* logp, float* lse, const float* logits, const std::int32_t* targets, i64 rows, i64 V);
 void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows, i64 V);
-void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay, double step);
+// The gradient is gradScale * g (clipping folded into the one pass over g).
+void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay, double step,
+           float gradScale);
 double sumSquares(const float* x, i64 n);
-void scale(float* x, i64 n, float s);
 void axpy(float* y, const float* x, i64 n, float alpha);
 void add(float* out, const float* a, const float* b, i64 n);
 

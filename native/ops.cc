@@ -459,14 +459,14 @@ void crossEntropyBackward(float* dlogits, const float* logits, const float* lse,
 // Vectorises only because binding.gyp passes -fno-math-errno (sqrtf may otherwise set errno);
 // without it this loop runs about 6x slower.
 void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay,
-           double step) {
+           double step, float gradScale) {
   const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);
   const float stepSize = static_cast<float>(lr / (1.0 - std::pow(beta1, step)));
   const float invSqrtBc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)));
   const float decay = static_cast<float>(1.0 - lr * weightDecay), e = static_cast<float>(eps);
 #pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
   for (i64 i = 0; i < n; ++i) {
-    const float gi = g[i];
+    const float gi = g[i] * gradScale;
     const float mi = b1 * m[i] + (1.0f - b1) * gi;
     const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
     m[i] = mi;
@@ -493,11 +493,6 @@ double sumSquares(const float* x, i64 n) {
   double total = 0.0;
   for (double s : partial) total += s;
   return total;
-}
-
-void scale(float* x, i64 n, float s) {
-#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
-  for (i64 i = 0; i < n; ++i) x[i] *= s;
 }
 
 void axpy(float* y, const float* x, i64 n, float alpha) {

@@ -122,13 +122,26 @@ export interface Kernels<F extends FloatArray = FloatArray> {
   /** WRITES dlogits[r, :] = dlogp[r] * (onehot(t) - softmax(logits[r])); ignored rows get 0. May alias logits. */
   crossEntropyBackward(dlogits: F, logits: F, lse: F, targets: Int32Array, dlogp: F, V: number): void;
 
-  /** One AdamW step with bias correction (step counts from 1); decoupled weight decay p -= lr*wd*p. */
-  adamw(p: F, g: F, m: F, v: F, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  /**
+   * One AdamW step with bias correction (step counts from 1); decoupled weight decay p -= lr*wd*p.
+   * The gradient is gradScale * g (gradient clipping, applied while it is read; g is unchanged).
+   */
+  adamw(
+    p: F,
+    g: F,
+    m: F,
+    v: F,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+    gradScale: number,
+  ): void;
 
   /** Sum of squares accumulated in double; deterministic for a given thread count. */
   sumSquares(x: F): number;
-  /** x *= s */
-  scale(x: F, s: number): void;
   /** y += alpha * x */
   axpy(y: F, x: F, alpha: number): void;
   /** out = a + b (out may alias a or b) */

@@ -48,9 +48,9 @@ export const nativeKernels: Kernels<F> = {
   swigluPackedBackward: (dgu, dout, gu, rows, width) => addon().swigluPackedBackward(dgu, dout, gu, rows, width),
   crossEntropyForward: (logp, lse, logits, targets, V) => addon().crossEntropyForward(logp, lse, logits, targets, V),
   crossEntropyBackward: (dlogits, logits, lse, targets, dlogp, V) => addon().crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V),
-  adamw: (p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) => addon().adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step),
+  adamw: (p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale) =>
+    addon().adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale),
   sumSquares: (x) => addon().sumSquares(x),
-  scale: (x, s) => addon().scale(x, s),
   axpy: (y, x, alpha) => addon().axpy(y, x, alpha),
   add: (out, a, b) => addon().add(out, a, b),
 };

@@ -20,8 +20,8 @@ export function linear<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: T
   ctx.record(b ? [x, W, b] : [x, W], () => {
     const dy = y.grad;
     if (!dy) return;
-    if (x.requiresGrad) ctx.k.gemm(false, false, N, inF, outF, 1, dy, W.data, 1, ctx.gradOf(x));
-    if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, N, 1, dy, x.data, 1, ctx.gradOf(W));
+    if (x.requiresGrad) ctx.k.gemm(false, false, N, inF, outF, 1, dy, W.data, ctx.gradBeta(x), x.grad!);
+    if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, N, 1, dy, x.data, ctx.gradBeta(W), W.grad!);
     if (b?.requiresGrad) ctx.k.biasBackward(ctx.gradOf(b), dy, N, outF);
   });
   return y;
@@ -193,8 +193,12 @@ export function add<F extends FloatArray>(ctx: Context<F>, a: Tensor<F>, b: Tens
   ctx.k.add(y.data, a.data, b.data);
   ctx.record([a, b], () => {
     if (!y.grad) return;
-    if (a.requiresGrad) ctx.k.axpy(ctx.gradOf(a), y.grad, 1);
-    if (b.requiresGrad) ctx.k.axpy(ctx.gradOf(b), y.grad, 1);
+    if (b.requiresGrad) {
+      // b gets a copy (or a sum), so that a may take y's gradient itself
+      if (b.grad) ctx.k.axpy(b.grad, y.grad, 1);
+      else (b.grad = ctx.ws.alloc(b.size)).set(y.grad);
+    }
+    if (a.requiresGrad) ctx.passGrad(a, y.grad);
   });
   return y;
 }

@@ -11,7 +11,7 @@ export interface ParamSpec {
 /**
  * All parameters of a model (or of an adapter) in one contiguous buffer, gradients in a
  * second and AdamW moments in two more, each allocated once and handed to the kernels as
- * views: no per-step copies, and one adamw call per tensor.
+ * views: no per-step copies, and one adamw call per run of tensors with the same weight decay.
  */
 export class ParamStore<F extends FloatArray = FloatArray> {
   readonly data: F;

@@ -530,7 +530,7 @@ export const referenceKernels: Kernels<Float64Array> = {
     });
   },
 
-  adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) {
+  adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale) {
     for (const [name, a] of [
       ['g', g],
       ['m', m],
@@ -540,9 +540,11 @@ export const referenceKernels: Kernels<Float64Array> = {
     expectSize('adamw', 'step', step, 1);
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2 = 1 - Math.pow(beta2, step);
+    if (!Number.isFinite(gradScale)) fail('adamw', `gradScale must be finite, got ${gradScale}`);
     for (let i = 0; i < p.length; i++) {
-      m[i] = beta1 * m[i] + (1 - beta1) * g[i];
-      v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+      const gi = gradScale * g[i];
+      m[i] = beta1 * m[i] + (1 - beta1) * gi;
+      v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
       p[i] -= lr * weightDecay * p[i] + (lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + eps);
     }
   },
@@ -551,10 +553,6 @@ export const referenceKernels: Kernels<Float64Array> = {
     let s = 0;
     for (let i = 0; i < x.length; i++) s += x[i] * x[i];
     return s;
-  },
-
-  scale(x, s) {
-    for (let i = 0; i < x.length; i++) x[i] *= s;
   },
 
   axpy(y, x, alpha) {
