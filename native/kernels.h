@@ -31,8 +31,8 @@ const char* gemmClassName(int cls);
 enum class GemmBackend { Builtin = 0, Openblas = 1 };
 void setGemmBackend(int cls, GemmBackend backend);
 GemmBackend gemmBackend(int cls);
-// Best wall time in seconds of each class's representative products on each backend over
-// `rounds` interleaved rounds (after one warm-up round): best[cls * 2 + backend].
+// Best CPU time (all threads of the process) in seconds of each class's representative products
+// on each backend over `rounds` interleaved rounds (after one warm-up round): best[cls * 2 + backend].
 void gemmMeasure(int rounds, double* best);
 
 // ---- attention (attention.cc) ----
