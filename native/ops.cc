@@ -123,19 +123,41 @@ void embeddingBackward(float* dtable, const float* dout, const std::int32_t* ids
   }
 }
 
-void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps) {
+namespace {
+
+// out = in * rstd * w per row, rstd = 1 / sqrt(mean(in^2) + eps), where in is x, or with ADD
+// the residual sum x + y, stored to sum on the way.
+template <bool ADD>
+void rmsnormRows(float* out, float* rstd, float* sum, const float* x, const float* y, const float* w, i64 rows, i64 dim, float eps) {
 #pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
   for (i64 r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
+    float* in = ADD ? sum + r * dim : nullptr;
     float ss = 0.0f;
+    if (ADD) {
+      const float* yr = y + r * dim;
 #pragma omp simd reduction(+ : ss)
-    for (i64 c = 0; c < dim; ++c) ss += xr[c] * xr[c];
+      for (i64 c = 0; c < dim; ++c) {
+        in[c] = xr[c] + yr[c];
+        ss += in[c] * in[c];
+      }
+    } else {
+#pragma omp simd reduction(+ : ss)
+      for (i64 c = 0; c < dim; ++c) ss += xr[c] * xr[c];
+    }
+    const float* src = ADD ? in : xr;
     const float s = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
     rstd[r] = s;
     float* o = out + r * dim;
 #pragma omp simd
-    for (i64 c = 0; c < dim; ++c) o[c] = xr[c] * s * w[c];
+    for (i64 c = 0; c < dim; ++c) o[c] = src[c] * s * w[c];
   }
+}
+
+}  // namespace
+
+void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps) {
+  rmsnormRows<false>(out, rstd, nullptr, x, nullptr, w, rows, dim, eps);
 }
 
 namespace {
@@ -193,24 +215,7 @@ void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, co
 }
 
 void addRmsnormForward(float* sum, float* out, float* rstd, const float* x, const float* y, const float* w, i64 rows, i64 dim, float eps) {
-#pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
-  for (i64 r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * dim;
-    const float* __restrict yr = y + r * dim;
-    float* __restrict sr = sum + r * dim;
-    float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-    for (i64 c = 0; c < dim; ++c) {
-      const float v = xr[c] + yr[c];
-      sr[c] = v;
-      ss += v * v;
-    }
-    const float s = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
-    rstd[r] = s;
-    float* __restrict o = out + r * dim;
-#pragma omp simd
-    for (i64 c = 0; c < dim; ++c) o[c] = sr[c] * s * w[c];
-  }
+  rmsnormRows<true>(out, rstd, sum, x, y, w, rows, dim, eps);
 }
 
 void addRmsnormBackward(float* dx, float* dy, float* dw, const float* dsum, const float* dout, const float* sum, const float* w,
