@@ -147,6 +147,9 @@ test('AdamW.clip scales the next update as clipping the gradients would, and onl
   const clipped = run(1, 1),
     scaled = run(null, 1 / (norm + 1e-6));
   for (let i = 0; i < clipped.length; i++) assert.ok(Math.abs(clipped[i] - scaled[i]) < 1e-12, `p[${i}]`);
-  assert.ok(clipped.some((v, i) => Math.abs(v - run(null, 1)[i]) > 1e-6), 'clipping changed the update');
+  assert.ok(
+    clipped.some((v, i) => Math.abs(v - run(null, 1)[i]) > 1e-6),
+    'clipping changed the update',
+  );
   assert.deepEqual(run(norm * 2, 1), run(null, 1), 'a norm under the limit is left alone');
 });
