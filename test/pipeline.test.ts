@@ -100,7 +100,7 @@ test('files a run config names that are missing are all reported with their fiel
     model: { path: 'no-model' },
     tokenizer: { path: dir },
     stages: [{ type: 'pt' }, { type: 'sft' }, { type: 'rm' }, { type: 'rs', external: 'ext.jsonl' }],
-    eval: { files: { ppl: ['held.txt'], mcq: { path: 'mcq.csv', benchmark: 'cmmlu' } } },
+    eval: { files: { ppl: ['held.txt'], mcq: { path: 'mcq.csv', benchmark: 'cmmlu-med' } } },
   };
   fs.writeFileSync(path.join(dir, 'c.yaml'), YAML.stringify(cfg));
   const out = path.join(dir, 'run');
