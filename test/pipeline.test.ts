@@ -117,6 +117,21 @@ test('files a run config names that are missing are all reported with their fiel
   ])
     assert.match(r.stderr, new RegExp(line), line);
   assert.ok(!fs.existsSync(path.join(out, 'data')), 'the data build has not started');
+  // so is a fresh model's config
+  const fresh = {
+    ...cfg,
+    model: { config: { hidden_size: 32, num_attention_heads: 2, rope_thetaa: 1 } },
+    tokenizer: { bytes: true },
+    stages: [{ type: 'pt' }],
+  };
+  fs.writeFileSync(
+    path.join(dir, 'c.yaml'),
+    YAML.stringify({ ...fresh, data: { sources: [{ path: 'pt.txt', stages: ['pt', 'pref', 'sft'] }] }, eval: {} }),
+  );
+  const m = runCli(['run', path.join(dir, 'c.yaml'), '--out', out]);
+  assert.equal(m.code, 1);
+  assert.match(m.stderr, /model\.config: .*rope_thetaa/);
+  assert.ok(!fs.existsSync(path.join(out, 'data')), 'the data build has not started');
 });
 
 test('docs/config.md is the reference generated from the current schema', () => {

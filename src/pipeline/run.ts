@@ -38,6 +38,8 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   const t0 = Date.now();
   if (cfg.threads > 0) setThreads(cfg.threads);
   checkConfigFiles(cfg, `run config ${cfg.name}`);
+  // a fresh model's config is checked before the data build too (vocab_size comes from the tokenizer later)
+  if ('config' in cfg.model) parseModelConfig({ vocab_size: 1 << 20, ...cfg.model.config }, 'model.config', { strict: true });
   fs.mkdirSync(runDir, { recursive: true });
   const run = new RunDir(runDir);
   await recordConfig(cfg, run);
