@@ -1,15 +1,148 @@
-import { nativeInfo, nativeKernels, getThreads } from '../src/engine/native.js';
+import { describeGemmChoice, gemmChoice } from '../src/engine/gemm-choice.js';
+import type { Kernels } from '../src/engine/kernels.js';
+import { gemmClassOf, getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
 import { weightedSum } from '../src/engine/ops.js';
 import { AdamW } from '../src/engine/optim.js';
+import { cpuMs, KernelProfile, type KernelTime, mainThreadCpuMs } from '../src/engine/profile.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { parseWithShape, shapeConfig } from './shape.js';
 
-const USAGE = `chimed bench train --vocab V --dim D --layers L --heads H [--kv-heads K] --ffn F --seq T --batch B [--steps N] [--recompute] [--threads N] [--json]
+const USAGE = `chimed bench train --vocab V --dim D --layers L --heads H [--kv-heads K] --ffn F --seq T --batch B [--steps N] [--recompute]
+                   [--profile] [--threads N] [--json]
 
 Times full training steps (forward, backward, clipping, AdamW) of a random LLaMA on random
-tokens, after one untimed warm-up step. Prints tokens/s, ms/step, parameters and peak RSS.`;
+tokens, after two untimed warm-up steps (the first sizes the activation arena, the second
+faults its pages in). Prints tokens/s, ms/step, parameters and peak RSS, and
+the step's model rate 6 * params * tokens/s against the GEMM rate of a 2048^3 product measured
+between the steps (best step against best GEMM, so a loaded machine disturbs both alike). The
+same ratio from the main thread's time on a CPU (Linux) follows: other processes stretch wall
+time while the main thread waits for a CPU, which that time leaves out, so on a busy machine it
+is the better estimate of the idle ratio (from above, exactly when the threads share the work
+evenly). 6 * params counts the embedding table, which costs no GEMM, so the ratio can pass 100%.
+--profile times every kernel call by kind and phase (forward, backward, optimizer) and what each
+phase spends outside the kernels (TypeScript: tape, ops, allocation), from the same steps, in
+wall and CPU time.`;
+
+type F = Float32Array;
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** A row of the profile table: one kernel kind, wall ms per step in each phase, totals in wall and CPU time. */
+interface ProfileRow {
+  kind: string;
+  ms: Record<string, number>;
+  total_ms: number;
+  cpu_ms: number;
+  /** Share of the step's wall time, and of its CPU time. */
+  share: number;
+  cpu_share: number;
+  calls: number;
+  gflops?: number;
+}
+
+interface PhaseTime {
+  ms: number;
+  /** CPU time of all threads. */
+  cpuMs: number;
+}
+
+/** A step's or a GEMM's time; threadMs: the main thread's time on a CPU (null off Linux). */
+interface RunTime extends PhaseTime {
+  threadMs: number | null;
+}
+
+const PHASES = ['forward', 'backward', 'optimizer'] as const;
+
+function profileRows(
+  times: Map<string, Map<string, KernelTime>>,
+  phases: Record<string, PhaseTime>,
+  steps: number,
+  step: PhaseTime,
+): ProfileRow[] {
+  const kinds = new Map<string, ProfileRow & { flops: number }>();
+  for (const [phase, byKind] of times)
+    for (const [kind, t] of byKind) {
+      const row = kinds.get(kind) ?? { kind, ms: {}, total_ms: 0, cpu_ms: 0, share: 0, cpu_share: 0, calls: 0, flops: 0 };
+      row.ms[phase] = (row.ms[phase] ?? 0) + t.ms / steps;
+      row.total_ms += t.ms / steps;
+      row.cpu_ms += t.cpuMs / steps;
+      row.calls += t.calls / steps;
+      row.flops += t.flops / steps;
+      kinds.set(kind, row);
+    }
+  const ts: ProfileRow = { kind: 'TypeScript (outside kernels)', ms: {}, total_ms: 0, cpu_ms: 0, share: 0, cpu_share: 0, calls: 0 };
+  for (const [phase, wall] of Object.entries(phases)) {
+    const inKernels = [...(times.get(phase)?.values() ?? [])];
+    ts.ms[phase] = Math.max(0, wall.ms - inKernels.reduce((s, t) => s + t.ms, 0) / steps);
+    ts.total_ms += ts.ms[phase];
+    ts.cpu_ms += Math.max(0, wall.cpuMs - inKernels.reduce((s, t) => s + t.cpuMs, 0) / steps);
+  }
+  const rows: ProfileRow[] = [...kinds.values()].map(({ flops, ...r }) =>
+    flops > 0 ? { ...r, gflops: round(flops / 1e6 / r.total_ms) } : r,
+  );
+  rows.push(ts);
+  for (const r of rows) {
+    r.share = round((100 * r.total_ms) / step.ms);
+    r.cpu_share = round((100 * r.cpu_ms) / step.cpuMs);
+    r.total_ms = round(r.total_ms);
+    r.cpu_ms = round(r.cpu_ms);
+    r.calls = round(r.calls);
+    for (const p of Object.keys(r.ms)) r.ms[p] = round(r.ms[p]);
+  }
+  return rows.sort((x, y) => y.cpu_ms - x.cpu_ms);
+}
+
+function profileTable(rows: ProfileRow[], phases: Record<string, PhaseTime>): string {
+  const names = Object.keys(phases);
+  const head = [
+    'kind'.padEnd(30),
+    ...names.map((p) => p.padStart(10)),
+    'wall'.padStart(9),
+    '%wall'.padStart(7),
+    'cpu'.padStart(9),
+    '%cpu'.padStart(7),
+    'calls'.padStart(7),
+    'GFLOP/s'.padStart(9),
+  ].join(' ');
+  const line = (r: ProfileRow) =>
+    [
+      r.kind.padEnd(30),
+      ...names.map((p) => String(r.ms[p] ?? '').padStart(10)),
+      String(r.total_ms).padStart(9),
+      `${r.share}%`.padStart(7),
+      String(r.cpu_ms).padStart(9),
+      `${r.cpu_share}%`.padStart(7),
+      String(r.calls).padStart(7),
+      String(r.gflops ?? '').padStart(9),
+    ].join(' ');
+  const wall = [
+    'phase wall ms (cpu ms)'.padEnd(30),
+    ...names.map((p) => `${round(phases[p].ms)} (${round(phases[p].cpuMs)})`.padStart(10)),
+  ].join(' ');
+  return ['(phase columns and wall: wall ms per step; cpu: CPU ms of all threads per step)', head, ...rows.map(line), wall].join('\n');
+}
+
+/** One 2048^3 GEMM on the path this machine dispatches it to: its times. */
+function gemmProbe(k: Kernels<F>): () => RunTime {
+  const n = 2048,
+    rng = new Rng(9);
+  const A = Float32Array.from({ length: n * n }, () => rng.next() - 0.5),
+    B = Float32Array.from({ length: n * n }, () => rng.next() - 0.5);
+  const C = new Float32Array(n * n);
+  return () => timed(() => k.gemm(false, false, n, n, n, 1, A, B, 0, C));
+}
+
+function timed(fn: () => void): RunTime {
+  const m0 = mainThreadCpuMs(),
+    c0 = cpuMs(),
+    t0 = process.hrtime.bigint();
+  fn();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6,
+    cpu = cpuMs() - c0,
+    m1 = mainThreadCpuMs();
+  return { ms, cpuMs: cpu, threadMs: m0 === null || m1 === null ? null : m1 - m0 };
+}
 
 /** One JSON line: {tokens_per_s, ms_per_step, params, peak_rss_mb, ...}. */
 export async function benchTrain(argv: string[]): Promise<Record<string, unknown> | null> {
@@ -20,6 +153,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
       batch: { type: 'string' },
       steps: { type: 'string' },
       recompute: { type: 'boolean' },
+      profile: { type: 'boolean' },
       threads: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -29,36 +163,92 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     process.stdout.write(USAGE + '\n');
     return null;
   }
+  if (a.str('threads')) setThreads(a.int('threads'));
   const T = a.int('seq', 256),
     B = a.int('batch', 8),
     steps = a.int('steps', 5);
   const config = shapeConfig(a, { vocab: 8000, dim: 256, ffn: 704, layers: 4, heads: 4 }, Math.max(4096, T));
-  const model = Llama.random(nativeKernels, config, 1);
+  const profile = a.flag('profile') ? new KernelProfile(nativeKernels, gemmClassOf) : null;
+  const kernels = profile?.kernels ?? nativeKernels;
+  const model = Llama.random(kernels, config, 1);
   const opt = new AdamW(model.params, { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01 });
   const rng = new Rng(7);
   const ids = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
   const targets = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
   const batch = { ids, pos: sequentialPositions(B, T), B, T };
   const weights = new Float32Array(B * T).fill(-1 / (B * T));
-  const ctx = new Context(nativeKernels);
+  const ctx = new Context(kernels);
+  const phases: Record<string, PhaseTime> = {};
   let loss = 0;
-  const step = () => {
-    model.params.zeroGrad();
-    const l = weightedSum(ctx, model.logprobs(ctx, batch, targets, { recompute: a.flag('recompute') }), weights);
-    loss = l.data[0];
-    ctx.backward(l);
-    ctx.reset();
-    opt.clip(1.0);
-    opt.update(1e-4);
+  const phase = (name: (typeof PHASES)[number], fn: () => void) => {
+    if (profile) profile.phase = name;
+    const t = timed(fn);
+    phases[name] = { ms: (phases[name]?.ms ?? 0) + t.ms, cpuMs: (phases[name]?.cpuMs ?? 0) + t.cpuMs };
   };
+  const step = () =>
+    timed(() => {
+      phase('optimizer', () => model.params.zeroGrad());
+      let l: ReturnType<typeof weightedSum<F>> | undefined;
+      phase('forward', () => {
+        l = weightedSum(ctx, model.logprobs(ctx, batch, targets, { recompute: a.flag('recompute') }), weights);
+        loss = l.data[0];
+      });
+      phase('backward', () => {
+        ctx.backward(l!);
+        ctx.reset();
+      });
+      phase('optimizer', () => {
+        opt.clip(1.0);
+        opt.update(1e-4);
+      });
+    });
   step();
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < steps; i++) step();
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  step();
+  const probe = gemmProbe(nativeKernels);
+  probe();
+  profile?.reset();
+  for (const p of PHASES) phases[p] = { ms: 0, cpuMs: 0 };
+  const total: PhaseTime = { ms: 0, cpuMs: 0 };
+  type Best = Omit<RunTime, 'cpuMs'>;
+  const bestStep: Best = { ms: Infinity, threadMs: Infinity },
+    bestGemm: Best = { ms: Infinity, threadMs: Infinity };
+  const keepBest = (best: Best, t: RunTime) => {
+    best.ms = Math.min(best.ms, t.ms);
+    best.threadMs = best.threadMs === null || t.threadMs === null ? null : Math.min(best.threadMs, t.threadMs);
+  };
+  for (let i = 0; i < steps; i++) {
+    const t = step();
+    total.ms += t.ms;
+    total.cpuMs += t.cpuMs;
+    keepBest(bestStep, t);
+    keepBest(bestGemm, probe());
+  }
+  const ms = total.ms / steps,
+    stepFlops = 6 * model.params.size * B * T,
+    gemmFlops = 2 * 2048 ** 3;
+  const threads = getThreads();
+  const modelGflops = stepFlops / 1e6 / bestStep.ms,
+    gemmGflops = gemmFlops / 1e6 / bestGemm.ms;
+  const onCpu =
+    bestStep.threadMs === null || bestGemm.threadMs === null
+      ? null
+      : { model: stepFlops / 1e6 / bestStep.threadMs, gemm: gemmFlops / 1e6 / bestGemm.threadMs };
+  for (const p of PHASES) phases[p] = { ms: phases[p].ms / steps, cpuMs: phases[p].cpuMs / steps };
+  const rows = profile ? profileRows(profile.snapshot(), phases, steps, { ms, cpuMs: total.cpuMs / steps }) : null;
   const result = {
     bench: 'train',
     tokens_per_s: Math.round((B * T * 1000) / ms),
-    ms_per_step: Math.round(ms * 10) / 10,
+    ms_per_step: round(ms),
+    best_ms_per_step: round(bestStep.ms),
+    cpu_ms_per_step: round(total.cpuMs / steps),
+    model_gflops: round(modelGflops),
+    gemm_2048_gflops: round(gemmGflops),
+    fraction_of_gemm: round(modelGflops / gemmGflops, 3),
+    ...(onCpu && {
+      oncpu_model_gflops: round(onCpu.model),
+      oncpu_gemm_2048_gflops: round(onCpu.gemm),
+      oncpu_fraction_of_gemm: round(onCpu.model / onCpu.gemm, 3),
+    }),
     params: model.params.size,
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20),
@@ -73,13 +263,17 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     batch: B,
     steps,
     recompute: a.flag('recompute'),
-    threads: getThreads(),
-    blas: nativeInfo().blas,
+    threads,
+    gemm: describeGemmChoice(gemmChoice()),
+    ...(rows && { profile: { phases_ms: Object.fromEntries(PHASES.map((p) => [p, round(phases[p].ms)])), kernels: rows } }),
   };
   process.stdout.write(
     a.flag('json')
       ? JSON.stringify(result) + '\n'
-      : `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step, ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n`,
+      : `${result.tokens_per_s} tokens/s, ${result.ms_per_step} ms/step (best ${result.best_ms_per_step}), ${result.params.toLocaleString('en-US')} params, peak RSS ${result.peak_rss_mb} MB\n` +
+          `model rate 6*params*tokens/s ${result.model_gflops} GFLOP/s = ${round(100 * result.fraction_of_gemm)}% of the 2048^3 GEMM's ${result.gemm_2048_gflops} GFLOP/s ` +
+          `(${onCpu ? `from the main thread's time on a CPU: ${result.oncpu_model_gflops} = ${round(100 * result.oncpu_fraction_of_gemm!)}% of ${result.oncpu_gemm_2048_gflops}; ` : ''}gemm: ${result.gemm})\n` +
+          (rows ? `\nprofile, per step:\n${profileTable(rows, phases)}\n` : ''),
   );
   return result;
 }

@@ -148,9 +148,15 @@ class Args {
 
 // ---------------------------------------------------------------- bindings
 
-template <bool BUILTIN>
+using GemmFn = void (*)(bool, bool, i64, i64, i64, float, const float*, const float*, float, float*);
+
+// gemm (dispatched by shape class), gemmBuiltin and gemmOpenblas share one argument check.
+template <GemmFn FN>
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  const Args a(info, BUILTIN ? "gemmBuiltin" : "gemm", 10);
+  const char* name = FN == gemmBuiltin ? "gemmBuiltin" : FN == gemmOpenblas ? "gemmOpenblas" : "gemm";
+  const Args a(info, name, 10);
+  if (FN == gemmOpenblas && !openblasConfig())
+    throw Napi::Error::New(info.Env(), "gemmOpenblas: this build of the addon has no OpenBLAS (cblas.h was not found when it was built)");
   const bool tA = a.flag(0, "transA"), tB = a.flag(1, "transB");
   const i64 M = a.size(2, "M"), N = a.size(3, "N"), K = a.size(4, "K");
   const double alpha = a.number(5, "alpha"), beta = a.number(8, "beta");
@@ -158,8 +164,61 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   a.length(A, product({M, K}), "M*K");
   a.length(B, product({K, N}), "K*N");
   a.length(C, product({M, N}), "M*N");
-  (BUILTIN ? gemmBuiltin : gemm)(tA, tB, M, N, K, static_cast<float>(alpha), A.data, B.data, static_cast<float>(beta), C.data);
+  FN(tA, tB, M, N, K, static_cast<float>(alpha), A.data, B.data, static_cast<float>(beta), C.data);
   return info.Env().Undefined();
+}
+
+const char* backendName(GemmBackend b) { return b == GemmBackend::Openblas ? "openblas" : "builtin"; }
+
+// gemmClassOf(transA, transB, M, N, K): the shape class name, "few-rows" for M <= 8.
+Napi::Value GemmClassOf(const Napi::CallbackInfo& info) {
+  const Args a(info, "gemmClassOf", 5);
+  const int cls = gemmClassOf(a.flag(0, "transA"), a.flag(1, "transB"), a.size(2, "M"), a.size(3, "N"), a.size(4, "K"));
+  return Napi::String::New(info.Env(), gemmClassName(cls));
+}
+
+// getGemmBackends(): {class: "builtin" | "openblas"} for every class.
+Napi::Value GetGemmBackends(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (int c = 0; c < GEMM_CLASSES; ++c) o.Set(gemmClassName(c), backendName(gemmBackend(c)));
+  return o;
+}
+
+// setGemmBackends({class: "builtin" | "openblas"}): every class must be given; nothing changes
+// unless all are valid.
+Napi::Value SetGemmBackends(const Napi::CallbackInfo& info) {
+  const Args a(info, "setGemmBackends", 1);
+  const Napi::Object o = a.object(0, "backends");
+  GemmBackend chosen[GEMM_CLASSES];
+  for (int c = 0; c < GEMM_CLASSES; ++c) {
+    const std::string key = gemmClassName(c);
+    const Napi::Value v = o.Get(key);
+    const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    if (s != "builtin" && s != "openblas") a.fail(true, "backends[\"" + key + "\"] must be \"builtin\" or \"openblas\", got " + describe(v));
+    if (s == "openblas" && !openblasConfig()) a.fail(true, "backends[\"" + key + "\"] is \"openblas\" but this build of the addon has no OpenBLAS");
+    chosen[c] = s == "openblas" ? GemmBackend::Openblas : GemmBackend::Builtin;
+  }
+  for (int c = 0; c < GEMM_CLASSES; ++c) setGemmBackend(c, chosen[c]);
+  return info.Env().Undefined();
+}
+
+// gemmMeasure(rounds): {class: {builtin: ms, openblas: ms | null}}, best of `rounds`.
+Napi::Value GemmMeasure(const Napi::CallbackInfo& info) {
+  const Args a(info, "gemmMeasure", 1);
+  const i64 rounds = a.size(0, "rounds", 1);
+  if (rounds > 1000) a.fail(true, "rounds must be <= 1000");
+  double best[2 * GEMM_CLASSES];
+  gemmMeasure(static_cast<int>(rounds), best);
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (int c = 0; c < GEMM_CLASSES; ++c) {
+    Napi::Object t = Napi::Object::New(info.Env());
+    for (const GemmBackend b : {GemmBackend::Builtin, GemmBackend::Openblas}) {
+      const double s = best[c * 2 + static_cast<int>(b)];
+      t.Set(backendName(b), s < 1e300 ? Napi::Value(Napi::Number::New(info.Env(), s * 1e3)) : info.Env().Null());
+    }
+    o.Set(gemmClassName(c), t);
+  }
+  return o;
 }
 
 // Shared checks of embeddingForward/Backward; returns the vocabulary size.
@@ -491,7 +550,8 @@ std::string simdFeatures() {
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("blas", hasBlas() ? "openblas" : "builtin");
+  const char* blas = openblasConfig();
+  o.Set("openblas", blas ? Napi::Value(Napi::String::New(info.Env(), blas)) : info.Env().Null());
   o.Set("threads", omp_get_max_threads());
   o.Set("simd", simdFeatures());
   return o;
@@ -514,8 +574,13 @@ void expose(Napi::Env env, Napi::Object exports, const char* name) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  expose<Gemm<false>>(env, exports, "gemm");
-  expose<Gemm<true>>(env, exports, "gemmBuiltin");
+  expose<Gemm<gemm>>(env, exports, "gemm");
+  expose<Gemm<gemmBuiltin>>(env, exports, "gemmBuiltin");
+  expose<Gemm<gemmOpenblas>>(env, exports, "gemmOpenblas");
+  expose<GemmClassOf>(env, exports, "gemmClassOf");
+  expose<GetGemmBackends>(env, exports, "getGemmBackends");
+  expose<SetGemmBackends>(env, exports, "setGemmBackends");
+  expose<GemmMeasure>(env, exports, "gemmMeasure");
   expose<EmbeddingForward>(env, exports, "embeddingForward");
   expose<EmbeddingBackward>(env, exports, "embeddingBackward");
   expose<RmsnormForward>(env, exports, "rmsnormForward");

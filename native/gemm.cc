@@ -1,13 +1,14 @@
-// GEMM. C is cut into a grid of blocks shared out over the OpenMP team; each block is computed
-// single-threaded by OpenBLAS's cblas_sgemm when the build found it, or by the built-in blocked
-// GEMM (always compiled, as gemmBuiltin, so tests and benchmarks compare the two). The built-in
-// one is BLIS-style: op(B) packed into KC x NR column slivers, op(A) into MC x KC blocks of
+// The two GEMM paths. C is cut into a grid of blocks shared out over the OpenMP team; each block
+// is computed single-threaded by OpenBLAS's cblas_sgemm (gemmOpenblas, when the build found it)
+// or by the built-in blocked GEMM (gemmBuiltin, always compiled). gemm-dispatch.cc picks one per
+// shape class. The built-in one is BLIS-style: op(B) packed into KC x NR column slivers, op(A) into MC x KC blocks of
 // MR-row slivers with alpha folded in, multiplied by the register-tiled micro-kernel of simd.h.
 // Products of at most FEW_ROWS rows (decoding) skip packing on both paths.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "kernels.h"
@@ -26,7 +27,7 @@ constexpr i64 KC = 384;
 constexpr i64 MC = 16 * MR;
 constexpr i64 NC = 128 * NR;
 // Up to this many rows of C, gemmFewRows beats packing (and OpenBLAS 0.3.21, which packs too).
-constexpr i64 FEW_ROWS = 8;
+constexpr i64 FEW_ROWS = GEMM_FEW_ROWS;
 
 // Ap[k*MR + r] = alpha * op(A)[i0 + r, p0 + k], zero rows past M.
 void packA(float* __restrict Ap, bool transA, const float* __restrict A, i64 M, i64 K, i64 i0, i64 p0, i64 kc, float alpha) {
@@ -197,6 +198,7 @@ void gemmBuiltin(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, con
   });
 }
 
+
 #ifdef CHIMED_OPENBLAS
 namespace {
 // OpenBLAS runs single-threaded: gemm splits the product over the OpenMP team itself. A second
@@ -205,7 +207,7 @@ namespace {
 const bool blasSingleThreaded = (openblas_set_num_threads(1), true);
 }  // namespace
 
-void gemm(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C) {
+void gemmOpenblas(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C) {
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == 0.0f) {  // BLAS implementations differ on whether they apply beta here
     scaleRows(C, N, M, N, beta);
@@ -220,12 +222,10 @@ void gemm(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const floa
                 static_cast<blasint>(nc), static_cast<blasint>(K), alpha, a, lda, b, ldb, beta, C + i0 * N + j0, ldc);
   });
 }
-bool hasBlas() { return blasSingleThreaded; }
+const char* openblasConfig() { return blasSingleThreaded ? openblas_get_config() : nullptr; }
 #else
-void gemm(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C) {
-  gemmBuiltin(transA, transB, M, N, K, alpha, A, B, beta, C);
-}
-bool hasBlas() { return false; }
+void gemmOpenblas(bool, bool, i64, i64, i64, float, const float*, const float*, float, float*) { std::abort(); }
+const char* openblasConfig() { return nullptr; }
 #endif
 
 }  // namespace chimed

@@ -8,12 +8,32 @@ namespace chimed {
 
 using i64 = std::int64_t;
 
-// ---- GEMM (gemm.cc) ----
+// ---- GEMM (gemm.cc, gemm-dispatch.cc) ----
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major, A is [M,K] ([K,M] if transA),
 // B is [K,N] ([N,K] if transB). beta == 0 means C is not read (BLAS convention).
+// gemm dispatches each product by its shape class to the built-in blocked GEMM or to
+// OpenBLAS, as set by setGemmBackend (the built-in one until told otherwise).
 void gemm(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
 void gemmBuiltin(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
-bool hasBlas();
+// Only when openblasConfig() is not null (the build found cblas.h); otherwise it aborts.
+void gemmOpenblas(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
+// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell"), null without OpenBLAS.
+const char* openblasConfig();
+
+// Products of at most this many rows (decoding) are bound by reading B: both paths run the same
+// unpacked streaming kernel for them, so they belong to no shape class.
+constexpr i64 GEMM_FEW_ROWS = 8;
+// Shape classes: the transposition (NN, NT, TN, TT) times the size (narrow: N < 64; shallow:
+// K < 64; small: M < 64 or under 2^25 flops; large). -1 for at most GEMM_FEW_ROWS rows.
+constexpr int GEMM_CLASSES = 16;
+int gemmClassOf(bool transA, bool transB, i64 M, i64 N, i64 K);
+const char* gemmClassName(int cls);
+enum class GemmBackend { Builtin = 0, Openblas = 1 };
+void setGemmBackend(int cls, GemmBackend backend);
+GemmBackend gemmBackend(int cls);
+// Best wall time in seconds of each class's representative products on each backend over
+// `rounds` interleaved rounds (after one warm-up round): best[cls * 2 + backend].
+void gemmMeasure(int rounds, double* best);
 
 // ---- attention (attention.cc) ----
 struct AttentionDims {

@@ -12,6 +12,7 @@
  */
 export type { Kernels, FloatArray, AttentionDims } from './engine/kernels.js';
 export { nativeKernels, setThreads, getThreads, nativeInfo } from './engine/native.js';
+export { gemmChoice, setGemmChoice, type GemmChoice, type GemmBackends } from './engine/gemm-choice.js';
 export { referenceKernels } from './engine/reference.js';
 export { Context, Tensor } from './engine/tensor.js';
 export { ParamStore } from './engine/params.js';

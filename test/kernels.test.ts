@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { AttentionDims } from '../src/engine/kernels.js';
-import { gemmBuiltin, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
+import { gemmBuiltin, gemmOpenblas, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
 import { referenceKernels as rk } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
 
@@ -80,6 +80,12 @@ const weightedSum = (y: F64, w: F64) => y.reduce((s, v, i) => s + v * w[i], 0);
 // ---------------------------------------------------------------- GEMM
 
 describe('gemm', () => {
+  // gemm dispatches to one of these by shape class (test/gemm-choice.test.ts); every path is checked
+  const paths: [string, typeof nk.gemm][] = [
+    ['gemm', nk.gemm],
+    ['gemmBuiltin', gemmBuiltin],
+  ];
+  if (nativeInfo().openblas) paths.push(['gemmOpenblas', gemmOpenblas]);
   // M <= 8 takes the few-rows path (with and without BLAS), larger M the packed one
   const shapes: [number, number, number][] = [
     [1, 1, 1],
@@ -91,7 +97,7 @@ describe('gemm', () => {
     [130, 70, 513],
   ];
   for (const [M, N, K] of shapes)
-    test(`${M}x${N}x${K}, all transposes, alpha/beta, BLAS and builtin`, () => {
+    test(`${M}x${N}x${K}, all transposes, alpha/beta, every GEMM path`, () => {
       for (const transA of [false, true])
         for (const transB of [false, true])
           for (const [alpha, beta] of [
@@ -104,10 +110,7 @@ describe('gemm', () => {
               C0 = rand(M * N);
             const expected = C0.slice();
             rk.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
-            for (const [name, fn] of [
-              ['gemm', nk.gemm],
-              ['gemmBuiltin', gemmBuiltin],
-            ] as const) {
+            for (const [name, fn] of paths) {
               // beta = 0 must overwrite C, NaN included
               const C = beta === 0 ? new Float32Array(M * N).fill(NaN) : f32(C0);
               fn(transA, transB, M, N, K, alpha, f32(A), f32(B), beta, C);
@@ -116,17 +119,19 @@ describe('gemm', () => {
           }
     });
 
-  test('builtin GEMM agrees with the BLAS path on a large product', () => {
+  test('the paths agree with each other on a large product', () => {
     const M = 301,
       N = 257,
       K = 1100;
     const A = f32(rand(M * K)),
       B = f32(rand(N * K));
-    const C1 = new Float32Array(M * N),
-      C2 = new Float32Array(M * N);
-    nk.gemm(false, true, M, N, K, 1, A, B, 0, C1);
-    gemmBuiltin(false, true, M, N, K, 1, A, B, 0, C2);
-    assertClose(C2, C1, 'builtin vs gemm', 1e-5, 1e-4);
+    const C1 = new Float32Array(M * N);
+    gemmBuiltin(false, true, M, N, K, 1, A, B, 0, C1);
+    for (const [name, fn] of paths) {
+      const C2 = new Float32Array(M * N);
+      fn(false, true, M, N, K, 1, A, B, 0, C2);
+      assertClose(C2, C1, `${name} vs gemmBuiltin`, 1e-5, 1e-4);
+    }
   });
 
   test('subarray views use their own offset', () => {
@@ -147,17 +152,20 @@ describe('gemm', () => {
     assert.deepEqual([...bufC.subarray(0, 4), ...bufC.subarray(4 + M * N)], [7, 7, 7, 7, 7, 7, 7, 7, 7]);
   });
 
-  test('K = 0 and alpha = 0 leave beta * C', () => {
-    const C = f32(rand(12));
-    const expected = f64(C).map((c) => 0.5 * c);
-    nk.gemm(false, false, 3, 4, 0, 1, new Float32Array(0), new Float32Array(0), 0.5, C);
-    assertClose(C, expected, 'K=0');
-    gemmBuiltin(true, true, 3, 4, 2, 0, new Float32Array(6), new Float32Array(8), 2, C);
-    assertClose(
-      C,
-      expected.map((c) => 2 * c),
-      'alpha=0',
-    );
+  test('K = 0 and alpha = 0 leave beta * C, on every path and both sides of the few-rows limit', () => {
+    for (const [name, fn] of paths)
+      for (const M of [3, 20]) {
+        const C = f32(rand(M * 4));
+        const expected = f64(C).map((c) => 0.5 * c);
+        fn(false, false, M, 4, 0, 1, new Float32Array(0), new Float32Array(0), 0.5, C);
+        assertClose(C, expected, `${name} M=${M} K=0`);
+        fn(true, true, M, 4, 2, 0, new Float32Array(M * 2), new Float32Array(8), 2, C);
+        assertClose(
+          C,
+          expected.map((c) => 2 * c),
+          `${name} M=${M} alpha=0`,
+        );
+      }
   });
 });
 
@@ -736,8 +744,10 @@ describe('swiglu', () => {
 describe('cross-entropy', () => {
   for (const [rows, V, scale] of [
     [7, 33, 3],
+    [5, 1000, 4],
     [4, 32000, 12],
   ])
+    // one partial sum block; blocks with a tail; whole blocks
     test(`native matches reference, rows=${rows} V=${V}, ignored rows, aliasing backward`, () => {
       const logits = rand(rows * V, scale);
       logits[5] = 50; // a dominant logit
@@ -978,7 +988,7 @@ describe('validation', () => {
 describe('native info and threads', () => {
   test('info reports the GEMM, threads and SIMD of the build', () => {
     const info = nativeInfo();
-    assert.ok(info.blas === 'openblas' || info.blas === 'builtin');
+    assert.ok(info.openblas === null || /OpenBLAS/.test(info.openblas), String(info.openblas));
     assert.equal(info.threads, getThreads());
     assert.ok(info.simd.length > 0);
     withThreads(1, () => assert.equal(nativeInfo().threads, 1));

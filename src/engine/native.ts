@@ -1,88 +1,25 @@
 /**
- * The native kernels (build/Release/chimed_native.node: C++17, OpenMP, OpenBLAS when present)
- * behind the kernel contract of kernels.ts. The addon is loaded on first use, so importing this
- * module never fails; a missing build fails the first kernel call with instructions.
+ * The native kernels (build/Release/chimed_native.node, loaded on first use by addon.ts) behind
+ * the kernel contract of kernels.ts. GEMM runs on the built-in blocked GEMM or OpenBLAS per shape
+ * class, as gemm-choice.ts decides on the first call.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { addon, type NativeInfo } from './addon.js';
+import { ensureGemmChoice } from './gemm-choice.js';
 import type { AttentionDims, Kernels } from './kernels.js';
 
+export type { NativeInfo } from './addon.js';
+export { GOMP_SPINCOUNT_DEFAULT } from './addon.js';
+
 type F = Float32Array;
-
-export interface NativeInfo {
-  /** Which GEMM `gemm` uses: OpenBLAS's cblas_sgemm, or the built-in blocked GEMM. */
-  blas: 'openblas' | 'builtin';
-  /** Threads the kernels run on (OpenMP team size). */
-  threads: number;
-  /** Instruction sets the addon was compiled for, e.g. "avx512f avx512bw avx512vl avx2 fma avx". */
-  simd: string;
-}
-
 type GemmFn = Kernels<F>['gemm'];
-
-/** The addon's exports: the kernel contract (same argument order) plus thread control. */
-interface Addon extends Omit<Kernels<F>, 'name' | 'alloc'> {
-  gemmBuiltin: GemmFn;
-  setThreads(n: number): void;
-  getThreads(): number;
-  info(): NativeInfo;
-}
-
-/** The folder holding package.json, found by walking up from this file (src/ or dist/src/). */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`chimed: cannot find package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = parent;
-  }
-  return dir;
-}
-
-/**
- * How idle kernel threads wait, set in the environment before the addon (and with it libgomp
- * and OpenBLAS, which read it once as they load) is loaded. libgomp's default spins about
- * 300,000 times at every barrier before sleeping; with another process on the same cores the
- * spinning thread holds a core the other team needs, and small-op workloads (MCQ scoring,
- * decoding) slow down tenfold. GOMP_SPINCOUNT_DEFAULT keeps a short spin, which costs the solo
- * speed nothing measurable (bench contention). OpenBLAS runs single-threaded inside our own
- * OpenMP blocks, so its own thread pool is never started. A value the user set is kept.
- */
-export const GOMP_SPINCOUNT_DEFAULT = '10000';
-
-export function applyThreadPolicy(env: NodeJS.ProcessEnv): void {
-  if (env.OMP_WAIT_POLICY === undefined && env.GOMP_SPINCOUNT === undefined) env.GOMP_SPINCOUNT = GOMP_SPINCOUNT_DEFAULT;
-  env.OPENBLAS_NUM_THREADS ??= '1';
-}
-
-let loaded: Addon | undefined;
-
-function addon(): Addon {
-  if (loaded) return loaded;
-  const root = packageRoot();
-  const file = path.join(root, 'build', 'Release', 'chimed_native.node');
-  if (!existsSync(file)) {
-    throw new Error(
-      `chimed: the native addon ${file} is missing. Build it in ${root} with \`npm ci\` or \`npm run install\` (node-gyp rebuild).`,
-    );
-  }
-  applyThreadPolicy(process.env);
-  try {
-    loaded = createRequire(import.meta.url)(file) as Addon;
-  } catch (e) {
-    throw new Error(
-      `chimed: cannot load the native addon ${file}: ${(e as Error).message}. Rebuild it in ${root} with \`npm run install\` (node-gyp rebuild).`,
-    );
-  }
-  return loaded;
-}
 
 export const nativeKernels: Kernels<F> = {
   name: 'native',
   alloc: (n) => new Float32Array(n),
-  gemm: (transA, transB, M, N, K, alpha, A, B, beta, C) => addon().gemm(transA, transB, M, N, K, alpha, A, B, beta, C),
+  gemm: (transA, transB, M, N, K, alpha, A, B, beta, C) => {
+    ensureGemmChoice();
+    addon().gemm(transA, transB, M, N, K, alpha, A, B, beta, C);
+  },
   embeddingForward: (out, table, ids, dim) => addon().embeddingForward(out, table, ids, dim),
   embeddingBackward: (dtable, dout, ids, dim) => addon().embeddingBackward(dtable, dout, ids, dim),
   rmsnormForward: (out, rstd, x, w, rows, dim, eps) => addon().rmsnormForward(out, rstd, x, w, rows, dim, eps),
@@ -109,14 +46,20 @@ export const nativeKernels: Kernels<F> = {
   add: (out, a, b) => addon().add(out, a, b),
 };
 
-/**
- * The built-in blocked GEMM, whatever `gemm` uses. Same contract as Kernels.gemm; exposed so
- * tests and benchmarks can compare it with OpenBLAS in one build.
- */
+/** The built-in blocked GEMM, whatever the dispatch; same contract as Kernels.gemm (tests, benchmarks). */
 export const gemmBuiltin: GemmFn = (transA, transB, M, N, K, alpha, A, B, beta, C) =>
   addon().gemmBuiltin(transA, transB, M, N, K, alpha, A, B, beta, C);
 
-/** Sets the number of threads of every native kernel (OpenMP, and OpenBLAS when linked). */
+/** OpenBLAS's sgemm split over the same thread team, whatever the dispatch; throws when the build has no OpenBLAS. */
+export const gemmOpenblas: GemmFn = (transA, transB, M, N, K, alpha, A, B, beta, C) =>
+  addon().gemmOpenblas(transA, transB, M, N, K, alpha, A, B, beta, C);
+
+/** The GEMM shape class of a product ("NT-large", ...; "few-rows" for M <= 8, which both paths run alike). */
+export function gemmClassOf(transA: boolean, transB: boolean, M: number, N: number, K: number): string {
+  return addon().gemmClassOf(transA, transB, M, N, K);
+}
+
+/** Sets the number of threads of every native kernel (OpenMP; OpenBLAS runs single-threaded inside each block). */
 export function setThreads(n: number): void {
   addon().setThreads(n);
 }

@@ -1,6 +1,7 @@
 import type { FloatArray } from '../engine/kernels.js';
 import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
+import { Workspace } from '../engine/workspace.js';
 import { contextLength } from './config.js';
 import { KvCache, Llama } from './llama.js';
 
@@ -30,6 +31,23 @@ export interface Generation {
   ids: number[];
   text?: string;
   finishReason: 'eos' | 'stop' | 'length';
+}
+
+const workspaces = new WeakMap<object, Workspace<FloatArray>>();
+
+/**
+ * The activation arena of a model's decoding steps. A step starts and ends with it empty and
+ * runs synchronously, so every decoder of the model (a server's concurrent requests included)
+ * can share one, and a new request's prefill finds it grown already instead of allocating
+ * (and page-faulting) its own.
+ */
+function stepWorkspace<F extends FloatArray>(model: Llama<F>): Workspace<F> {
+  let ws = workspaces.get(model) as Workspace<F> | undefined;
+  if (!ws) {
+    ws = new Workspace<F>((n) => model.k.alloc(n));
+    workspaces.set(model, ws as unknown as Workspace<FloatArray>);
+  }
+  return ws;
 }
 
 /**
@@ -73,7 +91,7 @@ export class Decoder<F extends FloatArray> {
     this.B = rows.length;
     this.keyStart = Int32Array.from(rows, (p) => P - p.length);
     this.cache = new KvCache(model.k, c, this.B, P + opts.maxNewTokens);
-    this.ctx = new Context(model.k, undefined, false);
+    this.ctx = new Context(model.k, stepWorkspace(model), false);
     this.rng = new Rng(opts.seed ?? 0);
     this.eos = new Set(opts.eosIds ?? []);
     this.out = rows.map(() => ({ ids: [], finishReason: 'length' }));

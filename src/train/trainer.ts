@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FloatArray } from '../engine/kernels.js';
+import { engineRecord, pinnedGemmChoice, restoreEngineRecord, setGemmChoice, type EngineRecord } from '../engine/gemm-choice.js';
 import { AdamW, learningRate, type Schedule } from '../engine/optim.js';
 import { ParamStore } from '../engine/params.js';
 import { Context } from '../engine/tensor.js';
@@ -91,12 +92,16 @@ const OPTIMIZER_TENSORS = ['params', 'exp_avg', 'exp_avg_sq'] as const;
  * The loop every stage shares: gradient accumulation, warmup + decay schedule, clipping,
  * a NaN/Inf guard, evaluation, atomic checkpoints with resume, metrics.jsonl and progress.
  * Layout under stageDir (io/run-dir.ts): checkpoint-STEP/{weights, optimizer.safetensors, trainer_state.json,
- * checksums.sha256}, final/. Resume takes the newest checkpoint that verifies, moving broken
- * ones aside as checkpoint-STEP.invalid-TIME.
+ * checksums.sha256}, final/, engine.json (the kernels' GEMM paths, threads and CPU this stage ran
+ * with; also in each trainer_state.json, and restored on resume so that the resumed run
+ * multiplies exactly as the interrupted one did). Resume takes the newest checkpoint that
+ * verifies, moving broken ones aside as checkpoint-STEP.invalid-TIME.
  */
 export class Trainer<F extends FloatArray> {
   private stopRequested = false;
   private readonly layout: StageDir;
+  private engine: EngineRecord | null = null;
+  private resumedEngine: unknown;
 
   constructor(
     readonly stage: string,
@@ -113,11 +118,28 @@ export class Trainer<F extends FloatArray> {
   }
 
   async train(task: TrainTask<F>, ctx: Context<F>): Promise<TrainResult> {
+    // a resume pins the checkpoint's GEMM paths for this stage only
+    const pinnedBefore = pinnedGemmChoice();
+    try {
+      return await this.trainSteps(task, ctx);
+    } finally {
+      setGemmChoice(pinnedBefore);
+    }
+  }
+
+  private async trainSteps(task: TrainTask<F>, ctx: Context<F>): Promise<TrainResult> {
     const cfg = this.cfg;
     const opt = new AdamW(task.params, cfg);
     // this stage directory is ours: finish or remove what a killed run's atomic writes left
     for (const line of await cleanAtomicLeftovers(this.stageDir)) this.warn(line);
     const resumedFrom = await this.resume(task, opt);
+    const problems = restoreEngineRecord(ctx.k, this.resumedEngine);
+    if (problems.length) this.warn(`resuming from step ${resumedFrom} will not be bit-identical: ${problems.join('; ')}`);
+    this.engine = engineRecord(ctx.k);
+    if (this.engine) {
+      fs.mkdirSync(this.stageDir, { recursive: true });
+      await writeJsonAtomic(path.join(this.stageDir, 'engine.json'), this.engine);
+    }
     await this.metrics.truncate(this.stage, resumedFrom);
     const warmup = Math.round(cfg.warmupRatio * cfg.maxSteps);
     const progress = new Progress(`${this.stage}`, cfg.maxSteps, resumedFrom);
@@ -208,6 +230,7 @@ export class Trainer<F extends FloatArray> {
         global_step: step,
         max_steps: this.cfg.maxSteps,
         seed: this.cfg.seed,
+        ...(this.engine && { engine: this.engine }),
       });
       await writeChecksums(tmp);
     });
@@ -289,6 +312,7 @@ export class Trainer<F extends FloatArray> {
     }
     for (const name of OPTIMIZER_TENSORS) bufs[name].set(tensors.get(name)!.data);
     opt.step = step as number;
+    this.resumedEngine = state.engine;
     return step as number;
   }
 }
