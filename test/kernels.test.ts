@@ -9,6 +9,7 @@ import type { AttentionDims } from '../src/engine/kernels.js';
 import { gemmBuiltin, gemmOpenblas, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
 import { referenceKernels as rk } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
+import { gradCheck } from './numerics.js';
 
 type F64 = Float64Array;
 
@@ -45,34 +46,6 @@ function withThreads<T>(n: number, fn: () => T): T {
   } finally {
     setThreads(before);
   }
-}
-
-/**
- * Central-difference check of an analytic gradient: loss() recomputes the scalar loss from x,
- * grad holds dloss/dx. Compares a deterministic sample of coordinates by the relative error
- * of the sampled gradient vectors.
- */
-function gradCheck(label: string, loss: () => number, x: F64, grad: F64, samples = 24): void {
-  const h = 1e-6;
-  const idx = Array.from({ length: Math.min(samples, x.length) }, (_, i) =>
-    x.length <= samples ? i : Math.floor(((i + 0.5) * x.length) / samples),
-  );
-  let diff = 0,
-    norm = 0;
-  for (const i of idx) {
-    const x0 = x[i];
-    x[i] = x0 + h;
-    const up = loss();
-    x[i] = x0 - h;
-    const down = loss();
-    x[i] = x0;
-    const numeric = (up - down) / (2 * h);
-    diff += (numeric - grad[i]) ** 2;
-    norm += numeric ** 2 + grad[i] ** 2;
-  }
-  const rel = Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-12);
-  assert.ok(rel < 1e-6, `${label}: finite-difference relative error ${rel}`);
-  assert.ok(norm > 0, `${label}: gradient is identically zero on the sample`);
 }
 
 const weightedSum = (y: F64, w: F64) => y.reduce((s, v, i) => s + v * w[i], 0);

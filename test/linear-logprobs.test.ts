@@ -13,6 +13,7 @@ import { linearLogprobsReference, referenceKernels } from '../src/engine/referen
 import { Rng } from '../src/engine/rng.js';
 import { Context, Tensor } from '../src/engine/tensor.js';
 import { Workspace } from '../src/engine/workspace.js';
+import { gradCheck, maxRelErr } from './numerics.js';
 
 /** A problem of N rows, width D, vocabulary V: float32-representable inputs, some ignored targets, a target in the last column. */
 function problem(N: number, D: number, V: number, seed: number) {
@@ -41,16 +42,6 @@ function run<F extends FloatArray>(k: Kernels<F>, p: Problem, block?: LogitsBloc
   out.dx = Float64Array.from(x.grad!);
   out.dW = W.grad && Float64Array.from(W.grad);
   return out;
-}
-
-function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0,
-    den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / Math.max(den, 1e-12);
 }
 
 describe('linearLogprobs', () => {
@@ -86,21 +77,8 @@ describe('linearLogprobs', () => {
       const logp = linearLogprobs(ctx, new Tensor(p.x, [5, 4]), new Tensor(p.W, [13, 4]), p.targets, block);
       return logp.data.reduce((s, v, r) => s + v * p.c[r], 0);
     };
-    const h = 1e-6;
-    for (const [name, a, grad] of [
-      ['x', p.x, dx!],
-      ['W', p.W, dW!],
-    ] as const)
-      for (let i = 0; i < a.length; i++) {
-        const a0 = a[i];
-        a[i] = a0 + h;
-        const up = loss();
-        a[i] = a0 - h;
-        const down = loss();
-        a[i] = a0;
-        const fd = (up - down) / (2 * h);
-        assert.ok(Math.abs(fd - grad[i]) <= 1e-7 + 1e-6 * Math.abs(fd), `d${name}[${i}]: analytic ${grad[i]} vs finite difference ${fd}`);
-      }
+    gradCheck('dx', loss, p.x, dx!, p.x.length);
+    gradCheck('dW', loss, p.W, dW!, p.W.length);
   });
 
   test('native float32 matches the float64 twin with the vocabulary in chunks that do not divide it', () => {

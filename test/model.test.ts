@@ -10,6 +10,7 @@ import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { parseModelConfig, type ModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions, type ForwardOptions, type TokenBatch } from '../src/model/llama.js';
+import { maxRelErr } from './numerics.js';
 
 const tiny = (over: Record<string, unknown> = {}): ModelConfig =>
   parseModelConfig(
@@ -156,16 +157,6 @@ for (const label of ['llama, untied', 'qwen2: q/k/v bias, tied', 'baichuan2-7b: 
     assert.ok(Math.abs(chunked.value - whole.value) <= 1e-6 * Math.abs(whole.value), `loss ${chunked.value} vs ${whole.value}`);
     assert.ok(maxRelErr(chunked.grad, whole.grad) < 1e-5, `grad rel err ${maxRelErr(chunked.grad, whole.grad)}`);
   });
-
-function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0,
-    den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / Math.max(den, 1e-12);
-}
 
 function agreement(native: Kernels<Float32Array>, c: ModelConfig, B: number, T: number) {
   const ref = perturb(Llama.random(referenceKernels, c, 8), 9, 0.05);

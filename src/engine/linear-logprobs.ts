@@ -4,8 +4,8 @@ import { Context, Tensor } from './tensor.js';
 /**
  * Floats of logits the fused output projection + log-softmax holds at a time (4 MB in f32). The
  * whole [rows, V] logits matrix never exists: at Qwen's 151,936-token vocabulary and 512
- * positions it would be 311 MB, and as much again for its gradient. A block this size still
- * gives each of its products thousands of rows or columns, which the GEMM runs at full speed.
+ * positions it would be 311 MB. A block this size still gives each of its products thousands
+ * of rows or columns, which the GEMM runs at full speed.
  */
 export const LOGITS_CHUNK_FLOATS = 1 << 20;
 
