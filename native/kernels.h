@@ -75,8 +75,9 @@ void swigluBackward(float* dgate, float* dup, const float* dout, const float* ga
 // SwiGLU of a fused gate | up projection gu [rows, 2 width]: out [rows, width].
 void swigluPackedForward(float* out, const float* gu, i64 rows, i64 width);
 void swigluPackedBackward(float* dgu, const float* dout, const float* gu, i64 rows, i64 width);
-void crossEntropyForward(float* logp, float* lse, const float* logits, const std::int32_t* targets, i64 rows, i64 V);
-void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows, i64 V);
+void crossEntropyForward(float* lse, float* tlogit, const float* logits, const std::int32_t* targets, i64 rows, i64 start, i64 cols);
+void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows,
+                          i64 start, i64 cols);
 // The gradient is gradScale * g (clipping folded into the one pass over g).
 void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay, double step,
            float gradScale);

@@ -46,8 +46,10 @@ export const nativeKernels: Kernels<F> = {
   swigluBackward: (dgate, dup, dout, gate, up) => addon().swigluBackward(dgate, dup, dout, gate, up),
   swigluPackedForward: (out, gu, rows, width) => addon().swigluPackedForward(out, gu, rows, width),
   swigluPackedBackward: (dgu, dout, gu, rows, width) => addon().swigluPackedBackward(dgu, dout, gu, rows, width),
-  crossEntropyForward: (logp, lse, logits, targets, V) => addon().crossEntropyForward(logp, lse, logits, targets, V),
-  crossEntropyBackward: (dlogits, logits, lse, targets, dlogp, V) => addon().crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V),
+  crossEntropyForward: (lse, tlogit, logits, targets, V, start, cols) =>
+    addon().crossEntropyForward(lse, tlogit, logits, targets, V, start, cols),
+  crossEntropyBackward: (dlogits, logits, lse, targets, dlogp, V, start, cols) =>
+    addon().crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V, start, cols),
   adamw: (p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale) =>
     addon().adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale),
   sumSquares: (x) => addon().sumSquares(x),
