@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describeGemmChoice, gemmChoice } from '../src/engine/gemm-choice.js';
 import { getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
+import { cpuMs } from '../src/engine/profile.js';
 import { Rng } from '../src/engine/rng.js';
 import { writeLlamaGguf } from '../src/model/gguf-llama.js';
 import { Decoder } from '../src/model/generate.js';
@@ -22,29 +23,54 @@ prompt (default 128) and decode tokens/s over N new tokens (default 64), one unt
 warm-up each, the same thread count, best of R runs (default 3) taken alternately from the two
 engines, so a loaded machine slows both alike. llama.cpp runs without flash attention and with an
 f32 KV cache like ours (--llama-kv f16: its default cache type). greedy_agree counts the
-leading new tokens both chose alike.`;
+leading new tokens both chose alike. Each engine's CPU time (all threads of the process, which
+runs one engine at a time) for the prefill and per decoded token follows: the work done, which
+other processes on a busy machine stretch far less than the wall time (llama.cpp's threads
+busy-wait for each other, so a busy machine inflates its figure more than ours).`;
 
 interface Speed {
   prefill_tokens_per_s: number;
   decode_tokens_per_s: number;
+  /** CPU time of the prefill, and per decoded token. */
+  prefill_cpu_ms: number;
+  decode_cpu_ms_per_token: number;
   tokens: number[];
 }
 
-const perSecond = (n: number, ns: bigint) => Math.round(((n * 1e9) / Number(ns)) * 10) / 10;
+/** Wall and CPU time of the prefill and of the n - 1 decoding steps after it. */
+interface Marks {
+  t0: bigint;
+  t1: bigint;
+  t2: bigint;
+  c0: number;
+  c1: number;
+  c2: number;
+}
+
+const mark = () => ({ t: process.hrtime.bigint(), c: cpuMs() });
+
+function speed(prompt: number, n: number, m: Marks, tokens: number[]): Speed {
+  return {
+    prefill_tokens_per_s: perSecond(prompt, m.t1 - m.t0),
+    decode_tokens_per_s: perSecond(n - 1, m.t2 - m.t1),
+    prefill_cpu_ms: round(m.c1 - m.c0),
+    decode_cpu_ms_per_token: round((m.c2 - m.c1) / (n - 1), 2),
+    tokens,
+  };
+}
+
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+const perSecond = (n: number, ns: bigint) => round((n * 1e9) / Number(ns));
 
 /** Times the first step (prefill of the prompt plus one token) and the N-1 steps after it. */
 function oursRun(model: Llama<Float32Array>, prompt: number[], n: number): Speed {
   const d = new Decoder(model, [prompt], { maxNewTokens: n, eosIds: [] });
-  const t0 = process.hrtime.bigint();
+  const m0 = mark();
   d.step();
-  const t1 = process.hrtime.bigint();
+  const m1 = mark();
   while (!d.done()) d.step();
-  const t2 = process.hrtime.bigint();
-  return {
-    prefill_tokens_per_s: perSecond(prompt.length, t1 - t0),
-    decode_tokens_per_s: perSecond(n - 1, t2 - t1),
-    tokens: d.results()[0][0].ids,
-  };
+  const m2 = mark();
+  return speed(prompt.length, n, { t0: m0.t, t1: m1.t, t2: m2.t, c0: m0.c, c1: m1.c, c2: m2.c }, d.results()[0][0].ids);
 }
 
 /** llama.cpp through node-llama-cpp: one context kept for every run (as llama.cpp's own tools do). */
@@ -67,24 +93,21 @@ async function llamaCpp(file: string, prompt: number[], n: number, threads: numb
     await seq.clearHistory();
     const out: number[] = [];
     const gen = seq.evaluate(input, { temperature: 0 });
-    const t0 = process.hrtime.bigint();
-    let t1 = t0;
+    const m0 = mark();
+    let m1 = m0;
     for await (const id of gen) {
-      if (out.length === 0) t1 = process.hrtime.bigint();
+      if (out.length === 0) m1 = mark();
       out.push(id);
       if (out.length === count) break;
     }
-    return { out, t0, t1, t2: process.hrtime.bigint() };
+    const m2 = mark();
+    return { out, marks: { t0: m0.t, t1: m1.t, t2: m2.t, c0: m0.c, c1: m1.c, c2: m2.c } };
   };
   await evaluate((prompt as Ids).slice(0, 8), 4); // warm-up
   return {
     run: async (): Promise<Speed> => {
       const r = await evaluate(prompt as Ids, n);
-      return {
-        prefill_tokens_per_s: perSecond(prompt.length, r.t1 - r.t0),
-        decode_tokens_per_s: perSecond(n - 1, r.t2 - r.t1),
-        tokens: r.out,
-      };
+      return speed(prompt.length, n, r.marks, r.out);
     },
     dispose: async () => {
       await ctx.dispose();
@@ -93,14 +116,20 @@ async function llamaCpp(file: string, prompt: number[], n: number, threads: numb
   };
 }
 
-/** The best prefill and the best decode rate over runs (the tokens of the first). */
+/** The best prefill and decode rates and the least CPU times over runs (the tokens of the first). */
 function best(runs: Speed[]): Speed {
   return {
     prefill_tokens_per_s: Math.max(...runs.map((r) => r.prefill_tokens_per_s)),
     decode_tokens_per_s: Math.max(...runs.map((r) => r.decode_tokens_per_s)),
+    prefill_cpu_ms: Math.min(...runs.map((r) => r.prefill_cpu_ms)),
+    decode_cpu_ms_per_token: Math.min(...runs.map((r) => r.decode_cpu_ms_per_token)),
     tokens: runs[0].tokens,
   };
 }
+
+const figures = ({ tokens: _, ...rest }: Speed) => rest;
+const describe = (s: Speed) =>
+  `prefill ${s.prefill_tokens_per_s} tok/s (${s.prefill_cpu_ms} CPU ms), decode ${s.decode_tokens_per_s} tok/s (${s.decode_cpu_ms_per_token} CPU ms/token)`;
 
 /** One JSON line: ours and llama.cpp's prefill / decode tokens/s on the same f32 model. */
 export async function benchGenerate(argv: string[]): Promise<Record<string, unknown> | null> {
@@ -165,11 +194,10 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   while (theirs && agree < N && ours.tokens[agree] === theirs.tokens[agree]) agree++;
   const result = {
     bench: 'generate',
-    ours: { prefill_tokens_per_s: ours.prefill_tokens_per_s, decode_tokens_per_s: ours.decode_tokens_per_s },
+    ours: figures(ours),
     llama_cpp: theirs
       ? {
-          prefill_tokens_per_s: theirs.prefill_tokens_per_s,
-          decode_tokens_per_s: theirs.decode_tokens_per_s,
+          ...figures(theirs),
           kv_cache: kv,
           flash_attention: false,
         }
@@ -177,6 +205,8 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
     ...(unavailable !== undefined && { llama_cpp_unavailable: unavailable }),
     prefill_ratio: theirs ? Math.round((ours.prefill_tokens_per_s / theirs.prefill_tokens_per_s) * 100) / 100 : null,
     decode_ratio: theirs ? Math.round((ours.decode_tokens_per_s / theirs.decode_tokens_per_s) * 100) / 100 : null,
+    prefill_cpu_ratio: theirs ? round(theirs.prefill_cpu_ms / ours.prefill_cpu_ms, 2) : null,
+    decode_cpu_ratio: theirs ? round(theirs.decode_cpu_ms_per_token / ours.decode_cpu_ms_per_token, 2) : null,
     greedy_agree: theirs ? agree : null,
     params: model.params.size,
     vocab: config.vocab_size,
@@ -194,9 +224,10 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   process.stdout.write(
     a.flag('json')
       ? JSON.stringify(result) + '\n'
-      : `ours: prefill ${result.ours.prefill_tokens_per_s} tok/s, decode ${result.ours.decode_tokens_per_s} tok/s; ` +
+      : `ours: ${describe(ours)}; ` +
           (theirs
-            ? `llama.cpp: prefill ${theirs.prefill_tokens_per_s} tok/s, decode ${theirs.decode_tokens_per_s} tok/s (prefill ratio ${result.prefill_ratio}, decode ratio ${result.decode_ratio})\n`
+            ? `llama.cpp: ${describe(theirs)} (prefill ratio ${result.prefill_ratio}, decode ratio ${result.decode_ratio}; ` +
+              `by CPU time: ${result.prefill_cpu_ratio}, ${result.decode_cpu_ratio})\n`
             : `llama.cpp unavailable: ${unavailable}\n`),
   );
   return result;

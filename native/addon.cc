@@ -278,6 +278,67 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value AddRmsnormForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "addRmsnormForward", 9);
+  const auto sum = a.floats(0, "sum"), out = a.floats(1, "out"), rstd = a.floats(2, "rstd"), x = a.floats(3, "x"), y = a.floats(4, "y"),
+             w = a.floats(5, "w");
+  const i64 rows = a.size(6, "rows"), dim = a.size(7, "dim", 1);
+  const double eps = a.number(8, "eps");
+  if (eps < 0) a.fail(true, "eps must be >= 0");
+  for (const auto* t : {&sum, &out, &x, &y}) a.length(*t, product({rows, dim}), "rows*dim");
+  a.length(rstd, rows, "rows");
+  a.length(w, dim, "dim");
+  addRmsnormForward(sum.data, out.data, rstd.data, x.data, y.data, w.data, rows, dim, static_cast<float>(eps));
+  return info.Env().Undefined();
+}
+
+Napi::Value AddRmsnormBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "addRmsnormBackward", 10);
+  const auto dx = a.floats(0, "dx"), dy = a.floats(1, "dy"), dw = a.floats(2, "dw");
+  const bool noDsum = info[3].IsNull() || info[3].IsUndefined();
+  const auto dsum = noDsum ? View<float>{nullptr, 0, "dsum"} : a.floats(3, "dsum");
+  const auto dout = a.floats(4, "dout"), sum = a.floats(5, "sum"), w = a.floats(6, "w"), rstd = a.floats(7, "rstd");
+  const i64 rows = a.size(8, "rows"), dim = a.size(9, "dim", 1);
+  for (const auto* t : {&dx, &dy, &dout, &sum}) a.length(*t, product({rows, dim}), "rows*dim");
+  if (!noDsum) a.length(dsum, product({rows, dim}), "rows*dim");
+  a.length(dw, dim, "dim");
+  a.length(w, dim, "dim");
+  a.length(rstd, rows, "rows");
+  addRmsnormBackward(dx.data, dy.data, dw.data, dsum.data, dout.data, sum.data, w.data, rstd.data, rows, dim);
+  return info.Env().Undefined();
+}
+
+// Shared checks of the RoPE kernels: headDim even, invFreq finite with headDim/2 entries.
+void checkRopeFrequencies(const Args& a, i64 hd, const View<double>& invFreq) {
+  if (hd % 2 != 0) a.fail(true, "headDim must be even, got " + std::to_string(hd));
+  a.length(invFreq, hd / 2, "headDim/2");
+  for (i64 i = 0; i < invFreq.length; ++i)
+    if (!std::isfinite(invFreq.data[i])) a.fail(true, "invFreq[" + std::to_string(i) + "] must be finite");
+}
+
+template <bool BACKWARD>
+Napi::Value QkvRope(const Napi::CallbackInfo& info) {
+  const Args a(info, BACKWARD ? "qkvRopeBackward" : "qkvRopeForward", 10);
+  // forward (q, k, v, qkv, ...), backward (dqkv, dq, dk, dv, ...)
+  const auto packed = a.floats(BACKWARD ? 0 : 3, BACKWARD ? "dqkv" : "qkv");
+  const auto q = a.floats(BACKWARD ? 1 : 0, BACKWARD ? "dq" : "q"), k = a.floats(BACKWARD ? 2 : 1, BACKWARD ? "dk" : "k"),
+             v = a.floats(BACKWARD ? 3 : 2, BACKWARD ? "dv" : "v");
+  const auto pos = a.ints(4, "pos");
+  const i64 H = a.size(5, "H", 1), KVH = a.size(6, "KVH", 1), hd = a.size(7, "headDim", 2);
+  const auto invFreq = a.doubles(8, "invFreq");
+  const double scale = a.number(9, "scale");
+  checkRopeFrequencies(a, hd, invFreq);
+  a.length(q, product({pos.length, H, hd}), "pos.length*H*headDim");
+  a.length(k, product({pos.length, KVH, hd}), "pos.length*KVH*headDim");
+  a.length(v, product({pos.length, KVH, hd}), "pos.length*KVH*headDim");
+  a.length(packed, product({pos.length, H + 2 * KVH, hd}), "pos.length*(H+2*KVH)*headDim");
+  if (BACKWARD)
+    qkvRopeBackward(packed.data, q.data, k.data, v.data, pos.data, pos.length, H, KVH, hd, invFreq.data, static_cast<float>(scale));
+  else
+    qkvRopeForward(q.data, k.data, v.data, packed.data, pos.data, pos.length, H, KVH, hd, invFreq.data, static_cast<float>(scale));
+  return info.Env().Undefined();
+}
+
 template <bool BACKWARD>
 Napi::Value Rope(const Napi::CallbackInfo& info) {
   const Args a(info, BACKWARD ? "ropeBackward" : "ropeForward", 7);
@@ -286,10 +347,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   const i64 heads = a.size(3, "heads", 1), hd = a.size(4, "headDim", 2);
   const auto invFreq = a.doubles(5, "invFreq");
   const double scale = a.number(6, "scale");
-  if (hd % 2 != 0) a.fail(true, "headDim must be even, got " + std::to_string(hd));
-  a.length(invFreq, hd / 2, "headDim/2");
-  for (i64 i = 0; i < invFreq.length; ++i)
-    if (!std::isfinite(invFreq.data[i])) a.fail(true, "invFreq[" + std::to_string(i) + "] must be finite");
+  checkRopeFrequencies(a, hd, invFreq);
   a.length(src, product({pos.length, heads, hd}), "pos.length*heads*headDim");
   a.length(dst, product({pos.length, heads, hd}), "pos.length*heads*headDim");
   (BACKWARD ? ropeBackward : ropeForward)(dst.data, src.data, pos.data, pos.length, heads, hd, invFreq.data, static_cast<float>(scale));
@@ -423,6 +481,27 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value SwigluPackedForward(const Napi::CallbackInfo& info) {
+  const Args a(info, "swigluPackedForward", 4);
+  const auto out = a.floats(0, "out"), gu = a.floats(1, "gu");
+  const i64 rows = a.size(2, "rows"), width = a.size(3, "width", 1);
+  a.length(out, product({rows, width}), "rows*width");
+  a.length(gu, product({rows, 2, width}), "rows*2*width");
+  swigluPackedForward(out.data, gu.data, rows, width);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluPackedBackward(const Napi::CallbackInfo& info) {
+  const Args a(info, "swigluPackedBackward", 5);
+  const auto dgu = a.floats(0, "dgu"), dout = a.floats(1, "dout"), gu = a.floats(2, "gu");
+  const i64 rows = a.size(3, "rows"), width = a.size(4, "width", 1);
+  a.length(dout, product({rows, width}), "rows*width");
+  a.length(gu, product({rows, 2, width}), "rows*2*width");
+  a.length(dgu, product({rows, 2, width}), "rows*2*width");
+  swigluPackedBackward(dgu.data, dout.data, gu.data, rows, width);
+  return info.Env().Undefined();
+}
+
 // Shared checks of the cross-entropy kernels: a [rows, cols] chunk of V columns from start,
 // rows = targets.length, targets < V. Returns cols.
 i64 checkCrossEntropy(const Args& a, const View<float>& logits, const View<float>& lse, const View<std::int32_t>& targets, size_t first) {
@@ -457,16 +536,17 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
-  const Args a(info, "adamw", 10);
+  const Args a(info, "adamw", 11);
   const auto p = a.floats(0, "p"), g = a.floats(1, "g"), m = a.floats(2, "m"), v = a.floats(3, "v");
   const double lr = a.number(4, "lr"), beta1 = a.number(5, "beta1"), beta2 = a.number(6, "beta2"), eps = a.number(7, "eps"),
                wd = a.number(8, "weightDecay");
   const i64 step = a.size(9, "step", 1);
+  const double gradScale = a.number(10, "gradScale");
   if (beta1 < 0 || beta1 >= 1) a.fail(true, "beta1 must be in [0, 1)");
   if (beta2 < 0 || beta2 >= 1) a.fail(true, "beta2 must be in [0, 1)");
   if (eps < 0) a.fail(true, "eps must be >= 0");
   for (const auto* t : {&g, &m, &v}) a.sameLength(*t, p);
-  adamw(p.data, g.data, m.data, v.data, p.length, lr, beta1, beta2, eps, wd, static_cast<double>(step));
+  adamw(p.data, g.data, m.data, v.data, p.length, lr, beta1, beta2, eps, wd, static_cast<double>(step), static_cast<float>(gradScale));
   return info.Env().Undefined();
 }
 
@@ -474,13 +554,6 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   const Args a(info, "sumSquares", 1);
   const auto x = a.floats(0, "x");
   return Napi::Number::New(info.Env(), sumSquares(x.data, x.length));
-}
-
-Napi::Value Scale(const Napi::CallbackInfo& info) {
-  const Args a(info, "scale", 2);
-  const auto x = a.floats(0, "x");
-  scale(x.data, x.length, static_cast<float>(a.number(1, "s")));
-  return info.Env().Undefined();
 }
 
 Napi::Value Axpy(const Napi::CallbackInfo& info) {
@@ -586,8 +659,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   expose<EmbeddingBackward>(env, exports, "embeddingBackward");
   expose<RmsnormForward>(env, exports, "rmsnormForward");
   expose<RmsnormBackward>(env, exports, "rmsnormBackward");
+  expose<AddRmsnormForward>(env, exports, "addRmsnormForward");
+  expose<AddRmsnormBackward>(env, exports, "addRmsnormBackward");
   expose<Rope<false>>(env, exports, "ropeForward");
   expose<Rope<true>>(env, exports, "ropeBackward");
+  expose<QkvRope<false>>(env, exports, "qkvRopeForward");
+  expose<QkvRope<true>>(env, exports, "qkvRopeBackward");
   expose<Bias<false>>(env, exports, "biasForward");
   expose<Bias<true>>(env, exports, "biasBackward");
   expose<SliceColumns<false>>(env, exports, "sliceColumnsForward");
@@ -598,11 +675,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   expose<AttentionBackward>(env, exports, "attentionBackward");
   expose<SwigluForward>(env, exports, "swigluForward");
   expose<SwigluBackward>(env, exports, "swigluBackward");
+  expose<SwigluPackedForward>(env, exports, "swigluPackedForward");
+  expose<SwigluPackedBackward>(env, exports, "swigluPackedBackward");
   expose<CrossEntropyForward>(env, exports, "crossEntropyForward");
   expose<CrossEntropyBackward>(env, exports, "crossEntropyBackward");
   expose<Adamw>(env, exports, "adamw");
   expose<SumSquares>(env, exports, "sumSquares");
-  expose<Scale>(env, exports, "scale");
   expose<Axpy>(env, exports, "axpy");
   expose<Add>(env, exports, "add");
   expose<SetThreads>(env, exports, "setThreads");

@@ -31,8 +31,8 @@ const char* gemmClassName(int cls);
 enum class GemmBackend { Builtin = 0, Openblas = 1 };
 void setGemmBackend(int cls, GemmBackend backend);
 GemmBackend gemmBackend(int cls);
-// Best wall time in seconds of each class's representative products on each backend over
-// `rounds` interleaved rounds (after one warm-up round): best[cls * 2 + backend].
+// Best CPU time (all threads of the process) in seconds of each class's representative products
+// on each backend over `rounds` interleaved rounds (after one warm-up round): best[cls * 2 + backend].
 void gemmMeasure(int rounds, double* best);
 
 // ---- attention (attention.cc) ----
@@ -50,9 +50,20 @@ void embeddingForward(float* out, const float* table, const std::int32_t* ids, i
 void embeddingBackward(float* dtable, const float* dout, const std::int32_t* ids, i64 n, i64 dim);
 void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps);
 void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, i64 rows, i64 dim);
+// sum = x + y, out = rmsnorm(sum): a residual add and the norm after it in one pass.
+void addRmsnormForward(float* sum, float* out, float* rstd, const float* x, const float* y, const float* w, i64 rows, i64 dim, float eps);
+// g = dsum + d out/d sum (dsum may be null: zero); dx += g, dy += g, dw as rmsnormBackward.
+void addRmsnormBackward(float* dx, float* dy, float* dw, const float* dsum, const float* dout, const float* sum, const float* w,
+                        const float* rstd, i64 rows, i64 dim);
 // invFreq has hd/2 entries; cos and sin are multiplied by scale (YaRN's attention factor).
 void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale);
 void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale);
+// A fused projection's output qkv [rows, (H + 2 KVH) hd] split into q [rows, H, hd] and k, v
+// [rows, KVH, hd], RoPE applied to q and k; backward: dqkv += [R^T dq | R^T dk | dv].
+void qkvRopeForward(float* q, float* k, float* v, const float* qkv, const std::int32_t* pos, i64 rows, i64 H, i64 KVH, i64 hd,
+                    const double* invFreq, float scale);
+void qkvRopeBackward(float* dqkv, const float* dq, const float* dk, const float* dv, const std::int32_t* pos, i64 rows, i64 H, i64 KVH,
+                     i64 hd, const double* invFreq, float scale);
 void biasForward(float* y, const float* b, i64 rows, i64 dim);
 void biasBackward(float* db, const float* dy, i64 rows, i64 dim);
 void sliceColumnsForward(float* out, const float* x, i64 rows, i64 cols, i64 start, i64 width);
@@ -61,12 +72,16 @@ void normalizeRowsForward(float* out, float* norm, const float* w, i64 rows, i64
 void normalizeRowsBackward(float* dw, const float* dout, const float* out, const float* norm, i64 rows, i64 dim, float eps);
 void swigluForward(float* out, const float* gate, const float* up, i64 n);
 void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
+// SwiGLU of a fused gate | up projection gu [rows, 2 width]: out [rows, width].
+void swigluPackedForward(float* out, const float* gu, i64 rows, i64 width);
+void swigluPackedBackward(float* dgu, const float* dout, const float* gu, i64 rows, i64 width);
 void crossEntropyForward(float* lse, float* tlogit, const float* logits, const std::int32_t* targets, i64 rows, i64 start, i64 cols);
 void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows,
                           i64 start, i64 cols);
-void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay, double step);
+// The gradient is gradScale * g (clipping folded into the one pass over g).
+void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay, double step,
+           float gradScale);
 double sumSquares(const float* x, i64 n);
-void scale(float* x, i64 n, float s);
 void axpy(float* y, const float* x, i64 n, float alpha);
 void add(float* out, const float* a, const float* b, i64 n);
 

@@ -123,26 +123,54 @@ void embeddingBackward(float* dtable, const float* dout, const std::int32_t* ids
   }
 }
 
-void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps) {
+namespace {
+
+// out = in * rstd * w per row, rstd = 1 / sqrt(mean(in^2) + eps), where in is x, or with ADD
+// the residual sum x + y, stored to sum on the way.
+template <bool ADD>
+void rmsnormRows(float* out, float* rstd, float* sum, const float* x, const float* y, const float* w, i64 rows, i64 dim, float eps) {
 #pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
   for (i64 r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
+    float* in = ADD ? sum + r * dim : nullptr;
     float ss = 0.0f;
+    if (ADD) {
+      const float* yr = y + r * dim;
 #pragma omp simd reduction(+ : ss)
-    for (i64 c = 0; c < dim; ++c) ss += xr[c] * xr[c];
+      for (i64 c = 0; c < dim; ++c) {
+        in[c] = xr[c] + yr[c];
+        ss += in[c] * in[c];
+      }
+    } else {
+#pragma omp simd reduction(+ : ss)
+      for (i64 c = 0; c < dim; ++c) ss += xr[c] * xr[c];
+    }
+    const float* src = ADD ? in : xr;
     const float s = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
     rstd[r] = s;
     float* o = out + r * dim;
 #pragma omp simd
-    for (i64 c = 0; c < dim; ++c) o[c] = xr[c] * s * w[c];
+    for (i64 c = 0; c < dim; ++c) o[c] = src[c] * s * w[c];
   }
 }
 
-void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, i64 rows, i64 dim) {
+}  // namespace
+
+void rmsnormForward(float* out, float* rstd, const float* x, const float* w, i64 rows, i64 dim, float eps) {
+  rmsnormRows<false>(out, rstd, nullptr, x, nullptr, w, rows, dim, eps);
+}
+
+namespace {
+
+// dx_c += rstd * w_c * dout_c - x_c * rstd^3 * sum_j(dout_j w_j x_j) / dim, and dw. With RESIDUAL
+// the norm's input was sum = x + y (addRmsnormForward): its gradient g = dsum + that dx goes to
+// both dx and dy.
+template <bool RESIDUAL>
+void rmsnormBackwardRows(float* dx, float* dy, float* dw, const float* dsum, const float* dout, const float* x, const float* w,
+                         const float* rstd, i64 rows, i64 dim) {
   std::vector<double> dwAcc(dim, 0.0);
 #pragma omp parallel if (rows * dim > PARALLEL_MIN)
   {
-    // dx_c += rstd * w_c * dout_c - x_c * rstd^3 * sum_j(dout_j w_j x_j) / dim
 #pragma omp for schedule(static) nowait
     for (i64 r = 0; r < rows; ++r) {
       const float* __restrict xr = x + r * dim;
@@ -152,7 +180,19 @@ void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, co
 #pragma omp simd reduction(+ : dot)
       for (i64 c = 0; c < dim; ++c) dot += gr[c] * w[c] * xr[c];
       const float s = rstd[r], k = s * s * s * dot / static_cast<float>(dim);
-      for (i64 c = 0; c < dim; ++c) dxr[c] += s * w[c] * gr[c] - xr[c] * k;
+      if (RESIDUAL) {
+        const float* __restrict sr = dsum ? dsum + r * dim : nullptr;
+        float* __restrict dyr = dy + r * dim;
+#pragma omp simd
+        for (i64 c = 0; c < dim; ++c) {
+          const float g = (sr ? sr[c] : 0.0f) + s * w[c] * gr[c] - xr[c] * k;
+          dxr[c] += g;
+          dyr[c] += g;
+        }
+      } else {
+#pragma omp simd
+        for (i64 c = 0; c < dim; ++c) dxr[c] += s * w[c] * gr[c] - xr[c] * k;
+      }
     }
     // dw_c += sum_r dout_rc x_rc rstd_r, each thread owning a column range (deterministic).
     i64 c0, c1;
@@ -168,40 +208,87 @@ void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, co
   }
 }
 
-void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale) {
-  const i64 half = hd / 2;
-  forEachRopeRow(pos, rows, heads, hd, invFreq, scale, [&](i64 r, const float* c, const float* s) {
-    for (i64 h = 0; h < heads; ++h) {
-      const i64 off = (r * heads + h) * hd;
-      const float* xa = x + off;
-      const float* xb = xa + half;
-      float* oa = out + off;
-      float* ob = oa + half;
-      // Each lane reads its pair before writing it, so out == x is safe.
+}  // namespace
+
+void rmsnormBackward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, i64 rows, i64 dim) {
+  rmsnormBackwardRows<false>(dx, nullptr, dw, nullptr, dout, x, w, rstd, rows, dim);
+}
+
+void addRmsnormForward(float* sum, float* out, float* rstd, const float* x, const float* y, const float* w, i64 rows, i64 dim, float eps) {
+  rmsnormRows<true>(out, rstd, sum, x, y, w, rows, dim, eps);
+}
+
+void addRmsnormBackward(float* dx, float* dy, float* dw, const float* dsum, const float* dout, const float* sum, const float* w,
+                        const float* rstd, i64 rows, i64 dim) {
+  rmsnormBackwardRows<true>(dx, dy, dw, dsum, dout, sum, w, rstd, rows, dim);
+}
+
+namespace {
+
+// One head of RoPE: out = R(c, s) x over the two halves. Each lane reads its pair before
+// writing it, so out == x is safe.
+inline void rotate(float* out, const float* x, const float* c, const float* s, i64 half) {
+  const float* xa = x;
+  const float* xb = x + half;
+  float* oa = out;
+  float* ob = out + half;
 #pragma omp simd
-      for (i64 i = 0; i < half; ++i) {
-        const float a = xa[i], b = xb[i];
-        oa[i] = a * c[i] - b * s[i];
-        ob[i] = b * c[i] + a * s[i];
-      }
-    }
+  for (i64 i = 0; i < half; ++i) {
+    const float a = xa[i], b = xb[i];
+    oa[i] = a * c[i] - b * s[i];
+    ob[i] = b * c[i] + a * s[i];
+  }
+}
+
+// dx += R(c, s)^T dout for one head.
+inline void rotateBack(float* __restrict dx, const float* __restrict dout, const float* c, const float* s, i64 half) {
+  const float* __restrict ga = dout;
+  const float* __restrict gb = dout + half;
+  float* __restrict da = dx;
+  float* __restrict db = dx + half;
+#pragma omp simd
+  for (i64 i = 0; i < half; ++i) {
+    da[i] += ga[i] * c[i] + gb[i] * s[i];
+    db[i] += gb[i] * c[i] - ga[i] * s[i];
+  }
+}
+
+}  // namespace
+
+void ropeForward(float* out, const float* x, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale) {
+  forEachRopeRow(pos, rows, heads, hd, invFreq, scale, [&](i64 r, const float* c, const float* s) {
+    for (i64 h = 0; h < heads; ++h) rotate(out + (r * heads + h) * hd, x + (r * heads + h) * hd, c, s, hd / 2);
   });
 }
 
 void ropeBackward(float* dx, const float* dout, const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const double* invFreq, float scale) {
-  const i64 half = hd / 2;
   forEachRopeRow(pos, rows, heads, hd, invFreq, scale, [&](i64 r, const float* c, const float* s) {
-    for (i64 h = 0; h < heads; ++h) {
-      const i64 off = (r * heads + h) * hd;
-      const float* __restrict ga = dout + off;
-      const float* __restrict gb = ga + half;
-      float* __restrict da = dx + off;
-      float* __restrict db = da + half;
-      for (i64 i = 0; i < half; ++i) {
-        da[i] += ga[i] * c[i] + gb[i] * s[i];
-        db[i] += gb[i] * c[i] - ga[i] * s[i];
-      }
-    }
+    for (i64 h = 0; h < heads; ++h) rotateBack(dx + (r * heads + h) * hd, dout + (r * heads + h) * hd, c, s, hd / 2);
+  });
+}
+
+void qkvRopeForward(float* q, float* k, float* v, const float* qkv, const std::int32_t* pos, i64 rows, i64 H, i64 KVH, i64 hd,
+                    const double* invFreq, float scale) {
+  const i64 qD = H * hd, kvD = KVH * hd, W = qD + 2 * kvD;
+  forEachRopeRow(pos, rows, H + KVH, hd, invFreq, scale, [&](i64 r, const float* c, const float* s) {
+    const float* src = qkv + r * W;
+    for (i64 h = 0; h < H; ++h) rotate(q + r * qD + h * hd, src + h * hd, c, s, hd / 2);
+    for (i64 h = 0; h < KVH; ++h) rotate(k + r * kvD + h * hd, src + qD + h * hd, c, s, hd / 2);
+    std::copy_n(src + qD + kvD, kvD, v + r * kvD);
+  });
+}
+
+void qkvRopeBackward(float* dqkv, const float* dq, const float* dk, const float* dv, const std::int32_t* pos, i64 rows, i64 H, i64 KVH,
+                     i64 hd, const double* invFreq, float scale) {
+  const i64 qD = H * hd, kvD = KVH * hd, W = qD + 2 * kvD;
+  forEachRopeRow(pos, rows, H + KVH, hd, invFreq, scale, [&](i64 r, const float* c, const float* s) {
+    float* __restrict dst = dqkv + r * W;
+    for (i64 h = 0; h < H; ++h) rotateBack(dst + h * hd, dq + r * qD + h * hd, c, s, hd / 2);
+    for (i64 h = 0; h < KVH; ++h) rotateBack(dst + qD + h * hd, dk + r * kvD + h * hd, c, s, hd / 2);
+    float* __restrict dvr = dst + qD + kvD;
+    const float* __restrict g = dv + r * kvD;
+#pragma omp simd
+    for (i64 i = 0; i < kvD; ++i) dvr[i] += g[i];
   });
 }
 
@@ -279,21 +366,52 @@ void normalizeRowsBackward(float* dw, const float* dout, const float* out, const
   }
 }
 
-void swigluForward(float* out, const float* gate, const float* up, i64 n) {
-#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+namespace {
+
+// silu(gate) * up over n values, and its gradient (accumulated): the one definition behind the
+// flat and the packed (gate | up per row) SwiGLU kernels.
+inline void swigluSpan(float* __restrict out, const float* __restrict gate, const float* __restrict up, i64 n) {
+#pragma omp simd
   for (i64 i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + expf_vec(-g)) * up[i];
   }
 }
 
-void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n) {
-#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
+inline void swigluSpanBackward(float* __restrict dgate, float* __restrict dup, const float* __restrict dout, const float* __restrict gate,
+                               const float* __restrict up, i64 n) {
+#pragma omp simd
   for (i64 i = 0; i < n; ++i) {
     const float g = gate[i], sig = 1.0f / (1.0f + expf_vec(-g));
     dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
     dup[i] += dout[i] * g * sig;
   }
+}
+
+// Flat kernels run on chunks of this many values, one per OpenMP iteration.
+constexpr i64 SPAN = 4096;
+
+}  // namespace
+
+void swigluForward(float* out, const float* gate, const float* up, i64 n) {
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; i += SPAN) swigluSpan(out + i, gate + i, up + i, std::min(SPAN, n - i));
+}
+
+void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n) {
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+  for (i64 i = 0; i < n; i += SPAN) swigluSpanBackward(dgate + i, dup + i, dout + i, gate + i, up + i, std::min(SPAN, n - i));
+}
+
+void swigluPackedForward(float* out, const float* gu, i64 rows, i64 width) {
+#pragma omp parallel for schedule(static) if (rows * width > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r) swigluSpan(out + r * width, gu + 2 * r * width, gu + (2 * r + 1) * width, width);
+}
+
+void swigluPackedBackward(float* dgu, const float* dout, const float* gu, i64 rows, i64 width) {
+#pragma omp parallel for schedule(static) if (rows * width > PARALLEL_MIN)
+  for (i64 r = 0; r < rows; ++r)
+    swigluSpanBackward(dgu + 2 * r * width, dgu + (2 * r + 1) * width, dout + r * width, gu + 2 * r * width, gu + (2 * r + 1) * width, width);
 }
 
 // The normaliser sums up to ~10^5 terms: in float blocks of CE_BLOCK (each lane adds 16 terms,
@@ -349,14 +467,14 @@ void crossEntropyBackward(float* dlogits, const float* logits, const float* lse,
 // Vectorises only because binding.gyp passes -fno-math-errno (sqrtf may otherwise set errno);
 // without it this loop runs about 6x slower.
 void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay,
-           double step) {
+           double step, float gradScale) {
   const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);
   const float stepSize = static_cast<float>(lr / (1.0 - std::pow(beta1, step)));
   const float invSqrtBc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)));
   const float decay = static_cast<float>(1.0 - lr * weightDecay), e = static_cast<float>(eps);
 #pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
   for (i64 i = 0; i < n; ++i) {
-    const float gi = g[i];
+    const float gi = g[i] * gradScale;
     const float mi = b1 * m[i] + (1.0f - b1) * gi;
     const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
     m[i] = mi;
@@ -383,11 +501,6 @@ double sumSquares(const float* x, i64 n) {
   double total = 0.0;
   for (double s : partial) total += s;
   return total;
-}
-
-void scale(float* x, i64 n, float s) {
-#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
-  for (i64 i = 0; i < n; ++i) x[i] *= s;
 }
 
 void axpy(float* y, const float* x, i64 n, float alpha) {

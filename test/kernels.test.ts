@@ -264,6 +264,89 @@ describe('rmsnorm', () => {
   });
 });
 
+describe('addRmsnorm (residual add + RMSNorm)', () => {
+  for (const [rows, dim, withDsum] of [
+    [5, 67, true],
+    [300, 130, true],
+    [40, 64, false],
+  ] as const)
+    test(`native matches reference, rows=${rows} dim=${dim}${withDsum ? '' : ', no dsum'}`, () => {
+      const x = rand(rows * dim, 2),
+        y = rand(rows * dim),
+        w = rand(dim),
+        eps = 1e-5,
+        n = rows * dim;
+      const sum = new Float64Array(n),
+        out = new Float64Array(n),
+        rstd = new Float64Array(rows);
+      rk.addRmsnormForward(sum, out, rstd, x, y, w, rows, dim, eps);
+      const s32 = new Float32Array(n),
+        o32 = new Float32Array(n),
+        r32 = new Float32Array(rows);
+      nk.addRmsnormForward(s32, o32, r32, f32(x), f32(y), f32(w), rows, dim, eps);
+      assertClose(s32, sum, 'sum');
+      assertClose(o32, out, 'out');
+      assertClose(r32, rstd, 'rstd');
+
+      const dsum = withDsum ? rand(n) : null,
+        dout = rand(n),
+        dx0 = rand(n),
+        dy0 = rand(n),
+        dw0 = rand(dim);
+      const [dx, dy, dw] = [dx0.slice(), dy0.slice(), dw0.slice()];
+      rk.addRmsnormBackward(dx, dy, dw, dsum, dout, sum, w, rstd, rows, dim);
+      const [dx32, dy32, dw32] = [f32(dx0), f32(dy0), f32(dw0)];
+      nk.addRmsnormBackward(dx32, dy32, dw32, dsum && f32(dsum), f32(dout), s32, f32(w), r32, rows, dim);
+      assertClose(dx32, dx, 'dx', 1e-4, 1e-5);
+      assertClose(dy32, dy, 'dy', 1e-4, 1e-5);
+      assertClose(dw32, dw, 'dw', 1e-4, 1e-4);
+    });
+
+  test('dw is identical for 1 and 2 threads', () => {
+    const rows = 400,
+      dim = 128,
+      n = rows * dim;
+    const [dsum, dout, sum, w] = [f32(rand(n)), f32(rand(n)), f32(rand(n)), f32(rand(dim))];
+    const rstd = f32(rand(rows, 1).map((v) => 1 + Math.abs(v)));
+    const run = (threads: number) =>
+      withThreads(threads, () => {
+        const [dx, dy, dw] = [new Float32Array(n), new Float32Array(n), new Float32Array(dim)];
+        nk.addRmsnormBackward(dx, dy, dw, dsum, dout, sum, w, rstd, rows, dim);
+        return [dx, dy, dw];
+      });
+    assert.deepEqual(run(1), run(2));
+  });
+
+  test('reference gradients match finite differences (through both outputs)', () => {
+    const rows = 3,
+      dim = 11,
+      n = rows * dim,
+      eps = 1e-5;
+    const x = rand(n, 2),
+      y = rand(n),
+      w = rand(dim),
+      wSum = rand(n),
+      wOut = rand(n);
+    const forward = () => {
+      const sum = new Float64Array(n),
+        out = new Float64Array(n),
+        rstd = new Float64Array(rows);
+      rk.addRmsnormForward(sum, out, rstd, x, y, w, rows, dim, eps);
+      return { sum, out, rstd };
+    };
+    const { sum, rstd } = forward();
+    const [dx, dy, dw] = [new Float64Array(n), new Float64Array(n), new Float64Array(dim)];
+    rk.addRmsnormBackward(dx, dy, dw, wSum, wOut, sum, w, rstd, rows, dim);
+    const loss = () => {
+      const f = forward();
+      return weightedSum(f.sum, wSum) + weightedSum(f.out, wOut);
+    };
+    gradCheck('dx', loss, x, dx, n);
+    gradCheck('dy', loss, y, dy, n);
+    gradCheck('dw', loss, w, dw, dim);
+  });
+});
+
 /** Plain RoPE frequencies theta^(-2i/hd) (scaled variants are tested in test/rope.test.ts). */
 const plainFreq = (hd: number, theta: number) => Float64Array.from({ length: hd / 2 }, (_, i) => theta ** ((-2 * i) / hd));
 
@@ -336,6 +419,60 @@ describe('rope', () => {
     const dx = new Float64Array(n);
     rk.ropeBackward(dx, w, pos, heads, hd, freq, 1.2);
     gradCheck('dx', loss, x, dx, n);
+  });
+});
+
+describe('qkvRope (split of a fused projection + RoPE)', () => {
+  const cases: [string, number, number, number, Float64Array, number, Int32Array][] = [
+    ['GQA, small head', 4, 2, 8, plainFreq(8, 1e4), 1, randInts(6, 0, 64)],
+    ['MHA, hd 64, scaled', 2, 2, 64, plainFreq(64, 1e6), 1.1386, randInts(70, 0, 40000)],
+    ['uncached positions', 2, 1, 16, plainFreq(16, 1e4), 1, Int32Array.from([-3, 5, 2_000_000, 0])],
+  ];
+  for (const [label, H, KVH, hd, freq, scale, pos] of cases)
+    test(`native matches reference: ${label}`, () => {
+      const rows = pos.length,
+        nq = rows * H * hd,
+        nkv = rows * KVH * hd;
+      const qkv = rand(rows * (H + 2 * KVH) * hd);
+      const [q, k, v] = [new Float64Array(nq), new Float64Array(nkv), new Float64Array(nkv)];
+      rk.qkvRopeForward(q, k, v, qkv, pos, H, KVH, hd, freq, scale);
+      const [q32, k32, v32] = [new Float32Array(nq), new Float32Array(nkv), new Float32Array(nkv)];
+      nk.qkvRopeForward(q32, k32, v32, f32(qkv), pos, H, KVH, hd, freq, scale);
+      assertClose(q32, q, 'q', 1e-5, 2e-6);
+      assertClose(k32, k, 'k', 1e-5, 2e-6);
+      assertClose(v32, v, 'v', 0, 0);
+      // the same as the unfused kernels it replaces: rope of q's columns
+      const qRope = new Float64Array(nq),
+        qCols = new Float64Array(nq);
+      rk.sliceColumnsForward(qCols, qkv, rows, (H + 2 * KVH) * hd, 0, H * hd);
+      rk.ropeForward(qRope, qCols, pos, H, hd, freq, scale);
+      assertClose(q, qRope, 'q = rope(slice)', 0, 1e-15);
+
+      const [dq, dk, dv, d0] = [rand(nq), rand(nkv), rand(nkv), rand(qkv.length)];
+      const d = d0.slice();
+      rk.qkvRopeBackward(d, dq, dk, dv, pos, H, KVH, hd, freq, scale);
+      const d32 = f32(d0);
+      nk.qkvRopeBackward(d32, f32(dq), f32(dk), f32(dv), pos, H, KVH, hd, freq, scale);
+      assertClose(d32, d, 'dqkv', 1e-5, 4e-6);
+    });
+
+  test('reference gradient matches finite differences', () => {
+    const pos = Int32Array.from([0, 1, 17, 300]),
+      H = 4,
+      KVH = 2,
+      hd = 6,
+      rows = pos.length;
+    const qkv = rand(rows * (H + 2 * KVH) * hd),
+      freq = plainFreq(hd, 10000).map((f) => f / 3);
+    const [wq, wk, wv] = [rand(rows * H * hd), rand(rows * KVH * hd), rand(rows * KVH * hd)];
+    const loss = () => {
+      const [q, k, v] = [new Float64Array(wq.length), new Float64Array(wk.length), new Float64Array(wv.length)];
+      rk.qkvRopeForward(q, k, v, qkv, pos, H, KVH, hd, freq, 1.2);
+      return weightedSum(q, wq) + weightedSum(k, wk) + weightedSum(v, wv);
+    };
+    const d = new Float64Array(qkv.length);
+    rk.qkvRopeBackward(d, wq, wk, wv, pos, H, KVH, hd, freq, 1.2);
+    gradCheck('dqkv', loss, qkv, d, qkv.length);
   });
 });
 
@@ -714,6 +851,47 @@ describe('swiglu', () => {
   });
 });
 
+describe('swigluPacked (gate | up of a fused projection)', () => {
+  test('native matches reference and the flat kernel on the two halves', () => {
+    const rows = 37,
+      width = 1411;
+    const gu = rand(rows * 2 * width, 8);
+    gu.set([30, -30, 100, -100, 0]);
+    const out = new Float64Array(rows * width);
+    rk.swigluPackedForward(out, gu, rows, width);
+    const o32 = new Float32Array(rows * width);
+    nk.swigluPackedForward(o32, f32(gu), rows, width);
+    assertClose(o32, out, 'out', 1e-5, 1e-6);
+    const r = 5,
+      flat = new Float64Array(width);
+    rk.swigluForward(flat, gu.subarray(2 * r * width, (2 * r + 1) * width), gu.subarray((2 * r + 1) * width, (2 * r + 2) * width));
+    assert.deepEqual(out.subarray(r * width, (r + 1) * width), flat);
+
+    const dout = rand(rows * width),
+      d0 = rand(rows * 2 * width);
+    const d = d0.slice();
+    rk.swigluPackedBackward(d, dout, gu, rows, width);
+    const d32 = f32(d0);
+    nk.swigluPackedBackward(d32, f32(dout), f32(gu), rows, width);
+    assertClose(d32, d, 'dgu', 1e-5, 1e-6);
+  });
+
+  test('reference gradient matches finite differences', () => {
+    const rows = 3,
+      width = 7,
+      gu = rand(rows * 2 * width, 4),
+      w = rand(rows * width);
+    const loss = () => {
+      const out = new Float64Array(rows * width);
+      rk.swigluPackedForward(out, gu, rows, width);
+      return weightedSum(out, w);
+    };
+    const d = new Float64Array(gu.length);
+    rk.swigluPackedBackward(d, w, gu, rows, width);
+    gradCheck('dgu', loss, gu, d, gu.length);
+  });
+});
+
 describe('cross-entropy', () => {
   /** Columns [c0, c0 + cols) of a row-major [rows, V] matrix, contiguous. */
   const columns = (x: F64, rows: number, V: number, c0: number, cols: number) => {
@@ -816,9 +994,10 @@ describe('adamw and vector ops', () => {
       m32 = new Float32Array(n),
       v32 = new Float32Array(n);
     for (let step = 1; step <= 4; step++) {
-      const g = rand(n, 0.1 * step);
-      rk.adamw(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, step);
-      nk.adamw(p32, f32(g), m32, v32, 1e-3, 0.9, 0.95, 1e-8, 0.1, step);
+      const g = rand(n, 0.1 * step),
+        gradScale = step % 2 ? 1 : 0.3;
+      rk.adamw(p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, step, gradScale);
+      nk.adamw(p32, f32(g), m32, v32, 1e-3, 0.9, 0.95, 1e-8, 0.1, step, gradScale);
     }
     assertClose(m32, m, 'm', 1e-5, 1e-7);
     assertClose(v32, v, 'v', 1e-5, 1e-9);
@@ -835,15 +1014,10 @@ describe('adamw and vector ops', () => {
     assert.equal(nk.sumSquares(new Float32Array(0)), 0);
   });
 
-  test('scale, axpy, add (with aliasing)', () => {
+  test('axpy, add (with aliasing)', () => {
     const n = 40007,
       a = rand(n),
       b = rand(n);
-    const ra = a.slice(),
-      na = f32(a);
-    rk.scale(ra, -1.5);
-    nk.scale(na, -1.5);
-    assertClose(na, ra, 'scale');
     const ry = b.slice(),
       ny = f32(b);
     rk.axpy(ry, a, 0.25);
@@ -898,6 +1072,24 @@ describe('validation', () => {
       'invFreq length',
       () => nk.ropeForward(f(8), f(8), Int32Array.from([0]), 2, 4, new Float64Array(3), 1),
       /ropeForward: invFreq has length 3, expected headDim\/2 = 2/,
+      RangeError,
+    ],
+    [
+      'qkvRope packed width',
+      () => nk.qkvRopeForward(f(8), f(4), f(4), f(15), Int32Array.from([0]), 2, 1, 4, new Float64Array(2), 1),
+      /qkvRopeForward: qkv has length 15, expected pos.length\*\(H\+2\*KVH\)\*headDim = 16/,
+      RangeError,
+    ],
+    [
+      'swigluPacked halves',
+      () => nk.swigluPackedForward(f(6), f(10), 2, 3),
+      /swigluPackedForward: gu has length 10, expected rows\*2\*width = 12/,
+      RangeError,
+    ],
+    [
+      'addRmsnorm y length',
+      () => nk.addRmsnormForward(f(6), f(6), f(2), f(6), f(5), f(3), 2, 3, 1e-5),
+      /addRmsnormForward: y has length 5, expected rows\*dim = 6/,
       RangeError,
     ],
     [
@@ -964,13 +1156,13 @@ describe('validation', () => {
     ],
     [
       'adamw step 0',
-      () => nk.adamw(f(2), f(2), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 0),
+      () => nk.adamw(f(2), f(2), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 0, 1),
       /adamw: step must be an integer >= 1/,
       RangeError,
     ],
     [
       'adamw lengths',
-      () => nk.adamw(f(2), f(3), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 1),
+      () => nk.adamw(f(2), f(3), f(2), f(2), 1e-3, 0.9, 0.99, 1e-8, 0, 1, 1),
       /adamw: g has length 3 but p has length 2/,
       RangeError,
     ],
@@ -981,7 +1173,7 @@ describe('validation', () => {
       /rmsnormForward: w has length 2, expected dim = 3/,
       RangeError,
     ],
-    ['non-finite scalar', () => nk.scale(f(2), NaN), /scale: s must be finite/, RangeError],
+    ['non-finite scalar', () => nk.axpy(f(2), f(2), NaN), /axpy: alpha must be finite/, RangeError],
     ['setThreads(0)', () => setThreads(0), /setThreads: n must be an integer >= 1/, RangeError],
     [
       'reference checks too',

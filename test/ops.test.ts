@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test } from 'node:test';
 import { dropout, gatherRows, linear, pairLoss, segmentSum, weightedSum } from '../src/engine/ops.js';
+import { AdamW } from '../src/engine/optim.js';
+import { ParamStore } from '../src/engine/params.js';
 import { cpuMs, KernelProfile, mainThreadCpuMs } from '../src/engine/profile.js';
 import { referenceKernels as k } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
@@ -120,4 +122,34 @@ test("mainThreadCpuMs counts the main thread's work, a part of the process CPU t
   // counts nanoseconds, so on a loaded machine the two disagree by a few ticks (measured: 59.3
   // against 57.9 ms); a thread counting another thread's work would be off by far more
   assert.ok(thread <= proc * 1.05 + 12, `main thread ${thread} ms within the process's ${proc} ms`);
+});
+
+test('AdamW.clip scales the next update as clipping the gradients would, and only that update', () => {
+  const specs = [
+    { name: 'w', shape: [3, 4] },
+    { name: 'g', shape: [4], noDecay: true },
+    { name: 'u', shape: [2, 4] },
+  ];
+  const run = (clipNorm: number | null, prescale: number) => {
+    const store = new ParamStore(k, specs, true);
+    store.data.set(rand(store.size, 11));
+    const opt = new AdamW(store, { lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+    for (let step = 0; step < 2; step++) {
+      store.grad!.set(rand(store.size, 12 + step).map((g) => g * 3 * (step === 0 ? prescale : 1)));
+      const norm = step === 0 && clipNorm !== null ? opt.clip(clipNorm) : Math.sqrt(k.sumSquares(store.grad!));
+      assert.ok(norm > 0);
+      opt.update(0.1);
+    }
+    return store.data;
+  };
+  const norm = Math.sqrt(k.sumSquares(rand(new ParamStore(k, specs, false).size, 12).map((g) => g * 3)));
+  // clipping to 1 scales the first gradient by 1 / (norm + 1e-6); the second update is unclipped
+  const clipped = run(1, 1),
+    scaled = run(null, 1 / (norm + 1e-6));
+  for (let i = 0; i < clipped.length; i++) assert.ok(Math.abs(clipped[i] - scaled[i]) < 1e-12, `p[${i}]`);
+  assert.ok(
+    clipped.some((v, i) => Math.abs(v - run(null, 1)[i]) > 1e-6),
+    'clipping changed the update',
+  );
+  assert.deepEqual(run(norm * 2, 1), run(null, 1), 'a norm under the limit is left alone');
 });

@@ -34,7 +34,7 @@ export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc'> {
   gemmClassOf(transA: boolean, transB: boolean, M: number, N: number, K: number): string;
   getGemmBackends(): GemmBackends;
   setGemmBackends(backends: GemmBackends): void;
-  /** Best ms of each class's representative products per backend over `rounds` interleaved rounds (null: no OpenBLAS). */
+  /** Best CPU ms (all threads) of each class's representative products per backend over `rounds` interleaved rounds (null: no OpenBLAS). */
   gemmMeasure(rounds: number): Record<string, Record<GemmBackend, number | null>>;
   setThreads(n: number): void;
   getThreads(): number;

@@ -10,7 +10,7 @@
  * 3. the per-machine cache, CHIMED_GEMM_CACHE (a file path, or "off"), by default
  *    $XDG_CACHE_HOME/chimed/gemm.json or ~/.cache/chimed/gemm.json, keyed by CPU model, thread
  *    count, SIMD features, OpenBLAS build and the addon binary;
- * 4. a measurement (gemmMeasure: each class's representative products on both paths,
+ * 4. a measurement (gemmMeasure: the CPU time of each class's representative products on both paths,
  *    interleaved, best of 5; ~0.1 s on 2 idle cores), written to the cache.
  */
 import { createHash } from 'node:crypto';
@@ -40,7 +40,7 @@ export interface GemmChoice {
   /** set: setGemmChoice; env: CHIMED_GEMM; builtin-only: no OpenBLAS in this build; cache / measured. */
   source: 'set' | 'env' | 'builtin-only' | 'cache' | 'measured';
   machine: GemmMachine;
-  /** Best ms per class and path, when the choice was measured (now or when the cache entry was written). */
+  /** Best CPU ms per class and path, when the choice was measured (now or when the cache entry was written). */
   measuredMs?: GemmMeasurement;
 }
 

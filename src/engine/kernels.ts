@@ -30,6 +30,13 @@ export interface Kernels<F extends FloatArray = FloatArray> {
   /** out = x * rstd * w per row, rstd[r] = 1 / sqrt(mean(x[r]^2) + eps). */
   rmsnormForward(out: F, rstd: F, x: F, w: F, rows: number, dim: number, eps: number): void;
   rmsnormBackward(dx: F, dw: F, dout: F, x: F, w: F, rstd: F, rows: number, dim: number): void;
+  /** sum = x + y, then out and rstd as rmsnormForward of sum: a residual add and the norm after it in one pass. */
+  addRmsnormForward(sum: F, out: F, rstd: F, x: F, y: F, w: F, rows: number, dim: number, eps: number): void;
+  /**
+   * g = dsum + (the rmsnorm gradient of dout with respect to sum); dx += g, dy += g, dw as
+   * rmsnormBackward. dsum null: sum has no other consumer (g is the norm's part alone).
+   */
+  addRmsnormBackward(dx: F, dy: F, dw: F, dsum: F | null, dout: F, sum: F, w: F, rstd: F, rows: number, dim: number): void;
 
   /**
    * HF rotate-half RoPE over x = [rows, heads, headDim], rows = B*T, pos[r] = position of row r.
@@ -42,6 +49,36 @@ export interface Kernels<F extends FloatArray = FloatArray> {
   ropeForward(out: F, x: F, pos: Int32Array, heads: number, headDim: number, invFreq: Float64Array, scale: number): void;
   /** dx += R(pos)^T dout. */
   ropeBackward(dx: F, dout: F, pos: Int32Array, heads: number, headDim: number, invFreq: Float64Array, scale: number): void;
+  /**
+   * The output of a fused q/k/v projection, qkv = [rows, (H + 2 KVH) headDim] with columns
+   * q | k | v, split into q [rows, H, headDim] and k, v [rows, KVH, headDim], with RoPE (as
+   * ropeForward) applied to q and k on the way: the projection's epilogue in one pass.
+   */
+  qkvRopeForward(
+    q: F,
+    k: F,
+    v: F,
+    qkv: F,
+    pos: Int32Array,
+    H: number,
+    KVH: number,
+    headDim: number,
+    invFreq: Float64Array,
+    scale: number,
+  ): void;
+  /** dqkv += [R^T dq | R^T dk | dv] per row. */
+  qkvRopeBackward(
+    dqkv: F,
+    dq: F,
+    dk: F,
+    dv: F,
+    pos: Int32Array,
+    H: number,
+    KVH: number,
+    headDim: number,
+    invFreq: Float64Array,
+    scale: number,
+  ): void;
 
   /** y[r, :] += b for every row of y = [rows, dim]. */
   biasForward(y: F, b: F, rows: number, dim: number): void;
@@ -72,6 +109,10 @@ export interface Kernels<F extends FloatArray = FloatArray> {
   /** out = silu(gate) * up, elementwise. */
   swigluForward(out: F, gate: F, up: F): void;
   swigluBackward(dgate: F, dup: F, dout: F, gate: F, up: F): void;
+  /** SwiGLU of a fused gate | up projection gu = [rows, 2 width]: out[r, :] = silu(gu[r, :width]) * gu[r, width:]. */
+  swigluPackedForward(out: F, gu: F, rows: number, width: number): void;
+  /** dgu[r, :width] and dgu[r, width:] += the gradients of swigluPackedForward. */
+  swigluPackedBackward(dgu: F, dout: F, gu: F, rows: number, width: number): void;
 
   /**
    * Softmax cross-entropy over one column chunk [start, start + cols) of V logits, so that a
@@ -89,13 +130,26 @@ export interface Kernels<F extends FloatArray = FloatArray> {
    */
   crossEntropyBackward(dlogits: F, logits: F, lse: F, targets: Int32Array, dlogp: F, V: number, start: number, cols: number): void;
 
-  /** One AdamW step with bias correction (step counts from 1); decoupled weight decay p -= lr*wd*p. */
-  adamw(p: F, g: F, m: F, v: F, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  /**
+   * One AdamW step with bias correction (step counts from 1); decoupled weight decay p -= lr*wd*p.
+   * The gradient is gradScale * g (gradient clipping, applied while it is read; g is unchanged).
+   */
+  adamw(
+    p: F,
+    g: F,
+    m: F,
+    v: F,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+    gradScale: number,
+  ): void;
 
   /** Sum of squares accumulated in double; deterministic for a given thread count. */
   sumSquares(x: F): number;
-  /** x *= s */
-  scale(x: F, s: number): void;
   /** y += alpha * x */
   axpy(y: F, x: F, alpha: number): void;
   /** out = a + b (out may alias a or b) */

@@ -24,8 +24,15 @@ export const nativeKernels: Kernels<F> = {
   embeddingBackward: (dtable, dout, ids, dim) => addon().embeddingBackward(dtable, dout, ids, dim),
   rmsnormForward: (out, rstd, x, w, rows, dim, eps) => addon().rmsnormForward(out, rstd, x, w, rows, dim, eps),
   rmsnormBackward: (dx, dw, dout, x, w, rstd, rows, dim) => addon().rmsnormBackward(dx, dw, dout, x, w, rstd, rows, dim),
+  addRmsnormForward: (sum, out, rstd, x, y, w, rows, dim, eps) => addon().addRmsnormForward(sum, out, rstd, x, y, w, rows, dim, eps),
+  addRmsnormBackward: (dx, dy, dw, dsum, dout, sum, w, rstd, rows, dim) =>
+    addon().addRmsnormBackward(dx, dy, dw, dsum, dout, sum, w, rstd, rows, dim),
   ropeForward: (out, x, pos, heads, headDim, invFreq, scale) => addon().ropeForward(out, x, pos, heads, headDim, invFreq, scale),
   ropeBackward: (dx, dout, pos, heads, headDim, invFreq, scale) => addon().ropeBackward(dx, dout, pos, heads, headDim, invFreq, scale),
+  qkvRopeForward: (q, k, v, qkv, pos, H, KVH, headDim, invFreq, scale) =>
+    addon().qkvRopeForward(q, k, v, qkv, pos, H, KVH, headDim, invFreq, scale),
+  qkvRopeBackward: (dqkv, dq, dk, dv, pos, H, KVH, headDim, invFreq, scale) =>
+    addon().qkvRopeBackward(dqkv, dq, dk, dv, pos, H, KVH, headDim, invFreq, scale),
   biasForward: (y, b, rows, dim) => addon().biasForward(y, b, rows, dim),
   biasBackward: (db, dy, rows, dim) => addon().biasBackward(db, dy, rows, dim),
   sliceColumnsForward: (out, x, rows, cols, start, width) => addon().sliceColumnsForward(out, x, rows, cols, start, width),
@@ -37,13 +44,15 @@ export const nativeKernels: Kernels<F> = {
     addon().attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, dims, keyStart),
   swigluForward: (out, gate, up) => addon().swigluForward(out, gate, up),
   swigluBackward: (dgate, dup, dout, gate, up) => addon().swigluBackward(dgate, dup, dout, gate, up),
+  swigluPackedForward: (out, gu, rows, width) => addon().swigluPackedForward(out, gu, rows, width),
+  swigluPackedBackward: (dgu, dout, gu, rows, width) => addon().swigluPackedBackward(dgu, dout, gu, rows, width),
   crossEntropyForward: (lse, tlogit, logits, targets, V, start, cols) =>
     addon().crossEntropyForward(lse, tlogit, logits, targets, V, start, cols),
   crossEntropyBackward: (dlogits, logits, lse, targets, dlogp, V, start, cols) =>
     addon().crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V, start, cols),
-  adamw: (p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) => addon().adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step),
+  adamw: (p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale) =>
+    addon().adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale),
   sumSquares: (x) => addon().sumSquares(x),
-  scale: (x, s) => addon().scale(x, s),
   axpy: (y, x, alpha) => addon().axpy(y, x, alpha),
   add: (out, a, b) => addon().add(out, a, b),
 };

@@ -20,8 +20,8 @@ export function linear<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: T
   ctx.record(b ? [x, W, b] : [x, W], () => {
     const dy = y.grad;
     if (!dy) return;
-    if (x.requiresGrad) ctx.k.gemm(false, false, N, inF, outF, 1, dy, W.data, 1, ctx.gradOf(x));
-    if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, N, 1, dy, x.data, 1, ctx.gradOf(W));
+    if (x.requiresGrad) ctx.k.gemm(false, false, N, inF, outF, 1, dy, W.data, ctx.gradBeta(x), x.grad!);
+    if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, N, 1, dy, x.data, ctx.gradBeta(W), W.grad!);
     if (b?.requiresGrad) ctx.k.biasBackward(ctx.gradOf(b), dy, N, outF);
   });
   return y;
@@ -70,6 +70,43 @@ export function rmsnorm<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, w: 
   return y;
 }
 
+/**
+ * The residual add and the RMSNorm after it in one pass: sum = x + y, normed = rmsnorm(sum).
+ * sum feeds the next residual add, normed the next sublayer.
+ */
+export function addRmsnorm<F extends FloatArray>(
+  ctx: Context<F>,
+  x: Tensor<F>,
+  y: Tensor<F>,
+  w: Tensor<F>,
+  eps: number,
+): [sum: Tensor<F>, normed: Tensor<F>] {
+  const dim = w.size,
+    rows = x.size / dim;
+  const grad = x.requiresGrad || y.requiresGrad || w.requiresGrad;
+  const sum = ctx.tensor(x.shape, grad),
+    normed = ctx.tensor(x.shape, grad);
+  const rstd = ctx.ws.alloc(rows);
+  ctx.k.addRmsnormForward(sum.data, normed.data, rstd, x.data, y.data, w.data, rows, dim, eps);
+  ctx.record([x, y, w], () => {
+    if (!normed.grad && !sum.grad) return;
+    const scratch = (t: Tensor<F>, n: number) => (t.requiresGrad ? ctx.gradOf(t) : ctx.ws.alloc(n, true));
+    ctx.k.addRmsnormBackward(
+      scratch(x, x.size),
+      scratch(y, y.size),
+      scratch(w, dim),
+      sum.grad,
+      normed.grad ?? ctx.ws.alloc(normed.size, true),
+      sum.data,
+      w.data,
+      rstd,
+      rows,
+      dim,
+    );
+  });
+  return [sum, normed];
+}
+
 /** Rotation frequencies of a RoPE variant and its cos/sin multiplier (see src/model/rope.ts). */
 export interface RopeFrequencies {
   invFreq: Float64Array;
@@ -88,6 +125,33 @@ export function rope<F extends FloatArray>(
   ctx.k.ropeForward(y.data, x.data, pos, heads, headDim, f.invFreq, f.scale);
   ctx.record([x], () => y.grad && ctx.k.ropeBackward(ctx.gradOf(x), y.grad, pos, heads, headDim, f.invFreq, f.scale));
   return y;
+}
+
+/**
+ * q, k, v of a fused projection's output [rows, (H + 2 KVH) headDim], with RoPE applied to q
+ * and k: the split and the rotation in one pass over the projection.
+ */
+export function qkvRope<F extends FloatArray>(
+  ctx: Context<F>,
+  qkv: Tensor<F>,
+  pos: Int32Array,
+  H: number,
+  KVH: number,
+  headDim: number,
+  f: RopeFrequencies,
+): [q: Tensor<F>, k: Tensor<F>, v: Tensor<F>] {
+  const rows = pos.length,
+    g = qkv.requiresGrad;
+  const q = ctx.tensor([rows, H * headDim], g),
+    k = ctx.tensor([rows, KVH * headDim], g),
+    v = ctx.tensor([rows, KVH * headDim], g);
+  ctx.k.qkvRopeForward(q.data, k.data, v.data, qkv.data, pos, H, KVH, headDim, f.invFreq, f.scale);
+  ctx.record([qkv], () => {
+    if (!q.grad && !k.grad && !v.grad) return;
+    const d = (t: Tensor<F>) => t.grad ?? ctx.ws.alloc(t.size, true);
+    ctx.k.qkvRopeBackward(ctx.gradOf(qkv), d(q), d(k), d(v), pos, H, KVH, headDim, f.invFreq, f.scale);
+  });
+  return [q, k, v];
 }
 
 export function attention<F extends FloatArray>(
@@ -115,13 +179,26 @@ export function swiglu<F extends FloatArray>(ctx: Context<F>, gate: Tensor<F>, u
   return y;
 }
 
+/** SwiGLU of a fused gate | up projection [rows, 2 width]: silu(gate) * up, [rows, width]. */
+export function swigluPacked<F extends FloatArray>(ctx: Context<F>, gu: Tensor<F>, width: number): Tensor<F> {
+  const rows = gu.size / (2 * width);
+  const y = ctx.tensor([rows, width], gu.requiresGrad);
+  ctx.k.swigluPackedForward(y.data, gu.data, rows, width);
+  ctx.record([gu], () => y.grad && ctx.k.swigluPackedBackward(ctx.gradOf(gu), y.grad, gu.data, rows, width));
+  return y;
+}
+
 export function add<F extends FloatArray>(ctx: Context<F>, a: Tensor<F>, b: Tensor<F>): Tensor<F> {
   const y = ctx.tensor(a.shape, a.requiresGrad || b.requiresGrad);
   ctx.k.add(y.data, a.data, b.data);
   ctx.record([a, b], () => {
     if (!y.grad) return;
-    if (a.requiresGrad) ctx.k.axpy(ctx.gradOf(a), y.grad, 1);
-    if (b.requiresGrad) ctx.k.axpy(ctx.gradOf(b), y.grad, 1);
+    if (b.requiresGrad) {
+      // b gets a copy (or a sum), so that a may take y's gradient itself
+      if (b.grad) ctx.k.axpy(b.grad, y.grad, 1);
+      else (b.grad = ctx.ws.alloc(b.size)).set(y.grad);
+    }
+    if (a.requiresGrad) ctx.passGrad(a, y.grad);
   });
   return y;
 }

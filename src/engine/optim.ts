@@ -14,6 +14,8 @@ export class AdamW<F extends FloatArray = FloatArray> {
   readonly m: F;
   readonly v: F;
   step = 0;
+  /** Factor the next update applies to the gradients (set by clip). */
+  private gradScale = 1;
 
   constructor(
     readonly params: ParamStore<F>,
@@ -29,10 +31,14 @@ export class AdamW<F extends FloatArray = FloatArray> {
     return Math.sqrt(this.params.k.sumSquares(this.params.grad!));
   }
 
-  /** Scales gradients so their global norm is at most maxNorm; returns the norm before. */
+  /**
+   * Clips the gradients to a global norm of at most maxNorm for the next update, which applies
+   * the factor as it reads them (one pass over them fewer; the buffer keeps the unclipped
+   * values). Returns the norm before clipping.
+   */
   clip(maxNorm: number): number {
     const norm = this.gradNorm();
-    if (maxNorm > 0 && norm > maxNorm) this.params.k.scale(this.params.grad!, maxNorm / (norm + 1e-6));
+    this.gradScale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
     return norm;
   }
 
@@ -40,21 +46,20 @@ export class AdamW<F extends FloatArray = FloatArray> {
     this.step++;
     const { k, data, grad } = this.params;
     const { beta1, beta2, eps, weightDecay } = this.cfg;
+    // one call per run of neighbouring tensors with the same weight decay
+    const runs: [number, number, number][] = [];
     for (const [spec, off, n] of this.params.ranges()) {
-      const end = off + n;
-      k.adamw(
-        data.subarray(off, end) as F,
-        grad!.subarray(off, end) as F,
-        this.m.subarray(off, end) as F,
-        this.v.subarray(off, end) as F,
-        lr,
-        beta1,
-        beta2,
-        eps,
-        spec.noDecay ? 0 : weightDecay,
-        this.step,
-      );
+      const decay = spec.noDecay ? 0 : weightDecay,
+        last = runs[runs.length - 1];
+      if (last && last[2] === decay && last[0] + last[1] === off) last[1] += n;
+      else runs.push([off, n, decay]);
     }
+    for (const [off, n, decay] of runs) {
+      const end = off + n;
+      const part = (a: F) => a.subarray(off, end) as F;
+      k.adamw(part(data), part(grad!), part(this.m), part(this.v), lr, beta1, beta2, eps, decay, this.step, this.gradScale);
+    }
+    this.gradScale = 1;
   }
 }
 

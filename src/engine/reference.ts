@@ -132,6 +132,35 @@ function checkSlice(
   expectLength(kernel, narrowName, narrow, rows * width, 'rows*width');
 }
 
+/** Column ranges [start, width] of q, k and v in a fused [rows, (H + 2 KVH) headDim] projection, after checking the lengths. */
+function qkvParts(kernel: string, packed: F, q: F, k: F, v: F, rows: number, H: number, KVH: number, headDim: number) {
+  for (const [name, n] of [
+    ['H', H],
+    ['KVH', KVH],
+  ] as const)
+    expectSize(kernel, name, n, 1);
+  const qD = H * headDim,
+    kvD = KVH * headDim,
+    cols = qD + 2 * kvD;
+  expectLength(kernel, 'qkv', packed, rows * cols, 'pos.length*(H+2*KVH)*headDim');
+  expectLength(kernel, 'q', q, rows * qD, 'pos.length*H*headDim');
+  expectLength(kernel, 'k', k, rows * kvD, 'pos.length*KVH*headDim');
+  expectLength(kernel, 'v', v, rows * kvD, 'pos.length*KVH*headDim');
+  return { cols, q: [0, qD] as [number, number], k: [qD, kvD] as [number, number], v: [qD + kvD, kvD] as [number, number] };
+}
+
+function checkPacked(kernel: string, gu: F, half: F, rows: number, width: number): void {
+  expectSize(kernel, 'rows', rows);
+  expectSize(kernel, 'width', width, 1);
+  expectLength(kernel, 'gu', gu, rows * 2 * width, 'rows*2*width');
+  expectLength(kernel, 'out', half, rows * width, 'rows*width');
+}
+
+/** The gate and up halves of row r of a fused [rows, 2 width] projection. */
+function packedHalves(gu: F, r: number, width: number): [F, F] {
+  return [gu.subarray(2 * r * width, (2 * r + 1) * width), gu.subarray((2 * r + 1) * width, (2 * r + 2) * width)];
+}
+
 /** log sum_j exp(x[off + j]) over j < n. */
 function logSumExp(x: F, off: number, n: number): number {
   let m = -Infinity;
@@ -232,6 +261,30 @@ export const referenceKernels: Kernels<Float64Array> = {
     }
   },
 
+  // The fused kernels are specified as the unfused ones they replace, composed.
+  addRmsnormForward(sum, out, rstd, x, y, w, rows, dim, eps) {
+    checkRows(
+      'addRmsnormForward',
+      [
+        ['sum', sum],
+        ['x', x],
+        ['y', y],
+      ],
+      rows,
+      dim,
+    );
+    referenceKernels.add(sum, x, y);
+    referenceKernels.rmsnormForward(out, rstd, sum, w, rows, dim, eps);
+  },
+
+  addRmsnormBackward(dx, dy, dw, dsum, dout, sum, w, rstd, rows, dim) {
+    checkRows('addRmsnormBackward', [['dx', dx], ['dy', dy], ...(dsum ? [['dsum', dsum] as [string, F]] : [])], rows, dim);
+    const g = dsum ? Float64Array.from(dsum) : new Float64Array(rows * dim);
+    referenceKernels.rmsnormBackward(g, dw, dout, sum, w, rstd, rows, dim);
+    referenceKernels.axpy(dx, g, 1);
+    referenceKernels.axpy(dy, g, 1);
+  },
+
   ropeForward(out, x, pos, heads, headDim, invFreq, scale) {
     checkRope('ropeForward', out, x, pos, heads, headDim, invFreq, scale);
     const half = headDim / 2;
@@ -264,6 +317,30 @@ export const referenceKernels: Kernels<Float64Array> = {
         }
       }
     });
+  },
+
+  qkvRopeForward(q, k, v, qkv, pos, H, KVH, headDim, invFreq, scale) {
+    const parts = qkvParts('qkvRopeForward', qkv, q, k, v, pos.length, H, KVH, headDim);
+    const slice = (out: F, [start, width]: [number, number]) =>
+      referenceKernels.sliceColumnsForward(out, qkv, pos.length, parts.cols, start, width);
+    slice(q, parts.q);
+    slice(k, parts.k);
+    slice(v, parts.v);
+    referenceKernels.ropeForward(q, q, pos, H, headDim, invFreq, scale);
+    referenceKernels.ropeForward(k, k, pos, KVH, headDim, invFreq, scale);
+  },
+
+  qkvRopeBackward(dqkv, dq, dk, dv, pos, H, KVH, headDim, invFreq, scale) {
+    const parts = qkvParts('qkvRopeBackward', dqkv, dq, dk, dv, pos.length, H, KVH, headDim);
+    const unslice = (d: F, [start, width]: [number, number]) =>
+      referenceKernels.sliceColumnsBackward(dqkv, d, pos.length, parts.cols, start, width);
+    const rq = new Float64Array(dq.length),
+      rk = new Float64Array(dk.length);
+    referenceKernels.ropeBackward(rq, dq, pos, H, headDim, invFreq, scale);
+    referenceKernels.ropeBackward(rk, dk, pos, KVH, headDim, invFreq, scale);
+    unslice(rq, parts.q);
+    unslice(rk, parts.k);
+    unslice(dv, parts.v);
   },
 
   biasForward(y, b, rows, dim) {
@@ -425,6 +502,24 @@ export const referenceKernels: Kernels<Float64Array> = {
     }
   },
 
+  swigluPackedForward(out, gu, rows, width) {
+    checkPacked('swigluPackedForward', gu, out, rows, width);
+    for (let r = 0; r < rows; r++) {
+      const [gate, up] = packedHalves(gu, r, width);
+      referenceKernels.swigluForward(out.subarray(r * width, (r + 1) * width), gate, up);
+    }
+  },
+
+  swigluPackedBackward(dgu, dout, gu, rows, width) {
+    checkPacked('swigluPackedBackward', gu, dout, rows, width);
+    expectLength('swigluPackedBackward', 'dgu', dgu, rows * 2 * width, 'rows*2*width');
+    for (let r = 0; r < rows; r++) {
+      const [gate, up] = packedHalves(gu, r, width),
+        [dgate, dup] = packedHalves(dgu, r, width);
+      referenceKernels.swigluBackward(dgate, dup, dout.subarray(r * width, (r + 1) * width), gate, up);
+    }
+  },
+
   crossEntropyForward(lse, tlogit, logits, targets, V, start, cols) {
     checkCrossEntropy('crossEntropyForward', logits, lse, targets, V, start, cols);
     expectLength('crossEntropyForward', 'tlogit', tlogit, targets.length, 'targets.length');
@@ -448,7 +543,7 @@ export const referenceKernels: Kernels<Float64Array> = {
     });
   },
 
-  adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) {
+  adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale) {
     for (const [name, a] of [
       ['g', g],
       ['m', m],
@@ -458,9 +553,11 @@ export const referenceKernels: Kernels<Float64Array> = {
     expectSize('adamw', 'step', step, 1);
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2 = 1 - Math.pow(beta2, step);
+    if (!Number.isFinite(gradScale)) fail('adamw', `gradScale must be finite, got ${gradScale}`);
     for (let i = 0; i < p.length; i++) {
-      m[i] = beta1 * m[i] + (1 - beta1) * g[i];
-      v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+      const gi = gradScale * g[i];
+      m[i] = beta1 * m[i] + (1 - beta1) * gi;
+      v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
       p[i] -= lr * weightDecay * p[i] + (lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + eps);
     }
   },
@@ -469,10 +566,6 @@ export const referenceKernels: Kernels<Float64Array> = {
     let s = 0;
     for (let i = 0; i < x.length; i++) s += x[i] * x[i];
     return s;
-  },
-
-  scale(x, s) {
-    for (let i = 0; i < x.length; i++) x[i] *= s;
   },
 
   axpy(y, x, alpha) {

@@ -56,6 +56,27 @@ export class Context<F extends FloatArray = FloatArray> {
     return t.grad;
   }
 
+  /**
+   * The beta for a kernel writing t's gradient (GEMM: C = op(A) op(B) + beta C): 1 to add to a
+   * gradient t already has, 0 to overwrite a new one, which is then allocated without the zero
+   * fill that gradOf pays (a full pass over memory).
+   */
+  gradBeta(t: Tensor<F>): 0 | 1 {
+    if (t.grad) return 1;
+    t.grad = this.ws.alloc(t.size);
+    return 0;
+  }
+
+  /**
+   * Adds g, the gradient of an op's output, to t's gradient. A first gradient takes g itself,
+   * no copy: an output's gradient is read only by the backward of the op that produced it, which
+   * is running now, so later writes through t cannot reach a reader. One input only may take it.
+   */
+  passGrad(t: Tensor<F>, g: F): void {
+    if (t.grad) this.k.axpy(t.grad, g, 1);
+    else t.grad = g;
+  }
+
   /** Records a backward closure when recording and any input needs a gradient. */
   record(inputs: Tensor<F>[], back: () => void): boolean {
     if (!this.recording || !inputs.some((t) => t.requiresGrad)) return false;

@@ -1,15 +1,18 @@
 import type { AttentionDims, FloatArray, Kernels } from '../engine/kernels.js';
 import {
   add,
+  addRmsnorm,
   attention,
   checkpoint,
   embedding,
   linear,
   normalizeRows,
+  qkvRope,
   rmsnorm,
   rope,
   sliceColumns,
   swiglu,
+  swigluPacked,
   type RopeFrequencies,
 } from '../engine/ops.js';
 import { linearLogprobs, type LogitsBlock } from '../engine/linear-logprobs.js';
@@ -208,19 +211,48 @@ export class Llama<F extends FloatArray = FloatArray> {
     return this.hook ? this.hook(ctx, x, y, module) : y;
   }
 
-  /** q, k, v of a layer: three projections, or the columns of the fused W_pack. */
-  private qkv(ctx: Context<F>, h: Tensor<F>, p: string): [Tensor<F>, Tensor<F>, Tensor<F>] {
-    const c = this.config;
-    if (!c.fused_qkv)
-      return [
-        this.proj(ctx, h, `${p}self_attn.q_proj`),
-        this.proj(ctx, h, `${p}self_attn.k_proj`),
-        this.proj(ctx, h, `${p}self_attn.v_proj`),
-      ];
-    const packed = this.proj(ctx, h, `${p}self_attn.W_pack`);
+  /**
+   * The weight of a fused projection replacing `modules` (one GEMM instead of several): their
+   * matrices stacked in place, when no hook (LoRA) wraps them, they have no bias and the store
+   * keeps them back to back; null otherwise.
+   */
+  private stackedWeight(p: string, modules: string[]): Tensor<F> | null {
+    if (this.hook || modules.some((m) => this.params.has(`${p}${m}.bias`))) return null;
+    return this.params.stacked(modules.map((m) => `${p}${m}.weight`));
+  }
+
+  /**
+   * q, k, v of a layer after RoPE (and the per-head q/k norms). One fused projection (W_pack, or
+   * q/k/v stacked) feeds a kernel that splits and rotates in one pass; otherwise the three
+   * projections (or W_pack's columns) are taken one by one.
+   */
+  private qkv(ctx: Context<F>, h: Tensor<F>, p: string, pos: Int32Array, freqs: RopeFrequencies): [Tensor<F>, Tensor<F>, Tensor<F>] {
+    const c = this.config,
+      hd = c.head_dim,
+      H = c.num_attention_heads,
+      KVH = c.num_key_value_heads;
+    const stacked = c.fused_qkv ? null : this.stackedWeight(p, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj']);
+    const packed = c.fused_qkv ? this.proj(ctx, h, `${p}self_attn.W_pack`) : stacked && linear(ctx, h, stacked);
+    if (packed && !c.qk_norm) return qkvRope(ctx, packed, pos, H, KVH, hd, freqs);
     const qD = qWidth(c),
       kvD = kvWidth(c);
-    return [sliceColumns(ctx, packed, 0, qD), sliceColumns(ctx, packed, qD, kvD), sliceColumns(ctx, packed, qD + kvD, kvD)];
+    let [q, k, v] = packed
+      ? [sliceColumns(ctx, packed, 0, qD), sliceColumns(ctx, packed, qD, kvD), sliceColumns(ctx, packed, qD + kvD, kvD)]
+      : [this.proj(ctx, h, `${p}self_attn.q_proj`), this.proj(ctx, h, `${p}self_attn.k_proj`), this.proj(ctx, h, `${p}self_attn.v_proj`)];
+    if (c.qk_norm) {
+      q = rmsnorm(ctx, q, this.w(`${p}self_attn.q_norm.weight`), c.rms_norm_eps);
+      k = rmsnorm(ctx, k, this.w(`${p}self_attn.k_norm.weight`), c.rms_norm_eps);
+    }
+    return [rope(ctx, q, pos, H, hd, freqs), rope(ctx, k, pos, KVH, hd, freqs), v];
+  }
+
+  /** The SwiGLU MLP: gate and up as one stacked projection when they can be (see stackedWeight). */
+  private mlp(ctx: Context<F>, h: Tensor<F>, p: string): Tensor<F> {
+    const gu = this.stackedWeight(p, ['mlp.gate_proj', 'mlp.up_proj']);
+    const m = gu
+      ? swigluPacked(ctx, linear(ctx, h, gu), this.config.intermediate_size)
+      : swiglu(ctx, this.proj(ctx, h, `${p}mlp.gate_proj`), this.proj(ctx, h, `${p}mlp.up_proj`));
+    return this.proj(ctx, m, `${p}mlp.down_proj`);
   }
 
   private block(ctx: Context<F>, x: Tensor<F>, l: number, batch: TokenBatch, freqs: RopeFrequencies, opts: ForwardOptions): Tensor<F> {
@@ -240,13 +272,7 @@ export class Llama<F extends FloatArray = FloatArray> {
       scale: 1 / Math.sqrt(hd),
     };
     const h = rmsnorm(ctx, x, this.w(`${p}input_layernorm.weight`), c.rms_norm_eps);
-    let [q, k, v] = this.qkv(ctx, h, p);
-    if (c.qk_norm) {
-      q = rmsnorm(ctx, q, this.w(`${p}self_attn.q_norm.weight`), c.rms_norm_eps);
-      k = rmsnorm(ctx, k, this.w(`${p}self_attn.k_norm.weight`), c.rms_norm_eps);
-    }
-    q = rope(ctx, q, batch.pos, dims.H, hd, freqs);
-    k = rope(ctx, k, batch.pos, dims.KVH, hd, freqs);
+    let [q, k, v] = this.qkv(ctx, h, p, batch.pos, freqs);
     if (cache) {
       cache.write(l, k.data, v.data, batch.T);
       const shape = [batch.B, cache.capacity, dims.KVH, hd];
@@ -254,10 +280,14 @@ export class Llama<F extends FloatArray = FloatArray> {
       v = new Tensor(cache.v[l], shape);
     }
     const a = attention(ctx, q, k, v, dims, opts.keyStart ?? null);
-    const x2 = add(ctx, x, this.proj(ctx, a, `${p}self_attn.o_proj`));
-    const h2 = rmsnorm(ctx, x2, this.w(`${p}post_attention_layernorm.weight`), c.rms_norm_eps);
-    const m = swiglu(ctx, this.proj(ctx, h2, `${p}mlp.gate_proj`), this.proj(ctx, h2, `${p}mlp.up_proj`));
-    return add(ctx, x2, this.proj(ctx, m, `${p}mlp.down_proj`));
+    const [x2, h2] = addRmsnorm(
+      ctx,
+      x,
+      this.proj(ctx, a, `${p}self_attn.o_proj`),
+      this.w(`${p}post_attention_layernorm.weight`),
+      c.rms_norm_eps,
+    );
+    return add(ctx, x2, this.mlp(ctx, h2, p));
   }
 
   /** Final hidden states [B*T, D] (after the last RMSNorm). */
