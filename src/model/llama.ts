@@ -213,11 +213,23 @@ export class Llama<F extends FloatArray = FloatArray> {
         continue;
       }
       const std = /o_proj|down_proj/.test(spec.name) ? residualStd : c.initializer_range;
-      // a frozen matrix is drawn in f32 on its own and stored rounded: the f32 model's values
       const W = frozen.get(spec.name);
-      const t = W ? new Float32Array(W.size) : params.get(spec.name).data;
-      for (let i = 0; i < t.length; i++) t[i] = rng.normal() * std;
-      if (W) convertWeight('f32', new Uint8Array(t.buffer), W.shape[0], W.shape[1], W.dtype, W.bytes);
+      if (!W) {
+        const t = params.get(spec.name).data;
+        for (let i = 0; i < t.length; i++) t[i] = rng.normal() * std;
+        continue;
+      }
+      // a frozen matrix is drawn in f32 a few rows at a time and stored rounded: the f32 model's
+      // values, never a whole matrix in f32
+      const [rows, cols] = W.shape,
+        step = Math.max(1, Math.floor(2 ** 20 / cols)),
+        rowBytes = weightBytes(base, 1, cols);
+      const t = new Float32Array(step * cols);
+      for (let r = 0; r < rows; r += step) {
+        const n = Math.min(step, rows - r);
+        for (let i = 0; i < n * cols; i++) t[i] = rng.normal() * std;
+        convertWeight('f32', new Uint8Array(t.buffer, 0, n * cols * 4), n, cols, W.dtype, W.bytes.subarray(r * rowBytes, (r + n) * rowBytes));
+      }
     }
     return new Llama(c, params);
   }
