@@ -23,7 +23,14 @@ import { LoraAdapter } from '../src/model/lora.js';
 import { tmpDir } from './helpers.js';
 
 // Rows of whole q8_0 blocks everywhere (hidden 64, intermediate 96, q width 64).
-const sizes = { vocab_size: 50, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, initializer_range: 0.1 };
+const sizes = {
+  vocab_size: 50,
+  hidden_size: 64,
+  intermediate_size: 96,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  initializer_range: 0.1,
+};
 const families: Record<string, ModelConfig> = {
   'qwen2 (tied, qkv bias)': parseModelConfig({ ...sizes, model_type: 'qwen2', num_key_value_heads: 2, tie_word_embeddings: true }, 't'),
   'qwen3 (q/k norm, head_dim 32)': parseModelConfig({ ...sizes, model_type: 'qwen3', num_key_value_heads: 2, head_dim: 32 }, 't'),
@@ -53,9 +60,11 @@ function widened<F extends FloatArray, G extends FloatArray>(k: Kernels<F>, m: L
 /** Non-zero biases and a random adapter B, so every path contributes. */
 function adapter<F extends FloatArray>(model: Llama<F>): LoraAdapter<F> {
   const r = new Rng(9);
-  for (const s of model.params.specs) if (s.name.endsWith('.bias')) model.params.get(s.name).data.forEach((_, i, a) => (a[i] = r.normal() * 0.3));
+  for (const s of model.params.specs)
+    if (s.name.endsWith('.bias')) model.params.get(s.name).data.forEach((_, i, a) => (a[i] = r.normal() * 0.3));
   const a = new LoraAdapter(model, { r: 3, alpha: 6, dropout: 0, targetModules: 'all-linear' }).init(1);
-  for (const s of a.params.specs) if (s.name.includes('lora_B')) a.params.get(s.name).data.forEach((_, i, arr) => (arr[i] = r.normal() * 0.3));
+  for (const s of a.params.specs)
+    if (s.name.includes('lora_B')) a.params.get(s.name).data.forEach((_, i, arr) => (arr[i] = r.normal() * 0.3));
   return a.attach();
 }
 
@@ -137,7 +146,10 @@ test('a bf16 base is written as bf16 and read back memory-mapped, never copied; 
   }
   // full fine-tuning trains f32 master weights: the bf16 values widened exactly
   const full = await loadModel(dir, nk, true);
-  assert.deepEqual(full.params.get('model.layers.0.mlp.down_proj.weight').data, frozenToF32(m.params.weight('model.layers.0.mlp.down_proj.weight') as FrozenWeight));
+  assert.deepEqual(
+    full.params.get('model.layers.0.mlp.down_proj.weight').data,
+    frozenToF32(m.params.weight('model.layers.0.mlp.down_proj.weight') as FrozenWeight),
+  );
 });
 
 test('merging an adapter into a frozen base rounds W + s B A into its dtype', () => {
@@ -162,7 +174,8 @@ test('merging an adapter into a frozen base rounds W + s B A into its dtype', ()
     a.merge();
     const expected = encodeFrozen(dtype, want, [rows, cols]).toF32();
     const got = W.toF32();
-    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - expected[i]) <= 1e-6 + 0.01 * Math.abs(expected[i]), `${dtype} [${i}]`);
+    for (let i = 0; i < got.length; i++)
+      assert.ok(Math.abs(got[i] - expected[i]) <= 1e-6 + 0.01 * Math.abs(expected[i]), `${dtype} [${i}]`);
     // the merged model answers as the adapted one did, up to the rounding of the merged W;
     // measured over seeds 1..5 and 8: bf16 <= 0.013, q8_0 <= 0.048 nats per token
     assert.ok(maxDiff(logprobs(m), unmerged) < (dtype === 'q8_0' ? 0.1 : 0.05), dtype);

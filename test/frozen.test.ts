@@ -58,7 +58,8 @@ describe('frozen weight codecs', () => {
     v[77] = NaN;
     v[100] = Infinity;
     assert.equal(firstNonFiniteWeight('f32', new Uint8Array(v.buffer), 2, 64), 77);
-    for (const dtype of ['bf16', 'f16'] as const) assert.equal(firstNonFiniteWeight(dtype, encodeFrozen(dtype, v, [2, 64]).bytes, 2, 64), 77);
+    for (const dtype of ['bf16', 'f16'] as const)
+      assert.equal(firstNonFiniteWeight(dtype, encodeFrozen(dtype, v, [2, 64]).bytes, 2, 64), 77);
     const q = encodeFrozen('q8_0', randF32(2 * 64), [2, 64]).bytes;
     q.set([0x00, 0x7c], 34 * 2); // third block's scale = +inf
     assert.equal(firstNonFiniteWeight('q8_0', q, 2, 64), 64);
@@ -68,7 +69,10 @@ describe('frozen weight codecs', () => {
     assert.throws(() => encodeFrozen('q8_0', new Float32Array(40), [1, 40]), /multiple of 32/);
     assert.throws(() => new FrozenWeight('bf16', [2, 3], new Uint8Array(10)), /needs 12 bytes, got 10/);
     const W = encodeFrozen('bf16', randF32(6), [2, 3]);
-    assert.throws(() => nk.gemmWeight(true, 1, 3, 2, 1, new Float32Array(2), W, 0, new Float32Array(3)), /W is \[2,3\] but the product needs \[3,2\]/);
+    assert.throws(
+      () => nk.gemmWeight(true, 1, 3, 2, 1, new Float32Array(2), W, 0, new Float32Array(3)),
+      /W is \[2,3\] but the product needs \[3,2\]/,
+    );
   });
 });
 

@@ -34,7 +34,9 @@ export class ParamStore<F extends FloatArray = FloatArray> {
     for (const [name, w] of frozen) {
       const spec = specs.find((s) => s.name === name);
       if (!spec || spec.shape.length !== 2 || spec.shape.some((d, i) => d !== w.shape[i]))
-        throw new Error(`frozen weight ${name} [${w.shape}] is not a matrix of the store (${spec ? `[${spec.shape}]` : 'no such parameter'})`);
+        throw new Error(
+          `frozen weight ${name} [${w.shape}] is not a matrix of the store (${spec ? `[${spec.shape}]` : 'no such parameter'})`,
+        );
     }
     const dense = specs.filter((s) => !frozen.has(s.name));
     let total = 0;

@@ -6,7 +6,14 @@ import { convertWeight, firstNonFiniteWeight, frozenToF32 } from '../engine/nati
 import { ParamStore, numel, type ParamSpec } from '../engine/params.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { checkFiniteTensors } from '../io/finite.js';
-import { mapCheckpoint, writeSafetensors, type FloatDtype, type StoredTensor, type TensorEntry, type TensorToWrite } from '../io/safetensors.js';
+import {
+  mapCheckpoint,
+  writeSafetensors,
+  type FloatDtype,
+  type StoredTensor,
+  type TensorEntry,
+  type TensorToWrite,
+} from '../io/safetensors.js';
 import { parseModelConfig, toHfConfig, type ModelConfig } from './config.js';
 import { Llama } from './llama.js';
 
@@ -29,7 +36,11 @@ export function readConfigFile(file: string, hint = 'no such model config file')
 }
 
 /** Writes config.json + model.safetensors with the family's HF *ForCausalLM tensor names (default dtype: the base's, storedDtypeOf). */
-export async function saveModel<F extends FloatArray>(dir: string, model: Llama<F>, dtype: FloatDtype = storedDtypeOf(model)): Promise<void> {
+export async function saveModel<F extends FloatArray>(
+  dir: string,
+  model: Llama<F>,
+  dtype: FloatDtype = storedDtypeOf(model),
+): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   await writeSafetensors(path.join(dir, 'model.safetensors'), storeTensors(model.params, dtype), { format: 'pt' });
   await writeJsonAtomic(path.join(dir, 'config.json'), { ...toHfConfig(model.config), torch_dtype: TORCH_DTYPE[dtype] });
@@ -45,7 +56,15 @@ export function storeTensors<F extends FloatArray>(store: ParamStore<F>, dtype: 
   return store.specs.map((s) => {
     const W = store.frozenWeight(s.name);
     if (W && W.dtype === dtype.toLowerCase()) return { name: s.name, shape: s.shape, stored: W.bytes, dtype };
-    if (W) return { name: s.name, shape: s.shape, get data() { return frozenToF32(W); }, dtype };
+    if (W)
+      return {
+        name: s.name,
+        shape: s.shape,
+        get data() {
+          return frozenToF32(W);
+        },
+        dtype,
+      };
     const d = store.get(s.name).data;
     return { name: s.name, shape: s.shape, data: d instanceof Float32Array ? d : Float32Array.from(d), dtype };
   });
@@ -181,7 +200,8 @@ function checkTensor(spec: ParamSpec, entry: StoredTensor | TensorEntry | undefi
   if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i]) || numel(t.shape) !== n) {
     throw new CheckpointError(`${source}: tensor ${spec.name} has shape [${t.shape}] but the config implies [${spec.shape}]`);
   }
-  if (firstNonFiniteWeight(baseDtypeOf(t.dtype), t.bytes, 1, n) >= 0) checkFiniteTensors(new Map([[spec.name, { data: widen(t) }]]), source);
+  if (firstNonFiniteWeight(baseDtypeOf(t.dtype), t.bytes, 1, n) >= 0)
+    checkFiniteTensors(new Map([[spec.name, { data: widen(t) }]]), source);
   return t;
 }
 

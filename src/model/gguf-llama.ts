@@ -157,9 +157,7 @@ export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDt
     }
   }
   if (c.norm_head && c.tie_word_embeddings)
-    push('lm_head.weight', [c.vocab_size, c.hidden_size], () =>
-      normalisedRows(values(model, 'model.embed_tokens.weight'), c.hidden_size),
-    );
+    push('lm_head.weight', [c.vocab_size, c.hidden_size], () => normalisedRows(values(model, 'model.embed_tokens.weight'), c.hidden_size));
   if (c.rope_scaling?.rope_type === 'llama3') {
     // llama.cpp divides each angle by its factor: factor_i = plain frequency / scaled frequency
     const plain = ropeFrequencies({ ...c, rope_scaling: null }, 0).invFreq,

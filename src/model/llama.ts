@@ -228,7 +228,14 @@ export class Llama<F extends FloatArray = FloatArray> {
       for (let r = 0; r < rows; r += step) {
         const n = Math.min(step, rows - r);
         for (let i = 0; i < n * cols; i++) t[i] = rng.normal() * std;
-        convertWeight('f32', new Uint8Array(t.buffer, 0, n * cols * 4), n, cols, W.dtype, W.bytes.subarray(r * rowBytes, (r + n) * rowBytes));
+        convertWeight(
+          'f32',
+          new Uint8Array(t.buffer, 0, n * cols * 4),
+          n,
+          cols,
+          W.dtype,
+          W.bytes.subarray(r * rowBytes, (r + n) * rowBytes),
+        );
       }
     }
     return new Llama(c, params);
@@ -332,7 +339,14 @@ export class Llama<F extends FloatArray = FloatArray> {
     const W = this.outputWeight();
     if (!this.config.norm_head) return W;
     if (!(W instanceof FrozenWeight)) return normalizeRows(ctx, W);
-    return normalizeRows(ctx, embedding(ctx, W, Int32Array.from({ length: W.shape[0] }, (_, i) => i)));
+    return normalizeRows(
+      ctx,
+      embedding(
+        ctx,
+        W,
+        Int32Array.from({ length: W.shape[0] }, (_, i) => i),
+      ),
+    );
   }
 
   /** Per-position log p(targets[r] | prefix); targets < 0 are ignored (logp 0). */

@@ -98,7 +98,7 @@ export const baseDtypeSetting = {
     .meta({
       flag: 'base-dtype',
       description:
-        "how the frozen base weights are kept under LoRA (and by the reference and judge models): bf16, f16, q8_0 (8-bit, GGUF blocks of 32) or f32; default: the dtype the checkpoint stores. Full fine-tuning trains f32 weights",
+        'how the frozen base weights are kept under LoRA (and by the reference and judge models): bf16, f16, q8_0 (8-bit, GGUF blocks of 32) or f32; default: the dtype the checkpoint stores. Full fine-tuning trains f32 weights',
     }),
 };
 
