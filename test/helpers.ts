@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FrozenWeight } from '../src/engine/frozen.js';
+import type { Llama } from '../src/model/llama.js';
 
 /** The repository root (tests run from dist/test). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -103,4 +105,10 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
     if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) assert.fail(`${label}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)})`);
   }
+}
+
+/** A parameter's values as float32, whether the model keeps it f32 or frozen in its stored dtype. */
+export function valuesOf(model: Llama<Float32Array>, name: string): Float32Array {
+  const W = model.params.weight(name);
+  return W instanceof FrozenWeight ? W.toF32() : W.data;
 }

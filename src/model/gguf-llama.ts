@@ -139,6 +139,8 @@ export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDt
   for (const spec of model.params.specs) {
     // values are produced as the writer reaches each tensor: a frozen base is widened one tensor at a time
     const data = () => values(model, spec.name);
+    const W = model.params.weight(spec.name),
+      asStored = W instanceof FrozenWeight ? data : W.data; // an f32 tensor written as it is, no copy
     const cols = spec.shape.length === 2 ? spec.shape[1] : 1;
     const m = /^(model\.layers\.\d+\.self_attn\.)(W_pack|q_proj|k_proj)\.(weight|bias)$/.exec(spec.name);
     if (m?.[2] === 'W_pack') {
@@ -149,11 +151,12 @@ export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDt
       push(`${m[1]}k_proj.${m[3]}`, shape(kvD), () => rotated(rowSlice(data(), cols, qD, kvD), c.num_key_value_heads, cols));
       push(`${m[1]}v_proj.${m[3]}`, shape(kvD), () => rowSlice(data(), cols, qD + kvD, kvD));
     } else if (m) {
-      push(spec.name, spec.shape, () => rotated(data(), m[2] === 'q_proj' ? c.num_attention_heads : c.num_key_value_heads, cols));
+      const heads = m[2] === 'q_proj' ? c.num_attention_heads : c.num_key_value_heads;
+      push(spec.name, spec.shape, permute ? () => rotated(data(), heads, cols) : asStored);
     } else if (spec.name === 'lm_head.weight' && c.norm_head) {
       push(spec.name, spec.shape, () => normalisedRows(data(), cols));
     } else {
-      push(spec.name, spec.shape, data);
+      push(spec.name, spec.shape, asStored);
     }
   }
   if (c.norm_head && c.tie_word_embeddings)
