@@ -155,7 +155,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
     // load to first token from a checkpoint in the base's dtype; the loaded model is the one timed
     await saveModel(path.join(dir, 'hf'), model);
     const t0 = process.hrtime.bigint();
-    model = await loadModel(path.join(dir, 'hf'), nativeKernels, false);
+    model = await loadModel(path.join(dir, 'hf'), nativeKernels, false, base);
     oursRun(model, prompt.slice(0, 1), 2);
     loadS = Number(process.hrtime.bigint() - t0) / 1e9;
     oursRun(model, prompt.slice(0, 8), 4); // warm-up: workspace, page-in
