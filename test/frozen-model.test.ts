@@ -77,6 +77,9 @@ for (const [family, c] of Object.entries(families))
       const got = logprobs(m);
       // measured: <= 2e-6 (summation order only)
       assert.ok(maxDiff(got, logprobs(widened(nk, m))) < 1e-4, `${dtype}: vs the same values in f32`);
+      // the LM head in small blocks of rows and vocabulary reads the frozen head's row slices
+      const blocked = m.logprobs(new Context(nk, undefined, false), batch, targets, { logitsBlock: { rows: 5, cols: 7 } }).data;
+      assert.ok(maxDiff(Array.from(blocked), got) < 1e-5, `${dtype}: blocked LM head`);
       // the issue's bound for half precision; q8_0's is looser. Measured over seeds 1..5 and the
       // three families: bf16 <= 0.018, f16 <= 0.0021, q8_0 <= 0.046 nats per token
       assert.ok(maxDiff(got, f32) < (dtype === 'q8_0' ? 0.1 : 0.05), `${dtype}: ${maxDiff(got, f32)} nats from f32`);

@@ -39,6 +39,12 @@ export class FrozenWeight {
     return this.shape[0] * this.shape[1];
   }
 
+  /** Rows [r0, r0 + n) as a frozen weight viewing the same bytes. */
+  rows(r0: number, n: number): FrozenWeight {
+    const rowBytes = weightBytes(this.dtype, 1, this.shape[1]);
+    return new FrozenWeight(this.dtype, [n, this.shape[1]], this.bytes.subarray(r0 * rowBytes, (r0 + n) * rowBytes));
+  }
+
   /** The values as float32 (reference and tests; the kernels never expand a whole weight). */
   toF32(): Float32Array {
     return decodeFrozen(this.dtype, this.bytes, this.size);

@@ -164,30 +164,6 @@ export function scale<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, s: nu
   return y;
 }
 
-/**
- * Fused output projection + log-softmax at the targets: logp[r] = log p(targets[r] | row r).
- * The [rows, V] logits never leave this op, and backward overwrites them with their gradient,
- * so the largest activation of the model exists once.
- */
-export function linearLogprobs<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: Weight<F>, targets: Int32Array): Tensor<F> {
-  const [V, D] = W.shape;
-  const N = targets.length;
-  if (x.size !== N * D) throw new RangeError(`linearLogprobs: ${targets.length} targets for ${x.size / D} rows`);
-  const dense = W instanceof FrozenWeight ? null : W;
-  const logits = ctx.ws.alloc(N * V);
-  projectRows(ctx.k, N, x.data, W, 0, logits);
-  const lse = ctx.ws.alloc(N);
-  const logp = ctx.tensor([N], x.requiresGrad || !!dense?.requiresGrad);
-  ctx.k.crossEntropyForward(logp.data, lse, logits, targets, V);
-  ctx.record([x, ...taped(W)], () => {
-    if (!logp.grad) return;
-    ctx.k.crossEntropyBackward(logits, logits, lse, targets, logp.grad, V);
-    if (x.requiresGrad) projectRowsBackward(ctx.k, N, logits, W, ctx.gradOf(x));
-    if (dense?.requiresGrad) ctx.k.gemm(true, false, V, D, N, 1, logits, x.data, 1, ctx.gradOf(dense));
-  });
-  return logp;
-}
-
 /** Scalar sum_i w[i] * x[i]; with w = -mask/count this is the mean token cross-entropy. */
 export function weightedSum<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, w: ArrayLike<number>): Tensor<F> {
   if (w.length !== x.size) throw new RangeError(`weightedSum: ${w.length} weights for ${x.size} values`);
