@@ -21,6 +21,7 @@ import { parseModelConfig, type ModelConfig } from '../src/model/config.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { LoraAdapter } from '../src/model/lora.js';
 import { tmpDir } from './helpers.js';
+import { gradCheck } from './numerics.js';
 
 // Rows of whole q8_0 blocks everywhere (hidden 64, intermediate 96, q width 64).
 const sizes = {
@@ -94,21 +95,7 @@ for (const [family, c] of Object.entries(families))
     const ctx = new Context(rk);
     ctx.backward(lossOf(ref, ctx));
     const g = Float64Array.from(a.params.grad!);
-    const p = a.params.data,
-      r = new Rng(4),
-      h = 1e-6;
-    for (let s = 0; s < 25; s++) {
-      const i = r.int(p.length),
-        orig = p[i];
-      const f = (x: number) => {
-        p[i] = x;
-        const v = lossOf(ref, new Context(rk, undefined, false, true)).data[0];
-        p[i] = orig;
-        return v;
-      };
-      const fd = (f(orig + h) - f(orig - h)) / (2 * h);
-      assert.ok(Math.abs(fd - g[i]) <= 1e-6 * Math.max(1, Math.abs(fd)), `adapter param ${i}: ${g[i]} vs ${fd}`);
-    }
+    gradCheck(`adapter over a frozen bf16 base`, () => lossOf(ref, new Context(rk, undefined, false, true)).data[0], a.params.data, g, 25);
     const nat = Llama.random(nk, c, 4, false, 'bf16');
     const an = adapter(nat);
     const nctx = new Context(nk);
