@@ -5,15 +5,17 @@ import { describeGemmChoice, gemmChoice } from '../src/engine/gemm-choice.js';
 import { getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
 import { cpuMs } from '../src/engine/profile.js';
 import { Rng } from '../src/engine/rng.js';
-import { writeLlamaGguf } from '../src/model/gguf-llama.js';
+import { ggufDtypeOf, writeLlamaGguf } from '../src/model/gguf-llama.js';
 import { Decoder } from '../src/model/generate.js';
 import { Llama } from '../src/model/llama.js';
 import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { UsageError } from '../src/io/argv.js';
-import { parseWithShape, shapeConfig } from './shape.js';
+import { loadModel, saveModel } from '../src/model/checkpoint.js';
+import { baseDtypeArg, benchConfig, parseWithShape } from './shape.js';
 
 const USAGE = `chimed bench generate [--vocab V] [--dim D] [--layers L] [--heads H] [--kv-heads K] [--ffn F]
+                      [--config CONFIG.json] [--base-dtype bf16|f16|q8_0|f32]
                       [--prompt P] [--tokens N] [--repeat R] [--threads N] [--llama-kv f32|f16] [--json]
 
 Greedy generation speed of one random f32 LLaMA (default vocab 8000, dim 512, 8 layers,
@@ -26,7 +28,12 @@ f32 KV cache like ours (--llama-kv f16: its default cache type). greedy_agree co
 leading new tokens both chose alike. Each engine's CPU time (all threads of the process, which
 runs one engine at a time) for the prefill and per decoded token follows: the work done, which
 other processes on a busy machine stretch far less than the wall time (llama.cpp's threads
-busy-wait for each other, so a busy machine inflates its figure more than ours).`;
+busy-wait for each other, so a busy machine inflates its figure more than ours).
+--config takes the shape from an HF config.json of any
+supported family; --base-dtype keeps our weights frozen in that dtype (default f32), and the
+GGUF llama.cpp reads is then f16 (for bf16 / f16) or q8_0, the same values where the dtypes
+allow. load_s: the model saved as a checkpoint in its base dtype, loaded back (memory-mapped)
+and run to its first token.`;
 
 interface Speed {
   prefill_tokens_per_s: number;
@@ -141,6 +148,8 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
       repeat: { type: 'string' },
       threads: { type: 'string' },
       'llama-kv': { type: 'string' },
+      config: { type: 'string' },
+      'base-dtype': { type: 'string' },
       json: { type: 'boolean' },
     },
     USAGE,
@@ -157,22 +166,31 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   const kv = (a.str('llama-kv') ?? 'f32').toUpperCase();
   if (kv !== 'F32' && kv !== 'F16') throw new UsageError(`--llama-kv: expected f32 or f16, got "${a.str('llama-kv')}"`);
   if (a.str('threads')) setThreads(a.int('threads'));
-  const config = shapeConfig(a, { vocab: 8000, dim: 512, ffn: 1408, layers: 8, heads: 8 }, P + N + 8);
-  const model = Llama.random(nativeKernels, config, 1, false);
+  const config = benchConfig(a, { vocab: 8000, dim: 512, ffn: 1408, layers: 8, heads: 8 }, P + N + 8);
+  const base = baseDtypeArg(a);
+  let model = Llama.random(nativeKernels, config, 1, false, base);
   // the byte tokenizer: any vocabulary size works (rows past it are unused tokens in the GGUF)
   const tokenizer = Tokenizer.bytes();
   if (tokenizer.vocabSize > config.vocab_size) throw new UsageError(`--vocab: at least ${tokenizer.vocabSize} (the byte tokenizer's size)`);
   const rng = new Rng(3);
   const prompt = Array.from({ length: P }, () => rng.int(256));
 
-  oursRun(model, prompt.slice(0, 8), 4); // warm-up: workspace, page-in
   const oursRuns: Speed[] = [],
     theirRuns: Speed[] = [];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chimed-bench-gen-'));
   let unavailable: string | undefined;
+  const ggufDtype = ggufDtypeOf(model);
+  let loadS: number;
   try {
+    // load to first token from a checkpoint in the base's dtype; the loaded model is the one timed
+    await saveModel(path.join(dir, 'hf'), model);
+    const t0 = process.hrtime.bigint();
+    model = await loadModel(path.join(dir, 'hf'), nativeKernels, false, base);
+    oursRun(model, prompt.slice(0, 1), 2);
+    loadS = Number(process.hrtime.bigint() - t0) / 1e9;
+    oursRun(model, prompt.slice(0, 8), 4); // warm-up: workspace, page-in
     const file = path.join(dir, 'model.gguf');
-    await writeLlamaGguf(file, { model, tokenizer, template: ChatTemplate.builtin('chatml'), name: 'bench' }, 'f32');
+    await writeLlamaGguf(file, { model, tokenizer, template: ChatTemplate.builtin('chatml'), name: 'bench' }, ggufDtype);
     const them = await llamaCpp(file, prompt, N, getThreads(), kv).catch((e: Error) => {
       unavailable = e.message;
       return null;
@@ -208,7 +226,10 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
     prefill_cpu_ratio: theirs ? round(theirs.prefill_cpu_ms / ours.prefill_cpu_ms, 2) : null,
     decode_cpu_ratio: theirs ? round(theirs.decode_cpu_ms_per_token / ours.decode_cpu_ms_per_token, 2) : null,
     greedy_agree: theirs ? agree : null,
-    params: model.params.size,
+    base_dtype: base,
+    gguf_dtype: ggufDtype,
+    load_s: Math.round(loadS * 100) / 100,
+    params: model.params.count,
     vocab: config.vocab_size,
     dim: config.hidden_size,
     layers: config.num_hidden_layers,

@@ -1,4 +1,6 @@
-import { parse, type Options, type Parsed } from '../src/io/argv.js';
+import { BASE_DTYPES, type BaseDtype } from '../src/engine/frozen.js';
+import { parse, UsageError, type Options, type Parsed } from '../src/io/argv.js';
+import { readConfigFile } from '../src/model/checkpoint.js';
 import { parseModelConfig, type ModelConfig } from '../src/model/config.js';
 
 /** The flags that shape a bench's random LLaMA (bench train, bench generate). */
@@ -34,4 +36,17 @@ export function shapeConfig(
     },
     'bench arguments',
   );
+}
+
+/** --config CONFIG.json (an HF config of any supported family, e.g. ../shared/models/qwen2.5-0.5b.json), else the shape flags. */
+export function benchConfig(a: Parsed, d: Parameters<typeof shapeConfig>[1], maxPositions: number): ModelConfig {
+  const file = a.str('config');
+  return file ? readConfigFile(file) : shapeConfig(a, d, maxPositions);
+}
+
+/** --base-dtype: how the bench keeps a frozen base (default f32). */
+export function baseDtypeArg(a: Parsed): BaseDtype {
+  const v = a.str('base-dtype') ?? 'f32';
+  if (!(BASE_DTYPES as readonly string[]).includes(v)) throw new UsageError(`--base-dtype: expected ${BASE_DTYPES.join(', ')}, got "${v}"`);
+  return v as BaseDtype;
 }

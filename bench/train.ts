@@ -7,10 +7,12 @@ import { cpuMs, KernelProfile, type KernelTime, mainThreadCpuMs } from '../src/e
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
-import { parseWithShape, shapeConfig } from './shape.js';
+import { LoraAdapter } from '../src/model/lora.js';
+import { UsageError } from '../src/io/argv.js';
+import { baseDtypeArg, benchConfig, parseWithShape } from './shape.js';
 
 const USAGE = `chimed bench train --vocab V --dim D --layers L --heads H [--kv-heads K] --ffn F --seq T --batch B [--steps N] [--recompute]
-                   [--profile] [--threads N] [--json]
+                   [--config CONFIG.json] [--lora] [--base-dtype bf16|f16|q8_0|f32] [--profile] [--threads N] [--json]
 
 Times full training steps (forward, backward, clipping, AdamW) of a random LLaMA on random
 tokens, after two untimed warm-up steps (the first sizes the activation arena, the second
@@ -21,6 +23,10 @@ same ratio from the main thread's time on a CPU (Linux) follows: other processes
 time while the main thread waits for a CPU, which that time leaves out, so on a busy machine it
 is the better estimate of the idle ratio (from above, exactly when the threads share the work
 evenly). 6 * params counts the embedding table, which costs no GEMM, so the ratio can pass 100%.
+--config takes the model's shape from an HF config.json of any supported family instead of the
+shape flags. --lora trains a rank-8 adapter on every linear layer (alpha 16) over a frozen base
+kept in --base-dtype (default f32), as a LoRA stage does; the model rate then counts 4 * params
+(forward and input gradients, no weight gradients) and trainable_params the adapter's.
 --profile times every kernel call by kind and phase (forward, backward, optimizer) and what each
 phase spends outside the kernels (TypeScript: tape, ops, allocation), from the same steps, in
 wall and CPU time.`;
@@ -153,6 +159,9 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
       batch: { type: 'string' },
       steps: { type: 'string' },
       recompute: { type: 'boolean' },
+      config: { type: 'string' },
+      lora: { type: 'boolean' },
+      'base-dtype': { type: 'string' },
       profile: { type: 'boolean' },
       threads: { type: 'string' },
       json: { type: 'boolean' },
@@ -167,11 +176,16 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   const T = a.int('seq', 256),
     B = a.int('batch', 8),
     steps = a.int('steps', 5);
-  const config = shapeConfig(a, { vocab: 8000, dim: 256, ffn: 704, layers: 4, heads: 4 }, Math.max(4096, T));
+  const config = benchConfig(a, { vocab: 8000, dim: 256, ffn: 704, layers: 4, heads: 4 }, Math.max(4096, T));
+  const lora = a.flag('lora'),
+    base = baseDtypeArg(a);
+  if (!lora && base !== 'f32') throw new UsageError(`--base-dtype ${base} needs --lora: full training keeps f32 weights`);
   const profile = a.flag('profile') ? new KernelProfile(nativeKernels, gemmClassOf) : null;
   const kernels = profile?.kernels ?? nativeKernels;
-  const model = Llama.random(kernels, config, 1);
-  const opt = new AdamW(model.params, { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01 });
+  const model = Llama.random(kernels, config, 1, !lora, base);
+  const adapter = lora ? new LoraAdapter(model, { r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear' }).init(1).attach() : null;
+  const trained = adapter?.params ?? model.params;
+  const opt = new AdamW(trained, { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01 });
   const rng = new Rng(7);
   const ids = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
   const targets = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
@@ -187,7 +201,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
   };
   const step = () =>
     timed(() => {
-      phase('optimizer', () => model.params.zeroGrad());
+      phase('optimizer', () => trained.zeroGrad());
       let l: ReturnType<typeof weightedSum<F>> | undefined;
       phase('forward', () => {
         l = weightedSum(ctx, model.logprobs(ctx, batch, targets, { recompute: a.flag('recompute') }), weights);
@@ -224,7 +238,7 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
     keepBest(bestGemm, probe());
   }
   const ms = total.ms / steps,
-    stepFlops = 6 * model.params.size * B * T,
+    stepFlops = (lora ? 4 : 6) * model.params.count * B * T,
     gemmFlops = 2 * 2048 ** 3;
   const threads = getThreads();
   const modelGflops = stepFlops / 1e6 / bestStep.ms,
@@ -249,7 +263,10 @@ export async function benchTrain(argv: string[]): Promise<Record<string, unknown
       oncpu_gemm_2048_gflops: round(onCpu.gemm),
       oncpu_fraction_of_gemm: round(onCpu.model / onCpu.gemm, 3),
     }),
-    params: model.params.size,
+    params: model.params.count,
+    trainable_params: trained.size,
+    lora,
+    base_dtype: base,
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     workspace_mb: Math.round((ctx.ws.capacity() * 4) / 2 ** 20),
     loss: Math.round(loss * 1e4) / 1e4,

@@ -2,8 +2,15 @@
 // argument is validated here (types, sizes, lengths, index ranges) so that the kernels can
 // trust their inputs; errors name the kernel and the argument, as TypeError for a wrong type
 // and RangeError for a wrong value or length.
+#include <fcntl.h>
 #include <napi.h>
 #include <omp.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cmath>
 #include <initializer_list>
@@ -76,6 +83,9 @@ class Args {
 
   View<float> floats(size_t i, const char* name) const { return typed<float, napi_float32_array>(info_[i], name, "Float32Array"); }
   View<double> doubles(size_t i, const char* name) const { return typed<double, napi_float64_array>(info_[i], name, "Float64Array"); }
+  View<std::uint8_t> bytes(size_t i, const char* name) const {
+    return typed<std::uint8_t, napi_uint8_array>(info_[i], name, "Uint8Array");
+  }
   View<std::int32_t> ints(size_t i, const char* name) const {
     return typed<std::int32_t, napi_int32_array>(info_[i], name, "Int32Array");
   }
@@ -219,6 +229,101 @@ Napi::Value GemmMeasure(const Napi::CallbackInfo& info) {
     o.Set(gemmClassName(c), t);
   }
   return o;
+}
+
+// ---- frozen weights: (dtype name, bytes, rows, cols) read as a WeightMatrix
+
+// The weight matrix of arguments i (dtype: "f32" | "bf16" | "f16" | "q8_0") and i + 1 (its
+// bytes), rows x cols; the byte length must match exactly.
+WeightMatrix weightArg(const Args& a, const Napi::CallbackInfo& info, size_t i, i64 rows, i64 cols) {
+  const std::string name = info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+  WeightDtype dtype;
+  if (name == "f32") dtype = WeightDtype::F32;
+  else if (name == "bf16") dtype = WeightDtype::BF16;
+  else if (name == "f16") dtype = WeightDtype::F16;
+  else if (name == "q8_0") dtype = WeightDtype::Q8_0;
+  else a.fail(true, "dtype must be \"f32\", \"bf16\", \"f16\" or \"q8_0\", got " + describe(info[i]));
+  const auto bytes = a.bytes(i + 1, "bytes");
+  const i64 want = weightBytes(dtype, rows, cols);
+  if (want < 0) a.fail(true, "a q8_0 matrix needs a multiple of 32 columns, got " + std::to_string(cols));
+  a.length(bytes, want, (name + " bytes of rows*cols").c_str());
+  return {dtype, bytes.data, rows, cols};
+}
+
+// gemmWeight(transW, M, N, K, alpha, A, dtype, bytes, beta, C): C = alpha A op(W) + beta C.
+Napi::Value GemmWeight(const Napi::CallbackInfo& info) {
+  const Args a(info, "gemmWeight", 10);
+  const bool tW = a.flag(0, "transW");
+  const i64 M = a.size(1, "M"), N = a.size(2, "N"), K = a.size(3, "K");
+  const double alpha = a.number(4, "alpha"), beta = a.number(8, "beta");
+  const auto A = a.floats(5, "A"), C = a.floats(9, "C");
+  const WeightMatrix W = weightArg(a, info, 6, tW ? N : K, tW ? K : N);
+  a.length(A, product({M, K}), "M*K");
+  a.length(C, product({M, N}), "M*N");
+  gemmWeight(tW, M, N, K, static_cast<float>(alpha), A.data, W, static_cast<float>(beta), C.data);
+  return info.Env().Undefined();
+}
+
+// embeddingWeight(out, dtype, bytes, rows, cols, ids): out[i] = W[ids[i]].
+Napi::Value EmbeddingWeight(const Napi::CallbackInfo& info) {
+  const Args a(info, "embeddingWeight", 6);
+  const auto out = a.floats(0, "out");
+  const i64 rows = a.size(3, "rows"), cols = a.size(4, "cols", 1);
+  const WeightMatrix W = weightArg(a, info, 1, rows, cols);
+  const auto ids = a.ints(5, "ids");
+  a.length(out, product({ids.length, cols}), "ids.length*cols");
+  a.indices(ids, 0, rows);
+  embeddingWeight(out.data, W, ids.data, ids.length);
+  return info.Env().Undefined();
+}
+
+// convertWeight(dtype, bytes, rows, cols, dstDtype, dst): dst = the matrix in dstDtype.
+Napi::Value ConvertWeight(const Napi::CallbackInfo& info) {
+  const Args a(info, "convertWeight", 6);
+  const i64 rows = a.size(2, "rows"), cols = a.size(3, "cols");
+  const WeightMatrix src = weightArg(a, info, 0, rows, cols);
+  const WeightMatrix dst = weightArg(a, info, 4, rows, cols);
+  convertWeight(src, dst.dtype, const_cast<std::uint8_t*>(dst.data));
+  return info.Env().Undefined();
+}
+
+// firstNonFiniteWeight(dtype, bytes, rows, cols): index of the first NaN/Inf value, or -1.
+Napi::Value FirstNonFiniteWeight(const Napi::CallbackInfo& info) {
+  const Args a(info, "firstNonFiniteWeight", 4);
+  const WeightMatrix W = weightArg(a, info, 0, a.size(2, "rows"), a.size(3, "cols"));
+  return Napi::Number::New(info.Env(), static_cast<double>(firstNonFiniteWeight(W)));
+}
+
+// mapFile(path): the file's bytes as an ArrayBuffer backed by a private (copy-on-write) memory
+// map, unmapped when the buffer is collected. Checkpoints are read through it so that their
+// pages come from the page cache on demand and half-precision weights are used where they lie,
+// never copied whole into the heap. Here rather than an npm package because the mmap packages
+// on npm are native modules of their own (mmap-io, @raygun-nickj/mmap-io) that would be a second
+// addon to build; this is twenty lines. Writes (an adapter merged into a mapped weight) land in
+// private pages and never reach the file.
+Napi::Value MapFile(const Napi::CallbackInfo& info) {
+  const Args a(info, "mapFile", 1);
+  if (!info[0].IsString()) a.fail(false, "path must be a string, got " + describe(info[0]));
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Napi::Error::New(info.Env(), "mapFile: cannot open " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    close(fd);
+    throw Napi::Error::New(info.Env(), "mapFile: cannot stat " + path + ": " + std::strerror(e));
+  }
+  const std::size_t size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) {
+    close(fd);
+    return Napi::ArrayBuffer::New(info.Env(), 0);
+  }
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  close(fd);  // the mapping keeps the file open
+  if (p == MAP_FAILED) throw Napi::Error::New(info.Env(), "mapFile: cannot map " + path + ": " + std::strerror(e));
+  return Napi::ArrayBuffer::New(
+      info.Env(), p, size, [](Napi::Env, void* data, std::size_t* len) { munmap(data, *len); delete len; }, new std::size_t(size));
 }
 
 // Shared checks of embeddingForward/Backward; returns the vocabulary size.
@@ -655,6 +760,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   expose<GetGemmBackends>(env, exports, "getGemmBackends");
   expose<SetGemmBackends>(env, exports, "setGemmBackends");
   expose<GemmMeasure>(env, exports, "gemmMeasure");
+  expose<GemmWeight>(env, exports, "gemmWeight");
+  expose<EmbeddingWeight>(env, exports, "embeddingWeight");
+  expose<ConvertWeight>(env, exports, "convertWeight");
+  expose<FirstNonFiniteWeight>(env, exports, "firstNonFiniteWeight");
+  expose<MapFile>(env, exports, "mapFile");
   expose<EmbeddingForward>(env, exports, "embeddingForward");
   expose<EmbeddingBackward>(env, exports, "embeddingBackward");
   expose<RmsnormForward>(env, exports, "rmsnormForward");

@@ -35,6 +35,33 @@ GemmBackend gemmBackend(int cls);
 // on each backend over `rounds` interleaved rounds (after one warm-up round): best[cls * 2 + backend].
 void gemmMeasure(int rounds, double* best);
 
+// ---- frozen weights in their stored dtype (frozen.cc) ----
+// A weight matrix [rows, cols] as a checkpoint stores it: f32, bf16, f16, or q8_0 (GGUF's
+// blocks of 32 along a row: an f16 scale d, then 32 int8 q; value = d * q), little-endian.
+enum class WeightDtype { F32 = 0, BF16 = 1, F16 = 2, Q8_0 = 3 };
+constexpr i64 Q8_BLOCK = 32;        // values per q8_0 block
+constexpr i64 Q8_BLOCK_BYTES = 34;  // bytes per q8_0 block
+struct WeightMatrix {
+  WeightDtype dtype;
+  const std::uint8_t* data;
+  i64 rows, cols;
+};
+// Bytes of a [rows, cols] matrix in dtype, or -1 when q8_0 and cols is not a multiple of 32.
+i64 weightBytes(WeightDtype dtype, i64 rows, i64 cols);
+// C[M,N] = alpha * A op(W) + beta * C with A [M,K] f32 and W read in its stored dtype, widened
+// to f32 tile by tile (accumulation in f32, activations never rounded): transW gives
+// op(W) = W^T with W [N, K] (a linear layer's forward, y = x W^T), else W is [K, N] (its
+// input gradient, dx = dy W).
+void gemmWeight(bool transW, i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMatrix& W, float beta, float* C);
+// out[i, :] = W[ids[i], :] widened to f32.
+void embeddingWeight(float* out, const WeightMatrix& W, const std::int32_t* ids, i64 n);
+// dst = src converted to dstType (rounding to nearest even; q8_0 quantised as llama.cpp's
+// quantize_row_q8_0_ref). dst holds weightBytes(dstType, src.rows, src.cols) bytes.
+void convertWeight(const WeightMatrix& src, WeightDtype dstType, std::uint8_t* dst);
+// Index of the first NaN or infinite value of W (for q8_0: the first value of a block whose
+// scale is not finite), or -1.
+i64 firstNonFiniteWeight(const WeightMatrix& W);
+
 // ---- attention (attention.cc) ----
 struct AttentionDims {
   i64 B, Tq, Tk, kvCap, H, KVH, hd;

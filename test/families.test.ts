@@ -23,7 +23,7 @@ import { isRewardModel, RewardModel } from '../src/model/reward.js';
 import { exportCommand } from '../src/cli/export.js';
 import { initCommand } from '../src/cli/init.js';
 import { qaTokenizer, tinyVariant } from './fixtures.js';
-import { runCli, sharedModels, tmpDir } from './helpers.js';
+import { runCli, sharedModels, tmpDir, valuesOf } from './helpers.js';
 
 const skip = sharedModels() ? false : '../shared/models is absent';
 const dir = tmpDir('chimed-families-');
@@ -100,8 +100,8 @@ for (const [file, arch, rmArch] of FAMILIES) {
         const m = await loadModel(sharded, nativeKernels, false);
         assert.deepEqual(m.config, init.config);
         for (const s of init.params.specs) {
-          const a = m.params.get(s.name).data,
-            b = init.params.get(s.name).data;
+          const a = valuesOf(m, s.name),
+            b = valuesOf(init, s.name);
           if (dtype === 'BF16') assert.deepEqual(a, b, s.name);
           else a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) <= 1e-3 * Math.abs(b[i]) + 1e-7, `${s.name}[${i}]`));
         }
@@ -154,7 +154,7 @@ for (const [file, arch, rmArch] of FAMILIES) {
       await chimed(['export', 'merge', '--model', hub, '--adapter', adapterDir, '--out', path.join(d, 'merged')]);
       const merged = await loadModel(path.join(d, 'merged'), nativeKernels, false),
         ref = await loadChatModel({ model: hub, adapter: adapterDir });
-      for (const s of merged.params.specs) assert.deepEqual(merged.params.get(s.name).data, ref.model.params.get(s.name).data, s.name);
+      for (const s of merged.params.specs) assert.deepEqual(valuesOf(merged, s.name), valuesOf(ref.model, s.name), s.name);
 
       // the reward model is the family's *ForSequenceClassification, score.weight beside the backbone
       const rm = await RewardModel.fromCausalLm(hub, nativeKernels, false, 1);

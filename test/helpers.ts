@@ -1,8 +1,11 @@
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FrozenWeight } from '../src/engine/frozen.js';
+import type { Llama } from '../src/model/llama.js';
 
 /** The repository root (tests run from dist/test). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -88,4 +91,24 @@ export function trainingSeed(def: number): number {
   if (v === undefined || v === '') return def;
   if (!/^\d+$/.test(v)) throw new Error(`CHIMED_TEST_SEED: expected a non-negative integer, got "${v}"`);
   return Number(v);
+}
+
+/** |actual - expected| <= atol + rtol * |expected| everywhere (infinities must match exactly). */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, rtol = 1e-5, atol = 1e-5): void {
+  assert.equal(actual.length, expected.length, `${label}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i],
+      e = expected[i];
+    if (!Number.isFinite(e)) {
+      assert.equal(a, e, `${label}[${i}]`);
+      continue;
+    }
+    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) assert.fail(`${label}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)})`);
+  }
+}
+
+/** A parameter's values as float32, whether the model keeps it f32 or frozen in its stored dtype. */
+export function valuesOf(model: Llama<Float32Array>, name: string): Float32Array {
+  const W = model.params.weight(name);
+  return W instanceof FrozenWeight ? W.toF32() : W.data;
 }

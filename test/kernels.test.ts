@@ -9,6 +9,7 @@ import type { AttentionDims } from '../src/engine/kernels.js';
 import { gemmBuiltin, gemmOpenblas, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
 import { referenceKernels as rk } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
+import { assertClose } from './helpers.js';
 import { gradCheck } from './numerics.js';
 
 type F64 = Float64Array;
@@ -23,20 +24,6 @@ function randInts(n: number, lo: number, hi: number): Int32Array {
 }
 const f32 = (a: F64) => Float32Array.from(a);
 const f64 = (a: Float32Array) => Float64Array.from(a);
-
-/** |actual - expected| <= atol + rtol * |expected| everywhere (infinities must match exactly). */
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, rtol = 1e-5, atol = 1e-5): void {
-  assert.equal(actual.length, expected.length, `${label}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i],
-      e = expected[i];
-    if (!Number.isFinite(e)) {
-      assert.equal(a, e, `${label}[${i}]`);
-      continue;
-    }
-    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) assert.fail(`${label}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)})`);
-  }
-}
 
 function withThreads<T>(n: number, fn: () => T): T {
   const before = getThreads();

@@ -1,7 +1,7 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { GGUF_EXPORT_DTYPES, ggufArchitecture, writeLlamaGguf, type GgufExportDtype } from '../model/gguf-llama.js';
+import { GGUF_EXPORT_DTYPES, ggufArchitecture, ggufDtypeOf, writeLlamaGguf, type GgufExportDtype } from '../model/gguf-llama.js';
 import { copyRemoteCode, saveModel } from '../model/checkpoint.js';
 import { Llama } from '../model/llama.js';
 import { loadChatModel, type ChatModel } from '../model/load.js';
@@ -30,6 +30,8 @@ Writes an HF model folder: config.json, model.safetensors, the tokenizer as it c
 form: a config string or list, or chat_template.jinja) and generation_config.json (eos = the chat
 template's stop tokens). An --adapter is merged into the weights, or with --keep-adapter
 written beside the base: OUT/base (the model folder) and OUT/adapter (the PEFT adapter).
+--dtype defaults to the dtype the base is kept in: BF16 (F16) for a bf16 (f16) checkpoint,
+F32 for an f32 one or a --base-dtype q8_0 base.
 
 ${SAMPLING_USAGE}
 ${MODEL_USAGE}`;
@@ -50,6 +52,8 @@ model's family): weights (an --adapter merged first), the tokenizer (byte-level 
 tokenizer.ggml.model gpt2; SentencePiece-style vocabularies, Llama-2's or Baichuan's, as llama
 with scores and token types) and the chat template. f16 and q8_0 keep the norms in f32, as
 llama.cpp's converter does; q8_0 matrices whose rows are not multiples of 32 are stored f16.
+--dtype defaults to the base's: f16 for a bf16 or f16 checkpoint, q8_0 for --base-dtype q8_0,
+else f32.
 
 ${MODEL_USAGE}`;
 
@@ -91,7 +95,7 @@ export function generationConfig(chat: ChatModel, a: Parsed): Record<string, unk
 }
 
 /** Model folder: weights, tokenizer with the chat template, generation_config.json, remote code (Baichuan). */
-async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F32' | 'F16' | 'BF16'): Promise<void> {
+async function writeHfFolder(out: string, chat: ChatModel, a: Parsed, dtype: 'F32' | 'F16' | 'BF16' | undefined): Promise<void> {
   const { model, tokenizer, template } = chat;
   // config.json names the special tokens too, as transformers writes it
   const config = {
@@ -126,17 +130,18 @@ async function exportHf(argv: string[], usage: string, merge: boolean): Promise<
   const out = a.need('out');
   const adapter = a.str('adapter');
   if (merge && !adapter) throw new UsageError(`--adapter is required\n\n${usage}`);
-  const dtype = (a.str('dtype') ?? 'F32').toUpperCase();
-  if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new UsageError(`--dtype: expected F32, F16 or BF16, got "${a.str('dtype')}"`);
+  // default: the dtype the base is kept in (a bf16 checkpoint stays bf16; f32 for an f32 or q8_0 base)
+  const dtype = a.str('dtype')?.toUpperCase() as 'F32' | undefined;
+  if (dtype && !['F32', 'F16', 'BF16'].includes(dtype)) throw new UsageError(`--dtype: expected F32, F16 or BF16, got "${a.str('dtype')}"`);
   if (!a.flag('keep-adapter')) {
-    await writeHfFolder(out, await loadPolicy(a, false), a, dtype as 'F32');
+    await writeHfFolder(out, await loadPolicy(a, false), a, dtype);
     process.stdout.write(`${adapter ? 'merged model' : 'model'}: ${out}\n`);
     return 0;
   }
   if (merge || !adapter) throw new UsageError(`--keep-adapter needs --adapter (and export hf)\n\n${usage}`);
   const base = await loadChatModel({ model: a.need('model'), tokenizer: a.str('tokenizer'), template: a.str('template') });
   await LoraAdapter.load(adapter, base.model); // checks every adapter tensor against the base before anything is written
-  await writeHfFolder(path.join(out, 'base'), base, a, dtype as 'F32');
+  await writeHfFolder(path.join(out, 'base'), base, a, dtype);
   const adapterOut = path.join(out, 'adapter');
   await mkdir(adapterOut, { recursive: true });
   for (const f of ['adapter_config.json', 'adapter_model.safetensors']) await copyFile(path.join(adapter, f), path.join(adapterOut, f));
@@ -151,10 +156,11 @@ async function exportGguf(argv: string[]): Promise<number> {
     return 0;
   }
   const out = a.need('out');
-  const dtype = (a.str('dtype') ?? 'f32').toLowerCase() as GgufExportDtype;
-  if (!GGUF_EXPORT_DTYPES.includes(dtype))
+  const asked = a.str('dtype')?.toLowerCase() as GgufExportDtype | undefined;
+  if (asked && !GGUF_EXPORT_DTYPES.includes(asked))
     throw new UsageError(`--dtype: expected ${GGUF_EXPORT_DTYPES.join(', ')}, got "${a.str('dtype')}"`);
   const chat = await loadPolicy(a, false);
+  const dtype = asked ?? ggufDtypeOf(chat.model);
   await mkdir(path.dirname(path.resolve(out)), { recursive: true });
   const notes = await writeLlamaGguf(out, { ...chat, name: a.str('name') ?? path.basename(path.resolve(a.need('model'))) }, dtype);
   for (const n of notes) process.stderr.write(`note: ${n}\n`);

@@ -26,7 +26,7 @@ export interface NativeInfo {
 }
 
 /** The addon's exports: the kernel contract (same argument order) plus GEMM dispatch and thread control. */
-export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc'> {
+export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc' | 'gemmWeight' | 'embeddingWeight'> {
   gemmBuiltin: GemmFn;
   /** Throws when the build has no OpenBLAS. */
   gemmOpenblas: GemmFn;
@@ -36,6 +36,22 @@ export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc'> {
   setGemmBackends(backends: GemmBackends): void;
   /** Best CPU ms (all threads) of each class's representative products per backend over `rounds` interleaved rounds (null: no OpenBLAS). */
   gemmMeasure(rounds: number): Record<string, Record<GemmBackend, number | null>>;
+  gemmWeight(
+    transW: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: F,
+    dtype: string,
+    bytes: Uint8Array,
+    beta: number,
+    C: F,
+  ): void;
+  embeddingWeight(out: F, dtype: string, bytes: Uint8Array, rows: number, cols: number, ids: Int32Array): void;
+  convertWeight(dtype: string, bytes: Uint8Array, rows: number, cols: number, to: string, out: Uint8Array): void;
+  firstNonFiniteWeight(dtype: string, bytes: Uint8Array, rows: number, cols: number): number;
+  mapFile(file: string): ArrayBuffer;
   setThreads(n: number): void;
   getThreads(): number;
   info(): NativeInfo;

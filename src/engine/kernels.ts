@@ -13,6 +13,8 @@
  *   which writes, so that its output may alias the logits it reads (saves a second logits-chunk buffer).
  * - Kernels validate array lengths against the sizes they are given and throw on mismatch.
  */
+import type { FrozenWeight } from './frozen.js';
+
 export type FloatArray = Float32Array | Float64Array;
 
 export interface Kernels<F extends FloatArray = FloatArray> {
@@ -21,6 +23,16 @@ export interface Kernels<F extends FloatArray = FloatArray> {
 
   /** C[M,N] = alpha * op(A) op(B) + beta * C. A is [M,K] ([K,M] if transA); B is [K,N] ([N,K] if transB). */
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F, B: F, beta: number, C: F): void;
+
+  /**
+   * C[M,N] = alpha * A op(W) + beta * C with A [M,K] and W a frozen weight read in its stored
+   * dtype (frozen.ts), widened as it is read: activations are never rounded, sums are in the
+   * working precision. transW: op(W) = W^T with W [N,K] (a linear layer's forward, y = x W^T);
+   * else W is [K,N] (its input gradient, dx = dy W). A frozen weight has no gradient.
+   */
+  gemmWeight(transW: boolean, M: number, N: number, K: number, alpha: number, A: F, W: FrozenWeight, beta: number, C: F): void;
+  /** out[i, :] = W[ids[i], :] for a frozen embedding table W [rows, dim]. */
+  embeddingWeight(out: F, W: FrozenWeight, ids: Int32Array): void;
 
   /** out[i, :] = table[ids[i], :]; out is [ids.length, dim]. Ids out of range throw. */
   embeddingForward(out: F, table: F, ids: Int32Array, dim: number): void;

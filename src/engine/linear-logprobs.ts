@@ -1,4 +1,6 @@
+import { FrozenWeight } from './frozen.js';
 import type { FloatArray } from './kernels.js';
+import { projectRows, projectRowsBackward, type Weight } from './ops.js';
 import { Context, Tensor } from './tensor.js';
 
 /**
@@ -40,7 +42,7 @@ const rowsOf = <F extends FloatArray>(a: F, r0: number, n: number, D: number) =>
 /**
  * Fused output projection + log-softmax at the targets (llm.c's fused classifier, chunked):
  * logp[r] = log softmax(x[r] W^T)[targets[r]]; targets < 0 are ignored (logp 0, no gradient).
- * x is [N, D], W [V, D]. The logits are computed one block at a time through the kernels' GEMM:
+ * x is [N, D], W [V, D] (a parameter or a frozen weight, read in its stored dtype). The logits are computed one block at a time through the kernels' GEMM:
  * forward keeps only each row's log-sum-exp (merged across vocabulary chunks) and target logit;
  * backward recomputes each block's logits, turns them into their gradient in place and
  * accumulates dX += dLogits W and, when W is trainable, dW += dLogits^T X. The extra forward
@@ -50,7 +52,7 @@ const rowsOf = <F extends FloatArray>(a: F, r0: number, n: number, D: number) =>
 export function linearLogprobs<F extends FloatArray>(
   ctx: Context<F>,
   x: Tensor<F>,
-  W: Tensor<F>,
+  W: Weight<F>,
   targets: Int32Array,
   block: LogitsBlock = logitsBlock(targets.length, W.shape[0]),
 ): Tensor<F> {
@@ -60,16 +62,20 @@ export function linearLogprobs<F extends FloatArray>(
   if (!(Number.isSafeInteger(block.rows) && block.rows >= 1 && Number.isSafeInteger(block.cols) && block.cols >= 1))
     throw new RangeError(`linearLogprobs: logits block ${block.rows}x${block.cols} must be positive integers`);
   const k = ctx.k;
+  const dense = W instanceof FrozenWeight ? null : W;
+  /** Vocabulary rows [c0, c0 + cols) of W, as the same kind of weight. */
+  const vocabRows = (c0: number, cols: number): Weight<F> =>
+    dense ? new Tensor(rowsOf(dense.data, c0, cols, D), [cols, D]) : (W as FrozenWeight).rows(c0, cols);
   const lse = ctx.ws.alloc(N).fill(-Infinity),
     tlogit = ctx.ws.alloc(N);
-  const logp = ctx.tensor([N], x.requiresGrad || W.requiresGrad);
+  const logp = ctx.tensor([N], x.requiresGrad || !!dense?.requiresGrad);
   /** Runs fn on each block's freshly computed logits [rows, cols] (a view of one scratch buffer freed afterwards). */
   const blocks = (fn: (logits: F, r0: number, rows: number, c0: number, cols: number) => void) => {
     const mark = ctx.ws.mark();
     const scratch = ctx.ws.alloc(Math.min(block.rows, N) * Math.min(block.cols, V));
     forEachBlock(N, V, block, (r0, rows, c0, cols) => {
       const logits = scratch.subarray(0, rows * cols) as F;
-      k.gemm(false, true, rows, cols, D, 1, rowsOf(x.data, r0, rows, D), rowsOf(W.data, c0, cols, D), 0, logits);
+      projectRows(k, rows, rowsOf(x.data, r0, rows, D), vocabRows(c0, cols), 0, logits);
       fn(logits, r0, rows, c0, cols);
     });
     ctx.ws.release(mark);
@@ -86,12 +92,12 @@ export function linearLogprobs<F extends FloatArray>(
     ),
   );
   for (let r = 0; r < N; r++) logp.data[r] = targets[r] < 0 ? 0 : tlogit[r] - lse[r];
-  ctx.record([x, W], () => {
+  ctx.record(dense ? [x, dense] : [x], () => {
     if (!logp.grad) return;
     const dlogp = logp.grad;
     // gradients are allocated before blocks() marks the arena, so they outlive its scratch
     const dx = x.requiresGrad ? ctx.gradOf(x) : null,
-      dW = W.requiresGrad ? ctx.gradOf(W) : null;
+      dW = dense?.requiresGrad ? ctx.gradOf(dense) : null;
     blocks((logits, r0, rows, c0, cols) => {
       const [lseR, targetsR, dlogpR] = [
         lse.subarray(r0, r0 + rows) as F,
@@ -99,7 +105,7 @@ export function linearLogprobs<F extends FloatArray>(
         dlogp.subarray(r0, r0 + rows) as F,
       ];
       k.crossEntropyBackward(logits, logits, lseR, targetsR, dlogpR, V, c0, cols);
-      if (dx) k.gemm(false, false, rows, D, cols, 1, logits, rowsOf(W.data, c0, cols, D), 1, rowsOf(dx, r0, rows, D));
+      if (dx) projectRowsBackward(k, rows, logits, vocabRows(c0, cols), rowsOf(dx, r0, rows, D));
       if (dW) k.gemm(true, false, cols, D, rows, 1, logits, rowsOf(x.data, r0, rows, D), 1, rowsOf(dW, c0, cols, D));
     });
   });

@@ -5,6 +5,7 @@
  */
 import { addon, type NativeInfo } from './addon.js';
 import { ensureGemmChoice } from './gemm-choice.js';
+import { expectWeightShape, type BaseDtype, type FrozenWeight } from './frozen.js';
 import type { AttentionDims, Kernels } from './kernels.js';
 
 export type { NativeInfo } from './addon.js';
@@ -20,6 +21,11 @@ export const nativeKernels: Kernels<F> = {
     ensureGemmChoice();
     addon().gemm(transA, transB, M, N, K, alpha, A, B, beta, C);
   },
+  gemmWeight: (transW, M, N, K, alpha, A, W, beta, C) => {
+    expectWeightShape('gemmWeight', W, transW, N, K);
+    addon().gemmWeight(transW, M, N, K, alpha, A, W.dtype, W.bytes, beta, C);
+  },
+  embeddingWeight: (out, W, ids) => addon().embeddingWeight(out, W.dtype, W.bytes, W.shape[0], W.shape[1], ids),
   embeddingForward: (out, table, ids, dim) => addon().embeddingForward(out, table, ids, dim),
   embeddingBackward: (dtable, dout, ids, dim) => addon().embeddingBackward(dtable, dout, ids, dim),
   rmsnormForward: (out, rstd, x, w, rows, dim, eps) => addon().rmsnormForward(out, rstd, x, w, rows, dim, eps),
@@ -81,4 +87,26 @@ export function getThreads(): number {
 
 export function nativeInfo(): NativeInfo {
   return addon().info();
+}
+
+/** A [rows, cols] matrix's bytes in one dtype converted to another, row by row on all threads (checkpoints, merging). */
+export function convertWeight(dtype: BaseDtype, bytes: Uint8Array, rows: number, cols: number, to: BaseDtype, out: Uint8Array): void {
+  addon().convertWeight(dtype, bytes, rows, cols, to, out);
+}
+
+/** Index of the first NaN or infinite value of a stored matrix (q8_0: of a block with such a scale), or -1. */
+export function firstNonFiniteWeight(dtype: BaseDtype, bytes: Uint8Array, rows: number, cols: number): number {
+  return addon().firstNonFiniteWeight(dtype, bytes, rows, cols);
+}
+
+/** A file's bytes through a private (copy-on-write) memory map: pages are read on first touch, never copied into the heap. */
+export function mapFile(file: string): ArrayBuffer {
+  return addon().mapFile(file);
+}
+
+/** A frozen weight as float32 through the native converter (export, merging). */
+export function frozenToF32(W: FrozenWeight): Float32Array {
+  const out = new Float32Array(W.size);
+  convertWeight(W.dtype, W.bytes, W.shape[0], W.shape[1], 'f32', new Uint8Array(out.buffer));
+  return out;
 }

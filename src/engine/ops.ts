@@ -1,4 +1,5 @@
-import type { AttentionDims, FloatArray } from './kernels.js';
+import { FrozenWeight } from './frozen.js';
+import type { AttentionDims, FloatArray, Kernels } from './kernels.js';
 import { Rng } from './rng.js';
 import { Context, Tensor } from './tensor.js';
 
@@ -8,20 +9,50 @@ import { Context, Tensor } from './tensor.js';
  * [rows, features]; rows = batch * time.
  */
 
-/** y = x W^T (+ b), W in HF layout [out, in], b [out]. */
-export function linear<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: Tensor<F>, b: Tensor<F> | null = null): Tensor<F> {
+/** A weight matrix as a model holds it: a parameter (f32, maybe trained) or a frozen weight in its stored dtype. */
+export type Weight<F extends FloatArray> = Tensor<F> | FrozenWeight;
+
+/** The weight as a tensor on the tape, or nothing for a frozen weight (which has no gradient). */
+const taped = <F extends FloatArray>(W: Weight<F>): Tensor<F>[] => (W instanceof FrozenWeight ? [] : [W]);
+
+/**
+ * y[rows, N] = x[rows, K] W^T + beta * y for W [N, K] of either kind: the product of every
+ * linear layer and of the LM head, so a frozen base is read in its stored dtype everywhere.
+ */
+export function projectRows<F extends FloatArray>(k: Kernels<F>, rows: number, x: F, W: Weight<F>, beta: number, y: F): void {
+  const [N, K] = W.shape;
+  if (W instanceof FrozenWeight) k.gemmWeight(true, rows, N, K, 1, x, W, beta, y);
+  else k.gemm(false, true, rows, N, K, 1, x, W.data, beta, y);
+}
+
+/**
+ * dx[rows, K] = dy[rows, N] W + beta dx for W [N, K] of either kind: the input gradient of
+ * projectRows (beta 1 adds to a gradient, 0 writes a new one).
+ */
+export function projectRowsBackward<F extends FloatArray>(k: Kernels<F>, rows: number, dy: F, W: Weight<F>, dx: F, beta: 0 | 1 = 1): void {
+  const [N, K] = W.shape;
+  if (W instanceof FrozenWeight) k.gemmWeight(false, rows, K, N, 1, dy, W, beta, dx);
+  else k.gemm(false, false, rows, K, N, 1, dy, W.data, beta, dx);
+}
+
+/** y = x W^T (+ b), W in HF layout [out, in] (a parameter or a frozen weight), b [out]. */
+export function linear<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: Weight<F>, b: Tensor<F> | null = null): Tensor<F> {
   const [outF, inF] = W.shape;
   const N = x.size / inF;
   if (!Number.isInteger(N)) throw new RangeError(`linear: input of ${x.size} values is not a multiple of in_features ${inF}`);
   if (b && b.size !== outF) throw new RangeError(`linear: bias of ${b.size} values for ${outF} outputs`);
-  const y = ctx.tensor([N, outF], x.requiresGrad || W.requiresGrad || !!b?.requiresGrad);
-  ctx.k.gemm(false, true, N, outF, inF, 1, x.data, W.data, 0, y.data);
+  const dense = W instanceof FrozenWeight ? null : W;
+  const y = ctx.tensor([N, outF], x.requiresGrad || !!dense?.requiresGrad || !!b?.requiresGrad);
+  projectRows(ctx.k, N, x.data, W, 0, y.data);
   if (b) ctx.k.biasForward(y.data, b.data, N, outF);
-  ctx.record(b ? [x, W, b] : [x, W], () => {
+  ctx.record([x, ...taped(W), ...(b ? [b] : [])], () => {
     const dy = y.grad;
     if (!dy) return;
-    if (x.requiresGrad) ctx.k.gemm(false, false, N, inF, outF, 1, dy, W.data, ctx.gradBeta(x), x.grad!);
-    if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, N, 1, dy, x.data, ctx.gradBeta(W), W.grad!);
+    if (x.requiresGrad) {
+      const beta = ctx.gradBeta(x);
+      projectRowsBackward(ctx.k, N, dy, W, x.grad!, beta);
+    }
+    if (dense?.requiresGrad) ctx.k.gemm(true, false, outF, inF, N, 1, dy, x.data, ctx.gradBeta(dense), dense.grad!);
     if (b?.requiresGrad) ctx.k.biasBackward(ctx.gradOf(b), dy, N, outF);
   });
   return y;
@@ -47,8 +78,13 @@ export function normalizeRows<F extends FloatArray>(ctx: Context<F>, W: Tensor<F
   return y;
 }
 
-export function embedding<F extends FloatArray>(ctx: Context<F>, table: Tensor<F>, ids: Int32Array): Tensor<F> {
+export function embedding<F extends FloatArray>(ctx: Context<F>, table: Weight<F>, ids: Int32Array): Tensor<F> {
   const dim = table.shape[1];
+  if (table instanceof FrozenWeight) {
+    const y = ctx.tensor([ids.length, dim], false);
+    ctx.k.embeddingWeight(y.data, table, ids);
+    return y;
+  }
   const y = ctx.tensor([ids.length, dim], table.requiresGrad);
   ctx.k.embeddingForward(y.data, table.data, ids, dim);
   ctx.record([table], () => y.grad && ctx.k.embeddingBackward(ctx.gradOf(table), y.grad, ids, dim));

@@ -1,3 +1,4 @@
+import type { FrozenWeight } from './frozen.js';
 import type { FloatArray, Kernels } from './kernels.js';
 import { Tensor } from './tensor.js';
 
@@ -12,6 +13,8 @@ export interface ParamSpec {
  * All parameters of a model (or of an adapter) in one contiguous buffer, gradients in a
  * second and AdamW moments in two more, each allocated once and handed to the kernels as
  * views: no per-step copies, and one adamw call per run of tensors with the same weight decay.
+ * Matrices given as frozen weights (a base nothing trains, kept in its stored dtype) stay out
+ * of the buffers: `weight` returns them, `get` only ever returns f32 tensors.
  */
 export class ParamStore<F extends FloatArray = FloatArray> {
   readonly data: F;
@@ -25,17 +28,31 @@ export class ParamStore<F extends FloatArray = FloatArray> {
     readonly k: Kernels<F>,
     specs: ParamSpec[],
     readonly trainable: boolean,
+    private readonly frozen: ReadonlyMap<string, FrozenWeight> = new Map(),
   ) {
     this.specs = specs;
+    if (trainable && frozen.size) throw new Error('a trainable parameter store cannot hold frozen weights');
+    for (const [name, w] of frozen) {
+      const spec = specs.find((s) => s.name === name);
+      if (!spec || spec.shape.length !== 2 || spec.shape.some((d, i) => d !== w.shape[i]))
+        throw new Error(
+          `frozen weight ${name} [${w.shape}] is not a matrix of the store (${spec ? `[${spec.shape}]` : 'no such parameter'})`,
+        );
+    }
+    const dense = specs.filter((s) => !frozen.has(s.name));
     let total = 0;
+    const names = new Set<string>();
     for (const s of specs) {
-      if (this.offsets.has(s.name)) throw new Error(`duplicate parameter name ${s.name}`);
+      if (names.has(s.name)) throw new Error(`duplicate parameter name ${s.name}`);
+      names.add(s.name);
+    }
+    for (const s of dense) {
       this.offsets.set(s.name, total);
       total += numel(s.shape);
     }
     this.data = k.alloc(total);
     this.grad = trainable ? k.alloc(total) : null;
-    for (const s of specs) {
+    for (const s of dense) {
       const off = this.offsets.get(s.name)!;
       const n = numel(s.shape);
       const g = this.grad ? (this.grad.subarray(off, off + n) as F) : null;
@@ -48,12 +65,16 @@ export class ParamStore<F extends FloatArray = FloatArray> {
   }
 
   has(name: string): boolean {
-    return this.tensors.has(name);
+    return this.tensors.has(name) || this.frozen.has(name);
   }
 
+  /** An f32 parameter; a frozen one throws (read it with `weight`). */
   get(name: string): Tensor<F> {
     const t = this.tensors.get(name);
-    if (!t) throw new Error(`no parameter named ${name}`);
+    if (!t) {
+      const w = this.frozen.get(name);
+      throw new Error(w ? `parameter ${name} is frozen (${w.dtype}); only weight() reads it` : `no parameter named ${name}`);
+    }
     return t;
   }
 
@@ -69,6 +90,8 @@ export class ParamStore<F extends FloatArray = FloatArray> {
   }
 
   private stack(names: string[]): Tensor<F> | null {
+    // a frozen weight lives outside the buffer, in its own dtype: those projections run apart
+    if (names.some((n) => this.frozen.has(n))) return null;
     const parts = names.map((n) => this.get(n));
     const cols = parts[0].shape[1];
     let end = this.offsets.get(names[0])!,
@@ -83,9 +106,24 @@ export class ParamStore<F extends FloatArray = FloatArray> {
     return new Tensor(this.data.subarray(start, end) as F, [rows, cols], this.trainable, grad);
   }
 
-  /** [name, offset, length] of each parameter in the shared buffers. */
+  /** A parameter as the kernels read it: the f32 tensor or the frozen weight. */
+  weight(name: string): Tensor<F> | FrozenWeight {
+    return this.frozen.get(name) ?? this.get(name);
+  }
+
+  /** The frozen weight of that name, if it is one. */
+  frozenWeight(name: string): FrozenWeight | undefined {
+    return this.frozen.get(name);
+  }
+
+  /** Values held, f32 and frozen. */
+  get count(): number {
+    return this.specs.reduce((n, s) => n + numel(s.shape), 0);
+  }
+
+  /** [name, offset, length] of each f32 parameter in the shared buffers. */
   *ranges(): Generator<[ParamSpec, number, number]> {
-    for (const s of this.specs) yield [s, this.offsets.get(s.name)!, numel(s.shape)];
+    for (const s of this.specs) if (!this.frozen.has(s.name)) yield [s, this.offsets.get(s.name)!, numel(s.shape)];
   }
 
   zeroGrad(): void {

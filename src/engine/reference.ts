@@ -8,6 +8,7 @@
  * One convention the contract leaves open: an attention query that sees no key at all (its
  * position is before keyStart) gets a zero output and lse = -Infinity, and no gradient.
  */
+import { expectWeightShape } from './frozen.js';
 import type { AttentionDims, Kernels } from './kernels.js';
 
 type F = Float64Array;
@@ -213,6 +214,16 @@ export const referenceKernels: Kernels<Float64Array> = {
         // beta = 0 overwrites without reading C (BLAS convention)
         C[i * N + j] = alpha * s + (beta === 0 ? 0 : beta * C[i * N + j]);
       }
+  },
+
+  // A frozen weight's values exactly as stored, then the float64 product (no rounding of A).
+  gemmWeight(transW, M, N, K, alpha, A, W, beta, C) {
+    expectWeightShape('gemmWeight', W, transW, N, K);
+    this.gemm(false, transW, M, N, K, alpha, A, Float64Array.from(W.toF32()), beta, C);
+  },
+
+  embeddingWeight(out, W, ids) {
+    this.embeddingForward(out, Float64Array.from(W.toF32()), ids, W.shape[1]);
   },
 
   embeddingForward(out, table, ids, dim) {

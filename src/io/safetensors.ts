@@ -16,6 +16,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from './atomic.js';
+import { mapFile } from '../engine/native.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16, f32Bits } from './half.js';
 
 /** Element sizes of the dtypes the format defines; the file's dtype strings must be one of these. */
@@ -66,13 +67,20 @@ export interface SafetensorsHeader {
   dataStart: number;
 }
 
-/** A tensor to write; `dtype` (default F32) is the on-disk type, rounded to nearest even. */
-export interface TensorToWrite {
-  name: string;
-  shape: readonly number[];
-  data: Float32Array;
-  dtype?: FloatDtype;
+/** A tensor as the file stores it: `bytes` (little-endian) view the memory-mapped file (mapSafetensors). */
+export interface StoredTensor {
+  dtype: FloatDtype;
+  shape: number[];
+  bytes: Uint8Array;
 }
+
+/**
+ * A tensor to write: float32 `data` with `dtype` (default F32) the on-disk type, rounded to
+ * nearest even; or `stored`, bytes already in `dtype` (a frozen bf16 / f16 weight), written as they are.
+ */
+export type TensorToWrite =
+  | { name: string; shape: readonly number[]; data: Float32Array; dtype?: FloatDtype }
+  | { name: string; shape: readonly number[]; stored: Uint8Array; dtype: FloatDtype };
 
 // Same limit as the reference implementation: a larger "header" means a corrupt file.
 const MAX_HEADER_BYTES = 100_000_000;
@@ -297,6 +305,25 @@ export async function readSafetensors(file: string): Promise<Map<string, TensorE
   });
 }
 
+/**
+ * Every tensor of a .safetensors file as stored, through a private memory map of the file: no
+ * tensor is read until used, and a bf16 weight used as bf16 is never copied. The map lives
+ * as long as any view of it.
+ */
+export async function mapSafetensors(file: string): Promise<Map<string, StoredTensor>> {
+  const header = await readSafetensorsHeader(file);
+  const buffer = mapFile(file);
+  const out = new Map<string, StoredTensor>();
+  for (const t of header.tensors) {
+    const { dtype } = t;
+    if (!isFloatDtype(dtype)) fail(file, `tensor "${t.name}": unsupported dtype ${dtype} (supported: ${FLOAT_DTYPES.join(', ')})`);
+    const [b, e] = t.dataOffsets;
+    if (header.dataStart + e > buffer.byteLength) fail(file, `tensor "${t.name}": the file shrank while it was mapped`);
+    out.set(t.name, { dtype, shape: [...t.shape], bytes: new Uint8Array(buffer, header.dataStart + b, e - b) });
+  }
+  return out;
+}
+
 async function fileExists(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isFile();
@@ -332,9 +359,18 @@ async function readWeightMap(indexFile: string): Promise<Map<string, string>> {
  * to exist before any is read; every tensor must appear exactly once, in the shard the index
  * names.
  */
-export async function readCheckpointTensors(dir: string): Promise<Map<string, TensorEntry>> {
+export function readCheckpointTensors(dir: string): Promise<Map<string, TensorEntry>> {
+  return readCheckpointWith(dir, readSafetensors);
+}
+
+/** The tensors of a HF checkpoint directory as stored, memory-mapped (mapSafetensors), checked as readCheckpointTensors. */
+export function mapCheckpoint(dir: string): Promise<Map<string, StoredTensor>> {
+  return readCheckpointWith(dir, mapSafetensors);
+}
+
+async function readCheckpointWith<T>(dir: string, readShard: (file: string) => Promise<Map<string, T>>): Promise<Map<string, T>> {
   const single = path.join(dir, 'model.safetensors');
-  if (await fileExists(single)) return readSafetensors(single);
+  if (await fileExists(single)) return readShard(single);
   const indexFile = path.join(dir, 'model.safetensors.index.json');
   if (!(await fileExists(indexFile))) fail(dir, 'contains neither model.safetensors nor model.safetensors.index.json');
   const weightMap = await readWeightMap(indexFile);
@@ -342,11 +378,11 @@ export async function readCheckpointTensors(dir: string): Promise<Map<string, Te
   for (const shard of shards) {
     if (!(await fileExists(path.join(dir, shard)))) fail(indexFile, `shard "${shard}" is listed in weight_map but missing`);
   }
-  const out = new Map<string, TensorEntry>();
+  const out = new Map<string, T>();
   const shardOf = new Map<string, string>();
   for (const shard of shards) {
     const shardPath = path.join(dir, shard);
-    for (const [name, entry] of await readSafetensors(shardPath)) {
+    for (const [name, entry] of await readShard(shardPath)) {
       const other = shardOf.get(name);
       if (other !== undefined) fail(shardPath, `tensor "${name}" is also in shard "${other}"`);
       shardOf.set(name, shard);
@@ -391,10 +427,16 @@ function validateForWrite(file: string, tensors: readonly TensorToWrite[], metad
     if (!Array.isArray(t.shape) || !t.shape.every(isSize)) {
       fail(file, `${where}: shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`);
     }
-    if (!(t.data instanceof Float32Array)) fail(file, `${where}: data is not a Float32Array`);
     const numel = elementCount(t.shape);
+    const bytes = numel * DTYPE_BYTES[dtype];
+    if ('stored' in t) {
+      if (!(t.stored instanceof Uint8Array) || t.stored.length !== bytes)
+        fail(file, `${where}: stored bytes (${t.stored?.length}) are not the ${bytes} of shape [${t.shape}] in ${dtype}`);
+      return { t, dtype, bytes };
+    }
+    if (!(t.data instanceof Float32Array)) fail(file, `${where}: data is not a Float32Array`);
     if (t.data.length !== numel) fail(file, `${where}: data has ${t.data.length} elements but shape [${t.shape}] needs ${numel}`);
-    return { t, dtype, bytes: numel * DTYPE_BYTES[dtype] };
+    return { t, dtype, bytes };
   });
 }
 
@@ -427,8 +469,13 @@ function* fileChunks(file: string, header: Uint8Array, planned: PlannedTensor[])
   let scratch: Uint16Array | undefined;
   for (const { t, dtype, bytes } of planned) {
     // The header is already on disk; a buffer detached or resized meanwhile would corrupt the file.
-    if (t.data.length * DTYPE_BYTES[dtype] !== bytes) fail(file, `tensor "${t.name}": data changed size during the write`);
+    const have = 'stored' in t ? t.stored.length : t.data.length * DTYPE_BYTES[dtype];
+    if (have !== bytes) fail(file, `tensor "${t.name}": data changed size during the write`);
     if (bytes === 0) continue;
+    if ('stored' in t) {
+      yield t.stored;
+      continue;
+    }
     if (dtype === 'F32') {
       yield new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
       continue;

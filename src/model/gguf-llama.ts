@@ -3,6 +3,8 @@
 // llama.cpp's convert_hf_to_gguf.py writes for the HF model (conversion/llama.py, qwen.py,
 // baichuan.py and base.py there; key names from gguf-py/gguf/constants.py; what each
 // architecture reads from src/models/*.cpp); the tokenizer's keys come from gguf-tokenizer.ts.
+import { FrozenWeight } from '../engine/frozen.js';
+import { frozenToF32 } from '../engine/native.js';
 import type { ModelConfig } from './config.js';
 import { Llama } from './llama.js';
 import { ropeFrequencies } from './rope.js';
@@ -133,30 +135,32 @@ export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDt
   const push = (hf: string, shape: readonly number[], data: Float32Array | (() => Float32Array)) =>
     out.push({ name: ggufTensorName(hf), shape, data, dtype: tensorDtype(shape, dtype) });
   // q/k weights [heads*hd, D] and biases [heads*hd] (as one column)
-  const rotated = (data: Float32Array, heads: number, cols: number) => (permute ? () => permuteForRope(data, heads, cols) : data);
+  const rotated = (data: Float32Array, heads: number, cols: number) => (permute ? permuteForRope(data, heads, cols) : data);
   for (const spec of model.params.specs) {
-    const data = model.params.get(spec.name).data;
+    // values are produced as the writer reaches each tensor: a frozen base is widened one tensor at a time
+    const data = () => values(model, spec.name);
+    const W = model.params.weight(spec.name),
+      asStored = W instanceof FrozenWeight ? data : W.data; // an f32 tensor written as it is, no copy
     const cols = spec.shape.length === 2 ? spec.shape[1] : 1;
     const m = /^(model\.layers\.\d+\.self_attn\.)(W_pack|q_proj|k_proj)\.(weight|bias)$/.exec(spec.name);
     if (m?.[2] === 'W_pack') {
       const qD = c.num_attention_heads * c.head_dim,
         kvD = c.num_key_value_heads * c.head_dim;
       const shape = (rows: number) => (spec.shape.length === 2 ? [rows, cols] : [rows]);
-      push(`${m[1]}q_proj.${m[3]}`, shape(qD), rotated(rowSlice(data, cols, 0, qD), c.num_attention_heads, cols));
-      push(`${m[1]}k_proj.${m[3]}`, shape(kvD), rotated(rowSlice(data, cols, qD, kvD), c.num_key_value_heads, cols));
-      push(`${m[1]}v_proj.${m[3]}`, shape(kvD), rowSlice(data, cols, qD + kvD, kvD));
+      push(`${m[1]}q_proj.${m[3]}`, shape(qD), () => rotated(rowSlice(data(), cols, 0, qD), c.num_attention_heads, cols));
+      push(`${m[1]}k_proj.${m[3]}`, shape(kvD), () => rotated(rowSlice(data(), cols, qD, kvD), c.num_key_value_heads, cols));
+      push(`${m[1]}v_proj.${m[3]}`, shape(kvD), () => rowSlice(data(), cols, qD + kvD, kvD));
     } else if (m) {
-      push(spec.name, spec.shape, rotated(data, m[2] === 'q_proj' ? c.num_attention_heads : c.num_key_value_heads, cols));
+      const heads = m[2] === 'q_proj' ? c.num_attention_heads : c.num_key_value_heads;
+      push(spec.name, spec.shape, permute ? () => rotated(data(), heads, cols) : asStored);
     } else if (spec.name === 'lm_head.weight' && c.norm_head) {
-      push(spec.name, spec.shape, () => normalisedRows(data, cols));
+      push(spec.name, spec.shape, () => normalisedRows(data(), cols));
     } else {
-      push(spec.name, spec.shape, data);
+      push(spec.name, spec.shape, asStored);
     }
   }
   if (c.norm_head && c.tie_word_embeddings)
-    push('lm_head.weight', [c.vocab_size, c.hidden_size], () =>
-      normalisedRows(model.params.get('model.embed_tokens.weight').data, c.hidden_size),
-    );
+    push('lm_head.weight', [c.vocab_size, c.hidden_size], () => normalisedRows(values(model, 'model.embed_tokens.weight'), c.hidden_size));
   if (c.rope_scaling?.rope_type === 'llama3') {
     // llama.cpp divides each angle by its factor: factor_i = plain frequency / scaled frequency
     const plain = ropeFrequencies({ ...c, rope_scaling: null }, 0).invFreq,
@@ -164,6 +168,18 @@ export function llamaGgufTensors(model: Llama<Float32Array>, dtype: GgufExportDt
     out.push({ name: 'rope_freqs.weight', shape: [c.head_dim / 2], data: Float32Array.from(plain, (f, i) => f / scaled[i]), dtype: 'F32' });
   }
   return out;
+}
+
+/** A parameter's values as float32: a frozen one widened (one tensor at a time, as the writer asks). */
+function values(model: Llama<Float32Array>, name: string): Float32Array {
+  const W = model.params.weight(name);
+  return W instanceof FrozenWeight ? frozenToF32(W) : W.data;
+}
+
+/** The GGUF tensor type a model exports as by default: f16 for a bf16 / f16 base, q8_0 for a q8_0 one, else f32. */
+export function ggufDtypeOf(model: Llama<Float32Array>): GgufExportDtype {
+  const W = model.params.frozenWeight('model.embed_tokens.weight');
+  return !W ? 'f32' : W.dtype === 'q8_0' ? 'q8_0' : 'f16';
 }
 
 /** Rows divided by their L2 norm (torch F.normalize, eps 1e-12), in double. */

@@ -8,13 +8,17 @@ import {
   linear,
   normalizeRows,
   qkvRope,
+  projectRows,
   rmsnorm,
   rope,
   sliceColumns,
   swiglu,
   swigluPacked,
   type RopeFrequencies,
+  type Weight,
 } from '../engine/ops.js';
+import { FrozenWeight, weightBytes, type BaseDtype } from '../engine/frozen.js';
+import { convertWeight } from '../engine/native.js';
 import { linearLogprobs, type LogitsBlock } from '../engine/linear-logprobs.js';
 import { ParamStore, type ParamSpec } from '../engine/params.js';
 import { Rng } from '../engine/rng.js';
@@ -173,6 +177,18 @@ export class Llama<F extends FloatArray = FloatArray> {
     return specs;
   }
 
+  /**
+   * The matrices a frozen base keeps in its stored dtype: every linear weight, the embedding
+   * and an untied lm_head. Norm gains, biases and a reward model's score head stay f32 (tiny).
+   */
+  static frozenNames(c: ModelConfig): string[] {
+    return [
+      'model.embed_tokens.weight',
+      ...Llama.linearModules(c).map((m) => `${m}.weight`),
+      ...(c.tie_word_embeddings ? [] : ['lm_head.weight']),
+    ];
+  }
+
   static linearModules(c: ModelConfig): string[] {
     const mods: string[] = [];
     for (let l = 0; l < c.num_hidden_layers; l++) for (const { module } of layerLinears(c)) mods.push(`model.layers.${l}.${module}`);
@@ -184,19 +200,48 @@ export class Llama<F extends FloatArray = FloatArray> {
    * except that the two projections feeding the residual stream are scaled by
    * 1/sqrt(2 * layers) as in GPT-2, which keeps small models trained from scratch stable.
    */
-  static random<F extends FloatArray>(k: Kernels<F>, c: ModelConfig, seed: number, trainable = true): Llama<F> {
-    const params = new ParamStore(k, Llama.paramSpecs(c), trainable);
+  static random<F extends FloatArray>(k: Kernels<F>, c: ModelConfig, seed: number, trainable = true, base: BaseDtype = 'f32'): Llama<F> {
+    const specs = Llama.paramSpecs(c);
+    const frozen = new Map<string, FrozenWeight>();
+    if (base !== 'f32')
+      for (const name of Llama.frozenNames(c)) {
+        const [rows, cols] = specs.find((s) => s.name === name)!.shape;
+        frozen.set(name, new FrozenWeight(base, [rows, cols], new Uint8Array(weightBytes(base, rows, cols))));
+      }
+    const params = new ParamStore(k, specs, trainable, frozen);
     const rng = new Rng(seed);
     const residualStd = c.initializer_range / Math.sqrt(2 * c.num_hidden_layers);
     for (const spec of params.specs) {
-      const t = params.get(spec.name).data;
       if (spec.name.endsWith('.bias')) continue;
       if (spec.noDecay) {
-        t.fill(1);
+        params.get(spec.name).data.fill(1);
         continue;
       }
       const std = /o_proj|down_proj/.test(spec.name) ? residualStd : c.initializer_range;
-      for (let i = 0; i < t.length; i++) t[i] = rng.normal() * std;
+      const W = frozen.get(spec.name);
+      if (!W) {
+        const t = params.get(spec.name).data;
+        for (let i = 0; i < t.length; i++) t[i] = rng.normal() * std;
+        continue;
+      }
+      // a frozen matrix is drawn in f32 a few rows at a time and stored rounded: the f32 model's
+      // values, never a whole matrix in f32
+      const [rows, cols] = W.shape,
+        step = Math.max(1, Math.floor(2 ** 20 / cols)),
+        rowBytes = weightBytes(base, 1, cols);
+      const t = new Float32Array(step * cols);
+      for (let r = 0; r < rows; r += step) {
+        const n = Math.min(step, rows - r);
+        for (let i = 0; i < n * cols; i++) t[i] = rng.normal() * std;
+        convertWeight(
+          'f32',
+          new Uint8Array(t.buffer, 0, n * cols * 4),
+          n,
+          cols,
+          W.dtype,
+          W.bytes.subarray(r * rowBytes, (r + n) * rowBytes),
+        );
+      }
     }
     return new Llama(c, params);
   }
@@ -207,7 +252,7 @@ export class Llama<F extends FloatArray = FloatArray> {
 
   private proj(ctx: Context<F>, x: Tensor<F>, module: string): Tensor<F> {
     const bias = `${module}.bias`;
-    const y = linear(ctx, x, this.w(`${module}.weight`), this.params.has(bias) ? this.w(bias) : null);
+    const y = linear(ctx, x, this.params.weight(`${module}.weight`), this.params.has(bias) ? this.w(bias) : null);
     return this.hook ? this.hook(ctx, x, y, module) : y;
   }
 
@@ -303,7 +348,7 @@ export class Llama<F extends FloatArray = FloatArray> {
         c,
         batch.pos.reduce((m, p) => Math.max(m, p + 1), 0),
       );
-    let x = embedding(ctx, this.w('model.embed_tokens.weight'), batch.ids);
+    let x = embedding(ctx, this.params.weight('model.embed_tokens.weight'), batch.ids);
     for (let l = 0; l < c.num_hidden_layers; l++) {
       x = opts.recompute
         ? checkpoint(ctx, x, (cc, xx) => this.block(cc, xx, l, batch, freqs, opts))
@@ -314,14 +359,26 @@ export class Llama<F extends FloatArray = FloatArray> {
   }
 
   /** The output projection as stored: lm_head, or the embedding when tied. */
-  outputWeight(): Tensor<F> {
-    return this.w(this.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  outputWeight(): Weight<F> {
+    return this.params.weight(this.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
   }
 
-  /** The output projection as applied: with NormHead (Baichuan 2) its rows normalised to unit length. */
-  private head(ctx: Context<F>): Tensor<F> {
+  /**
+   * The output projection as applied: with NormHead (Baichuan 2) its rows normalised to unit
+   * length (a frozen head is widened for that, as its rows: gathering every row is a copy).
+   */
+  private head(ctx: Context<F>): Weight<F> {
     const W = this.outputWeight();
-    return this.config.norm_head ? normalizeRows(ctx, W) : W;
+    if (!this.config.norm_head) return W;
+    if (!(W instanceof FrozenWeight)) return normalizeRows(ctx, W);
+    return normalizeRows(
+      ctx,
+      embedding(
+        ctx,
+        W,
+        Int32Array.from({ length: W.shape[0] }, (_, i) => i),
+      ),
+    );
   }
 
   /** Per-position log p(targets[r] | prefix); targets < 0 are ignored (logp 0). */
@@ -336,7 +393,7 @@ export class Llama<F extends FloatArray = FloatArray> {
     const [V, D] = W.shape;
     const rows = hidden.size / D;
     const out = ctx.ws.alloc(rows * V);
-    this.k.gemm(false, true, rows, V, D, 1, hidden.data, W.data, 0, out);
+    projectRows(this.k, rows, hidden.data, W, 0, out);
     return out;
   }
 }

@@ -1,3 +1,4 @@
+import type { BaseDtype } from '../engine/frozen.js';
 import type { FloatArray } from '../engine/kernels.js';
 import { nativeKernels } from '../engine/native.js';
 import { ChatTemplate } from '../tokenizer/chat-template.js';
@@ -32,6 +33,8 @@ export interface ChatModelSource {
   trainable?: boolean;
   /** RoPE scaling applied after loading; saved checkpoints then carry it in config.json. */
   ropeScaling?: RopeScalingRequest | null;
+  /** How a frozen (not trainable) base is kept; default: as the checkpoint stores it. */
+  baseDtype?: BaseDtype;
 }
 
 export interface ChatModel {
@@ -43,7 +46,7 @@ export interface ChatModel {
 
 /** A model ready to chat: weights (adapter merged), tokenizer and the one chat template. */
 export async function loadChatModel(src: ChatModelSource): Promise<ChatModel> {
-  const model = scaleRope(await loadModel(src.model, nativeKernels, src.trainable ?? false), src.ropeScaling);
+  const model = scaleRope(await loadModel(src.model, nativeKernels, src.trainable ?? false, src.baseDtype), src.ropeScaling);
   if (src.adapter) (await LoraAdapter.load(src.adapter, model)).merge();
   const tokDir = src.tokenizer ?? src.model;
   if (!hasTokenizerFiles(tokDir)) throw new CheckpointError(`${tokDir}: no tokenizer.json or tokenizer.model (give a tokenizer folder)`);

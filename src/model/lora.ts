@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FloatArray, Kernels } from '../engine/kernels.js';
+import { FrozenWeight } from '../engine/frozen.js';
+import { convertWeight, frozenToF32 } from '../engine/native.js';
 import { add, dropout, linear, scale } from '../engine/ops.js';
 import { ParamStore, type ParamSpec } from '../engine/params.js';
 import { Rng } from '../engine/rng.js';
@@ -107,14 +109,24 @@ export class LoraAdapter<F extends FloatArray> {
     this.model.hook = null;
   }
 
-  /** W += s * B A for every target (s = +scaling to merge, -scaling to unmerge). */
+  /**
+   * W += s * B A for every target (s = +scaling to merge, -scaling to unmerge). A frozen W is
+   * widened, updated and stored back in its dtype (rounded as PEFT's merge into a bf16 model
+   * is), one matrix at a time; its bytes are private pages even when the checkpoint is mapped.
+   */
   private fold(sign: 1 | -1): void {
     const k: Kernels<F> = this.model.k;
     for (const m of this.modules) {
       const A = this.params.get(peftName(m, 'A')),
         B = this.params.get(peftName(m, 'B'));
-      const W = this.model.params.get(`${m}.weight`);
-      k.gemm(false, false, B.shape[0], A.shape[1], this.config.r, sign * this.scaling, B.data, A.data, 1, W.data);
+      const W = this.model.params.weight(`${m}.weight`);
+      const w = W instanceof FrozenWeight ? k.alloc(W.size) : W.data;
+      if (W instanceof FrozenWeight) w.set(frozenToF32(W));
+      k.gemm(false, false, B.shape[0], A.shape[1], this.config.r, sign * this.scaling, B.data, A.data, 1, w);
+      if (W instanceof FrozenWeight) {
+        const f32 = toF32(w);
+        convertWeight('f32', new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength), W.shape[0], W.shape[1], W.dtype, W.bytes);
+      }
     }
   }
 

@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { FloatArray, Kernels } from '../engine/kernels.js';
 import { gatherRows, linear } from '../engine/ops.js';
-import { ParamStore } from '../engine/params.js';
 import { Rng } from '../engine/rng.js';
 import { Context, Tensor } from '../engine/tensor.js';
 import { writeJsonAtomic } from '../io/atomic.js';
-import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
-import { fillStore, readModelConfig, storeTensors } from './checkpoint.js';
-import { sequenceClassificationArchitecture, toHfConfig } from './config.js';
+import type { BaseDtype } from '../engine/frozen.js';
+import { mapCheckpoint, writeSafetensors, type StoredTensor } from '../io/safetensors.js';
+import { buildStore, readModelConfig, storeTensors } from './checkpoint.js';
+import { sequenceClassificationArchitecture, toHfConfig, type ModelConfig } from './config.js';
 import { Llama, type TokenBatch } from './llama.js';
 
 /** Whether DIR holds a reward model (config.json names a *ForSequenceClassification class, e.g. Qwen2ForSequenceClassification). */
@@ -35,25 +35,45 @@ export class RewardModel<F extends FloatArray> {
     this.head = lm.params.get('score.weight');
   }
 
-  /** A reward model from a causal LM checkpoint: the backbone is copied, the head initialised small. */
-  static async fromCausalLm<F extends FloatArray>(dir: string, k: Kernels<F>, trainable: boolean, seed: number): Promise<RewardModel<F>> {
+  /**
+   * A reward model from a causal LM checkpoint: the backbone is copied (a frozen one, under
+   * LoRA, kept in `base` as loadModel does), the head initialised small.
+   */
+  static async fromCausalLm<F extends FloatArray>(
+    dir: string,
+    k: Kernels<F>,
+    trainable: boolean,
+    seed: number,
+    base?: BaseDtype,
+  ): Promise<RewardModel<F>> {
     const config = readModelConfig(dir);
-    const store = new ParamStore(k, Llama.paramSpecs(config, 'score'), trainable);
-    const tensors = await readCheckpointTensors(dir);
+    const tensors = await mapCheckpoint(dir);
     const rng = new Rng(seed);
     const head = Float32Array.from({ length: config.hidden_size }, () => rng.normal() / Math.sqrt(config.hidden_size));
-    tensors.set('score.weight', { dtype: 'F32', shape: [1, config.hidden_size], data: head });
-    fillStore(store, tensors, dir, /^lm_head\.weight$/);
-    return new RewardModel(new Llama(config, store));
+    const withHead: Map<string, StoredTensor> = new Map(tensors);
+    withHead.set('score.weight', { dtype: 'F32', shape: [1, config.hidden_size], bytes: new Uint8Array(head.buffer) });
+    return RewardModel.build(config, k, withHead, dir, trainable, base, /^lm_head\.weight$/);
   }
 
-  static async load<F extends FloatArray>(dir: string, k: Kernels<F>, trainable: boolean): Promise<RewardModel<F>> {
+  static async load<F extends FloatArray>(dir: string, k: Kernels<F>, trainable: boolean, base?: BaseDtype): Promise<RewardModel<F>> {
     const config = readModelConfig(dir);
-    const store = new ParamStore(k, Llama.paramSpecs(config, 'score'), trainable);
-    const tensors = await readCheckpointTensors(dir);
+    const tensors = await mapCheckpoint(dir);
     if (!tensors.has('score.weight'))
       throw new Error(`${dir}: no score.weight; this is not a reward model (train one with \`chimed train rm\`)`);
-    fillStore(store, tensors, dir);
+    return RewardModel.build(config, k, tensors, dir, trainable, base, null);
+  }
+
+  private static build<F extends FloatArray>(
+    config: ModelConfig,
+    k: Kernels<F>,
+    tensors: Map<string, StoredTensor>,
+    dir: string,
+    trainable: boolean,
+    base: BaseDtype | undefined,
+    ignore: RegExp | null,
+  ): RewardModel<F> {
+    const frozen = Llama.frozenNames(config).filter((n) => n !== 'lm_head.weight');
+    const store = buildStore(k, Llama.paramSpecs(config, 'score'), tensors, dir, { trainable, frozen, base, ignore });
     return new RewardModel(new Llama(config, store));
   }
 

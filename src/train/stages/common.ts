@@ -3,6 +3,7 @@
 // policy model, the run context, and running a task on the shared trainer.
 import fs from 'node:fs';
 import * as z from 'zod';
+import { BASE_DTYPES, type BaseDtype } from '../../engine/frozen.js';
 import { nativeKernels } from '../../engine/native.js';
 import { Rng } from '../../engine/rng.js';
 import { Context } from '../../engine/tensor.js';
@@ -101,6 +102,25 @@ export const ropeSetting = {
     }),
 };
 
+/** How a stage keeps the base weights it does not train (frozen.ts); full fine-tuning always trains f32. */
+export const baseDtypeSetting = {
+  base_dtype: z
+    .enum(BASE_DTYPES as [BaseDtype, ...BaseDtype[]])
+    .optional()
+    .meta({
+      flag: 'base-dtype',
+      description:
+        'how the frozen base weights are kept under LoRA (and by the reference and judge models): bf16, f16, q8_0 (8-bit, GGUF blocks of 32) or f32; default: the dtype the checkpoint stores. Full fine-tuning trains f32 weights',
+    }),
+};
+
+/** The base dtype a stage loads its model with: none for full fine-tuning, which trains f32 weights (a base_dtype other than f32 is an error there). */
+export function frozenBase(stage: string, s: { base_dtype?: BaseDtype; lora: LoraSetting }): BaseDtype | undefined {
+  if (!s.lora && s.base_dtype && s.base_dtype !== 'f32')
+    throw new ConfigError(`${stage}: base_dtype ${s.base_dtype} applies to a frozen base (lora); full fine-tuning trains f32 weights`);
+  return s.lora ? s.base_dtype : undefined;
+}
+
 /** Prompt and answer lengths of the chat stages (Qilin-Med: 256 / 256). */
 export const lengthSettings = {
   max_source: posInt.default(256).describe('prompt tokens kept (its end)'),
@@ -187,11 +207,12 @@ export function trainerConfig(s: TrainerSettings, examples: number, seed: number
   };
 }
 
-/** Loads the policy (adapter merged in, RoPE scaled), its tokenizer and chat template. */
+/** Loads the policy (adapter merged in, RoPE scaled, a frozen base kept in baseDtype), its tokenizer and chat template. */
 export function loadPolicy(
   inputs: { model: string; adapter?: string; tokenizer?: string; template?: string },
   trainable: boolean,
   ropeScaling?: RopeScalingRequest,
+  baseDtype?: BaseDtype,
 ): Promise<ChatModel> {
   return loadChatModel({
     model: inputs.model,
@@ -200,6 +221,7 @@ export function loadPolicy(
     template: inputs.template,
     trainable,
     ropeScaling,
+    baseDtype,
   });
 }
 

@@ -10,6 +10,8 @@ import {
   encodePairs,
   heldoutSetting,
   lengthSettings,
+  baseDtypeSetting,
+  frozenBase,
   loadPolicy,
   loraSetting,
   mergeInput,
@@ -30,6 +32,7 @@ import {
 export const DpoConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-5, epochs: 1, batch_size: 4, weight_decay: 0.05 }),
   ...ropeSetting,
+  ...baseDtypeSetting,
   beta: z.number().positive().default(0.1).describe('strength of the pull towards the reference model'),
   loss: z.enum(['sigmoid', 'ipo']).default('sigmoid').describe('sigmoid (Rafailov et al.) or IPO'),
   lora: loraSetting(16, true),
@@ -48,7 +51,7 @@ export type DpoInputs = z.input<typeof DpoInputsSchema>;
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runDpo(settings: z.input<typeof DpoConfigSchema>, ctx: StageContext & DpoInputs): Promise<StageResult> {
   const config = resolveSettings(DpoConfigSchema, settings, 'dpo');
-  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora, config.rope_scaling);
+  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora, config.rope_scaling, frozenBase('dpo', config));
   const split = await readSplit(ctx.data, ctx.eval_data, config.eval_fraction, ctx.seed);
   const train = encodePairs(split.train, tokenizer, template, config),
     heldout = encodePairs(split.heldout, tokenizer, template, config);

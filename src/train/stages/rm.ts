@@ -16,6 +16,8 @@ import {
   pairInputs,
   policyInputs,
   readSplit,
+  baseDtypeSetting,
+  frozenBase,
   ropeSetting,
   trainerConfig,
   resolveSettings,
@@ -30,6 +32,7 @@ import {
 export const RmConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-5, epochs: 1, batch_size: 4, weight_decay: 0.01 }),
   ...ropeSetting,
+  ...baseDtypeSetting,
   lora: loraSetting(32, false),
   ...lengthSettings,
   eval_fraction: heldoutSetting(0.1, 'pairs'),
@@ -49,8 +52,8 @@ export async function runRm(settings: z.input<typeof RmConfigSchema>, ctx: Stage
   const config = resolveSettings(RmConfigSchema, settings, 'rm');
   const dir = ctx.model;
   const loaded = isRewardModel(dir)
-    ? await RewardModel.load(dir, nativeKernels, !config.lora)
-    : await RewardModel.fromCausalLm(dir, nativeKernels, !config.lora, ctx.seed);
+    ? await RewardModel.load(dir, nativeKernels, !config.lora, frozenBase('rm', config))
+    : await RewardModel.fromCausalLm(dir, nativeKernels, !config.lora, ctx.seed, frozenBase('rm', config));
   const rm = new RewardModel(scaleRope(loaded.lm, config.rope_scaling));
   const tokenizer = Tokenizer.fromDir(ctx.tokenizer ?? dir);
   const template = ChatTemplate.forModel(tokenizer, ctx.tokenizer ?? dir, ctx.template);

@@ -30,6 +30,7 @@ import { encodeSft, SftTask } from '../sft.js';
 import type { ChatMessage, ChatTemplate, TemplateTokenizer } from '../../tokenizer/chat-template.js';
 import {
   attachLora,
+  baseDtypeSetting,
   fraction,
   lengthSettings,
   loraSetting,
@@ -48,6 +49,7 @@ import {
 export const RsConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-5, epochs: 1, batch_size: 8, weight_decay: 0.05 }),
   lora: loraSetting(32, false),
+  ...baseDtypeSetting,
   k: posInt.default(4).describe('answers sampled per prompt from the policy (ChiMed-GPT: 4)'),
   keep: posInt.default(1).describe('candidates kept per prompt, best reward first'),
   threshold: z.number().nullable().default(null).describe('absolute floor: samples below this reward are never kept'),
@@ -140,7 +142,8 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
   });
   const external = config.external ? await readExternal(config.external, prompts) : new Map<string, string[]>();
   const { train, heldout } = splitHeldout(prompts, config.eval_fraction, ctx.seed);
-  const rm = await RewardModel.load(ctx.reward, nativeKernels, false);
+  // the judge is never trained: its base follows base_dtype even when the policy trains in full
+  const rm = await RewardModel.load(ctx.reward, nativeKernels, false, config.base_dtype);
   const run = new RunDir(ctx.runDir);
   const metrics = new MetricsLog(run.metrics);
   const stage = run.stage('rs');
@@ -156,7 +159,11 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
       source = next;
       continue;
     }
-    const { model, tokenizer, template } = await loadChatModel({ ...source, trainable: !config.lora });
+    const { model, tokenizer, template } = await loadChatModel({
+      ...source,
+      trainable: !config.lora,
+      baseDtype: config.lora ? config.base_dtype : undefined,
+    });
     const judge = () => greedyReward(model, rm, tokenizer, template, heldout, o);
     const before = judge();
     if (round === 1) metrics.append({ stage: 'rs', step: 0, 'rs/heldout_greedy_reward': before });

@@ -8,6 +8,8 @@ import {
   attachLora,
   heldoutSetting,
   lengthSettings,
+  baseDtypeSetting,
+  frozenBase,
   loadPolicy,
   loraSetting,
   mergeInput,
@@ -27,6 +29,7 @@ import {
 export const SftConfigSchema = z.strictObject({
   ...trainerSettings({ lr: 2e-5, epochs: 3, batch_size: 8, weight_decay: 0.05 }),
   ...ropeSetting,
+  ...baseDtypeSetting,
   lora: loraSetting(32, false),
   train_on_prompt: z.boolean().default(false).describe('also train on the system and user tokens'),
   ...lengthSettings,
@@ -48,7 +51,7 @@ export type SftInputs = z.input<typeof SftInputsSchema>;
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runSft(settings: z.input<typeof SftConfigSchema>, ctx: StageContext & SftInputs): Promise<StageResult> {
   const config = resolveSettings(SftConfigSchema, settings, 'sft');
-  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora, config.rope_scaling);
+  const { model, tokenizer, template, dir } = await loadPolicy(ctx, !config.lora, config.rope_scaling, frozenBase('sft', config));
   const split = await readSplit(ctx.data, ctx.eval_data, config.eval_fraction, ctx.seed);
   const enc = { maxSource: config.max_source, maxTarget: config.max_target, trainOnPrompt: config.train_on_prompt };
   const train = encodeSft(
