@@ -13,7 +13,7 @@ import { writeJsonAtomic } from '../io/atomic.js';
 import { loadChatModel } from '../model/load.js';
 import { isRewardModel } from '../model/reward.js';
 import { commandList, dispatch, parse, UsageError, type Command } from '../io/argv.js';
-import { applyThreads, MODEL_FLAGS, MODEL_USAGE } from './common.js';
+import { applyThreads, baseDtypeFlag, MODEL_FLAGS, MODEL_USAGE } from './common.js';
 
 const COMMON = {
   ...MODEL_FLAGS,
@@ -107,6 +107,7 @@ ${COMMON_USAGE}`;
       );
     }
     const cm = await loadChatModel({
+      baseDtype: baseDtypeFlag(a),
       model: a.need('model'),
       adapter: a.str('adapter'),
       tokenizer: a.str('tokenizer'),
@@ -147,6 +148,7 @@ ${COMMON_USAGE}`;
       ? await genPredictionItems(predictions, convs, all, data)
       : generationItems(
           await loadChatModel({
+            baseDtype: baseDtypeFlag(a),
             model: a.need('model'),
             adapter: a.str('adapter'),
             tokenizer: a.str('tokenizer'),
@@ -184,6 +186,7 @@ ${COMMON_USAGE}`;
       : await evaluateNer(
           new LlamaEvalModel(
             await loadChatModel({
+              baseDtype: baseDtypeFlag(a),
               model: a.need('model'),
               adapter: a.str('adapter'),
               tokenizer: a.str('tokenizer'),
@@ -236,7 +239,12 @@ ${COMMON_USAGE}`;
     const results = [];
     for (const dir of a.list('model')) {
       if (isRewardModel(dir)) throw new UsageError(`${dir}: a reward model cannot answer a scale`);
-      const cm = await loadChatModel({ model: dir, tokenizer: a.str('tokenizer'), template: a.str('template') });
+      const cm = await loadChatModel({
+        baseDtype: baseDtypeFlag(a),
+        model: dir,
+        tokenizer: a.str('tokenizer'),
+        template: a.str('template'),
+      });
       const result = await evaluateScale(new LlamaEvalModel(cm, { chat: a.flag('chat') }), scale, {
         n: a.int('samples', 5),
         temperature: a.num('temperature', 0.7),
@@ -270,6 +278,7 @@ ${COMMON_USAGE}`;
     }
     applyThreads(a);
     const cm = await loadChatModel({
+      baseDtype: baseDtypeFlag(a),
       model: a.need('model'),
       adapter: a.str('adapter'),
       tokenizer: a.str('tokenizer'),
