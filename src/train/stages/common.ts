@@ -3,6 +3,7 @@
 // policy model, the run context, and running a task on the shared trainer.
 import fs from 'node:fs';
 import * as z from 'zod';
+import { dist } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { Rng } from '../../engine/rng.js';
 import { Context } from '../../engine/tensor.js';
@@ -247,7 +248,8 @@ export async function writeMerged(
 ): Promise<string> {
   const dir = new RunDir(runDir).stage(stage).merged;
   adapter.merge();
-  await replaceDirAtomic(dir, save);
+  if (dist().isRoot) await replaceDirAtomic(dir, save);
+  dist().barrier();
   process.stdout.write(`merged: ${dir}\n`);
   return dir;
 }
@@ -286,7 +288,7 @@ export async function trainStage(
   const run = new RunDir(runDir);
   const dir = run.stage(stage);
   fs.mkdirSync(dir.dir, { recursive: true });
-  await writeJsonAtomic(dir.args, { ...cfg, ...record });
+  if (dist().isRoot) await writeJsonAtomic(dir.args, { ...cfg, ...record });
   const trainer = new Trainer<Float32Array>(stage, dir.dir, cfg, new MetricsLog(run.metrics));
   const stop = () => trainer.requestStop();
   process.once('SIGINT', stop);

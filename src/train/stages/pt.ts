@@ -1,5 +1,6 @@
 // Continued pre-training (Qilin-Med's DCPT): next-token prediction on packed blocks.
 import * as z from 'zod';
+import { rootFirst } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { RunDir } from '../../io/run-dir.js';
 import { loadModel, readConfigFile, saveModel } from '../../model/checkpoint.js';
@@ -64,13 +65,9 @@ export async function runPt(settings: z.input<typeof PtConfigSchema>, ctx: Stage
       `block_size ${config.block_size} exceeds the model's context of ${contextLength(model.config)} positions (max_position_embeddings; rope_scaling extends it)`,
     );
   }
-  const data = await preparePretrainData(
-    ctx.data,
-    tokenizer,
-    new RunDir(ctx.runDir).data,
-    config.block_size,
-    config.eval_fraction,
-    ctx.seed,
+  // rank 0 tokenises into the run directory; the other ranks then open its files
+  const data = await rootFirst(() =>
+    preparePretrainData(ctx.data, tokenizer, new RunDir(ctx.runDir).data, config.block_size, config.eval_fraction, ctx.seed),
   );
   const cfg = trainerConfig(config, data.train.count, ctx.seed);
   const save = async (dir: string) => {
