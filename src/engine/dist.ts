@@ -205,3 +205,13 @@ export async function splitItemsAsync<T, R>(items: readonly T[], fn: (mine: T[])
   const d = dist();
   return d.size === 1 ? fn([...items]) : gatherShares(items.length, await fn(share(items, d)), d);
 }
+
+/**
+ * Like splitItems, in whole batches of `unit` items: batch j (items from j * unit) goes to rank
+ * j mod size, and `fn` gets it with its offset. Generation batches then hold the items and
+ * draw the sampling seeds (seed + offset) they do in one process.
+ */
+export function splitBatches<T, R>(items: readonly T[], unit: number, fn: (batch: T[], offset: number) => R[]): R[] {
+  const offsets = Array.from({ length: Math.ceil(items.length / unit) }, (_, j) => j * unit);
+  return splitItems(offsets, (mine) => mine.map((o) => fn(items.slice(o, o + unit), o))).flat();
+}

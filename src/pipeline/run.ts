@@ -7,6 +7,7 @@ import { BuildConfigSchema } from '../data/build-config.js';
 import { recordText, type Tagged } from '../data/records.js';
 import { readDocuments, readJsonl } from '../data/stage-files.js';
 import { formatTable } from '../data/table.js';
+import { dist, rootFirst } from '../engine/dist.js';
 import { nativeKernels, setThreads } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { inputHashes, RunDir } from '../io/run-dir.js';
@@ -27,7 +28,8 @@ import type { Row } from '../report/table.js';
 import { parseRunConfig, templateOf, type RunConfig, type StageConfig } from './config.js';
 import { evalFiles, evaluateAfterStage, writeSummary, type EvalFiles } from './evaluate.js';
 
-const log = (s: string) => process.stderr.write(`${s}\n`);
+// progress lines: from rank 0 only under MPI
+const log = (s: string) => dist().isRoot && process.stderr.write(`${s}\n`);
 
 /**
  * The whole regime from one config, in a run directory: data build, tokenizer, base model,
@@ -39,11 +41,15 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   if (cfg.threads > 0) setThreads(cfg.threads);
   fs.mkdirSync(runDir, { recursive: true });
   const run = new RunDir(runDir);
-  await recordConfig(cfg, run);
-  const evalFiles = await prepareData(cfg, run);
-  const tokDir = await prepareTokenizer(cfg, run);
-  await countStageTokens(run, tokDir);
-  let policy = await prepareBase(cfg, run, tokDir);
+  // under MPI rank 0 builds the data, tokenizer and base model; the other ranks then find them
+  const { evalFiles, tokDir, base } = await rootFirst(async () => {
+    await recordConfig(cfg, run);
+    const evalFiles = await prepareData(cfg, run);
+    const tokDir = await prepareTokenizer(cfg, run);
+    await countStageTokens(run, tokDir);
+    return { evalFiles, tokDir, base: await prepareBase(cfg, run, tokDir) };
+  });
+  let policy = base;
   let rmDir: string | null = null;
   const rows: Row[] = [];
   const evaluate = async (stage: string, chat: boolean) => {
@@ -56,6 +62,7 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
     else policy = res;
     await evaluate(st.type, st.type !== 'pt');
   }
+  if (!dist().isRoot) return rows;
   const table = await writeSummary(cfg, runDir, evalFiles, rows, { policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   const reportDir = await writeReport(runDir);
   process.stdout.write(
@@ -228,6 +235,6 @@ async function runStageOnce(
   log(`\n== stage ${st.type} ==`);
   const res = await runStage(cfg, run, st, policy, rmDir, tokDir);
   // lineage: what went in and the resolved settings, so a changed input is visible when comparing runs
-  await dir.writeDone({ stage: st.type, output: res.output, inputs: inputHashes(res.inputs), config: st });
+  if (dist().isRoot) await dir.writeDone({ stage: st.type, output: res.output, inputs: inputHashes(res.inputs), config: st });
   return res.output;
 }
