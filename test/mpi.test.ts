@@ -53,6 +53,8 @@ function mpirun(np: number, args: string[], o: { tcp?: boolean; env?: Record<str
     env: mpiEnv(o.env),
     timeout: 120_000,
   });
+  if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
+    throw new Error('mpirun not found: install openmpi-bin libopenmpi-dev (and rebuild the addon: npm run install)');
   if (r.error) throw r.error;
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -201,6 +203,59 @@ test('a LoRA SFT run under -np 2 resumes under -np 1 with the losses of an unint
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stdout, /resumed at 5/);
   assertSameLosses(expected, stepLosses(path.join(dir, 'run'), 'sft'), 10);
+});
+
+test('chimed run under -np 2: rank 0 builds and writes, evaluation is split and gathered as one process scores it', () => {
+  const dir = tmpDir('chimed-mpi-');
+  fs.writeFileSync(path.join(dir, 'pt.txt'), medicalText(60));
+  fs.writeFileSync(path.join(dir, 'held.txt'), medicalText(8));
+  const mcq = ['A', 'B', 'C', 'D'].flatMap((answer, i) =>
+    ['高血压', '糖尿病', '肺炎'].map((d, j) => ({
+      id: `q${i}-${j}`,
+      question: `${d}的常用药物是？`,
+      options: { A: '氨氯地平', B: '二甲双胍', C: '阿莫西林', D: '布洛芬' },
+      answer,
+    })),
+  );
+  writeJsonl(path.join(dir, 'mcq.jsonl'), mcq);
+  fs.writeFileSync(
+    path.join(dir, 'run.yaml'),
+    JSON.stringify({
+      seed: 3,
+      data: { sources: [{ path: 'pt.txt', stages: ['pt'] }] },
+      tokenizer: { bytes: true },
+      model: {
+        config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 256 },
+      },
+      stages: [{ type: 'pt', block_size: 32, batch_size: 2, grad_accum: 2, max_steps: 4 }],
+      eval: { files: { ppl: ['held.txt'], mcq: 'mcq.jsonl' }, mcq: { k_shot: 0 }, gen: false, ner: false, pref: false, scale: false },
+    }),
+  );
+  const config = path.join(dir, 'run.yaml');
+  const one = runCli(['run', config, '--out', path.join(dir, 'one')], { env: { OMP_NUM_THREADS: '1' } });
+  assert.equal(one.code, 0, one.stderr);
+  const two = mpirun(2, ['run', config, '--out', path.join(dir, 'two')]);
+  assert.equal(two.code, 0, two.stderr);
+  assert.equal(two.stdout.match(/^report: /gm)?.length, 1, two.stdout);
+  assert.equal(two.stderr.match(/eval base: done/g)?.length, 1, 'progress lines come from rank 0 alone');
+  // the base model is the same on both: each item's score must be exactly one process's, in its order
+  const items = (run: string, stage: string) =>
+    fs
+      .readFileSync(path.join(dir, run, 'eval', `${stage}.items.jsonl`), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+  assert.deepEqual(items('two', 'base'), items('one', 'base'));
+  assertSameLosses(stepLosses(path.join(dir, 'one'), 'pt'), stepLosses(path.join(dir, 'two'), 'pt'), 4);
+  // after training the weights differ by rounding only (the gradient sum's order)
+  const [a, b] = [items('one', 'pt'), items('two', 'pt')];
+  assert.deepEqual(
+    b.map((x) => x.id),
+    a.map((x) => x.id),
+  );
+  a.filter((x) => x.eval === 'ppl').forEach((x, i) =>
+    assert.ok(Math.abs(x.nll - b[i].nll) <= 1e-4 * Math.abs(x.nll), `${x.id}: ${x.nll} vs ${b[i].nll}`),
+  );
 });
 
 /** The pids of mpirun's rank processes, by OMPI_COMM_WORLD_RANK. */
