@@ -116,5 +116,8 @@ test("mainThreadCpuMs counts the main thread's work, a part of the process CPU t
   const thread = t1! - t0!,
     proc = c1 - c0;
   assert.ok(thread > 1, `main thread ${thread} ms for 2e7 square roots`);
-  assert.ok(thread <= proc + 1, `main thread ${thread} ms within the process's ${proc} ms`);
+  // getrusage (process.cpuUsage) is charged at scheduler ticks (4 ms at HZ 250) while schedstat
+  // counts nanoseconds, so on a loaded machine the two disagree by a few ticks (measured: 59.3
+  // against 57.9 ms); a thread counting another thread's work would be off by far more
+  assert.ok(thread <= proc * 1.05 + 12, `main thread ${thread} ms within the process's ${proc} ms`);
 });

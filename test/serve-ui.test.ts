@@ -114,7 +114,9 @@ test('chat: a message gets a streamed reply, and the next turn carries the histo
   assert.ok(reply.length > 0);
   assert.equal(first.shown, reply);
   const seen = (await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).filter(Boolean);
-  assert.ok(seen.length >= 3, `the reply grew in steps: ${JSON.stringify(seen)}`);
+  // a part shown before the whole: how many parts depends on how the browser's reads split the
+  // stream, which a loaded machine coalesces (load 14: one part, then the whole)
+  assert.ok(seen.length >= 2 && seen[0] !== reply, `the reply grew in steps: ${JSON.stringify(seen)}`);
   assert.ok(
     seen.every((s) => reply.startsWith(s)),
     `every step is a prefix of the reply: ${JSON.stringify(seen)}`,
