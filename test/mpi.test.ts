@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { verifyChecksums } from '../src/io/checksums.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { WEIGHT_TOLERANCE, weightsDivergence, weightSums } from '../src/train/trainer.js';
-import { qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
+import { ptFixture, ptFixtureArgs, qaSet, untrainedChatModel, writeJsonl } from './fixtures.js';
 import { medicalText, repoRoot, runCli, tmpDir } from './helpers.js';
 
 const bin = path.join(repoRoot, 'bin/chimed.js');
@@ -59,47 +59,10 @@ function mpirun(np: number, args: string[], o: { tcp?: boolean; env?: Record<str
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const MODEL = {
-  vocab_size: 300,
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 256,
-};
-
-function ptSetup() {
-  const dir = tmpDir('chimed-mpi-');
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(MODEL));
-  fs.writeFileSync(path.join(dir, 'corpus.txt'), medicalText(80));
-  return dir;
-}
+const ptSetup = () => ptFixture(tmpDir('chimed-mpi-'));
 
 // global batch 8: 2 micro-batches of 4, one per rank under -np 2
-const ptArgs = (dir: string, out: string, extra: string[] = []) => [
-  'train',
-  'pt',
-  '--data',
-  path.join(dir, 'corpus.txt'),
-  '--config',
-  path.join(dir, 'model.json'),
-  '--out',
-  path.join(dir, out),
-  '--block-size',
-  '64',
-  '--batch-size',
-  '4',
-  '--grad-accum',
-  '2',
-  '--lr',
-  '3e-3',
-  '--eval-fraction',
-  '0.1',
-  '--seed',
-  '7',
-  ...extra,
-];
+const ptArgs = (dir: string, out: string, extra: string[] = []) => ptFixtureArgs(dir, out, ['--grad-accum', '2', '--seed', '7', ...extra]);
 
 function stepLosses(runDir: string, stage: string): Map<number, number> {
   return new Map(

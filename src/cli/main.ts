@@ -1,9 +1,10 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { benchCommand } from '../../bench/index.js';
 import { packageRoot } from '../engine/addon.js';
 import { abortRanks, dist, launchedRanks, mpiSummary } from '../engine/dist.js';
-import { nativeInfo } from '../engine/native.js';
+import { nativeInfo, setThreads } from '../engine/native.js';
 import { commandList, dispatch, UsageError, type Command } from '../io/argv.js';
 import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
@@ -75,6 +76,9 @@ function startRanks(command: string | undefined): void {
   if (command && !RANKED.has(command) && commands[command])
     throw new UsageError(`chimed ${command} runs as one process; start it without mpirun (or with -np 1)`);
   if (!d.isRoot) process.stdout.write = () => true;
+  // ranks sharing a machine share its cores, unless told otherwise (OMP_NUM_THREADS, --threads)
+  const local = Number(process.env.OMPI_COMM_WORLD_LOCAL_SIZE ?? process.env.MPI_LOCALNRANKS);
+  if (process.env.OMP_NUM_THREADS === undefined && local > 1) setThreads(Math.max(1, Math.floor(os.availableParallelism() / local)));
 }
 
 function versionText(): string {
