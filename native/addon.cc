@@ -423,35 +423,36 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Shared checks of the cross-entropy kernels: rows = targets.length, targets < V.
-void checkCrossEntropy(const Args& a, const View<float>& logits, const View<std::int32_t>& targets, i64 V) {
-  a.length(logits, product({targets.length, V}), "targets.length*V");
+// Shared checks of the cross-entropy kernels: a [rows, cols] chunk of V columns from start,
+// rows = targets.length, targets < V. Returns cols.
+i64 checkCrossEntropy(const Args& a, const View<float>& logits, const View<float>& lse, const View<std::int32_t>& targets, size_t first) {
+  const i64 V = a.size(first, "V", 1), start = a.size(first + 1, "start"), cols = a.size(first + 2, "cols", 1);
+  if (start + cols > V) a.fail(true, "start + cols (" + std::to_string(start + cols) + ") exceeds V (" + std::to_string(V) + ")");
+  a.length(logits, product({targets.length, cols}), "targets.length*cols");
+  a.length(lse, targets.length, "targets.length");
   a.indices(targets, std::numeric_limits<std::int32_t>::min(), V);  // negative = ignored row
+  return cols;
 }
 
 Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
-  const Args a(info, "crossEntropyForward", 5);
-  const auto logp = a.floats(0, "logp"), lse = a.floats(1, "lse"), logits = a.floats(2, "logits");
+  const Args a(info, "crossEntropyForward", 7);
+  const auto lse = a.floats(0, "lse"), tlogit = a.floats(1, "tlogit"), logits = a.floats(2, "logits");
   const auto targets = a.ints(3, "targets");
-  const i64 V = a.size(4, "V", 1);
-  checkCrossEntropy(a, logits, targets, V);
-  a.length(logp, targets.length, "targets.length");
-  a.length(lse, targets.length, "targets.length");
-  crossEntropyForward(logp.data, lse.data, logits.data, targets.data, targets.length, V);
+  const i64 cols = checkCrossEntropy(a, logits, lse, targets, 4), start = a.size(5, "start");
+  a.length(tlogit, targets.length, "targets.length");
+  crossEntropyForward(lse.data, tlogit.data, logits.data, targets.data, targets.length, start, cols);
   return info.Env().Undefined();
 }
 
 Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
-  const Args a(info, "crossEntropyBackward", 6);
+  const Args a(info, "crossEntropyBackward", 8);
   const auto dlogits = a.floats(0, "dlogits"), logits = a.floats(1, "logits"), lse = a.floats(2, "lse");
   const auto targets = a.ints(3, "targets");
   const auto dlogp = a.floats(4, "dlogp");
-  const i64 V = a.size(5, "V", 1);
-  checkCrossEntropy(a, logits, targets, V);
-  a.length(dlogits, product({targets.length, V}), "targets.length*V");
-  a.length(lse, targets.length, "targets.length");
+  const i64 cols = checkCrossEntropy(a, logits, lse, targets, 5), start = a.size(6, "start");
+  a.length(dlogits, product({targets.length, cols}), "targets.length*cols");
   a.length(dlogp, targets.length, "targets.length");
-  crossEntropyBackward(dlogits.data, logits.data, lse.data, targets.data, dlogp.data, targets.length, V);
+  crossEntropyBackward(dlogits.data, logits.data, lse.data, targets.data, dlogp.data, targets.length, start, cols);
   return info.Env().Undefined();
 }
 

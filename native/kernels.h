@@ -61,8 +61,9 @@ void normalizeRowsForward(float* out, float* norm, const float* w, i64 rows, i64
 void normalizeRowsBackward(float* dw, const float* dout, const float* out, const float* norm, i64 rows, i64 dim, float eps);
 void swigluForward(float* out, const float* gate, const float* up, i64 n);
 void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n);
-void crossEntropyForward(float* logp, float* lse, const float* logits, const std::int32_t* targets, i64 rows, i64 V);
-void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows, i64 V);
+void crossEntropyForward(float* lse, float* tlogit, const float* logits, const std::int32_t* targets, i64 rows, i64 start, i64 cols);
+void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows,
+                          i64 start, i64 cols);
 void adamw(float* p, const float* g, float* m, float* v, i64 n, double lr, double beta1, double beta2, double eps, double weightDecay, double step);
 double sumSquares(const float* x, i64 n);
 void scale(float* x, i64 n, float s);

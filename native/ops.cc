@@ -302,44 +302,47 @@ void swigluBackward(float* dgate, float* dup, const float* dout, const float* ga
 // slower than the backward pass over the same logits.
 constexpr i64 CE_BLOCK = 256;
 
-void crossEntropyForward(float* logp, float* lse, const float* logits, const std::int32_t* targets, i64 rows, i64 V) {
-#pragma omp parallel for schedule(static) if (rows * V > PARALLEL_MIN)
+// One column chunk [start, start + cols) of each row's logits (the caller walks the vocabulary a
+// chunk at a time): its log-sum-exp is merged into the row's running lse in double.
+void crossEntropyForward(float* lse, float* tlogit, const float* logits, const std::int32_t* targets, i64 rows, i64 start, i64 cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > PARALLEL_MIN)
   for (i64 r = 0; r < rows; ++r) {
-    const float* x = logits + r * V;
+    const float* x = logits + r * cols;
     float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)
-    for (i64 j = 0; j < V; ++j) mx = x[j] > mx ? x[j] : mx;
+    for (i64 j = 0; j < cols; ++j) mx = x[j] > mx ? x[j] : mx;
     double sum = 0.0;
-    for (i64 j0 = 0; j0 < V; j0 += CE_BLOCK) {
-      const i64 n = std::min(CE_BLOCK, V - j0);
+    for (i64 j0 = 0; j0 < cols; j0 += CE_BLOCK) {
+      const i64 n = std::min(CE_BLOCK, cols - j0);
       const float* xb = x + j0;
       float s = 0.0f;
 #pragma omp simd reduction(+ : s)
       for (i64 j = 0; j < n; ++j) s += expf_vec(xb[j] - mx);
       sum += s;
     }
-    const float l = mx + static_cast<float>(std::log(sum));
-    lse[r] = l;
-    const std::int32_t t = targets[r];
-    logp[r] = t < 0 ? 0.0f : x[t] - l;
+    const double chunk = mx + std::log(sum), prev = lse[r];
+    const double hi = std::max(prev, chunk), lo = std::min(prev, chunk);
+    lse[r] = static_cast<float>(lo == -std::numeric_limits<double>::infinity() ? hi : hi + std::log1p(std::exp(lo - hi)));
+    const i64 t = targets[r];
+    if (t >= start && t < start + cols) tlogit[r] = x[t - start];
   }
 }
 
 void crossEntropyBackward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets, const float* dlogp, i64 rows,
-                          i64 V) {
-#pragma omp parallel for schedule(static) if (rows * V > PARALLEL_MIN)
+                          i64 start, i64 cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > PARALLEL_MIN)
   for (i64 r = 0; r < rows; ++r) {
-    const std::int32_t t = targets[r];
-    float* d = dlogits + r * V;
+    const i64 t = targets[r];
+    float* d = dlogits + r * cols;
     if (t < 0) {
-      std::fill(d, d + V, 0.0f);
+      std::fill(d, d + cols, 0.0f);
       continue;
     }
-    const float* x = logits + r * V;  // may be d itself: each element is read before it is written
+    const float* x = logits + r * cols;  // may be d itself: each element is read before it is written
     const float g = dlogp[r], l = lse[r];
 #pragma omp simd
-    for (i64 j = 0; j < V; ++j) d[j] = -g * expf_vec(x[j] - l);
-    d[t] += g;
+    for (i64 j = 0; j < cols; ++j) d[j] = -g * expf_vec(x[j] - l);
+    if (t >= start && t < start + cols) d[t - start] += g;
   }
 }
 

@@ -9,6 +9,7 @@ import type { AttentionDims } from '../src/engine/kernels.js';
 import { gemmBuiltin, gemmOpenblas, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
 import { referenceKernels as rk } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
+import { gradCheck } from './numerics.js';
 
 type F64 = Float64Array;
 
@@ -45,34 +46,6 @@ function withThreads<T>(n: number, fn: () => T): T {
   } finally {
     setThreads(before);
   }
-}
-
-/**
- * Central-difference check of an analytic gradient: loss() recomputes the scalar loss from x,
- * grad holds dloss/dx. Compares a deterministic sample of coordinates by the relative error
- * of the sampled gradient vectors.
- */
-function gradCheck(label: string, loss: () => number, x: F64, grad: F64, samples = 24): void {
-  const h = 1e-6;
-  const idx = Array.from({ length: Math.min(samples, x.length) }, (_, i) =>
-    x.length <= samples ? i : Math.floor(((i + 0.5) * x.length) / samples),
-  );
-  let diff = 0,
-    norm = 0;
-  for (const i of idx) {
-    const x0 = x[i];
-    x[i] = x0 + h;
-    const up = loss();
-    x[i] = x0 - h;
-    const down = loss();
-    x[i] = x0;
-    const numeric = (up - down) / (2 * h);
-    diff += (numeric - grad[i]) ** 2;
-    norm += numeric ** 2 + grad[i] ** 2;
-  }
-  const rel = Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-12);
-  assert.ok(rel < 1e-6, `${label}: finite-difference relative error ${rel}`);
-  assert.ok(norm > 0, `${label}: gradient is identically zero on the sample`);
 }
 
 const weightedSum = (y: F64, w: F64) => y.reduce((s, v, i) => s + v * w[i], 0);
@@ -742,56 +715,92 @@ describe('swiglu', () => {
 });
 
 describe('cross-entropy', () => {
-  for (const [rows, V, scale] of [
-    [7, 33, 3],
-    [5, 1000, 4],
-    [4, 32000, 12],
+  /** Columns [c0, c0 + cols) of a row-major [rows, V] matrix, contiguous. */
+  const columns = (x: F64, rows: number, V: number, c0: number, cols: number) => {
+    const out = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++) out.set(x.subarray(r * V + c0, r * V + c0 + cols), r * cols);
+    return out;
+  };
+  const chunkStarts = (V: number, cols: number) => Array.from({ length: Math.ceil(V / cols) }, (_, i) => i * cols);
+  /** Forward over the vocabulary a chunk at a time on the reference: lse, and logp = tlogit - lse (0 when ignored). */
+  const referenceForward = (logits: F64, targets: Int32Array, V: number, cols: number) => {
+    const rows = targets.length,
+      lse = new Float64Array(rows).fill(-Infinity),
+      tlogit = new Float64Array(rows);
+    for (const c0 of chunkStarts(V, cols)) {
+      const w = Math.min(cols, V - c0);
+      rk.crossEntropyForward(lse, tlogit, columns(logits, rows, V, c0, w), targets, V, c0, w);
+    }
+    return { lse, logp: tlogit.map((x, r) => (targets[r] < 0 ? 0 : x - lse[r])) };
+  };
+
+  for (const [rows, V, cols, scale] of [
+    [7, 33, 33, 3],
+    [5, 1000, 300, 4],
+    [4, 32000, 32000, 12],
   ])
-    // one partial sum block; blocks with a tail; whole blocks
-    test(`native matches reference, rows=${rows} V=${V}, ignored rows, aliasing backward`, () => {
+    // one partial sum block; chunks with a short last one, partial blocks; whole blocks
+    test(`native matches reference, rows=${rows} V=${V} in chunks of ${cols}, ignored rows, aliasing backward`, () => {
       const logits = rand(rows * V, scale);
       logits[5] = 50; // a dominant logit
       const targets = randInts(rows, 0, V);
       targets[1] = -100;
       targets[rows - 1] = -1;
-      const logp = new Float64Array(rows),
-        lse = new Float64Array(rows);
-      rk.crossEntropyForward(logp, lse, logits, targets, V);
-      const logp32 = new Float32Array(rows),
-        lse32 = new Float32Array(rows);
-      const logits32 = f32(logits);
-      nk.crossEntropyForward(logp32, lse32, logits32, targets, V);
-      assertClose(logp32, logp, 'logp', 1e-5, 2e-5);
+      targets[0] = V - 1; // in the short last chunk
+      const { lse, logp } = referenceForward(logits, targets, V, cols);
+      for (let r = 0; r < rows; r++) {
+        // the merged chunks against one log-sum-exp over the whole row
+        const row = logits.subarray(r * V, (r + 1) * V),
+          m = Math.max(...row);
+        assertClose([lse[r]], [m + Math.log(row.reduce((s, x) => s + Math.exp(x - m), 0))], `reference lse[${r}]`, 1e-14, 1e-14);
+      }
+      const lse32 = new Float32Array(rows).fill(-Infinity),
+        tlogit32 = new Float32Array(rows);
+      for (const c0 of chunkStarts(V, cols)) {
+        const w = Math.min(cols, V - c0);
+        nk.crossEntropyForward(lse32, tlogit32, f32(columns(logits, rows, V, c0, w)), targets, V, c0, w);
+      }
       assertClose(lse32, lse, 'lse', 1e-6, 1e-5);
-      assert.equal(logp32[1], 0);
+      assertClose(
+        tlogit32.map((x, r) => (targets[r] < 0 ? 0 : x - lse32[r])),
+        logp,
+        'logp',
+        1e-5,
+        2e-5,
+      );
 
       const dlogp = rand(rows);
-      const dlogits = rand(rows * V); // garbage: backward writes
-      rk.crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V);
-      nk.crossEntropyBackward(logits32, logits32, lse32, targets, f32(dlogp), V); // in place
-      assertClose(logits32, dlogits, 'dlogits', 1e-4, 1e-6);
-      assert.ok(
-        logits32.subarray(V, 2 * V).every((x) => x === 0),
-        'ignored row gets zero gradient',
-      );
+      for (const c0 of chunkStarts(V, cols)) {
+        const w = Math.min(cols, V - c0);
+        const chunk = columns(logits, rows, V, c0, w),
+          dlogits = rand(rows * w); // garbage: backward writes
+        rk.crossEntropyBackward(dlogits, chunk, lse, targets, dlogp, V, c0, w);
+        const chunk32 = f32(chunk);
+        nk.crossEntropyBackward(chunk32, chunk32, lse32, targets, f32(dlogp), V, c0, w); // in place
+        assertClose(chunk32, dlogits, `dlogits from ${c0}`, 1e-4, 1e-6);
+        assert.ok(
+          chunk32.subarray(w, 2 * w).every((x) => x === 0),
+          'ignored row gets zero gradient',
+        );
+      }
     });
 
-  test('reference gradient matches finite differences', () => {
+  test('reference gradient over chunks matches finite differences', () => {
     const rows = 4,
       V = 9,
+      cols = 4,
       logits = rand(rows * V, 3),
-      targets = Int32Array.from([2, -100, 8, 0]),
+      targets = Int32Array.from([2, -100, 8, 4]),
       c = rand(rows);
-    const forward = () => {
-      const logp = new Float64Array(rows),
-        lse = new Float64Array(rows);
-      rk.crossEntropyForward(logp, lse, logits, targets, V);
-      return { logp, lse };
-    };
-    const { lse } = forward();
+    const { lse } = referenceForward(logits, targets, V, cols);
     const grad = new Float64Array(rows * V);
-    rk.crossEntropyBackward(grad, logits, lse, targets, c, V);
-    gradCheck('dlogits', () => weightedSum(forward().logp, c), logits, grad, rows * V);
+    for (const c0 of chunkStarts(V, cols)) {
+      const w = Math.min(cols, V - c0),
+        dchunk = new Float64Array(rows * w);
+      rk.crossEntropyBackward(dchunk, columns(logits, rows, V, c0, w), lse, targets, c, V, c0, w);
+      for (let r = 0; r < rows; r++) grad.set(dchunk.subarray(r * w, (r + 1) * w), r * V + c0);
+    }
+    gradCheck('dlogits', () => weightedSum(referenceForward(logits, targets, V, cols).logp, c), logits, grad, rows * V);
   });
 });
 
@@ -943,8 +952,14 @@ describe('validation', () => {
     ],
     [
       'target >= V',
-      () => nk.crossEntropyForward(f(2), f(2), f(6), Int32Array.from([0, 3]), 3),
+      () => nk.crossEntropyForward(f(2), f(2), f(6), Int32Array.from([0, 3]), 3, 0, 3),
       /crossEntropyForward: targets\[1\] = 3 is out of range/,
+      RangeError,
+    ],
+    [
+      'chunk past V',
+      () => nk.crossEntropyBackward(f(6), f(6), f(2), Int32Array.from([0, 1]), f(2), 4, 2, 3),
+      /crossEntropyBackward: start \+ cols \(5\) exceeds V \(4\)/,
       RangeError,
     ],
     [

@@ -10,7 +10,7 @@
  *   natural output of a linear projection, so no transposes are ever materialised.
  * - Backward kernels ACCUMULATE into their gradient outputs (+=), so residual branches and
  *   shared weights need no special handling. The one exception is crossEntropyBackward,
- *   which writes, so that its output may alias the logits it reads (saves a [rows, V] buffer).
+ *   which writes, so that its output may alias the logits it reads (saves a second logits-chunk buffer).
  * - Kernels validate array lengths against the sizes they are given and throw on mismatch.
  */
 export type FloatArray = Float32Array | Float64Array;
@@ -74,12 +74,20 @@ export interface Kernels<F extends FloatArray = FloatArray> {
   swigluBackward(dgate: F, dup: F, dout: F, gate: F, up: F): void;
 
   /**
-   * Per-row log-probability of the target: logp[r] = logits[r, t] - lse[r] with t = targets[r].
-   * Rows with t < 0 are ignored: logp[r] = 0 (lse still computed). logits is [rows, V].
+   * Softmax cross-entropy over one column chunk [start, start + cols) of V logits, so that a
+   * large vocabulary is processed a chunk at a time (see linear-logprobs.ts); logits is
+   * [rows, cols], rows = targets.length. Merges the chunk into each row's running log-sum-exp,
+   * lse[r] = log(exp(lse[r]) + sum_j exp(logits[r, j])) (callers start lse at -Infinity), and
+   * where the target t = targets[r] falls in the chunk picks its logit: tlogit[r] =
+   * logits[r, t - start]; other rows' tlogit is left alone. Targets < 0 mark ignored rows
+   * (their lse is still computed); targets must be < V.
    */
-  crossEntropyForward(logp: F, lse: F, logits: F, targets: Int32Array, V: number): void;
-  /** WRITES dlogits[r, :] = dlogp[r] * (onehot(t) - softmax(logits[r])); ignored rows get 0. May alias logits. */
-  crossEntropyBackward(dlogits: F, logits: F, lse: F, targets: Int32Array, dlogp: F, V: number): void;
+  crossEntropyForward(lse: F, tlogit: F, logits: F, targets: Int32Array, V: number, start: number, cols: number): void;
+  /**
+   * WRITES dlogits[r, j] = dlogp[r] * ([targets[r] = start + j] - exp(logits[r, j] - lse[r])) over
+   * the same chunk, lse being the whole row's; ignored rows get 0. May alias logits.
+   */
+  crossEntropyBackward(dlogits: F, logits: F, lse: F, targets: Int32Array, dlogp: F, V: number, start: number, cols: number): void;
 
   /** One AdamW step with bias correction (step counts from 1); decoupled weight decay p -= lr*wd*p. */
   adamw(p: F, g: F, m: F, v: F, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;

@@ -37,8 +37,10 @@ export const nativeKernels: Kernels<F> = {
     addon().attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, dims, keyStart),
   swigluForward: (out, gate, up) => addon().swigluForward(out, gate, up),
   swigluBackward: (dgate, dup, dout, gate, up) => addon().swigluBackward(dgate, dup, dout, gate, up),
-  crossEntropyForward: (logp, lse, logits, targets, V) => addon().crossEntropyForward(logp, lse, logits, targets, V),
-  crossEntropyBackward: (dlogits, logits, lse, targets, dlogp, V) => addon().crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V),
+  crossEntropyForward: (lse, tlogit, logits, targets, V, start, cols) =>
+    addon().crossEntropyForward(lse, tlogit, logits, targets, V, start, cols),
+  crossEntropyBackward: (dlogits, logits, lse, targets, dlogp, V, start, cols) =>
+    addon().crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V, start, cols),
   adamw: (p, g, m, v, lr, beta1, beta2, eps, weightDecay, step) => addon().adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, step),
   sumSquares: (x) => addon().sumSquares(x),
   scale: (x, s) => addon().scale(x, s),

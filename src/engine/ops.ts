@@ -134,29 +134,6 @@ export function scale<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, s: nu
   return y;
 }
 
-/**
- * Fused output projection + log-softmax at the targets: logp[r] = log p(targets[r] | row r).
- * The [rows, V] logits never leave this op, and backward overwrites them with their gradient,
- * so the largest activation of the model exists once.
- */
-export function linearLogprobs<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, W: Tensor<F>, targets: Int32Array): Tensor<F> {
-  const [V, D] = W.shape;
-  const N = targets.length;
-  if (x.size !== N * D) throw new RangeError(`linearLogprobs: ${targets.length} targets for ${x.size / D} rows`);
-  const logits = ctx.ws.alloc(N * V);
-  ctx.k.gemm(false, true, N, V, D, 1, x.data, W.data, 0, logits);
-  const lse = ctx.ws.alloc(N);
-  const logp = ctx.tensor([N], x.requiresGrad || W.requiresGrad);
-  ctx.k.crossEntropyForward(logp.data, lse, logits, targets, V);
-  ctx.record([x, W], () => {
-    if (!logp.grad) return;
-    ctx.k.crossEntropyBackward(logits, logits, lse, targets, logp.grad, V);
-    if (x.requiresGrad) ctx.k.gemm(false, false, N, D, V, 1, logits, W.data, 1, ctx.gradOf(x));
-    if (W.requiresGrad) ctx.k.gemm(true, false, V, D, N, 1, logits, x.data, 1, ctx.gradOf(W));
-  });
-  return logp;
-}
-
 /** Scalar sum_i w[i] * x[i]; with w = -mask/count this is the mean token cross-entropy. */
 export function weightedSum<F extends FloatArray>(ctx: Context<F>, x: Tensor<F>, w: ArrayLike<number>): Tensor<F> {
   if (w.length !== x.size) throw new RangeError(`weightedSum: ${w.length} weights for ${x.size} values`);

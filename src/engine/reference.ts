@@ -132,13 +132,31 @@ function checkSlice(
   expectLength(kernel, narrowName, narrow, rows * width, 'rows*width');
 }
 
-/** Row r's max and log-sum-exp of logits[r, :]. */
-function logSumExp(x: F, off: number, V: number): number {
+/** log sum_j exp(x[off + j]) over j < n. */
+function logSumExp(x: F, off: number, n: number): number {
   let m = -Infinity;
-  for (let j = 0; j < V; j++) m = Math.max(m, x[off + j]);
+  for (let j = 0; j < n; j++) m = Math.max(m, x[off + j]);
   let s = 0;
-  for (let j = 0; j < V; j++) s += Math.exp(x[off + j] - m);
+  for (let j = 0; j < n; j++) s += Math.exp(x[off + j] - m);
   return m + Math.log(s);
+}
+
+/** log(exp(a) + exp(b)), exact when either is -Infinity. */
+function logAddExp(a: number, b: number): number {
+  const m = Math.max(a, b);
+  return m === -Infinity ? m : m + Math.log(Math.exp(a - m) + Math.exp(b - m));
+}
+
+/** Shared checks of the cross-entropy kernels: a [rows, cols] chunk of V columns from start, targets < V. */
+function checkCrossEntropy(kernel: string, logits: F, lse: F, targets: Int32Array, V: number, start: number, cols: number): void {
+  expectType(kernel, 'targets', targets, Int32Array);
+  expectSize(kernel, 'V', V, 1);
+  expectSize(kernel, 'start', start);
+  expectSize(kernel, 'cols', cols, 1);
+  if (start + cols > V) fail(kernel, `start + cols (${start + cols}) exceeds V (${V})`);
+  expectLength(kernel, 'logits', logits, targets.length * cols, 'targets.length*cols');
+  expectLength(kernel, 'lse', lse, targets.length, 'targets.length');
+  expectIndices(kernel, 'targets', targets, -(2 ** 31), V);
 }
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
@@ -407,30 +425,25 @@ export const referenceKernels: Kernels<Float64Array> = {
     }
   },
 
-  crossEntropyForward(logp, lse, logits, targets, V) {
-    expectSize('crossEntropyForward', 'V', V, 1);
-    expectLength('crossEntropyForward', 'logits', logits, targets.length * V, 'targets.length*V');
-    expectLength('crossEntropyForward', 'logp', logp, targets.length, 'targets.length');
-    expectLength('crossEntropyForward', 'lse', lse, targets.length, 'targets.length');
-    expectIndices('crossEntropyForward', 'targets', targets, -(2 ** 31), V);
+  crossEntropyForward(lse, tlogit, logits, targets, V, start, cols) {
+    checkCrossEntropy('crossEntropyForward', logits, lse, targets, V, start, cols);
+    expectLength('crossEntropyForward', 'tlogit', tlogit, targets.length, 'targets.length');
     targets.forEach((t, r) => {
-      lse[r] = logSumExp(logits, r * V, V);
-      logp[r] = t < 0 ? 0 : logits[r * V + t] - lse[r];
+      const chunk = logSumExp(logits, r * cols, cols);
+      lse[r] = logAddExp(lse[r], chunk);
+      if (t >= start && t < start + cols) tlogit[r] = logits[r * cols + t - start];
     });
   },
 
-  crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V) {
-    expectSize('crossEntropyBackward', 'V', V, 1);
-    expectLength('crossEntropyBackward', 'logits', logits, targets.length * V, 'targets.length*V');
-    expectLength('crossEntropyBackward', 'dlogits', dlogits, targets.length * V, 'targets.length*V');
-    expectLength('crossEntropyBackward', 'lse', lse, targets.length, 'targets.length');
+  crossEntropyBackward(dlogits, logits, lse, targets, dlogp, V, start, cols) {
+    checkCrossEntropy('crossEntropyBackward', logits, lse, targets, V, start, cols);
+    expectLength('crossEntropyBackward', 'dlogits', dlogits, targets.length * cols, 'targets.length*cols');
     expectLength('crossEntropyBackward', 'dlogp', dlogp, targets.length, 'targets.length');
-    expectIndices('crossEntropyBackward', 'targets', targets, -(2 ** 31), V);
     targets.forEach((t, r) => {
-      const o = r * V;
-      for (let j = 0; j < V; j++) {
+      const o = r * cols;
+      for (let j = 0; j < cols; j++) {
         // dlogits may alias logits: logits[o + j] is read before it is overwritten
-        dlogits[o + j] = t < 0 ? 0 : dlogp[r] * ((j === t ? 1 : 0) - Math.exp(logits[o + j] - lse[r]));
+        dlogits[o + j] = t < 0 ? 0 : dlogp[r] * ((start + j === t ? 1 : 0) - Math.exp(logits[o + j] - lse[r]));
       }
     });
   },
@@ -473,3 +486,38 @@ export const referenceKernels: Kernels<Float64Array> = {
     for (let i = 0; i < out.length; i++) out[i] = a[i] + b[i];
   },
 };
+
+/**
+ * The fused output projection + log-softmax at the targets (linear-logprobs.ts) written out
+ * whole in float64, as the specification its chunked computation is tested against: the full
+ * [N, V] logits = x W^T, logp[r] = logits[r, t] - logsumexp(logits[r]) for t = targets[r]
+ * (0 where t < 0), and for an upstream gradient dlogp the input gradients
+ * dx = dLogits W and dW = dLogits^T x, dLogits[r, j] = dlogp[r] ([j = t] - softmax(logits[r])[j]).
+ */
+export function linearLogprobsReference(x: F, W: F, targets: Int32Array, dlogp: F): { logp: F; dx: F; dW: F } {
+  const N = targets.length,
+    D = x.length / N,
+    V = W.length / D;
+  if (!Number.isInteger(D) || !Number.isInteger(V))
+    fail('linearLogprobsReference', `x (${x.length}) and W (${W.length}) do not share a row width`);
+  expectLength('linearLogprobsReference', 'dlogp', dlogp, N, 'targets.length');
+  expectIndices('linearLogprobsReference', 'targets', targets, -(2 ** 31), V);
+  const logp = new Float64Array(N),
+    dx = new Float64Array(N * D),
+    dW = new Float64Array(V * D),
+    logits = new Float64Array(V);
+  targets.forEach((t, r) => {
+    for (let j = 0; j < V; j++) logits[j] = dot(x, r * D, W, j * D, D);
+    if (t < 0) return;
+    const lse = logSumExp(logits, 0, V);
+    logp[r] = logits[t] - lse;
+    for (let j = 0; j < V; j++) {
+      const g = dlogp[r] * ((j === t ? 1 : 0) - Math.exp(logits[j] - lse));
+      for (let c = 0; c < D; c++) {
+        dx[r * D + c] += g * W[j * D + c];
+        dW[j * D + c] += g * x[r * D + c];
+      }
+    }
+  });
+  return { logp, dx, dW };
+}

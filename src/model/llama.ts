@@ -5,7 +5,6 @@ import {
   checkpoint,
   embedding,
   linear,
-  linearLogprobs,
   normalizeRows,
   rmsnorm,
   rope,
@@ -13,6 +12,7 @@ import {
   swiglu,
   type RopeFrequencies,
 } from '../engine/ops.js';
+import { linearLogprobs, type LogitsBlock } from '../engine/linear-logprobs.js';
 import { ParamStore, type ParamSpec } from '../engine/params.js';
 import { Rng } from '../engine/rng.js';
 import { Context, Tensor } from '../engine/tensor.js';
@@ -37,6 +37,8 @@ export interface ForwardOptions {
   cache?: KvCache<FloatArray>;
   /** Per row, the first real position (left padding); keys before it are masked. */
   keyStart?: Int32Array;
+  /** logprobs: the block of logits computed at a time (default: logitsBlock, about LOGITS_CHUNK_FLOATS). */
+  logitsBlock?: LogitsBlock;
 }
 
 /**
@@ -295,7 +297,7 @@ export class Llama<F extends FloatArray = FloatArray> {
   /** Per-position log p(targets[r] | prefix); targets < 0 are ignored (logp 0). */
   logprobs(ctx: Context<F>, batch: TokenBatch, targets: Int32Array, opts: ForwardOptions = {}): Tensor<F> {
     const h = this.hidden(ctx, batch, opts);
-    return linearLogprobs(ctx, h, this.head(ctx), targets);
+    return linearLogprobs(ctx, h, this.head(ctx), targets, opts.logitsBlock);
   }
 
   /** Logits [rows, V] for the given hidden rows, no gradient (generation, scoring). */
