@@ -49,6 +49,8 @@ export { runRm, RmConfigSchema, RmInputsSchema, type RmConfig, type RmInputs } f
 export { runRs, RsConfigSchema, RsInputsSchema, type RsConfig, type RsInputs } from './train/stages/rs.js';
 export { runDpo, DpoConfigSchema, DpoInputsSchema, type DpoConfig, type DpoInputs } from './train/stages/dpo.js';
 export { STAGES, type Stage, type StageName } from './train/stages/index.js';
+export { runStageTracked, stageLineage } from './train/stages/tracked.js';
+export { contentHash, lineageChanges, type Lineage } from './io/lineage.js';
 export type { StageContext, StageResult } from './train/stages/common.js';
 export { RunDir, StageDir, type DoneRecord } from './io/run-dir.js';
 export { readJsonl, readDocuments, messagesOf, promptOf, preferenceOf } from './data/stage-files.js';

@@ -36,7 +36,7 @@ test('run config: defaults from the papers are filled in; bad configs name the f
   assert.throws(() => readRunConfig(path.join(dir, 'x.yaml')), /x\.yaml: not valid YAML/);
 });
 
-test('a run directory keeps its config; one made before a setting was added still resumes', async () => {
+test('a run directory records its config; one made before a setting was added still resumes; a changed one is kept aside', async () => {
   const run = new RunDir(tmpDir());
   const cfg = parseRunConfig({ ...base, stages: [{ type: 'sft', lora: {} }, { type: 'dpo' }] }, 'c.yaml');
   await recordConfig(cfg, run);
@@ -47,8 +47,91 @@ test('a run directory keeps its config; one made before a setting was added stil
   fs.writeFileSync(run.config, YAML.stringify(old));
   await recordConfig(cfg, run);
   assert.equal(fs.readFileSync(run.config, 'utf8'), YAML.stringify(cfg), "rewritten with today's keys");
+  assert.ok(!fs.readdirSync(run.root).some((n) => n.startsWith('stale-')), 'nothing set aside for settings added since');
+  // a changed config is recorded, the old one kept aside (the steps compare their own lineage)
   const changed = parseRunConfig({ ...base, stages: [{ type: 'sft', lora: {}, lr: 1e-3 }, { type: 'dpo' }] }, 'c.yaml');
-  await assert.rejects(recordConfig(changed, run), /config\.yaml: this run directory was made with a different config/);
+  await recordConfig(changed, run);
+  assert.equal(fs.readFileSync(run.config, 'utf8'), YAML.stringify(changed));
+  const stale = fs.readdirSync(run.root).filter((n) => n.startsWith('stale-'));
+  assert.equal(fs.readFileSync(path.join(run.root, stale[0], 'config.yaml'), 'utf8'), YAML.stringify(cfg));
+});
+
+test('max_steps and epochs both set: max_steps is kept, with a warning naming both (run config and chimed train)', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'c.yaml');
+  fs.writeFileSync(
+    file,
+    YAML.stringify({
+      ...base,
+      stages: [
+        { type: 'pt', max_steps: 5 },
+        { type: 'sft', max_steps: 7, epochs: 2 },
+      ],
+    }),
+  );
+  const warnings: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((s: string) => warnings.push(String(s)) > 0) as typeof process.stderr.write;
+  try {
+    const cfg = readRunConfig(file);
+    assert.deepEqual([cfg.stages[1].max_steps, cfg.stages[1].epochs], [7, 2]);
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.equal(warnings.length, 1, warnings.join(''));
+  assert.match(
+    warnings[0],
+    /c\.yaml: stages\.1 \(sft\): both max_steps \(7\) and epochs \(2\) are set; max_steps decides .*epochs is ignored/,
+  );
+  const r = runCli(['train', 'sft', '--data', file, '--model', path.join(dir, 'none'), '--out', dir, '--max-steps', '3', '--epochs', '1']);
+  assert.match(r.stderr, /train sft: both --max-steps \(3\) and --epochs \(1\) are set; --max-steps decides/);
+});
+
+test('files a run config names that are missing are all reported with their fields before the data build', () => {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, 'pt.txt'), '高血压患者应低盐饮食。\n');
+  const cfg = {
+    data: {
+      sources: [
+        { path: 'pt.txt', stages: ['pt', 'pref'] },
+        { path: 'gone.jsonl', stages: ['sft'] },
+      ],
+    },
+    model: { path: 'no-model' },
+    tokenizer: { path: dir },
+    stages: [{ type: 'pt' }, { type: 'sft' }, { type: 'rm' }, { type: 'rs', external: 'ext.jsonl' }],
+    eval: { files: { ppl: ['held.txt'], mcq: { path: 'mcq.csv', benchmark: 'cmmlu-med' } } },
+  };
+  fs.writeFileSync(path.join(dir, 'c.yaml'), YAML.stringify(cfg));
+  const out = path.join(dir, 'run');
+  const r = runCli(['run', path.join(dir, 'c.yaml'), '--out', out]);
+  assert.equal(r.code, 1);
+  const at = (f: string) => path.join(dir, f).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  for (const line of [
+    `data.sources.1.path: ${at('gone.jsonl')} not found`,
+    `model.path: ${at('no-model')} not found`,
+    `tokenizer.path: ${at('')} has no tokenizer.json or tokenizer.model`,
+    `eval.files.ppl.0: ${at('held.txt')} not found`,
+    `eval.files.mcq: ${at('mcq.csv')} not found`,
+    `stages.3.external: ${at('ext.jsonl')} not found`,
+  ])
+    assert.match(r.stderr, new RegExp(line), line);
+  assert.ok(!fs.existsSync(path.join(out, 'data')), 'the data build has not started');
+  // so is a fresh model's config
+  const fresh = {
+    ...cfg,
+    model: { config: { hidden_size: 32, num_attention_heads: 2, rope_thetaa: 1 } },
+    tokenizer: { bytes: true },
+    stages: [{ type: 'pt' }],
+  };
+  fs.writeFileSync(
+    path.join(dir, 'c.yaml'),
+    YAML.stringify({ ...fresh, data: { sources: [{ path: 'pt.txt', stages: ['pt', 'pref', 'sft'] }] }, eval: {} }),
+  );
+  const m = runCli(['run', path.join(dir, 'c.yaml'), '--out', out]);
+  assert.equal(m.code, 1);
+  assert.match(m.stderr, /model\.config: .*rope_thetaa/);
+  assert.ok(!fs.existsSync(path.join(out, 'data')), 'the data build has not started');
 });
 
 test('docs/config.md is the reference generated from the current schema', () => {
@@ -95,8 +178,9 @@ test('chimed demo --fast: every stage runs, moves its metric, and a re-run skips
   ]) {
     assert.ok(fs.existsSync(path.join(out, f)), f);
   }
-  const lineage = JSON.parse(fs.readFileSync(path.join(out, 'stages/sft/done.json'), 'utf8'));
-  assert.ok(Object.values(lineage.inputs).every((h) => /^[0-9a-f]{40}$/.test(String(h))));
+  const { lineage } = JSON.parse(fs.readFileSync(path.join(out, 'stages/sft/done.json'), 'utf8'));
+  assert.deepEqual(Object.keys(lineage.inputs).sort(), ['data/sft.jsonl', 'stages/pt/final']);
+  assert.ok(Object.values(lineage.inputs).every((h) => /^[0-9a-f]{64}$/.test(String(h))));
   const t0 = Date.now();
   const again = runCli(['demo', '--fast', '--seed', seed, '--out', out]);
   assert.equal(again.code, 0, again.stderr.slice(-2000));

@@ -114,6 +114,15 @@ function editJson(file: string, change: Record<string, unknown>): void {
   fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...change }));
 }
 
+/**
+ * Re-runs a stage as a crash after its last checkpoint leaves it (checkpoints, no done.json),
+ * so it resumes rather than being skipped as finished.
+ */
+function rerunUnfinished(dir: string, extra: string[]) {
+  fs.rmSync(path.join(dir, 'run/stages/pt/done.json'), { force: true });
+  return runCli(ptArgs(dir, 'run', extra));
+}
+
 /** A finished 24-step run that kept checkpoint-12 and checkpoint-18, and its losses. */
 function checkpointedRun() {
   const dir = setup();
@@ -136,7 +145,7 @@ test('a corrupt newest checkpoint (flipped byte, NaN in optimizer state) is move
   fs.mkdirSync(path.join(stageDir, 'checkpoint-30.tmp-4242-0123456789ab'));
   fs.writeFileSync(path.join(stageDir, 'done.json.tmp-4242-0123456789ab'), '{"partial');
   fs.renameSync(path.join(stageDir, 'final'), path.join(stageDir, 'final.old-4242-abcdef012345'));
-  let r = runCli(ptArgs(dir, 'run', extra));
+  let r = rerunUnfinished(dir, extra);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /checkpoint-18\/optimizer\.safetensors: sha256 [0-9a-f]+ does not match/);
   assert.match(r.stderr, /moved it to .*checkpoint-18\.invalid-\d+/);
@@ -164,7 +173,7 @@ test('a corrupt newest checkpoint (flipped byte, NaN in optimizer state) is move
       { step: '18' },
     );
   });
-  r = runCli(ptArgs(dir, 'run', extra));
+  r = rerunUnfinished(dir, extra);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /optimizer\.safetensors: exp_avg\[7\] is NaN/);
   assert.match(r.stdout, /resumed at 12/);
@@ -176,14 +185,14 @@ test('trainer_state with an impossible global_step (1400 of 24, "abc") is invali
   const state = (n: number) => path.join(stageDir, `checkpoint-${n}`, 'trainer_state.json');
   await rewriteCheckpoint(path.dirname(state(18)), () => editJson(state(18), { global_step: 1400 }));
   await rewriteCheckpoint(path.dirname(state(12)), () => editJson(state(12), { global_step: 'abc' }));
-  let r = runCli(ptArgs(dir, 'run', extra));
+  let r = rerunUnfinished(dir, extra);
   assert.equal(r.code, 1, 'nothing silently skipped');
   assert.match(r.stderr, /checkpoint-18\/trainer_state\.json: global_step 1400 is not the step of checkpoint-18 within 1\.\.23/);
   assert.match(r.stderr, /checkpoint-12\/trainer_state\.json: global_step "abc"/);
   assert.match(r.stderr, /no checkpoint in .* can be resumed from/);
   assert.equal(losses(metrics).length, 24, 'metrics are not wiped');
   // the broken ones are aside: a re-run starts the stage over and reproduces it
-  r = runCli(ptArgs(dir, 'run', extra));
+  r = rerunUnfinished(dir, extra);
   assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stdout, /resumed at/);
   assert.deepEqual(losses(metrics), reference);
@@ -191,7 +200,7 @@ test('trainer_state with an impossible global_step (1400 of 24, "abc") is invali
 
   // a trainer_state.json that is not JSON: named by the checksum, then by the parse
   fs.writeFileSync(state(18), '{"stage": "pt", "global_st');
-  r = runCli(ptArgs(dir, 'run', extra));
+  r = rerunUnfinished(dir, extra);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /checkpoint-18\/trainer_state\.json: sha256/);
   assert.match(r.stdout, /resumed at 12/);

@@ -10,8 +10,10 @@ chimed run --reference        print the configuration reference (docs/config.md)
 
 The whole regime from one config: data build (dedup, decontamination), tokenizer, the
 ordered stages (pt, sft, rm, rs, dpo: any subset in that order) and the evaluations after
-every stage. Re-running resumes: finished stages are skipped, an interrupted one continues
-from its last checkpoint. Output: RUN_DIR (default runs/NAME).`;
+every stage. Re-running re-makes exactly what changed (a source file, a setting) and what
+follows, saying why, the old results moved to RUN_DIR/stale-TIME; unchanged finished steps are
+skipped and an interrupted stage continues from its last checkpoint. Output: RUN_DIR (default
+runs/NAME).`;
 
 export async function runCommand(argv: string[]): Promise<number> {
   const a = parse(argv, { out: { type: 'string' }, reference: { type: 'boolean' } }, RUN_USAGE);

@@ -2,8 +2,9 @@ import type * as z from 'zod';
 import { setThreads } from '../engine/native.js';
 import { commandList, dispatch, parse, UsageError, type Command } from '../io/argv.js';
 import { givenValues, helpLines, optionFields, parseGiven, parseOptions, type OptionField } from '../io/schema-options.js';
-import { ContextSchema } from '../train/stages/common.js';
+import { ContextSchema, warnStepsAndEpochs } from '../train/stages/common.js';
 import { STAGES, type Stage } from '../train/stages/index.js';
+import { runStageTracked } from '../train/stages/tracked.js';
 
 /**
  * `chimed train STAGE`: the stage's flags are generated from its schemas: the inputs it
@@ -33,7 +34,9 @@ export function readStageArgv(st: Stage, argv: string[]) {
   const a = parse(argv, Object.assign({}, ...sections.map(([, , fields]) => parseOptions(fields))), usage);
   if (a.help) return null;
   if (a.positionals.length) throw new UsageError(`unexpected argument "${a.positionals[0]}"\n\n${usage}`);
-  const [inputs, settings, context] = sections.map(([, schema, fields]) => parseGiven(schema, fields, givenValues(fields, a), usage));
+  const given = sections.map(([, , fields]) => givenValues(fields, a));
+  warnStepsAndEpochs(given[1] as Record<string, unknown>, `train ${st.name}`, (k) => `--${k.replace(/_/g, '-')}`);
+  const [inputs, settings, context] = sections.map(([, schema, fields], i) => parseGiven(schema, fields, given[i], usage));
   return { inputs, settings, context: context as z.output<typeof ContextSchema> };
 }
 
@@ -47,7 +50,7 @@ function stageCommand(st: Stage): Command {
         return 0;
       }
       if (r.context.threads > 0) setThreads(r.context.threads);
-      await st.run(r.settings, { ...r.inputs, runDir: r.context.out, seed: r.context.seed });
+      await runStageTracked(st, r.settings, { ...r.inputs, runDir: r.context.out, seed: r.context.seed });
       return 0;
     },
   };

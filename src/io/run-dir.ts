@@ -15,20 +15,25 @@
 //   RUN/eval/STAGE.json          evaluation after each stage (+ STAGE.items.jsonl, per item)
 //   RUN/metrics.jsonl            one JSON object per logged step / evaluation
 //   RUN/summary.json, summary.md, report/
-import { createHash } from 'node:crypto';
+//   RUN/.../lineage.json         what a result was made from (io/lineage.ts): stages/STAGE/,
+//                                data/, corpus/, tokenizer/, stages/base/, eval/STAGE.lineage.json
+//   RUN/stale-TIME/              results whose lineage changed, moved aside by a re-run (same
+//                                layout, metrics.jsonl holding their metric records)
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeJsonAtomic } from './atomic.js';
+import type { Lineage } from './lineage.js';
 
 /**
- * What a finished stage leaves in done.json: the model folder the next stage starts from,
- * the inputs it read with their content hashes, and the resolved stage config it ran with.
+ * What a finished stage leaves in done.json: the model folder the next stage starts from and
+ * its trained weights (the adapter under LoRA), both relative to the run directory, and its
+ * lineage: the resolved settings it ran with and the content hashes of what it read.
  */
 export interface DoneRecord {
   stage: string;
   output: string;
-  inputs: Record<string, string>;
-  config: Record<string, unknown>;
+  final: string;
+  lineage: Lineage;
 }
 
 const CHECKPOINT = /^checkpoint-(\d+)$/;
@@ -54,6 +59,11 @@ export class StageDir {
 
   get done(): string {
     return path.join(this.dir, 'done.json');
+  }
+
+  /** What the stage runs from (written when it starts, so a resume can tell it is the same run). */
+  get lineage(): string {
+    return path.join(this.dir, 'lineage.json');
   }
 
   checkpoint(step: number): string {
@@ -102,8 +112,27 @@ export class RoundDir extends StageDir {
   }
 }
 
+/** When this process started: names its stale folder, so all it moves aside lands together. */
+const STARTED = new Date().toISOString().replace(/[:.]/g, '-');
+
 export class RunDir {
   constructor(readonly root: string) {}
+
+  /** RUN/stale-TIME: where this run moves results whose lineage changed (one folder per run). */
+  get stale(): string {
+    return path.join(this.root, `stale-${STARTED}`);
+  }
+
+  /** Moves a file or folder of the run into the stale folder at the same relative place; returns where, or null if absent. */
+  moveAside(p: string): string | null {
+    if (!fs.existsSync(p)) return null;
+    const at = path.join(this.stale, path.relative(this.root, p));
+    let to = at;
+    for (let n = 2; fs.existsSync(to); n++) to = `${at}.${n}`;
+    fs.mkdirSync(path.dirname(to), { recursive: true });
+    fs.renameSync(p, to);
+    return to;
+  }
 
   get config(): string {
     return path.join(this.root, 'config.yaml');
@@ -128,6 +157,11 @@ export class RunDir {
 
   get tokens(): string {
     return path.join(this.data, 'tokens.json');
+  }
+
+  /** pt_{train,eval}.bin and their .json: the pre-training documents tokenised once. */
+  get ptTokens(): string[] {
+    return ['pt_train.bin', 'pt_eval.bin'].flatMap((f) => [path.join(this.data, f), path.join(this.data, `${f}.json`)]);
   }
 
   get tokenizer(): string {
@@ -158,6 +192,16 @@ export class RunDir {
     return path.join(this.evaluations, `${name}.items.jsonl`);
   }
 
+  /** eval/NAME.lineage.json: the model, files and settings an evaluation scored. */
+  evaluationLineage(name: string): string {
+    return path.join(this.evaluations, `${name}.lineage.json`);
+  }
+
+  /** lineage.json inside a step's output folder (data/, corpus/, tokenizer/, stages/base/). */
+  lineage(dir: string): string {
+    return path.join(dir, 'lineage.json');
+  }
+
   get metrics(): string {
     return path.join(this.root, 'metrics.jsonl');
   }
@@ -173,15 +217,4 @@ export class RunDir {
   get report(): string {
     return path.join(this.root, 'report');
   }
-}
-
-/** SHA-1 of each input: a file's bytes, or a model folder's model.safetensors. */
-export function inputHashes(inputs: string[]): Record<string, string> {
-  return Object.fromEntries(
-    inputs.map((f) => {
-      const h = createHash('sha1');
-      for (const p of [f, path.join(f, 'model.safetensors')]) if (fs.existsSync(p) && fs.statSync(p).isFile()) h.update(fs.readFileSync(p));
-      return [f, h.digest('hex')];
-    }),
-  );
 }

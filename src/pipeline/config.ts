@@ -4,14 +4,15 @@ import * as z from 'zod';
 import YAML from 'yaml';
 import { BuildConfigSchema } from '../data/build-config.js';
 import { ConfigError } from '../model/config.js';
-import { ContextSchema } from '../train/stages/common.js';
+import { ContextSchema, warnStepsAndEpochs } from '../train/stages/common.js';
 import { DpoConfigSchema } from '../train/stages/dpo.js';
 import { PtConfigSchema } from '../train/stages/pt.js';
 import { RmConfigSchema } from '../train/stages/rm.js';
 import { RsConfigSchema } from '../train/stages/rs.js';
 import { SftConfigSchema } from '../train/stages/sft.js';
-import { EvalSchema, resolveEvalPaths } from '../eval/config.js';
+import { EvalSchema, filePath, resolveEvalPaths } from '../eval/config.js';
 import { BUILTIN_TEMPLATES } from '../tokenizer/chat-template.js';
+import { hasTokenizerFiles } from '../tokenizer/index.js';
 
 /**
  * `chimed run CONFIG.yaml`: data, tokenizer, model, the ordered stages with their settings
@@ -131,6 +132,36 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
   return c;
 }
 
+/**
+ * Every file and folder the config names that is not there (model, tokenizer, data sources,
+ * evaluation and baseline files, rs external candidates), all in one error naming each field,
+ * so a typo is found before the data build rather than after it.
+ */
+export function checkConfigFiles(cfg: RunConfig, source = 'config'): void {
+  const named: (readonly [string, string | undefined, 'file' | 'model' | 'tokenizer'])[] = [
+    ...cfg.data.sources.map((s, i) => [`data.sources.${i}.path`, s.path, 'file'] as const),
+    ['model.path', 'path' in cfg.model ? cfg.model.path : undefined, 'model'],
+    ['tokenizer.path', 'path' in cfg.tokenizer ? cfg.tokenizer.path : undefined, 'tokenizer'],
+    ...cfg.eval.files.ppl.map((p, i) => [`eval.files.ppl.${i}`, p, 'file'] as const),
+    ...(['mcq', 'gen', 'ner'] as const).map((k) => [`eval.files.${k}`, filePath(cfg.eval.files[k]) ?? undefined, 'file'] as const),
+    ...(['mcq_dev', 'pref', 'ner_shots'] as const).map((k) => [`eval.files.${k}`, cfg.eval.files[k], 'file'] as const),
+    ['eval.scale.file', cfg.eval.scale ? cfg.eval.scale.file : undefined, 'file'],
+    ...cfg.eval.baselines.flatMap((b, i) =>
+      (['gen', 'mcq', 'ner'] as const).map((k) => [`eval.baselines.${i}.predictions.${k}`, b.predictions[k], 'file'] as const),
+    ),
+    ...cfg.stages.map((s, i) => [`stages.${i}.external`, s.type === 'rs' ? s.external : undefined, 'file'] as const),
+  ];
+  const problems = named.flatMap(([field, p, kind]) => {
+    if (p === undefined) return [];
+    if (!fs.existsSync(p)) return [`${field}: ${p} not found`];
+    if (kind === 'model' && !fs.existsSync(path.join(p, 'config.json'))) return [`${field}: ${p} is not a model folder (no config.json)`];
+    if (kind === 'tokenizer' && !hasTokenizerFiles(p)) return [`${field}: ${p} has no tokenizer.json or tokenizer.model`];
+    return [];
+  });
+  if (problems.length)
+    throw new ConfigError(`${source}: ${problems.length === 1 ? 'a file' : 'files'} the config names:\n  ${problems.join('\n  ')}`);
+}
+
 export function readRunConfig(file: string): RunConfig {
   if (!fs.existsSync(file)) throw new ConfigError(`${file}: no such config file`);
   let raw: unknown;
@@ -140,6 +171,8 @@ export function readRunConfig(file: string): RunConfig {
     throw new ConfigError(`${file}: not valid YAML: ${(e as Error).message}`);
   }
   const cfg = parseRunConfig(raw, file);
+  // as the user wrote it (the resolved config has every default, epochs included)
+  (raw as { stages: Record<string, unknown>[] }).stages.forEach((st, i) => warnStepsAndEpochs(st, `${file}: stages.${i} (${st.type})`));
   // relative paths are relative to the config file, as in `chimed data build`
   const dir = path.dirname(path.resolve(file));
   const abs = (p: string) => (path.isAbsolute(p) ? p : path.resolve(dir, p));

@@ -91,6 +91,9 @@ function readJson(file: string): unknown {
 }
 
 /** Whether DIR holds a tokenizer this class reads (tokenizer.json or tokenizer.model). */
+/** The files a tokenizer is read from (what makes two tokenizers the same). */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'chat_template.jinja'];
+
 export function hasTokenizerFiles(dir: string): boolean {
   return existsSync(path.join(dir, 'tokenizer.json')) || existsSync(path.join(dir, 'tokenizer.model'));
 }

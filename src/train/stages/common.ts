@@ -46,6 +46,18 @@ export function trainerSettings(d: { lr: number; epochs: number; batch_size: num
 
 export type TrainerSettings = z.output<z.ZodObject<ReturnType<typeof trainerSettings>>>;
 
+/**
+ * Both max_steps and epochs given: max_steps decides the length, as in HF transformers, and
+ * the warning says so naming both (`name` spells a field as the user wrote it).
+ */
+export function warnStepsAndEpochs(given: Record<string, unknown>, where: string, name = (k: string) => k): void {
+  if (given.max_steps === undefined || given.epochs === undefined) return;
+  process.stderr.write(
+    `warning: ${where}: both ${name('max_steps')} (${String(given.max_steps)}) and ${name('epochs')} (${String(given.epochs)}) are set; ` +
+      `${name('max_steps')} decides the length of training (as in HF transformers) and ${name('epochs')} is ignored\n`,
+  );
+}
+
 /** A LoRA adapter (PEFT layout); `alpha` is the stage's default. */
 export function loraSchema(alpha: number) {
   return z.strictObject({
@@ -127,9 +139,11 @@ export const mergeInput = (stage: string) =>
 
 /** Where and how a stage runs: the run context the CLI's --out / --seed / --threads give. */
 export const ContextSchema = z.strictObject({
-  out: z
-    .string()
-    .meta({ arg: 'RUN_DIR', description: 'run directory: RUN_DIR/stages/STAGE holds checkpoints and the final model; a re-run resumes' }),
+  out: z.string().meta({
+    arg: 'RUN_DIR',
+    description:
+      'run directory: RUN_DIR/stages/STAGE holds checkpoints and the final model; a re-run with the same data and settings resumes (or skips a finished stage), with any change it starts over, the old results moved to RUN_DIR/stale-TIME',
+  }),
   seed: z.number().int().default(42).describe('seed of the data order, held-out split, initialisation and sampling'),
   threads: z.number().int().min(0).default(0).describe('compute threads (0: all cores)'),
 });
@@ -146,8 +160,6 @@ export interface StageResult {
   output: string;
   /** The trained weights: a model, or the PEFT adapter under LoRA. */
   final: string;
-  /** The files and folders the stage read (hashed into done.json by the pipeline). */
-  inputs: string[];
 }
 
 /** A stage's settings with their defaults filled in; bad values are a ConfigError naming the key. */

@@ -66,5 +66,5 @@ export async function runDpo(settings: z.input<typeof DpoConfigSchema>, ctx: Sta
     lora: adapter?.config ?? null,
   });
   const output = adapter && ctx.merge ? await writeMerged(ctx.runDir, 'dpo', adapter, save.model) : r.finalDir;
-  return { output, final: r.finalDir, inputs: [...ctx.data, ...[ctx.eval_data, ctx.model, ctx.adapter].filter((x): x is string => !!x)] };
+  return { output, final: r.finalDir };
 }

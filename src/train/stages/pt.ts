@@ -1,13 +1,17 @@
 // Continued pre-training (Qilin-Med's DCPT): next-token prediction on packed blocks.
+import fs from 'node:fs';
+import path from 'node:path';
 import * as z from 'zod';
-import { rootFirst } from '../../engine/dist.js';
+import { dist, rootFirst } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
+import { lineageOf } from '../../io/lineage.js';
 import { RunDir } from '../../io/run-dir.js';
 import { loadModel, readConfigFile, saveModel } from '../../model/checkpoint.js';
 import { ConfigError, contextLength } from '../../model/config.js';
 import { Llama } from '../../model/llama.js';
 import { scaleRope } from '../../model/load.js';
-import { Tokenizer } from '../../tokenizer/index.js';
+import { Tokenizer, TOKENIZER_FILES } from '../../tokenizer/index.js';
+import { reconcile, recordLineage } from '../lineage.js';
 import { PretrainTask, preparePretrainData } from '../pretrain.js';
 import {
   heldoutSetting,
@@ -45,6 +49,28 @@ export const PtInputsSchema = z.strictObject({
 });
 export type PtInputs = z.output<typeof PtInputsSchema>;
 
+/**
+ * The documents are tokenised once into RUN/data/pt_*.bin; those are re-made (the old ones
+ * moved aside) when the documents, the tokenizer, the held-out share or the seed change.
+ * Token-id files (.bin) given as data are read as they are.
+ */
+async function tokenisedData(run: RunDir, ctx: StageContext & PtInputs, tokDir: string | undefined, evalFraction: number) {
+  const step = {
+    name: 'pt',
+    verb: 're-tokenising the documents',
+    record: path.join(run.data, 'pt_tokens.lineage.json'),
+    outputs: run.ptTokens,
+  };
+  const tokFiles = tokDir ? TOKENIZER_FILES.map((f) => path.join(tokDir, f)).filter((f) => fs.existsSync(f)) : [];
+  const now = lineageOf(run.root, { eval_fraction: evalFraction, seed: ctx.seed, tokenizer: tokDir ? 'files' : 'bytes' }, [
+    ...ctx.data,
+    ...tokFiles,
+  ]);
+  const text = !ctx.data.some((f) => f.endsWith('.bin'));
+  if (text) await reconcile(run, step, now);
+  return { record: () => (text ? recordLineage(step, now) : Promise.resolve()) };
+}
+
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runPt(settings: z.input<typeof PtConfigSchema>, ctx: StageContext & PtInputs): Promise<StageResult> {
   const config = resolveSettings(PtConfigSchema, settings, 'pt');
@@ -65,10 +91,16 @@ export async function runPt(settings: z.input<typeof PtConfigSchema>, ctx: Stage
       `block_size ${config.block_size} exceeds the model's context of ${contextLength(model.config)} positions (max_position_embeddings; rope_scaling extends it)`,
     );
   }
-  // rank 0 tokenises into the run directory; the other ranks then open its files
-  const data = await rootFirst(() =>
-    preparePretrainData(ctx.data, tokenizer, new RunDir(ctx.runDir).data, config.block_size, config.eval_fraction, ctx.seed),
-  );
+  const run = new RunDir(ctx.runDir);
+  const prepare = () => preparePretrainData(ctx.data, tokenizer, run.data, config.block_size, config.eval_fraction, ctx.seed);
+  // rank 0 reconciles and tokenises into the run directory; the other ranks then open its files
+  const data = await rootFirst(async () => {
+    if (!dist().isRoot) return prepare();
+    const tokens = await tokenisedData(run, ctx, tokDir, config.eval_fraction);
+    const prepared = await prepare();
+    await tokens.record();
+    return prepared;
+  });
   const cfg = trainerConfig(config, data.train.count, ctx.seed);
   const save = async (dir: string) => {
     await saveModel(dir, model);
@@ -88,7 +120,7 @@ export async function runPt(settings: z.input<typeof PtConfigSchema>, ctx: Stage
     });
     if (r.evals.eval_ppl !== undefined)
       process.stdout.write(`held-out perplexity ${r.evals.eval_ppl.toFixed(2)} (loss ${r.evals.eval_loss.toFixed(4)})\n`);
-    return { output: r.finalDir, final: r.finalDir, inputs: [...ctx.data, ...(ctx.model ? [ctx.model] : [])] };
+    return { output: r.finalDir, final: r.finalDir };
   } finally {
     data.train.close();
     data.heldout?.close();

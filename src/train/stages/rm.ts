@@ -79,5 +79,5 @@ export async function runRm(settings: z.input<typeof RmConfigSchema>, ctx: Stage
   });
   // under LoRA the reward model is always merged (head included): evaluation and rejection sampling load it whole
   const output = adapter ? await writeMerged(ctx.runDir, 'rm', adapter, save.model) : r.finalDir;
-  return { output, final: r.finalDir, inputs: [...ctx.data, ...[ctx.eval_data, dir].filter((x): x is string => !!x)] };
+  return { output, final: r.finalDir };
 }

@@ -216,9 +216,5 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     source = next;
   }
   const last = stage.round(config.rounds);
-  return {
-    output: last.policy,
-    final: last.final,
-    inputs: [ctx.prompts, ctx.model, ctx.reward, ...[ctx.adapter, config.external].filter((x): x is string => !!x)],
-  };
+  return { output: last.policy, final: last.final };
 }

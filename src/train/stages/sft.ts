@@ -87,5 +87,5 @@ export async function runSft(settings: z.input<typeof SftConfigSchema>, ctx: Sta
     stats: train.stats,
   });
   const output = adapter && ctx.merge ? await writeMerged(ctx.runDir, 'sft', adapter, save.model) : r.finalDir;
-  return { output, final: r.finalDir, inputs: [...ctx.data, ...[ctx.eval_data, ctx.model, ctx.adapter].filter((x): x is string => !!x)] };
+  return { output, final: r.finalDir };
 }
