@@ -160,7 +160,9 @@ test('a LoRA SFT run under -np 2 resumes under -np 1 with the losses of an unint
   assertSameLosses(expected, stepLosses(path.join(dir, 'run'), 'sft'), 10);
   // resume from the -np 2 run's step-5 checkpoint as if it had stopped there, with one rank
   const stage = path.join(dir, 'run/stages/sft');
+  // (a stage stopped there has neither its final weights nor its done.json)
   fs.rmSync(path.join(stage, 'final'), { recursive: true });
+  fs.rmSync(path.join(stage, 'done.json'));
   assert.ok(fs.existsSync(path.join(stage, 'checkpoint-5')));
   const resumed = runCli([...args('run'), '--threads', '1']);
   assert.equal(resumed.code, 0, resumed.stderr);
