@@ -3,6 +3,7 @@ import { benchDataCommand } from './data.js';
 import { benchGenerate } from './generate.js';
 import { benchKernels } from './kernels.js';
 import { benchMcq } from './mcq.js';
+import { benchMpi } from './mpi.js';
 import { benchParity } from './parity.js';
 import { benchServe } from './serve.js';
 import { benchTokenize } from './tokenize.js';
@@ -19,6 +20,10 @@ export const benches: Record<string, { summary: string; run: (argv: string[]) =>
   data: { summary: 'import and dedup MB/s', run: benchDataCommand },
   generate: { summary: 'prefill/decode tokens/s vs llama.cpp (node-llama-cpp) on the same f32 model', run: benchGenerate },
   kernels: { summary: 'GEMM GFLOP/s (OpenBLAS and built-in) and attention forward/backward times', run: benchKernels },
+  mpi: {
+    summary: 'data-parallel training tokens/s: 1 rank x N threads vs N ranks x 1 thread (mpirun), all-reduce ms/step and its share',
+    run: benchMpi,
+  },
   mcq: { summary: 'MCQ log-likelihood scoring items/s (k-shot prompts)', run: benchMcq },
   parity: {
     summary: 'tokenizer parity (records, id and decode mismatches) vs @huggingface/tokenizers and SentencePiece on the shared data',

@@ -1,6 +1,7 @@
 import { parse } from '../src/io/argv.js';
 import { describeGemmChoice, gemmCachePath, gemmChoice } from '../src/engine/gemm-choice.js';
 import { gemmBuiltin, gemmClassOf, gemmOpenblas, getThreads, nativeInfo, nativeKernels as nk, setThreads } from '../src/engine/native.js';
+import { mpiInfo, mpiSummary } from '../src/engine/dist.js';
 import { Rng } from '../src/engine/rng.js';
 
 const USAGE = `chimed bench kernels [--threads N] [--seq 256,1024,4096] [--heads 8] [--kv-heads 8] [--head-dim 64] [--gemm 1024x1024x1024,...]
@@ -178,6 +179,7 @@ export async function benchKernels(argv: string[]): Promise<Record<string, unkno
   const result = {
     bench: 'kernels',
     ...info,
+    mpi: mpiInfo().library || null,
     threads: getThreads(),
     cpu: choice.machine.cpu,
     gemm_choice: {
@@ -194,7 +196,7 @@ export async function benchKernels(argv: string[]): Promise<Record<string, unkno
   if (a.flag('json')) process.stdout.write(JSON.stringify(result) + '\n');
   else {
     const lines = [
-      `${result.cpu}, ${result.threads} threads, ${result.simd}; OpenBLAS: ${info.openblas ?? 'not linked'}`,
+      `${result.cpu}, ${result.threads} threads, ${result.simd}; OpenBLAS: ${info.openblas ?? 'not linked'}; ${mpiSummary()}`,
       `gemm dispatch: ${result.gemm_choice.summary}${choice.source === 'cache' || choice.source === 'measured' ? `, cache ${result.gemm_choice.cache ?? 'off'}` : ''}`,
     ];
     for (const g of gemm) {

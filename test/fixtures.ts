@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { runCli, sharedModels } from './helpers.js';
+import { medicalText, runCli, sharedModels } from './helpers.js';
 import { spmReference } from '../bench/parity.js';
 
 /** Small medical QA set: question, sound answer, and two rejected kinds (wrong fact, evasive). */
@@ -118,3 +118,42 @@ export async function spmTokenizerDir(dir: string, kind: 'llama' | 'baichuan' | 
   fs.writeFileSync(path.join(out, 'tokenizer_config.json'), JSON.stringify(config, null, 2));
   return { dir: out, bytes };
 }
+
+/** The tiny LLaMA the pre-training tests train from scratch. */
+export const TINY_PT_MODEL = {
+  vocab_size: 300,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+};
+
+/** A fresh folder with model.json (TINY_PT_MODEL) and corpus.txt (medical prose). */
+export function ptFixture(dir: string): string {
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(TINY_PT_MODEL));
+  fs.writeFileSync(path.join(dir, 'corpus.txt'), medicalText(80));
+  return dir;
+}
+
+/** `chimed train pt` on a ptFixture folder into DIR/RUN: a fresh model, blocks of 64, batches of 4. */
+export const ptFixtureArgs = (dir: string, run: string, extra: string[]) => [
+  'train',
+  'pt',
+  '--data',
+  path.join(dir, 'corpus.txt'),
+  '--config',
+  path.join(dir, 'model.json'),
+  '--out',
+  path.join(dir, run),
+  '--block-size',
+  '64',
+  '--batch-size',
+  '4',
+  '--lr',
+  '3e-3',
+  '--eval-fraction',
+  '0.1',
+  ...extra,
+];

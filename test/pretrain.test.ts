@@ -6,51 +6,13 @@ import { nativeKernels } from '../src/engine/native.js';
 import { writeChecksums } from '../src/io/checksums.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { RewardModel } from '../src/model/reward.js';
-import { qaTokenizer } from './fixtures.js';
-import { medicalText, runCli, runCliKilledWhen, tmpDir, trainingSeed } from './helpers.js';
+import { ptFixture, ptFixtureArgs, qaTokenizer, TINY_PT_MODEL } from './fixtures.js';
+import { runCli, runCliKilledWhen, tmpDir, trainingSeed } from './helpers.js';
 
-const MODEL = {
-  vocab_size: 300,
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 256,
-};
+const setup = () => ptFixture(tmpDir());
 
-function setup() {
-  const dir = tmpDir();
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(MODEL));
-  fs.writeFileSync(path.join(dir, 'corpus.txt'), medicalText(80));
-  return dir;
-}
-
-const ptArgs = (dir: string, run: string, extra: string[] = []) => [
-  'train',
-  'pt',
-  '--data',
-  path.join(dir, 'corpus.txt'),
-  '--config',
-  path.join(dir, 'model.json'),
-  '--out',
-  path.join(dir, run),
-  '--block-size',
-  '64',
-  '--batch-size',
-  '4',
-  '--lr',
-  '3e-3',
-  '--warmup-ratio',
-  '0.1',
-  '--eval-fraction',
-  '0.1',
-  '--threads',
-  '2',
-  '--seed',
-  String(trainingSeed(42)),
-  ...extra,
-];
+const ptArgs = (dir: string, run: string, extra: string[] = []) =>
+  ptFixtureArgs(dir, run, ['--warmup-ratio', '0.1', '--threads', '2', '--seed', String(trainingSeed(42)), ...extra]);
 
 function losses(metricsFile: string): { step: number; loss: number }[] {
   return fs
@@ -300,7 +262,7 @@ test('bad inputs get errors naming the file and the problem', () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /empty\.txt: no text to train on/);
 
-  fs.writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...MODEL, num_attention_heads: 5 }));
+  fs.writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ ...TINY_PT_MODEL, num_attention_heads: 5 }));
   r = runCli(['init', '--config', path.join(dir, 'bad.json'), '--out', path.join(dir, 'm')]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /bad\.json: num_attention_heads \(5\) does not divide hidden_size \(32\)/);

@@ -1,4 +1,10 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { benchCommand } from '../../bench/index.js';
+import { packageRoot } from '../engine/addon.js';
+import { abortRanks, dist, launchedRanks, mpiSummary } from '../engine/dist.js';
+import { nativeInfo, setThreads } from '../engine/native.js';
 import { commandList, dispatch, UsageError, type Command } from '../io/argv.js';
 import { dataCommand } from './data.js';
 import { evalCommand } from './eval.js';
@@ -34,7 +40,7 @@ const commands: Record<string, Command> = {
 
 const USAGE = `chimed — train a Chinese medical LLM end to end on CPU
 
-Usage: chimed COMMAND [options]   (chimed COMMAND --help for its options)
+Usage: chimed COMMAND [options]   (chimed COMMAND --help for its options; chimed --version)
 
 ${commandList(commands)}`;
 
@@ -44,10 +50,39 @@ ${commandList(commands)}`;
  */
 export async function main(argv: string[]): Promise<number> {
   try {
+    if (argv[0] === '--version') {
+      process.stdout.write(versionText());
+      return 0;
+    }
+    if (launchedRanks() > 1) startRanks(argv[0]);
     return await dispatch(argv, commands, USAGE);
   } catch (e) {
     const err = e as Error;
-    process.stderr.write(`chimed: ${process.env.CHIMED_DEBUG ? (err.stack ?? err.message) : err.message}\n`);
+    // with several ranks this ends them all (they may wait for this one in a collective)
+    abortRanks(`chimed: ${process.env.CHIMED_DEBUG ? (err.stack ?? err.message) : err.message}`);
     return err instanceof UsageError ? 2 : 1;
   }
+}
+
+/** The commands that run as several MPI ranks (data-parallel training); the rest run as one process. */
+const RANKED = new Set(['train', 'run', 'demo', 'bench']);
+
+/**
+ * Joins the other ranks (refusing when this build has no MPI: engine/dist.ts). Rank 0 alone
+ * prints results: the others' stdout is dropped, their stderr (warnings, errors) kept.
+ */
+function startRanks(command: string | undefined): void {
+  const d = dist();
+  if (command && !RANKED.has(command) && commands[command])
+    throw new UsageError(`chimed ${command} runs as one process; start it without mpirun (or with -np 1)`);
+  if (!d.isRoot) process.stdout.write = () => true;
+  // ranks sharing a machine share its cores, unless told otherwise (OMP_NUM_THREADS, --threads)
+  const local = Number(process.env.OMPI_COMM_WORLD_LOCAL_SIZE ?? process.env.MPI_LOCALNRANKS);
+  if (process.env.OMP_NUM_THREADS === undefined && local > 1) setThreads(Math.max(1, Math.floor(os.availableParallelism() / local)));
+}
+
+function versionText(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+  const n = nativeInfo();
+  return `chimed ${pkg.version}\nnative: ${n.simd}, ${n.threads} threads; OpenBLAS: ${n.openblas ?? 'not linked'}\n${mpiSummary()}\n`;
 }

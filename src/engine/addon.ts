@@ -58,7 +58,7 @@ export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc' | 'gemmWeight' 
 }
 
 /** The folder holding package.json, found by walking up from this file (src/ or dist/src/). */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   while (!existsSync(path.join(dir, 'package.json'))) {
     const parent = path.dirname(dir);

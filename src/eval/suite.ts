@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NerExample } from '../data/records.js';
+import { splitItems, splitItemsAsync } from '../engine/dist.js';
 import { Context } from '../engine/tensor.js';
 import { generateReplies } from '../model/chat.js';
 import type { ChatModel } from '../model/load.js';
@@ -45,16 +46,19 @@ export async function perplexity(
     if (ids.length > maxBlocks * T + 1) break;
   }
   const ctx = new Context(model.k, undefined, false);
-  const items: PplEvalItem[] = [];
-  for (let s = 0; s + T + 1 <= ids.length && s / T < maxBlocks; s += T) {
-    const r = nllSum(
-      ctx,
-      model,
-      { ids: Int32Array.from(ids.slice(s, s + T)), pos: sequentialPositions(1, T), B: 1, T },
-      Int32Array.from(ids.slice(s + 1, s + T + 1)),
-    );
-    items.push({ eval: 'ppl', id: `block-${s / T}`, nll: r.sum, tokens: r.tokens });
-  }
+  const starts: number[] = [];
+  for (let s = 0; s + T + 1 <= ids.length && s / T < maxBlocks; s += T) starts.push(s);
+  const items = splitItems(starts, (mine) =>
+    mine.map((s): PplEvalItem => {
+      const r = nllSum(
+        ctx,
+        model,
+        { ids: Int32Array.from(ids.slice(s, s + T)), pos: sequentialPositions(1, T), B: 1, T },
+        Int32Array.from(ids.slice(s + 1, s + T + 1)),
+      );
+      return { eval: 'ppl', id: `block-${s / T}`, nll: r.sum, tokens: r.tokens };
+    }),
+  );
   const sum = items.reduce((a, b) => a + b.nll, 0),
     tokens = items.reduce((a, b) => a + b.tokens, 0);
   if (!tokens) throw new Error(`${files.join(', ')}: fewer than ${T + 1} tokens of held-out text`);
@@ -70,8 +74,10 @@ export async function mcqEvalItems(
   const items = (await readMcqFile(testFile)).slice(0, o.limit);
   checkUniqueIds(items, testFile);
   const dev = devFile ? await readMcqFile(devFile) : [];
-  const r = await evaluateMcq(new LlamaEvalModel(cm, { chat: o.chat }), items, dev, { k: dev.length ? o.k : 0, mode: o.mode });
-  return mcqItems(items, r.predictions);
+  const model = new LlamaEvalModel(cm, { chat: o.chat });
+  return splitItemsAsync(items, async (mine) =>
+    mcqItems(mine, (await evaluateMcq(model, mine, dev, { k: dev.length ? o.k : 0, mode: o.mode })).predictions),
+  );
 }
 
 /** A JSONL record's id: its own, or FILE_NAME-LINE for one without, as the data importer keys records. */
@@ -97,17 +103,19 @@ export async function readConversations(file: string, limit = Infinity): Promise
 
 /** Greedy replies to held-out conversations, with what each contributes to BLEU-1..4 and ROUGE-1/2/L (character level). */
 export function generationItems(cm: ChatModel, convs: Conversation[], o: { maxNewTokens: number }): GenEvalItem[] {
-  const replies = generateReplies(
-    cm.model,
-    cm.tokenizer,
-    cm.template,
-    convs.map((c) => c.prompt),
-    { maxNewTokens: o.maxNewTokens, batchSize: 8 },
-  );
-  return genItems(
-    convs,
-    replies.map((r) => r[0].text ?? ''),
-  );
+  return splitItems(convs, (mine) => {
+    const replies = generateReplies(
+      cm.model,
+      cm.tokenizer,
+      cm.template,
+      mine.map((c) => c.prompt),
+      { maxNewTokens: o.maxNewTokens, batchSize: 8 },
+    );
+    return genItems(
+      mine,
+      replies.map((r) => r[0].text ?? ''),
+    );
+  });
 }
 
 /** Few-shot NER by generation (evaluateNer), one item per example with its strict span counts. */
@@ -117,8 +125,10 @@ export async function nerEvalItems(
   shots: NerExample[],
   o: { k: number; chat: boolean; maxNewTokens: number },
 ): Promise<NerEvalItem[]> {
-  const r = await evaluateNer(new LlamaEvalModel(cm, { chat: o.chat }), examples, shots, { k: o.k, maxNewTokens: o.maxNewTokens });
-  return nerItems(examples, r);
+  const model = new LlamaEvalModel(cm, { chat: o.chat });
+  return splitItemsAsync(examples, async (mine) =>
+    nerItems(mine, await evaluateNer(model, mine, shots, { k: o.k, maxNewTokens: o.maxNewTokens })),
+  );
 }
 
 async function preferencePairs(file: string, limit: number) {
@@ -142,50 +152,51 @@ export async function preferenceItems(cm: ChatModel, file: string, limit = 200):
     rejected: encodeResponse(cm.tokenizer, cm.template, p.prompt, p.rejected, 256, 256),
   }));
   const ctx = new Context(cm.model.k, undefined, false);
-  const out: PairEvalItem[] = [];
-  for (let i = 0; i < pairs.length; i += 8) {
-    const chunk = pairs.slice(i, i + 8);
-    const { batch, targets, segment } = collatePairs(chunk);
-    const logp = cm.model.logprobs(ctx, batch, targets);
-    const sums = new Float64Array(2 * chunk.length);
-    for (let t = 0; t < segment.length; t++) if (segment[t] >= 0) sums[segment[t]] += logp.data[t];
-    chunk.forEach((p, j) => out.push({ eval: 'pref', id: p.id, kind: p.kind, win: sums[j] > sums[chunk.length + j] ? 1 : 0 }));
-    ctx.reset();
-  }
-  return out;
+  return splitItems(pairs, (mine) => {
+    const out: PairEvalItem[] = [];
+    for (let i = 0; i < mine.length; i += 8) {
+      const chunk = mine.slice(i, i + 8);
+      const { batch, targets, segment } = collatePairs(chunk);
+      const logp = cm.model.logprobs(ctx, batch, targets);
+      const sums = new Float64Array(2 * chunk.length);
+      for (let t = 0; t < segment.length; t++) if (segment[t] >= 0) sums[segment[t]] += logp.data[t];
+      chunk.forEach((p, j) => out.push({ eval: 'pref', id: p.id, kind: p.kind, win: sums[j] > sums[chunk.length + j] ? 1 : 0 }));
+      ctx.reset();
+    }
+    return out;
+  });
 }
 
 /** Whether the reward model scores the chosen answer above the rejected one, per held-out pair. */
 export async function rewardModelItems(rm: RewardModel<Float32Array>, cm: ChatModel, file: string, limit = 200): Promise<PairEvalItem[]> {
   const pairs = await preferencePairs(file, limit);
   const o = { maxSource: 256, maxTarget: 256, batchSize: 8 };
-  const chosen = scoreAnswers(
-    rm,
-    cm.tokenizer,
-    cm.template,
-    pairs.map((p) => ({ prompt: p.prompt, answer: p.chosen })),
-    o,
-  );
-  const rejected = scoreAnswers(
-    rm,
-    cm.tokenizer,
-    cm.template,
-    pairs.map((p) => ({ prompt: p.prompt, answer: p.rejected })),
-    o,
-  );
-  return pairs.map((p, i) => ({ eval: 'rm', id: p.id, kind: p.kind, win: chosen[i] > rejected[i] ? 1 : 0 }));
+  return splitItems(pairs, (mine) => {
+    const score = (side: 'chosen' | 'rejected') =>
+      scoreAnswers(
+        rm,
+        cm.tokenizer,
+        cm.template,
+        mine.map((p) => ({ prompt: p.prompt, answer: p[side] })),
+        o,
+      );
+    const [chosen, rejected] = [score('chosen'), score('rejected')];
+    return mine.map((p, i): PairEvalItem => ({ eval: 'rm', id: p.id, kind: p.kind, win: chosen[i] > rejected[i] ? 1 : 0 }));
+  });
 }
 
 /** The reward model's score of each greedy reply already generated for the gen items. */
 export function rewardItems(rm: RewardModel<Float32Array>, cm: ChatModel, gens: GenEvalItem[]): RewardEvalItem[] {
-  const r = scoreAnswers(
-    rm,
-    cm.tokenizer,
-    cm.template,
-    gens.map((g) => ({ prompt: g.prompt, answer: g.output })),
-    { maxSource: 256, maxTarget: 256, batchSize: 8 },
-  );
-  return gens.map((g, i) => ({ eval: 'reward', id: g.id, reward: r[i] }));
+  return splitItems(gens, (mine) => {
+    const r = scoreAnswers(
+      rm,
+      cm.tokenizer,
+      cm.template,
+      mine.map((g) => ({ prompt: g.prompt, answer: g.output })),
+      { maxSource: 256, maxTarget: 256, batchSize: 8 },
+    );
+    return mine.map((g, i): RewardEvalItem => ({ eval: 'reward', id: g.id, reward: r[i] }));
+  });
 }
 
 /**

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NerExample } from '../data/records.js';
+import { dist } from '../engine/dist.js';
 import { nativeKernels } from '../engine/native.js';
 import type { BenchmarkName } from '../eval/benchmarks.js';
 import { pickCases, type CaseStudy } from '../eval/cases.js';
@@ -66,7 +67,8 @@ export function evalFiles(e: EvalConfig, corpusDir: string | null): EvalFiles {
   };
 }
 
-const log = (s: string) => process.stderr.write(`${s}\n`);
+// progress lines: from rank 0 only under MPI
+const log = (s: string) => dist().isRoot && process.stderr.write(`${s}\n`);
 
 /** The scored NER examples and their demonstrations: from files.ner_shots, else the first k of files.ner (then not scored). */
 async function nerSplit(
@@ -105,6 +107,8 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
   const t0 = Date.now();
   const e = cfg.eval;
   const file = new RunDir(runDir).evaluationItems(s.stage);
+  // every rank scores its share of the items (eval/suite.ts); rank 0 alone writes
+  const root = dist().isRoot;
   const items: EvalItem[] = readItems(file);
   const previous = s.previous ? readItems(new RunDir(runDir).evaluationItems(s.previous.stage)) : [];
   const unchanged = s.stage === 'rm' && s.previous !== undefined;
@@ -117,7 +121,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
     const t = Date.now();
     items.push(...(await fn()));
     have.add(kind);
-    await writeItems(file, items);
+    if (root) await writeItems(file, items);
     log(`eval ${s.stage}: ${name} ${((Date.now() - t) / 1000).toFixed(1)} s`);
   };
   // a randomly initialised base model has nothing to say yet: no generation from it
@@ -176,6 +180,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
     const metrics = compareItems(items, previous, e.bootstrap, fresh);
     if (Object.keys(metrics).length) row.change = { from: s.previous.stage, metrics };
   }
+  if (!root) return row;
   await writeJsonAtomic(done, row);
   new MetricsLog(new RunDir(runDir).metrics).append({
     ...summary.values,

@@ -7,6 +7,7 @@ import { BuildConfigSchema } from '../data/build-config.js';
 import { recordText, type Tagged } from '../data/records.js';
 import { readDocuments, readJsonl } from '../data/stage-files.js';
 import { formatTable } from '../data/table.js';
+import { dist, rootFirst } from '../engine/dist.js';
 import { nativeKernels, setThreads } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { lineageOf, settingsChanges, type Lineage } from '../io/lineage.js';
@@ -26,7 +27,8 @@ import type { Row } from '../report/table.js';
 import { checkConfigFiles, parseRunConfig, templateOf, type RunConfig, type StageConfig } from './config.js';
 import { evalFiles, evaluateAfterStage, writeSummary, type EvalFiles } from './evaluate.js';
 
-const log = (s: string) => process.stderr.write(`${s}\n`);
+// progress lines: from rank 0 only under MPI
+const log = (s: string) => dist().isRoot && process.stderr.write(`${s}\n`);
 
 /**
  * The whole regime from one config, in a run directory: data build, tokenizer, base model,
@@ -42,16 +44,22 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
   if ('config' in cfg.model) parseModelConfig({ vocab_size: 1 << 20, ...cfg.model.config }, 'model.config', { strict: true });
   fs.mkdirSync(runDir, { recursive: true });
   const run = new RunDir(runDir);
-  await recordConfig(cfg, run);
-  const evalFiles = await prepareData(cfg, run);
-  const tokDir = await prepareTokenizer(cfg, run);
-  await countStageTokens(run, tokDir);
-  let policy = await prepareBase(cfg, run, tokDir);
+  // under MPI rank 0 builds the data, tokenizer and base model; the other ranks then find them
+  const { evalFiles, tokDir, base } = await rootFirst(async () => {
+    await recordConfig(cfg, run);
+    const evalFiles = await prepareData(cfg, run);
+    const tokDir = await prepareTokenizer(cfg, run);
+    await countStageTokens(run, tokDir);
+    return { evalFiles, tokDir, base: await prepareBase(cfg, run, tokDir) };
+  });
+  let policy = base;
   let rmDir: string | null = null;
   const rows: Row[] = [];
   const evaluate = async (stage: string, chat: boolean) => {
     const s = { stage, model: policy, rm: rmDir, chat, previous: rows.at(-1) };
-    await reconcileEvaluation(cfg, run, evalFiles, s);
+    // rank 0 moves a stale evaluation aside before any rank looks for it
+    if (dist().isRoot) await reconcileEvaluation(cfg, run, evalFiles, s);
+    dist().barrier();
     rows.push(await evaluateAfterStage(cfg, runDir, evalFiles, s));
   };
   await evaluate('base', false);
@@ -62,6 +70,7 @@ export async function runPipeline(cfg: RunConfig, runDir: string): Promise<Row[]
     else policy = res;
     await evaluate(st.type, st.type !== 'pt');
   }
+  if (!dist().isRoot) return rows;
   const table = await writeSummary(cfg, runDir, evalFiles, rows, { policy, reward_model: rmDir, seconds: (Date.now() - t0) / 1000 });
   const reportDir = await writeReport(runDir);
   process.stdout.write(

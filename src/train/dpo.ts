@@ -1,3 +1,4 @@
+import { splitBatches } from '../engine/dist.js';
 import type { FloatArray } from '../engine/kernels.js';
 import { pairLoss, segmentSum, type PairLoss } from '../engine/ops.js';
 import { Rng } from '../engine/rng.js';
@@ -47,13 +48,28 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
     this.refTrain = new Float64Array(2 * train.length).fill(NaN);
     this.refHeld = new Float64Array(2 * heldout.length).fill(NaN);
     if (!adapter) {
-      this.fillReference(ctx, train, this.refTrain, [...train.keys()]);
-      this.fillReference(ctx, heldout, this.refHeld, [...heldout.keys()]);
+      this.fillAll(ctx, train, this.refTrain);
+      this.fillAll(ctx, heldout, this.refHeld);
     }
   }
 
   get params() {
     return this.adapter ? this.adapter.params : this.model.params;
+  }
+
+  /**
+   * Scores every pair's reference answers; under MPI each rank scores whole batches of them
+   * (the batches one process scores) and all ranks gather the lot.
+   */
+  private fillAll(ctx: Context<F>, pairs: PreferencePair[], ref: Float64Array): void {
+    const scored = splitBatches([...pairs.keys()], this.opts.batchSize, (idx) => {
+      this.fillReference(ctx, pairs, ref, idx);
+      return idx.map((i) => [ref[2 * i], ref[2 * i + 1]]);
+    });
+    scored.forEach(([c, r], i) => {
+      ref[2 * i] = c;
+      ref[2 * i + 1] = r;
+    });
   }
 
   /** Scores the reference answers of pairs[idx] not yet cached, into ref as [c0, r0, c1, r1, ...]. */

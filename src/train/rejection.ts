@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { splitBatches } from '../engine/dist.js';
 import type { FloatArray } from '../engine/kernels.js';
 import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
@@ -127,34 +128,45 @@ export function sampleAndRank<F extends FloatArray>(
   o: RsOptions,
   round: number,
 ): RoundRecord[] {
-  const convs = prompts.map((p) => p.messages);
-  const greedy = generateReplies(policy, tok, template, convs, { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize });
-  const samples = generateReplies(policy, tok, template, convs, {
-    maxNewTokens: o.maxNewTokens,
-    temperature: o.temperature,
-    topP: o.topP,
-    n: o.k,
-    seed: o.seed * 1000 + round,
-    batchSize: Math.max(1, Math.floor(o.batchSize / o.k)),
+  const sampleBatch = Math.max(1, Math.floor(o.batchSize / o.k));
+  // under MPI each rank generates whole batches (engine/dist.ts): the same samples as one process
+  const records = splitBatches(prompts, lcm(o.batchSize, sampleBatch), (batch, offset) => {
+    const convs = batch.map((p) => p.messages);
+    const greedy = generateReplies(policy, tok, template, convs, { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize });
+    const samples = generateReplies(policy, tok, template, convs, {
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      topP: o.topP,
+      n: o.k,
+      seed: o.seed * 1000 + round + offset,
+      batchSize: sampleBatch,
+    });
+    const rows: RoundRecord[] = batch.map((p, i) => ({
+      id: p.id,
+      prompt: p.messages,
+      bar: NaN,
+      kept: [],
+      candidates: [
+        { text: (greedy[i][0].text ?? '').trim(), source: 'greedy' as const, reward: 0 },
+        ...samples[i].map((g) => ({ text: (g.text ?? '').trim(), source: 'policy' as const, reward: 0 })),
+        ...(external.get(p.id) ?? []).map((text) => ({ text, source: 'external' as const, reward: 0 })),
+        ...(p.reference ? [{ text: p.reference, source: 'reference' as const, reward: 0 }] : []),
+      ].filter((c) => c.text.length > 0 || c.source === 'greedy'),
+    }));
+    const flat = rows.flatMap((r) => r.candidates.map((c) => ({ prompt: r.prompt, answer: c.text, c })));
+    scoreAnswers(rm, tok, template, flat, o).forEach((s, i) => {
+      flat[i].c.reward = s;
+    });
+    return rows;
   });
-  const records: RoundRecord[] = prompts.map((p, i) => ({
-    id: p.id,
-    prompt: p.messages,
-    bar: NaN,
-    kept: [],
-    candidates: [
-      { text: (greedy[i][0].text ?? '').trim(), source: 'greedy' as const, reward: 0 },
-      ...samples[i].map((g) => ({ text: (g.text ?? '').trim(), source: 'policy' as const, reward: 0 })),
-      ...(external.get(p.id) ?? []).map((text) => ({ text, source: 'external' as const, reward: 0 })),
-      ...(p.reference ? [{ text: p.reference, source: 'reference' as const, reward: 0 }] : []),
-    ].filter((c) => c.text.length > 0 || c.source === 'greedy'),
-  }));
-  const flat = records.flatMap((r) => r.candidates.map((c) => ({ prompt: r.prompt, answer: c.text, c })));
-  scoreAnswers(rm, tok, template, flat, o).forEach((s, i) => {
-    flat[i].c.reward = s;
-  });
+  // after the gather: the bars crossed ranks as JSON, which has no NaN or Infinity
   for (const r of records) Object.assign(r, selectKept(r.candidates, o));
   return records;
+}
+
+function lcm(a: number, b: number): number {
+  const gcd = (x: number, y: number): number => (y ? gcd(y, x % y) : x);
+  return (a / gcd(a, b)) * b;
 }
 
 /**
@@ -278,22 +290,23 @@ export function greedyReward<F extends FloatArray>(
   o: RsOptions,
 ): number {
   if (!prompts.length) return NaN;
-  const replies = generateReplies(
-    policy,
-    tok,
-    template,
-    prompts.map((p) => p.messages),
-    { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize },
-  );
-  return mean(
-    scoreAnswers(
+  const rewards = splitBatches(prompts, o.batchSize, (batch) => {
+    const replies = generateReplies(
+      policy,
+      tok,
+      template,
+      batch.map((p) => p.messages),
+      { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize },
+    );
+    return scoreAnswers(
       rm,
       tok,
       template,
-      prompts.map((p, i) => ({ prompt: p.messages, answer: replies[i][0].text ?? '' })),
+      batch.map((p, i) => ({ prompt: p.messages, answer: replies[i][0].text ?? '' })),
       o,
-    ),
-  );
+    );
+  });
+  return mean(rewards);
 }
 
 /** The round's candidates, rewards and choices (read back when an interrupted round resumes). */

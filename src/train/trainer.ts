@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { FloatArray } from '../engine/kernels.js';
 import { engineRecord, pinnedGemmChoice, restoreEngineRecord, setGemmChoice, type EngineRecord } from '../engine/gemm-choice.js';
+import { dist, type Dist } from '../engine/dist.js';
 import { AdamW, learningRate, type Schedule } from '../engine/optim.js';
 import { ParamStore } from '../engine/params.js';
 import { Context } from '../engine/tensor.js';
@@ -34,6 +35,8 @@ export interface TrainerConfig {
   keepCheckpoints: number;
   logEvery: number;
   seed: number;
+  /** With several ranks: compare the ranks' weights every N steps (and before each checkpoint). */
+  syncCheckEvery: number;
 }
 
 /**
@@ -48,6 +51,7 @@ export const trainerDefaults = {
   eps: 1e-8,
   keepCheckpoints: 2,
   logEvery: 1,
+  syncCheckEvery: 50,
 } satisfies Partial<TrainerConfig>;
 
 export interface MicroResult {
@@ -96,6 +100,13 @@ const OPTIMIZER_TENSORS = ['params', 'exp_avg', 'exp_avg_sq'] as const;
  * with; also in each trainer_state.json, and restored on resume so that the resumed run
  * multiplies exactly as the interrupted one did). Resume takes the newest checkpoint that
  * verifies, moving broken ones aside as checkpoint-STEP.invalid-TIME.
+ *
+ * Data-parallel over MPI ranks (engine/dist.ts): the global batch of a step is gradAccum
+ * micro-batches, and each of N ranks runs gradAccum / N of them (micro-batch i is a pure
+ * function of i, so the global batch and data order are the 1-process run's whatever N). Each
+ * micro-batch's gradient is already scaled by 1 / gradAccum, so the sum over ranks of the
+ * gradient buffer is the global batch's mean gradient; every rank then clips and steps alike.
+ * Rank 0 alone resumes (and broadcasts the state), writes checkpoints, metrics and progress.
  */
 export class Trainer<F extends FloatArray> {
   private stopRequested = false;
@@ -108,6 +119,7 @@ export class Trainer<F extends FloatArray> {
     readonly stageDir: string,
     readonly cfg: TrainerConfig,
     readonly metrics: MetricsLog,
+    readonly ranks: Dist = dist(),
   ) {
     this.layout = new StageDir(stageDir);
   }
@@ -129,20 +141,33 @@ export class Trainer<F extends FloatArray> {
 
   private async trainSteps(task: TrainTask<F>, ctx: Context<F>): Promise<TrainResult> {
     const cfg = this.cfg;
-    const opt = new AdamW(task.params, cfg);
-    // this stage directory is ours: finish or remove what a killed run's atomic writes left
-    for (const line of await cleanAtomicLeftovers(this.stageDir)) this.warn(line);
-    const resumedFrom = await this.resume(task, opt);
-    const problems = restoreEngineRecord(ctx.k, this.resumedEngine);
-    if (problems.length) this.warn(`resuming from step ${resumedFrom} will not be bit-identical: ${problems.join('; ')}`);
-    this.engine = engineRecord(ctx.k);
-    if (this.engine) {
-      fs.mkdirSync(this.stageDir, { recursive: true });
-      await writeJsonAtomic(path.join(this.stageDir, 'engine.json'), this.engine);
+    const { rank, size, isRoot } = this.ranks;
+    if (cfg.gradAccum % size) {
+      throw new TrainingError(
+        `${this.stage}: ${size} ranks cannot share ${cfg.gradAccum} micro-batches per step: grad_accum must be a multiple of the ` +
+          `number of ranks (each rank takes grad_accum / ranks micro-batches of batch_size): set grad_accum to a multiple of ${size} ` +
+          `(the global batch is batch_size x grad_accum) or start a number of ranks that divides ${cfg.gradAccum}`,
+      );
     }
-    await this.metrics.truncate(this.stage, resumedFrom);
+    const opt = new AdamW(task.params, cfg);
+    let resumedFrom = 0;
+    if (isRoot) {
+      // this stage directory is ours: finish or remove what a killed run's atomic writes left
+      for (const line of await cleanAtomicLeftovers(this.stageDir)) this.warn(line);
+      resumedFrom = await this.resume(task, opt);
+      const problems = restoreEngineRecord(ctx.k, this.resumedEngine);
+      if (problems.length) this.warn(`resuming from step ${resumedFrom} will not be bit-identical: ${problems.join('; ')}`);
+    }
+    if (size > 1) resumedFrom = this.startFromRoot(task, opt, ctx, resumedFrom);
+    this.engine = engineRecord(ctx.k);
+    if (this.engine && isRoot) {
+      fs.mkdirSync(this.stageDir, { recursive: true });
+      await writeJsonAtomic(path.join(this.stageDir, 'engine.json'), { ...this.engine, ...(size > 1 && { ranks: size }) });
+    }
+    if (isRoot) await this.metrics.truncate(this.stage, resumedFrom);
     const warmup = Math.round(cfg.warmupRatio * cfg.maxSteps);
-    const progress = new Progress(`${this.stage}`, cfg.maxSteps, resumedFrom);
+    const progress = new Progress(`${this.stage}`, cfg.maxSteps, resumedFrom, !isRoot || undefined);
+    const perRank = cfg.gradAccum / size;
     let lastLoss = NaN;
     let evals: Record<string, number> = {};
     const t0 = Date.now();
@@ -153,14 +178,15 @@ export class Trainer<F extends FloatArray> {
       task.params.zeroGrad();
       let loss = 0,
         tokens = 0;
-      const extra: Record<string, number> = {};
-      for (let a = 0; a < cfg.gradAccum; a++) {
+      let extra: Record<string, number> = {};
+      for (let a = rank * perRank; a < (rank + 1) * perRank; a++) {
         const r = task.microStep(ctx, step * cfg.gradAccum + a, 1 / cfg.gradAccum);
         ctx.reset();
         loss += r.loss / cfg.gradAccum;
         tokens += r.tokens;
         for (const [k, v] of Object.entries(r.metrics ?? {})) extra[k] = (extra[k] ?? 0) + v / cfg.gradAccum;
       }
+      if (size > 1) ({ loss, tokens, extra } = this.sumOverRanks(task.params.grad!, loss, tokens, extra));
       const gradNorm = opt.clip(cfg.clipNorm);
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         progress.stop();
@@ -177,7 +203,7 @@ export class Trainer<F extends FloatArray> {
       const done = step + 1;
       const stepSeconds = (Date.now() - tStep) / 1000;
       const tokensPerS = tokensSinceStart / Math.max(1e-9, (Date.now() - t0) / 1000);
-      if (done % cfg.logEvery === 0 || done === cfg.maxSteps) {
+      if (isRoot && (done % cfg.logEvery === 0 || done === cfg.maxSteps)) {
         this.metrics.append({
           stage: this.stage,
           step: done,
@@ -195,7 +221,7 @@ export class Trainer<F extends FloatArray> {
       if (task.evaluate && ((cfg.evalEvery > 0 && done % cfg.evalEvery === 0) || last)) {
         evals = task.evaluate(ctx);
         ctx.reset();
-        this.metrics.append({ stage: this.stage, step: done, ...evals });
+        if (isRoot) this.metrics.append({ stage: this.stage, step: done, ...evals });
         progress.note(
           Object.entries(evals)
             .map(([k, v]) => `${k} ${v.toFixed(4)}`)
@@ -204,16 +230,72 @@ export class Trainer<F extends FloatArray> {
       }
       // the step is synchronous: yield once so a pending SIGINT / SIGTERM handler runs now
       await new Promise((r) => setImmediate(r));
-      if (!last && ((cfg.saveEvery > 0 && done % cfg.saveEvery === 0) || this.stopRequested)) await this.checkpoint(task, opt, done);
-      if (this.stopRequested && !last) {
+      // a signal reaches the ranks at different steps: all stop when any was asked to
+      const stop = size > 1 ? this.anyRank(this.stopRequested) : this.stopRequested;
+      const save = !last && ((cfg.saveEvery > 0 && done % cfg.saveEvery === 0) || stop);
+      if (size > 1 && (save || last || done % cfg.syncCheckEvery === 0)) this.checkRanksAgree(task, opt, done);
+      if (save && isRoot) await this.checkpoint(task, opt, done);
+      if (stop && !last) {
         progress.stop();
         throw new TrainingError(`${this.stage}: stopped at step ${done} on request; checkpoint saved, re-run to resume`);
       }
     }
     progress.stop();
     const finalDir = this.layout.final;
-    await replaceDirAtomic(finalDir, (tmp) => task.saveWeights(tmp));
+    if (isRoot) await replaceDirAtomic(finalDir, (tmp) => task.saveWeights(tmp));
+    // what runs next (evaluation, the next stage) reads the final weights on every rank
+    this.ranks.barrier();
     return { steps: cfg.maxSteps, resumedFrom, finalDir, lastLoss, evals };
+  }
+
+  /**
+   * Every rank starts from rank 0's state: the step it resumed from, its parameters and
+   * AdamW moments (a fresh model too: initialisation need not be bitwise alike across CPUs)
+   * and its GEMM path per shape class, so that all ranks multiply alike.
+   */
+  private startFromRoot(task: TrainTask<F>, opt: AdamW<F>, ctx: Context<F>, resumedFrom: number): number {
+    const mine = { step: resumedFrom, opt: opt.step, engine: engineRecord(ctx.k) };
+    const root = this.ranks.broadcast(this.ranks.isRoot ? mine : null) ?? mine;
+    for (const buf of [task.params.data, opt.m, opt.v]) this.ranks.broadcast(buf);
+    opt.step = root.opt;
+    if (!this.ranks.isRoot) {
+      const problems = restoreEngineRecord(ctx.k, root.engine ?? undefined);
+      if (problems.length) this.warn(`rank ${this.ranks.rank} cannot multiply exactly as rank 0: ${problems.join('; ')}`);
+    }
+    return root.step;
+  }
+
+  /** The gradient buffer summed over ranks in place, and the step's loss, tokens and metrics summed likewise. */
+  private sumOverRanks(grad: F, loss: number, tokens: number, extra: Record<string, number>) {
+    this.ranks.allreduceSum(grad);
+    const keys = Object.keys(extra).sort();
+    const stats = Float64Array.from([loss, tokens, ...keys.map((k) => extra[k])]);
+    this.ranks.allreduceSum(stats);
+    return { loss: stats[0], tokens: stats[1], extra: Object.fromEntries(keys.map((k, i) => [k, stats[2 + i]])) };
+  }
+
+  private anyRank(flag: boolean): boolean {
+    const f = Float64Array.of(flag ? 1 : 0);
+    this.ranks.allreduceSum(f);
+    return f[0] > 0;
+  }
+
+  /**
+   * Compares the ranks' weights (ranks on CPUs with other instruction sets round differently):
+   * beyond WEIGHT_TOLERANCE the run stops, naming the rank; any smaller difference is rounding,
+   * wiped out by giving every rank rank 0's weights and moments so it never accumulates.
+   */
+  private checkRanksAgree(task: TrainTask<F>, opt: AdamW<F>, step: number): void {
+    const all = this.ranks.allgather(weightSums(task.params.data));
+    const d = weightsDivergence(all, task.params.size);
+    if (d.worst > WEIGHT_TOLERANCE || Number.isNaN(d.worst)) {
+      throw new TrainingError(
+        `${this.stage}: step ${step}: the ranks' weights have diverged: rank ${d.rank} differs from rank 0 by ${d.worst.toExponential(2)} ` +
+          `(relative, in parameters ${d.from}..${d.to - 1} of the flat buffer; tolerance ${WEIGHT_TOLERANCE}). The ranks no longer train one model ` +
+          `(different data, code or a faulty node); the last checkpoint in ${this.stageDir} is intact and a re-run resumes from it.`,
+      );
+    }
+    if (d.worst > 0) for (const buf of [task.params.data, opt.m, opt.v]) this.ranks.broadcast(buf);
   }
 
   private warn(message: string): void {
@@ -315,6 +397,52 @@ export class Trainer<F extends FloatArray> {
     this.resumedEngine = state.engine;
     return step as number;
   }
+}
+
+/**
+ * How far ranks' weights may differ, relative to the weights' size: rounding differences of
+ * other CPUs' kernels stay many orders below it between two checks (they are wiped at each);
+ * a rank that trained on other data or code exceeds it within a step.
+ */
+export const WEIGHT_TOLERANCE = 1e-4;
+const WEIGHT_BLOCKS = 64;
+
+/** Per block of the flat parameter buffer: the sum of the weights and the sum of their magnitudes. */
+export function weightSums(w: FloatArray): number[] {
+  const out: number[] = [];
+  const n = w.length,
+    per = Math.ceil(n / WEIGHT_BLOCKS);
+  for (let start = 0; start < n; start += per) {
+    let sum = 0,
+      abs = 0;
+    for (let i = start; i < Math.min(n, start + per); i++) {
+      sum += w[i];
+      abs += Math.abs(w[i]);
+    }
+    out.push(sum, abs);
+  }
+  return out;
+}
+
+/**
+ * The largest difference of any rank's block sums from rank 0's, relative to rank 0's block
+ * magnitude, with the rank and the parameter range where it is (NaN when a rank's are not finite).
+ */
+export function weightsDivergence(sums: (number | null)[][], size: number): { worst: number; rank: number; from: number; to: number } {
+  // sums crossed ranks as JSON, where a non-finite number arrives as null
+  const at = (r: number, i: number) => sums[r][i] ?? NaN;
+  const per = Math.ceil(size / WEIGHT_BLOCKS);
+  const range = (worst: number, rank: number, b: number) => ({ worst, rank, from: b * per, to: Math.min(size, (b + 1) * per) });
+  let worst = 0,
+    rank = 0,
+    block = 0;
+  for (let r = 1; r < sums.length; r++)
+    for (let b = 0; 2 * b < sums[0].length; b++) {
+      const d = Math.abs(at(r, 2 * b) - at(0, 2 * b)) / Math.max(at(0, 2 * b + 1), 1e-30);
+      if (Number.isNaN(d)) return range(NaN, r, b);
+      if (d > worst) [worst, rank, block] = [d, r, b];
+    }
+  return range(worst, rank, block);
 }
 
 /** A JSON object from a file; InvalidCheckpoint naming the file otherwise. */

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import * as z from 'zod';
 import { BASE_DTYPES, type BaseDtype } from '../../engine/frozen.js';
+import { dist } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { Rng } from '../../engine/rng.js';
 import { Context } from '../../engine/tensor.js';
@@ -281,7 +282,8 @@ export async function writeMerged(
 ): Promise<string> {
   const dir = new RunDir(runDir).stage(stage).merged;
   adapter.merge();
-  await replaceDirAtomic(dir, save);
+  if (dist().isRoot) await replaceDirAtomic(dir, save);
+  dist().barrier();
   process.stdout.write(`merged: ${dir}\n`);
   return dir;
 }
@@ -320,7 +322,7 @@ export async function trainStage(
   const run = new RunDir(runDir);
   const dir = run.stage(stage);
   fs.mkdirSync(dir.dir, { recursive: true });
-  await writeJsonAtomic(dir.args, { ...cfg, ...record });
+  if (dist().isRoot) await writeJsonAtomic(dir.args, { ...cfg, ...record });
   const trainer = new Trainer<Float32Array>(stage, dir.dir, cfg, new MetricsLog(run.metrics));
   const stop = () => trainer.requestStop();
   process.once('SIGINT', stop);

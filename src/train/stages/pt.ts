@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as z from 'zod';
+import { dist, rootFirst } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { lineageOf } from '../../io/lineage.js';
 import { RunDir } from '../../io/run-dir.js';
@@ -91,9 +92,15 @@ export async function runPt(settings: z.input<typeof PtConfigSchema>, ctx: Stage
     );
   }
   const run = new RunDir(ctx.runDir);
-  const tokens = await tokenisedData(run, ctx, tokDir, config.eval_fraction);
-  const data = await preparePretrainData(ctx.data, tokenizer, run.data, config.block_size, config.eval_fraction, ctx.seed);
-  await tokens.record();
+  const prepare = () => preparePretrainData(ctx.data, tokenizer, run.data, config.block_size, config.eval_fraction, ctx.seed);
+  // rank 0 reconciles and tokenises into the run directory; the other ranks then open its files
+  const data = await rootFirst(async () => {
+    if (!dist().isRoot) return prepare();
+    const tokens = await tokenisedData(run, ctx, tokDir, config.eval_fraction);
+    const prepared = await prepare();
+    await tokens.record();
+    return prepared;
+  });
   const cfg = trainerConfig(config, data.train.count, ctx.seed);
   const save = async (dir: string) => {
     await saveModel(dir, model);

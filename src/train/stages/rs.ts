@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import * as z from 'zod';
 import { DataError } from '../../data/errors.js';
 import { jsonlRecords, promptAndAnswer, readJsonl, recordId } from '../../data/stage-files.js';
+import { dist } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { writeJsonAtomic } from '../../io/atomic.js';
 import { RunDir } from '../../io/run-dir.js';
@@ -147,6 +148,8 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
   const run = new RunDir(ctx.runDir);
   const metrics = new MetricsLog(run.metrics);
   const stage = run.stage('rs');
+  // every rank generates and trains its share (train/rejection.ts, the trainer); rank 0 alone writes
+  const root = dist().isRoot;
   const encode = (convs: ChatMessage[][], tok: TemplateTokenizer, template: ChatTemplate) =>
     encodeSft(convs, tok, template, { maxSource: o.maxSource, maxTarget: o.maxTarget, trainOnPrompt: false });
   // each round starts from the previous round's policy (the adapter merges into round 1 only)
@@ -166,14 +169,14 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     });
     const judge = () => greedyReward(model, rm, tokenizer, template, heldout, o);
     const before = judge();
-    if (round === 1) metrics.append({ stage: 'rs', step: 0, 'rs/heldout_greedy_reward': before });
+    if (round === 1 && root) metrics.append({ stage: 'rs', step: 0, 'rs/heldout_greedy_reward': before });
     process.stderr.write(`rs: round ${round}: held-out greedy reward of the starting policy ${before.toFixed(4)}\n`);
     let records: RoundRecord[];
     if (fs.existsSync(dir.candidates)) records = (await readJsonl(dir.candidates)).map((r) => r.rec as unknown as RoundRecord);
     else {
       process.stderr.write(`rs: round ${round}: greedy answer and ${o.k} samples for each of ${train.length} prompts\n`);
       records = sampleAndRank(model, rm, tokenizer, template, train, external, o, round);
-      await writeCandidates(dir.dir, records);
+      if (root) await writeCandidates(dir.dir, records);
     }
     const set = roundTrainingSet(records, train, o, round);
     const adapter = set.kept ? attachLora(config.lora, model, ctx.seed) : null;
@@ -197,7 +200,9 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
       selectedStep = task instanceof RoundTask ? task.restoreBest().step : cfg.maxSteps;
       adapter?.merge();
     } else process.stderr.write(`rs: round ${round}: no sample beat its prompt's bar, so the policy stays as it was\n`);
-    await save.model(dir.policy);
+    if (root) await save.model(dir.policy);
+    // the next round (on every rank) loads this policy
+    dist().barrier();
     const after = selectedStep ? judge() : before;
     const summary = {
       ...roundSummary(records),
@@ -206,9 +211,11 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
       'rs/heldout_greedy_reward_before': before,
       'rs/heldout_greedy_reward': after,
     };
-    metrics.append({ stage: 'rs', step: round, ...summary });
-    await writeJsonAtomic(dir.summary, { round, ...summary });
-    await writeJsonAtomic(dir.done, { round, ...summary });
+    if (root) {
+      metrics.append({ stage: 'rs', step: round, ...summary });
+      await writeJsonAtomic(dir.summary, { round, ...summary });
+      await writeJsonAtomic(dir.done, { round, ...summary });
+    }
     process.stdout.write(
       `${formatRound(round, summary, set.replayed)}\nrs round ${round}: held-out greedy reward ${before.toFixed(4)} -> ${after.toFixed(4)} ` +
         `(${selectedStep ? `weights of step ${selectedStep}` : 'the starting policy kept: no judged step improved it'})\npolicy: ${dir.policy}\n`,

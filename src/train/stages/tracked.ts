@@ -6,6 +6,7 @@
 // aside and runs the stage from scratch.
 import path from 'node:path';
 import type * as z from 'zod';
+import { dist } from '../../engine/dist.js';
 import { lineageOf, type Lineage } from '../../io/lineage.js';
 import { RunDir, type DoneRecord } from '../../io/run-dir.js';
 import { optionFields } from '../../io/schema-options.js';
@@ -48,19 +49,25 @@ export async function runStageTracked<C extends z.ZodObject, I extends z.ZodObje
 ): Promise<StageResult & { skipped: boolean }> {
   const stage = st as unknown as Stage;
   const dir = new RunDir(ctx.runDir).stage(st.name);
-  const now = stageLineage(stage, settings as Record<string, unknown>, ctx as StageContext & Record<string, unknown>);
-  const step = { name: st.name, record: dir.lineage, outputs: [dir.dir], follows, metrics: (s: string) => s.split('/')[0] === st.name };
-  const done = (await reconcile(new RunDir(ctx.runDir), step, now)) ? dir.readDone() : null;
+  // under MPI rank 0 decides (moving stale results aside) and records; every rank follows it
+  const ranks = dist();
+  let now: Lineage | undefined;
+  let done: DoneRecord | null = null;
+  if (ranks.isRoot) {
+    now = stageLineage(stage, settings as Record<string, unknown>, ctx as StageContext & Record<string, unknown>);
+    const step = { name: st.name, record: dir.lineage, outputs: [dir.dir], follows, metrics: (s: string) => s.split('/')[0] === st.name };
+    done = (await reconcile(new RunDir(ctx.runDir), step, now)) ? dir.readDone() : null;
+    if (!done) await recordLineage(step, now);
+  }
+  done = ranks.broadcast(done);
   // outputs are recorded relative to the run directory, which can move
   const inRun = (p: string) => path.join(ctx.runDir, p);
   if (done) {
-    process.stderr.write(`${st.name}: already done, skipping (${inRun(done.output)})\n`);
+    if (ranks.isRoot) process.stderr.write(`${st.name}: already done, skipping (${inRun(done.output)})\n`);
     return { output: inRun(done.output), final: inRun(done.final), skipped: true };
   }
-  await recordLineage(step, now);
   const res = await st.run(settings, ctx);
   const ofRun = (p: string) => path.relative(ctx.runDir, p);
-  const rec: DoneRecord = { stage: st.name, output: ofRun(res.output), final: ofRun(res.final), lineage: now };
-  await dir.writeDone(rec);
+  if (now) await dir.writeDone({ stage: st.name, output: ofRun(res.output), final: ofRun(res.final), lineage: now });
   return { ...res, skipped: false };
 }
