@@ -168,15 +168,20 @@ function agreement(native: Kernels<Float32Array>, c: ModelConfig, B: number, T: 
   return { lossErr: Math.abs(r.value - n.value) / Math.abs(r.value), gradErr: maxRelErr(n.grad, r.grad) };
 }
 
+/** The model the native-against-float64 agreement tests run (GQA, 4 heads). */
+const AGREEMENT_SIZES = {
+  vocab_size: 97,
+  hidden_size: 64,
+  intermediate_size: 96,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  initializer_range: 0.05,
+};
+
 for (const [label, over] of Object.entries(FAMILY_VARIANTS)) {
   test(`native float32 model agrees with the float64 reference (${label})`, () => {
     const c = tiny({
-      vocab_size: 97,
-      hidden_size: 64,
-      intermediate_size: 96,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      initializer_range: 0.05,
+      ...AGREEMENT_SIZES,
       ...over,
       ...('head_dim' in over && { head_dim: 24 }),
     });
@@ -189,14 +194,7 @@ for (const [label, over] of Object.entries(FAMILY_VARIANTS)) {
 // every GEMM path the build has: gemm dispatches by shape class, so the model runs on either
 for (const path of nativeInfo().openblas ? (['builtin', 'openblas'] as const) : (['builtin'] as const))
   test(`native float32 model agrees with the float64 reference (loss and every gradient), ${path} GEMM`, () => {
-    const c = tiny({
-      vocab_size: 97,
-      hidden_size: 64,
-      intermediate_size: 96,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      initializer_range: 0.05,
-    });
+    const c = tiny(AGREEMENT_SIZES);
     setGemmChoice(Object.fromEntries(Object.keys(gemmChoice().backends).map((k) => [k, path])));
     try {
       const { lossErr, gradErr } = agreement(nativeKernels, c, 3, 17);
