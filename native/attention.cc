@@ -56,10 +56,7 @@ struct Geometry {
 void packTransposed(float* __restrict dst, const float* __restrict src, const Geometry& g, i64 b, i64 kvh, i64 kb) {
   const i64 j0 = kb * BK, jn = std::min(BK, g.d.Tk - j0);
   std::fill(dst, dst + g.hdp * BK, 0.0f);
-  for (i64 jj = 0; jj < jn; ++jj) {
-    const float* row = src + g.kOff(b, j0 + jj, kvh);
-    for (i64 c = 0; c < g.d.hd; ++c) dst[c * BK + jj] = row[c];
-  }
+  transposeBlock(dst, BK, src + g.kOff(b, j0, kvh), g.d.KVH * g.d.hd, jn, g.d.hd);
 }
 
 // Row copy of key block kb: dst[jj*hdp + d] = src[key kb*BK + jj][d], zero padded.

@@ -31,10 +31,7 @@ constexpr i64 FEW_ROWS = GEMM_FEW_ROWS;
 void packB(float* __restrict Bp, bool transB, const float* __restrict B, i64 N, i64 K, i64 j0, i64 p0, i64 kc) {
   const i64 cols = std::min<i64>(NR, N - j0);
   if (transB) {  // B is [N, K]: each column of op(B) is a contiguous row of B
-    for (i64 c = 0; c < cols; ++c) {
-      const float* src = B + (j0 + c) * K + p0;
-      for (i64 k = 0; k < kc; ++k) Bp[k * NR + c] = src[k];
-    }
+    transposeBlock(Bp, NR, B + j0 * K + p0, K, cols, kc);
     for (i64 c = cols; c < NR; ++c)
       for (i64 k = 0; k < kc; ++k) Bp[k * NR + c] = 0.0f;
   } else {

@@ -54,6 +54,82 @@ inline void tile(std::int64_t kc, const float* __restrict a, std::int64_t lda, c
   }
 }
 
+// Transposing copy: dst[k * ldd + c] = src[c * lds + k] for c < rows, k < cols. Packing a
+// matrix whose rows must become columns (a linear layer's weight [N, K] into the GEMM's KC x NR
+// slivers, attention's key blocks) written as one scalar store per element is store-bound and,
+// with the weights streaming from memory, cost a prefill almost as much as the products it
+// feeds. So full square tiles of VLANES x VLANES are transposed in registers: gcc's vector
+// extensions (portable, not intrinsics) in log2(VLANES) shuffle stages, each swapping the
+// off-diagonal blocks of b x b elements between row pairs i and i + b, which takes element
+// (i, j) to (j, i) once every bit b has been swapped. Edges, and compilers without
+// __builtin_shuffle, take a scalar loop over tiles of rows, so the destination lines it
+// scatters into stay in L1.
+#if defined(__AVX512F__)
+constexpr int VLANES = 16;
+#elif defined(__AVX__)
+constexpr int VLANES = 8;
+#else
+constexpr int VLANES = 4;
+#endif
+
+namespace transpose_detail {
+
+inline void scalar(float* __restrict dst, std::int64_t ldd, const float* __restrict src, std::int64_t lds, std::int64_t c0, std::int64_t rows,
+                   std::int64_t k0, std::int64_t cols) {
+  constexpr std::int64_t KT = 64;
+  for (std::int64_t kb = k0; kb < cols; kb += KT) {
+    const std::int64_t ke = kb + KT < cols ? kb + KT : cols;
+    for (std::int64_t c = c0; c < rows; ++c)
+      for (std::int64_t k = kb; k < ke; ++k) dst[k * ldd + c] = src[c * lds + k];
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define CHIMED_VECTOR_TRANSPOSE 1
+using VecF = float __attribute__((vector_size(VLANES * sizeof(float))));
+using VecI = std::int32_t __attribute__((vector_size(VLANES * sizeof(float))));
+
+template <int B>
+[[gnu::always_inline]] inline void stage(VecF* r) {
+  VecI lo, hi;  // indices into the concatenation of rows i and i + B
+  for (int j = 0; j < VLANES; ++j) {
+    lo[j] = (j & B) ? VLANES + j - B : j;
+    hi[j] = (j & B) ? VLANES + j : j + B;
+  }
+  for (int i = 0; i < VLANES; ++i)
+    if (!(i & B)) {
+      const VecF x = r[i], y = r[i + B];
+      r[i] = __builtin_shuffle(x, y, lo);
+      r[i + B] = __builtin_shuffle(x, y, hi);
+    }
+}
+
+[[gnu::always_inline]] inline void tile(float* __restrict dst, std::int64_t ldd, const float* __restrict src, std::int64_t lds) {
+  VecF r[VLANES];
+  for (int i = 0; i < VLANES; ++i) std::memcpy(&r[i], src + i * lds, sizeof(VecF));
+  stage<1>(r);
+  stage<2>(r);
+  if constexpr (VLANES >= 8) stage<4>(r);
+  if constexpr (VLANES >= 16) stage<8>(r);
+  for (int i = 0; i < VLANES; ++i) std::memcpy(dst + i * ldd, &r[i], sizeof(VecF));
+}
+#endif
+
+}  // namespace transpose_detail
+
+inline void transposeBlock(float* __restrict dst, std::int64_t ldd, const float* __restrict src, std::int64_t lds, std::int64_t rows,
+                           std::int64_t cols) {
+  std::int64_t c0 = 0;
+#ifdef CHIMED_VECTOR_TRANSPOSE
+  const std::int64_t kFull = cols / VLANES * VLANES;
+  c0 = rows / VLANES * VLANES;
+  for (std::int64_t k = 0; k < kFull; k += VLANES)
+    for (std::int64_t c = 0; c < c0; c += VLANES) transpose_detail::tile(dst + k * ldd + c, ldd, src + c * lds + k, lds);
+  transpose_detail::scalar(dst, ldd, src, lds, 0, c0, kFull, cols);
+#endif
+  transpose_detail::scalar(dst, ldd, src, lds, c0, rows, 0, cols);
+}
+
 // exp(x) for float, ~1 ulp on the normal range (Cephes expf polynomial). libm's expf does not
 // vectorise without -ffast-math; this does. exp(x) = 2^n * e^r with |r| <= ln2/2; n is rounded
 // with the 1.5*2^23 trick because floorf only vectorises without trapping math.
