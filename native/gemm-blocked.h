@@ -95,16 +95,21 @@ inline void blockGrid(i64 M, i64 N, int threads, i64& rowBlocks, i64& colBlocks)
 // Threads for a product: small ones are not worth waking the team for.
 inline int gemmThreads(i64 M, i64 N, i64 K) { return 2.0 * M * N * K > 1e6 ? omp_get_max_threads() : 1; }
 
-// Runs block(i0, mc, j0, nc, thread) over the block grid of C on nt threads.
+// Runs block(i0, mc, j0, nc, thread) over the block grid of C on nt threads. The MR-row and
+// NR-column slivers are dealt out evenly (block sizes differ by one sliver at most): rounding
+// each block up to whole slivers instead left a short last block: a 512-column product split
+// 3-3-3-3-3-1 (in slivers) gave one of two threads 9 slivers and the other 7.
 template <typename Block>
 void forEachBlock(i64 M, i64 N, int nt, Block block) {
   i64 rowBlocks, colBlocks;
   blockGrid(M, N, nt, rowBlocks, colBlocks);
-  const i64 mb = roundUp(ceilDiv(M, rowBlocks), MR), nb = roundUp(ceilDiv(N, colBlocks), NR);
+  const i64 rowSlivers = ceilDiv(M, MR), colSlivers = ceilDiv(N, NR);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (i64 t = 0; t < rowBlocks * colBlocks; ++t) {
-    const i64 i0 = (t / colBlocks) * mb, j0 = (t % colBlocks) * nb;
-    if (i0 < M && j0 < N) block(i0, std::min(mb, M - i0), j0, std::min(nb, N - j0), omp_get_thread_num());
+    const i64 r = t / colBlocks, c = t % colBlocks;
+    const i64 i0 = rowSlivers * r / rowBlocks * MR, i1 = std::min(M, rowSlivers * (r + 1) / rowBlocks * MR);
+    const i64 j0 = colSlivers * c / colBlocks * NR, j1 = std::min(N, colSlivers * (c + 1) / colBlocks * NR);
+    if (i0 < i1 && j0 < j1) block(i0, i1 - i0, j0, j1 - j0, omp_get_thread_num());
   }
 }
 
