@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describeGemmChoice, gemmChoice } from '../src/engine/gemm-choice.js';
-import { getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
-import { cpuMs } from '../src/engine/profile.js';
+import { gemmClassOf, getThreads, nativeKernels, setThreads } from '../src/engine/native.js';
+import { cpuMs, KernelProfile } from '../src/engine/profile.js';
 import { Rng } from '../src/engine/rng.js';
 import { ggufDtypeOf, writeLlamaGguf } from '../src/model/gguf-llama.js';
 import { Decoder } from '../src/model/generate.js';
@@ -12,11 +12,12 @@ import { ChatTemplate } from '../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 import { UsageError } from '../src/io/argv.js';
 import { loadModel, saveModel } from '../src/model/checkpoint.js';
+import { type PhaseTime, profileRows, profileTable } from './profile-table.js';
 import { baseDtypeArg, benchConfig, parseWithShape } from './shape.js';
 
 const USAGE = `chimed bench generate [--vocab V] [--dim D] [--layers L] [--heads H] [--kv-heads K] [--ffn F]
                       [--config CONFIG.json] [--base-dtype bf16|f16|q8_0|f32]
-                      [--prompt P] [--tokens N] [--repeat R] [--threads N] [--llama-kv f32|f16] [--json]
+                      [--prompt P] [--tokens N] [--repeat R] [--threads N] [--llama-kv f32|f16] [--profile] [--json]
 
 Greedy generation speed of one random f32 LLaMA (default vocab 8000, dim 512, 8 layers,
 8 heads, ffn 1408) here (src/model/generate.ts) and in llama.cpp through node-llama-cpp (a
@@ -33,7 +34,9 @@ busy-wait for each other, so a busy machine inflates its figure more than ours).
 supported family; --base-dtype keeps our weights frozen in that dtype (default f32), and the
 GGUF llama.cpp reads is then f16 (for bf16 / f16) or q8_0, the same values where the dtypes
 allow. load_s: the model saved as a checkpoint in its base dtype, loaded back (memory-mapped)
-and run to its first token.`;
+and run to its first token. --profile times each of our kernel calls by kind in the prefill and
+in the decoding steps, and what each spends outside the kernels (TypeScript), per run in wall
+and CPU time (the timers cost a little of the figures above).`;
 
 interface Speed {
   prefill_tokens_per_s: number;
@@ -70,11 +73,13 @@ const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** di
 const perSecond = (n: number, ns: bigint) => round((n * 1e9) / Number(ns));
 
 /** Times the first step (prefill of the prompt plus one token) and the N-1 steps after it. */
-function oursRun(model: Llama<Float32Array>, prompt: number[], n: number): Speed {
+function oursRun(model: Llama<Float32Array>, prompt: number[], n: number, profile: KernelProfile<Float32Array> | null = null): Speed {
   const d = new Decoder(model, [prompt], { maxNewTokens: n, eosIds: [] });
+  if (profile) profile.phase = 'prefill';
   const m0 = mark();
   d.step();
   const m1 = mark();
+  if (profile) profile.phase = 'decode';
   while (!d.done()) d.step();
   const m2 = mark();
   return speed(prompt.length, n, { t0: m0.t, t1: m1.t, t2: m2.t, c0: m0.c, c1: m1.c, c2: m2.c }, d.results()[0][0].ids);
@@ -150,6 +155,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
       'llama-kv': { type: 'string' },
       config: { type: 'string' },
       'base-dtype': { type: 'string' },
+      profile: { type: 'boolean' },
       json: { type: 'boolean' },
     },
     USAGE,
@@ -168,7 +174,9 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   if (a.str('threads')) setThreads(a.int('threads'));
   const config = benchConfig(a, { vocab: 8000, dim: 512, ffn: 1408, layers: 8, heads: 8 }, P + N + 8);
   const base = baseDtypeArg(a);
-  let model = Llama.random(nativeKernels, config, 1, false, base);
+  const profile = a.flag('profile') ? new KernelProfile(nativeKernels, gemmClassOf) : null;
+  const kernels = profile?.kernels ?? nativeKernels;
+  let model = Llama.random(kernels, config, 1, false, base);
   // the byte tokenizer: any vocabulary size works (rows past it are unused tokens in the GGUF)
   const tokenizer = Tokenizer.bytes();
   if (tokenizer.vocabSize > config.vocab_size) throw new UsageError(`--vocab: at least ${tokenizer.vocabSize} (the byte tokenizer's size)`);
@@ -185,7 +193,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
     // load to first token from a checkpoint in the base's dtype; the loaded model is the one timed
     await saveModel(path.join(dir, 'hf'), model);
     const t0 = process.hrtime.bigint();
-    model = await loadModel(path.join(dir, 'hf'), nativeKernels, false, base);
+    model = await loadModel(path.join(dir, 'hf'), kernels, false, base);
     oursRun(model, prompt.slice(0, 1), 2);
     loadS = Number(process.hrtime.bigint() - t0) / 1e9;
     oursRun(model, prompt.slice(0, 8), 4); // warm-up: workspace, page-in
@@ -195,9 +203,10 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
       unavailable = e.message;
       return null;
     });
+    profile?.reset();
     try {
       for (let r = 0; r < R; r++) {
-        oursRuns.push(oursRun(model, prompt, N));
+        oursRuns.push(oursRun(model, prompt, N, profile));
         if (them) theirRuns.push(await them.run());
       }
     } finally {
@@ -208,6 +217,13 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   }
   const ours = best(oursRuns),
     theirs = theirRuns.length ? best(theirRuns) : null;
+  const mean = (f: (r: Speed) => number) => oursRuns.reduce((s, r) => s + f(r), 0) / R;
+  const phases: Record<string, PhaseTime> = {
+    prefill: { ms: mean((r) => (1000 * P) / r.prefill_tokens_per_s), cpuMs: mean((r) => r.prefill_cpu_ms) },
+    decode: { ms: mean((r) => (1000 * (N - 1)) / r.decode_tokens_per_s), cpuMs: mean((r) => r.decode_cpu_ms_per_token * (N - 1)) },
+  };
+  const run = { ms: phases.prefill.ms + phases.decode.ms, cpuMs: phases.prefill.cpuMs + phases.decode.cpuMs };
+  const rows = profile ? profileRows(profile.snapshot(), phases, R, run) : null;
   let agree = 0;
   while (theirs && agree < N && ours.tokens[agree] === theirs.tokens[agree]) agree++;
   const result = {
@@ -241,6 +257,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
     repeat: R,
     threads: getThreads(),
     gemm: describeGemmChoice(gemmChoice()),
+    ...(rows && { profile: { phases_ms: { prefill: round(phases.prefill.ms), decode: round(phases.decode.ms) }, kernels: rows } }),
   };
   process.stdout.write(
     a.flag('json')
@@ -249,7 +266,8 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
           (theirs
             ? `llama.cpp: ${describe(theirs)} (prefill ratio ${result.prefill_ratio}, decode ratio ${result.decode_ratio}; ` +
               `by CPU time: ${result.prefill_cpu_ratio}, ${result.decode_cpu_ratio})\n`
-            : `llama.cpp unavailable: ${unavailable}\n`),
+            : `llama.cpp unavailable: ${unavailable}\n`) +
+          (rows ? `\nprofile of ours, per run (prefill and ${N - 1} decoding steps):\n${profileTable(rows, phases, 'run')}\n` : ''),
   );
   return result;
 }
