@@ -110,8 +110,8 @@ bool needsMask(const Geometry& g, const RowBlock& rb, i64 j0, i64 jn) {
 // ---------------------------------------------------------------- forward, blocked
 
 struct ForwardBuffers {
-  float *QT, *ST, *O, *m, *l, *alpha, *pos;
-  static i64 size(const Geometry& g, i64 R) { return 2 * g.hdp * R + BK * R + 4 * R; }
+  float *QT, *ST, *O, *m, *l, *alpha, *pos, *lastNR, *lastMR;
+  static i64 size(const Geometry& g, i64 R) { return 2 * g.hdp * R + BK * R + 6 * R; }
   ForwardBuffers(float* p, const Geometry& g, i64 R) {
     QT = p;
     ST = QT + g.hdp * R;
@@ -120,8 +120,15 @@ struct ForwardBuffers {
     l = m + R;
     alpha = l + R;
     pos = alpha + R;
+    lastNR = pos + R;
+    lastMR = lastNR + R;
   }
 };
+
+// last[s] = the last key that rows [s * width, (s + 1) * width) of a block see (-1: padding rows only).
+void sliverLastKeys(float* last, const float* pos, i64 R, i64 width) {
+  for (i64 s = 0; s < R / width; ++s) last[s] = *std::max_element(pos + s * width, pos + (s + 1) * width);
+}
 
 void forwardBlock(float* out, float* lse, const float* q, const float* Kt, const float* Vr, const Geometry& g, const RowBlock& rb,
                   ForwardBuffers& w) {
@@ -129,6 +136,8 @@ void forwardBlock(float* out, float* lse, const float* q, const float* Kt, const
   const float ks = static_cast<float>(g.firstKey(rb.b));
   packBlockRows(w.QT, nullptr, q, g.d.scale, g, rb);
   rowPositions(w.pos, g, rb);
+  sliverLastKeys(w.lastNR, w.pos, R, NR);
+  sliverLastKeys(w.lastMR, w.pos, R, MR);
   std::fill(w.O, w.O + R * hdp, 0.0f);
   std::fill(w.m, w.m + R, NEG_INF);
   std::fill(w.l, w.l + R, 0.0f);
@@ -137,12 +146,19 @@ void forwardBlock(float* out, float* lse, const float* q, const float* Kt, const
   visibleKeyBlocks(g, rb, kbFirst, kbLast);
   for (i64 kb = kbFirst; kb <= kbLast; ++kb) {
     const i64 j0 = kb * BK, jn = std::min(BK, g.d.Tk - j0);
+    const bool masked = needsMask(g, rb, j0, jn);
     const float* KtBlock = Kt + kb * hdp * BK;
     float* __restrict ST = w.ST;
+    // On the diagonal a tile of keys all past its rows' positions is all masked: -inf, not computed.
     for (i64 sa = 0; sa * MR < jn; ++sa)
-      for (i64 sb = 0; sb < R / NR; ++sb) tile<false>(hdp, KtBlock + sa * MR, BK, w.QT + sb * NR, R, ST + sa * MR * R + sb * NR, R, MR, NR);
+      for (i64 sb = 0; sb < R / NR; ++sb) {
+        float* st = ST + sa * MR * R + sb * NR;
+        if (masked && static_cast<float>(j0 + sa * MR) > w.lastNR[sb])
+          for (i64 i = 0; i < MR; ++i) std::fill(st + i * R, st + i * R + NR, NEG_INF);
+        else tile<false>(hdp, KtBlock + sa * MR, BK, w.QT + sb * NR, R, st, R, MR, NR);
+      }
 
-    if (needsMask(g, rb, j0, jn)) {
+    if (masked) {
       for (i64 jj = 0; jj < jn; ++jj) {
         const float key = static_cast<float>(j0 + jj);
         float* srow = ST + jj * R;
@@ -177,10 +193,13 @@ void forwardBlock(float* out, float* lse, const float* q, const float* Kt, const
       float* __restrict orow = w.O + r * hdp;
       for (i64 c = 0; c < hdp; ++c) orow[c] *= alpha[r];
     }
+    // Each sliver of rows sums P V over the keys it sees: the rest of P is exactly 0 (the diagonal).
     const float* VrBlock = Vr + j0 * hdp;
-    for (i64 sa = 0; sa < R / MR; ++sa)
-      for (i64 sb = 0; sb < hdp / NR; ++sb)
-        tile<true>(jn, ST + sa * MR, R, VrBlock + sb * NR, hdp, w.O + sa * MR * hdp + sb * NR, hdp, MR, NR);
+    for (i64 sa = 0; sa < R / MR; ++sa) {
+      const i64 depth = masked ? std::clamp<i64>(static_cast<i64>(w.lastMR[sa]) - j0 + 1, 0, jn) : jn;
+      for (i64 sb = 0; depth > 0 && sb < hdp / NR; ++sb)
+        tile<true>(depth, ST + sa * MR, R, VrBlock + sb * NR, hdp, w.O + sa * MR * hdp + sb * NR, hdp, MR, NR);
+    }
   }
 
   for (i64 r = 0; r < rb.rows; ++r) {
