@@ -74,17 +74,27 @@ struct RowBlock {
 };
 
 // Copies per-row data of a block: transposed (dst[d*R + r]) and/or row-major (dst[r*hdp + d]),
-// scaled, zero padded. Either destination may be null.
+// scaled, zero padded. Either destination may be null. The rows of one head are consecutive
+// queries, a strided matrix in the source, so the transposed copy goes a register tile at a time.
 void packBlockRows(float* __restrict transposed, float* __restrict rowMajor, const float* __restrict src, float scale, const Geometry& g,
                    const RowBlock& rb) {
-  if (transposed) std::fill(transposed, transposed + g.hdp * rb.R, 0.0f);
-  if (rowMajor) std::fill(rowMajor, rowMajor + rb.R * g.hdp, 0.0f);
-  for (i64 r = 0; r < rb.rows; ++r) {
-    const float* row = src + g.qOff(rb.b, rb.query(r), rb.head(g, r));
-    if (transposed)
-      for (i64 c = 0; c < g.d.hd; ++c) transposed[c * rb.R + r] = scale * row[c];
-    if (rowMajor)
-      for (i64 c = 0; c < g.d.hd; ++c) rowMajor[r * g.hdp + c] = scale * row[c];
+  const i64 R = rb.R, hd = g.d.hd, hdp = g.hdp;
+  if (transposed) {
+    for (i64 gi = 0; gi < g.G; ++gi)
+      transposeBlock(transposed + gi * rb.nq, R, src + g.qOff(rb.b, rb.i0, rb.kvh * g.G + gi), g.d.H * hd, rb.nq, hd);
+    for (i64 c = 0; c < hd; ++c) {
+      float* __restrict row = transposed + c * R;
+      for (i64 r = 0; r < rb.rows; ++r) row[r] *= scale;
+      std::fill(row + rb.rows, row + R, 0.0f);
+    }
+    std::fill(transposed + hd * R, transposed + hdp * R, 0.0f);
+  }
+  if (rowMajor) {
+    std::fill(rowMajor, rowMajor + R * hdp, 0.0f);
+    for (i64 r = 0; r < rb.rows; ++r) {
+      const float* row = src + g.qOff(rb.b, rb.query(r), rb.head(g, r));
+      for (i64 c = 0; c < hd; ++c) rowMajor[r * hdp + c] = scale * row[c];
+    }
   }
 }
 
