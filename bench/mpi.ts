@@ -10,7 +10,7 @@ import { Rng } from '../src/engine/rng.js';
 import { Llama, sequentialPositions } from '../src/model/llama.js';
 import { lmLossStep } from '../src/train/lm-loss.js';
 import { MetricsLog } from '../src/train/metrics.js';
-import { Trainer, trainerDefaults, type TrainTask } from '../src/train/trainer.js';
+import { Trainer, trainerDefaults, type RowRange, type TrainTask } from '../src/train/trainer.js';
 import { parseWithShape, shapeConfig } from './shape.js';
 
 const USAGE = `chimed bench mpi [--np N] [--threads N] [--vocab V --dim D --layers L --heads H --kv-heads K --ffn F]
@@ -38,7 +38,7 @@ interface WorkerResult {
 class RandomTokens implements TrainTask<Float32Array> {
   constructor(
     readonly model: Llama<Float32Array>,
-    readonly B: number,
+    readonly batchSize: number,
     readonly T: number,
   ) {}
 
@@ -46,22 +46,28 @@ class RandomTokens implements TrainTask<Float32Array> {
     return this.model.params;
   }
 
-  microStep(ctx: Context<Float32Array>, index: number, gradScale: number) {
+  microStep(ctx: Context<Float32Array>, index: number, gradScale: number, rows?: RowRange) {
     const rng = Rng.derive(7, index);
+    const { batchSize: B, T } = this;
     const V = this.model.config.vocab_size;
-    const ids = Int32Array.from({ length: this.B * this.T }, () => rng.int(V));
-    const targets = Int32Array.from({ length: this.B * this.T }, () => rng.int(V));
-    return lmLossStep(ctx, this.model, { ids, pos: sequentialPositions(this.B, this.T), B: this.B, T: this.T }, targets, gradScale, false);
+    const ids = Int32Array.from({ length: B * T }, () => rng.int(V));
+    const targets = Int32Array.from({ length: B * T }, () => rng.int(V));
+    return lmLossStep(ctx, this.model, { ids, pos: sequentialPositions(B, T), B, T }, targets, gradScale, false, rows);
   }
 
   saveWeights = async () => {};
 }
 
-/** The trainer's collectives, timing the all-reduce of the gradient buffer (the others are a few numbers). */
+/**
+ * The trainer's collectives, timing the all-reduce of the gradient buffer (the others are a few
+ * numbers). A barrier first, so that the time is the exchange itself and not one rank waiting
+ * for a slower one to finish its micro-batches.
+ */
 function timedRanks(d: Dist, params: number, times: number[]): Dist {
   return {
     ...d,
     allreduceSum: (a) => {
+      if (a.length === params) d.barrier();
       const t0 = process.hrtime.bigint();
       d.allreduceSum(a);
       if (a.length === params) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -90,15 +96,15 @@ async function worker(a: ReturnType<typeof parseWithShape>): Promise<WorkerResul
       schedule: 'constant' as const,
       weightDecay: 0.01,
       clipNorm: 1,
-      // the global batch: B sequences, as `size` micro-batches of B / size (one per rank)
-      gradAccum: d.size,
+      // the global batch: one micro-batch of B sequences, B / size rows of it per rank
+      gradAccum: 1,
       maxSteps: warmup + steps,
       evalEvery: 0,
       saveEvery: 0,
       seed: 1,
     };
     const trainer = new Trainer<Float32Array>('bench', path.join(dir, 'stage'), cfg, metrics, timedRanks(d, model.params.size, allreduce));
-    await trainer.train(new RandomTokens(model, B / d.size, T), new Context(nativeKernels));
+    await trainer.train(new RandomTokens(model, B, T), new Context(nativeKernels));
     const timedSteps = metrics.read('bench').slice(warmup);
     const seconds = timedSteps.reduce((s, r) => s + (r.step_s as number), 0);
     const tokens = timedSteps.reduce((s, r) => s + (r.tokens as number), 0);

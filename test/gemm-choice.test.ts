@@ -279,6 +279,7 @@ function lmTask(seen: GemmBackends[]): TrainTask<Float32Array> {
     T = 24;
   return {
     params: model.params,
+    batchSize: B,
     microStep(ctx, index, gradScale) {
       seen.push(gemmChoice().backends);
       const rng = new Rng(100 + index);

@@ -108,14 +108,21 @@ test('chat: a message gets a streamed reply, and the next turn carries the histo
       if (body && body.textContent !== w.seen.at(-1)) w.seen.push(body.textContent ?? '');
     }).observe(document.getElementById('messages')!, { subtree: true, childList: true, characterData: true });
   });
+  // the browser's network throttled to 16 KB/s for this reply (a few KB of SSE events): it then
+  // reads the stream in parts however fast the machine generates, where an idle or a loaded
+  // machine could otherwise hand it the whole reply in one read
+  const cdp = await page.context().newCDPSession(page);
+  const throughput = (bytesPerS: number) =>
+    cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: bytesPerS, uploadThroughput: -1 });
+  await throughput(16384);
   const first = await sendFromPage(sft[0].prompt, () => page.press('#input', 'Enter'), 1);
+  await throughput(-1);
   assert.deepEqual([first.body.stream, first.body.temperature, first.body.messages], [true, 0, [{ role: 'user', content: sft[0].prompt }]]);
   const reply = await apiReply(first.body);
   assert.ok(reply.length > 0);
   assert.equal(first.shown, reply);
   const seen = (await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).filter(Boolean);
-  // a part shown before the whole: how many parts depends on how the browser's reads split the
-  // stream, which a loaded machine coalesces (load 14: one part, then the whole)
+  // a part shown before the whole
   assert.ok(seen.length >= 2 && seen[0] !== reply, `the reply grew in steps: ${JSON.stringify(seen)}`);
   assert.ok(
     seen.every((s) => reply.startsWith(s)),

@@ -115,8 +115,11 @@ Buffer typedArray(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   }
 }
 
-// MPI counts are ints: larger buffers go in chunks
-constexpr size_t CHUNK = INT_MAX / 8;
+// All-reduces and broadcasts go in pieces of 16 MiB (MPI counts are ints, too). Measured with
+// Open MPI 4.1 (Debian), 2 ranks on one machine: 58M floats in one MPI_Allreduce took 2.9 s (shared memory) while 20 MB took 9 ms;
+// the same 58M floats in 16 MiB pieces took 0.18 s (0.69 s over TCP). Large single calls fall
+// off the library's fast path; pieces of this size stay on it on either transport.
+constexpr size_t PIECE_BYTES = size_t{16} << 20;
 
 // allreduce(array, op): in place; op "sum", "avg" (sum / size), "max" or "min".
 Napi::Value Allreduce(const Napi::CallbackInfo& info) {
@@ -130,8 +133,9 @@ Napi::Value Allreduce(const Napi::CallbackInfo& info) {
   if (b.type == MPI_BYTE && op != "max" && op != "min")
     throw Napi::TypeError::New(env, "chimed mpi: allreduce: sums need a Float32Array or Float64Array");
   auto base = static_cast<uint8_t*>(b.data);
-  for (size_t off = 0; off < b.count; off += CHUNK) {
-    int n = static_cast<int>(std::min(CHUNK, b.count - off));
+  const size_t piece = PIECE_BYTES / b.elementSize;
+  for (size_t off = 0; off < b.count; off += piece) {
+    int n = static_cast<int>(std::min(piece, b.count - off));
     check(env, MPI_Allreduce(MPI_IN_PLACE, base + off * b.elementSize, n, b.type, mop, MPI_COMM_WORLD), "MPI_Allreduce");
   }
   if (op == "avg") {
@@ -156,8 +160,8 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
   if (root < 0 || root >= worldSize()) throw Napi::RangeError::New(env, "chimed mpi: broadcast: root out of range");
   auto base = static_cast<uint8_t*>(b.data);
   size_t bytes = b.count * b.elementSize;
-  for (size_t off = 0; off < bytes; off += CHUNK) {
-    int n = static_cast<int>(std::min(CHUNK, bytes - off));
+  for (size_t off = 0; off < bytes; off += PIECE_BYTES) {
+    int n = static_cast<int>(std::min(PIECE_BYTES, bytes - off));
     check(env, MPI_Bcast(base + off, n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
   }
   return env.Undefined();

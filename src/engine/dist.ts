@@ -43,12 +43,19 @@ export interface Dist {
   allreduceAverage(a: Float32Array | Float64Array): void;
   /** Every rank's JSON-serialisable value, in rank order. */
   allgather<T>(value: T): T[];
-  /** Rank `root`'s value on every rank (the others pass anything, e.g. undefined). */
+  /** Rank `root`'s value on every rank (the others pass anything, e.g. undefined); sent as JSON, for small values. */
   broadcast<T>(value: T, root?: number): T;
+  /** In place: every rank's array ends equal to rank `root`'s (weights, optimizer moments). */
+  broadcastArray(a: Float32Array | Float64Array, root?: number): void;
   barrier(): void;
 }
 
 export class DistError extends Error {}
+
+/** An informational line on stderr, written once per job (by rank 0); warnings and errors each rank writes itself. */
+export function say(line: string): void {
+  if (dist().isRoot) process.stderr.write(`${line}\n`);
+}
 
 /**
  * The number of ranks the launcher started, from its environment: Open MPI's mpirun sets
@@ -101,6 +108,7 @@ const single: Dist = {
   allreduceAverage: () => {},
   allgather: (v) => [v],
   broadcast: (v) => v,
+  broadcastArray: () => {},
   barrier: () => {},
 };
 
@@ -121,6 +129,7 @@ function mpiDist(a: MpiAddon): Dist {
       a.broadcast(buf, root);
       return unjson<T>(buf);
     },
+    broadcastArray: (x, root = 0) => a.broadcast(x, root),
     barrier: () => a.barrier(),
   };
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NerExample } from '../data/records.js';
-import { dist } from '../engine/dist.js';
+import { dist, say } from '../engine/dist.js';
 import { nativeKernels } from '../engine/native.js';
 import type { BenchmarkName } from '../eval/benchmarks.js';
 import { pickCases, type CaseStudy } from '../eval/cases.js';
@@ -68,7 +68,6 @@ export function evalFiles(e: EvalConfig, corpusDir: string | null): EvalFiles {
 }
 
 // progress lines: from rank 0 only under MPI
-const log = (s: string) => dist().isRoot && process.stderr.write(`${s}\n`);
 
 /** The scored NER examples and their demonstrations: from files.ner_shots, else the first k of files.ner (then not scored). */
 async function nerSplit(
@@ -122,7 +121,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
     items.push(...(await fn()));
     have.add(kind);
     if (root) await writeItems(file, items);
-    log(`eval ${s.stage}: ${name} ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    say(`eval ${s.stage}: ${name} ${((Date.now() - t) / 1000).toFixed(1)} s`);
   };
   // a randomly initialised base model has nothing to say yet: no generation from it
   const speaks = s.stage !== 'base' || 'path' in cfg.model;
@@ -188,7 +187,7 @@ export async function evaluateAfterStage(cfg: RunConfig, runDir: string, f: Eval
     stage: `eval/${s.stage}`,
     step: 0,
   });
-  log(`eval ${s.stage}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  say(`eval ${s.stage}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return row;
 }
 

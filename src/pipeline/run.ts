@@ -7,7 +7,7 @@ import { BuildConfigSchema } from '../data/build-config.js';
 import { recordText, type Tagged } from '../data/records.js';
 import { readDocuments, readJsonl } from '../data/stage-files.js';
 import { formatTable } from '../data/table.js';
-import { dist, rootFirst } from '../engine/dist.js';
+import { dist, rootFirst, say } from '../engine/dist.js';
 import { nativeKernels, setThreads } from '../engine/native.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { lineageOf, settingsChanges, type Lineage } from '../io/lineage.js';
@@ -28,7 +28,6 @@ import { checkConfigFiles, parseRunConfig, templateOf, type RunConfig, type Stag
 import { evalFiles, evaluateAfterStage, writeSummary, type EvalFiles } from './evaluate.js';
 
 // progress lines: from rank 0 only under MPI
-const log = (s: string) => dist().isRoot && process.stderr.write(`${s}\n`);
 
 /**
  * The whole regime from one config, in a run directory: data build, tokenizer, base model,
@@ -101,7 +100,7 @@ export async function recordConfig(cfg: RunConfig, run: RunDir): Promise<void> {
     }
     if (changes.length) {
       const aside = run.moveAside(run.config);
-      log(
+      say(
         `config: changed since the last run in ${run.root}: ${changes.join(', ')}; what it touches re-runs (previous config kept in ${aside})`,
       );
     }
@@ -132,7 +131,7 @@ async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
     const corpus = cfg.builtin_corpus;
     const step = { name: 'corpus', record: run.lineage(dir), outputs: [dir], follows: ['data', ...follows] };
     await once(run, step, lineageOf(run.root, { builtin_corpus: corpus }, []), async () => {
-      log('data: generating the built-in medical corpus');
+      say('data: generating the built-in medical corpus');
       await writeCorpus(dir, { seed: corpus.seed, heldoutFraction: corpus.heldout_fraction });
     });
     const c = (f: string) => path.join(dir, f);
@@ -151,7 +150,7 @@ async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
   ];
   const step = { name: 'data', record: run.lineage(run.data), outputs: [run.data], follows };
   await once(run, step, lineageOf(run.root, { data: build }, read), async () => {
-    const r = await buildDatasets(build, { runDir: run.root, log });
+    const r = await buildDatasets(build, { runDir: run.root, log: say });
     process.stderr.write(r.table + '\n');
   });
   return files;
@@ -170,7 +169,7 @@ async function prepareTokenizer(cfg: RunConfig, run: RunDir): Promise<string> {
     if ('path' in t) tok = Tokenizer.fromDir(t.path);
     else if ('bytes' in t) tok = Tokenizer.bytes();
     else {
-      log(`tokenizer: training a ${t.train.vocab_size}-token byte-level BPE on the pre-training and SFT data`);
+      say(`tokenizer: training a ${t.train.vocab_size}-token byte-level BPE on the pre-training and SFT data`);
       tok = await Tokenizer.train(readDocuments(trainOn), { vocabSize: t.train.vocab_size, minFrequency: t.train.min_frequency });
     }
     await tok.save(dir, { template: template ? ChatTemplate.builtin(template) : undefined });
@@ -210,7 +209,7 @@ async function writeTokenCounts(run: RunDir, tokDir: string): Promise<void> {
     rows.push(r);
   }
   await writeJsonAtomic(out, { tokenizer: tokDir, vocab_size: tok.vocabSize, stages: rows });
-  log(
+  say(
     formatTable(
       ['stage', 'records', 'characters', 'tokens', 'chars/token'],
       rows.map((r) => [r.stage, r.records, r.characters, r.tokens, (r.characters / Math.max(1, r.tokens)).toFixed(2)]),
@@ -236,7 +235,7 @@ async function prepareBase(cfg: RunConfig, run: RunDir, tokDir: string): Promise
     const model = Llama.random(nativeKernels, config, cfg.seed, false);
     await saveModel(dir, model);
     await tok.save(dir);
-    log(`model: ${model.params.size.toLocaleString('en-US')} parameters, initialised in ${dir}`);
+    say(`model: ${model.params.size.toLocaleString('en-US')} parameters, initialised in ${dir}`);
   });
   return dir;
 }
@@ -277,7 +276,7 @@ async function runStage(
         return runStageTracked(STAGES.dpo, settingsOf(st), { ...chat, data: [run.dataset('pref')], merge: true }, o.follows);
     }
   };
-  log(`\n== stage ${st.type} ==`);
+  say(`\n== stage ${st.type} ==`);
   return (await go()).output;
 }
 

@@ -7,7 +7,7 @@ import type { Llama } from '../model/llama.js';
 import type { LoraAdapter } from '../model/lora.js';
 import { collatePairs, type PreferencePair } from './preference.js';
 import { EpochSampler } from './sampler.js';
-import type { MicroResult, TrainTask } from './trainer.js';
+import { rowPart, shareOf, type MicroResult, type RowRange, type TrainTask } from './trainer.js';
 
 export interface DpoOptions {
   beta: number;
@@ -128,16 +128,21 @@ export class DpoTask<F extends FloatArray> implements TrainTask<F> {
     return { loss, metrics: m, n };
   }
 
-  microStep(ctx: Context<F>, index: number, gradScale: number): MicroResult {
+  get batchSize() {
+    return this.opts.batchSize;
+  }
+
+  microStep(ctx: Context<F>, index: number, gradScale: number, rows?: RowRange): MicroResult {
     const B = this.opts.batchSize;
-    const idx = Array.from({ length: B }, (_, b) => this.sampler.at(index * B + b));
+    const { from, to, share } = rowPart(B, rows);
+    const idx = Array.from({ length: to - from }, (_, j) => this.sampler.at(index * B + from + j));
     this.fillReference(ctx, this.train, this.refTrain, idx);
     if (this.adapter) this.adapter.stepSeed = Rng.derive(this.opts.seed, index).nextU32();
     const pairs = idx.map((i) => this.train[i]);
     const f = this.forward(ctx, pairs, (j) => [this.refTrain[2 * idx[j]], this.refTrain[2 * idx[j] + 1]]);
-    const loss = f.loss.data[0];
-    ctx.backward(f.loss, gradScale);
-    return { loss, tokens: pairs.reduce((n, p) => n + p.chosen.ids.length + p.rejected.ids.length, 0), metrics: f.metrics };
+    const loss = f.loss.data[0] * share;
+    ctx.backward(f.loss, gradScale * share);
+    return { loss, tokens: pairs.reduce((n, p) => n + p.chosen.ids.length + p.rejected.ids.length, 0), metrics: shareOf(f.metrics, share) };
   }
 
   evaluate(ctx: Context<F>): Record<string, number> {

@@ -7,7 +7,7 @@ import { DataError } from '../data/errors.js';
 import { readDocuments } from '../data/stage-files.js';
 import { lmLossStep, lossMetrics, nllSum } from './lm-loss.js';
 import { TokenBlocks, tokenizeDocuments, type Encoder, type TokenFileMeta } from './tokens.js';
-import type { MicroResult, TrainTask } from './trainer.js';
+import type { MicroResult, RowRange, TrainTask } from './trainer.js';
 
 export interface PretrainData {
   train: TokenBlocks;
@@ -104,10 +104,10 @@ export class PretrainTask<F extends FloatArray> implements TrainTask<F> {
     return this.model.params;
   }
 
-  microStep(ctx: Context<F>, index: number, gradScale: number): MicroResult {
+  microStep(ctx: Context<F>, index: number, gradScale: number, rows?: RowRange): MicroResult {
     const { B } = this.batch;
     for (let b = 0; b < B; b++) this.data.train.read(this.data.train.blockAt(index * B + b), this.batch.ids, this.targets, b);
-    return lmLossStep(ctx, this.model, this.batch, this.targets, gradScale, this.opts.recompute);
+    return lmLossStep(ctx, this.model, this.batch, this.targets, gradScale, this.opts.recompute, rows);
   }
 
   /** Mean held-out token loss and perplexity over (up to) evalBlocks blocks in file order. */

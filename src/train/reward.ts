@@ -6,7 +6,7 @@ import type { LoraAdapter } from '../model/lora.js';
 import type { RewardModel } from '../model/reward.js';
 import { collatePairs, type PreferencePair } from './preference.js';
 import { EpochSampler } from './sampler.js';
-import type { MicroResult, TrainTask } from './trainer.js';
+import { rowPart, shareOf, type MicroResult, type RowRange, type TrainTask } from './trainer.js';
 
 /** Pairwise (Bradley-Terry) reward-model training: -log sigmoid(r_chosen - r_rejected). */
 export class RewardTask<F extends FloatArray> implements TrainTask<F> {
@@ -44,16 +44,21 @@ export class RewardTask<F extends FloatArray> implements TrainTask<F> {
     return { loss, accuracy: correct / n, margin: margin / n, n };
   }
 
-  microStep(ctx: Context<F>, index: number, gradScale: number): MicroResult {
+  get batchSize() {
+    return this.opts.batchSize;
+  }
+
+  microStep(ctx: Context<F>, index: number, gradScale: number, rows?: RowRange): MicroResult {
     const B = this.opts.batchSize;
+    const { from, to, share } = rowPart(B, rows);
     if (this.adapter) this.adapter.stepSeed = Rng.derive(this.opts.seed, index).nextU32();
     const f = this.forward(
       ctx,
-      Array.from({ length: B }, (_, b) => this.train[this.sampler.at(index * B + b)]),
+      Array.from({ length: to - from }, (_, j) => this.train[this.sampler.at(index * B + from + j)]),
     );
-    const loss = f.loss.data[0];
-    ctx.backward(f.loss, gradScale);
-    return { loss, tokens: this.tokens, metrics: { accuracy: f.accuracy, margin: f.margin } };
+    const loss = f.loss.data[0] * share;
+    ctx.backward(f.loss, gradScale * share);
+    return { loss, tokens: this.tokens, metrics: shareOf({ accuracy: f.accuracy, margin: f.margin }, share) };
   }
 
   /** Held-out pairwise accuracy (ChiMed-GPT's Figure 3), margin and loss. */

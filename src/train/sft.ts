@@ -7,7 +7,7 @@ import type { ChatMessage, ChatTemplate, TemplateTokenizer } from '../tokenizer/
 import { DataError } from '../data/errors.js';
 import { lmLossStep, lossMetrics, nllSum } from './lm-loss.js';
 import { EpochSampler } from './sampler.js';
-import type { MicroResult, TrainTask } from './trainer.js';
+import type { MicroResult, RowRange, TrainTask } from './trainer.js';
 
 export interface SftExample {
   ids: number[];
@@ -113,12 +113,16 @@ export class SftTask<F extends FloatArray> implements TrainTask<F> {
     return this.adapter ? this.adapter.params : this.model.params;
   }
 
-  microStep(ctx: Context<F>, index: number, gradScale: number): MicroResult {
+  get batchSize() {
+    return this.opts.batchSize;
+  }
+
+  microStep(ctx: Context<F>, index: number, gradScale: number, rows?: RowRange): MicroResult {
     const B = this.opts.batchSize;
     const exs = Array.from({ length: B }, (_, b) => this.train[this.sampler.at(index * B + b)]);
     if (this.adapter) this.adapter.stepSeed = Rng.derive(this.opts.seed, index).nextU32();
     const { batch, targets } = collate(exs);
-    return lmLossStep(ctx, this.model, batch, targets, gradScale, this.opts.recompute);
+    return lmLossStep(ctx, this.model, batch, targets, gradScale, this.opts.recompute, rows);
   }
 
   /** Held-out loss / perplexity on the answer tokens. */

@@ -55,7 +55,7 @@ export const trainerDefaults = {
 } satisfies Partial<TrainerConfig>;
 
 export interface MicroResult {
-  /** Mean loss over the micro-batch. */
+  /** Mean loss over the micro-batch; for a part of it, that part's share (the parts' shares sum to the mean). */
   loss: number;
   /** Tokens processed (for throughput). */
   tokens: number;
@@ -66,15 +66,57 @@ export interface MicroResult {
 export interface TrainTask<F extends FloatArray> {
   /** The parameters this stage updates (a whole model, or an adapter). */
   params: ParamStore<F>;
+  /** Rows (sequences, or preference pairs) per micro-batch. */
+  batchSize: number;
   /**
    * Forward and backward of global micro-batch `index`, gradients scaled by `gradScale`.
    * The batch must be a pure function of `index` (and the seed) so a resumed run sees the
-   * same data as an uninterrupted one.
+   * same data as an uninterrupted one. With `rows`, only those rows of it run, and the loss,
+   * metrics and gradients are that part's share of the whole micro-batch's (ranks that split
+   * a micro-batch sum to the unsplit one).
    */
-  microStep(ctx: Context<F>, index: number, gradScale: number): MicroResult;
+  microStep(ctx: Context<F>, index: number, gradScale: number, rows?: RowRange): MicroResult;
   evaluate?(ctx: Context<F>): Record<string, number>;
   /** Writes what this stage trains, in its ecosystem format (HF model dir, PEFT adapter). */
   saveWeights(dir: string): Promise<void>;
+}
+
+/** Rows [from, to) of a micro-batch. */
+export interface RowRange {
+  from: number;
+  to: number;
+}
+
+/**
+ * What rank `rank` of `size` runs of a step's global batch (gradAccum micro-batches of
+ * batchSize rows): the global rows [rank, rank + 1) x G / size, as whole micro-batches where
+ * they cover one (always, when size divides gradAccum) and as row ranges where they split one.
+ */
+export function rankShare(rank: number, size: number, batchSize: number, gradAccum: number): { micro: number; rows?: RowRange }[] {
+  const per = (batchSize * gradAccum) / size;
+  const lo = rank * per,
+    hi = lo + per;
+  const parts: { micro: number; rows?: RowRange }[] = [];
+  for (let micro = Math.floor(lo / batchSize); micro * batchSize < hi; micro++) {
+    const from = Math.max(lo - micro * batchSize, 0),
+      to = Math.min(hi - micro * batchSize, batchSize);
+    parts.push(from === 0 && to === batchSize ? { micro } : { micro, rows: { from, to } });
+  }
+  return parts;
+}
+
+/**
+ * The rows a micro-batch of B rows runs (all, or `rows`) and their share of it: the factor
+ * that turns a mean over those rows into their part of the micro-batch's mean.
+ */
+export function rowPart(B: number, rows?: RowRange): RowRange & { share: number } {
+  const { from, to } = rows ?? { from: 0, to: B };
+  return { from, to, share: (to - from) / B };
+}
+
+/** Each value times `share` (a part's metrics, as its share of the micro-batch's means). */
+export function shareOf(metrics: Record<string, number>, share: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k, v * share]));
 }
 
 export class TrainingError extends Error {}
@@ -102,10 +144,13 @@ const OPTIMIZER_TENSORS = ['params', 'exp_avg', 'exp_avg_sq'] as const;
  * verifies, moving broken ones aside as checkpoint-STEP.invalid-TIME.
  *
  * Data-parallel over MPI ranks (engine/dist.ts): the global batch of a step is gradAccum
- * micro-batches, and each of N ranks runs gradAccum / N of them (micro-batch i is a pure
- * function of i, so the global batch and data order are the 1-process run's whatever N). Each
- * micro-batch's gradient is already scaled by 1 / gradAccum, so the sum over ranks of the
- * gradient buffer is the global batch's mean gradient; every rank then clips and steps alike.
+ * micro-batches, and each of N ranks runs 1 / N of its rows (rankShare: whole micro-batches
+ * when N divides gradAccum, else rows of them; micro-batch i is a pure function of i, so the
+ * global batch and data order are the 1-process run's whatever N). Each micro-batch's gradient
+ * is already scaled by 1 / gradAccum (a part's by its share of that), so the sum over ranks of
+ * the gradient buffer is the global batch's mean gradient; every rank then clips and steps
+ * alike. LoRA dropout draws its masks per micro-batch, so a split micro-batch draws other
+ * (equally distributed) masks than the unsplit one.
  * Rank 0 alone resumes (and broadcasts the state), writes checkpoints, metrics and progress.
  */
 export class Trainer<F extends FloatArray> {
@@ -142,11 +187,11 @@ export class Trainer<F extends FloatArray> {
   private async trainSteps(task: TrainTask<F>, ctx: Context<F>): Promise<TrainResult> {
     const cfg = this.cfg;
     const { rank, size, isRoot } = this.ranks;
-    if (cfg.gradAccum % size) {
+    const globalBatch = task.batchSize * cfg.gradAccum;
+    if (globalBatch % size) {
       throw new TrainingError(
-        `${this.stage}: ${size} ranks cannot share ${cfg.gradAccum} micro-batches per step: grad_accum must be a multiple of the ` +
-          `number of ranks (each rank takes grad_accum / ranks micro-batches of batch_size): set grad_accum to a multiple of ${size} ` +
-          `(the global batch is batch_size x grad_accum) or start a number of ranks that divides ${cfg.gradAccum}`,
+        `${this.stage}: ${size} ranks cannot share a global batch of ${globalBatch} (batch_size ${task.batchSize} x grad_accum ${cfg.gradAccum}): ` +
+          `start a number of ranks that divides ${globalBatch}, or change batch_size or grad_accum so that ${size} divides their product`,
       );
     }
     const opt = new AdamW(task.params, cfg);
@@ -167,7 +212,7 @@ export class Trainer<F extends FloatArray> {
     if (isRoot) await this.metrics.truncate(this.stage, resumedFrom);
     const warmup = Math.round(cfg.warmupRatio * cfg.maxSteps);
     const progress = new Progress(`${this.stage}`, cfg.maxSteps, resumedFrom, !isRoot || undefined);
-    const perRank = cfg.gradAccum / size;
+    const share = rankShare(rank, size, task.batchSize, cfg.gradAccum);
     let lastLoss = NaN;
     let evals: Record<string, number> = {};
     const t0 = Date.now();
@@ -179,8 +224,8 @@ export class Trainer<F extends FloatArray> {
       let loss = 0,
         tokens = 0;
       let extra: Record<string, number> = {};
-      for (let a = rank * perRank; a < (rank + 1) * perRank; a++) {
-        const r = task.microStep(ctx, step * cfg.gradAccum + a, 1 / cfg.gradAccum);
+      for (const { micro, rows } of share) {
+        const r = task.microStep(ctx, step * cfg.gradAccum + micro, 1 / cfg.gradAccum, rows);
         ctx.reset();
         loss += r.loss / cfg.gradAccum;
         tokens += r.tokens;
@@ -256,7 +301,7 @@ export class Trainer<F extends FloatArray> {
   private startFromRoot(task: TrainTask<F>, opt: AdamW<F>, ctx: Context<F>, resumedFrom: number): number {
     const mine = { step: resumedFrom, opt: opt.step, engine: engineRecord(ctx.k) };
     const root = this.ranks.broadcast(this.ranks.isRoot ? mine : null) ?? mine;
-    for (const buf of [task.params.data, opt.m, opt.v]) this.ranks.broadcast(buf);
+    for (const buf of [task.params.data, opt.m, opt.v]) this.ranks.broadcastArray(buf);
     opt.step = root.opt;
     if (!this.ranks.isRoot) {
       const problems = restoreEngineRecord(ctx.k, root.engine ?? undefined);
@@ -295,7 +340,7 @@ export class Trainer<F extends FloatArray> {
           `(different data, code or a faulty node); the last checkpoint in ${this.stageDir} is intact and a re-run resumes from it.`,
       );
     }
-    if (d.worst > 0) for (const buf of [task.params.data, opt.m, opt.v]) this.ranks.broadcast(buf);
+    if (d.worst > 0) for (const buf of [task.params.data, opt.m, opt.v]) this.ranks.broadcastArray(buf);
   }
 
   private warn(message: string): void {

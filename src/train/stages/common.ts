@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import * as z from 'zod';
 import { BASE_DTYPES, type BaseDtype } from '../../engine/frozen.js';
-import { dist } from '../../engine/dist.js';
+import { dist, say } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { Rng } from '../../engine/rng.js';
 import { Context } from '../../engine/tensor.js';
@@ -53,9 +53,9 @@ export type TrainerSettings = z.output<z.ZodObject<ReturnType<typeof trainerSett
  */
 export function warnStepsAndEpochs(given: Record<string, unknown>, where: string, name = (k: string) => k): void {
   if (given.max_steps === undefined || given.epochs === undefined) return;
-  process.stderr.write(
+  say(
     `warning: ${where}: both ${name('max_steps')} (${String(given.max_steps)}) and ${name('epochs')} (${String(given.epochs)}) are set; ` +
-      `${name('max_steps')} decides the length of training (as in HF transformers) and ${name('epochs')} is ignored\n`,
+      `${name('max_steps')} decides the length of training (as in HF transformers) and ${name('epochs')} is ignored`,
   );
 }
 

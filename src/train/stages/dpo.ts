@@ -1,6 +1,7 @@
 // Direct preference optimisation (Qilin-Med's third stage): LoRA on the SFT-merged model,
 // sigmoid (or IPO) loss against cached reference log-probabilities.
 import * as z from 'zod';
+import { say } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { Context } from '../../engine/tensor.js';
 import { saveModel } from '../../model/checkpoint.js';
@@ -60,7 +61,7 @@ export async function runDpo(settings: z.input<typeof DpoConfigSchema>, ctx: Sta
   const save = weightWriters({ tokenizer, template }, (out) => saveModel(out, model), adapter, dir);
 
   const opts = { beta: config.beta, loss: config.loss, batchSize: config.batch_size, recompute: config.recompute, seed: ctx.seed };
-  process.stderr.write(`dpo: ${train.length} pairs, ${heldout.length} held out; ${cfg.maxSteps} steps (reference log-probs cached)\n`);
+  say(`dpo: ${train.length} pairs, ${heldout.length} held out; ${cfg.maxSteps} steps (reference log-probs cached)`);
   const task = new DpoTask(model, train, heldout, opts, adapter, save.stage, new Context(nativeKernels));
   const r = await trainStage('dpo', ctx.runDir, cfg, task, {
     ...opts,

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as z from 'zod';
-import { dist, rootFirst } from '../../engine/dist.js';
+import { dist, rootFirst, say } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { lineageOf } from '../../io/lineage.js';
 import { RunDir } from '../../io/run-dir.js';
@@ -107,8 +107,8 @@ export async function runPt(settings: z.input<typeof PtConfigSchema>, ctx: Stage
     await tokenizer.save(dir);
   };
   const task = new PretrainTask(model, data, config.batch_size, { recompute: config.recompute, evalBlocks: config.eval_blocks }, save);
-  process.stderr.write(
-    `pt: ${data.meta.train.tokens.toLocaleString('en-US')} training tokens in ${data.train.count} blocks of ${config.block_size}; ${cfg.maxSteps} steps\n`,
+  say(
+    `pt: ${data.meta.train.tokens.toLocaleString('en-US')} training tokens in ${data.train.count} blocks of ${config.block_size}; ${cfg.maxSteps} steps`,
   );
   try {
     const r = await trainStage('pt', ctx.runDir, cfg, task, {

@@ -1,6 +1,7 @@
 // The reward model (ChiMed-GPT's RLHF): HF LlamaForSequenceClassification with one label,
 // trained on preference pairs with the pairwise loss -log sigmoid(r_chosen - r_rejected).
 import * as z from 'zod';
+import { say } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { scaleRope } from '../../model/load.js';
 import { isRewardModel, RewardModel } from '../../model/reward.js';
@@ -63,7 +64,7 @@ export async function runRm(settings: z.input<typeof RmConfigSchema>, ctx: Stage
   const adapter = attachLora(config.lora, rm.lm, ctx.seed, ['score']);
   if (adapter) rm.useHead(adapter.saved('score'));
   const cfg = trainerConfig(config, train.length, ctx.seed);
-  process.stderr.write(`rm: ${train.length} pairs, ${heldout.length} held out; ${cfg.maxSteps} steps\n`);
+  say(`rm: ${train.length} pairs, ${heldout.length} held out; ${cfg.maxSteps} steps`);
   const save = weightWriters({ tokenizer, template }, (out) => rm.save(out), adapter, dir);
 
   const task = new RewardTask(

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import * as z from 'zod';
 import { DataError } from '../../data/errors.js';
 import { jsonlRecords, promptAndAnswer, readJsonl, recordId } from '../../data/stage-files.js';
-import { dist } from '../../engine/dist.js';
+import { dist, say } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
 import { writeJsonAtomic } from '../../io/atomic.js';
 import { RunDir } from '../../io/run-dir.js';
@@ -158,7 +158,7 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     const dir = stage.round(round);
     const next: ChatModelSource = { ...source, model: dir.policy, adapter: undefined };
     if (fs.existsSync(dir.done)) {
-      process.stderr.write(`rs: round ${round} already done, policy in ${dir.policy}\n`);
+      say(`rs: round ${round} already done, policy in ${dir.policy}`);
       source = next;
       continue;
     }
@@ -170,11 +170,11 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     const judge = () => greedyReward(model, rm, tokenizer, template, heldout, o);
     const before = judge();
     if (round === 1 && root) metrics.append({ stage: 'rs', step: 0, 'rs/heldout_greedy_reward': before });
-    process.stderr.write(`rs: round ${round}: held-out greedy reward of the starting policy ${before.toFixed(4)}\n`);
+    say(`rs: round ${round}: held-out greedy reward of the starting policy ${before.toFixed(4)}`);
     let records: RoundRecord[];
     if (fs.existsSync(dir.candidates)) records = (await readJsonl(dir.candidates)).map((r) => r.rec as unknown as RoundRecord);
     else {
-      process.stderr.write(`rs: round ${round}: greedy answer and ${o.k} samples for each of ${train.length} prompts\n`);
+      say(`rs: round ${round}: greedy answer and ${o.k} samples for each of ${train.length} prompts`);
       records = sampleAndRank(model, rm, tokenizer, template, train, external, o, round);
       if (root) await writeCandidates(dir.dir, records);
     }
@@ -199,7 +199,7 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
       await trainStage(`rs/round-${round}`, ctx.runDir, cfg, task, { round, ...o, kept: set.kept, replayed: set.replayed });
       selectedStep = task instanceof RoundTask ? task.restoreBest().step : cfg.maxSteps;
       adapter?.merge();
-    } else process.stderr.write(`rs: round ${round}: no sample beat its prompt's bar, so the policy stays as it was\n`);
+    } else say(`rs: round ${round}: no sample beat its prompt's bar, so the policy stays as it was`);
     if (root) await save.model(dir.policy);
     // the next round (on every rank) loads this policy
     dist().barrier();

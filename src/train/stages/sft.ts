@@ -1,6 +1,7 @@
 // Supervised fine-tuning (Qilin-Med's second stage): conversations rendered with the chat
 // template, loss on the assistant turns; all weights or a LoRA adapter.
 import * as z from 'zod';
+import { say } from '../../engine/dist.js';
 import { messagesOf } from '../../data/stage-files.js';
 import { saveModel } from '../../model/checkpoint.js';
 import { encodeSft, SftTask } from '../sft.js';
@@ -68,8 +69,8 @@ export async function runSft(settings: z.input<typeof SftConfigSchema>, ctx: Sta
   );
   const adapter = attachLora(config.lora, model, ctx.seed);
   const cfg = trainerConfig(config, train.examples.length, ctx.seed);
-  process.stderr.write(
-    `sft: ${train.stats.examples} conversations (${train.stats.truncated} truncated, ${train.stats.droppedHistoryTurns} old turns dropped, ${train.stats.skippedNoTarget} without answer tokens skipped), ${held.stats.examples} held out; ${cfg.maxSteps} steps\n`,
+  say(
+    `sft: ${train.stats.examples} conversations (${train.stats.truncated} truncated, ${train.stats.droppedHistoryTurns} old turns dropped, ${train.stats.skippedNoTarget} without answer tokens skipped), ${held.stats.examples} held out; ${cfg.maxSteps} steps`,
   );
   const save = weightWriters({ tokenizer, template }, (out) => saveModel(out, model), adapter, dir);
 
