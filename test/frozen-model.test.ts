@@ -79,7 +79,10 @@ for (const [family, c] of Object.entries(families))
     const f32 = logprobs(f32Model);
     for (const dtype of ['bf16', 'f16', 'q8_0'] as const) {
       const m = Llama.random(nk, c, 3, false, dtype);
-      assert.ok(m.params.weight('model.layers.0.mlp.up_proj.weight') instanceof FrozenWeight);
+      // drawn straight into the dtype: the f32 draw's values rounded (what chimed init --dtype writes)
+      const up = m.params.weight('model.layers.0.mlp.up_proj.weight');
+      assert.ok(up instanceof FrozenWeight);
+      assert.deepEqual(up.bytes, encodeFrozen(dtype, f32Model.params.get('model.layers.0.mlp.up_proj.weight').data, up.shape).bytes);
       const got = logprobs(m);
       // measured: <= 2e-6 (summation order only)
       assert.ok(maxDiff(got, logprobs(widened(nk, m))) < 1e-4, `${dtype}: vs the same values in f32`);
