@@ -42,7 +42,7 @@ export async function initCommand(argv: string[]): Promise<number> {
   await saveModel(out, model, dtype as 'F32');
   const tokDir = a.str('tokenizer');
   if (tokDir) await (await Tokenizer.fromDir(tokDir)).save(out);
-  const n = model.params.size;
+  const n = model.params.count;
   process.stdout.write(`wrote ${path.join(out, 'model.safetensors')}: ${n.toLocaleString('en-US')} parameters\n`);
   return 0;
 }
