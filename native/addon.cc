@@ -294,17 +294,21 @@ Napi::Value FirstNonFiniteWeight(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(firstNonFiniteWeight(W)));
 }
 
-// mapFile(path): the file's bytes as an ArrayBuffer backed by a private (copy-on-write) memory
-// map, unmapped when the buffer is collected. Checkpoints are read through it so that their
+// mapFile(path, offset, length): bytes [offset, offset + length) of the file as an ArrayBuffer
+// backed by a private (copy-on-write) memory map, unmapped when the buffer is collected. length
+// must not pass Node's largest buffer (buffer.constants.MAX_LENGTH, 4 GiB in Node 20; Node
+// fails a longer one after running the finaliser, which then runs twice): safetensors.ts maps a
+// larger file in windows. Checkpoints are read through it so that their
 // pages come from the page cache on demand and half-precision weights are used where they lie,
 // never copied whole into the heap. Here rather than an npm package because the mmap packages
 // on npm are native modules of their own (mmap-io, @raygun-nickj/mmap-io) that would be a second
 // addon to build; this is twenty lines. Writes (an adapter merged into a mapped weight) land in
 // private pages and never reach the file.
 Napi::Value MapFile(const Napi::CallbackInfo& info) {
-  const Args a(info, "mapFile", 1);
+  const Args a(info, "mapFile", 3);
   if (!info[0].IsString()) a.fail(false, "path must be a string, got " + describe(info[0]));
   const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const i64 offset = a.size(1, "offset"), length = a.size(2, "length");
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Napi::Error::New(info.Env(), "mapFile: cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
@@ -313,17 +317,36 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
     close(fd);
     throw Napi::Error::New(info.Env(), "mapFile: cannot stat " + path + ": " + std::strerror(e));
   }
-  const std::size_t size = static_cast<std::size_t>(st.st_size);
-  if (size == 0) {
+  if (offset + length > st.st_size) {
+    close(fd);
+    throw Napi::Error::New(info.Env(), "mapFile: " + path + " has " + std::to_string(st.st_size) + " bytes, not the " +
+                                           std::to_string(offset + length) + " asked for");
+  }
+  if (length == 0) {
     close(fd);
     return Napi::ArrayBuffer::New(info.Env(), 0);
   }
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  // mmap maps from a page boundary: map from the one before offset, hand out the bytes from offset
+  const i64 skip = offset % sysconf(_SC_PAGESIZE);
+  struct Mapping {
+    void* base;
+    std::size_t size;
+  };
+  Mapping* m = new Mapping{nullptr, static_cast<std::size_t>(skip + length)};
+  m->base = mmap(nullptr, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, offset - skip);
   const int e = errno;
   close(fd);  // the mapping keeps the file open
-  if (p == MAP_FAILED) throw Napi::Error::New(info.Env(), "mapFile: cannot map " + path + ": " + std::strerror(e));
+  if (m->base == MAP_FAILED) {
+    delete m;
+    throw Napi::Error::New(info.Env(), "mapFile: cannot map " + path + ": " + std::strerror(e));
+  }
   return Napi::ArrayBuffer::New(
-      info.Env(), p, size, [](Napi::Env, void* data, std::size_t* len) { munmap(data, *len); delete len; }, new std::size_t(size));
+      info.Env(), static_cast<char*>(m->base) + skip, static_cast<std::size_t>(length),
+      [](Napi::Env, void*, Mapping* mapping) {
+        munmap(mapping->base, mapping->size);
+        delete mapping;
+      },
+      m);
 }
 
 // Shared checks of embeddingForward/Backward; returns the vocabulary size.

@@ -49,9 +49,11 @@ struct WeightMatrix {
 // Bytes of a [rows, cols] matrix in dtype, or -1 when q8_0 and cols is not a multiple of 32.
 i64 weightBytes(WeightDtype dtype, i64 rows, i64 cols);
 // C[M,N] = alpha * A op(W) + beta * C with A [M,K] f32 and W read in its stored dtype, widened
-// to f32 tile by tile (accumulation in f32, activations never rounded): transW gives
-// op(W) = W^T with W [N, K] (a linear layer's forward, y = x W^T), else W is [K, N] (its
-// input gradient, dx = dy W).
+// to f32 tile by tile (accumulation in f32): transW gives op(W) = W^T with W [N, K] (a linear
+// layer's forward, y = x W^T), else W is [K, N] (its input gradient, dx = dy W). Activations
+// are used as they are, except in decoding over q8_0: with transW, a q8_0 W and at most
+// GEMM_FEW_ROWS rows (frozen.ts Q8_0_ACTIVATION_ROWS), A's rows are quantised to q8_0 blocks as
+// llama.cpp does and each block's integer products summed exactly (frozen-decode.cc).
 void gemmWeight(bool transW, i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMatrix& W, float beta, float* C);
 // out[i, :] = W[ids[i], :] widened to f32.
 void embeddingWeight(float* out, const WeightMatrix& W, const std::int32_t* ids, i64 n);

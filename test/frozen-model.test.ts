@@ -47,6 +47,9 @@ const batch = { ids, pos: sequentialPositions(B, T), B, T };
 const lossWeights = Float64Array.from(targets, (t) => (t < 0 ? 0 : -0.1));
 
 const logprobs = <F extends FloatArray>(m: Llama<F>) => Array.from(m.logprobs(new Context(m.k, undefined, false), batch, targets).data);
+/** Log-probs of one 8-token sequence: every product has decoding's few rows. */
+const decodeLogprobs = <F extends FloatArray>(m: Llama<F>) =>
+  Array.from(m.logprobs(new Context(m.k, undefined, false), { ids: ids.subarray(0, 8), pos: sequentialPositions(1, 8), B: 1, T: 8 }, targets.subarray(0, 8)).data);
 const maxDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 
 /** The f32 model holding exactly a frozen model's (rounded) values: the same product without the frozen kernels. */
@@ -72,19 +75,33 @@ function adapter<F extends FloatArray>(model: Llama<F>): LoraAdapter<F> {
 
 for (const [family, c] of Object.entries(families))
   test(`frozen base (${family}): outputs equal the f32 model of the same values; within 0.05 of the unrounded f32 model`, () => {
-    const f32 = logprobs(Llama.random(nk, c, 3, false));
+    const f32Model = Llama.random(nk, c, 3, false);
+    const f32 = logprobs(f32Model);
     for (const dtype of ['bf16', 'f16', 'q8_0'] as const) {
       const m = Llama.random(nk, c, 3, false, dtype);
-      assert.ok(m.params.weight('model.layers.0.mlp.up_proj.weight') instanceof FrozenWeight);
+      // drawn straight into the dtype: the f32 draw's values rounded (what chimed init --dtype writes)
+      const up = m.params.weight('model.layers.0.mlp.up_proj.weight');
+      assert.ok(up instanceof FrozenWeight);
+      assert.deepEqual(up.bytes, encodeFrozen(dtype, f32Model.params.get('model.layers.0.mlp.up_proj.weight').data, up.shape).bytes);
       const got = logprobs(m);
       // measured: <= 2e-6 (summation order only)
       assert.ok(maxDiff(got, logprobs(widened(nk, m))) < 1e-4, `${dtype}: vs the same values in f32`);
       // the LM head in small blocks of rows and vocabulary reads the frozen head's row slices
-      const blocked = m.logprobs(new Context(nk, undefined, false), batch, targets, { logitsBlock: { rows: 5, cols: 7 } }).data;
+      // (blocks of more rows than decoding's, whose q8_0 products round the activations: below)
+      const blocked = m.logprobs(new Context(nk, undefined, false), batch, targets, { logitsBlock: { rows: 12, cols: 7 } }).data;
       assert.ok(maxDiff(Array.from(blocked), got) < 1e-5, `${dtype}: blocked LM head`);
       // the issue's bound for half precision; q8_0's is looser. Measured over seeds 1..5 and the
       // three families: bf16 <= 0.018, f16 <= 0.0021, q8_0 <= 0.046 nats per token
       assert.ok(maxDiff(got, f32) < (dtype === 'q8_0' ? 0.1 : 0.05), `${dtype}: ${maxDiff(got, f32)} nats from f32`);
+      if (dtype === 'q8_0') {
+        // decoding-sized products (8 rows) over q8_0 also round the activations to q8_0 blocks,
+        // as llama.cpp does. Measured over seeds 1..5 and the three families: <= 0.033 nats per
+        // token from the same weights with f32 activations (the issue's bound for rounding
+        // activations: 0.05), <= 0.048 from the unrounded f32 model
+        const decoding = decodeLogprobs(m);
+        assert.ok(maxDiff(decoding, decodeLogprobs(widened(nk, m))) < 0.05, 'q8_0 decoding: rounded activations');
+        assert.ok(maxDiff(decoding, decodeLogprobs(f32Model)) < 0.1, 'q8_0 decoding: from f32');
+      }
     }
   });
 

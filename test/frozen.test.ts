@@ -80,10 +80,10 @@ describe('products with frozen weights', () => {
   test('gemmWeight matches the float64 reference on every path', () => {
     for (const dtype of DTYPES)
       for (const transW of [true, false])
-        for (const M of [1, 5, 8, 9, 70])
+        for (const M of [1, 3, 5, 8, 9, 70])
           for (const threads of [1, 2]) {
             const N = transW ? 45 : 96,
-              K = transW ? 160 : 37; // the weight's rows hold whole q8_0 blocks either way
+              K = transW ? (dtype === 'q8_0' ? 160 : 179) : 37; // the weight's rows hold whole q8_0 blocks either way
             const W = encodeFrozen(dtype, randF32(N * K, 0.5), transW ? [N, K] : [K, N]);
             const A = randF32(M * K);
             const C0 = randF32(M * N);
@@ -95,6 +95,23 @@ describe('products with frozen weights', () => {
               assertClose(C, want, `${dtype} transW=${transW} M=${M} threads=${threads} beta=${beta}`, 1e-5, 2e-6 * K);
             }
           }
+  });
+
+  test('a decoding product split between threads matches, rows and columns left over included', () => {
+    // big enough for the threaded few-rows kernel; N leaves rows over the groups of 4, K (bf16,
+    // f16) columns over the 64-byte lines and the vector width
+    const N = 3203;
+    for (const dtype of DTYPES)
+      for (const M of [1, 3]) {
+        const K = dtype === 'q8_0' ? 160 : 179;
+        const W = encodeFrozen(dtype, randF32(N * K, 0.5), [N, K]);
+        const A = randF32(M * K);
+        const C = new Float32Array(M * N);
+        withThreads(2, () => nk.gemmWeight(true, M, N, K, 1, A, W, 0, C));
+        const want = new Float64Array(M * N);
+        rk.gemmWeight(true, M, N, K, 1, Float64Array.from(A), W, 0, want);
+        assertClose(C, want, `${dtype} M=${M}`, 1e-5, 2e-6 * K);
+      }
   });
 
   test('a large product takes the packed path and still matches', () => {

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { bf16BitsToF32Bits, decodeF16, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from '../src/io/half.js';
 import {
+  mapSafetensors,
   readCheckpointTensors,
   readSafetensors,
   readSafetensorsHeader,
@@ -504,5 +505,36 @@ test('cross-check with an independent Python (numpy) reader and writer of the fo
     const back = await readSafetensors(theirs);
     assert.deepEqual([...back.get('h')!.data], values.h);
     assert.deepEqual([...back.get('b')!.data], bf);
+  });
+});
+
+test('a file larger than a Node buffer (4 GiB in Node 20) is mapped in windows of whole tensors', async () => {
+  await withTempDir(async (dir) => {
+    // three 1.6 GB bf16 tensors, sparse on disk: only the marked bytes are written
+    const n = 800_000_000,
+      names = ['a', 'b', 'c'];
+    const json = JSON.stringify(
+      Object.fromEntries(names.map((name, i) => [name, { dtype: 'BF16', shape: [n], data_offsets: [i * 2 * n, (i + 1) * 2 * n] }])),
+    ).padEnd(200, ' ');
+    const file = path.join(dir, 'model.safetensors');
+    const head = Buffer.alloc(8 + json.length);
+    head.writeBigUInt64LE(BigInt(json.length));
+    head.write(json, 8, 'latin1');
+    await writeFile(file, head);
+    await truncate(file, head.length + 3 * 2 * n);
+    const fd = await open(file, 'r+');
+    for (let i = 0; i < 3; i++) {
+      await fd.write(Uint8Array.of(i + 1, 0x40), 0, 2, head.length + i * 2 * n);
+      await fd.write(Uint8Array.of(0x80, i + 1), 0, 2, head.length + (i + 1) * 2 * n - 2);
+    }
+    await fd.close();
+    const mapped = await mapSafetensors(file);
+    names.forEach((name, i) => {
+      const { bytes } = mapped.get(name)!;
+      assert.equal(bytes.length, 2 * n, name);
+      assert.deepEqual([bytes[0], bytes[1], bytes[2], bytes[2 * n - 2], bytes[2 * n - 1]], [i + 1, 0x40, 0, 0x80, i + 1], name);
+    });
+    assert.equal(mapped.get('a')!.bytes.buffer, mapped.get('b')!.bytes.buffer, 'a and b fit one window');
+    assert.notEqual(mapped.get('b')!.bytes.buffer, mapped.get('c')!.bytes.buffer, 'c starts the next');
   });
 });

@@ -51,7 +51,7 @@ export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc' | 'gemmWeight' 
   embeddingWeight(out: F, dtype: string, bytes: Uint8Array, rows: number, cols: number, ids: Int32Array): void;
   convertWeight(dtype: string, bytes: Uint8Array, rows: number, cols: number, to: string, out: Uint8Array): void;
   firstNonFiniteWeight(dtype: string, bytes: Uint8Array, rows: number, cols: number): number;
-  mapFile(file: string): ArrayBuffer;
+  mapFile(file: string, offset: number, length: number): ArrayBuffer;
   setThreads(n: number): void;
   getThreads(): number;
   info(): NativeInfo;

@@ -68,6 +68,20 @@ export function encodeFrozen(dtype: FrozenDtype, values: Float32Array, shape: re
   return new FrozenWeight(dtype, shape, bytes);
 }
 
+/**
+ * Decoding over a q8_0 weight (y = x W^T with at most this many rows of x) multiplies x's rows
+ * quantised to q8_0 blocks, as llama.cpp does: integer products, a quarter of the work of
+ * widening (native/frozen-decode.cc). The native kernels' GEMM_FEW_ROWS.
+ */
+export const Q8_0_ACTIVATION_ROWS = 8;
+
+/** Whether gemmWeight(transW, M, ...) over W quantises its activation rows (see Q8_0_ACTIVATION_ROWS). */
+export const quantisesActivation = (W: FrozenWeight, transW: boolean, M: number): boolean =>
+  W.dtype === 'q8_0' && transW && M <= Q8_0_ACTIVATION_ROWS;
+
+/** Rows of whole 32-value blocks rounded to q8_0 (quantised and widened back): the activation such a product sees. */
+export const roundQ8_0 = (x: Float32Array): Float32Array => dequantizeQ8_0(quantizeQ8_0(x));
+
 /** Throws unless W is [N, K] (transW) or [K, N]: the shape a product names. */
 export function expectWeightShape(kernel: string, W: FrozenWeight, transW: boolean, N: number, K: number): void {
   const [rows, cols] = transW ? [N, K] : [K, N];

@@ -26,9 +26,11 @@ export interface Kernels<F extends FloatArray = FloatArray> {
 
   /**
    * C[M,N] = alpha * A op(W) + beta * C with A [M,K] and W a frozen weight read in its stored
-   * dtype (frozen.ts), widened as it is read: activations are never rounded, sums are in the
-   * working precision. transW: op(W) = W^T with W [N,K] (a linear layer's forward, y = x W^T);
-   * else W is [K,N] (its input gradient, dx = dy W). A frozen weight has no gradient.
+   * dtype (frozen.ts), widened as it is read; sums are in the working precision. Activations
+   * are not rounded, except in decoding over q8_0 (quantisesActivation: A's rows rounded to
+   * q8_0 blocks, as llama.cpp decodes). transW: op(W) = W^T with W [N,K] (a linear layer's
+   * forward, y = x W^T); else W is [K,N] (its input gradient, dx = dy W). A frozen weight has
+   * no gradient.
    */
   gemmWeight(transW: boolean, M: number, N: number, K: number, alpha: number, A: F, W: FrozenWeight, beta: number, C: F): void;
   /** out[i, :] = W[ids[i], :] for a frozen embedding table W [rows, dim]. */

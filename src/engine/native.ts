@@ -3,6 +3,7 @@
  * the kernel contract of kernels.ts. GEMM runs on the built-in blocked GEMM or OpenBLAS per shape
  * class, as gemm-choice.ts decides on the first call.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { addon, type NativeInfo } from './addon.js';
 import { ensureGemmChoice } from './gemm-choice.js';
 import { expectWeightShape, type BaseDtype, type FrozenWeight } from './frozen.js';
@@ -99,10 +100,17 @@ export function firstNonFiniteWeight(dtype: BaseDtype, bytes: Uint8Array, rows: 
   return addon().firstNonFiniteWeight(dtype, bytes, rows, cols);
 }
 
-/** A file's bytes through a private (copy-on-write) memory map: pages are read on first touch, never copied into the heap. */
-export function mapFile(file: string): ArrayBuffer {
-  return addon().mapFile(file);
+/**
+ * Bytes [offset, offset + length) of a file through a private (copy-on-write) memory map: pages
+ * are read on first touch, never copied into the heap. length is at most MAX_MAPPED_BYTES.
+ */
+export function mapFile(file: string, offset: number, length: number): ArrayBuffer {
+  if (length > MAX_MAPPED_BYTES) throw new RangeError(`mapFile: ${length} bytes of ${file} in one buffer, more than Node's ${MAX_MAPPED_BYTES}`);
+  return addon().mapFile(file, offset, length);
 }
+
+/** The longest buffer Node makes (4 GiB in Node 20): a larger file is mapped in windows. */
+export const MAX_MAPPED_BYTES = bufferConstants.MAX_LENGTH;
 
 /** A frozen weight as float32 through the native converter (export, merging). */
 export function frozenToF32(W: FrozenWeight): Float32Array {

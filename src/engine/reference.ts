@@ -8,7 +8,7 @@
  * One convention the contract leaves open: an attention query that sees no key at all (its
  * position is before keyStart) gets a zero output and lse = -Infinity, and no gradient.
  */
-import { expectWeightShape } from './frozen.js';
+import { expectWeightShape, quantisesActivation, roundQ8_0 } from './frozen.js';
 import type { AttentionDims, Kernels } from './kernels.js';
 
 type F = Float64Array;
@@ -216,10 +216,12 @@ export const referenceKernels: Kernels<Float64Array> = {
       }
   },
 
-  // A frozen weight's values exactly as stored, then the float64 product (no rounding of A).
+  // A frozen weight's values exactly as stored, then the float64 product; A as it is, except
+  // that decoding over q8_0 rounds its rows to q8_0 blocks first, as the native kernel does.
   gemmWeight(transW, M, N, K, alpha, A, W, beta, C) {
     expectWeightShape('gemmWeight', W, transW, N, K);
-    this.gemm(false, transW, M, N, K, alpha, A, Float64Array.from(W.toF32()), beta, C);
+    const a = quantisesActivation(W, transW, M) ? Float64Array.from(roundQ8_0(Float32Array.from(A))) : A;
+    this.gemm(false, transW, M, N, K, alpha, a, Float64Array.from(W.toF32()), beta, C);
   },
 
   embeddingWeight(out, W, ids) {

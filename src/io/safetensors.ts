@@ -16,7 +16,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from './atomic.js';
-import { mapFile } from '../engine/native.js';
+import { MAX_MAPPED_BYTES, mapFile } from '../engine/native.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16, f32Bits } from './half.js';
 
 /** Element sizes of the dtypes the format defines; the file's dtype strings must be one of these. */
@@ -312,14 +312,24 @@ export async function readSafetensors(file: string): Promise<Map<string, TensorE
  */
 export async function mapSafetensors(file: string): Promise<Map<string, StoredTensor>> {
   const header = await readSafetensorsHeader(file);
-  const buffer = mapFile(file);
+  const tensors = [...header.tensors].sort((x, y) => x.dataOffsets[0] - y.dataOffsets[0]);
+  const end = header.dataStart + Math.max(0, ...tensors.map((t) => t.dataOffsets[1]));
+  // One map of the whole file; a file larger than Node's largest buffer (4 GiB in Node 20: a
+  // 7B model in bf16 is 14 GB) in windows of whole tensors, each as large as a buffer can be.
+  let window = new ArrayBuffer(0),
+    windowStart = 0;
   const out = new Map<string, StoredTensor>();
-  for (const t of header.tensors) {
+  for (const t of tensors) {
     const { dtype } = t;
     if (!isFloatDtype(dtype)) fail(file, `tensor "${t.name}": unsupported dtype ${dtype} (supported: ${FLOAT_DTYPES.join(', ')})`);
-    const [b, e] = t.dataOffsets;
-    if (header.dataStart + e > buffer.byteLength) fail(file, `tensor "${t.name}": the file shrank while it was mapped`);
-    out.set(t.name, { dtype, shape: [...t.shape], bytes: new Uint8Array(buffer, header.dataStart + b, e - b) });
+    const b = header.dataStart + t.dataOffsets[0],
+      e = header.dataStart + t.dataOffsets[1];
+    if (e - b > MAX_MAPPED_BYTES) fail(file, `tensor "${t.name}" has ${e - b} bytes, more than Node's largest buffer (${MAX_MAPPED_BYTES})`);
+    if (e > windowStart + window.byteLength) {
+      windowStart = windowStart + window.byteLength === 0 ? 0 : b;
+      window = mapFile(file, windowStart, Math.min(end, windowStart + MAX_MAPPED_BYTES) - windowStart);
+    }
+    out.set(t.name, { dtype, shape: [...t.shape], bytes: new Uint8Array(window, b - windowStart, e - b) });
   }
   return out;
 }
