@@ -49,7 +49,13 @@ const lossWeights = Float64Array.from(targets, (t) => (t < 0 ? 0 : -0.1));
 const logprobs = <F extends FloatArray>(m: Llama<F>) => Array.from(m.logprobs(new Context(m.k, undefined, false), batch, targets).data);
 /** Log-probs of one 8-token sequence: every product has decoding's few rows. */
 const decodeLogprobs = <F extends FloatArray>(m: Llama<F>) =>
-  Array.from(m.logprobs(new Context(m.k, undefined, false), { ids: ids.subarray(0, 8), pos: sequentialPositions(1, 8), B: 1, T: 8 }, targets.subarray(0, 8)).data);
+  Array.from(
+    m.logprobs(
+      new Context(m.k, undefined, false),
+      { ids: ids.subarray(0, 8), pos: sequentialPositions(1, 8), B: 1, T: 8 },
+      targets.subarray(0, 8),
+    ).data,
+  );
 const maxDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 
 /** The f32 model holding exactly a frozen model's (rounded) values: the same product without the frozen kernels. */

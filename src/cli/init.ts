@@ -38,7 +38,13 @@ export async function initCommand(argv: string[]): Promise<number> {
   // a half-precision model is drawn straight into that dtype (the same values as rounding the
   // f32 draw), so a 7B model takes 14 GB of memory, not 28
   const base = dtype === 'F32' ? 'f32' : (dtype.toLowerCase() as 'bf16' | 'f16');
-  const model = Llama.random(nativeKernels, readConfigFile(a.need('config')), a.num('seed', 42, Number.isInteger, 'an integer'), false, base);
+  const model = Llama.random(
+    nativeKernels,
+    readConfigFile(a.need('config')),
+    a.num('seed', 42, Number.isInteger, 'an integer'),
+    false,
+    base,
+  );
   await saveModel(out, model, dtype as 'F32');
   const tokDir = a.str('tokenizer');
   if (tokDir) await (await Tokenizer.fromDir(tokDir)).save(out);

@@ -105,7 +105,8 @@ export function firstNonFiniteWeight(dtype: BaseDtype, bytes: Uint8Array, rows: 
  * are read on first touch, never copied into the heap. length is at most MAX_MAPPED_BYTES.
  */
 export function mapFile(file: string, offset: number, length: number): ArrayBuffer {
-  if (length > MAX_MAPPED_BYTES) throw new RangeError(`mapFile: ${length} bytes of ${file} in one buffer, more than Node's ${MAX_MAPPED_BYTES}`);
+  if (length > MAX_MAPPED_BYTES)
+    throw new RangeError(`mapFile: ${length} bytes of ${file} in one buffer, more than Node's ${MAX_MAPPED_BYTES}`);
   return addon().mapFile(file, offset, length);
 }
 

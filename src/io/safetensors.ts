@@ -324,7 +324,8 @@ export async function mapSafetensors(file: string): Promise<Map<string, StoredTe
     if (!isFloatDtype(dtype)) fail(file, `tensor "${t.name}": unsupported dtype ${dtype} (supported: ${FLOAT_DTYPES.join(', ')})`);
     const b = header.dataStart + t.dataOffsets[0],
       e = header.dataStart + t.dataOffsets[1];
-    if (e - b > MAX_MAPPED_BYTES) fail(file, `tensor "${t.name}" has ${e - b} bytes, more than Node's largest buffer (${MAX_MAPPED_BYTES})`);
+    if (e - b > MAX_MAPPED_BYTES)
+      fail(file, `tensor "${t.name}" has ${e - b} bytes, more than Node's largest buffer (${MAX_MAPPED_BYTES})`);
     if (e > windowStart + window.byteLength) {
       windowStart = windowStart + window.byteLength === 0 ? 0 : b;
       window = mapFile(file, windowStart, Math.min(end, windowStart + MAX_MAPPED_BYTES) - windowStart);
