@@ -4,7 +4,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { openImport } from '../src/data/import.js';
 import { DEPARTMENTS, relatedDepartments } from '../src/corpus/departments.js';
-import { corpusFiles, generateCorpus, writeCorpus, type Corpus } from '../src/corpus/generate.js';
+import { CORPUS_FILES, corpusFiles, generateCorpus, writeCorpus, type Corpus } from '../src/corpus/generate.js';
 import {
   diseaseNames,
   FACT_LISTS,
@@ -91,8 +91,8 @@ test('generation is deterministic for a seed and differs across seeds', () => {
   assert.deepEqual(again, corpus);
   const other = generateCorpus(kb, { ...OPTS, seed: 8 });
   assert.notDeepEqual(other.heldoutDiseases, corpus.heldoutDiseases);
-  for (const [file, records] of Object.entries(corpusFiles(other))) {
-    assert.notDeepEqual(records, corpusFiles(corpus)[file], `${file} is the same for seeds 7 and 8`);
+  for (const file of CORPUS_FILES) {
+    assert.notDeepEqual(corpusFiles(other)[file], corpusFiles(corpus)[file], `${file} is the same for seeds 7 and 8`);
   }
 });
 
@@ -121,6 +121,22 @@ test('held-out diseases never appear in training records; every kind holds them 
   }
   // the MCQ test asks about trained diseases only; exemplars prefer held-out ones
   assert.ok(corpus.mcq.test.every((m) => !heldout.has(m.disease)));
+});
+
+test('the SFT validation split is drawn like the test split and shares no conversation with it', () => {
+  const key = (r: { prompt: string; history?: [string, string][] }) => JSON.stringify([r.history ?? [], r.prompt]);
+  const test = new Set(corpus.sft.heldout.map(key));
+  assert.equal(corpus.sftDev.length, 96);
+  assert.ok(corpus.sftDev.every((r) => !test.has(key(r))), 'a validation conversation is also a test one');
+  assert.equal(new Set(corpus.sftDev.map((r) => r.id)).size, corpus.sftDev.length);
+  const trainTemplates = new Set(corpus.sft.train.map((r) => r.template));
+  for (const r of corpus.sftDev) {
+    if (r.heldout === 'unseen_disease') assert.ok(heldout.has(r.disease), r.id);
+    else assert.ok(r.heldout === 'unseen_template' && !trainTemplates.has(r.template), `${r.id}: ${r.template}`);
+  }
+  // both kinds, roughly in the test split's proportions (test: 343 of 749 unseen diseases for seed 42)
+  const unseen = corpus.sftDev.filter((r) => r.heldout === 'unseen_disease').length;
+  assert.ok(unseen > 20 && unseen < 76, `${unseen} of 96 on unseen diseases`);
 });
 
 test('unseen-wording records use wordings no training record uses', () => {
@@ -255,7 +271,7 @@ test('preference pairs: chosen differs from rejected, all rejection kinds, wrong
 test('heldoutFraction 0 holds nothing out; bad options are refused', () => {
   const none = generateCorpus(kb, { seed: 1, heldoutFraction: 0 });
   assert.equal(none.heldoutDiseases.length, 0);
-  assert.equal(none.pt.heldout.length + none.sft.heldout.length + none.ner.heldout.length, 0);
+  assert.equal(none.pt.heldout.length + none.sft.heldout.length + none.sftDev.length + none.ner.heldout.length, 0);
   assert.throws(() => generateCorpus(kb, { seed: 1, heldoutFraction: 0.9 }), /heldoutFraction must be between 0 and 0.5/);
   assert.throws(() => generateCorpus(kb, { seed: 1.5, heldoutFraction: 0.1 }), /seed must be an integer/);
 });
@@ -270,6 +286,7 @@ test('writeCorpus writes JSONL the data importers read back without rejects', as
       'pt_heldout.jsonl': ['document', 'document'],
       'sft_train.jsonl': ['qa', 'conversation'],
       'sft_heldout.jsonl': ['qa', 'conversation'],
+      'sft_dev.jsonl': ['qa', 'conversation'],
       'pref_train.jsonl': ['preference', 'preference'],
       'pref_heldout.jsonl': ['preference', 'preference'],
       'mcq_dev.jsonl': ['mcq', 'mcq'],

@@ -36,6 +36,8 @@ export interface Corpus {
   heldoutDiseases: string[];
   pt: Split<TextRecord>;
   sft: Split<QaRecord>;
+  /** Validation conversations drawn like sft.heldout, none equal to one of them. */
+  sftDev: QaRecord[];
   preference: Split<PreferenceRecord>;
   mcq: { dev: McqRecord[]; test: McqRecord[] };
   ner: Split<NerRecord>;
@@ -80,15 +82,37 @@ export function generateCorpus(kb: KnowledgeBase, opts: CorpusOptions): Corpus {
   throw new Error('could not choose held-out diseases whose names stay out of the training text');
 }
 
+/** Size of the validation split sft_dev.jsonl. */
+const SFT_DEV_SIZE = 96;
+
+/**
+ * Conversations for choosing weights (rejection sampling judges its rounds on them): a second
+ * draw, from its own stream, of the held-out kinds (the same unseen diseases and held-out
+ * templates, other wordings and answers), without any conversation that is also a test one. A
+ * stage that selects on these is scored on sft_heldout, which it never saw.
+ */
+function generateSftDev(kb: KnowledgeBase, splitter: Splitter, seed: number, test: QaRecord[], triagePerDisease: number): QaRecord[] {
+  const key = (r: QaRecord) => JSON.stringify([r.history ?? [], r.prompt]);
+  const inTest = new Set(test.map(key));
+  const drawn = generateSft(kb.diseases, splitter, stream(seed, 'sft-dev'), { triagePerDisease }).heldout;
+  return drawn
+    .filter((r) => !inTest.has(key(r)))
+    .slice(0, SFT_DEV_SIZE)
+    .map(({ id: _, ...r }, i) => ({ id: `sft-dev-${String(i).padStart(5, '0')}`, ...r }));
+}
+
 function generateWith(kb: KnowledgeBase, unseen: ReadonlySet<Disease>, opts: CorpusOptions): Omit<Corpus, 'heldoutDiseases'> {
   const { seed, heldoutFraction: fraction } = opts;
   const seen = kb.diseases.filter((d) => !unseen.has(d));
   const splitter = new Splitter(unseen, new TemplateSplit(seed, fraction), fraction);
   // only training diseases' items may be swapped into training records
   const distractors = new Distractors(kb.diseases, seen);
+  const triagePerDisease = opts.triagePerDisease ?? 2;
+  const sft = generateSft(kb.diseases, splitter, stream(seed, 'sft'), { triagePerDisease });
   return {
     pt: generatePt(kb.diseases, splitter, stream(seed, 'pt')),
-    sft: generateSft(kb.diseases, splitter, stream(seed, 'sft'), { triagePerDisease: opts.triagePerDisease ?? 2 }),
+    sft,
+    sftDev: generateSftDev(kb, splitter, seed, sft.heldout, triagePerDisease),
     preference: generatePreference(kb.diseases, splitter, distractors, stream(seed, 'preference'), {
       pairsPerDisease: opts.preferencePairsPerDisease ?? 7,
       multiTurnShare: opts.preferenceMultiTurnShare ?? 0.15,
@@ -101,13 +125,29 @@ function generateWith(kb: KnowledgeBase, unseen: ReadonlySet<Disease>, opts: Cor
   };
 }
 
+/** The files writeCorpus() writes (a run re-makes its corpus when this list changes). */
+export const CORPUS_FILES = [
+  'pt_train.jsonl',
+  'pt_heldout.jsonl',
+  'sft_train.jsonl',
+  'sft_heldout.jsonl',
+  'sft_dev.jsonl',
+  'pref_train.jsonl',
+  'pref_heldout.jsonl',
+  'mcq_dev.jsonl',
+  'mcq_test.jsonl',
+  'ner_train.jsonl',
+  'ner_test.jsonl',
+] as const;
+
 /** The files writeCorpus() writes, by the records they hold. */
-export function corpusFiles(c: Corpus): Record<string, readonly object[]> {
+export function corpusFiles(c: Corpus): Record<(typeof CORPUS_FILES)[number], readonly object[]> {
   return {
     'pt_train.jsonl': c.pt.train,
     'pt_heldout.jsonl': c.pt.heldout,
     'sft_train.jsonl': c.sft.train,
     'sft_heldout.jsonl': c.sft.heldout,
+    'sft_dev.jsonl': c.sftDev,
     'pref_train.jsonl': c.preference.train,
     'pref_heldout.jsonl': c.preference.heldout,
     'mcq_dev.jsonl': c.mcq.dev,

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { writeCorpus } from '../corpus/generate.js';
+import { CORPUS_FILES, writeCorpus } from '../corpus/generate.js';
 import { buildDatasets } from '../data/build.js';
 import { BuildConfigSchema } from '../data/build-config.js';
 import { recordText, type Tagged } from '../data/records.js';
@@ -130,7 +130,7 @@ async function prepareData(cfg: RunConfig, run: RunDir): Promise<EvalFiles> {
   if (cfg.builtin_corpus) {
     const corpus = cfg.builtin_corpus;
     const step = { name: 'corpus', record: run.lineage(dir), outputs: [dir], follows: ['data', ...follows] };
-    await once(run, step, lineageOf(run.root, { builtin_corpus: corpus }, []), async () => {
+    await once(run, step, lineageOf(run.root, { builtin_corpus: corpus, files: CORPUS_FILES }, []), async () => {
       say('data: generating the built-in medical corpus');
       await writeCorpus(dir, { seed: corpus.seed, heldoutFraction: corpus.heldout_fraction });
     });
@@ -271,7 +271,18 @@ async function runStage(
         return runStageTracked(STAGES.rm, settingsOf(st), { ...chat, data: [run.dataset('pref')] }, o.follows);
       case 'rs':
         if (!o.rmDir) throw new ConfigError('rs needs a reward model stage before it');
-        return runStageTracked(STAGES.rs, settingsOf(st), { ...chat, prompts: run.dataset('sft'), reward: o.rmDir }, o.follows);
+        return runStageTracked(
+          STAGES.rs,
+          settingsOf(st),
+          // the built-in corpus's validation split judges the rounds (its test split scores them)
+          {
+            ...chat,
+            prompts: run.dataset('sft'),
+            reward: o.rmDir,
+            ...(cfg.builtin_corpus ? { eval_data: path.join(run.corpus, 'sft_dev.jsonl') } : {}),
+          },
+          o.follows,
+        );
       case 'dpo':
         return runStageTracked(STAGES.dpo, settingsOf(st), { ...chat, data: [run.dataset('pref')], merge: true }, o.follows);
     }

@@ -87,8 +87,9 @@ export const RsConfigSchema = z.strictObject({
   eval_fraction: fraction
     .default(0.1)
     .describe(
-      'share of the prompts held out to judge each round by the reward of greedy answers; a round keeps its best judged weights (eval_every steps apart, the starting ones included)',
+      'share of the prompts held out to judge each round by the reward of greedy answers (without eval_data); a round keeps its best judged weights (eval_every steps apart, the starting ones included)',
     ),
+  eval_limit: posInt.optional().describe('judge on at most this many of the eval_data prompts (default all)'),
 });
 export type RsConfig = z.output<typeof RsConfigSchema>;
 
@@ -99,9 +100,23 @@ export const RsInputsSchema = z.strictObject({
       'JSONL: {id?, messages} or {id?, prompt, response?, history?}; a final assistant turn (or response) is the reference answer',
   }),
   reward: z.string().meta({ arg: 'DIR', description: 'the reward model (chimed train rm)' }),
+  eval_data: z.string().optional().meta({
+    arg: 'FILE',
+    description:
+      'held-out prompts with reference answers that judge the rounds (default: eval_fraction of the prompts); prompts outside the training distribution make a round keep only gains that carry over',
+  }),
   ...policyInputs,
 });
 export type RsInputs = z.input<typeof RsInputsSchema>;
+
+/** The first `limit` prompts of a file, each with its reference answer when it has one. */
+async function readPrompts(file: string, limit?: number): Promise<RsPrompt[]> {
+  return (await readJsonl(file)).slice(0, limit).map(({ rec, where }, i) => {
+    const { prompt, answer } = promptAndAnswer(rec, where);
+    const reference = answer?.trim();
+    return { id: recordId(rec, i), messages: prompt, ...(reference ? { reference } : {}) };
+  });
+}
 
 /** External candidates by prompt id: {id, response} or {prompt (the last user turn), response}. */
 async function readExternal(file: string, prompts: RsPrompt[]): Promise<Map<string, string[]>> {
@@ -136,13 +151,11 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     batchSize: config.batch_size,
     seed: ctx.seed,
   };
-  const prompts: RsPrompt[] = (await readJsonl(ctx.prompts)).slice(0, config.prompts).map(({ rec, where }, i) => {
-    const { prompt, answer } = promptAndAnswer(rec, where);
-    const reference = answer?.trim();
-    return { id: recordId(rec, i), messages: prompt, ...(reference ? { reference } : {}) };
-  });
+  const prompts = await readPrompts(ctx.prompts, config.prompts);
   const external = config.external ? await readExternal(config.external, prompts) : new Map<string, string[]>();
-  const { train, heldout } = splitHeldout(prompts, config.eval_fraction, ctx.seed);
+  const { train, heldout } = ctx.eval_data
+    ? { train: prompts, heldout: await readPrompts(ctx.eval_data, config.eval_limit) }
+    : splitHeldout(prompts, config.eval_fraction, ctx.seed);
   // the judge is never trained: its base follows base_dtype even when the policy trains in full
   const rm = await RewardModel.load(ctx.reward, nativeKernels, false, config.base_dtype);
   const run = new RunDir(ctx.runDir);
