@@ -127,7 +127,10 @@ test('the SFT validation split is drawn like the test split and shares no conver
   const key = (r: { prompt: string; history?: [string, string][] }) => JSON.stringify([r.history ?? [], r.prompt]);
   const test = new Set(corpus.sft.heldout.map(key));
   assert.equal(corpus.sftDev.length, 96);
-  assert.ok(corpus.sftDev.every((r) => !test.has(key(r))), 'a validation conversation is also a test one');
+  assert.ok(
+    corpus.sftDev.every((r) => !test.has(key(r))),
+    'a validation conversation is also a test one',
+  );
   assert.equal(new Set(corpus.sftDev.map((r) => r.id)).size, corpus.sftDev.length);
   const trainTemplates = new Set(corpus.sft.train.map((r) => r.template));
   for (const r of corpus.sftDev) {
