@@ -251,8 +251,11 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
     '4',
     '--eval-every',
     '2',
-    '--eval-fraction',
-    '0.2',
+    // judged on a file of its own (the first 3 of 5 held-out prompts), so every prompt is sampled
+    '--eval-data',
+    writeJsonl(path.join(dir, 'rs-heldout.jsonl'), sft.slice(0, 5)),
+    '--eval-limit',
+    '3',
     ...common,
   ]);
   ok(r);
@@ -262,7 +265,7 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
     .split('\n')
     .map((l) => JSON.parse(l));
   type C = { source: string; reward: number; text: string };
-  assert.ok(recs.length > 0);
+  assert.equal(recs.length, sft.length, 'with --eval-data no prompt is held out of sampling');
   for (const rec of recs) {
     const c: C[] = rec.candidates;
     const of = (s: string) => c.filter((x) => x.source === s);
