@@ -256,6 +256,8 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
     writeJsonl(path.join(dir, 'rs-heldout.jsonl'), sft.slice(0, 5)),
     '--eval-limit',
     '3',
+    '--rounds',
+    '2',
     ...common,
   ]);
   ok(r);
@@ -295,7 +297,7 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
     /rs round 1: kept \d+ of \d+ prompts .* mean reward: kept .*, greedy .*, reference .*\nrs round 1: held-out greedy reward -?[\d.]+ -> -?[\d.]+/,
   );
   const m = metrics('rs').filter((x) => x['rs/heldout_greedy_reward'] !== undefined);
-  assert.equal(m.length, 2, 'greedy reward before and after the round');
+  assert.equal(m.length, 3, 'greedy reward before the stage and after each round');
   assert.equal(m[1]['rs/kept_fraction'], summary['rs/kept_fraction']);
   // a round that kept something fine-tuned the policy on it, judged at steps 2 and 4; it hands on
   // the best judged weights (step 0: the starting policy), never a worse policy on those prompts
@@ -315,4 +317,9 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
     best === summary['rs/heldout_greedy_reward_before'] ? 0 : judged.find((x) => x.eval_greedy_reward === best).step,
   );
   assert.ok(fs.existsSync(path.join(dir, 'rs/stages/rs/round-1/policy/model.safetensors')));
+  // round 2 starts from round 1's policy but keeps the stage's reference-loss bound
+  const second = JSON.parse(fs.readFileSync(path.join(dir, 'rs/stages/rs/round-2/summary.json'), 'utf8'));
+  assert.ok(Number.isFinite(summary['rs/max_reference_loss']));
+  assert.equal(second['rs/max_reference_loss'], summary['rs/max_reference_loss']);
+  assert.equal(second['rs/heldout_greedy_reward_before'], summary['rs/heldout_greedy_reward']);
 });

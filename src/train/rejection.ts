@@ -229,7 +229,8 @@ export function formatRound(round: number, s: Record<string, number>, replayed: 
  * reward among those whose reference loss rose by at most `maxLossRise` of the starting one;
  * the starting weights compete too, so a round never hands on a policy that answers those
  * prompts worse, nor one that has drifted from its references to please the reward model
- * (Llama 2 likewise kept each round's best checkpoint). The best weights are held in memory
+ * (Llama 2 likewise kept each round's best checkpoint). The loss bound is the stage's: later
+ * rounds get the first round's (`maxLoss`), so drift cannot compound round after round. The best weights are held in memory
  * (one more copy of what is trained: the adapter under LoRA); a round resumed from a
  * checkpoint chooses among the starting policy and what it judges after resuming.
  */
@@ -237,7 +238,8 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
   private best: { reward: number; step: number; weights: F };
   private step = 0;
   private readonly gradAccum: number;
-  private readonly maxLoss: number;
+  /** The highest reference loss a judged step may have and count. */
+  readonly maxLoss: number;
 
   constructor(
     model: Llama<F>,
@@ -248,11 +250,11 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
     saveWeights: (dir: string) => Promise<void>,
     /** Mean greedy-answer reward on the validation prompts of the model as it is now. */
     private readonly judge: () => number,
-    start: { reward: number; maxLossRise: number },
+    start: { reward: number; maxLossRise: number; maxLoss?: number },
   ) {
     super(model, train, validation, opts, adapter, saveWeights);
     this.gradAccum = opts.gradAccum;
-    this.maxLoss = (this.referenceLoss(new Context(model.k)) ?? Infinity) * (1 + start.maxLossRise);
+    this.maxLoss = start.maxLoss ?? (this.referenceLoss(new Context(model.k)) ?? Infinity) * (1 + start.maxLossRise);
     this.best = { reward: start.reward, step: 0, weights: this.params.data.slice() as F };
   }
 

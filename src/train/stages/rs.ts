@@ -73,7 +73,7 @@ export const RsConfigSchema = z.strictObject({
     .min(0)
     .default(0.02)
     .describe(
-      "a judged step counts only if the held-out prompts' reference answers' loss rose by at most this share of the starting policy's",
+      "a judged step counts only if the held-out prompts' reference answers' loss rose by at most this share of the stage's starting policy's (one bound for every round)",
     ),
   temperature: z.number().min(0).default(0.8).describe('sampling temperature'),
   top_p: z.number().gt(0).max(1).default(0.9).describe('nucleus sampling: the smallest set of tokens with this much probability'),
@@ -167,11 +167,14 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     encodeSft(convs, tok, template, { maxSource: o.maxSource, maxTarget: o.maxTarget, trainOnPrompt: false });
   // each round starts from the previous round's policy (the adapter merges into round 1 only)
   let source: ChatModelSource = { model: ctx.model, adapter: ctx.adapter, tokenizer: ctx.tokenizer, template: ctx.template };
+  // the reference-loss bound of the first round that judged steps holds for the later ones
+  let maxLoss: number | undefined;
   for (let round = 1; round <= config.rounds; round++) {
     const dir = stage.round(round);
     const next: ChatModelSource = { ...source, model: dir.policy, adapter: undefined };
     if (fs.existsSync(dir.done)) {
       say(`rs: round ${round} already done, policy in ${dir.policy}`);
+      maxLoss ??= (JSON.parse(fs.readFileSync(dir.done, 'utf8')) as Record<string, number | undefined>)['rs/max_reference_loss'];
       source = next;
       continue;
     }
@@ -207,10 +210,14 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
         ? new RoundTask(model, enc.examples, encode(references, tokenizer, template).examples, opts, adapter, save.stage, judge, {
             reward: before,
             maxLossRise: o.maxLossRise,
+            maxLoss,
           })
         : new SftTask(model, enc.examples, [], opts, adapter, save.stage);
       await trainStage(`rs/round-${round}`, ctx.runDir, cfg, task, { round, ...o, kept: set.kept, replayed: set.replayed });
-      selectedStep = task instanceof RoundTask ? task.restoreBest().step : cfg.maxSteps;
+      if (task instanceof RoundTask) {
+        selectedStep = task.restoreBest().step;
+        if (Number.isFinite(task.maxLoss)) maxLoss = task.maxLoss;
+      } else selectedStep = cfg.maxSteps;
       adapter?.merge();
     } else say(`rs: round ${round}: no sample beat its prompt's bar, so the policy stays as it was`);
     if (root) await save.model(dir.policy);
@@ -223,6 +230,7 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
       'rs/selected_step': selectedStep,
       'rs/heldout_greedy_reward_before': before,
       'rs/heldout_greedy_reward': after,
+      ...(maxLoss !== undefined && { 'rs/max_reference_loss': maxLoss }),
     };
     if (root) {
       metrics.append({ stage: 'rs', step: round, ...summary });
