@@ -42,7 +42,7 @@ export { PretrainTask, preparePretrainData } from './train/pretrain.js';
 export { SftTask, encodeSft } from './train/sft.js';
 export { RewardTask } from './train/reward.js';
 export { DpoTask } from './train/dpo.js';
-export { sampleAndRank, greedyReward } from './train/rejection.js';
+export { sampleAndRank, judgeGreedy } from './train/rejection.js';
 export { runPt, PtConfigSchema, PtInputsSchema, type PtConfig, type PtInputs } from './train/stages/pt.js';
 export { runSft, SftConfigSchema, SftInputsSchema, type SftConfig, type SftInputs } from './train/stages/sft.js';
 export { runRm, RmConfigSchema, RmInputsSchema, type RmConfig, type RmInputs } from './train/stages/rm.js';

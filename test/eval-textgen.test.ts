@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CharNgramModel, ConstantModel } from '../src/eval/baselines.js';
-import { corpusBleu, corpusRouge, evaluateTextgen, lcsLength, textgenScores, tokenize } from '../src/eval/textgen.js';
+import { lcsLength } from '../src/data/overlap.js';
+import { corpusBleu, corpusRouge, evaluateTextgen, textgenScores, tokenize } from '../src/eval/textgen.js';
 import { medicalText } from './helpers.js';
 
 const close = (a: number, b: number, eps = 1e-9) => assert.ok(Math.abs(a - b) < eps, `${a} != ${b}`);

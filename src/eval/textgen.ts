@@ -30,13 +30,12 @@
 // takes the best F1 among them. ROUGE-L uses the longest common subsequence.
 import { Jieba } from '@node-rs/jieba';
 import { dict } from '@node-rs/jieba/dict.js';
+import { charTokens, lcsLength } from '../data/overlap.js';
 import { generateBatched, type EvalModel } from './lm.js';
 
 export type TokenizerName = 'char' | 'jieba' | 'whitespace';
 export type Tokenizer = TokenizerName | ((text: string) => string[]);
 export type BleuSmoothing = 'exp' | 'floor' | 'none';
-
-const CHAR_TOKEN = /[A-Za-z0-9]+|\S/gu;
 
 let jieba: Jieba | undefined;
 function jiebaTokens(text: string): string[] {
@@ -48,7 +47,7 @@ export function tokenize(text: string, tokenizer: Tokenizer = 'char'): string[] 
   if (typeof tokenizer === 'function') return tokenizer(text);
   switch (tokenizer) {
     case 'char':
-      return text.match(CHAR_TOKEN) ?? [];
+      return charTokens(text);
     case 'jieba':
       return jiebaTokens(text);
     case 'whitespace':
@@ -224,20 +223,6 @@ function ngramPrf(h: string[], r: string[], n: number): Prf {
   let overlap = 0;
   for (const [g, c] of hc) overlap += Math.min(c, rc.get(g) ?? 0);
   return prf(overlap, Math.max(0, h.length - n + 1), Math.max(0, r.length - n + 1));
-}
-
-/** Length of the longest common subsequence, with one DP row (O(|a|·|b|) time, O(|b|) memory). */
-export function lcsLength(a: readonly string[], b: readonly string[]): number {
-  const row = new Int32Array(b.length + 1);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = 0; // row[j-1] from the previous i
-    for (let j = 1; j <= b.length; j++) {
-      const up = row[j];
-      row[j] = a[i - 1] === b[j - 1] ? diag + 1 : Math.max(up, row[j - 1]);
-      diag = up;
-    }
-  }
-  return row[b.length];
 }
 
 export interface RougeResult {

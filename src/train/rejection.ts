@@ -4,6 +4,7 @@ import { splitBatches } from '../engine/dist.js';
 import type { FloatArray } from '../engine/kernels.js';
 import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
+import { charTokens, lcsLength } from '../data/overlap.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { generateReplies, type ChatTokenizer } from '../model/chat.js';
 import type { Llama } from '../model/llama.js';
@@ -37,6 +38,8 @@ export interface RsOptions {
   replay: number;
   /** A judged step counts only if the validation references' loss rose by at most this share. */
   maxLossRise: number;
+  /** ... and its greedy answers' ROUGE-L against them fell by at most this share (null: unchecked). */
+  maxRougeDrop: number | null;
   temperature: number;
   topP: number;
   maxNewTokens: number;
@@ -229,8 +232,11 @@ export function formatRound(round: number, s: Record<string, number>, replayed: 
  * reward among those whose reference loss rose by at most `maxLossRise` of the starting one;
  * the starting weights compete too, so a round never hands on a policy that answers those
  * prompts worse, nor one that has drifted from its references to please the reward model
- * (Llama 2 likewise kept each round's best checkpoint). The loss bound is the stage's: later
- * rounds get the first round's (`maxLoss`), so drift cannot compound round after round. The best weights are held in memory
+ * (Llama 2 likewise kept each round's best checkpoint). With `maxRougeDrop` a step also counts
+ * only if its greedy answers' ROUGE-L against the references stays within that share: the
+ * reward model may prefer wordings far from the references, which the loss hardly shows.
+ * The bounds are the stage's: later rounds get the first judged round's, so drift cannot
+ * compound round after round. The best weights are held in memory
  * (one more copy of what is trained: the adapter under LoRA); a round resumed from a
  * checkpoint chooses among the starting policy and what it judges after resuming.
  */
@@ -238,8 +244,8 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
   private best: { reward: number; step: number; weights: F };
   private step = 0;
   private readonly gradAccum: number;
-  /** The highest reference loss a judged step may have and count. */
-  readonly maxLoss: number;
+  /** The highest reference loss and the lowest greedy ROUGE-L a judged step may have and count. */
+  readonly bounds: JudgeBounds;
 
   constructor(
     model: Llama<F>,
@@ -248,14 +254,17 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
     opts: { batchSize: number; gradAccum: number; recompute: boolean; seed: number },
     adapter: LoraAdapter<F> | null,
     saveWeights: (dir: string) => Promise<void>,
-    /** Mean greedy-answer reward on the validation prompts of the model as it is now. */
-    private readonly judge: () => number,
-    start: { reward: number; maxLossRise: number; maxLoss?: number },
+    /** The validation prompts' greedy answers of the model as it is now. */
+    private readonly judge: () => Judgement,
+    start: { judged: Judgement; maxLossRise: number; maxRougeDrop: number | null; bounds?: JudgeBounds },
   ) {
     super(model, train, validation, opts, adapter, saveWeights);
     this.gradAccum = opts.gradAccum;
-    this.maxLoss = start.maxLoss ?? (this.referenceLoss(new Context(model.k)) ?? Infinity) * (1 + start.maxLossRise);
-    this.best = { reward: start.reward, step: 0, weights: this.params.data.slice() as F };
+    this.bounds = start.bounds ?? {
+      maxLoss: (this.referenceLoss(new Context(model.k)) ?? Infinity) * (1 + start.maxLossRise),
+      minRougeL: start.maxRougeDrop === null ? -Infinity : start.judged.rougeL * (1 - start.maxRougeDrop),
+    };
+    this.best = { reward: start.judged.reward, step: 0, weights: this.params.data.slice() as F };
   }
 
   private referenceLoss(ctx: Context<F>): number | undefined {
@@ -268,11 +277,15 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
   }
 
   evaluate(ctx: Context<F>): Record<string, number> {
-    const reward = this.judge(),
+    const { reward, rougeL } = this.judge(),
       loss = this.referenceLoss(ctx) ?? NaN;
-    if (reward > this.best.reward && !(loss > this.maxLoss))
+    if (reward > this.best.reward && !(loss > this.bounds.maxLoss) && !(rougeL < this.bounds.minRougeL))
       this.best = { reward, step: this.step, weights: this.params.data.slice() as F };
-    return { eval_greedy_reward: reward, ...(Number.isNaN(loss) ? {} : { eval_loss: loss }) };
+    return {
+      eval_greedy_reward: reward,
+      ...(Number.isNaN(rougeL) ? {} : { eval_greedy_rouge_l: rougeL }),
+      ...(Number.isNaN(loss) ? {} : { eval_loss: loss }),
+    };
   }
 
   /** Puts the best judged weights back; their step (0: the starting policy) and reward. */
@@ -282,35 +295,57 @@ export class RoundTask<F extends FloatArray> extends SftTask<F> {
   }
 }
 
-/** Mean reward of the policy's greedy answers to held-out prompts. */
-export function greedyReward<F extends FloatArray>(
+/** What the judge sees of the greedy answers to the validation prompts. */
+export interface Judgement {
+  /** Their mean reward. */
+  reward: number;
+  /** Their mean ROUGE-L F1 (0-100, characters) against the prompts' references; NaN without any. */
+  rougeL: number;
+}
+
+/** Limits a judged step must keep to count. */
+export interface JudgeBounds {
+  maxLoss: number;
+  minRougeL: number;
+}
+
+/** ROUGE-L F1 of one answer against its reference, on characters, 0-100 (as the evaluation's). */
+function rougeL(answer: string, reference: string): number {
+  const h = charTokens(answer),
+    r = charTokens(reference);
+  return h.length && r.length ? (200 * lcsLength(h, r)) / (h.length + r.length) : 0;
+}
+
+/** The policy's greedy answers to held-out prompts: mean reward and ROUGE-L. */
+export function judgeGreedy<F extends FloatArray>(
   policy: Llama<F>,
   rm: RewardModel<F>,
   tok: ChatTokenizer,
   template: ChatTemplate,
   prompts: RsPrompt[],
   o: RsOptions,
-): number {
-  if (!prompts.length) return NaN;
-  const rewards = splitBatches(prompts, o.batchSize, (batch) => {
-    const replies = generateReplies(
+): Judgement {
+  if (!prompts.length) return { reward: NaN, rougeL: NaN };
+  const scored = splitBatches(prompts, o.batchSize, (batch) => {
+    const answers = generateReplies(
       policy,
       tok,
       template,
       batch.map((p) => p.messages),
       { maxNewTokens: o.maxNewTokens, batchSize: o.batchSize },
-    );
-    return scoreAnswers(
+    ).map((r) => r[0].text ?? '');
+    const rewards = scoreAnswers(
       rm,
       tok,
       template,
-      batch.map((p, i) => ({ prompt: p.messages, answer: replies[i][0].text ?? '' })),
+      batch.map((p, i) => ({ prompt: p.messages, answer: answers[i] })),
       o,
     );
+    return rewards.map((reward, i) => ({ reward, rougeL: batch[i].reference ? rougeL(answers[i], batch[i].reference!) : null }));
   });
-  return mean(rewards);
+  const overlaps = scored.flatMap((x) => (x.rougeL === null ? [] : [x.rougeL]));
+  return { reward: mean(scored.map((x) => x.reward)), rougeL: mean(overlaps) };
 }
-
 /** The round's candidates, rewards and choices (read back when an interrupted round resumes). */
 export async function writeCandidates(dir: string, records: RoundRecord[]): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });

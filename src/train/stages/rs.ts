@@ -17,12 +17,13 @@ import { RewardModel } from '../../model/reward.js';
 import { MetricsLog } from '../metrics.js';
 import {
   formatRound,
-  greedyReward,
+  judgeGreedy,
   roundSummary,
   roundTrainingSet,
   RoundTask,
   sampleAndRank,
   writeCandidates,
+  type JudgeBounds,
   type RoundRecord,
   type RsOptions,
   type RsPrompt,
@@ -74,6 +75,15 @@ export const RsConfigSchema = z.strictObject({
     .default(0.02)
     .describe(
       "a judged step counts only if the held-out prompts' reference answers' loss rose by at most this share of the stage's starting policy's (one bound for every round)",
+    ),
+  max_rouge_drop: z
+    .number()
+    .min(0)
+    .max(1)
+    .nullable()
+    .default(null)
+    .describe(
+      "a judged step counts only if its greedy answers' ROUGE-L against the held-out references fell by at most this share of the stage's starting policy's (null: not checked)",
     ),
   temperature: z.number().min(0).default(0.8).describe('sampling temperature'),
   top_p: z.number().gt(0).max(1).default(0.9).describe('nucleus sampling: the smallest set of tokens with this much probability'),
@@ -131,6 +141,13 @@ async function readExternal(file: string, prompts: RsPrompt[]): Promise<Map<stri
   return out;
 }
 
+/** The stage's judge bounds as a round's summary recorded them (the finite ones). */
+function boundsOf(summary: Record<string, number | undefined>): JudgeBounds | undefined {
+  const loss = summary['rs/max_reference_loss'],
+    rouge = summary['rs/min_greedy_rouge_l'];
+  return loss === undefined && rouge === undefined ? undefined : { maxLoss: loss ?? Infinity, minRougeL: rouge ?? -Infinity };
+}
+
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: StageContext & RsInputs): Promise<StageResult> {
   const config = resolveSettings(RsConfigSchema, settings, 'rs');
@@ -143,6 +160,7 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     referenceCandidate: config.reference_candidate,
     replay: config.replay,
     maxLossRise: config.max_loss_rise,
+    maxRougeDrop: config.max_rouge_drop,
     temperature: config.temperature,
     topP: config.top_p,
     maxNewTokens: config.max_new_tokens,
@@ -167,14 +185,14 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
     encodeSft(convs, tok, template, { maxSource: o.maxSource, maxTarget: o.maxTarget, trainOnPrompt: false });
   // each round starts from the previous round's policy (the adapter merges into round 1 only)
   let source: ChatModelSource = { model: ctx.model, adapter: ctx.adapter, tokenizer: ctx.tokenizer, template: ctx.template };
-  // the reference-loss bound of the first round that judged steps holds for the later ones
-  let maxLoss: number | undefined;
+  // the bounds of the first round that judged steps hold for the later ones
+  let bounds: JudgeBounds | undefined;
   for (let round = 1; round <= config.rounds; round++) {
     const dir = stage.round(round);
     const next: ChatModelSource = { ...source, model: dir.policy, adapter: undefined };
     if (fs.existsSync(dir.done)) {
       say(`rs: round ${round} already done, policy in ${dir.policy}`);
-      maxLoss ??= (JSON.parse(fs.readFileSync(dir.done, 'utf8')) as Record<string, number | undefined>)['rs/max_reference_loss'];
+      bounds ??= boundsOf(JSON.parse(fs.readFileSync(dir.done, 'utf8')));
       source = next;
       continue;
     }
@@ -183,9 +201,11 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
       trainable: !config.lora,
       baseDtype: config.lora ? config.base_dtype : undefined,
     });
-    const judge = () => greedyReward(model, rm, tokenizer, template, heldout, o);
-    const before = judge();
-    if (round === 1 && root) metrics.append({ stage: 'rs', step: 0, 'rs/heldout_greedy_reward': before });
+    const judge = () => judgeGreedy(model, rm, tokenizer, template, heldout, o);
+    const start = judge();
+    const before = start.reward;
+    if (round === 1 && root)
+      metrics.append({ stage: 'rs', step: 0, 'rs/heldout_greedy_reward': before, 'rs/heldout_greedy_rouge_l': start.rougeL });
     say(`rs: round ${round}: held-out greedy reward of the starting policy ${before.toFixed(4)}`);
     let records: RoundRecord[];
     if (fs.existsSync(dir.candidates)) records = (await readJsonl(dir.candidates)).map((r) => r.rec as unknown as RoundRecord);
@@ -208,29 +228,33 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
         .map((p) => [...p.messages, { role: 'assistant' as const, content: p.reference! }]);
       const task = heldout.length
         ? new RoundTask(model, enc.examples, encode(references, tokenizer, template).examples, opts, adapter, save.stage, judge, {
-            reward: before,
+            judged: start,
             maxLossRise: o.maxLossRise,
-            maxLoss,
+            maxRougeDrop: o.maxRougeDrop,
+            bounds,
           })
         : new SftTask(model, enc.examples, [], opts, adapter, save.stage);
       await trainStage(`rs/round-${round}`, ctx.runDir, cfg, task, { round, ...o, kept: set.kept, replayed: set.replayed });
       if (task instanceof RoundTask) {
         selectedStep = task.restoreBest().step;
-        if (Number.isFinite(task.maxLoss)) maxLoss = task.maxLoss;
+        bounds = task.bounds;
       } else selectedStep = cfg.maxSteps;
       adapter?.merge();
     } else say(`rs: round ${round}: no sample beat its prompt's bar, so the policy stays as it was`);
     if (root) await save.model(dir.policy);
     // the next round (on every rank) loads this policy
     dist().barrier();
-    const after = selectedStep ? judge() : before;
+    const after = selectedStep ? judge() : start;
     const summary = {
       ...roundSummary(records),
       'rs/replayed': set.replayed,
       'rs/selected_step': selectedStep,
       'rs/heldout_greedy_reward_before': before,
-      'rs/heldout_greedy_reward': after,
-      ...(maxLoss !== undefined && { 'rs/max_reference_loss': maxLoss }),
+      'rs/heldout_greedy_reward': after.reward,
+      'rs/heldout_greedy_rouge_l_before': start.rougeL,
+      'rs/heldout_greedy_rouge_l': after.rougeL,
+      ...(bounds && Number.isFinite(bounds.maxLoss) && { 'rs/max_reference_loss': bounds.maxLoss }),
+      ...(bounds && Number.isFinite(bounds.minRougeL) && { 'rs/min_greedy_rouge_l': bounds.minRougeL }),
     };
     if (root) {
       metrics.append({ stage: 'rs', step: round, ...summary });
@@ -238,7 +262,7 @@ export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: Stage
       await writeJsonAtomic(dir.done, { round, ...summary });
     }
     process.stdout.write(
-      `${formatRound(round, summary, set.replayed)}\nrs round ${round}: held-out greedy reward ${before.toFixed(4)} -> ${after.toFixed(4)} ` +
+      `${formatRound(round, summary, set.replayed)}\nrs round ${round}: held-out greedy reward ${before.toFixed(4)} -> ${after.reward.toFixed(4)} ` +
         `(${selectedStep ? `weights of step ${selectedStep}` : 'the starting policy kept: no judged step improved it'})\npolicy: ${dir.policy}\n`,
     );
     source = next;
