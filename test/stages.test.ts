@@ -258,6 +258,8 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
     '3',
     '--rounds',
     '2',
+    '--max-rouge-drop',
+    '0.05',
     ...common,
   ]);
   ok(r);
@@ -310,16 +312,22 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
     judged.map((x) => x.step),
     [2, 4],
   );
-  const best = Math.max(summary['rs/heldout_greedy_reward_before'], ...judged.map((x) => x.eval_greedy_reward));
+  // only steps within the stage's bounds count: the references' loss, the greedy answers' ROUGE-L
+  assert.ok(Math.abs(summary['rs/min_greedy_rouge_l'] - 0.95 * summary['rs/heldout_greedy_rouge_l_before']) < 1e-9);
+  const counted = judged.filter(
+    (x) => x.eval_loss <= summary['rs/max_reference_loss'] && x.eval_greedy_rouge_l >= summary['rs/min_greedy_rouge_l'],
+  );
+  const best = Math.max(summary['rs/heldout_greedy_reward_before'], ...counted.map((x) => x.eval_greedy_reward));
   assert.equal(summary['rs/heldout_greedy_reward'], best);
   assert.equal(
     summary['rs/selected_step'],
-    best === summary['rs/heldout_greedy_reward_before'] ? 0 : judged.find((x) => x.eval_greedy_reward === best).step,
+    best === summary['rs/heldout_greedy_reward_before'] ? 0 : counted.find((x) => x.eval_greedy_reward === best).step,
   );
   assert.ok(fs.existsSync(path.join(dir, 'rs/stages/rs/round-1/policy/model.safetensors')));
-  // round 2 starts from round 1's policy but keeps the stage's reference-loss bound
+  // round 2 starts from round 1's policy but keeps the stage's bounds
   const second = JSON.parse(fs.readFileSync(path.join(dir, 'rs/stages/rs/round-2/summary.json'), 'utf8'));
   assert.ok(Number.isFinite(summary['rs/max_reference_loss']));
   assert.equal(second['rs/max_reference_loss'], summary['rs/max_reference_loss']);
+  assert.equal(second['rs/min_greedy_rouge_l'], summary['rs/min_greedy_rouge_l']);
   assert.equal(second['rs/heldout_greedy_reward_before'], summary['rs/heldout_greedy_reward']);
 });
