@@ -331,3 +331,22 @@ test('rejection sampling round: greedy answer, k samples and candidates ranked b
   assert.equal(second['rs/min_greedy_rouge_l'], summary['rs/min_greedy_rouge_l']);
   assert.equal(second['rs/heldout_greedy_reward_before'], summary['rs/heldout_greedy_reward']);
 });
+
+test('rs refuses eval_limit without eval_data, naming both', () => {
+  const r = runCli([
+    'train',
+    'rs',
+    '--prompts',
+    'p.jsonl',
+    '--model',
+    'm',
+    '--reward',
+    'r',
+    '--out',
+    path.join(dir, 'rs-bad'),
+    '--eval-limit',
+    '3',
+  ]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /rs: eval_limit limits the eval_data prompts; give eval_data \(--eval-data FILE\)/);
+});

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import * as z from 'zod';
 import { DataError } from '../../data/errors.js';
+import { ConfigError } from '../../model/config.js';
 import { jsonlRecords, promptAndAnswer, readJsonl, recordId } from '../../data/stage-files.js';
 import { dist, say } from '../../engine/dist.js';
 import { nativeKernels } from '../../engine/native.js';
@@ -151,6 +152,8 @@ function boundsOf(summary: Record<string, number | undefined>): JudgeBounds | un
 /** Runs the stage: `settings` as in a run config's stage entry (defaults filled in here), inputs and run directory in `ctx`. */
 export async function runRs(settings: z.input<typeof RsConfigSchema>, ctx: StageContext & RsInputs): Promise<StageResult> {
   const config = resolveSettings(RsConfigSchema, settings, 'rs');
+  if (config.eval_limit !== undefined && !ctx.eval_data)
+    throw new ConfigError('rs: eval_limit limits the eval_data prompts; give eval_data (--eval-data FILE) or drop it');
   const o: RsOptions = {
     k: config.k,
     keep: config.keep,
