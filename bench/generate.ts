@@ -17,14 +17,15 @@ import { baseDtypeArg, benchConfig, parseWithShape } from './shape.js';
 
 const USAGE = `chimed bench generate [--vocab V] [--dim D] [--layers L] [--heads H] [--kv-heads K] [--ffn F]
                       [--config CONFIG.json] [--base-dtype bf16|f16|q8_0|f32]
-                      [--prompt P] [--tokens N] [--repeat R] [--threads N] [--llama-kv f32|f16] [--profile] [--json]
+                      [--prompt P] [--tokens N] [--repeat R] [--threads N] [--llama-threads N] [--llama-kv f32|f16]
+                      [--profile] [--json]
 
 Greedy generation speed of one random f32 LLaMA (default vocab 8000, dim 512, 8 layers,
 8 heads, ffn 1408) here (src/model/generate.ts) and in llama.cpp through node-llama-cpp (a
 dev dependency) on the same weights exported as f32 GGUF: prefill tokens/s over a P-token
 prompt (default 128) and decode tokens/s over N new tokens (default 64), one untimed
-warm-up each, the same thread count, best of R runs (default 3) taken alternately from the two
-engines, so a loaded machine slows both alike. llama.cpp runs without flash attention and with an
+warm-up each, the same thread count (--llama-threads gives llama.cpp its own), best of R runs
+(default 3) taken alternately from the two engines, so a loaded machine slows both alike. llama.cpp runs without flash attention and with an
 f32 KV cache like ours (--llama-kv f16: its default cache type). greedy_agree counts the
 leading new tokens both chose alike. Each engine's CPU time (all threads of the process, which
 runs one engine at a time) for the prefill and per decoded token follows: the work done, which
@@ -153,6 +154,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
       repeat: { type: 'string' },
       threads: { type: 'string' },
       'llama-kv': { type: 'string' },
+      'llama-threads': { type: 'string' },
       config: { type: 'string' },
       'base-dtype': { type: 'string' },
       profile: { type: 'boolean' },
@@ -172,6 +174,8 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
   const kv = (a.str('llama-kv') ?? 'f32').toUpperCase();
   if (kv !== 'F32' && kv !== 'F16') throw new UsageError(`--llama-kv: expected f32 or f16, got "${a.str('llama-kv')}"`);
   if (a.str('threads')) setThreads(a.int('threads'));
+  const llamaThreads = a.int('llama-threads', getThreads());
+  if (llamaThreads < 1) throw new UsageError('--llama-threads: at least 1');
   const config = benchConfig(a, { vocab: 8000, dim: 512, ffn: 1408, layers: 8, heads: 8 }, P + N + 8);
   const base = baseDtypeArg(a);
   const profile = a.flag('profile') ? new KernelProfile(nativeKernels, gemmClassOf) : null;
@@ -199,7 +203,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
     oursRun(model, prompt.slice(0, 8), 4); // warm-up: workspace, page-in
     const file = path.join(dir, 'model.gguf');
     await writeLlamaGguf(file, { model, tokenizer, template: ChatTemplate.builtin('chatml'), name: 'bench' }, ggufDtype);
-    const them = await llamaCpp(file, prompt, N, getThreads(), kv).catch((e: Error) => {
+    const them = await llamaCpp(file, prompt, N, llamaThreads, kv).catch((e: Error) => {
       unavailable = e.message;
       return null;
     });
@@ -234,6 +238,7 @@ export async function benchGenerate(argv: string[]): Promise<Record<string, unkn
           ...figures(theirs),
           kv_cache: kv,
           flash_attention: false,
+          threads: llamaThreads,
         }
       : null,
     ...(unavailable !== undefined && { llama_cpp_unavailable: unavailable }),

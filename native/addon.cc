@@ -17,6 +17,7 @@
 #include <limits>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "kernels.h"
 
@@ -542,6 +543,9 @@ AttentionDims readDims(const Args& a, size_t i) {
   d.KVH = a.sizeOf(o.Get("KVH"), "dims.KVH", 1);
   d.hd = a.sizeOf(o.Get("headDim"), "dims.headDim", 1);
   d.scale = static_cast<float>(a.numberOf(o.Get("scale"), "dims.scale"));
+  const Napi::Value headMajor = o.Get("kvHeadMajor");
+  if (!headMajor.IsUndefined() && !headMajor.IsBoolean()) a.fail(false, "dims.kvHeadMajor must be a boolean or absent, got " + describe(headMajor));
+  d.kvHeadMajor = headMajor.IsBoolean() && headMajor.As<Napi::Boolean>().Value();
   if (d.Tq > d.Tk) a.fail(true, "dims.Tq (" + std::to_string(d.Tq) + ") must be <= dims.Tk (" + std::to_string(d.Tk) + ")");
   if (d.Tk > d.kvCap) a.fail(true, "dims.Tk (" + std::to_string(d.Tk) + ") must be <= dims.kvCap (" + std::to_string(d.kvCap) + ")");
   if (d.H % d.KVH != 0) a.fail(true, "dims.H (" + std::to_string(d.H) + ") must be a multiple of dims.KVH (" + std::to_string(d.KVH) + ")");
@@ -759,6 +763,148 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- decodeStep(plan, ids, pos, keyStart, length, invFreq, ropeScale, logits)
+// plan (DecodePlan in src/engine/kernels.ts) is read on every call: some 15 properties a layer, a few
+// microseconds against the milliseconds of the step's weight reads.
+
+// The fields of plan, each checked against the shapes the model's dimensions give; errors name
+// the field by its path (plan.layers[2].o.weight).
+class PlanReader {
+ public:
+  explicit PlanReader(const Args& a) : a_(a) {}
+
+  Napi::Object object(const Napi::Object& o, const std::string& path) const {
+    if (!o.IsObject() || o.IsTypedArray() || o.IsArray()) a_.fail(false, path + " must be an object, got " + describe(o));
+    return o;
+  }
+  i64 size(const Napi::Object& o, const std::string& path, const char* key, i64 min) const {
+    return a_.sizeOf(o.Get(key), path + "." + key, min);
+  }
+  // A Float32Array of exactly n values, or null when allowed.
+  float* floats(const Napi::Object& o, const std::string& path, const char* key, i64 n, bool nullable = false) const {
+    const Napi::Value v = o.Get(key);
+    const std::string name = path + "." + key;
+    if (nullable && v.IsNull()) return nullptr;
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      a_.fail(false, name + " must be a Float32Array" + (nullable ? " or null" : "") + ", got " + describe(v));
+    auto t = v.As<Napi::Float32Array>();
+    if (static_cast<i64>(t.ElementLength()) != n)
+      a_.fail(true, name + " has length " + std::to_string(t.ElementLength()) + ", expected " + std::to_string(n));
+    return t.Data();
+  }
+  // {dtype, data, rows, cols} with rows and cols as expected (rows < 0: any, returned through W.rows).
+  WeightMatrix weight(const Napi::Object& parent, const std::string& path, const char* key, i64 rows, i64 cols) const {
+    const std::string name = path + "." + key;
+    const Napi::Object o = object(parent.Get(key).As<Napi::Object>(), name);
+    const Napi::Value dv = o.Get("dtype");
+    const std::string dtype = dv.IsString() ? dv.As<Napi::String>().Utf8Value() : "";
+    WeightMatrix W{WeightDtype::F32, nullptr, size(o, name, "rows", 1), size(o, name, "cols", 1)};
+    if (dtype == "bf16") W.dtype = WeightDtype::BF16;
+    else if (dtype == "f16") W.dtype = WeightDtype::F16;
+    else if (dtype == "q8_0") W.dtype = WeightDtype::Q8_0;
+    else if (dtype != "f32") a_.fail(true, name + ".dtype must be \"f32\", \"bf16\", \"f16\" or \"q8_0\", got " + describe(dv));
+    if ((rows >= 0 && W.rows != rows) || W.cols != cols)
+      a_.fail(true, name + " is [" + std::to_string(W.rows) + ", " + std::to_string(W.cols) + "], expected [" +
+                        (rows >= 0 ? std::to_string(rows) : std::string("rows")) + ", " + std::to_string(cols) + "]");
+    const Napi::Value data = o.Get("data");
+    if (!data.IsTypedArray()) a_.fail(false, name + ".data must be a Uint8Array or Float32Array, got " + describe(data));
+    const auto t = data.As<Napi::TypedArray>();
+    const i64 want = weightBytes(W.dtype, W.rows, W.cols);
+    if (want < 0) a_.fail(true, name + ": a q8_0 matrix needs a multiple of 32 columns, got " + std::to_string(W.cols));
+    if (static_cast<i64>(t.ByteLength()) != want)
+      a_.fail(true, name + ".data has " + std::to_string(t.ByteLength()) + " bytes, expected " + std::to_string(want) + " for " + dtype);
+    W.data = static_cast<const std::uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    return W;
+  }
+  // {weight, bias}: weight [rows, cols], bias [rows] or null.
+  DecodeLinear linear(const Napi::Object& parent, const std::string& path, const char* key, i64 rows, i64 cols) const {
+    const std::string name = path + "." + key;
+    const Napi::Object o = object(parent.Get(key).As<Napi::Object>(), name);
+    const WeightMatrix W = weight(o, name, "weight", rows, cols);
+    return {W, floats(o, name, "bias", W.rows, true)};
+  }
+  // An array of linears [cols] into out: one packed (rows packedRows) or apart.size() of them.
+  int linears(const Napi::Object& parent, const std::string& path, const char* key, i64 packedRows, const std::vector<i64>& apart,
+              i64 cols, DecodeLinear* out) const {
+    const std::string name = path + "." + key;
+    const Napi::Value v = parent.Get(key);
+    const i64 n = v.IsArray() ? static_cast<i64>(v.As<Napi::Array>().Length()) : -1;
+    if (n != 1 && n != static_cast<i64>(apart.size()))
+      a_.fail(true, name + " must be an array of 1 (packed) or " + std::to_string(apart.size()) + " linears, got " +
+                        (n < 0 ? describe(v) : std::to_string(n)));
+    const Napi::Object arr = v.As<Napi::Object>();
+    for (i64 i = 0; i < n; ++i) out[i] = linear(arr, name, std::to_string(i).c_str(), n == 1 ? packedRows : apart[i], cols);
+    return static_cast<int>(n);
+  }
+
+ private:
+  const Args& a_;
+};
+
+Napi::Value DecodeStep(const Napi::CallbackInfo& info) {
+  const Args a(info, "decodeStep", 8);
+  const Napi::Object plan = a.object(0, "plan");
+  const PlanReader r(a);
+  DecodeModel m{};
+  m.B = r.size(plan, "plan", "B", 1);
+  if (m.B > GEMM_FEW_ROWS) a.fail(true, "plan.B must be <= " + std::to_string(GEMM_FEW_ROWS) + " (rows of one decoding product), got " + std::to_string(m.B));
+  m.D = r.size(plan, "plan", "D", 1);
+  m.H = r.size(plan, "plan", "H", 1);
+  m.KVH = r.size(plan, "plan", "KVH", 1);
+  m.hd = r.size(plan, "plan", "headDim", 1);
+  m.F = r.size(plan, "plan", "F", 1);
+  m.kvCap = r.size(plan, "plan", "kvCap", 1);
+  m.eps = static_cast<float>(a.numberOf(plan.Get("eps"), "plan.eps"));
+  if (m.H % m.KVH != 0) a.fail(true, "plan.H (" + std::to_string(m.H) + ") must be a multiple of plan.KVH (" + std::to_string(m.KVH) + ")");
+  const i64 qD = m.H * m.hd, kvD = m.KVH * m.hd;
+  m.embed = r.weight(plan, "plan", "embed", -1, m.D);
+  m.head = r.weight(plan, "plan", "head", -1, m.D);
+  m.finalNorm = r.floats(plan, "plan", "finalNorm", m.D);
+  const Napi::Value lv = plan.Get("layers");
+  if (!lv.IsArray()) a.fail(false, "plan.layers must be an Array, got " + describe(lv));
+  const Napi::Array layers = lv.As<Napi::Array>();
+  static thread_local std::vector<DecodeLayer> decoded;
+  decoded.assign(layers.Length(), DecodeLayer{});
+  const i64 cache = product({m.B, m.kvCap, kvD});
+  for (std::uint32_t l = 0; l < layers.Length(); ++l) {
+    const std::string path = "plan.layers[" + std::to_string(l) + "]";
+    const Napi::Object o = r.object(layers.Get(l).As<Napi::Object>(), path);
+    DecodeLayer& L = decoded[l];
+    L.inputNorm = r.floats(o, path, "inputNorm", m.D);
+    L.postNorm = r.floats(o, path, "postNorm", m.D);
+    L.qNorm = r.floats(o, path, "qNorm", m.hd, true);
+    L.kNorm = r.floats(o, path, "kNorm", m.hd, true);
+    if (!L.qNorm != !L.kNorm) a.fail(true, path + ": qNorm and kNorm must both be given or both be null");
+    L.nQkv = r.linears(o, path, "qkv", qD + 2 * kvD, {qD, kvD, kvD}, m.D, L.qkv);
+    L.o = r.linear(o, path, "o", m.D, qD);
+    L.nGateUp = r.linears(o, path, "gateUp", 2 * m.F, {m.F, m.F}, m.D, L.gateUp);
+    L.down = r.linear(o, path, "down", m.D, m.F);
+    L.kCache = r.floats(o, path, "kCache", cache);
+    L.vCache = r.floats(o, path, "vCache", cache);
+  }
+  m.layers = decoded.data();
+  m.nLayers = static_cast<i64>(decoded.size());
+  const auto ids = a.ints(1, "ids"), pos = a.ints(2, "pos");
+  const auto logits = a.floats(7, "logits");
+  a.length(ids, m.B, "plan.B");
+  a.length(pos, m.B, "plan.B");
+  a.indices(ids, 0, m.embed.rows);
+  m.length = a.size(4, "length");
+  if (m.length + 1 > m.kvCap) a.fail(true, "length + 1 (" + std::to_string(m.length + 1) + ") exceeds plan.kvCap (" + std::to_string(m.kvCap) + ")");
+  const auto keyStart = a.intsOrNull(3, "keyStart");
+  if (keyStart.data) {
+    a.length(keyStart, m.B, "plan.B");
+    a.indices(keyStart, 0, m.length + 2);
+  }
+  const auto invFreq = a.doubles(5, "invFreq");
+  a.length(invFreq, m.hd / 2, "plan.headDim/2");
+  m.invFreq = invFreq.data;
+  m.ropeScale = static_cast<float>(a.number(6, "ropeScale"));
+  a.length(logits, product({m.B, m.head.rows}), "plan.B*head.rows");
+  decodeStep(m, ids.data, pos.data, keyStart.data, logits.data);
+  return info.Env().Undefined();
+}
+
 // Turns allocation failures inside a kernel into a JS error instead of terminating the process.
 using Binding = Napi::Value (*)(const Napi::CallbackInfo&);
 template <Binding F>
@@ -806,6 +952,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   expose<NormalizeRowsBackward>(env, exports, "normalizeRowsBackward");
   expose<AttentionForward>(env, exports, "attentionForward");
   expose<AttentionBackward>(env, exports, "attentionBackward");
+  expose<DecodeStep>(env, exports, "decodeStep");
   expose<SwigluForward>(env, exports, "swigluForward");
   expose<SwigluBackward>(env, exports, "swigluBackward");
   expose<SwigluPackedForward>(env, exports, "swigluPackedForward");

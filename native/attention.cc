@@ -39,11 +39,20 @@ constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
 struct Geometry {
   const AttentionDims& d;
   i64 G, hdp, Tkp, nkb;
+  i64 kvStride;  // floats from one key of a kv head to the next
   const std::int32_t* keyStart;
   explicit Geometry(const AttentionDims& dims, const std::int32_t* ks)
-      : d(dims), G(dims.H / dims.KVH), hdp(roundUp(dims.hd, NR)), Tkp(roundUp(dims.Tk, BK)), nkb(ceilDiv(dims.Tk, BK)), keyStart(ks) {}
+      : d(dims),
+        G(dims.H / dims.KVH),
+        hdp(roundUp(dims.hd, NR)),
+        Tkp(roundUp(dims.Tk, BK)),
+        nkb(ceilDiv(dims.Tk, BK)),
+        kvStride(dims.kvHeadMajor ? dims.hd : dims.KVH * dims.hd),
+        keyStart(ks) {}
   i64 qOff(i64 b, i64 i, i64 h) const { return ((b * d.Tq + i) * d.H + h) * d.hd; }
-  i64 kOff(i64 b, i64 j, i64 kvh) const { return ((b * d.kvCap + j) * d.KVH + kvh) * d.hd; }
+  i64 kOff(i64 b, i64 j, i64 kvh) const {
+    return d.kvHeadMajor ? ((b * d.KVH + kvh) * d.kvCap + j) * d.hd : ((b * d.kvCap + j) * d.KVH + kvh) * d.hd;
+  }
   i64 lseOff(i64 b, i64 h, i64 i) const { return (b * d.H + h) * d.Tq + i; }
   i64 firstKey(i64 b) const { return keyStart ? keyStart[b] : 0; }
   // Absolute position of query i: queries are the last Tq of the Tk positions.
@@ -56,7 +65,7 @@ struct Geometry {
 void packTransposed(float* __restrict dst, const float* __restrict src, const Geometry& g, i64 b, i64 kvh, i64 kb) {
   const i64 j0 = kb * BK, jn = std::min(BK, g.d.Tk - j0);
   std::fill(dst, dst + g.hdp * BK, 0.0f);
-  transposeBlock(dst, BK, src + g.kOff(b, j0, kvh), g.d.KVH * g.d.hd, jn, g.d.hd);
+  transposeBlock(dst, BK, src + g.kOff(b, j0, kvh), g.kvStride, jn, g.d.hd);
 }
 
 // Row copy of key block kb: dst[jj*hdp + d] = src[key kb*BK + jj][d], zero padded.
@@ -258,52 +267,47 @@ void forwardBlocked(float* out, float* lse, const float* q, const float* k, cons
 
 // ---------------------------------------------------------------- forward, per row (decoding)
 
+// Run by every thread of the calling team, each with its own scratch; rows are shared out.
 void forwardRows(float* out, float* lse, const float* q, const float* k, const float* v, const Geometry& g) {
   const AttentionDims& d = g.d;
-  const int nt = omp_get_max_threads();
-  const i64 perThread = d.Tk + roundUp(d.hd, 16);
   static thread_local Scratch scratch;
-  float* const base = scratch.get(nt * perThread);
-#pragma omp parallel num_threads(nt)
-  {
-    float* const p = base + omp_get_thread_num() * perThread;
-    float* const acc = p + d.Tk;
+  float* const p = scratch.get(d.Tk + roundUp(d.hd, 16));
+  float* const acc = p + d.Tk;
 #pragma omp for schedule(static)
-    for (i64 t = 0; t < d.B * d.H * d.Tq; ++t) {
-      const i64 i = t % d.Tq, bh = t / d.Tq, b = bh / d.H, h = bh % d.H, kvh = h / g.G;
-      const i64 lo = g.firstKey(b), hi = g.position(i);
-      const float* qrow = q + g.qOff(b, i, h);
-      float* dst = out + g.qOff(b, i, h);
-      if (lo > hi) {
-        std::fill(dst, dst + d.hd, 0.0f);
-        lse[g.lseOff(b, h, i)] = NEG_INF;
-        continue;
-      }
-      float mx = NEG_INF;
-      for (i64 j = lo; j <= hi; ++j) {
-        const float* krow = k + g.kOff(b, j, kvh);
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (i64 c = 0; c < d.hd; ++c) s += qrow[c] * krow[c];
-        p[j - lo] = s * d.scale;
-        mx = std::max(mx, p[j - lo]);
-      }
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (i64 j = 0; j <= hi - lo; ++j) {
-        p[j] = expf_vec(p[j] - mx);
-        sum += p[j];
-      }
-      std::fill(acc, acc + d.hd, 0.0f);
-      for (i64 j = lo; j <= hi; ++j) {
-        const float* vrow = v + g.kOff(b, j, kvh);
-        const float pj = p[j - lo];
-        for (i64 c = 0; c < d.hd; ++c) acc[c] += pj * vrow[c];
-      }
-      const float inv = 1.0f / sum;
-      for (i64 c = 0; c < d.hd; ++c) dst[c] = acc[c] * inv;
-      lse[g.lseOff(b, h, i)] = mx + std::log(sum);
+  for (i64 t = 0; t < d.B * d.H * d.Tq; ++t) {
+    const i64 i = t % d.Tq, bh = t / d.Tq, b = bh / d.H, h = bh % d.H, kvh = h / g.G;
+    const i64 lo = g.firstKey(b), hi = g.position(i);
+    const float* qrow = q + g.qOff(b, i, h);
+    float* dst = out + g.qOff(b, i, h);
+    if (lo > hi) {
+      std::fill(dst, dst + d.hd, 0.0f);
+      lse[g.lseOff(b, h, i)] = NEG_INF;
+      continue;
     }
+    float mx = NEG_INF;
+    for (i64 j = lo; j <= hi; ++j) {
+      const float* krow = k + g.kOff(b, j, kvh);
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (i64 c = 0; c < d.hd; ++c) s += qrow[c] * krow[c];
+      p[j - lo] = s * d.scale;
+      mx = std::max(mx, p[j - lo]);
+    }
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (i64 j = 0; j <= hi - lo; ++j) {
+      p[j] = expf_vec(p[j] - mx);
+      sum += p[j];
+    }
+    std::fill(acc, acc + d.hd, 0.0f);
+    for (i64 j = lo; j <= hi; ++j) {
+      const float* vrow = v + g.kOff(b, j, kvh);
+      const float pj = p[j - lo];
+      for (i64 c = 0; c < d.hd; ++c) acc[c] += pj * vrow[c];
+    }
+    const float inv = 1.0f / sum;
+    for (i64 c = 0; c < d.hd; ++c) dst[c] = acc[c] * inv;
+    lse[g.lseOff(b, h, i)] = mx + std::log(sum);
   }
 }
 
@@ -337,7 +341,7 @@ struct BackwardBuffers {
 // (b, kvh) and the dq rows of the block belong to the calling task alone.
 void backwardBlock(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* out, const float* lse,
                    const Geometry& g, const RowBlock& rb, BackwardBuffers& w) {
-  const i64 R = rb.R, hdp = g.hdp, hd = g.d.hd, ldkv = g.d.KVH * hd;
+  const i64 R = rb.R, hdp = g.hdp, hd = g.d.hd, ldkv = g.kvStride;
   const float ks = static_cast<float>(g.firstKey(rb.b)), scale = g.d.scale;
   packBlockRows(w.QT, nullptr, q, scale, g, rb);
   packBlockRows(nullptr, w.Qr, q, 1.0f, g, rb);
@@ -411,8 +415,17 @@ void backwardBlock(float* dq, float* dk, float* dv, const float* dout, const flo
 void attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, const AttentionDims& d,
                       const std::int32_t* keyStart) {
   const Geometry g(d, keyStart);
-  if (g.G * d.Tq <= ROW_PATH_MAX_ROWS) forwardRows(out, lse, q, k, v, g);
-  else forwardBlocked(out, lse, q, k, v, g);
+  if (g.G * d.Tq > ROW_PATH_MAX_ROWS) return forwardBlocked(out, lse, q, k, v, g);
+#pragma omp parallel
+  forwardRows(out, lse, q, k, v, g);
+}
+
+void attentionForwardTeam(float* out, float* lse, const float* q, const float* k, const float* v, const AttentionDims& d,
+                          const std::int32_t* keyStart) {
+  const Geometry g(d, keyStart);
+  if (g.G * d.Tq <= ROW_PATH_MAX_ROWS) return forwardRows(out, lse, q, k, v, g);
+#pragma omp single
+  forwardBlocked(out, lse, q, k, v, g);  // nested, so on one thread: only a model with over 16 query heads per kv head
 }
 
 void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,

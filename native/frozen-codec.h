@@ -137,6 +137,9 @@ inline std::uint16_t quantiseQ8Block(const float* __restrict x, std::int8_t* __r
 // C = alpha A W^T + beta C for M <= GEMM_FEW_ROWS rows of A (decoding), W [N, K] read once
 // (frozen-decode.cc). A q8_0 W multiplies A's rows quantised to q8_0 blocks (kernels.h).
 void fewRowsNT(i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMatrix& W, float beta, float* C);
+// The same product by the calling OpenMP team (inside a parallel region W's rows are shared out;
+// outside one, the calling thread does all): each output is the same whatever the team.
+void fewRowsNTTeam(i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMatrix& W, float beta, float* C);
 
 }  // namespace frozen
 }  // namespace chimed

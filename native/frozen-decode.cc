@@ -238,9 +238,10 @@ void dotQ8Rows(i64 K, const Q8Rows& a, i64 i0, const std::uint8_t* W, i64 rowByt
 #endif
 }
 
-// For each group of W rows (W_ROWS at a time, split evenly between the threads, then the rows
-// left over one by one) and each group of up to A_ROWS rows of A: dot(j0, i0, Count<MA>,
+// For each group of W rows (W_ROWS at a time, shared out between the team's threads, then the
+// rows left over one by one) and each group of up to A_ROWS rows of A: dot(j0, i0, Count<MA>,
 // Count<RW>, out) fills out[i * W_ROWS + r] with A[i0 + i, :] . W[j0 + r, :], then C takes it.
+// Run by every thread of the calling team; ends with a barrier.
 template <class Dot>
 void forEachGroup(i64 M, i64 N, i64 K, float alpha, float beta, float* C, const Dot& dot) {
   const auto group = [&](i64 j0, auto rw) {
@@ -262,21 +263,26 @@ void forEachGroup(i64 M, i64 N, i64 K, float alpha, float beta, float* C, const 
     }
   };
   const i64 groups = N / W_ROWS;
-#pragma omp parallel for schedule(static) if (2.0 * M * N * K > 1e6)
+#pragma omp for schedule(static) nowait
   for (i64 g = 0; g < groups; ++g) group(g * W_ROWS, Count<W_ROWS>{});
+#pragma omp single
   for (i64 j = groups * W_ROWS; j < N; ++j) group(j, Count<1>{});
 }
 
 }  // namespace
 
-void fewRowsNT(i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMatrix& W, float beta, float* C) {
+void fewRowsNTTeam(i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMatrix& W, float beta, float* C) {
   const i64 rb = rowBytes(W.dtype, K);
   if (W.dtype == WeightDtype::Q8_0) {
-    thread_local Q8Rows rows;  // the calling thread's, grown once: no allocation per token
-    Q8Rows& a = rows;          // the lambda runs on the team's threads: not their thread_local
-    a.quantise(A, M, K);
+    const Q8Rows* a = nullptr;
+#pragma omp single copyprivate(a)
+    {
+      static thread_local Q8Rows rows;  // grown once by whichever thread quantises: no allocation per token
+      rows.quantise(A, M, K);
+      a = &rows;
+    }
     return forEachGroup(M, N, K, alpha, beta, C, [&](i64 j0, i64 i0, auto ma, auto rw, float* out) {
-      dotQ8Rows<decltype(ma)::value, decltype(rw)::value>(K, a, i0, W.data + j0 * rb, rb, out);
+      dotQ8Rows<decltype(ma)::value, decltype(rw)::value>(K, *a, i0, W.data + j0 * rb, rb, out);
     });
   }
   const bool bf16 = W.dtype == WeightDtype::BF16;  // else f16 (gemmWeight sends f32 to gemm)
@@ -285,6 +291,11 @@ void fewRowsNT(i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMat
     if (bf16) dotHalfRows<WeightDtype::BF16, MA, RW>(K, A + i0 * K, W.data + j0 * rb, rb, out);
     else dotHalfRows<WeightDtype::F16, MA, RW>(K, A + i0 * K, W.data + j0 * rb, rb, out);
   });
+}
+
+void fewRowsNT(i64 M, i64 N, i64 K, float alpha, const float* A, const WeightMatrix& W, float beta, float* C) {
+#pragma omp parallel if (2.0 * M * N * K > 1e6)
+  fewRowsNTTeam(M, N, K, alpha, A, W, beta, C);
 }
 
 }  // namespace frozen

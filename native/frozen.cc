@@ -111,8 +111,7 @@ void gemmWeight(bool transW, i64 M, i64 N, i64 K, float alpha, const float* A, c
 }
 
 void embeddingWeight(float* out, const WeightMatrix& W, const std::int32_t* ids, i64 n) {
-#pragma omp parallel for schedule(static) if (n * W.cols > 65536)
-  for (i64 i = 0; i < n; ++i) decodeRow(W, ids[i], 0, W.cols, out + i * W.cols);
+  forRows(n, n * W.cols > 65536, [&](i64 i) { decodeRow(W, ids[i], 0, W.cols, out + i * W.cols); });
 }
 
 void convertWeight(const WeightMatrix& src, WeightDtype dstType, std::uint8_t* dst) {

@@ -43,6 +43,27 @@ void packB(float* __restrict Bp, bool transB, const float* __restrict B, i64 N, 
   }
 }
 
+}  // namespace
+
+// Each output is one dot product of two contiguous rows, whichever thread computes it, so the
+// result does not depend on the team's size.
+void gemmFewRowsNTTeam(i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C) {
+#pragma omp for schedule(static)
+  for (i64 j = 0; j < N; ++j) {
+    const float* b = B + j * K;
+    for (i64 i = 0; i < M; ++i) {
+      const float* ai = A + i * K;
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (i64 k = 0; k < K; ++k) s += ai[k] * b[k];
+      float& c = C[i * N + j];
+      c = alpha * s + (beta == 0.0f ? 0.0f : beta * c);
+    }
+  }
+}
+
+namespace {
+
 // Products with a handful of rows (decoding: one row per sequence) are bound by reading B, so
 // they skip packing and stream B exactly once. With B transposed each output is a dot product
 // of two contiguous rows; otherwise rows of B are added into a column chunk of C small enough
@@ -57,18 +78,8 @@ void gemmFewRows(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, con
         for (i64 k = 0; k < K; ++k) copy[i * K + k] = a(i, k);
     }
     const float* rowsA = transA ? copy.data() : A;
-#pragma omp parallel for schedule(static) if (2.0 * M * N * K > 1e6)
-    for (i64 j = 0; j < N; ++j) {
-      const float* b = B + j * K;
-      for (i64 i = 0; i < M; ++i) {
-        const float* ai = rowsA + i * K;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (i64 k = 0; k < K; ++k) s += ai[k] * b[k];
-        float& c = C[i * N + j];
-        c = alpha * s + (beta == 0.0f ? 0.0f : beta * c);
-      }
-    }
+#pragma omp parallel if (2.0 * M * N * K > 1e6)
+    gemmFewRowsNTTeam(M, N, K, alpha, rowsA, B, beta, C);
     return;
   }
   // Four rows of B per pass over the C chunk: four FMAs per load and store of C.

@@ -20,6 +20,11 @@ void gemmOpenblas(bool transA, bool transB, i64 M, i64 N, i64 K, float alpha, co
 // OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell"), null without OpenBLAS.
 const char* openblasConfig();
 
+// Such a product with B transposed (A [M, K], B [N, K]) for M <= GEMM_FEW_ROWS, by the calling
+// OpenMP team: an orphaned omp for, so inside a parallel region B's rows are shared out and
+// outside one the calling thread does all. Each output is the same whatever the team.
+void gemmFewRowsNTTeam(i64 M, i64 N, i64 K, float alpha, const float* A, const float* B, float beta, float* C);
+
 // Products of at most this many rows (decoding) are bound by reading B: both paths run the same
 // unpacked streaming kernel for them, so they belong to no shape class.
 constexpr i64 GEMM_FEW_ROWS = 8;
@@ -65,14 +70,52 @@ void convertWeight(const WeightMatrix& src, WeightDtype dstType, std::uint8_t* d
 i64 firstNonFiniteWeight(const WeightMatrix& W);
 
 // ---- attention (attention.cc) ----
+// k and v are [B, kvCap, KVH, hd] (a projection's output), or with kvHeadMajor [B, KVH, kvCap, hd]
+// (a KV cache: each head's keys contiguous, read as one stream when decoding).
 struct AttentionDims {
   i64 B, Tq, Tk, kvCap, H, KVH, hd;
   float scale;
+  bool kvHeadMajor;
 };
 // keyStart may be null (no left padding).
 void attentionForward(float* out, float* lse, const float* q, const float* k, const float* v, const AttentionDims& d, const std::int32_t* keyStart);
+// The same by the calling OpenMP team (as gemmFewRowsNTTeam), for a few query rows (decoding).
+void attentionForwardTeam(float* out, float* lse, const float* q, const float* k, const float* v, const AttentionDims& d,
+                          const std::int32_t* keyStart);
 void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                        const float* out, const float* lse, const AttentionDims& d, const std::int32_t* keyStart);
+
+// ---- one decoding step (decode.cc) ----
+// A linear module: y = x W^T (+ bias, which may be null).
+struct DecodeLinear {
+  WeightMatrix W;
+  const float* bias;
+};
+// One decoder layer as src/model/llama.ts runs it; proj holds q|k|v packed (nQkv 1) or q, k, v
+// (3), then o; mlp holds gate|up packed (nGateUp 1) or gate, up (2), then down.
+struct DecodeLayer {
+  const float *inputNorm, *postNorm;
+  const float *qNorm, *kNorm;  // null unless the family has per-head q/k norms
+  DecodeLinear qkv[3], o, gateUp[2], down;
+  int nQkv, nGateUp;
+  float *kCache, *vCache;  // [B, KVH, kvCap, hd]
+};
+struct DecodeModel {
+  i64 B, D, H, KVH, hd, F, kvCap;
+  i64 length;  // positions already in the caches
+  float eps;
+  const double* invFreq;  // RoPE, hd / 2 entries
+  float ropeScale;
+  WeightMatrix embed, head;
+  const float* finalNorm;
+  const DecodeLayer* layers;
+  i64 nLayers;
+};
+// For B <= GEMM_FEW_ROWS sequences, one new token each (ids, pos [B]; keyStart [B] or null):
+// appends each layer's keys and values at position `length` of its caches and writes the
+// logits [B, V]. The kernels are those of the step as the model composes them, so the logits
+// are the same bits; only the calls between them are gone.
+void decodeStep(const DecodeModel& m, const std::int32_t* ids, const std::int32_t* pos, const std::int32_t* keyStart, float* logits);
 
 // ---- elementwise and row kernels (ops.cc) ----
 void embeddingForward(float* out, const float* table, const std::int32_t* ids, i64 n, i64 dim);

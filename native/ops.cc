@@ -91,8 +91,7 @@ void forEachRopeRow(const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const 
   const RopeTable* table = ropeTable(pos, rows, half, invFreq, scale);
   const bool cached = table != nullptr;
   std::vector<float> scratch(cached ? 0 : omp_get_max_threads() * hd);
-#pragma omp parallel for schedule(static) if (rows * heads * hd > PARALLEL_MIN)
-  for (i64 r = 0; r < rows; ++r) {
+  forRows(rows, rows * heads * hd > PARALLEL_MIN, [&](i64 r) {
     if (cached) {
       fn(r, table->cos(pos[r]), table->sin(pos[r]));
     } else {
@@ -100,7 +99,7 @@ void forEachRopeRow(const std::int32_t* pos, i64 rows, i64 heads, i64 hd, const 
       RopeTable::angles(pos[r], half, invFreq, scale, c, c + half);
       fn(r, c, c + half);
     }
-  }
+  });
 }
 
 }  // namespace
@@ -129,8 +128,7 @@ namespace {
 // the residual sum x + y, stored to sum on the way.
 template <bool ADD>
 void rmsnormRows(float* out, float* rstd, float* sum, const float* x, const float* y, const float* w, i64 rows, i64 dim, float eps) {
-#pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
-  for (i64 r = 0; r < rows; ++r) {
+  forRows(rows, rows * dim > PARALLEL_MIN, [&](i64 r) {
     const float* xr = x + r * dim;
     float* in = ADD ? sum + r * dim : nullptr;
     float ss = 0.0f;
@@ -151,7 +149,7 @@ void rmsnormRows(float* out, float* rstd, float* sum, const float* x, const floa
     float* o = out + r * dim;
 #pragma omp simd
     for (i64 c = 0; c < dim; ++c) o[c] = src[c] * s * w[c];
-  }
+  });
 }
 
 }  // namespace
@@ -293,12 +291,11 @@ void qkvRopeBackward(float* dqkv, const float* dq, const float* dk, const float*
 }
 
 void biasForward(float* y, const float* b, i64 rows, i64 dim) {
-#pragma omp parallel for schedule(static) if (rows * dim > PARALLEL_MIN)
-  for (i64 r = 0; r < rows; ++r) {
+  forRows(rows, rows * dim > PARALLEL_MIN, [&](i64 r) {
     float* __restrict yr = y + r * dim;
 #pragma omp simd
     for (i64 c = 0; c < dim; ++c) yr[c] += b[c];
-  }
+  });
 }
 
 void biasBackward(float* db, const float* dy, i64 rows, i64 dim) {
@@ -318,8 +315,7 @@ void biasBackward(float* db, const float* dy, i64 rows, i64 dim) {
 }
 
 void sliceColumnsForward(float* out, const float* x, i64 rows, i64 cols, i64 start, i64 width) {
-#pragma omp parallel for schedule(static) if (rows * width > PARALLEL_MIN)
-  for (i64 r = 0; r < rows; ++r) std::copy_n(x + r * cols + start, width, out + r * width);
+  forRows(rows, rows * width > PARALLEL_MIN, [&](i64 r) { std::copy_n(x + r * cols + start, width, out + r * width); });
 }
 
 void sliceColumnsBackward(float* dx, const float* dout, i64 rows, i64 cols, i64 start, i64 width) {
@@ -394,8 +390,10 @@ constexpr i64 SPAN = 4096;
 }  // namespace
 
 void swigluForward(float* out, const float* gate, const float* up, i64 n) {
-#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
-  for (i64 i = 0; i < n; i += SPAN) swigluSpan(out + i, gate + i, up + i, std::min(SPAN, n - i));
+  forRows(ceilDiv(n, SPAN), n > PARALLEL_MIN, [&](i64 s) {
+    const i64 i = s * SPAN;
+    swigluSpan(out + i, gate + i, up + i, std::min(SPAN, n - i));
+  });
 }
 
 void swigluBackward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, i64 n) {
@@ -404,8 +402,7 @@ void swigluBackward(float* dgate, float* dup, const float* dout, const float* ga
 }
 
 void swigluPackedForward(float* out, const float* gu, i64 rows, i64 width) {
-#pragma omp parallel for schedule(static) if (rows * width > PARALLEL_MIN)
-  for (i64 r = 0; r < rows; ++r) swigluSpan(out + r * width, gu + 2 * r * width, gu + (2 * r + 1) * width, width);
+  forRows(rows, rows * width > PARALLEL_MIN, [&](i64 r) { swigluSpan(out + r * width, gu + 2 * r * width, gu + (2 * r + 1) * width, width); });
 }
 
 void swigluPackedBackward(float* dgu, const float* dout, const float* gu, i64 rows, i64 width) {
@@ -509,8 +506,11 @@ void axpy(float* y, const float* x, i64 n, float alpha) {
 }
 
 void add(float* out, const float* a, const float* b, i64 n) {
-#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
-  for (i64 i = 0; i < n; ++i) out[i] = a[i] + b[i];
+  forRows(ceilDiv(n, SPAN), n > PARALLEL_MIN, [&](i64 s) {
+    const i64 end = std::min(n, (s + 1) * SPAN);
+#pragma omp simd
+    for (i64 i = s * SPAN; i < end; ++i) out[i] = a[i] + b[i];
+  });
 }
 
 }  // namespace chimed

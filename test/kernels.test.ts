@@ -628,6 +628,16 @@ const attentionCases: AttentionCase[] = [
   { label: 'keyStart left padding incl. fully masked rows', dims: dims(3, 45, 45, 45, 4, 2, 16), keyStart: Int32Array.from([0, 5, 40]) },
   { label: 'keyStart = Tk (nothing visible)', dims: dims(2, 20, 20, 20, 2, 1, 8), keyStart: Int32Array.from([20, 3]) },
   { label: 'KV cache with keyStart, hd 128', dims: dims(2, 17, 90, 100, 4, 2, 128), keyStart: Int32Array.from([7, 70]) },
+  {
+    label: 'head-major KV cache, decode Tq = 1, GQA 2',
+    dims: { ...dims(2, 1, 70, 80, 4, 2, 64), kvHeadMajor: true },
+    keyStart: Int32Array.from([0, 13]),
+  },
+  {
+    label: 'head-major KV cache, Tq 9 < Tk 75 < kvCap 96 (blocked path)',
+    dims: { ...dims(2, 9, 75, 96, 4, 1, 32), kvHeadMajor: true },
+    keyStart: null,
+  },
 ];
 
 function attentionInputs(d: AttentionDims) {
@@ -673,6 +683,27 @@ describe('attention', () => {
       assertClose(got.dk, ref.dk, 'dk', 1e-4, 2e-5);
       assertClose(got.dv, ref.dv, 'dv', 1e-4, 2e-5);
     });
+
+  test('a head-major KV cache gives what the same cache row-major gives', () => {
+    for (const Tq of [1, 9]) {
+      const d = dims(2, Tq, 40, 48, 4, 2, 16),
+        keyStart = Int32Array.from([3, 0]);
+      const x = attentionInputs(d);
+      const headMajor = (a: Float64Array) => {
+        const t = new Float64Array(a.length);
+        for (let b = 0; b < d.B; b++)
+          for (let j = 0; j < d.kvCap; j++)
+            for (let h = 0; h < d.KVH; h++)
+              for (let c = 0; c < d.headDim; c++)
+                t[((b * d.KVH + h) * d.kvCap + j) * d.headDim + c] = a[((b * d.kvCap + j) * d.KVH + h) * d.headDim + c];
+        return t;
+      };
+      const rowMajor = nativeAttention(d, keyStart, x);
+      const transposed = nativeAttention({ ...d, kvHeadMajor: true }, keyStart, { ...x, k: headMajor(x.k), v: headMajor(x.v) });
+      assert.deepEqual(transposed.out, rowMajor.out, `out, Tq ${Tq}`);
+      assert.deepEqual(transposed.lse, rowMajor.lse, `lse, Tq ${Tq}`);
+    }
+  });
 
   test('fully masked queries give zero output and lse = -Infinity', () => {
     const d = dims(1, 6, 6, 6, 2, 1, 8),
@@ -770,6 +801,11 @@ describe('attention', () => {
   const gradCases: AttentionCase[] = [
     { label: 'GQA 2', dims: { ...dims(2, 6, 6, 6, 4, 2, 4), scale: 0.5 }, keyStart: null },
     { label: 'KV cache, GQA 4, kvCap > Tk', dims: { ...dims(1, 3, 7, 9, 4, 1, 4), scale: 0.5 }, keyStart: null },
+    {
+      label: 'head-major KV cache, GQA 2, kvCap > Tk',
+      dims: { ...dims(1, 3, 7, 9, 4, 2, 4), scale: 0.5, kvHeadMajor: true },
+      keyStart: null,
+    },
     { label: 'keyStart with fully masked queries', dims: { ...dims(2, 6, 6, 6, 2, 1, 4), scale: 0.5 }, keyStart: Int32Array.from([0, 3]) },
   ];
   for (const { label, dims: d, keyStart } of gradCases)

@@ -26,7 +26,8 @@ export interface NativeInfo {
 }
 
 /** The addon's exports: the kernel contract (same argument order) plus GEMM dispatch and thread control. */
-export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc' | 'gemmWeight' | 'embeddingWeight'> {
+export interface Addon extends Omit<Kernels<F>, 'name' | 'alloc' | 'gemmWeight' | 'embeddingWeight' | 'decodeStep'> {
+  decodeStep: NonNullable<Kernels<F>['decodeStep']>;
   gemmBuiltin: GemmFn;
   /** Throws when the build has no OpenBLAS. */
   gemmOpenblas: GemmFn;

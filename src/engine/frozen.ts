@@ -9,6 +9,7 @@
  */
 import { dequantizeQ8_0, quantizeQ8_0, Q8_0_BLOCK } from '../io/gguf.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16, f32Bits } from '../io/half.js';
+import { FEW_ROWS } from './kernels.js';
 
 export type FrozenDtype = 'bf16' | 'f16' | 'q8_0';
 /** How a stage keeps its frozen base weights: f32 (dense parameters) or one of the frozen dtypes. */
@@ -71,9 +72,9 @@ export function encodeFrozen(dtype: FrozenDtype, values: Float32Array, shape: re
 /**
  * Decoding over a q8_0 weight (y = x W^T with at most this many rows of x) multiplies x's rows
  * quantised to q8_0 blocks, as llama.cpp does: integer products, a quarter of the work of
- * widening (native/frozen-decode.cc). The native kernels' GEMM_FEW_ROWS.
+ * widening (native/frozen-decode.cc): the products of FEW_ROWS.
  */
-export const Q8_0_ACTIVATION_ROWS = 8;
+export const Q8_0_ACTIVATION_ROWS = FEW_ROWS;
 
 /** Whether gemmWeight(transW, M, ...) over W quantises its activation rows (see Q8_0_ACTIVATION_ROWS). */
 export const quantisesActivation = (W: FrozenWeight, transW: boolean, M: number): boolean =>

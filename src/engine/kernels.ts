@@ -13,9 +13,16 @@
  *   which writes, so that its output may alias the logits it reads (saves a second logits-chunk buffer).
  * - Kernels validate array lengths against the sizes they are given and throw on mismatch.
  */
-import type { FrozenWeight } from './frozen.js';
+import type { BaseDtype, FrozenWeight } from './frozen.js';
 
 export type FloatArray = Float32Array | Float64Array;
+
+/**
+ * Products of at most this many rows (decoding, one row per sequence) stream their weight once
+ * without packing; the native kernels' GEMM_FEW_ROWS. A decoding step runs in one call
+ * (decodeStep) for at most this many sequences.
+ */
+export const FEW_ROWS = 8;
 
 export interface Kernels<F extends FloatArray = FloatArray> {
   readonly name: string;
@@ -35,6 +42,24 @@ export interface Kernels<F extends FloatArray = FloatArray> {
   gemmWeight(transW: boolean, M: number, N: number, K: number, alpha: number, A: F, W: FrozenWeight, beta: number, C: F): void;
   /** out[i, :] = W[ids[i], :] for a frozen embedding table W [rows, dim]. */
   embeddingWeight(out: F, W: FrozenWeight, ids: Int32Array): void;
+
+  /**
+   * Only the native kernels: one decoding step of a whole decoder for plan.B <= 8 sequences,
+   * one token each (ids, pos [B]; keyStart [B] or null), in one call. Appends each layer's keys
+   * and values at position `length` of its caches and writes logits [B, head rows]. It runs the
+   * kernels the model composes for that step, in the same order (Llama.decodePlan), so the
+   * logits are the same bits as the step run kernel by kernel.
+   */
+  decodeStep?(
+    plan: DecodePlan<F>,
+    ids: Int32Array,
+    pos: Int32Array,
+    keyStart: Int32Array | null,
+    length: number,
+    invFreq: Float64Array,
+    ropeScale: number,
+    logits: F,
+  ): void;
 
   /** out[i, :] = table[ids[i], :]; out is [ids.length, dim]. Ids out of range throw. */
   embeddingForward(out: F, table: F, ids: Int32Array, dim: number): void;
@@ -111,8 +136,9 @@ export interface Kernels<F extends FloatArray = FloatArray> {
 
   /**
    * Causal grouped-query attention, never materialising the [Tq, Tk] score matrix.
-   * q, out: [B, Tq, H, hd]; k, v: [B, kvCap, KVH, hd] of which the first Tk rows are valid
-   * (a KV cache has kvCap >= Tk; training has Tq = Tk = kvCap). Query i sits at absolute
+   * q, out: [B, Tq, H, hd]; k, v: [B, kvCap, KVH, hd] (with dims.kvHeadMajor [B, KVH, kvCap, hd])
+   * of which the first Tk positions are valid (a KV cache has kvCap >= Tk; training has
+   * Tq = Tk = kvCap). Query i sits at absolute
    * position Tk - Tq + i and sees keys j <= that position, and j >= keyStart[b] when keyStart
    * is given (left padding). Head h reads kv head floor(h / (H / KVH)).
    * lse: [B, H, Tq], the log-sum-exp of each query's scaled scores, kept for backward.
@@ -180,4 +206,56 @@ export interface AttentionDims {
   headDim: number;
   /** Score scale, normally 1/sqrt(headDim). */
   scale: number;
+  /**
+   * k and v are [B, KVH, kvCap, headDim], as a KV cache keeps them (each head's keys one
+   * contiguous stretch, which decoding reads as a stream), not [B, kvCap, KVH, headDim].
+   */
+  kvHeadMajor?: boolean;
+}
+
+/** A weight matrix [rows, cols] as a decoding step reads it: f32 values or a frozen weight's bytes. */
+export interface DecodeWeight<F extends FloatArray = FloatArray> {
+  dtype: BaseDtype;
+  data: F | Uint8Array;
+  rows: number;
+  cols: number;
+}
+
+/** y = x W^T (+ bias [rows]). */
+export interface DecodeLinear<F extends FloatArray = FloatArray> {
+  weight: DecodeWeight<F>;
+  bias: F | null;
+}
+
+/** One decoder layer of a DecodePlan, with its KV cache [B, KVH, kvCap, headDim]. */
+export interface DecodeLayer<F extends FloatArray = FloatArray> {
+  inputNorm: F;
+  postNorm: F;
+  /** Per-head q/k RMSNorm gains [headDim] (Qwen3), or both null. */
+  qNorm: F | null;
+  kNorm: F | null;
+  /** q|k|v as one packed projection (W_pack or stacked), or q, k, v. */
+  qkv: DecodeLinear<F>[];
+  o: DecodeLinear<F>;
+  /** gate|up as one stacked projection, or gate, up. */
+  gateUp: DecodeLinear<F>[];
+  down: DecodeLinear<F>;
+  kCache: F;
+  vCache: F;
+}
+
+/** A decoder's weights and caches as one decoding step reads them (Kernels.decodeStep). */
+export interface DecodePlan<F extends FloatArray = FloatArray> {
+  B: number;
+  D: number;
+  H: number;
+  KVH: number;
+  headDim: number;
+  F: number;
+  kvCap: number;
+  eps: number;
+  embed: DecodeWeight<F>;
+  head: DecodeWeight<F>;
+  finalNorm: F;
+  layers: DecodeLayer<F>[];
 }

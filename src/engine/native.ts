@@ -26,6 +26,8 @@ export const nativeKernels: Kernels<F> = {
     expectWeightShape('gemmWeight', W, transW, N, K);
     addon().gemmWeight(transW, M, N, K, alpha, A, W.dtype, W.bytes, beta, C);
   },
+  decodeStep: (plan, ids, pos, keyStart, length, invFreq, ropeScale, logits) =>
+    addon().decodeStep(plan, ids, pos, keyStart, length, invFreq, ropeScale, logits),
   embeddingWeight: (out, W, ids) => addon().embeddingWeight(out, W.dtype, W.bytes, W.shape[0], W.shape[1], ids),
   embeddingForward: (out, table, ids, dim) => addon().embeddingForward(out, table, ids, dim),
   embeddingBackward: (dtable, dout, ids, dim) => addon().embeddingBackward(dtable, dout, ids, dim),

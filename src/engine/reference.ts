@@ -48,6 +48,8 @@ function checkDims(kernel: string, d: AttentionDims, keyStart: Int32Array | null
   if (d.Tq > d.Tk) fail(kernel, `dims.Tq (${d.Tq}) must be <= dims.Tk (${d.Tk})`);
   if (d.Tk > d.kvCap) fail(kernel, `dims.Tk (${d.Tk}) must be <= dims.kvCap (${d.kvCap})`);
   if (d.H % d.KVH !== 0) fail(kernel, `dims.H (${d.H}) must be a multiple of dims.KVH (${d.KVH})`);
+  if (d.kvHeadMajor !== undefined && typeof d.kvHeadMajor !== 'boolean')
+    fail(kernel, `dims.kvHeadMajor must be a boolean or absent, got ${d.kvHeadMajor}`);
   if (keyStart) {
     expectType(kernel, 'keyStart', keyStart, Int32Array);
     expectLength(kernel, 'keyStart', keyStart, d.B, 'dims.B');
@@ -55,12 +57,12 @@ function checkDims(kernel: string, d: AttentionDims, keyStart: Int32Array | null
   }
 }
 
-/** Index helpers for the attention layouts: q/out [B,Tq,H,hd], k/v [B,kvCap,KVH,hd], lse [B,H,Tq]. */
+/** Index helpers for the attention layouts: q/out [B,Tq,H,hd], k/v [B,kvCap,KVH,hd] (or [B,KVH,kvCap,hd]), lse [B,H,Tq]. */
 function attentionLayout(d: AttentionDims) {
   const hd = d.headDim;
   return {
     q: (b: number, i: number, h: number) => ((b * d.Tq + i) * d.H + h) * hd,
-    kv: (b: number, j: number, kvh: number) => ((b * d.kvCap + j) * d.KVH + kvh) * hd,
+    kv: (b: number, j: number, kvh: number) => (d.kvHeadMajor ? (b * d.KVH + kvh) * d.kvCap + j : (b * d.kvCap + j) * d.KVH + kvh) * hd,
     lse: (b: number, h: number, i: number) => (b * d.H + h) * d.Tq + i,
     kvHead: (h: number) => Math.floor(h / (d.H / d.KVH)),
     /** Visible keys of query i in batch b: [first, last], empty when first > last. */

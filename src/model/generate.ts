@@ -1,4 +1,4 @@
-import type { FloatArray } from '../engine/kernels.js';
+import type { DecodePlan, FloatArray } from '../engine/kernels.js';
 import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
 import { Workspace } from '../engine/workspace.js';
@@ -61,6 +61,8 @@ export class Decoder<F extends FloatArray> {
   private readonly B: number;
   private readonly keyStart: Int32Array;
   private readonly cache: KvCache<F>;
+  /** Decoding steps (after the prefill) in one native call, when the model allows (Llama.decodePlan). */
+  private readonly plan: DecodePlan<F> | null;
   private readonly ctx: Context<F>;
   private readonly rng: Rng;
   private readonly eos: Set<number>;
@@ -91,6 +93,7 @@ export class Decoder<F extends FloatArray> {
     this.B = rows.length;
     this.keyStart = Int32Array.from(rows, (p) => P - p.length);
     this.cache = new KvCache(model.k, c, this.B, P + opts.maxNewTokens);
+    this.plan = model.decodePlan(this.cache);
     this.ctx = new Context(model.k, stepWorkspace(model), false);
     this.rng = new Rng(opts.seed ?? 0);
     this.eos = new Set(opts.eosIds ?? []);
@@ -119,16 +122,8 @@ export class Decoder<F extends FloatArray> {
   /** One forward pass and one new token for every active row. */
   step(): void {
     const { model, opts, B, T } = this;
-    const c = model.config,
-      D = c.hidden_size;
-    const hidden = model.hidden(
-      this.ctx,
-      { ids: this.ids, pos: this.pos, B, T },
-      { cache: this.cache as KvCache<FloatArray>, keyStart: this.keyStart },
-    );
-    const last = this.ctx.tensor([B, D], false);
-    for (let b = 0; b < B; b++) last.data.set(hidden.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
-    const logits = model.logits(this.ctx, last);
+    const c = model.config;
+    const logits = this.forward();
     const next = new Int32Array(B),
       nextPos = new Int32Array(B);
     for (let b = 0; b < B; b++) {
@@ -143,6 +138,25 @@ export class Decoder<F extends FloatArray> {
     this.pos = nextPos;
     this.T = 1;
     this.steps++;
+  }
+
+  /** Logits [B, V] at each row's last position; the cache takes this step's positions. */
+  private forward(): F {
+    const { model, B, T } = this;
+    if (T === 1 && this.plan) {
+      const logits = this.ctx.ws.alloc(B * model.config.vocab_size);
+      model.decodeStep(this.plan, this.ids, this.pos, this.keyStart, this.cache, logits);
+      return logits;
+    }
+    const D = model.config.hidden_size;
+    const hidden = model.hidden(
+      this.ctx,
+      { ids: this.ids, pos: this.pos, B, T },
+      { cache: this.cache as KvCache<FloatArray>, keyStart: this.keyStart },
+    );
+    const last = this.ctx.tensor([B, D], false);
+    for (let b = 0; b < B; b++) last.data.set(hidden.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
+    return model.logits(this.ctx, last);
   }
 
   private accept(b: number, id: number): void {

@@ -1,4 +1,12 @@
-import type { AttentionDims, FloatArray, Kernels } from '../engine/kernels.js';
+import {
+  FEW_ROWS,
+  type AttentionDims,
+  type DecodeLinear,
+  type DecodePlan,
+  type DecodeWeight,
+  type FloatArray,
+  type Kernels,
+} from '../engine/kernels.js';
 import {
   add,
   addRmsnorm,
@@ -49,8 +57,9 @@ export interface ForwardOptions {
 }
 
 /**
- * Keys and values of past positions, per layer [B, capacity, KVH, headDim] (post-RoPE keys),
- * allocated once per generation call.
+ * Keys and values of past positions, per layer [B, KVH, capacity, headDim] (post-RoPE keys):
+ * each head's keys one contiguous stretch, which a decoding step reads as one stream
+ * (AttentionDims.kvHeadMajor). Allocated once per generation call.
  */
 export class KvCache<F extends FloatArray> {
   readonly k: F[] = [];
@@ -58,7 +67,7 @@ export class KvCache<F extends FloatArray> {
   length = 0;
 
   constructor(
-    kern: Kernels<F>,
+    private readonly kern: Kernels<F>,
     readonly config: ModelConfig,
     readonly B: number,
     readonly capacity: number,
@@ -70,20 +79,30 @@ export class KvCache<F extends FloatArray> {
     }
   }
 
-  private get rowWidth(): number {
-    return kvWidth(this.config);
-  }
-
-  /** Copies T new positions of each row into the cache after the current length. */
-  write(layer: number, k: FloatArray, v: FloatArray, T: number): void {
+  /** Copies T new positions of each row (k, v [B, T, KVH, headDim]) into the cache after the current length. */
+  write(layer: number, k: F, v: F, T: number): void {
     if (this.length + T > this.capacity)
       throw new RangeError(`KV cache full: ${this.length} + ${T} positions exceed its capacity ${this.capacity}`);
-    const w = this.rowWidth;
-    for (let b = 0; b < this.B; b++) {
-      const dst = (b * this.capacity + this.length) * w;
-      this.k[layer].set(k.subarray(b * T * w, (b + 1) * T * w), dst);
-      this.v[layer].set(v.subarray(b * T * w, (b + 1) * T * w), dst);
-    }
+    const KVH = this.config.num_key_value_heads,
+      hd = this.config.head_dim,
+      w = KVH * hd;
+    // a head's new positions are one column stretch of each row's [T, KVH * hd] block
+    for (let b = 0; b < this.B; b++)
+      for (let h = 0; h < KVH; h++) {
+        const dst = ((b * KVH + h) * this.capacity + this.length) * hd;
+        for (const [cache, src] of [
+          [this.k[layer], k],
+          [this.v[layer], v],
+        ])
+          this.kern.sliceColumnsForward(
+            cache.subarray(dst, dst + T * hd) as F,
+            src.subarray(b * T * w, (b + 1) * T * w) as F,
+            T,
+            w,
+            h * hd,
+            hd,
+          );
+      }
   }
 }
 
@@ -246,6 +265,17 @@ export class Llama<F extends FloatArray = FloatArray> {
     return new Llama(c, params);
   }
 
+  /** RoPE frequencies for a batch at these positions (dynamic NTK scales with the longest). */
+  private ropeFor(pos: Int32Array): RopeFrequencies {
+    return (
+      this.fixedRope ??
+      ropeFrequencies(
+        this.config,
+        pos.reduce((m, p) => Math.max(m, p + 1), 0),
+      )
+    );
+  }
+
   private w(name: string): Tensor<F> {
     return this.params.get(name);
   }
@@ -315,12 +345,13 @@ export class Llama<F extends FloatArray = FloatArray> {
       KVH: c.num_key_value_heads,
       headDim: hd,
       scale: 1 / Math.sqrt(hd),
+      kvHeadMajor: !!cache,
     };
     const h = rmsnorm(ctx, x, this.w(`${p}input_layernorm.weight`), c.rms_norm_eps);
     let [q, k, v] = this.qkv(ctx, h, p, batch.pos, freqs);
     if (cache) {
       cache.write(l, k.data, v.data, batch.T);
-      const shape = [batch.B, cache.capacity, dims.KVH, hd];
+      const shape = [batch.B, dims.KVH, cache.capacity, hd];
       k = new Tensor(cache.k[l], shape);
       v = new Tensor(cache.v[l], shape);
     }
@@ -342,12 +373,7 @@ export class Llama<F extends FloatArray = FloatArray> {
       throw new RangeError(`batch of ${batch.ids.length} ids / ${batch.pos.length} positions is not B*T = ${batch.B}x${batch.T}`);
     }
     if (opts.cache && opts.recompute) throw new Error('recompute is for training; a KV cache is for generation');
-    const freqs =
-      this.fixedRope ??
-      ropeFrequencies(
-        c,
-        batch.pos.reduce((m, p) => Math.max(m, p + 1), 0),
-      );
+    const freqs = this.ropeFor(batch.pos);
     let x = embedding(ctx, this.params.weight('model.embed_tokens.weight'), batch.ids);
     // without a tape nothing needs a block's intermediates once it is done: its output goes to
     // one of two buffers and the rest is released, so scoring 1,024 positions of a 7B model
@@ -366,6 +392,67 @@ export class Llama<F extends FloatArray = FloatArray> {
     }
     if (opts.cache) opts.cache.length += batch.T;
     return rmsnorm(ctx, x, this.w('model.norm.weight'), c.rms_norm_eps);
+  }
+
+  /**
+   * The weights and caches of a decoding step for the native one-call step (Kernels.decodeStep),
+   * with the same projections packed as qkv() and mlp() pack them; null where the step runs op
+   * by op: kernels without it, a hook (LoRA) on the projections, NormHead, or more rows than
+   * one decoding product takes.
+   */
+  decodePlan(cache: KvCache<F>): DecodePlan<F> | null {
+    const c = this.config;
+    if (!this.k.decodeStep || this.hook || c.norm_head || cache.B > FEW_ROWS) return null;
+    const weight = (W: Weight<F>): DecodeWeight<F> => ({
+      dtype: W instanceof FrozenWeight ? W.dtype : 'f32',
+      data: W instanceof FrozenWeight ? W.bytes : W.data,
+      rows: W.shape[0],
+      cols: W.shape[1],
+    });
+    const bias = (module: string) => (this.params.has(`${module}.bias`) ? this.w(`${module}.bias`).data : null);
+    const lin = (module: string): DecodeLinear<F> => ({ weight: weight(this.params.weight(`${module}.weight`)), bias: bias(module) });
+    const packedOr = (p: string, modules: string[]): DecodeLinear<F>[] => {
+      const stacked = this.stackedWeight(p, modules);
+      return stacked ? [{ weight: weight(stacked), bias: null }] : modules.map((m) => lin(p + m));
+    };
+    return {
+      B: cache.B,
+      D: c.hidden_size,
+      H: c.num_attention_heads,
+      KVH: c.num_key_value_heads,
+      headDim: c.head_dim,
+      F: c.intermediate_size,
+      kvCap: cache.capacity,
+      eps: c.rms_norm_eps,
+      embed: weight(this.params.weight('model.embed_tokens.weight')),
+      head: weight(this.outputWeight()),
+      finalNorm: this.w('model.norm.weight').data,
+      layers: Array.from({ length: c.num_hidden_layers }, (_, l) => {
+        const p = `model.layers.${l}.`;
+        return {
+          inputNorm: this.w(`${p}input_layernorm.weight`).data,
+          postNorm: this.w(`${p}post_attention_layernorm.weight`).data,
+          qNorm: c.qk_norm ? this.w(`${p}self_attn.q_norm.weight`).data : null,
+          kNorm: c.qk_norm ? this.w(`${p}self_attn.k_norm.weight`).data : null,
+          qkv: c.fused_qkv ? [lin(`${p}self_attn.W_pack`)] : packedOr(p, ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj']),
+          o: lin(`${p}self_attn.o_proj`),
+          gateUp: packedOr(p, ['mlp.gate_proj', 'mlp.up_proj']),
+          down: lin(`${p}mlp.down_proj`),
+          kCache: cache.k[l],
+          vCache: cache.v[l],
+        };
+      }),
+    };
+  }
+
+  /**
+   * One decoding step through a plan: the logits [B, V] of one new token per row (ids, pos [B])
+   * written to `logits`, the cache one position longer.
+   */
+  decodeStep(plan: DecodePlan<F>, ids: Int32Array, pos: Int32Array, keyStart: Int32Array | null, cache: KvCache<F>, logits: F): void {
+    const f = this.ropeFor(pos);
+    this.k.decodeStep!(plan, ids, pos, keyStart, cache.length, f.invFreq, f.scale, logits);
+    cache.length += 1;
   }
 
   /** The output projection as stored: lm_head, or the embedding when tied. */
