@@ -12,7 +12,7 @@ import { referenceKernels as rk } from '../src/engine/reference.js';
 import { Rng } from '../src/engine/rng.js';
 import { Context } from '../src/engine/tensor.js';
 import { parseModelConfig, type ModelConfig } from '../src/model/config.js';
-import { generate } from '../src/model/generate.js';
+import { Decoder, generate } from '../src/model/generate.js';
 import { KvCache, Llama } from '../src/model/llama.js';
 import { LoraAdapter } from '../src/model/lora.js';
 import { assertClose } from './helpers.js';
@@ -144,6 +144,33 @@ test('generate: the same greedy tokens with the one-call step as op by op (a LoR
     generate(model, prompts, { maxNewTokens: 12 }).map((g) => g[0].ids),
     fused.map((g) => g[0].ids),
   );
+});
+
+test("generate: a decoder takes a finished one's KV storage and decodes as with fresh storage", () => {
+  const c = families['qwen3 (q/k norms, head_dim 32)'];
+  const model = randomised(Llama.random(nk, c, 6, false)),
+    twin = randomised(Llama.random(nk, c, 6, false)); // the same weights, no spare storage
+  generate(
+    model,
+    [
+      [1, 2, 3, 4, 5, 6, 7, 8, 9],
+      [10, 11],
+    ],
+    { maxNewTokens: 12 },
+  ); // leaves storage full of its keys
+  const d = new Decoder(model, [[3, 4, 5], [6]], { maxNewTokens: 8 });
+  const reused = d.cache.storage.k[0];
+  while (!d.done()) d.step();
+  d.release();
+  assert.deepEqual(
+    d.results().map((g) => g[0].ids),
+    generate(twin, [[3, 4, 5], [6]], { maxNewTokens: 8 }).map((g) => g[0].ids),
+  );
+  const again = new Decoder(model, [[1]], { maxNewTokens: 2 });
+  assert.equal(again.cache.storage.k[0], reused, 'released storage is taken again');
+  again.release();
+  // a cache larger than the storage (2 rows x 21 positions) gets new arrays
+  assert.notEqual(new Decoder(model, [[1]], { maxNewTokens: 60 }).cache.storage.k[0], reused);
 });
 
 test('decodeStep: a plan that does not fit the model is refused, naming the field', () => {

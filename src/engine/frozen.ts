@@ -9,7 +9,6 @@
  */
 import { dequantizeQ8_0, quantizeQ8_0, Q8_0_BLOCK } from '../io/gguf.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16, f32Bits } from '../io/half.js';
-import { FEW_ROWS } from './kernels.js';
 
 export type FrozenDtype = 'bf16' | 'f16' | 'q8_0';
 /** How a stage keeps its frozen base weights: f32 (dense parameters) or one of the frozen dtypes. */
@@ -68,6 +67,13 @@ export function encodeFrozen(dtype: FrozenDtype, values: Float32Array, shape: re
   else (dtype === 'bf16' ? encodeBf16 : encodeF16)(f32Bits(values), new Uint16Array(bytes.buffer));
   return new FrozenWeight(dtype, shape, bytes);
 }
+
+/**
+ * Products of at most this many rows (decoding, one row per sequence) stream their weight once
+ * without packing: the native kernels' GEMM_FEW_ROWS. A decoding step runs in one call
+ * (Kernels.decodeStep) for at most this many sequences.
+ */
+export const FEW_ROWS = 8;
 
 /**
  * Decoding over a q8_0 weight (y = x W^T with at most this many rows of x) multiplies x's rows

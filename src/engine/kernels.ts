@@ -17,13 +17,6 @@ import type { BaseDtype, FrozenWeight } from './frozen.js';
 
 export type FloatArray = Float32Array | Float64Array;
 
-/**
- * Products of at most this many rows (decoding, one row per sequence) stream their weight once
- * without packing; the native kernels' GEMM_FEW_ROWS. A decoding step runs in one call
- * (decodeStep) for at most this many sequences.
- */
-export const FEW_ROWS = 8;
-
 export interface Kernels<F extends FloatArray = FloatArray> {
   readonly name: string;
   alloc(n: number): F;

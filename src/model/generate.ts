@@ -3,7 +3,7 @@ import { Rng } from '../engine/rng.js';
 import { Context } from '../engine/tensor.js';
 import { Workspace } from '../engine/workspace.js';
 import { contextLength } from './config.js';
-import { KvCache, Llama } from './llama.js';
+import { KvCache, Llama, type KvStorage } from './llama.js';
 
 export interface SamplingOptions {
   /** 0 (default) = greedy. */
@@ -51,6 +51,15 @@ function stepWorkspace<F extends FloatArray>(model: Llama<F>): Workspace<F> {
 }
 
 /**
+ * KV cache storage of finished decoders, per model, for the next ones: fresh memory costs its
+ * first touch (page faults), a quarter of a 128-token prefill here, and a server or a sampling
+ * loop decodes again and again. At most SPARE_KV_CACHES are kept; concurrent decoders each hold
+ * their own.
+ */
+const spareKv = new WeakMap<object, KvStorage<FloatArray>[]>();
+const SPARE_KV_CACHES = 2;
+
+/**
  * Batched sampling with a KV cache. All prompts x n samples run as one batch: prompts are
  * left-padded to a common length (masked by keyStart, positions counted from each row's first
  * real token), then one token per row per step. `step()` advances one token, so a server can
@@ -60,7 +69,8 @@ export class Decoder<F extends FloatArray> {
   private readonly n: number;
   private readonly B: number;
   private readonly keyStart: Int32Array;
-  private readonly cache: KvCache<F>;
+  /** Keys and values so far; its storage goes back to the model's spare ones on release(). */
+  readonly cache: KvCache<F>;
   /** Decoding steps (after the prefill) in one native call, when the model allows (Llama.decodePlan). */
   private readonly plan: DecodePlan<F> | null;
   private readonly ctx: Context<F>;
@@ -92,7 +102,8 @@ export class Decoder<F extends FloatArray> {
     const rows = prompts.flatMap((p) => Array.from({ length: this.n }, () => p));
     this.B = rows.length;
     this.keyStart = Int32Array.from(rows, (p) => P - p.length);
-    this.cache = new KvCache(model.k, c, this.B, P + opts.maxNewTokens);
+    const spare = spareKv.get(model) ?? [];
+    this.cache = new KvCache(model.k, c, this.B, P + opts.maxNewTokens, (spare.pop() as KvStorage<F> | undefined) ?? null);
     this.plan = model.decodePlan(this.cache);
     this.ctx = new Context(model.k, stepWorkspace(model), false);
     this.rng = new Rng(opts.seed ?? 0);
@@ -117,6 +128,13 @@ export class Decoder<F extends FloatArray> {
   /** Ends the rows still running (finish reason stays 'length'). */
   abort(): void {
     this.active.clear();
+  }
+
+  /** Hands the KV cache's memory to the model's next decoder; this one must not step again. */
+  release(): void {
+    const spare = spareKv.get(this.model) ?? [];
+    if (spare.length < SPARE_KV_CACHES && !spare.includes(this.cache.storage)) spare.push(this.cache.storage);
+    spareKv.set(this.model, spare);
   }
 
   /** One forward pass and one new token for every active row. */
@@ -201,8 +219,12 @@ export class Decoder<F extends FloatArray> {
 
 export function generate<F extends FloatArray>(model: Llama<F>, prompts: number[][], opts: GenerateOptions): Generation[][] {
   const d = new Decoder(model, prompts, opts);
-  while (!d.done()) d.step();
-  return d.results();
+  try {
+    while (!d.done()) d.step();
+    return d.results();
+  } finally {
+    d.release();
+  }
 }
 
 /** As generate, yielding to the event loop after every token; `signal` ends it early. */
@@ -212,15 +234,19 @@ export async function generateAsync<F extends FloatArray>(
   opts: GenerateOptions & { signal?: AbortSignal },
 ): Promise<Generation[][]> {
   const d = new Decoder(model, prompts, opts);
-  while (!d.done()) {
-    if (opts.signal?.aborted) {
-      d.abort();
-      break;
+  try {
+    while (!d.done()) {
+      if (opts.signal?.aborted) {
+        d.abort();
+        break;
+      }
+      d.step();
+      await new Promise((r) => setImmediate(r));
     }
-    d.step();
-    await new Promise((r) => setImmediate(r));
+    return d.results();
+  } finally {
+    d.release();
   }
-  return d.results();
 }
 
 /** Picks the next token from one row of logits (modified in place). */

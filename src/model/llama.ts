@@ -1,12 +1,4 @@
-import {
-  FEW_ROWS,
-  type AttentionDims,
-  type DecodeLinear,
-  type DecodePlan,
-  type DecodeWeight,
-  type FloatArray,
-  type Kernels,
-} from '../engine/kernels.js';
+import type { AttentionDims, DecodeLinear, DecodePlan, DecodeWeight, FloatArray, Kernels } from '../engine/kernels.js';
 import {
   add,
   addRmsnorm,
@@ -25,7 +17,7 @@ import {
   type RopeFrequencies,
   type Weight,
 } from '../engine/ops.js';
-import { FrozenWeight, weightBytes, type BaseDtype } from '../engine/frozen.js';
+import { FEW_ROWS, FrozenWeight, weightBytes, type BaseDtype } from '../engine/frozen.js';
 import { convertWeight } from '../engine/native.js';
 import { linearLogprobs, type LogitsBlock } from '../engine/linear-logprobs.js';
 import { ParamStore, type ParamSpec } from '../engine/params.js';
@@ -56,27 +48,40 @@ export interface ForwardOptions {
   logitsBlock?: LogitsBlock;
 }
 
+/** Per layer, the keys' and the values' arrays of a KvCache. */
+export interface KvStorage<F extends FloatArray> {
+  k: F[];
+  v: F[];
+}
+
 /**
  * Keys and values of past positions, per layer [B, KVH, capacity, headDim] (post-RoPE keys):
  * each head's keys one contiguous stretch, which a decoding step reads as one stream
  * (AttentionDims.kvHeadMajor). Allocated once per generation call.
  */
 export class KvCache<F extends FloatArray> {
-  readonly k: F[] = [];
-  readonly v: F[] = [];
+  readonly k: F[];
+  readonly v: F[];
+  /** The arrays the layers' caches view (their start): given storage, or new. */
+  readonly storage: KvStorage<F>;
   length = 0;
 
+  /** storage: another cache's (of the same model), used when every array of it is large enough. */
   constructor(
     private readonly kern: Kernels<F>,
     readonly config: ModelConfig,
     readonly B: number,
     readonly capacity: number,
+    storage: KvStorage<F> | null = null,
   ) {
-    const n = B * capacity * kvWidth(config);
-    for (let l = 0; l < config.num_hidden_layers; l++) {
-      this.k.push(kern.alloc(n));
-      this.v.push(kern.alloc(n));
-    }
+    const n = B * capacity * kvWidth(config),
+      L = config.num_hidden_layers;
+    const fits = storage && storage.k.length === L && [...storage.k, ...storage.v].every((a) => a.length >= n);
+    this.storage = fits
+      ? storage
+      : { k: Array.from({ length: L }, () => kern.alloc(n)), v: Array.from({ length: L }, () => kern.alloc(n)) };
+    this.k = this.storage.k.map((a) => a.subarray(0, n) as F);
+    this.v = this.storage.v.map((a) => a.subarray(0, n) as F);
   }
 
   /** Copies T new positions of each row (k, v [B, T, KVH, headDim]) into the cache after the current length. */
