@@ -234,16 +234,21 @@ Napi::Value GemmMeasure(const Napi::CallbackInfo& info) {
 
 // ---- frozen weights: (dtype name, bytes, rows, cols) read as a WeightMatrix
 
-// The weight matrix of arguments i (dtype: "f32" | "bf16" | "f16" | "q8_0") and i + 1 (its
-// bytes), rows x cols; the byte length must match exactly.
+// The dtype a name ("f32" | "bf16" | "f16" | "q8_0") gives; `what` names the argument in the error.
+WeightDtype dtypeArg(const Args& a, const Napi::Value& v, const std::string& what) {
+  const std::string name = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (name == "f32") return WeightDtype::F32;
+  if (name == "bf16") return WeightDtype::BF16;
+  if (name == "f16") return WeightDtype::F16;
+  if (name == "q8_0") return WeightDtype::Q8_0;
+  a.fail(true, what + " must be \"f32\", \"bf16\", \"f16\" or \"q8_0\", got " + describe(v));
+}
+
+// The weight matrix of arguments i (its dtype's name) and i + 1 (its bytes), rows x cols; the
+// byte length must match exactly.
 WeightMatrix weightArg(const Args& a, const Napi::CallbackInfo& info, size_t i, i64 rows, i64 cols) {
   const std::string name = info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
-  WeightDtype dtype;
-  if (name == "f32") dtype = WeightDtype::F32;
-  else if (name == "bf16") dtype = WeightDtype::BF16;
-  else if (name == "f16") dtype = WeightDtype::F16;
-  else if (name == "q8_0") dtype = WeightDtype::Q8_0;
-  else a.fail(true, "dtype must be \"f32\", \"bf16\", \"f16\" or \"q8_0\", got " + describe(info[i]));
+  const WeightDtype dtype = dtypeArg(a, info[i], "dtype");
   const auto bytes = a.bytes(i + 1, "bytes");
   const i64 want = weightBytes(dtype, rows, cols);
   if (want < 0) a.fail(true, "a q8_0 matrix needs a multiple of 32 columns, got " + std::to_string(cols));
@@ -798,11 +803,7 @@ class PlanReader {
     const Napi::Object o = object(parent.Get(key).As<Napi::Object>(), name);
     const Napi::Value dv = o.Get("dtype");
     const std::string dtype = dv.IsString() ? dv.As<Napi::String>().Utf8Value() : "";
-    WeightMatrix W{WeightDtype::F32, nullptr, size(o, name, "rows", 1), size(o, name, "cols", 1)};
-    if (dtype == "bf16") W.dtype = WeightDtype::BF16;
-    else if (dtype == "f16") W.dtype = WeightDtype::F16;
-    else if (dtype == "q8_0") W.dtype = WeightDtype::Q8_0;
-    else if (dtype != "f32") a_.fail(true, name + ".dtype must be \"f32\", \"bf16\", \"f16\" or \"q8_0\", got " + describe(dv));
+    WeightMatrix W{dtypeArg(a_, dv, name + ".dtype"), nullptr, size(o, name, "rows", 1), size(o, name, "cols", 1)};
     if ((rows >= 0 && W.rows != rows) || W.cols != cols)
       a_.fail(true, name + " is [" + std::to_string(W.rows) + ", " + std::to_string(W.cols) + "], expected [" +
                         (rows >= 0 ? std::to_string(rows) : std::string("rows")) + ", " + std::to_string(cols) + "]");

@@ -191,4 +191,12 @@ test('decodeStep: a plan that does not fit the model is refused, naming the fiel
     () => model.decodeStep(plan, new Int32Array([60]), new Int32Array([0]), null, cache, logits),
     /ids\[0\] = 60 is out of range/,
   );
+  const badDtype = {
+    ...plan,
+    layers: [{ ...plan.layers[0], o: { ...plan.layers[0].o, weight: { ...plan.layers[0].o.weight, dtype: 'int4' } } }, plan.layers[1]],
+  };
+  assert.throws(
+    () => model.decodeStep(badDtype as unknown as typeof plan, new Int32Array([1]), new Int32Array([0]), null, cache, logits),
+    /decodeStep: plan\.layers\[0\]\.o\.weight\.dtype must be "f32", "bf16", "f16" or "q8_0", got string/,
+  );
 });

@@ -57,7 +57,8 @@ export interface KvStorage<F extends FloatArray> {
 /**
  * Keys and values of past positions, per layer [B, KVH, capacity, headDim] (post-RoPE keys):
  * each head's keys one contiguous stretch, which a decoding step reads as one stream
- * (AttentionDims.kvHeadMajor). Allocated once per generation call.
+ * (AttentionDims.kvHeadMajor). Allocated once per generation call, or viewing a finished
+ * one's storage (Decoder.release).
  */
 export class KvCache<F extends FloatArray> {
   readonly k: F[];
